@@ -1,0 +1,176 @@
+//! Error bounds: what the user asks for (`--error` specs) and what each variable is held to.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::header::{DatasetInfo, Stats};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoundMode {
+    Lossless,
+    Abs,
+    Rel,
+    /// Pure autoencoder output with no residual (Baler's behaviour); reserved for the model stage.
+    None,
+}
+
+/// A variable's bound as stored in the header: the mode and value the user gave, and the
+/// resolved absolute tolerance every element is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBound {
+    pub mode: BoundMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abs: Option<f64>,
+}
+
+impl ErrorBound {
+    pub const LOSSLESS: ErrorBound = ErrorBound { mode: BoundMode::Lossless, value: None, abs: None };
+
+    /// The absolute tolerance the codec quantises to, or None to code losslessly.
+    pub fn tolerance(&self) -> Option<f64> {
+        match self.mode {
+            BoundMode::Abs | BoundMode::Rel => self.abs.filter(|&a| a > 0.0 && a.is_finite()),
+            BoundMode::Lossless | BoundMode::None => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.mode, self.value) {
+            (BoundMode::Abs, Some(v)) => format!("abs={v:.3e}"),
+            (BoundMode::Rel, Some(v)) => format!("rel={v:.0e} (abs={:.3e})", self.abs.unwrap_or(0.0)),
+            (BoundMode::None, _) => "none".into(),
+            _ => "lossless".into(),
+        }
+    }
+}
+
+/// What the user asked for, before it is resolved against a variable's range.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    Lossless,
+    Abs(f64),
+    Rel(f64),
+}
+
+/// One `--error` argument: `rel=1e-3`, `abs=0.5`, `lossless`, or `VARIABLE:rel=1e-4`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorSpec {
+    pub variable: Option<String>,
+    pub bound: Bound,
+}
+
+impl std::str::FromStr for ErrorSpec {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        let bad = |what: &str| Error::ErrorSpec { spec: spec.to_string(), what: what.to_string() };
+        // The bound never contains ':', so the last ':' separates a variable name that may.
+        let (variable, bound) = match spec.rsplit_once(':') {
+            Some((v, b)) if !v.is_empty() => (Some(v.to_string()), b),
+            Some(_) => return Err(bad("empty variable name before ':'")),
+            None => (None, spec),
+        };
+        let bound = bound.trim();
+        let bound = if bound == "lossless" {
+            Bound::Lossless
+        } else {
+            let (mode, value) = bound
+                .split_once('=')
+                .ok_or_else(|| bad("expected rel=E, abs=E or lossless, optionally after VARIABLE:"))?;
+            let value: f64 =
+                value.trim().parse().map_err(|_| bad(&format!("'{}' is not a number", value.trim())))?;
+            if !(value.is_finite() && value > 0.0) {
+                return Err(bad("the tolerance must be a finite number > 0"));
+            }
+            match mode.trim() {
+                "rel" => Bound::Rel(value),
+                "abs" => Bound::Abs(value),
+                other => return Err(bad(&format!("unknown mode '{other}' (use rel, abs or lossless)"))),
+            }
+        };
+        Ok(ErrorSpec { variable, bound })
+    }
+}
+
+/// For each dataset and variable, the bound the specs ask for: the last spec that names the
+/// variable wins, then the last global spec (except on dimension scales), then lossless. A spec
+/// naming no variable is an error.
+pub fn assign(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<Vec<Bound>>> {
+    for spec in specs {
+        if let Some(name) = &spec.variable {
+            if !datasets.iter().any(|d| d.variables.iter().any(|v| matches(name, d, v))) {
+                let known: Vec<&str> =
+                    datasets.iter().flat_map(|d| d.variables.iter().map(|v| v.name.as_str())).collect();
+                return Err(Error::Usage(format!(
+                    "--error {name}:...: no variable or dataset named '{name}' (variables: {})",
+                    abbreviate(&known)
+                )));
+            }
+        }
+    }
+    let global = specs.iter().rev().find(|s| s.variable.is_none()).map(|s| s.bound);
+    Ok(datasets
+        .iter()
+        .map(|d| {
+            d.variables
+                .iter()
+                .map(|v| {
+                    specs
+                        .iter()
+                        .rev()
+                        .find(|s| s.variable.as_deref().is_some_and(|n| matches(n, d, v)))
+                        .map(|s| s.bound)
+                        .or(if d.is_dimension_scale() { None } else { global })
+                        .unwrap_or(Bound::Lossless)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+fn matches(name: &str, d: &DatasetInfo, v: &crate::header::VariableInfo) -> bool {
+    name == v.name || name == d.name() || name == d.path || v.field.as_deref() == Some(name)
+}
+
+fn abbreviate(names: &[&str]) -> String {
+    if names.len() <= 12 {
+        names.join(", ")
+    } else {
+        format!("{}, ... and {} more", names[..12].join(", "), names.len() - 12)
+    }
+}
+
+/// Resolves a requested bound against the variable's dtype and value range.
+pub fn resolve(bound: Bound, is_float: bool, stats: &Stats) -> ErrorBound {
+    if !is_float {
+        return ErrorBound::LOSSLESS;
+    }
+    match bound {
+        Bound::Lossless => ErrorBound::LOSSLESS,
+        Bound::Abs(e) => ErrorBound { mode: BoundMode::Abs, value: Some(e), abs: Some(e) },
+        Bound::Rel(e) => ErrorBound { mode: BoundMode::Rel, value: Some(e), abs: Some(e * stats.range()) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        let s: ErrorSpec = "rel=1e-3".parse().unwrap();
+        assert_eq!(s, ErrorSpec { variable: None, bound: Bound::Rel(1e-3) });
+        let s: ErrorSpec = "jet.pt:abs=0.5".parse().unwrap();
+        assert_eq!(s, ErrorSpec { variable: Some("jet.pt".into()), bound: Bound::Abs(0.5) });
+        let s: ErrorSpec = "x:lossless".parse().unwrap();
+        assert_eq!(s.bound, Bound::Lossless);
+        for bad in ["rel=abc", "foo=1", "rel=-1", "rel=0", "rel=inf", "", ":rel=1", "rel"] {
+            let e = bad.parse::<ErrorSpec>().unwrap_err().to_string();
+            assert!(e.contains("bad error spec"), "{bad}: {e}");
+        }
+    }
+}

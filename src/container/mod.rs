@@ -1,0 +1,31 @@
+//! The `.baler` container (schemas/baler-format.md): a streaming writer and a random-access
+//! reader. It moves opaque chunk bytes; the codec gives them meaning.
+
+mod reader;
+mod writer;
+
+pub use reader::ArchiveReader;
+pub use writer::ArchiveWriter;
+
+pub const MAGIC: [u8; 8] = *b"\x89BALER\r\n";
+pub const END_MAGIC: [u8; 8] = *b"BALEREND";
+pub const PREAMBLE_LEN: u64 = 24;
+pub const TRAILER_LEN: u64 = 28;
+pub const INDEX_ENTRY_LEN: u64 = 40;
+
+/// One footer index entry: where a chunk is and what it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkEntry {
+    pub offset: u64,
+    pub length: u64,
+    pub dataset: u32,
+    pub crc: u32,
+    pub row_start: u64,
+    pub rows: u64,
+}
+
+impl ChunkEntry {
+    pub fn place(&self) -> crate::codec::ChunkPlace {
+        crate::codec::ChunkPlace { dataset: self.dataset, row_start: self.row_start, rows: self.rows }
+    }
+}

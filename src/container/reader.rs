@@ -1,0 +1,183 @@
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::{ChunkEntry, END_MAGIC, INDEX_ENTRY_LEN, MAGIC, PREAMBLE_LEN, TRAILER_LEN};
+use crate::error::{Error, Result};
+use crate::header::{Header, FORMAT_NAME, FORMAT_VERSION};
+use crate::wire::Cursor;
+
+/// An open `.baler` file whose structure has been checked end to end (see the format spec);
+/// chunks are read on demand, from any thread.
+pub struct ArchiveReader {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    index: Vec<ChunkEntry>,
+    size: u64,
+}
+
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl ArchiveReader {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let corrupt = |what: String| Error::corrupt(path, what);
+        let read = |off: u64, len: u64| -> Result<Vec<u8>> {
+            let mut buf = vec![0u8; len as usize];
+            read_at(&file, &mut buf, off).map_err(|e| Error::io(path, e))?;
+            Ok(buf)
+        };
+
+        if size < 8 || read(0, 8)? != MAGIC {
+            return Err(Error::NotBaler { path: path.into(), what: "no .baler magic at the start".into() });
+        }
+        if size < PREAMBLE_LEN + 4 + TRAILER_LEN {
+            return Err(corrupt(format!("only {size} bytes")));
+        }
+        let pre = read(0, PREAMBLE_LEN)?;
+        let mut c = Cursor::new(&pre[8..]);
+        let version = c.u32("version").unwrap();
+        let flags = c.u32("flags").unwrap();
+        let header_len = c.u64("header length").unwrap();
+        let chunks_start = PREAMBLE_LEN
+            .checked_add(header_len)
+            .and_then(|v| v.checked_add(4))
+            .filter(|&end| end <= size - TRAILER_LEN)
+            .ok_or_else(|| corrupt(format!("header length {header_len} runs past the end of the file")))?;
+        let mut head = read(0, chunks_start)?;
+        let crc = u32::from_le_bytes(head.split_off(head.len() - 4).try_into().unwrap());
+        if crc32fast::hash(&head) != crc {
+            return Err(corrupt("header checksum mismatch".into()));
+        }
+        // Only now, with the preamble checksummed, are version and flags trusted.
+        if version != FORMAT_VERSION {
+            return Err(Error::Unsupported {
+                path: path.into(),
+                what: format!("format version {version}; this balerfile reads version {FORMAT_VERSION}"),
+            });
+        }
+        if flags != 0 {
+            return Err(Error::Unsupported { path: path.into(), what: format!("unknown flags {flags:#x}") });
+        }
+        let header: Header = serde_json::from_slice(&head[PREAMBLE_LEN as usize..])
+            .map_err(|e| corrupt(format!("header is not a valid version-1 header: {e}")))?;
+        if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
+            return Err(corrupt(format!("header names format {} {}", header.format, header.format_version)));
+        }
+
+        let trailer = read(size - TRAILER_LEN, TRAILER_LEN)?;
+        if trailer[20..] != END_MAGIC {
+            return Err(corrupt("no end magic: the file is truncated or damaged at its end".into()));
+        }
+        let mut c = Cursor::new(&trailer);
+        let footer_offset = c.u64("footer offset").unwrap();
+        let footer_len = c.u64("footer length").unwrap();
+        let footer_crc = c.u32("footer crc").unwrap();
+        if footer_offset.checked_add(footer_len) != Some(size - TRAILER_LEN) || footer_offset < chunks_start {
+            return Err(corrupt(format!(
+                "footer at {footer_offset}+{footer_len} does not end where the trailer starts ({})",
+                size - TRAILER_LEN
+            )));
+        }
+        let footer = read(footer_offset, footer_len)?;
+        if crc32fast::hash(&footer) != footer_crc {
+            return Err(corrupt("footer checksum mismatch".into()));
+        }
+        let index = parse_index(&footer, chunks_start, footer_offset).map_err(corrupt)?;
+        check_rows(&header, &index).map_err(corrupt)?;
+        Ok(ArchiveReader { path: path.into(), file, header, index, size })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+    pub fn index(&self) -> &[ChunkEntry] {
+        &self.index
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The bytes of chunk `i`, checksum verified.
+    pub fn read_chunk(&self, i: usize) -> Result<Vec<u8>> {
+        let e = self.index[i];
+        let mut buf = vec![0u8; e.length as usize];
+        read_at(&self.file, &mut buf, e.offset).map_err(|err| Error::io(&self.path, err))?;
+        if crc32fast::hash(&buf) != e.crc {
+            return Err(Error::corrupt(&self.path, format!("chunk {i} checksum mismatch")));
+        }
+        Ok(buf)
+    }
+}
+
+fn parse_index(footer: &[u8], chunks_start: u64, footer_offset: u64) -> Result<Vec<ChunkEntry>, String> {
+    let mut c = Cursor::new(footer);
+    let n = c.u64("chunk count")?;
+    if Some(c.remaining() as u64) != n.checked_mul(INDEX_ENTRY_LEN) {
+        return Err(format!("footer holds {} bytes for {n} chunks", c.remaining()));
+    }
+    let mut index = Vec::with_capacity(n as usize);
+    let mut expect = chunks_start;
+    for i in 0..n {
+        let e = ChunkEntry {
+            offset: c.u64("offset")?,
+            length: c.u64("length")?,
+            dataset: c.u32("dataset")?,
+            crc: c.u32("crc")?,
+            row_start: c.u64("row start")?,
+            rows: c.u64("rows")?,
+        };
+        if e.offset != expect {
+            return Err(format!("chunk {i} at offset {} where {expect} was expected", e.offset));
+        }
+        expect = e.offset.checked_add(e.length).ok_or("chunk length overflows")?;
+        index.push(e);
+    }
+    if expect != footer_offset {
+        return Err(format!("chunks end at {expect}, the footer starts at {footer_offset}"));
+    }
+    Ok(index)
+}
+
+/// Each dataset's chunks must tile its rows in order: a dropped or duplicated chunk is damage.
+fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
+    let mut next_row = vec![0u64; header.datasets.len()];
+    for (i, e) in index.iter().enumerate() {
+        let d = e.dataset as usize;
+        let ds = header.datasets.get(d).ok_or_else(|| format!("chunk {i} names dataset {d} of {}", next_row.len()))?;
+        if ds.variables.is_empty() || ds.chunk_rows == 0 {
+            return Err(format!("dataset {} has no variables or chunk rows", ds.path));
+        }
+        if e.row_start != next_row[d] || e.rows == 0 {
+            return Err(format!("chunk {i} holds rows {}+{} of {}, expected row {}", e.row_start, e.rows, ds.path, next_row[d]));
+        }
+        next_row[d] = e.row_start.checked_add(e.rows).ok_or("row count overflows")?;
+    }
+    for (d, ds) in header.datasets.iter().enumerate() {
+        if next_row[d] != ds.rows() && ds.row_elems() != 0 {
+            return Err(format!("chunks hold {} of the {} rows of {}", next_row[d], ds.rows(), ds.path));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use super::{ChunkEntry, END_MAGIC, INDEX_ENTRY_LEN, MAGIC, PREAMBLE_LEN};
+use crate::atomic::AtomicOutput;
+use crate::error::{Error, Result};
+use crate::header::{Header, FORMAT_VERSION};
+
+/// Writes a `.baler` file chunk by chunk; memory holds only the index, never the chunks.
+pub struct ArchiveWriter {
+    out: BufWriter<File>,
+    output: AtomicOutput,
+    offset: u64,
+    index: Vec<ChunkEntry>,
+}
+
+impl ArchiveWriter {
+    pub fn create(path: &Path, header: &Header) -> Result<Self> {
+        let output = AtomicOutput::new(path)?;
+        let file = File::create(output.tmp_path()).map_err(|e| Error::io(path, e))?;
+        let mut w = ArchiveWriter { out: BufWriter::with_capacity(1 << 20, file), output, offset: 0, index: Vec::new() };
+        let json = serde_json::to_vec(header).expect("header serialises");
+        let mut pre = Vec::with_capacity(PREAMBLE_LEN as usize + json.len());
+        pre.extend_from_slice(&MAGIC);
+        pre.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        pre.extend_from_slice(&0u32.to_le_bytes());
+        pre.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        pre.extend_from_slice(&json);
+        let crc = crc32fast::hash(&pre);
+        w.put(&pre)?;
+        w.put(&crc.to_le_bytes())?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(|e| Error::io(self.output.dest(), e))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn write_chunk(&mut self, place: crate::codec::ChunkPlace, bytes: &[u8]) -> Result<()> {
+        self.index.push(ChunkEntry {
+            offset: self.offset,
+            length: bytes.len() as u64,
+            dataset: place.dataset,
+            crc: crc32fast::hash(bytes),
+            row_start: place.row_start,
+            rows: place.rows,
+        });
+        self.put(bytes)
+    }
+
+    /// Writes footer and trailer, syncs, and moves the file to its name. Returns its size.
+    pub fn finish(mut self) -> Result<u64> {
+        let footer_offset = self.offset;
+        let mut footer = Vec::with_capacity(8 + self.index.len() * INDEX_ENTRY_LEN as usize);
+        footer.extend_from_slice(&(self.index.len() as u64).to_le_bytes());
+        for e in &self.index {
+            footer.extend_from_slice(&e.offset.to_le_bytes());
+            footer.extend_from_slice(&e.length.to_le_bytes());
+            footer.extend_from_slice(&e.dataset.to_le_bytes());
+            footer.extend_from_slice(&e.crc.to_le_bytes());
+            footer.extend_from_slice(&e.row_start.to_le_bytes());
+            footer.extend_from_slice(&e.rows.to_le_bytes());
+        }
+        let mut trailer = Vec::with_capacity(28);
+        trailer.extend_from_slice(&footer_offset.to_le_bytes());
+        trailer.extend_from_slice(&(footer.len() as u64).to_le_bytes());
+        trailer.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
+        trailer.extend_from_slice(&END_MAGIC);
+        self.put(&footer)?;
+        self.put(&trailer)?;
+        let dest = self.output.dest().to_path_buf();
+        let file = self.out.into_inner().map_err(|e| Error::io(&dest, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&dest, e))?;
+        drop(file);
+        self.output.commit()?;
+        Ok(self.offset)
+    }
+}

@@ -1,0 +1,171 @@
+//! Element types balerfile codes, and conversions between their little-endian bytes and the
+//! wide types the codec computes in (f64 for floats, wrapping i64 for integers).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Bool,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    F32,
+    F64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ByteOrder {
+    #[default]
+    Le,
+    Be,
+}
+
+impl DType {
+    pub const ALL: [DType; 11] = [
+        DType::Bool,
+        DType::I8,
+        DType::I16,
+        DType::I32,
+        DType::I64,
+        DType::U8,
+        DType::U16,
+        DType::U32,
+        DType::U64,
+        DType::F32,
+        DType::F64,
+    ];
+
+    pub fn size(self) -> usize {
+        match self {
+            DType::Bool | DType::I8 | DType::U8 => 1,
+            DType::I16 | DType::U16 => 2,
+            DType::I32 | DType::U32 | DType::F32 => 4,
+            DType::I64 | DType::U64 | DType::F64 => 8,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    pub fn is_signed(self) -> bool {
+        matches!(self, DType::I8 | DType::I16 | DType::I32 | DType::I64)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::I8 => "i8",
+            DType::I16 => "i16",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+            DType::U8 => "u8",
+            DType::U16 => "u16",
+            DType::U32 => "u32",
+            DType::U64 => "u64",
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// The integer kind and size as numpy spells them ('f', 4), used by the .npy reader/writer.
+    pub fn numpy_kind(self) -> (char, usize) {
+        let k = match self {
+            DType::Bool => 'b',
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 => 'i',
+            DType::U8 | DType::U16 | DType::U32 | DType::U64 => 'u',
+            DType::F32 | DType::F64 => 'f',
+        };
+        (k, self.size())
+    }
+
+    pub fn from_numpy_kind(kind: char, size: usize) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.numpy_kind() == (kind, size))
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Floats of `bytes` (little-endian `dtype`, f32 or f64) widened exactly to f64.
+pub fn floats_to_f64(dtype: DType, bytes: &[u8]) -> Vec<f64> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        DType::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
+        _ => unreachable!("floats_to_f64 called on {dtype}"),
+    }
+}
+
+/// Rounds an f64 to `dtype` (f32 or f64) the way the decoder stores it, and widens it back, so
+/// the encoder can check the value the user will see.
+#[inline]
+pub fn round_to(dtype: DType, v: f64) -> f64 {
+    match dtype {
+        DType::F32 => v as f32 as f64,
+        _ => v,
+    }
+}
+
+pub fn push_float(dtype: DType, v: f64, out: &mut Vec<u8>) {
+    match dtype {
+        DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
+        _ => out.extend_from_slice(&v.to_le_bytes()),
+    }
+}
+
+/// Integers (and bools) of `bytes` as i64; unsigned 64-bit values wrap, which the lossless
+/// integer path undoes exactly.
+pub fn ints_to_i64(dtype: DType, bytes: &[u8]) -> Vec<i64> {
+    macro_rules! conv {
+        ($t:ty, $n:expr) => {
+            bytes.chunks_exact($n).map(|b| <$t>::from_le_bytes(b.try_into().unwrap()) as i64).collect()
+        };
+    }
+    match dtype {
+        DType::Bool | DType::U8 => bytes.iter().map(|&b| b as i64).collect(),
+        DType::I8 => bytes.iter().map(|&b| b as i8 as i64).collect(),
+        DType::I16 => conv!(i16, 2),
+        DType::U16 => conv!(u16, 2),
+        DType::I32 => conv!(i32, 4),
+        DType::U32 => conv!(u32, 4),
+        DType::I64 => conv!(i64, 8),
+        DType::U64 => conv!(u64, 8),
+        DType::F32 | DType::F64 => unreachable!("ints_to_i64 called on {dtype}"),
+    }
+}
+
+/// The inverse of [`ints_to_i64`]: truncates each value to the dtype's width.
+pub fn i64_to_ints(dtype: DType, values: &[i64]) -> Vec<u8> {
+    let size = dtype.size();
+    let mut out = Vec::with_capacity(values.len() * size);
+    for &v in values {
+        out.extend_from_slice(&v.to_le_bytes()[..size]);
+    }
+    out
+}
+
+/// Reverses the byte order of every element in place (big-endian sources).
+pub fn swap_bytes(size: usize, bytes: &mut [u8]) {
+    if size > 1 {
+        for e in bytes.chunks_exact_mut(size) {
+            e.reverse();
+        }
+    }
+}

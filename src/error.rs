@@ -1,0 +1,50 @@
+//! The library's error type. Every variant says which file (or object) and what is wrong, so the
+//! CLI can print it as one line.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// The file is not what it claims to be, or was damaged after it was written.
+    #[error("{path}: corrupt or truncated archive: {what}")]
+    Corrupt { path: PathBuf, what: String },
+
+    #[error("{path}: not a .baler archive ({what})")]
+    NotBaler { path: PathBuf, what: String },
+
+    #[error("{path}: {what}")]
+    Unsupported { path: PathBuf, what: String },
+
+    #[error("{path}: {what}")]
+    Input { path: PathBuf, what: String },
+
+    #[error("{path}: HDF5: {what}")]
+    Hdf5 { path: PathBuf, what: String },
+
+    #[error("bad error spec '{spec}': {what}")]
+    ErrorSpec { spec: String, what: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    /// A chunk failed to decode; the caller adds the file name.
+    #[error("{0}")]
+    Chunk(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Corrupt { path: path.into(), what: what.into() }
+    }
+    pub fn input(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Input { path: path.into(), what: what.into() }
+    }
+}

@@ -1,0 +1,231 @@
+//! The self-describing JSON header of a `.baler` file (schemas/baler-header.schema.json).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bound::ErrorBound;
+use crate::dtype::{ByteOrder, DType};
+
+pub const FORMAT_NAME: &str = "baler";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub format: String,
+    pub format_version: u32,
+    pub producer: Producer,
+    pub source: SourceInfo,
+    pub groups: Vec<GroupInfo>,
+    pub datasets: Vec<DatasetInfo>,
+    pub codec: CodecInfo,
+    /// The model reference of the model stage; `None` while the codec uses no model.
+    pub model: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Producer {
+    pub name: String,
+    pub version: String,
+}
+
+impl Producer {
+    pub fn this() -> Self {
+        Producer { name: "balerfile".into(), version: env!("CARGO_PKG_VERSION").into() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Hdf5,
+    Npy,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceInfo {
+    pub kind: SourceKind,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupInfo {
+    pub path: String,
+    pub attributes: Attributes,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// A plain N-D array: one variable.
+    Array,
+    /// A table: one variable per field, sharing rows.
+    Compound,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    pub path: String,
+    pub kind: DatasetKind,
+    pub shape: Vec<u64>,
+    pub chunk_rows: u64,
+    pub attributes: Attributes,
+    pub variables: Vec<VariableInfo>,
+}
+
+impl DatasetInfo {
+    /// Rows along axis 0 (a scalar dataset is one row).
+    pub fn rows(&self) -> u64 {
+        self.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Elements of one variable in one row.
+    pub fn row_elems(&self) -> u64 {
+        self.shape.iter().skip(1).product()
+    }
+
+    /// Bytes of one row over all variables, as the codec sees them.
+    pub fn row_bytes(&self) -> u64 {
+        self.row_elems() * self.variables.iter().map(|v| v.dtype.size() as u64).sum::<u64>()
+    }
+
+    /// The name a user gives on the command line: the path without its leading '/'.
+    pub fn name(&self) -> &str {
+        self.path.trim_start_matches('/')
+    }
+
+    /// An HDF5 dimension scale (a netCDF coordinate such as time or latitude): global error
+    /// specs leave it lossless, because a lossy grid misplaces every value on it.
+    pub fn is_dimension_scale(&self) -> bool {
+        self.attributes.get("CLASS").is_some_and(|a| a.value.as_str() == Some("DIMENSION_SCALE"))
+    }
+
+    pub fn raw_bytes(&self) -> u64 {
+        self.rows() * self.row_bytes()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VariableInfo {
+    pub name: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub dtype: DType,
+    pub byte_order: ByteOrder,
+    pub error: ErrorBound,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+/// Range of the finite values (what `rel` bounds are relative to) and how many were not finite.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub nonfinite: u64,
+}
+
+impl Stats {
+    pub fn update(&mut self, values: &[f64]) {
+        for &v in values {
+            if v.is_finite() {
+                self.min = Some(self.min.map_or(v, |m| m.min(v)));
+                self.max = Some(self.max.map_or(v, |m| m.max(v)));
+            } else {
+                self.nonfinite += 1;
+            }
+        }
+    }
+
+    pub fn range(&self) -> f64 {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CodecInfo {
+    pub pipeline: Vec<StageInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StageInfo {
+    pub stage: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+pub type Attributes = BTreeMap<String, Attribute>;
+
+/// An HDF5 attribute, kept so `unpack` can write it back with its type.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Attribute {
+    /// A [`DType`] name, or "string".
+    pub dtype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_order: Option<ByteOrder>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string: Option<StringType>,
+    pub shape: Vec<u64>,
+    /// A scalar for shape [], else a flat list in C order; non-finite floats as "nan"/"inf"/"-inf".
+    pub value: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StringType {
+    pub encoding: StringEncoding,
+    /// Fixed length in bytes, or None for variable-length strings.
+    pub fixed_size: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StringEncoding {
+    Ascii,
+    Utf8,
+}
+
+/// JSON for a float that JSON itself cannot hold.
+pub fn float_to_json(v: f64) -> serde_json::Value {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        serde_json::Number::from_f64(v).map(Into::into).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+pub fn float_from_json(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => match s.as_str() {
+            "nan" => Some(f64::NAN),
+            "inf" => Some(f64::INFINITY),
+            "-inf" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}

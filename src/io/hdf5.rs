@@ -1,0 +1,654 @@
+//! HDF5 files as sources and sinks. Navigation and attributes go through hdf5-metno; row-range
+//! reads and writes use raw calls with a packed little-endian memory type, so one call moves a
+//! whole chunk of every field of a compound (table) dataset. Every raw call runs under
+//! hdf5-metno's library lock, as its own calls do.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::ops::Range;
+use std::os::raw::{c_char, c_void};
+use std::path::{Path, PathBuf};
+
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5_sys::h5::{herr_t, hsize_t};
+use hdf5_sys::h5i::hid_t;
+use hdf5_sys::h5p::H5P_DEFAULT;
+use hdf5_sys::{h5a, h5d, h5s, h5t};
+
+use super::{SourceLayout, Sink, Source};
+use crate::atomic::AtomicOutput;
+use crate::bound::ErrorBound;
+use crate::dtype::{ByteOrder, DType};
+use crate::error::{Error, Result};
+use crate::header::{
+    float_from_json, float_to_json, Attribute, Attributes, DatasetInfo, DatasetKind, GroupInfo, Header, Skipped,
+    SourceKind, StringEncoding, StringType, VariableInfo,
+};
+
+/// An HDF5 identifier closed when dropped.
+struct Hid(hid_t, unsafe extern "C" fn(hid_t) -> herr_t);
+
+impl Hid {
+    fn new(id: hid_t, close: unsafe extern "C" fn(hid_t) -> herr_t, what: &str) -> Result<Self, String> {
+        if id < 0 {
+            Err(format!("HDF5 could not {what}"))
+        } else {
+            Ok(Hid(id, close))
+        }
+    }
+}
+
+impl Drop for Hid {
+    fn drop(&mut self) {
+        hdf5::sync::sync(|| unsafe { (self.1)(self.0) });
+    }
+}
+
+fn check(ret: herr_t, what: &str) -> Result<(), String> {
+    if ret < 0 {
+        Err(format!("HDF5 could not {what}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The HDF5 file type for a dtype in a byte order (bools are h5py's FALSE/TRUE enum).
+fn h5_type(dtype: DType, order: ByteOrder) -> Result<Hid, String> {
+    use hdf5::globals::*;
+    hdf5::sync::sync(|| unsafe {
+        if dtype == DType::Bool {
+            let t = Hid::new(h5t::H5Tenum_create(*H5T_STD_I8LE), h5t::H5Tclose, "create the bool enum")?;
+            for (name, v) in [(c"FALSE", 0i8), (c"TRUE", 1i8)] {
+                check(h5t::H5Tenum_insert(t.0, name.as_ptr(), (&v as *const i8).cast()), "build the bool enum")?;
+            }
+            return Ok(t);
+        }
+        let le = match dtype {
+            DType::I8 => *H5T_STD_I8LE,
+            DType::I16 => *H5T_STD_I16LE,
+            DType::I32 => *H5T_STD_I32LE,
+            DType::I64 => *H5T_STD_I64LE,
+            DType::U8 => *H5T_STD_U8LE,
+            DType::U16 => *H5T_STD_U16LE,
+            DType::U32 => *H5T_STD_U32LE,
+            DType::U64 => *H5T_STD_U64LE,
+            DType::F32 => *H5T_IEEE_F32LE,
+            DType::F64 => *H5T_IEEE_F64LE,
+            DType::Bool => unreachable!(),
+        };
+        let t = Hid::new(h5t::H5Tcopy(le), h5t::H5Tclose, "copy a type")?;
+        if order == ByteOrder::Be {
+            check(h5t::H5Tset_order(t.0, h5t::H5T_order_t::H5T_ORDER_BE), "set big-endian order")?;
+        }
+        Ok(t)
+    })
+}
+
+fn dtype_of(desc: &TypeDescriptor) -> Option<DType> {
+    Some(match desc {
+        TypeDescriptor::Boolean => DType::Bool,
+        TypeDescriptor::Integer(s) => match s {
+            IntSize::U1 => DType::I8,
+            IntSize::U2 => DType::I16,
+            IntSize::U4 => DType::I32,
+            IntSize::U8 => DType::I64,
+        },
+        TypeDescriptor::Unsigned(s) => match s {
+            IntSize::U1 => DType::U8,
+            IntSize::U2 => DType::U16,
+            IntSize::U4 => DType::U32,
+            IntSize::U8 => DType::U64,
+        },
+        TypeDescriptor::Float(FloatSize::U4) => DType::F32,
+        TypeDescriptor::Float(FloatSize::U8) => DType::F64,
+        _ => return None,
+    })
+}
+
+fn order_of(type_id: hid_t) -> ByteOrder {
+    match hdf5::sync::sync(|| unsafe { h5t::H5Tget_order(type_id) }) {
+        h5t::H5T_order_t::H5T_ORDER_BE => ByteOrder::Be,
+        _ => ByteOrder::Le,
+    }
+}
+
+/// A packed compound (or, for a plain array, the element type) laying out one element of every
+/// variable back to back: the memory type of row-range reads and writes.
+struct RowType {
+    mem: Hid,
+    sizes: Vec<usize>,
+    item: usize,
+}
+
+fn row_type(ds: &DatasetInfo, order_in_file: bool) -> Result<RowType, String> {
+    let sizes: Vec<usize> = ds.variables.iter().map(|v| v.dtype.size()).collect();
+    let item = sizes.iter().sum();
+    let order = |v: &VariableInfo| if order_in_file { v.byte_order } else { ByteOrder::Le };
+    if ds.kind == DatasetKind::Array {
+        let v = &ds.variables[0];
+        return Ok(RowType { mem: h5_type(v.dtype, order(v))?, sizes, item });
+    }
+    hdf5::sync::sync(|| unsafe {
+        let t = Hid::new(h5t::H5Tcreate(h5t::H5T_class_t::H5T_COMPOUND, item), h5t::H5Tclose, "create a compound type")?;
+        let mut off = 0;
+        for v in &ds.variables {
+            let field = v.field.as_deref().ok_or("compound variable without a field name")?;
+            let name = CString::new(field).map_err(|_| format!("field name {field:?} holds a NUL"))?;
+            let ft = h5_type(v.dtype, order(v))?;
+            check(h5t::H5Tinsert(t.0, name.as_ptr(), off, ft.0), &format!("add field {field}"))?;
+            off += v.dtype.size();
+        }
+        Ok(RowType { mem: t, sizes, item })
+    })
+}
+
+/// Selects rows `rows` of a dataset's file space; returns (file space, memory space).
+fn select_rows(dset: hid_t, shape: &[u64], rows: &Range<u64>) -> Result<(Hid, Hid), String> {
+    hdf5::sync::sync(|| unsafe {
+        let fs = Hid::new(h5d::H5Dget_space(dset), h5s::H5Sclose, "get a dataspace")?;
+        if shape.is_empty() {
+            let ms = Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR), h5s::H5Sclose, "create a dataspace")?;
+            return Ok((fs, ms));
+        }
+        let mut start: Vec<hsize_t> = vec![0; shape.len()];
+        let mut count: Vec<hsize_t> = shape.to_vec();
+        start[0] = rows.start;
+        count[0] = rows.end - rows.start;
+        check(
+            h5s::H5Sselect_hyperslab(fs.0, h5s::H5S_seloper_t::H5S_SELECT_SET, start.as_ptr(), std::ptr::null(), count.as_ptr(), std::ptr::null()),
+            "select rows",
+        )?;
+        let ms = Hid::new(h5s::H5Screate_simple(count.len() as i32, count.as_ptr(), std::ptr::null()), h5s::H5Sclose, "create a dataspace")?;
+        Ok((fs, ms))
+    })
+}
+
+fn elements(shape: &[u64], rows: &Range<u64>) -> usize {
+    ((rows.end - rows.start) * shape.iter().skip(1).product::<u64>()) as usize
+}
+
+pub struct Hdf5Source {
+    path: PathBuf,
+    _file: hdf5::File,
+    handles: Vec<(hdf5::Dataset, RowType)>,
+    layout: SourceLayout,
+}
+
+/// True when an HDF5 signature sits at 512, 1024, 2048, ... (a file with a user block).
+pub fn has_signature(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut off = 512u64;
+    while off + 8 <= len {
+        let mut m = [0u8; 8];
+        if f.seek(SeekFrom::Start(off)).is_err() || f.read_exact(&mut m).is_err() {
+            return false;
+        }
+        if m == super::HDF5_MAGIC {
+            return true;
+        }
+        off *= 2;
+    }
+    false
+}
+
+impl Hdf5Source {
+    pub fn open(path: &Path, names: &[String]) -> Result<Self> {
+        let h5err = |e: hdf5::Error| Error::Hdf5 { path: path.into(), what: e.to_string() };
+        let file = hdf5::File::open(path).map_err(h5err)?;
+        let mut walk = Walk { groups: Vec::new(), datasets: Vec::new(), skipped: Vec::new() };
+        walk.group(&file, "/").map_err(h5err)?;
+        let Walk { groups, datasets, mut skipped } = walk;
+
+        // A dataset the user named must be packable; unnamed unpackable ones are only skipped.
+        for n in names {
+            let want = format!("/{}", n.trim_start_matches('/'));
+            if let Some(s) = skipped.iter().find(|s| s.path == want) {
+                return Err(Error::input(path, format!("dataset '{n}' cannot be packed: {}", s.reason)));
+            }
+        }
+        let infos: Vec<DatasetInfo> = datasets.iter().map(|(_, d)| d.clone()).collect();
+        let selected = super::select(path, &infos, names)?;
+        if !names.is_empty() {
+            skipped.clear();
+        }
+        let mut handles = Vec::new();
+        let mut chosen = Vec::new();
+        for (i, (ds, info)) in datasets.into_iter().enumerate() {
+            if selected.contains(&i) {
+                let rt = row_type(&info, false).map_err(|what| Error::Hdf5 { path: path.into(), what })?;
+                handles.push((ds, rt));
+                chosen.push(info);
+            }
+        }
+        if chosen.is_empty() {
+            let why: Vec<String> = skipped.iter().map(|s| format!("{} ({})", s.path, s.reason)).collect();
+            return Err(Error::input(path, format!("holds no numeric dataset to pack{}", if why.is_empty() { String::new() } else { format!("; skipped: {}", why.join("; ")) })));
+        }
+        let layout = SourceLayout {
+            kind: SourceKind::Hdf5,
+            name: path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            groups,
+            datasets: chosen,
+            skipped,
+        };
+        Ok(Hdf5Source { path: path.into(), _file: file, handles, layout })
+    }
+}
+
+struct Walk {
+    groups: Vec<GroupInfo>,
+    datasets: Vec<(hdf5::Dataset, DatasetInfo)>,
+    skipped: Vec<Skipped>,
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+impl Walk {
+    fn group(&mut self, g: &hdf5::Group, path: &str) -> hdf5::Result<()> {
+        let attributes = read_attrs(g, path, &mut self.skipped);
+        self.groups.push(GroupInfo { path: path.to_string(), attributes });
+        let mut names = g.member_names()?;
+        names.sort();
+        for name in names {
+            let child = join(path, &name);
+            match g.loc_type_by_name(&name) {
+                Ok(hdf5::LocationType::Group) => self.group(&g.group(&name)?, &child)?,
+                Ok(hdf5::LocationType::Dataset) => {
+                    let ds = g.dataset(&name)?;
+                    match describe(&ds, &child, &mut self.skipped) {
+                        Ok(info) => self.datasets.push((ds, info)),
+                        Err(reason) => self.skipped.push(Skipped { path: child, reason }),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => self.skipped.push(Skipped { path: child, reason: format!("cannot open: {e}") }),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Result<DatasetInfo, String> {
+    let dt = ds.dtype().map_err(|e| e.to_string())?;
+    let desc = dt.to_descriptor().map_err(|e| format!("not numeric ({e})"))?;
+    let shape: Vec<u64> = ds.shape().iter().map(|&s| s as u64).collect();
+    let name = path.trim_start_matches('/').to_string();
+    let variable = |name: String, field: Option<String>, dtype, byte_order| VariableInfo {
+        name,
+        field,
+        dtype,
+        byte_order,
+        error: ErrorBound::LOSSLESS,
+        stats: None,
+    };
+    let (kind, variables) = if let Some(dtype) = dtype_of(&desc) {
+        (DatasetKind::Array, vec![variable(name, None, dtype, order_of(dt.id()))])
+    } else if let TypeDescriptor::Compound(ct) = &desc {
+        let mut vars = Vec::new();
+        for f in &ct.fields {
+            match dtype_of(&f.ty) {
+                Some(dtype) => {
+                    let order = hdf5::sync::sync(|| unsafe {
+                        let mt = h5t::H5Tget_member_type(dt.id(), f.index as u32);
+                        let o = if mt >= 0 { order_of(mt) } else { ByteOrder::Le };
+                        if mt >= 0 {
+                            h5t::H5Tclose(mt);
+                        }
+                        o
+                    });
+                    vars.push(variable(format!("{name}.{}", f.name), Some(f.name.clone()), dtype, order))
+                }
+                None => skipped.push(Skipped {
+                    path: format!("{path}.{}", f.name),
+                    reason: format!("field is not numeric ({})", type_name(&f.ty)),
+                }),
+            }
+        }
+        if vars.is_empty() {
+            return Err("compound dataset with no numeric field".into());
+        }
+        (DatasetKind::Compound, vars)
+    } else {
+        return Err(format!("not numeric ({})", type_name(&desc)));
+    };
+    Ok(DatasetInfo {
+        path: path.to_string(),
+        kind,
+        shape,
+        chunk_rows: 1,
+        attributes: read_attrs(ds, path, skipped),
+        variables,
+    })
+}
+
+fn type_name(desc: &TypeDescriptor) -> String {
+    fn has_reference(d: &TypeDescriptor) -> bool {
+        match d {
+            TypeDescriptor::Reference(_) => true,
+            TypeDescriptor::Compound(c) => c.fields.iter().any(|f| has_reference(&f.ty)),
+            TypeDescriptor::FixedArray(t, _) | TypeDescriptor::VarLenArray(t) => has_reference(t),
+            _ => false,
+        }
+    }
+    if has_reference(desc) {
+        return "object references (e.g. netCDF dimension links) are not kept".into();
+    }
+    match desc {
+        TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_) => "fixed-length string".into(),
+        TypeDescriptor::VarLenAscii | TypeDescriptor::VarLenUnicode => "variable-length string".into(),
+        TypeDescriptor::Enum(_) => "enum".into(),
+        TypeDescriptor::Compound(_) => "compound".into(),
+        TypeDescriptor::FixedArray(..) => "array-typed elements".into(),
+        TypeDescriptor::VarLenArray(_) => "variable-length sequence".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn read_attrs(loc: &hdf5::Location, path: &str, skipped: &mut Vec<Skipped>) -> Attributes {
+    let mut out = BTreeMap::new();
+    for name in loc.attr_names().unwrap_or_default() {
+        match loc.attr(&name).map_err(|e| e.to_string()).and_then(|a| read_attr(&a)) {
+            Ok(a) => {
+                out.insert(name, a);
+            }
+            Err(reason) => skipped.push(Skipped { path: format!("{path} attribute {name}"), reason }),
+        }
+    }
+    out
+}
+
+fn read_attr(attr: &hdf5::Attribute) -> Result<Attribute, String> {
+    let dt = attr.dtype().map_err(|e| e.to_string())?;
+    let desc = dt.to_descriptor().map_err(|_| "unsupported attribute type".to_string())?;
+    let shape: Vec<u64> = attr.shape().iter().map(|&s| s as u64).collect();
+    let count: usize = attr.shape().iter().product();
+    let scalar = shape.is_empty();
+    let pack = |vals: Vec<serde_json::Value>| {
+        if scalar {
+            vals.into_iter().next().unwrap_or(serde_json::Value::Null)
+        } else {
+            serde_json::Value::Array(vals)
+        }
+    };
+    if let Some(dtype) = dtype_of(&desc) {
+        let mem = h5_type(dtype, ByteOrder::Le)?;
+        let mut buf = vec![0u8; count * dtype.size()];
+        check(hdf5::sync::sync(|| unsafe { h5a::H5Aread(attr.id(), mem.0, buf.as_mut_ptr().cast()) }), "read an attribute")?;
+        let vals = buf
+            .chunks_exact(dtype.size())
+            .map(|b| {
+                let mut w = [0u8; 8];
+                w[..b.len()].copy_from_slice(b);
+                match dtype {
+                    DType::F32 => float_to_json(f32::from_le_bytes(b.try_into().unwrap()) as f64),
+                    DType::F64 => float_to_json(f64::from_le_bytes(w)),
+                    d if d.is_signed() => {
+                        let shift = 64 - 8 * b.len() as u32;
+                        ((i64::from_le_bytes(w) << shift) >> shift).into()
+                    }
+                    _ => u64::from_le_bytes(w).into(),
+                }
+            })
+            .collect();
+        return Ok(Attribute {
+            dtype: dtype.name().into(),
+            byte_order: (dtype.size() > 1).then(|| order_of(dt.id())),
+            string: None,
+            shape,
+            value: pack(vals),
+        });
+    }
+    let string = |encoding, fixed_size, vals: Vec<String>| Attribute {
+        dtype: "string".into(),
+        byte_order: None,
+        string: Some(StringType { encoding, fixed_size }),
+        shape: shape.clone(),
+        value: pack(vals.into_iter().map(Into::into).collect()),
+    };
+    match desc {
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
+            let mut buf = vec![0u8; count * n];
+            check(hdf5::sync::sync(|| unsafe { h5a::H5Aread(attr.id(), dt.id(), buf.as_mut_ptr().cast()) }), "read an attribute")?;
+            let vals = buf
+                .chunks_exact(n.max(1))
+                .map(|s| {
+                    let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+                    String::from_utf8_lossy(&s[..end]).into_owned()
+                })
+                .collect();
+            let enc = if matches!(desc, TypeDescriptor::FixedAscii(_)) { StringEncoding::Ascii } else { StringEncoding::Utf8 };
+            Ok(string(enc, Some(n as u64), vals))
+        }
+        TypeDescriptor::VarLenAscii => {
+            let v: Vec<VarLenAscii> = attr.read_raw().map_err(|e| e.to_string())?;
+            Ok(string(StringEncoding::Ascii, None, v.iter().map(|s| s.as_str().to_string()).collect()))
+        }
+        TypeDescriptor::VarLenUnicode => {
+            let v: Vec<VarLenUnicode> = attr.read_raw().map_err(|e| e.to_string())?;
+            Ok(string(StringEncoding::Utf8, None, v.iter().map(|s| s.as_str().to_string()).collect()))
+        }
+        other => Err(format!("not kept: {}", type_name(&other))),
+    }
+}
+
+impl Source for Hdf5Source {
+    fn layout(&self) -> &SourceLayout {
+        &self.layout
+    }
+
+    fn read_rows(&mut self, dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>> {
+        let info = &self.layout.datasets[dataset];
+        let (ds, rt) = &self.handles[dataset];
+        let n = elements(&info.shape, &rows);
+        let mut buf = vec![0u8; n * rt.item];
+        let res = select_rows(ds.id(), &info.shape, &rows).and_then(|(fs, ms)| {
+            check(
+                hdf5::sync::sync(|| unsafe { h5d::H5Dread(ds.id(), rt.mem.0, ms.0, fs.0, H5P_DEFAULT, buf.as_mut_ptr().cast()) }),
+                &format!("read rows {}..{} of {}", rows.start, rows.end, info.path),
+            )
+        });
+        res.map_err(|what| Error::Hdf5 { path: self.path.clone(), what })?;
+        Ok(split_rows(&buf, &rt.sizes, rt.item))
+    }
+}
+
+/// Packed records to one buffer per field.
+fn split_rows(buf: &[u8], sizes: &[usize], item: usize) -> Vec<Vec<u8>> {
+    if sizes.len() == 1 {
+        return vec![buf.to_vec()];
+    }
+    let mut out: Vec<Vec<u8>> = sizes.iter().map(|s| Vec::with_capacity(buf.len() / item * s)).collect();
+    for rec in buf.chunks_exact(item) {
+        let mut off = 0;
+        for (o, &s) in out.iter_mut().zip(sizes) {
+            o.extend_from_slice(&rec[off..off + s]);
+            off += s;
+        }
+    }
+    out
+}
+
+fn join_rows(vars: &[Vec<u8>], sizes: &[usize], item: usize) -> Vec<u8> {
+    if sizes.len() == 1 {
+        return vars[0].clone();
+    }
+    let n = vars[0].len() / sizes[0];
+    let mut out = vec![0u8; n * item];
+    let mut off = 0;
+    for (v, &s) in vars.iter().zip(sizes) {
+        for (i, rec) in out.chunks_exact_mut(item).enumerate() {
+            rec[off..off + s].copy_from_slice(&v[i * s..(i + 1) * s]);
+        }
+        off += s;
+    }
+    out
+}
+
+pub struct Hdf5Sink {
+    output: AtomicOutput,
+    file: Option<hdf5::File>,
+    /// Per archive dataset index: the created dataset, its memory row type and shape.
+    open: BTreeMap<usize, (hdf5::Dataset, RowType, Vec<u64>)>,
+}
+
+impl Hdf5Sink {
+    pub fn create(path: &Path, header: &Header, datasets: &[usize]) -> Result<Self> {
+        let output = AtomicOutput::new(path)?;
+        let fail = |what: String| Error::Hdf5 { path: path.into(), what };
+        let file = hdf5::File::create(output.tmp_path()).map_err(|e| fail(e.to_string()))?;
+        for g in &header.groups {
+            let group = if g.path == "/" {
+                file.group("/")
+            } else {
+                file.group(&g.path).or_else(|_| file.create_group(&g.path))
+            };
+            let group = group.map_err(|e| fail(format!("group {}: {e}", g.path)))?;
+            write_attrs(&group, &g.attributes).map_err(|e| fail(format!("{}: {e}", g.path)))?;
+        }
+        let mut open = BTreeMap::new();
+        for &d in datasets {
+            let info = &header.datasets[d];
+            let ds = create_dataset(&file, info).map_err(|e| fail(format!("{}: {e}", info.path)))?;
+            write_attrs(&ds, &info.attributes).map_err(|e| fail(format!("{}: {e}", info.path)))?;
+            let rt = row_type(info, false).map_err(fail)?;
+            open.insert(d, (ds, rt, info.shape.clone()));
+        }
+        Ok(Hdf5Sink { output, file: Some(file), open })
+    }
+}
+
+fn create_dataset(file: &hdf5::File, info: &DatasetInfo) -> Result<hdf5::Dataset, String> {
+    let (parent, name) = info.path.rsplit_once('/').ok_or("dataset path without '/'")?;
+    let parent = if parent.is_empty() {
+        file.group("/")
+    } else {
+        file.group(parent).or_else(|_| file.create_group(parent))
+    }
+    .map_err(|e| e.to_string())?;
+    let ftype = row_type(info, true)?;
+    let cname = CString::new(name).map_err(|_| "dataset name holds a NUL")?;
+    hdf5::sync::sync(|| unsafe {
+        let space = if info.shape.is_empty() {
+            Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR), h5s::H5Sclose, "create a dataspace")?
+        } else {
+            let dims: Vec<hsize_t> = info.shape.clone();
+            Hid::new(h5s::H5Screate_simple(dims.len() as i32, dims.as_ptr(), std::ptr::null()), h5s::H5Sclose, "create a dataspace")?
+        };
+        let id = h5d::H5Dcreate2(parent.id(), cname.as_ptr(), ftype.mem.0, space.0, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        Hid::new(id, h5d::H5Dclose, "create the dataset").map(drop)
+    })?;
+    // hdf5-metno cannot adopt a raw id, so reopen what was just created through it.
+    parent.dataset(name).map_err(|e| e.to_string())
+}
+
+fn write_attrs(loc: &hdf5::Location, attrs: &Attributes) -> Result<(), String> {
+    for (name, a) in attrs {
+        write_attr(loc.id(), name, a).map_err(|e| format!("attribute {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn write_attr(loc: hid_t, name: &str, a: &Attribute) -> Result<(), String> {
+    let cname = CString::new(name).map_err(|_| "name holds a NUL")?;
+    let values: Vec<&serde_json::Value> = match &a.value {
+        serde_json::Value::Array(v) if !a.shape.is_empty() => v.iter().collect(),
+        v if a.shape.is_empty() => vec![v],
+        _ => return Err("value does not match its shape".into()),
+    };
+    let count: u64 = a.shape.iter().product();
+    if values.len() as u64 != count {
+        return Err(format!("{} values for shape {:?}", values.len(), a.shape));
+    }
+    let space = hdf5::sync::sync(|| unsafe {
+        if a.shape.is_empty() {
+            Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR), h5s::H5Sclose, "create a dataspace")
+        } else {
+            Hid::new(h5s::H5Screate_simple(a.shape.len() as i32, a.shape.as_ptr(), std::ptr::null()), h5s::H5Sclose, "create a dataspace")
+        }
+    })?;
+    let create_write = |ftype: hid_t, mtype: hid_t, buf: *const c_void| -> Result<(), String> {
+        hdf5::sync::sync(|| unsafe {
+            let at = Hid::new(h5a::H5Acreate2(loc, cname.as_ptr(), ftype, space.0, H5P_DEFAULT, H5P_DEFAULT), h5a::H5Aclose, "create the attribute")?;
+            check(h5a::H5Awrite(at.0, mtype, buf), "write the attribute")
+        })
+    };
+    if a.dtype == "string" {
+        let st = a.string.as_ref().ok_or("string attribute without its string type")?;
+        let strs: Vec<&str> = values.iter().map(|v| v.as_str().ok_or("non-string value")).collect::<Result<_, _>>()?;
+        let t = hdf5::sync::sync(|| unsafe {
+            let t = Hid::new(h5t::H5Tcopy(*hdf5::globals::H5T_C_S1), h5t::H5Tclose, "copy the string type")?;
+            let cset = match st.encoding {
+                StringEncoding::Ascii => h5t::H5T_cset_t::H5T_CSET_ASCII,
+                StringEncoding::Utf8 => h5t::H5T_cset_t::H5T_CSET_UTF8,
+            };
+            check(h5t::H5Tset_cset(t.0, cset), "set the character set")?;
+            let size = st.fixed_size.map_or(h5t::H5T_VARIABLE, |n| n as usize);
+            check(h5t::H5Tset_size(t.0, size), "set the string size")?;
+            Ok::<_, String>(t)
+        })?;
+        return match st.fixed_size {
+            Some(n) => {
+                let n = n as usize;
+                let mut buf = vec![0u8; n * strs.len()];
+                for (i, s) in strs.iter().enumerate() {
+                    let b = s.as_bytes();
+                    let k = b.len().min(n);
+                    buf[i * n..i * n + k].copy_from_slice(&b[..k]);
+                }
+                create_write(t.0, t.0, buf.as_ptr().cast())
+            }
+            None => {
+                let owned: Vec<CString> = strs.iter().map(|s| CString::new(*s).map_err(|_| "string holds a NUL")).collect::<Result<_, _>>()?;
+                let ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+                create_write(t.0, t.0, ptrs.as_ptr().cast())
+            }
+        };
+    }
+    let dtype = DType::from_name(&a.dtype).ok_or_else(|| format!("unknown dtype {}", a.dtype))?;
+    let mut buf = Vec::with_capacity(values.len() * dtype.size());
+    for v in values {
+        match dtype {
+            DType::F32 | DType::F64 => {
+                let f = float_from_json(v).ok_or("non-numeric value")?;
+                crate::dtype::push_float(dtype, f, &mut buf);
+            }
+            d if d.is_signed() => buf.extend_from_slice(&v.as_i64().ok_or("non-integer value")?.to_le_bytes()[..d.size()]),
+            d => buf.extend_from_slice(&v.as_u64().ok_or("non-integer value")?.to_le_bytes()[..d.size()]),
+        }
+    }
+    let ftype = h5_type(dtype, a.byte_order.unwrap_or_default())?;
+    let mtype = h5_type(dtype, ByteOrder::Le)?;
+    create_write(ftype.0, mtype.0, buf.as_ptr().cast())
+}
+
+impl Sink for Hdf5Sink {
+    fn write_rows(&mut self, dataset: usize, rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()> {
+        let (ds, rt, shape) = &self.open[&dataset];
+        let buf = join_rows(vars, &rt.sizes, rt.item);
+        let res = select_rows(ds.id(), shape, &rows).and_then(|(fs, ms)| {
+            check(
+                hdf5::sync::sync(|| unsafe { h5d::H5Dwrite(ds.id(), rt.mem.0, ms.0, fs.0, H5P_DEFAULT, buf.as_ptr().cast()) }),
+                &format!("write rows {}..{}", rows.start, rows.end),
+            )
+        });
+        res.map_err(|what| Error::Hdf5 { path: self.output.dest().into(), what })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.open.clear();
+        if let Some(f) = self.file.take() {
+            f.close().map_err(|e| Error::Hdf5 { path: self.output.dest().into(), what: e.to_string() })?;
+        }
+        let Hdf5Sink { output, .. } = *self;
+        output.commit()
+    }
+}
+

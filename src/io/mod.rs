@@ -1,0 +1,101 @@
+//! Sources the data comes from and sinks it goes back to. Both move whole chunks (a row range of
+//! every variable of a dataset) as little-endian bytes, so the codec never sees file formats.
+
+#[cfg(feature = "hdf5")]
+pub mod hdf5;
+pub mod npy;
+
+use std::ops::Range;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::header::{DatasetInfo, GroupInfo, Header, SourceKind, Skipped};
+
+/// What a source holds. Variables carry no bound or stats yet: `pack` fills those in.
+#[derive(Clone, Debug)]
+pub struct SourceLayout {
+    pub kind: SourceKind,
+    pub name: String,
+    pub groups: Vec<GroupInfo>,
+    pub datasets: Vec<DatasetInfo>,
+    pub skipped: Vec<Skipped>,
+}
+
+pub trait Source {
+    fn layout(&self) -> &SourceLayout;
+    /// Rows `rows` of dataset `dataset`: one little-endian buffer per variable.
+    fn read_rows(&mut self, dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>>;
+}
+
+pub trait Sink {
+    /// Rows must arrive in order per dataset; datasets one after another.
+    fn write_rows(&mut self, dataset: usize, rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()>;
+    /// Completes the file and moves it to its name; dropping a sink without finishing removes it.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+const HDF5_MAGIC: [u8; 8] = *b"\x89HDF\r\n\x1a\n";
+
+fn sniff(path: &Path) -> Result<[u8; 8]> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if f.metadata().map_err(|e| Error::io(path, e))?.is_dir() {
+        return Err(Error::input(path, "is a directory"));
+    }
+    let mut magic = [0u8; 8];
+    let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
+    if n < 8 {
+        return Err(Error::input(path, "too short to be an HDF5 or .npy file"));
+    }
+    Ok(magic)
+}
+
+/// Opens INPUT by what its bytes say it is (HDF5 or .npy), keeping only the named datasets when
+/// `datasets` is not empty.
+pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> {
+    let magic = sniff(path)?;
+    if magic[..6] == npy::MAGIC {
+        return Ok(Box::new(npy::NpySource::open(path, datasets)?));
+    }
+    // HDF5 files may carry a user block, so the signature can also sit at 512, 1024, ...
+    #[cfg(feature = "hdf5")]
+    if magic == HDF5_MAGIC || hdf5::has_signature(path) {
+        return Ok(Box::new(hdf5::Hdf5Source::open(path, datasets)?));
+    }
+    #[cfg(not(feature = "hdf5"))]
+    if magic == HDF5_MAGIC {
+        return Err(Error::input(path, "an HDF5 file, but this balerfile was built without HDF5 support"));
+    }
+    Err(Error::input(path, "neither an HDF5 file nor a .npy file"))
+}
+
+/// Creates the output for `unpack` by its extension: .npy, or HDF5 (.h5, .hdf5, .he5, .nc, .nc4).
+pub fn create_sink(path: &Path, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => Ok(Box::new(npy::NpySink::create(path, header, datasets)?)),
+        #[cfg(feature = "hdf5")]
+        "h5" | "hdf5" | "he5" | "nc" | "nc4" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
+        _ => Err(Error::Usage(format!(
+            "{}: unknown output type '.{ext}': use .h5 (HDF5) or .npy",
+            path.display()
+        ))),
+    }
+}
+
+/// Resolves user dataset names ("/a/b", "a/b") to indices; all when `names` is empty.
+pub fn select(path: &Path, available: &[DatasetInfo], names: &[String]) -> Result<Vec<usize>> {
+    if names.is_empty() {
+        return Ok((0..available.len()).collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            let want = n.trim_start_matches('/');
+            available.iter().position(|d| d.name() == want).ok_or_else(|| {
+                let have: Vec<&str> = available.iter().map(|d| d.name()).collect();
+                Error::input(path, format!("no dataset '{n}' (it holds: {})", have.join(", ")))
+            })
+        })
+        .collect()
+}

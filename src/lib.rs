@@ -1,0 +1,21 @@
+//! balerfile: error-bounded compression of scientific data into self-describing `.baler`
+//! archives, built so an autoencoder model stage plugs into the codec.
+//!
+//! Data flows one way: a [`io::Source`] (HDF5, .npy) yields chunks, the [`codec`] encodes them,
+//! the [`container`] stores them; `unpack` runs it backwards into an [`io::Sink`].
+
+pub mod atomic;
+pub mod bound;
+pub mod codec;
+pub mod container;
+pub mod dtype;
+pub mod error;
+pub mod header;
+pub mod inspect;
+pub mod io;
+pub mod pack;
+pub mod progress;
+pub mod unpack;
+pub mod wire;
+
+pub use error::{Error, Result};

@@ -1,0 +1,416 @@
+"""Errors through the CLI: non-zero exit, exactly one `balerfile: error:` line on stderr naming
+the file (or, for a bad option value, the offending value), no panic, and nothing left at the
+-o path (nor any temporary file beside it).
+
+Corruption: a small real archive (HadCM3 time_bnds, quantised, several chunks) with one byte
+flipped at ~50 positions spread over header, chunks, footer and trailer, and truncated at ~30
+lengths, must be refused by `unpack` every time. Crafted files whose CRCs are all valid but
+whose version, flags, codec stage, chunk head or footer index are wrong must be refused too.
+"""
+import json
+import os
+import struct
+import zlib
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import THREADS, parse_container
+
+ERR = "balerfile: error:"
+
+
+def error_lines(r):
+    return [ln for ln in r.stderr.splitlines() if ln.startswith(ERR)]
+
+
+def assert_fails(r, *names, outdir=None, before=None, out=None):
+    """r failed cleanly; its error line names one of `names` (paths are matched by their
+    base name); no file at `out`; `outdir` holds exactly the entries in `before`."""
+    assert r.returncode != 0, f"{r.shown}: exit 0\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    assert "panicked" not in r.stderr, f"{r.shown}: panic\n{r.stderr}"
+    lines = error_lines(r)
+    assert len(lines) == 1, f"{r.shown}: want one '{ERR}' line on stderr, got:\n{r.stderr}"
+    keys = [os.path.basename(str(n)) or str(n) for n in names]
+    assert any(k in lines[0] for k in keys), f"{r.shown}: error line does not name {keys}: {lines[0]!r}"
+    if out is not None:
+        assert not os.path.lexists(out), f"{r.shown}: output left at {out}"
+    if outdir is not None:
+        now = sorted(os.listdir(outdir))
+        assert now == sorted(before), f"{r.shown}: files left in {outdir}: {sorted(set(now) - set(before))}"
+
+
+@pytest.fixture
+def outdir(tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# pack
+
+
+def test_missing_input(cli, outdir):
+    src = outdir.parent / "no_such_input.h5"
+    out = outdir / "x.baler"
+    r = cli("pack", src, "-o", out, expect_fail=True)
+    assert_fails(r, src, out=out, outdir=outdir, before=[])
+
+
+def test_missing_npy_input(cli, outdir):
+    src = outdir.parent / "no_such_input.npy"
+    out = outdir / "x.baler"
+    r = cli("pack", src, "-o", out, expect_fail=True)
+    assert_fails(r, src, out=out, outdir=outdir, before=[])
+
+
+def test_input_not_hdf5_or_npy(cli, outdir):
+    import skhep_testdata
+    src = skhep_testdata.data_path("uproot-issue63.root")  # a real file, but ROOT
+    out = outdir / "x.baler"
+    r = cli("pack", src, "-o", out, expect_fail=True)
+    assert_fails(r, src, out=out, outdir=outdir, before=[])
+
+
+def test_input_corrupt_hdf5(cli, hadcm3, outdir):
+    # the first 64 KiB of the real file, under an .h5 name: not a readable HDF5 file
+    src = outdir.parent / "cut.h5"
+    src.write_bytes(hadcm3.read_bytes()[:65536])
+    out = outdir / "x.baler"
+    r = cli("pack", src, "-o", out, expect_fail=True)
+    assert_fails(r, src, out=out, outdir=outdir, before=[])
+
+
+def test_output_dir_missing(cli, hadcm3):
+    out = "/nonexistent_dir_balerfile_test/x.baler"
+    r = cli("pack", hadcm3, "-o", out, "--dataset", "time", expect_fail=True)
+    assert_fails(r, out, out=out)
+
+
+def test_output_parent_is_a_file(cli, hadcm3, outdir):
+    blocker = outdir / "plainfile"
+    blocker.write_bytes(b"x")
+    out = blocker / "x.baler"
+    r = cli("pack", hadcm3, "-o", out, "--dataset", "time", expect_fail=True)
+    assert_fails(r, out, outdir=outdir, before=["plainfile"])
+    assert blocker.read_bytes() == b"x"
+
+
+def test_output_is_a_directory(cli, hadcm3, outdir):
+    target = outdir / "adir"
+    target.mkdir()
+    r = cli("pack", hadcm3, "-o", target, "--dataset", "time", expect_fail=True)
+    assert_fails(r, target, outdir=outdir, before=["adir"])
+    assert target.is_dir() and not os.listdir(target)
+
+
+def test_output_read_only_dir(cli, hadcm3, outdir):
+    ro = outdir / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    try:
+        probe = ro / "probe"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+            pytest.skip("running with privileges that ignore directory permissions (root)")
+        except PermissionError:
+            pass
+        out = ro / "x.baler"
+        r = cli("pack", hadcm3, "-o", out, "--dataset", "time", expect_fail=True)
+        assert_fails(r, out, out=out, outdir=ro, before=[])
+    finally:
+        os.chmod(ro, 0o755)
+
+
+def test_unpack_output_dir_missing(cli, hadcm3, tmp_path):
+    arch = tmp_path / "a.baler"
+    cli("pack", hadcm3, "-o", arch, "--dataset", "time_bnds", *THREADS)
+    out = "/nonexistent_dir_balerfile_test/x.h5"
+    r = cli("unpack", arch, "-o", out, expect_fail=True)
+    assert_fails(r, out, out=out)
+
+
+def test_non_numeric_dataset(cli, vlstr_nc, outdir):
+    out = outdir / "x.baler"
+    r = cli("pack", vlstr_nc, "-o", out, "--dataset", "expver", expect_fail=True)
+    assert_fails(r, "expver", vlstr_nc, out=out, outdir=outdir, before=[])
+
+
+def test_missing_dataset(cli, hadcm3, outdir):
+    out = outdir / "x.baler"
+    r = cli("pack", hadcm3, "-o", out, "--dataset", "no_such_dataset", expect_fail=True)
+    assert_fails(r, "no_such_dataset", out=out, outdir=outdir, before=[])
+
+
+@pytest.mark.parametrize("spec,token", [
+    ("rel=abc", "abc"), ("foo=1", "foo"), ("rel=-1", "-1"), ("abs=-0.5", "-0.5"),
+    ("rel=", "rel="), ("abs=nan", "nan"), ("rel=inf", "inf"), ("", ""),
+])
+def test_bad_spec(cli, hadcm3, outdir, spec, token):
+    out = outdir / "x.baler"
+    r = cli("pack", hadcm3, "-o", out, "--dataset", "time", "--error", spec, expect_fail=True)
+    # the message names the bad value (or the input file)
+    assert_fails(r, *( [token] if token else [] ), hadcm3, out=out, outdir=outdir, before=[])
+
+
+@pytest.mark.parametrize("spec,token", [
+    ("no_such_var:rel=1e-3", "no_such_var"),
+    ("air_temperature:bogus=1", "bogus"),
+])
+def test_bad_variable_spec(cli, hadcm3, outdir, spec, token):
+    out = outdir / "x.baler"
+    r = cli("pack", hadcm3, "-o", out, "--error", spec, expect_fail=True)
+    assert_fails(r, token, out=out, outdir=outdir, before=[])
+
+
+def test_spec_for_variable_not_packed(cli, hadcm3, outdir):
+    # air_temperature exists in the file but is not among the packed datasets
+    out = outdir / "x.baler"
+    r = cli("pack", hadcm3, "-o", out, "--dataset", "time", "--error", "air_temperature:rel=1e-3",
+            expect_fail=True)
+    assert_fails(r, "air_temperature", out=out, outdir=outdir, before=[])
+
+
+def test_ambiguous_or_unknown_field(cli, issue63_h5, outdir):
+    out = outdir / "x.baler"
+    r = cli("pack", issue63_h5, "-o", out, "--error", "WtLoop_nominal.no_such_field:lossless",
+            expect_fail=True)
+    assert_fails(r, "no_such_field", out=out, outdir=outdir, before=[])
+
+
+# ---------------------------------------------------------------------------------------------
+# unpack / inspect of things that are not good archives
+
+
+def test_unpack_missing_archive(cli, outdir):
+    arch = outdir.parent / "no_such.baler"
+    out = outdir / "x.h5"
+    r = cli("unpack", arch, "-o", out, expect_fail=True)
+    assert_fails(r, arch, out=out, outdir=outdir, before=[])
+
+
+def test_unpack_not_an_archive(cli, hadcm3, outdir):
+    out = outdir / "x.h5"
+    r = cli("unpack", hadcm3, "-o", out, expect_fail=True)
+    assert_fails(r, hadcm3, out=out, outdir=outdir, before=[])
+
+
+def test_inspect_not_an_archive(cli, hadcm3):
+    r = cli("inspect", hadcm3, expect_fail=True)
+    assert_fails(r, hadcm3)
+
+
+def test_unpack_npy_needs_one_dataset(cli, hadcm3, outdir, tmp_path):
+    arch = tmp_path / "two.baler"
+    cli("pack", hadcm3, "-o", arch, "--dataset", "time", "--dataset", "time_bnds", *THREADS)
+    out = outdir / "x.npy"
+    r = cli("unpack", arch, "-o", out, expect_fail=True)
+    assert_fails(r, arch, out, out=out, outdir=outdir, before=[])
+
+
+# ---------------------------------------------------------------------------------------------
+# Corruption of a small real archive
+
+
+@pytest.fixture(scope="module")
+def small_archive(cli, hadcm3, tmp_path_factory):
+    d = tmp_path_factory.mktemp("small")
+    arch = d / "time_bnds.baler"
+    # 240x2 f64 = 3840 raw bytes; 1 KiB chunks -> several chunks
+    cli("pack", hadcm3, "-o", arch, "--dataset", "time_bnds", "--error", "rel=1e-3",
+        "--chunk-size", "1024", *THREADS)
+    data = arch.read_bytes()
+    p = parse_container(data)
+    # sanity: it unpacks
+    cli("unpack", arch, "-o", d / "ok.h5", *THREADS)
+    return data, p
+
+
+def flip_positions(data, p):
+    n, H = len(data), p["H"]
+    F = p["footer_offset"]
+    fixed = {0, 3, 7, 8, 12, 16, 23, 24, 24 + H // 2, 24 + H - 1, 24 + H, 27 + H, 28 + H,
+             F, F + 7, F + 8, F + 8 + 16, F + 8 + 20, n - 28, n - 21, n - 20, n - 12, n - 9, n - 8, n - 1}
+    for c in p["chunks"]:
+        fixed |= {c["offset"], c["offset"] + 20, c["offset"] + 28, c["offset"] + c["length"] // 2,
+                  c["offset"] + c["length"] - 1}
+    spread = set(np.linspace(0, n - 1, 50).astype(int).tolist())
+    return sorted(x for x in fixed | spread if 0 <= x < n)
+
+
+def truncation_lengths(data, p):
+    n, H = len(data), p["H"]
+    F = p["footer_offset"]
+    fixed = {0, 1, 8, 16, 24, 24 + H, 28 + H, F, F + 8, n - 28, n - 8, n - 1}
+    spread = set(np.linspace(0, n - 1, 20).astype(int).tolist())
+    return sorted(x for x in fixed | spread if 0 <= x < n)
+
+
+def test_corruption_positions_cover_layout(small_archive):
+    data, p = small_archive
+    assert len(p["chunks"]) >= 3, "the small archive should have several chunks"
+    pos = flip_positions(data, p)
+    assert len(pos) >= 50
+    F = p["footer_offset"]
+    assert any(x < 24 + p["H"] for x in pos) and any(28 + p["H"] <= x < F for x in pos)
+    assert any(F <= x < len(data) - 28 for x in pos) and any(x >= len(data) - 28 for x in pos)
+
+
+def _refused(cli, path, outdir, what):
+    out = outdir / "x.h5"
+    r = cli("unpack", path, "-o", out, *THREADS, expect_fail=True)
+    assert r.returncode != 0, f"{what}: unpack succeeded"
+    assert_fails(r, path, out=out, outdir=outdir, before=[])
+    ri = cli("inspect", path, "--json", expect_fail=True)  # may succeed (chunks not read) but never panic
+    if ri.returncode != 0:
+        assert len(error_lines(ri)) == 1, f"{what}: inspect stderr {ri.stderr!r}"
+
+
+def test_flipped_bytes_refused(cli, small_archive, tmp_path, outdir):
+    data, p = small_archive
+    bad = tmp_path / "bad.baler"
+    failures = []
+    for i in flip_positions(data, p):
+        b = bytearray(data)
+        b[i] ^= 0x5A
+        bad.write_bytes(bytes(b))
+        try:
+            _refused(cli, bad, outdir, f"byte {i} of {len(data)} flipped")
+        except AssertionError as e:
+            failures.append(f"flip at {i}: {e}")
+    assert not failures, f"{len(failures)} flips not refused cleanly:\n" + "\n".join(failures[:10])
+
+
+def test_truncations_refused(cli, small_archive, tmp_path, outdir):
+    data, p = small_archive
+    bad = tmp_path / "cut.baler"
+    failures = []
+    for n in truncation_lengths(data, p):
+        bad.write_bytes(data[:n])
+        try:
+            _refused(cli, bad, outdir, f"truncated to {n} of {len(data)}")
+        except AssertionError as e:
+            failures.append(f"truncated to {n}: {e}")
+    assert not failures, f"{len(failures)} truncations not refused cleanly:\n" + "\n".join(failures[:10])
+
+
+def test_trailing_garbage_refused(cli, small_archive, tmp_path, outdir):
+    data, _ = small_archive
+    bad = tmp_path / "long.baler"
+    bad.write_bytes(data + b"\0")
+    _refused(cli, bad, outdir, "one byte appended")
+
+
+# Crafted archives: every CRC valid, the structure wrong.
+
+
+def _fix_header_crc(b, H):
+    struct.pack_into("<I", b, 24 + H, zlib.crc32(bytes(b[:24 + H])))
+
+
+def _fix_footer_crc(b):
+    n = len(b)
+    F, flen = struct.unpack_from("<QQ", b, n - 28)
+    struct.pack_into("<I", b, n - 12, zlib.crc32(bytes(b[F:F + flen])))
+
+
+def _craft_version(data, p):
+    b = bytearray(data)
+    struct.pack_into("<I", b, 8, 2)
+    _fix_header_crc(b, p["H"])
+    return b
+
+
+def _craft_flags(data, p):
+    b = bytearray(data)
+    struct.pack_into("<I", b, 12, 1)
+    _fix_header_crc(b, p["H"])
+    return b
+
+
+def _craft_unknown_stage(data, p):
+    b = bytearray(data)
+    hb = p["header_bytes"]
+    i = hb.find(b'"zstd"')
+    assert i >= 0
+    b[24 + i:24 + i + 6] = b'"zzzz"'  # same length, valid JSON, unknown stage
+    _fix_header_crc(b, p["H"])
+    return b
+
+
+def _craft_bad_json(data, p):
+    b = bytearray(data)
+    b[24] = ord("[")  # header no longer a JSON object
+    _fix_header_crc(b, p["H"])
+    return b
+
+
+def _craft_chunk_head(data, p):
+    # chunk 1's own head says another first row; its CRC and the footer's are recomputed
+    b = bytearray(data)
+    c = p["chunks"][1]
+    struct.pack_into("<Q", b, c["offset"] + 4, c["first_row"] + 1)
+    crc = zlib.crc32(bytes(b[c["offset"]:c["offset"] + c["length"]]))
+    F = p["footer_offset"]
+    struct.pack_into("<I", b, F + 8 + 40 * 1 + 20, crc)
+    _fix_footer_crc(b)
+    return b
+
+
+def _craft_footer_rows(data, p):
+    # footer says chunk 0 has one row fewer: rows no longer tile
+    b = bytearray(data)
+    F = p["footer_offset"]
+    struct.pack_into("<Q", b, F + 8 + 32, p["chunks"][0]["rows"] - 1)
+    _fix_footer_crc(b)
+    return b
+
+
+def _craft_footer_swap(data, p):
+    # two footer entries swapped: chunks no longer in file order
+    b = bytearray(data)
+    F = p["footer_offset"]
+    e0 = bytes(b[F + 8:F + 48])
+    e1 = bytes(b[F + 48:F + 88])
+    b[F + 8:F + 48], b[F + 48:F + 88] = e1, e0
+    _fix_footer_crc(b)
+    return b
+
+
+def _craft_dataset_index(data, p):
+    b = bytearray(data)
+    F = p["footer_offset"]
+    struct.pack_into("<I", b, F + 8 + 16, 7)  # no dataset 7
+    _fix_footer_crc(b)
+    return b
+
+
+def _craft_header_rows(data, p):
+    # header says the dataset has more rows than the chunks cover (same JSON length)
+    b = bytearray(data)
+    hb = p["header_bytes"]
+    h = json.loads(hb)
+    assert h["datasets"][0]["shape"] == [240, 2]
+    compact = hb.find(b"[240,2]")
+    spaced = hb.find(b"[240, 2]")
+    i, old = (compact, b"[240,2]") if compact >= 0 else (spaced, b"[240, 2]")
+    assert i >= 0, hb[:200]
+    b[24 + i:24 + i + len(old)] = old.replace(b"240", b"241")
+    _fix_header_crc(b, p["H"])
+    return b
+
+
+CRAFTS = {f.__name__[len("_craft_"):]: f for f in [
+    _craft_version, _craft_flags, _craft_unknown_stage, _craft_bad_json, _craft_chunk_head,
+    _craft_footer_rows, _craft_footer_swap, _craft_dataset_index, _craft_header_rows]}
+
+
+@pytest.mark.parametrize("craft", sorted(CRAFTS))
+def test_crafted_archive_refused(cli, small_archive, tmp_path, outdir, craft):
+    data, p = small_archive
+    bad = tmp_path / f"{craft}.baler"
+    bad.write_bytes(bytes(CRAFTS[craft](data, p)))
+    _refused(cli, bad, outdir, craft)

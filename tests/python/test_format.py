@@ -1,0 +1,282 @@
+"""The .baler byte layout, read by an independent Python reader (schemas/baler-format.md).
+
+On real archives made by the CLI: every structural check of the format (magics, version,
+flags, header CRC, trailer, footer CRC, chunk CRCs, chunks tiling the file and each dataset's
+rows, chunk heads equal to their footer entries), every header valid against
+schemas/baler-header.schema.json (Draft 2020-12), `inspect --json` giving the file's header, and
+an independent decoder of the chunk codec (methods 0/1/2, byte shuffle, zigzag, predictors,
+outliers; zstd via the `zstandard` package) whose output must match the source within the
+header's bounds and be bit-identical to what `balerfile unpack` writes.
+"""
+import json
+import struct
+from math import prod
+
+import h5py
+import numpy as np
+import pytest
+from jsonschema import Draft202012Validator
+
+from conftest import DTYPES, THREADS, check_float_variable, check_stats, finite_range, h5_datasets
+
+ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr"]
+
+
+@pytest.fixture(scope="module")
+def archives(cli, hadcm3, issue63_h5, vlstr_nc, tmp_path_factory):
+    d = tmp_path_factory.mktemp("format")
+    with h5py.File(hadcm3, "r") as f:
+        air = f["air_temperature"][:48]
+    npy = d / "air48.npy"
+    np.save(npy, air)
+    recipes = {
+        "hadcm3_lossless": (hadcm3, []),
+        "hadcm3_rel_chunks": (hadcm3, ["--error", "rel=1e-3", "--chunk-size", "65536"]),
+        "hadcm3_abs_level": (hadcm3, ["--error", "abs=0.5", "--level", "19"]),
+        "issue63_rel": (issue63_h5, ["--error", "rel=1e-4"]),
+        "npy_rel": (npy, ["--error", "rel=1e-2"]),
+        "vlstr": (vlstr_nc, []),
+    }
+    out = {}
+    for name, (src, args) in recipes.items():
+        arch = d / f"{name}.baler"
+        cli("pack", src, "-o", arch, *args, *THREADS)
+        out[name] = dict(path=arch, src=src, args=args)
+    return out
+
+
+def load_source(src, header):
+    """dataset path -> numpy array of the source."""
+    if str(src).endswith(".npy"):
+        (ds,) = header["datasets"]
+        return {ds["path"]: np.load(src)}
+    with h5py.File(src, "r") as f:
+        return {p: d[()] for p, d in h5_datasets(f).items() if p in {x["path"] for x in header["datasets"]}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Independent chunk decoder
+
+
+def zdec(payload, expected):
+    import zstandard
+    if expected == 0:
+        out = zstandard.ZstdDecompressor().decompressobj().decompress(payload) if payload else b""
+    else:
+        out = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
+    assert len(out) == expected, f"zstd payload decoded to {len(out)} bytes, expected {expected}"
+    return out
+
+
+def unshuffle(raw, width, n):
+    return np.frombuffer(raw, np.uint8).reshape(width, n).T.copy().reshape(-1)
+
+
+def unzigzag(z):
+    z = z.astype(np.uint64)
+    return ((z >> np.uint64(1)) ^ (np.uint64(0) - (z & np.uint64(1)))).view(np.int64)
+
+
+def decode_chunk(body, ds, stats):
+    dsi, first, rows, V, L = struct.unpack_from("<IQQII", body, 0)
+    pos = 28
+    n = rows * prod(ds["shape"][1:])
+    values = []
+    for var in ds["variables"]:
+        dt = DTYPES[var["dtype"]]
+        err = var["error"]
+        method = body[pos]
+        pos += 1
+        if method == 0:
+            es = body[pos]
+            (plen,) = struct.unpack_from("<Q", body, pos + 1)
+            pos += 9
+            assert es == dt.itemsize, f"{var['name']}: element size {es}"
+            raw = unshuffle(zdec(body[pos:pos + plen], n * es), es, n)
+            pos += plen
+            vals = raw.view(dt)
+            assert dt.kind in "fb", f"{var['name']}: raw method for {var['dtype']}"
+            if dt.kind == "f":
+                assert err["mode"] == "lossless" or err.get("abs") == 0.0, f"{var['name']}: raw method with {err}"
+        elif method in (1, 2):
+            width, pred = body[pos], body[pos + 1]
+            pos += 2
+            assert width in (1, 2, 4, 8), f"{var['name']}: code width {width}"
+            assert pred in (0, 1), f"{var['name']}: predictor {pred}"
+            if method == 2:
+                step, K = struct.unpack_from("<dQ", body, pos)
+                pos += 16
+            (plen,) = struct.unpack_from("<Q", body, pos)
+            pos += 8
+            codes = unshuffle(zdec(body[pos:pos + plen], n * width), width, n).view(f"<u{width}")
+            pos += plen
+            if n:
+                top = int(codes.max())
+                assert width == 1 or top >= 256 ** (width // 2), \
+                    f"{var['name']}: width {width} is not the smallest for max code {top}"
+            stats["widths"].add(width)
+            stats["predictors"].add(pred)
+            q = unzigzag(codes)
+            if pred == 1:
+                with np.errstate(over="ignore"):
+                    q = np.cumsum(q, dtype=np.int64)
+            if method == 1:
+                assert dt.kind in "iu", f"{var['name']}: integer method for {var['dtype']}"
+                vals = q.view(np.uint64).astype(dt) if dt.kind == "u" else q.astype(dt)
+            else:
+                assert dt.kind == "f", f"{var['name']}: quantised method for {var['dtype']}"
+                assert err["mode"] in ("abs", "rel") and err["abs"] > 0, f"{var['name']}: {err}"
+                assert step == 2 * err["abs"], f"{var['name']}: step {step!r} != 2*abs {err['abs']!r}"
+                vals = (q.astype(np.float64) * step).astype(dt)
+                (oplen,) = struct.unpack_from("<Q", body, pos)
+                pos += 8
+                out = zdec(body[pos:pos + oplen], K * 8 + K * dt.itemsize)
+                pos += oplen
+                idx = np.frombuffer(out[:8 * K], "<u8")
+                assert np.all(idx < n) and np.all(np.diff(idx.astype(np.int64)) > 0), \
+                    f"{var['name']}: outlier indices not ascending in [0, {n})"
+                vals[idx.astype(np.intp)] = np.frombuffer(out[8 * K:], dt)
+                stats["outliers"] += K
+        else:
+            raise AssertionError(f"{var['name']}: unknown method {method}")
+        stats["methods"].add(method)
+        values.append(vals)
+    assert pos == len(body), f"chunk has {len(body) - pos} trailing bytes after its blocks"
+    return values
+
+
+def decode_archive(parsed):
+    header = parsed["header"]
+    stats = dict(methods=set(), widths=set(), predictors=set(), outliers=0)
+    parts = {k: [[] for _ in ds["variables"]] for k, ds in enumerate(header["datasets"])}
+    for c in parsed["chunks"]:
+        ds = header["datasets"][c["dataset"]]
+        for j, vals in enumerate(decode_chunk(c["body"], ds, stats)):
+            parts[c["dataset"]][j].append(vals)
+    decoded = {}
+    for k, ds in enumerate(header["datasets"]):
+        shape = tuple(ds["shape"])
+        decoded[ds["path"]] = [np.concatenate(p).reshape(shape) for p in parts[k]]
+    return decoded, stats
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_structure_and_schema(archives, container, schema, name):
+    Draft202012Validator.check_schema(schema)
+    a = archives[name]
+    p = container(a["path"])
+    header = p["header"]
+    errors = sorted(Draft202012Validator(schema).iter_errors(header), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+    assert p["header_bytes"].decode("utf-8")  # valid UTF-8
+    assert header["format"] == "baler" and header["format_version"] == 1
+    assert header["producer"]["name"] == "balerfile"
+    kind = "npy" if str(a["src"]).endswith(".npy") else "hdf5"
+    assert header["source"] == {"kind": kind, "name": a["src"].name}
+    assert header["model"] is None
+    stages = [s["stage"] for s in header["codec"]["pipeline"]]
+    assert "zstd" in stages and "model" not in stages, stages
+    if kind == "hdf5":
+        assert any(g["path"] == "/" for g in header["groups"]), header["groups"]
+    # chunk_rows: every chunk of a dataset but its last has chunk_rows rows
+    for k, ds in enumerate(header["datasets"]):
+        mine = [c for c in p["chunks"] if c["dataset"] == k]
+        assert mine, f"{ds['path']} has no chunk"
+        assert all(c["rows"] == ds["chunk_rows"] for c in mine[:-1])
+        assert mine[-1]["rows"] <= ds["chunk_rows"]
+
+
+def test_small_chunk_size_cuts_chunks(archives, container):
+    p = container(archives["hadcm3_rel_chunks"]["path"])
+    (k, ds), = [(k, d) for k, d in enumerate(p["header"]["datasets"]) if d["path"] == "/air_temperature"]
+    row_bytes = 37 * 49 * 4
+    assert 1 <= ds["chunk_rows"] < 240
+    assert ds["chunk_rows"] == 1 or ds["chunk_rows"] * row_bytes <= 65536, ds["chunk_rows"]
+    assert len([c for c in p["chunks"] if c["dataset"] == k]) > 1
+
+
+def test_level_recorded(archives, container):
+    header = container(archives["hadcm3_abs_level"]["path"])["header"]
+    levels = [s.get("level") for s in header["codec"]["pipeline"] if s["stage"] == "zstd"]
+    assert levels and all(lv in (None, 19) for lv in levels), header["codec"]
+
+
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_inspect_json(archives, container, cli, name):
+    a = archives[name]
+    header = container(a["path"])["header"]
+    r = cli("inspect", a["path"], "--json")
+    obj = json.loads(r.stdout)
+    assert obj["header"] == header
+    rest = json.dumps({k: v for k, v in obj.items() if k != "header"})
+    for ds in header["datasets"]:
+        for v in ds["variables"]:
+            assert json.dumps(v["name"]) in rest, f"inspect --json has no size entry for {v['name']}"
+    # plain inspect works too
+    assert cli("inspect", a["path"]).stdout.strip()
+
+
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_independent_decode(archives, container, cli, tmp_path, name):
+    pytest.importorskip("zstandard", reason="the independent decoder needs the zstandard package")
+    a = archives[name]
+    parsed = container(a["path"])
+    header = parsed["header"]
+    decoded, stats = decode_archive(parsed)
+    source = load_source(a["src"], header)
+    # what balerfile itself decodes
+    is_npy = str(a["src"]).endswith(".npy")
+    out = tmp_path / ("out.npy" if is_npy else "out.h5")
+    cli("unpack", a["path"], "-o", out, *THREADS)
+    if is_npy:
+        unpacked = {header["datasets"][0]["path"]: np.load(out)}
+    else:
+        with h5py.File(out, "r") as f:
+            unpacked = {p: d[()] for p, d in h5_datasets(f).items()}
+    for ds in header["datasets"]:
+        src = np.asarray(source[ds["path"]])
+        back = np.asarray(unpacked[ds["path"]])
+        for var, mine in zip(ds["variables"], decoded[ds["path"]]):
+            f = var.get("field")
+            x = src[f] if f else src
+            y = back[f] if f else back
+            name_ = var["name"]
+            # the independent decode is bit-identical to balerfile's own (up to byte order)
+            assert mine.tobytes() == np.ascontiguousarray(y).astype(mine.dtype).tobytes(), \
+                f"{name_}: independent decode differs from `balerfile unpack`"
+            x_le = np.ascontiguousarray(x).astype(mine.dtype)
+            if mine.dtype.kind in "biu":
+                assert var["error"]["mode"] == "lossless"
+                assert np.array_equal(mine, x_le), f"{name_}: integer/bool decode differs from source"
+                continue
+            check_stats(name_, x_le, var)
+            err = var["error"]
+            spec = ("lossless",) if err["mode"] == "lossless" else (err["mode"], err["value"])
+            check_float_variable(name_, x_le, mine, spec, var)
+    if name in ("hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel"):
+        assert 2 in stats["methods"], stats
+    if name == "hadcm3_lossless":
+        assert 2 not in stats["methods"], stats
+
+
+def test_rel_resolution_matches_stats(archives, container):
+    header = container(archives["issue63_rel"]["path"])["header"]
+    for v in header["datasets"][0]["variables"]:
+        if v["error"]["mode"] == "rel":
+            st = v["stats"] if "stats" in v else None
+            if st and st["min"] is not None:
+                want = 1e-4 * (np.float32(st["max"]).astype(np.float64) - np.float32(st["min"]).astype(np.float64))
+                assert abs(v["error"]["abs"] - want) <= 1e-12 * want, v
+
+
+def test_deterministic_across_threads(cli, hadcm3, tmp_path):
+    outs = []
+    for t in ("1", "2", "2"):
+        arch = tmp_path / f"t{t}_{len(outs)}.baler"
+        cli("pack", hadcm3, "-o", arch, "--error", "rel=1e-3", "--chunk-size", "65536", "--threads", t)
+        outs.append(arch.read_bytes())
+    assert outs[1] == outs[2], "two identical packs differ"
+    assert outs[0] == outs[1], "--threads 1 and --threads 2 give different archives"

@@ -1,0 +1,238 @@
+"""Round trips through the CLI on real data: pack, unpack, compare every element.
+
+The bound is checked twice for every float variable: against the resolved tolerance stored in
+the header (variables[].error.abs, the guarantee, no slack) and against the tolerance computed
+here from the source (rel: E*(max-min) over the finite values; abs: the value), which must agree
+with the header's to 1e-12 relative. Integer and bool variables must be bit-exact, dtypes
+(byte order included), shapes and attributes identical (netCDF's object-reference attributes
+DIMENSION_LIST / REFERENCE_LIST excepted: balerfile skips them and records them in "skipped").
+"""
+import h5py
+import numpy as np
+import pytest
+
+from conftest import THREADS, SKIPPED_ATTRS, h5_datasets  # noqa: E402  (tests/python is on sys.path)
+
+RELS = [1e-2, 1e-3, 1e-4]
+
+
+def pack_unpack(cli, container, src, tmp_path, *pack_args, out_name="out.h5"):
+    arch = tmp_path / "a.baler"
+    out = tmp_path / out_name
+    rp = cli("pack", src, "-o", arch, *pack_args, *THREADS)
+    assert rp.stdout.strip(), f"{rp.shown}: pack printed no summary on stdout"
+    cli("unpack", arch, "-o", out, *THREADS)
+    header = container(arch)["header"]
+    return arch, out, header, rp
+
+
+def uniform(spec):
+    return lambda name, dt: spec
+
+
+# ---------------------------------------------------------------------------------------------
+# HadCM3 (netCDF4/HDF5, 10 datasets: f32 field, >f4, i32, f64 scalars, ...)
+
+
+@pytest.mark.parametrize("rel", RELS)
+def test_hadcm3_rel(cli, container, check_roundtrip, hadcm3, tmp_path, rel):
+    arch, out, header, rp = pack_unpack(cli, container, hadcm3, tmp_path, "--error", f"rel={rel}")
+    errs = check_roundtrip(hadcm3, out, header, uniform(("rel", rel)))
+    assert "air_temperature" in errs
+    # the field is genuinely quantised (not silently stored lossless)
+    assert errs["air_temperature"] > 0.0
+    assert header["source"] == {"kind": "hdf5", "name": hadcm3.name}
+
+
+def test_hadcm3_bnds_stays_big_endian(cli, container, hadcm3, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--error", "rel=1e-3")
+    with h5py.File(out, "r") as f:
+        assert f["bnds"].dtype.str == ">f4"
+    (var,) = [d for d in header["datasets"] if d["path"] == "/bnds"][0]["variables"]
+    assert var["byte_order"] == "be" and var["dtype"] == "f32"
+
+
+def test_hadcm3_abs(cli, container, check_roundtrip, hadcm3, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--error", "abs=0.5")
+    errs = check_roundtrip(hadcm3, out, header, uniform(("abs", 0.5)))
+    assert 0.0 < errs["air_temperature"] <= 0.5
+
+
+def test_hadcm3_lossless_default(cli, container, check_roundtrip, hadcm3, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path)
+    check_roundtrip(hadcm3, out, header, uniform(("lossless",)))
+    for ds in header["datasets"]:
+        for v in ds["variables"]:
+            assert v["error"]["mode"] == "lossless", (v["name"], v["error"])
+
+
+def test_hadcm3_explicit_lossless(cli, container, check_roundtrip, hadcm3, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--error", "lossless")
+    check_roundtrip(hadcm3, out, header, uniform(("lossless",)))
+
+
+def test_hadcm3_per_variable_lossless(cli, container, check_roundtrip, hadcm3, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path,
+                                    "--error", "rel=1e-2", "--error", "air_temperature:lossless")
+
+    def spec(name, dt):
+        return ("lossless",) if name == "air_temperature" else ("rel", 1e-2)
+    check_roundtrip(hadcm3, out, header, spec)
+
+
+def test_hadcm3_per_variable_tighter(cli, container, check_roundtrip, hadcm3, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path,
+                                    "--error", "lossless", "--error", "air_temperature:rel=1e-4",
+                                    "--error", "time_bnds:abs=0.25")
+
+    def spec(name, dt):
+        return {"air_temperature": ("rel", 1e-4), "time_bnds": ("abs", 0.25)}.get(name, ("lossless",))
+    errs = check_roundtrip(hadcm3, out, header, spec)
+    assert errs["air_temperature"] > 0.0
+
+
+def test_hadcm3_selected_datasets(cli, container, check_roundtrip, hadcm3, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--dataset", "air_temperature",
+                                    "--dataset", "time", "--error", "rel=1e-3")
+    check_roundtrip(hadcm3, out, header, uniform(("rel", 1e-3)), datasets=["/air_temperature", "/time"])
+
+
+def test_hadcm3_small_chunks_and_level(cli, container, check_roundtrip, hadcm3, tmp_path):
+    arch, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--error", "rel=1e-3",
+                                       "--chunk-size", "65536", "--level", "3")
+    check_roundtrip(hadcm3, out, header, uniform(("rel", 1e-3)))
+    air = [c for c in container(arch)["chunks"]
+           if header["datasets"][c["dataset"]]["path"] == "/air_temperature"]
+    assert len(air) > 1, "a 64 KiB chunk size should cut the 1.7 MB field into several chunks"
+
+
+def test_hadcm3_skipped_references_recorded(cli, container, hadcm3, tmp_path):
+    _, out, header, rp = pack_unpack(cli, container, hadcm3, tmp_path, "--error", "rel=1e-3")
+    assert "warning" in rp.stderr.lower(), f"no warning on stderr for skipped attributes: {rp.stderr!r}"
+    skipped = header.get("skipped", [])
+    with h5py.File(hadcm3, "r") as f:
+        for path, ds in h5_datasets(f).items():
+            for k in ds.attrs.keys():
+                if k in SKIPPED_ATTRS:
+                    hits = [s for s in skipped if path.lstrip("/") in s["path"] and k in s["path"]]
+                    assert hits, f"{path} attribute {k} not recorded in header skipped: {skipped}"
+                    assert all(s["reason"] for s in hits)
+
+
+def test_lossy_is_smaller(cli, hadcm3, tmp_path):
+    sizes = {}
+    for spec in ["lossless", "rel=1e-4", "rel=1e-2"]:
+        arch = tmp_path / f"{spec.replace('=', '_')}.baler"
+        cli("pack", hadcm3, "-o", arch, "--dataset", "air_temperature", "--error", spec, *THREADS)
+        sizes[spec] = arch.stat().st_size
+    assert sizes["rel=1e-2"] < sizes["rel=1e-4"] < sizes["lossless"], sizes
+
+
+# ---------------------------------------------------------------------------------------------
+# issue63: one compound dataset, 141 f32 + 11 bool + 4 u32 + 1 u64 fields
+
+
+@pytest.mark.parametrize("rel", RELS)
+def test_issue63_rel(cli, container, check_roundtrip, issue63_h5, tmp_path, rel):
+    _, out, header, _ = pack_unpack(cli, container, issue63_h5, tmp_path, "--error", f"rel={rel}")
+    errs = check_roundtrip(issue63_h5, out, header, uniform(("rel", rel)))
+    assert len(errs) == 141
+    (ds,) = header["datasets"]
+    assert ds["kind"] == "compound" and ds["path"] == "/WtLoop_nominal" and ds["shape"] == [9812]
+    assert sum(e > 0 for e in errs.values()) > 100, "most float columns should be quantised"
+
+
+def test_issue63_lossless_default(cli, container, check_roundtrip, issue63_h5, tmp_path):
+    _, out, header, _ = pack_unpack(cli, container, issue63_h5, tmp_path)
+    check_roundtrip(issue63_h5, out, header, uniform(("lossless",)))
+
+
+def test_issue63_per_field(cli, container, check_roundtrip, issue63_h5, tmp_path):
+    # "met" is a unique field name, "WtLoop_nominal.pT_lep1" a full variable name
+    _, out, header, _ = pack_unpack(cli, container, issue63_h5, tmp_path,
+                                    "--error", "rel=1e-2", "--error", "met:lossless",
+                                    "--error", "WtLoop_nominal.pT_lep1:abs=0.5")
+
+    def spec(name, dt):
+        return {"WtLoop_nominal.met": ("lossless",),
+                "WtLoop_nominal.pT_lep1": ("abs", 0.5)}.get(name, ("rel", 1e-2))
+    check_roundtrip(issue63_h5, out, header, spec)
+
+
+def test_issue63_dataset_spec(cli, container, check_roundtrip, issue63_h5, tmp_path):
+    # a dataset name applies to all its variables
+    _, out, header, _ = pack_unpack(cli, container, issue63_h5, tmp_path,
+                                    "--error", "lossless", "--error", "WtLoop_nominal:rel=1e-3")
+    check_roundtrip(issue63_h5, out, header, uniform(("rel", 1e-3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# A real file with a non-numeric dataset: packed without --dataset, it is skipped with a warning
+
+
+def test_non_numeric_dataset_skipped(cli, container, check_roundtrip, vlstr_nc, tmp_path):
+    _, out, header, rp = pack_unpack(cli, container, vlstr_nc, tmp_path)
+    assert "expver" in rp.stderr and "warning" in rp.stderr.lower(), rp.stderr
+    assert any("expver" in s["path"] for s in header.get("skipped", [])), header.get("skipped")
+    check_roundtrip(vlstr_nc, out, header, uniform(("lossless",)),
+                    datasets=["/lat", "/lon", "/time", "/wind"])
+
+
+# ---------------------------------------------------------------------------------------------
+# .npy
+
+
+def npy_roundtrip(cli, container, tmp_path, arr, *pack_args):
+    src = tmp_path / "src.npy"
+    np.save(src, arr)
+    arch = tmp_path / "a.baler"
+    out = tmp_path / "out.npy"
+    cli("pack", src, "-o", arch, *pack_args, *THREADS)
+    cli("unpack", arch, "-o", out, *THREADS)
+    header = container(arch)["header"]
+    assert header["source"] == {"kind": "npy", "name": "src.npy"}
+    (ds,) = header["datasets"]
+    assert ds["shape"] == list(arr.shape)
+    return np.load(out), ds
+
+
+@pytest.mark.parametrize("rel", [1e-2, 1e-4])
+def test_npy_float_slice(cli, container, float_check, hadcm3, tmp_path, rel):
+    with h5py.File(hadcm3, "r") as f:
+        arr = f["air_temperature"][:60]
+    back, ds = npy_roundtrip(cli, container, tmp_path, arr, "--error", f"rel={rel}")
+    assert back.dtype.str == arr.dtype.str and back.shape == arr.shape
+    (var,) = ds["variables"]
+    assert float_check("npy", arr, back, ("rel", rel), var) > 0.0
+
+
+def test_npy_big_endian_lossless(cli, container, hadcm3, tmp_path):
+    with h5py.File(hadcm3, "r") as f:
+        arr = f["time_bnds"][...].astype(">f8")
+    back, ds = npy_roundtrip(cli, container, tmp_path, arr)
+    assert back.dtype.str == ">f8" and back.shape == arr.shape
+    assert back.tobytes() == arr.tobytes()
+    assert ds["variables"][0]["byte_order"] == "be"
+
+
+def test_npy_integer(cli, container, hadcm3, tmp_path):
+    with h5py.File(hadcm3, "r") as f:
+        arr = f["forecast_period"][...]
+    back, ds = npy_roundtrip(cli, container, tmp_path, arr, "--error", "rel=1e-2")
+    assert back.dtype.str == arr.dtype.str and np.array_equal(back, arr)
+    assert ds["variables"][0]["error"]["mode"] == "lossless"
+
+
+def test_npy_structured(cli, container, float_check, issue63_h5, tmp_path):
+    with h5py.File(issue63_h5, "r") as f:
+        table = f["WtLoop_nominal"][...]
+    back, ds = npy_roundtrip(cli, container, tmp_path, table, "--error", "rel=1e-3")
+    assert back.dtype == table.dtype and back.shape == table.shape
+    assert ds["kind"] == "compound"
+    assert [v.get("field") for v in ds["variables"]] == list(table.dtype.names)
+    for var in ds["variables"]:
+        x, y = table[var["field"]], back[var["field"]]
+        if x.dtype.kind == "f":
+            float_check(var["name"], x, y, ("rel", 1e-3), var)
+        else:
+            assert y.dtype.str == x.dtype.str and np.array_equal(x, y), var["name"]
