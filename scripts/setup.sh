@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything balerfile needs on a fresh Debian/Ubuntu machine (idempotent):
+# the HDF5 library and tools, a Python venv with the real outside clients and real example data
+# (h5py, hdf5plugin, uproot, scikit-hep-testdata, iris-sample-data), and a release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+need=()
+for pkg in libhdf5-dev hdf5-tools pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found: install Rust (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, iris_sample_data, skhep_testdata" 2>/dev/null; then
+  echo "setup: installing Python clients and example data into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  # 0.3.12 is the last release that ships its files; later ones download them at run time.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps scikit-hep-testdata==0.3.12
+fi
+
+cargo build --release --locked --quiet
+echo "setup: ok ($(target/release/balerfile --version))"
