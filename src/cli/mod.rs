@@ -110,7 +110,25 @@ impl Progress for Bar {
 }
 
 pub fn run() -> i32 {
-    let cli = Cli::parse();
+    use clap::error::ErrorKind;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return 2;
+        }
+        Err(e) => {
+            // Same one-line shape as every other failure; clap's first line names the problem.
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("balerfile: error: {first} (see balerfile --help)");
+            return 2;
+        }
+    };
     match dispatch(cli.command) {
         Ok(()) => 0,
         Err(e) => {
