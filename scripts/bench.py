@@ -250,7 +250,7 @@ def main():
     print("| data | codec | error level | size % of raw | max error / range | pack MB/s | unpack MB/s | bound ok |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for r in all_rows:
-        print(f"| {r['data']} | {r['codec']} | {r['level']} | {r['pct']:.2f} | {r['err']:.3g} | "
+        print(f"| {r['data']} | {r['codec']} | {r['level']} | {r['pct']:.2f} | {r['err']:.4g} | "
               f"{fmt(r['pack'], '.1f')} | {fmt(r['unpack'], '.1f')} | {'yes' if r['ok'] else 'NO'} |")
     print()
     for n in notes:

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import THREADS, SKIPPED_ATTRS, h5_datasets  # noqa: E402  (tests/python is on sys.path)
+from conftest import THREADS, SKIPPED_ATTRS, h5_datasets, _iris_sample  # noqa: E402  (tests/python is on sys.path)
 
 RELS = [1e-2, 1e-3, 1e-4]
 
@@ -26,8 +26,24 @@ def pack_unpack(cli, container, src, tmp_path, *pack_args, out_name="out.h5"):
     return arch, out, header, rp
 
 
+def specs(global_spec=("lossless",), named=None):
+    """The bound each float variable must get: a spec naming it (variable, unique field or
+    dataset name) wins; else the global spec, except on HDF5 dimension scales (netCDF coordinates
+    such as time, latitude), which stay lossless under a global spec (README: "name them to make
+    them lossy"); else lossless."""
+    named = named or {}
+
+    def spec_for(name, dt, dimscale):
+        if name in named:
+            return named[name]
+        if dimscale:
+            return ("lossless",)
+        return global_spec
+    return spec_for
+
+
 def uniform(spec):
-    return lambda name, dt: spec
+    return specs(spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,9 +91,7 @@ def test_hadcm3_per_variable_lossless(cli, container, check_roundtrip, hadcm3, t
     _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path,
                                     "--error", "rel=1e-2", "--error", "air_temperature:lossless")
 
-    def spec(name, dt):
-        return ("lossless",) if name == "air_temperature" else ("rel", 1e-2)
-    check_roundtrip(hadcm3, out, header, spec)
+    check_roundtrip(hadcm3, out, header, specs(("rel", 1e-2), {"air_temperature": ("lossless",)}))
 
 
 def test_hadcm3_per_variable_tighter(cli, container, check_roundtrip, hadcm3, tmp_path):
@@ -85,10 +99,21 @@ def test_hadcm3_per_variable_tighter(cli, container, check_roundtrip, hadcm3, tm
                                     "--error", "lossless", "--error", "air_temperature:rel=1e-4",
                                     "--error", "time_bnds:abs=0.25")
 
-    def spec(name, dt):
-        return {"air_temperature": ("rel", 1e-4), "time_bnds": ("abs", 0.25)}.get(name, ("lossless",))
-    errs = check_roundtrip(hadcm3, out, header, spec)
+    errs = check_roundtrip(hadcm3, out, header,
+                           specs(("lossless",), {"air_temperature": ("rel", 1e-4), "time_bnds": ("abs", 0.25)}))
     assert errs["air_temperature"] > 0.0
+
+
+def test_hadcm3_dimension_scales(cli, container, check_roundtrip, hadcm3, tmp_path):
+    # a global spec leaves the coordinates (dimension scales) lossless; naming one makes it lossy
+    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--error", "rel=1e-3",
+                                    "--error", "time:rel=1e-3", "--error", "latitude:abs=0.01")
+    errs = check_roundtrip(hadcm3, out, header, specs(("rel", 1e-3), {"time": ("rel", 1e-3),
+                                                                      "latitude": ("abs", 0.01)}))
+    modes = {v["name"]: v["error"]["mode"] for d in header["datasets"] for v in d["variables"]}
+    assert modes["longitude"] == "lossless" and modes["bnds"] == "lossless"
+    assert modes["time"] == "rel" and modes["latitude"] == "abs"
+    assert errs["time"] > 0.0
 
 
 def test_hadcm3_selected_datasets(cli, container, check_roundtrip, hadcm3, tmp_path):
@@ -153,10 +178,8 @@ def test_issue63_per_field(cli, container, check_roundtrip, issue63_h5, tmp_path
                                     "--error", "rel=1e-2", "--error", "met:lossless",
                                     "--error", "WtLoop_nominal.pT_lep1:abs=0.5")
 
-    def spec(name, dt):
-        return {"WtLoop_nominal.met": ("lossless",),
-                "WtLoop_nominal.pT_lep1": ("abs", 0.5)}.get(name, ("rel", 1e-2))
-    check_roundtrip(issue63_h5, out, header, spec)
+    check_roundtrip(issue63_h5, out, header, specs(("rel", 1e-2), {"WtLoop_nominal.met": ("lossless",),
+                                                                  "WtLoop_nominal.pT_lep1": ("abs", 0.5)}))
 
 
 def test_issue63_dataset_spec(cli, container, check_roundtrip, issue63_h5, tmp_path):
@@ -164,6 +187,22 @@ def test_issue63_dataset_spec(cli, container, check_roundtrip, issue63_h5, tmp_p
     _, out, header, _ = pack_unpack(cli, container, issue63_h5, tmp_path,
                                     "--error", "lossless", "--error", "WtLoop_nominal:rel=1e-3")
     check_roundtrip(issue63_h5, out, header, uniform(("rel", 1e-3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# More real netCDF4 files (iris-sample-data): lossless round trips of every numeric dataset,
+# their dtypes, fill-value attributes (f4 denormals included), scalars and multi-dimensional fields
+
+OTHER_NC = ["SOI_Darwin.nc", "atlantic_profiles.nc", "hybrid_height.nc", "rotated_pole.nc",
+            "orca2_votemper.nc", "toa_brightness_stereographic.nc", "ostia_monthly.nc",
+            "NEMO/nemo_1m_20150101-20150201_grid-T.nc", "E1_north_america.nc"]
+
+
+@pytest.mark.parametrize("name", OTHER_NC)
+def test_other_netcdf_lossless(cli, container, check_roundtrip, tmp_path, name):
+    src = _iris_sample(name)
+    _, out, header, _ = pack_unpack(cli, container, src, tmp_path)
+    check_roundtrip(src, out, header, uniform(("lossless",)))
 
 
 # ---------------------------------------------------------------------------------------------
