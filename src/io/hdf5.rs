@@ -492,11 +492,13 @@ fn join_rows(vars: &[Vec<u8>], sizes: &[usize], item: usize) -> Vec<u8> {
     out
 }
 
+/// Fields drop in order: datasets, then the file, then the temporary output (removed when the
+/// sink is dropped unfinished), so HDF5 never writes to a file already unlinked.
 pub struct Hdf5Sink {
-    output: AtomicOutput,
-    file: Option<hdf5::File>,
     /// Per archive dataset index: the created dataset, its memory row type and shape.
     open: BTreeMap<usize, (hdf5::Dataset, RowType, Vec<u64>)>,
+    file: Option<hdf5::File>,
+    output: AtomicOutput,
 }
 
 impl Hdf5Sink {
@@ -521,7 +523,7 @@ impl Hdf5Sink {
             let rt = row_type(info, false).map_err(fail)?;
             open.insert(d, (ds, rt, info.shape.clone()));
         }
-        Ok(Hdf5Sink { output, file: Some(file), open })
+        Ok(Hdf5Sink { open, file: Some(file), output })
     }
 }
 
