@@ -109,10 +109,9 @@ pub fn pack(source: &mut dyn Source, output: &Path, opts: &PackOptions, progress
         groups: layout.groups.clone(),
         datasets: datasets.clone(),
         codec: CodecInfo {
-            pipeline: ["split", "quantise", "predict", "shuffle"]
+            pipeline: crate::codec::PIPELINE
                 .iter()
-                .map(|s| StageInfo { stage: s.to_string(), level: None })
-                .chain([StageInfo { stage: "zstd".into(), level: Some(opts.level) }])
+                .map(|&s| StageInfo { stage: s.into(), level: (s == "zstd").then_some(opts.level) })
                 .collect(),
         },
         model: None,

@@ -28,7 +28,7 @@ pub fn var_codings(reader: &ArchiveReader) -> Vec<Vec<VarCoding>> {
 }
 
 pub fn codec_of(reader: &ArchiveReader) -> Result<ChunkCodec> {
-    let known = ["split", "quantise", "predict", "shuffle", "zstd"];
+    let known = crate::codec::PIPELINE;
     let mut level = crate::pack::DEFAULT_LEVEL;
     for s in &reader.header().codec.pipeline {
         if !known.contains(&s.stage.as_str()) {

@@ -13,6 +13,10 @@ pub mod quantise;
 use crate::dtype::{floats_to_f64, i64_to_ints, ints_to_i64, push_float, DType};
 use crate::wire::Cursor;
 
+/// The stages of this codec's pipeline in encode order, as the header names them (the last is
+/// the entropy stage, which carries its level). A reader refuses any stage not listed here.
+pub const PIPELINE: [&str; 5] = ["split", "quantise", "predict", "shuffle", "zstd"];
+
 pub const METHOD_RAW: u8 = 0;
 pub const METHOD_INTEGER: u8 = 1;
 pub const METHOD_QUANTISED: u8 = 2;
