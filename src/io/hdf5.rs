@@ -211,7 +211,15 @@ impl Hdf5Source {
         let infos: Vec<DatasetInfo> = datasets.iter().map(|(_, d)| d.clone()).collect();
         let selected = super::select(path, &infos, names)?;
         if !names.is_empty() {
-            skipped.clear();
+            // Keep what was not kept of the selected datasets and the groups; drop the rest,
+            // which the user did not ask for.
+            let about = |s: &Skipped, obj: &str| {
+                s.path == obj || s.path.starts_with(&format!("{obj} attribute ")) || s.path.starts_with(&format!("{obj}."))
+            };
+            skipped.retain(|s| {
+                selected.iter().any(|&i| about(s, &infos[i].path))
+                    || groups.iter().any(|g| s.path.starts_with(&format!("{} attribute ", g.path)))
+            });
         }
         let mut handles = Vec::new();
         let mut chosen = Vec::new();
@@ -435,7 +443,7 @@ fn read_attr(attr: &hdf5::Attribute) -> Result<Attribute, String> {
             let v: Vec<VarLenUnicode> = attr.read_raw().map_err(|e| e.to_string())?;
             Ok(string(StringEncoding::Utf8, None, v.iter().map(|s| s.as_str().to_string()).collect()))
         }
-        other => Err(format!("not kept: {}", type_name(&other))),
+        other => Err(type_name(&other)),
     }
 }
 

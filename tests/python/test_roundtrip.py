@@ -120,6 +120,9 @@ def test_hadcm3_selected_datasets(cli, container, check_roundtrip, hadcm3, tmp_p
     _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--dataset", "air_temperature",
                                     "--dataset", "time", "--error", "rel=1e-3")
     check_roundtrip(hadcm3, out, header, uniform(("rel", 1e-3)), datasets=["/air_temperature", "/time"])
+    # What was not kept of the selected datasets stays recorded; nothing about the others.
+    skipped = sorted(s["path"] for s in header.get("skipped", []))
+    assert skipped == ["/air_temperature attribute DIMENSION_LIST", "/time attribute REFERENCE_LIST"], skipped
 
 
 def test_hadcm3_small_chunks_and_level(cli, container, check_roundtrip, hadcm3, tmp_path):
