@@ -7,7 +7,6 @@ use serde::Serialize;
 use crate::container::ArchiveReader;
 use crate::error::{Error, Result};
 use crate::header::Header;
-use crate::wire::Cursor;
 
 #[derive(Debug, Serialize)]
 pub struct Inspection {
@@ -41,7 +40,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     for i in 0..reader.index().len() {
         let d = reader.index()[i].dataset as usize;
         let bytes = reader.read_chunk(i)?;
-        let blocks = block_sizes(&bytes, sizes[d].len())
+        let blocks = crate::codec::block_sizes(&bytes, sizes[d].len())
             .map_err(|what| Error::corrupt(path, format!("chunk {i}: {what}")))?;
         for (s, b) in sizes[d].iter_mut().zip(blocks) {
             *s += b;
@@ -73,43 +72,4 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         variables,
         header,
     })
-}
-
-/// Bytes of each variable block in a chunk, by walking the block headers (format spec).
-fn block_sizes(chunk: &[u8], nvars: usize) -> Result<Vec<u64>, String> {
-    let mut c = Cursor::new(chunk);
-    c.bytes(4 + 8 + 8, "chunk place")?;
-    let n = c.u32("variable count")? as usize;
-    if n != nvars {
-        return Err(format!("{n} variables where the header has {nvars}"));
-    }
-    c.u32("latent count")?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = c.remaining();
-        let skip_payload = |c: &mut Cursor| -> Result<(), String> {
-            let len = c.u64("payload length")?;
-            c.bytes(len, "payload").map(|_| ())
-        };
-        match c.u8("method")? {
-            crate::codec::METHOD_RAW => {
-                c.u8("element size")?;
-                skip_payload(&mut c)?;
-            }
-            crate::codec::METHOD_INTEGER => {
-                c.bytes(2, "width, predictor")?;
-                skip_payload(&mut c)?;
-            }
-            crate::codec::METHOD_QUANTISED => {
-                c.bytes(16, "step, outliers")?;
-                c.bytes(2, "width, predictor")?;
-                skip_payload(&mut c)?;
-                skip_payload(&mut c)?;
-            }
-            m => return Err(format!("unknown coding method {m}")),
-        }
-        out.push((start - c.remaining()) as u64);
-    }
-    c.finish("chunk")?;
-    Ok(out)
 }

@@ -156,6 +156,45 @@ impl ChunkCodec {
     }
 }
 
+/// Bytes of each variable block in a chunk, by walking the block headers (format spec).
+pub fn block_sizes(chunk: &[u8], nvars: usize) -> Result<Vec<u64>, String> {
+    let mut c = Cursor::new(chunk);
+    c.bytes(4 + 8 + 8, "chunk place")?;
+    let n = c.u32("variable count")? as usize;
+    if n != nvars {
+        return Err(format!("{n} variables where the header has {nvars}"));
+    }
+    c.u32("latent count")?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = c.remaining();
+        let skip_payload = |c: &mut Cursor| -> Result<(), String> {
+            let len = c.u64("payload length")?;
+            c.bytes(len, "payload").map(|_| ())
+        };
+        match c.u8("method")? {
+            METHOD_RAW => {
+                c.u8("element size")?;
+                skip_payload(&mut c)?;
+            }
+            METHOD_INTEGER => {
+                c.bytes(2, "width, predictor")?;
+                skip_payload(&mut c)?;
+            }
+            METHOD_QUANTISED => {
+                c.bytes(16, "step, outliers")?;
+                c.bytes(2, "width, predictor")?;
+                skip_payload(&mut c)?;
+                skip_payload(&mut c)?;
+            }
+            m => return Err(format!("unknown coding method {m}")),
+        }
+        out.push((start - c.remaining()) as u64);
+    }
+    c.finish("chunk")?;
+    Ok(out)
+}
+
 fn decode_var(cur: &mut Cursor, dtype: DType, n: usize) -> Result<Vec<u8>, String> {
     let size = dtype.size();
     match cur.u8("method")? {

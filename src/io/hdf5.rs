@@ -464,14 +464,14 @@ impl Source for Hdf5Source {
             )
         });
         res.map_err(|what| Error::Hdf5 { path: self.path.clone(), what })?;
-        Ok(split_rows(&buf, &rt.sizes, rt.item))
+        Ok(split_rows(buf, &rt.sizes, rt.item))
     }
 }
 
-/// Packed records to one buffer per field.
-fn split_rows(buf: &[u8], sizes: &[usize], item: usize) -> Vec<Vec<u8>> {
+/// Packed records to one buffer per field (a plain array's buffer is passed through).
+fn split_rows(buf: Vec<u8>, sizes: &[usize], item: usize) -> Vec<Vec<u8>> {
     if sizes.len() == 1 {
-        return vec![buf.to_vec()];
+        return vec![buf];
     }
     let mut out: Vec<Vec<u8>> = sizes.iter().map(|s| Vec::with_capacity(buf.len() / item * s)).collect();
     for rec in buf.chunks_exact(item) {
@@ -484,9 +484,9 @@ fn split_rows(buf: &[u8], sizes: &[usize], item: usize) -> Vec<Vec<u8>> {
     out
 }
 
-fn join_rows(vars: &[Vec<u8>], sizes: &[usize], item: usize) -> Vec<u8> {
+fn join_rows<'a>(vars: &'a [Vec<u8>], sizes: &[usize], item: usize) -> std::borrow::Cow<'a, [u8]> {
     if sizes.len() == 1 {
-        return vars[0].clone();
+        return std::borrow::Cow::Borrowed(&vars[0]);
     }
     let n = vars[0].len() / sizes[0];
     let mut out = vec![0u8; n * item];
@@ -497,7 +497,7 @@ fn join_rows(vars: &[Vec<u8>], sizes: &[usize], item: usize) -> Vec<u8> {
         }
         off += s;
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// Fields drop in order: datasets, then the file, then the temporary output (removed when the

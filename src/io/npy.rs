@@ -97,6 +97,16 @@ impl Source for NpySource {
         let mut buf = vec![0u8; ((rows.end - rows.start) * row_items * item) as usize];
         self.file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(&self.path, e))?;
         self.file.read_exact(&mut buf).map_err(|e| Error::io(&self.path, e))?;
+        if let [f] = &self.npy.fields[..] {
+            if f.dtype.size() == self.npy.itemsize {
+                // A plain array (or a one-field record): the buffer is the variable.
+                let mut buf = buf;
+                if f.order == ByteOrder::Be {
+                    swap_bytes(f.dtype.size(), &mut buf);
+                }
+                return Ok(vec![buf]);
+            }
+        }
         Ok(self.npy.fields.iter().map(|f| extract(&buf, self.npy.itemsize, f)).collect())
     }
 }
@@ -184,6 +194,11 @@ fn descr_of(f: &Field) -> String {
 
 impl Sink for NpySink {
     fn write_rows(&mut self, _dataset: usize, _rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()> {
+        if let [f] = &self.fields[..] {
+            if f.order == ByteOrder::Le && f.dtype.size() == self.itemsize {
+                return self.out.write_all(&vars[0]).map_err(|e| Error::io(self.output.dest(), e));
+            }
+        }
         let n = vars[0].len() / self.fields[0].dtype.size();
         let mut buf = vec![0u8; n * self.itemsize];
         for (f, data) in self.fields.iter().zip(vars) {
