@@ -6,7 +6,7 @@ Usage: .venv/bin/python scripts/bench.py [--repeat N] [--threads N]
 Data:
   * HadCM3 air_temperature, (240, 37, 49) f32, from iris-sample-data A1B_north_america.nc.
   * issue63: the 141 f32 columns of tree WtLoop_nominal (9812 rows) of uproot-issue63.root
-    (via fixtures/make_issue63_h5.py; made into fixtures/data/issue63.h5 if missing).
+    (via fixtures/make_table_h5.py; made into fixtures/data/issue63.h5 if missing).
 
 For every error level f in 1e-2, 1e-3, 1e-4 the tolerance of a variable is f x (max - min) of
 its finite values (air_temperature: of the field; issue63: of each column separately).
@@ -60,7 +60,7 @@ def issue63_path():
     out = ROOT / "fixtures" / "data" / "issue63.h5"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_issue63_h5.py"), str(out)], check=True)
+        subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_table_h5.py"), str(out)], check=True)
     return out
 
 

@@ -10,7 +10,7 @@ mkdir -p "$out"
 py=.venv/bin/python
 bf=target/release/balerfile
 climate=$($py -c "import iris_sample_data, os; print(os.path.join(os.path.dirname(iris_sample_data.__file__), 'sample_data', 'A1B_north_america.nc'))")
-[ -f "$out/issue63.h5" ] || $py fixtures/make_issue63_h5.py "$out/issue63.h5"
+[ -f "$out/issue63.h5" ] || $py fixtures/make_table_h5.py "$out/issue63.h5"
 
 for input in "$climate" "$out/issue63.h5"; do
   name=$(basename "${input%.*}")

@@ -11,7 +11,7 @@ pub enum BoundMode {
     Lossless,
     Abs,
     Rel,
-    /// Pure autoencoder output with no residual (Baler's behaviour); reserved for the model stage.
+    /// Pure autoencoder output with no residual (Baler's behaviour): needs a model.
     None,
 }
 
@@ -52,6 +52,8 @@ impl ErrorBound {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Bound {
     Lossless,
+    /// The model's output, no residual: Baler's pure autoencoder mode.
+    None,
     Abs(f64),
     Rel(f64),
 }
@@ -77,10 +79,12 @@ impl std::str::FromStr for ErrorSpec {
         let bound = bound.trim();
         let bound = if bound == "lossless" {
             Bound::Lossless
+        } else if bound == "none" {
+            Bound::None
         } else {
             let (mode, value) = bound
                 .split_once('=')
-                .ok_or_else(|| bad("expected rel=E, abs=E or lossless, optionally after VARIABLE:"))?;
+                .ok_or_else(|| bad("expected rel=E, abs=E, lossless or none, optionally after VARIABLE:"))?;
             let value: f64 =
                 value.trim().parse().map_err(|_| bad(&format!("'{}' is not a number", value.trim())))?;
             if !(value.is_finite() && value > 0.0) {
@@ -89,7 +93,7 @@ impl std::str::FromStr for ErrorSpec {
             match mode.trim() {
                 "rel" => Bound::Rel(value),
                 "abs" => Bound::Abs(value),
-                other => return Err(bad(&format!("unknown mode '{other}' (use rel, abs or lossless)"))),
+                other => return Err(bad(&format!("unknown mode '{other}' (use rel, abs, lossless or none)"))),
             }
         };
         Ok(ErrorSpec { variable, bound })
@@ -151,6 +155,7 @@ pub fn resolve(bound: Bound, is_float: bool, stats: &Stats) -> ErrorBound {
     }
     match bound {
         Bound::Lossless => ErrorBound::LOSSLESS,
+        Bound::None => ErrorBound { mode: BoundMode::None, value: None, abs: None },
         Bound::Abs(e) => ErrorBound { mode: BoundMode::Abs, value: Some(e), abs: Some(e) },
         Bound::Rel(e) => ErrorBound { mode: BoundMode::Rel, value: Some(e), abs: Some(e * stats.range()) },
     }

@@ -32,6 +32,21 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A model bundle or ONNX file that is not what it must be.
+    #[error("{path}: {what}")]
+    Model { path: PathBuf, what: String },
+
+    #[error("model {id} not found (searched: {searched}); set BALER_MODEL_PATH to the folder that holds it, or pack with --embed-model")]
+    ModelNotFound { id: String, searched: String },
+
+    /// ONNX Runtime could not be found, loaded or run.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+
+    /// Training failed (bad settings or data the model cannot learn from).
+    #[error("training: {0}")]
+    Train(String),
+
     /// A chunk failed to decode; the caller adds the file name.
     #[error("{0}")]
     Chunk(String),

@@ -20,8 +20,12 @@ pub struct Header {
     pub groups: Vec<GroupInfo>,
     pub datasets: Vec<DatasetInfo>,
     pub codec: CodecInfo,
-    /// The model reference of the model stage; `None` while the codec uses no model.
-    pub model: Option<serde_json::Value>,
+    /// The models the datasets were coded with (each dataset's `model` points here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<crate::model::ModelRef>,
+    /// Archives written before the model stage carry `"model": null`; nothing else is valid.
+    #[serde(default, skip_serializing)]
+    pub model: Option<()>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
 }
@@ -78,6 +82,21 @@ pub struct DatasetInfo {
     pub chunk_rows: u64,
     pub attributes: Attributes,
     pub variables: Vec<VariableInfo>,
+    /// The model stage of this dataset's chunks, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<DatasetModel>,
+}
+
+/// How a dataset's chunks use a model: which one, what it sees, how the latent is stored.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetModel {
+    /// Index into the header's `models`.
+    pub model: u32,
+    /// The model's inputs in order, each `[variable index, element within a row]`.
+    pub features: Vec<[u64; 2]>,
+    /// "f16", or the bit count of uniform codes ("8").
+    pub latent: String,
 }
 
 impl DatasetInfo {

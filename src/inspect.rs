@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::codec::errstats::ErrStats;
 use crate::container::ArchiveReader;
 use crate::error::{Error, Result};
 use crate::header::Header;
@@ -14,6 +15,12 @@ pub struct Inspection {
     pub archive_bytes: u64,
     pub raw_bytes: u64,
     pub ratio: f64,
+    /// Bytes of model decoders the archive needs but does not hold (0 when embedded or none).
+    pub decoder_bytes: u64,
+    /// raw / (archive + decoders kept outside it).
+    pub ratio_with_decoder: f64,
+    /// Bytes of latent blocks.
+    pub latent_bytes: u64,
     pub chunks: usize,
     pub variables: Vec<VariableSize>,
     pub header: Header,
@@ -29,6 +36,10 @@ pub struct VariableSize {
     pub raw_bytes: u64,
     pub packed_bytes: u64,
     pub percent_of_raw: f64,
+    /// Chunks whose block of this variable was coded with the model.
+    pub model_chunks: u64,
+    /// What lossy coding did (Baler's Table 2), from the statistics each block carries.
+    pub errors: Option<crate::codec::errstats::ErrSummary>,
 }
 
 /// Reads every chunk (checking its checksum) but decodes none: block sizes come from the chunk
@@ -37,13 +48,25 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     let reader = ArchiveReader::open(path)?;
     let header = reader.header().clone();
     let mut sizes: Vec<Vec<u64>> = header.datasets.iter().map(|d| vec![0; d.variables.len()]).collect();
+    let mut model_chunks: Vec<Vec<u64>> = sizes.clone();
+    let mut errs: Vec<Vec<Option<ErrStats>>> = header.datasets.iter().map(|d| vec![None; d.variables.len()]).collect();
+    let mut latent_bytes = 0;
     for i in 0..reader.index().len() {
-        let d = reader.index()[i].dataset as usize;
+        let d = reader.index()[i].dataset;
         let bytes = reader.read_chunk(i)?;
-        let blocks = crate::codec::block_sizes(&bytes, sizes[d].len())
+        if d == crate::container::ATTACHMENT {
+            continue;
+        }
+        let d = d as usize;
+        let layout = crate::codec::chunk_layout(&bytes, sizes[d].len())
             .map_err(|what| Error::corrupt(path, format!("chunk {i}: {what}")))?;
-        for (s, b) in sizes[d].iter_mut().zip(blocks) {
-            *s += b;
+        latent_bytes += layout.latent_bytes;
+        for v in 0..sizes[d].len() {
+            sizes[d][v] += layout.block_bytes[v];
+            model_chunks[d][v] += layout.used_model[v] as u64;
+            if let Some(e) = &layout.errors[v] {
+                errs[d][v].get_or_insert_with(ErrStats::default).merge(e);
+            }
         }
     }
     let mut variables = Vec::new();
@@ -59,15 +82,22 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
                 raw_bytes: raw,
                 packed_bytes: sizes[d][v],
                 percent_of_raw: if raw > 0 { 100.0 * sizes[d][v] as f64 / raw as f64 } else { 0.0 },
+                model_chunks: model_chunks[d][v],
+                errors: errs[d][v].map(|e| e.summary()),
             });
         }
     }
     let raw_bytes: u64 = header.datasets.iter().map(|d| d.raw_bytes()).sum();
+    let decoder_bytes: u64 = header.models.iter().filter(|m| m.embedded.is_none()).map(|m| m.decoder_bytes).sum();
+    let ratio = |d: u64| if d > 0 { raw_bytes as f64 / d as f64 } else { 0.0 };
     Ok(Inspection {
         file: path.display().to_string(),
         archive_bytes: reader.size(),
         raw_bytes,
-        ratio: if reader.size() > 0 { raw_bytes as f64 / reader.size() as f64 } else { 0.0 },
+        ratio: ratio(reader.size()),
+        decoder_bytes,
+        ratio_with_decoder: ratio(reader.size() + decoder_bytes),
+        latent_bytes,
         chunks: reader.index().len(),
         variables,
         header,

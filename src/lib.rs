@@ -13,8 +13,15 @@ pub mod error;
 pub mod header;
 pub mod inspect;
 pub mod io;
+pub mod model;
+#[cfg(feature = "train")]
+pub mod onnx;
 pub mod pack;
 pub mod progress;
+#[cfg(feature = "runtime")]
+pub mod runtime;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod unpack;
 pub mod wire;
 

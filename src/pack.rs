@@ -7,12 +7,15 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::bound::{self, ErrorSpec};
+use crate::bound::{self, BoundMode, ErrorSpec};
+use crate::codec::errstats::{ErrStats, ErrSummary};
+use crate::codec::model_stage::{FeatureRef, LatentCoding, LatentModel, ModelPlan};
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::container::ArchiveWriter;
 use crate::dtype::floats_to_f64;
 use crate::error::{Error, Result};
-use crate::header::{CodecInfo, Header, Producer, StageInfo, Stats, FORMAT_NAME, FORMAT_VERSION};
+use crate::header::{CodecInfo, DatasetModel, Header, Producer, StageInfo, Stats, FORMAT_NAME, FORMAT_VERSION};
+use crate::model::ModelRef;
 use crate::io::Source;
 use crate::progress::Progress;
 
@@ -47,12 +50,44 @@ pub struct VariableReport {
     pub max_error: f64,
     /// Elements stored exactly because quantising them would miss the bound.
     pub outliers: u64,
+    /// The Baler paper's Table 2 numbers, for lossy variables.
+    pub errors: Option<ErrSummary>,
+    /// Chunks whose block of this variable was coded against the model's prediction.
+    pub model_chunks: u64,
+}
+
+/// A model the archive's datasets are coded with.
+pub struct PackModel<'a> {
+    pub reference: ModelRef,
+    /// The decoder's bytes when they go inside the archive (`--embed-model`).
+    pub embed: Option<&'a [u8]>,
+    pub model: &'a dyn LatentModel,
+    pub offset: &'a [f64],
+    pub scale: &'a [f64],
+    /// What a reader needs beside the archive to decode it: decoder plus manifest bytes.
+    pub external_bytes: u64,
+}
+
+/// Which model a dataset uses and how.
+#[derive(Clone, Debug)]
+pub struct DatasetUse {
+    pub model: usize,
+    pub features: Vec<[u64; 2]>,
+    pub latent: LatentCoding,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PackReport {
     pub raw_bytes: u64,
     pub archive_bytes: u64,
+    /// Bytes of the models' decoders (and manifests) that stay outside the archive.
+    pub decoder_bytes: u64,
+    /// raw / archive, and raw / (archive + decoder): the honest one when a model is not shared.
+    pub ratio: f64,
+    pub ratio_with_decoder: f64,
+    /// Bytes of latent blocks inside the archive.
+    pub latent_bytes: u64,
+    pub models: Vec<ModelRef>,
     pub chunks: u64,
     pub variables: Vec<VariableReport>,
     pub skipped: Vec<crate::header::Skipped>,
@@ -70,7 +105,14 @@ pub fn row_ranges(rows: u64, chunk_rows: u64) -> impl Iterator<Item = std::ops::
     (0..rows.div_ceil(chunk_rows)).map(move |i| i * chunk_rows..((i + 1) * chunk_rows).min(rows))
 }
 
-pub fn pack(source: &mut dyn Source, output: &Path, opts: &PackOptions, progress: &dyn Progress) -> Result<PackReport> {
+pub fn pack(
+    source: &mut dyn Source,
+    output: &Path,
+    opts: &PackOptions,
+    models: &[PackModel],
+    uses: &[Option<DatasetUse>],
+    progress: &dyn Progress,
+) -> Result<PackReport> {
     let layout = source.layout().clone();
     let wanted = bound::assign(&opts.errors, &layout.datasets)?;
     let pool = thread_pool(opts.threads)?;
@@ -99,6 +141,27 @@ pub fn pack(source: &mut dyn Source, output: &Path, opts: &PackOptions, progress
                 var.stats = Some(stats[v].clone());
             }
         }
+        let used = uses.get(di).and_then(|u| u.as_ref());
+        if let Some(u) = used {
+            ds.model = Some(DatasetModel {
+                model: u.model as u32,
+                features: u.features.clone(),
+                latent: match u.latent {
+                    LatentCoding::F16 => "f16".into(),
+                    LatentCoding::Bits(b) => b.to_string(),
+                },
+            });
+        }
+        for (vi, var) in ds.variables.iter().enumerate() {
+            let modelled = used.is_some_and(|u| u.features.iter().any(|f| f[0] as usize == vi));
+            if var.error.mode == BoundMode::None && var.dtype.is_float() && !modelled {
+                return Err(Error::Usage(format!(
+                    "variable {} of {} has bound 'none' (the model's output) but no model covers it",
+                    var.name,
+                    ds.name()
+                )));
+            }
+        }
     }
 
     let header = Header {
@@ -114,11 +177,17 @@ pub fn pack(source: &mut dyn Source, output: &Path, opts: &PackOptions, progress
                 .map(|&s| StageInfo { stage: s.into(), level: (s == "zstd").then_some(opts.level) })
                 .collect(),
         },
+        models: models.iter().map(|m| m.reference.clone()).collect(),
         model: None,
         skipped: layout.skipped.clone(),
     };
     let codec = ChunkCodec { level: opts.level };
     let mut writer = ArchiveWriter::create(output, &header)?;
+    for (m, pm) in models.iter().enumerate() {
+        if let Some(bytes) = pm.embed {
+            writer.write_attachment(m as u32, bytes)?;
+        }
+    }
     let mut reports: Vec<VariableReport> = datasets
         .iter()
         .flat_map(|d| {
@@ -131,16 +200,32 @@ pub fn pack(source: &mut dyn Source, output: &Path, opts: &PackOptions, progress
                 packed_bytes: 0,
                 max_error: 0.0,
                 outliers: 0,
+                errors: None,
+                model_chunks: 0,
             })
         })
         .collect();
     let batch = pool.current_num_threads().max(1) * 2;
     let mut chunks = 0u64;
+    let mut latent_bytes = 0u64;
     let mut first_var = 0;
+    let mut errs: Vec<Option<ErrStats>> = vec![None; reports.len()];
     progress.start("packing", raw_total);
     for (di, ds) in datasets.iter().enumerate() {
-        let vars: Vec<VarCoding> =
-            ds.variables.iter().map(|v| VarCoding { dtype: v.dtype, tolerance: v.error.tolerance() }).collect();
+        let vars = codings(ds);
+        let plan = match uses.get(di).and_then(|u| u.as_ref()) {
+            Some(u) => {
+                let pm = &models[u.model];
+                Some(ModelPlan {
+                    model: pm.model,
+                    offset: pm.offset,
+                    scale: pm.scale,
+                    features: u.features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize }).collect(),
+                    latent: u.latent,
+                })
+            }
+            None => None,
+        };
         let ranges: Vec<_> = if ds.row_elems() == 0 { Vec::new() } else { row_ranges(ds.rows(), ds.chunk_rows).collect() };
         for group in ranges.chunks(batch) {
             let mut work = Vec::with_capacity(group.len());
@@ -151,16 +236,24 @@ pub fn pack(source: &mut dyn Source, output: &Path, opts: &PackOptions, progress
                 work.par_iter()
                     .map(|(rows, data)| {
                         let place = ChunkPlace { dataset: di as u32, row_start: rows.start, rows: rows.end - rows.start };
-                        (place, codec.encode(place, &vars, data))
+                        (place, codec.encode(place, &vars, data, ds.row_elems(), plan.as_ref()))
                     })
                     .collect()
             });
-            for (place, enc) in encoded {
+            for (place, result) in encoded {
+                let enc = result.map_err(|what| {
+                    let end = place.row_start + place.rows;
+                    Error::Usage(format!("{}: rows {}..{end}: model stage failed: {what}", ds.name(), place.row_start))
+                })?;
                 writer.write_chunk(place, &enc.bytes)?;
-                for (r, s) in reports[first_var..].iter_mut().zip(&enc.vars) {
+                latent_bytes += enc.latent_bytes;
+                for ((r, e), s) in reports[first_var..].iter_mut().zip(errs[first_var..].iter_mut()).zip(&enc.vars) {
                     r.packed_bytes += s.bytes;
-                    r.max_error = r.max_error.max(s.max_error);
                     r.outliers += s.outliers;
+                    r.model_chunks += s.used_model as u64;
+                    if let Some(st) = &s.errors {
+                        e.get_or_insert_with(ErrStats::default).merge(st);
+                    }
                 }
                 chunks += 1;
                 progress.advance(place.rows * ds.row_bytes());
@@ -170,5 +263,36 @@ pub fn pack(source: &mut dyn Source, output: &Path, opts: &PackOptions, progress
     }
     let archive_bytes = writer.finish()?;
     progress.finish();
-    Ok(PackReport { raw_bytes: raw_total, archive_bytes, chunks, variables: reports, skipped: layout.skipped })
+    for (r, e) in reports.iter_mut().zip(&errs) {
+        if let Some(e) = e {
+            r.errors = Some(e.summary());
+            r.max_error = e.max_abs;
+        }
+    }
+    let decoder_bytes: u64 = models.iter().filter(|m| m.embed.is_none()).map(|m| m.external_bytes).sum();
+    let ratio = |d: u64| if d > 0 { raw_total as f64 / d as f64 } else { 0.0 };
+    Ok(PackReport {
+        raw_bytes: raw_total,
+        archive_bytes,
+        decoder_bytes,
+        ratio: ratio(archive_bytes),
+        ratio_with_decoder: ratio(archive_bytes + decoder_bytes),
+        latent_bytes,
+        models: models.iter().map(|m| m.reference.clone()).collect(),
+        chunks,
+        variables: reports,
+        skipped: layout.skipped,
+    })
+}
+
+/// How the codec codes each variable of a dataset, from its header entry.
+pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
+    ds.variables
+        .iter()
+        .map(|v| VarCoding {
+            dtype: v.dtype,
+            tolerance: v.error.tolerance(),
+            model_only: v.dtype.is_float() && v.error.mode == BoundMode::None,
+        })
+        .collect()
 }

@@ -15,6 +15,63 @@ pub struct UnpackOptions {
     /// Only these datasets (names as in the header, with or without the leading '/').
     pub datasets: Vec<String>,
     pub threads: usize,
+    /// Where the archive's models run.
+    #[cfg(feature = "runtime")]
+    pub runtime: crate::runtime::RuntimeOptions,
+}
+
+/// The models an archive's datasets need, loaded for decoding (decoders only).
+pub struct ArchiveModels {
+    #[cfg(feature = "runtime")]
+    loaded: Vec<Option<crate::model::loaded::LoadedModel>>,
+}
+
+impl ArchiveModels {
+    /// Loads the models the selected datasets use: embedded copies first, else from the store.
+    pub fn load(reader: &ArchiveReader, selected: &[usize], opts: &UnpackOptions) -> Result<ArchiveModels> {
+        let header = reader.header();
+        let needed: Vec<usize> =
+            selected.iter().filter_map(|&d| header.datasets[d].model.as_ref().map(|m| m.model as usize)).collect();
+        #[cfg(feature = "runtime")]
+        {
+            let store = crate::model::store::Store::from_env();
+            let mut loaded = Vec::with_capacity(header.models.len());
+            for (m, r) in header.models.iter().enumerate() {
+                if !needed.contains(&m) {
+                    loaded.push(None);
+                    continue;
+                }
+                let bundle = crate::model::loaded::bundle_for(reader, m, r, &store)?;
+                loaded.push(Some(crate::model::loaded::LoadedModel::load(bundle, opts.runtime, false)?));
+            }
+            Ok(ArchiveModels { loaded })
+        }
+        #[cfg(not(feature = "runtime"))]
+        {
+            let _ = opts;
+            match needed.first() {
+                None => Ok(ArchiveModels {}),
+                Some(&m) => Err(Error::Unsupported {
+                    path: reader.path().into(),
+                    what: format!("coded with model {}; this balerfile was built without the runtime feature", header.models[m].id),
+                }),
+            }
+        }
+    }
+
+    /// The codec's model plan for dataset `d`, if it has one.
+    pub fn plan(&self, header: &crate::header::Header, d: usize) -> Result<Option<crate::codec::model_stage::ModelPlan<'_>>> {
+        let Some(dm) = &header.datasets[d].model else { return Ok(None) };
+        #[cfg(feature = "runtime")]
+        {
+            match self.loaded.get(dm.model as usize).and_then(|m| m.as_ref()) {
+                Some(m) => m.plan(dm).map(Some),
+                None => Err(Error::Usage(format!("model {} was not loaded", dm.model))),
+            }
+        }
+        #[cfg(not(feature = "runtime"))]
+        Err(Error::Usage(format!("dataset {} needs model {}", header.datasets[d].path, dm.model)))
+    }
 }
 
 /// The codec settings of each dataset's variables, as the header records them.
@@ -23,7 +80,7 @@ pub fn var_codings(reader: &ArchiveReader) -> Vec<Vec<VarCoding>> {
         .header()
         .datasets
         .iter()
-        .map(|d| d.variables.iter().map(|v| VarCoding { dtype: v.dtype, tolerance: v.error.tolerance() }).collect())
+        .map(crate::pack::codings)
         .collect()
 }
 
@@ -43,12 +100,18 @@ pub fn codec_of(reader: &ArchiveReader) -> Result<ChunkCodec> {
 }
 
 /// Decodes chunk `i` of the archive into one buffer per variable.
-pub fn decode_chunk(reader: &ArchiveReader, codec: &ChunkCodec, codings: &[Vec<VarCoding>], i: usize) -> Result<Vec<Vec<u8>>> {
+pub fn decode_chunk(
+    reader: &ArchiveReader,
+    codec: &ChunkCodec,
+    codings: &[Vec<VarCoding>],
+    plans: &[Option<crate::codec::model_stage::ModelPlan>],
+    i: usize,
+) -> Result<Vec<Vec<u8>>> {
     let e = reader.index()[i];
     let ds = &reader.header().datasets[e.dataset as usize];
     let bytes = reader.read_chunk(i)?;
     codec
-        .decode(&bytes, e.place(), &codings[e.dataset as usize], ds.row_elems())
+        .decode(&bytes, e.place(), &codings[e.dataset as usize], ds.row_elems(), plans[e.dataset as usize].as_ref())
         .map_err(|what| Error::corrupt(reader.path(), format!("chunk {i} of {}: {what}", ds.path)))
 }
 
@@ -59,6 +122,11 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
     let selected = io::select(input, &header.datasets, &opts.datasets)?;
     let mut sink = io::create_sink(output, header, &selected)?;
     let codings = var_codings(&reader);
+    let models = ArchiveModels::load(&reader, &selected, opts)?;
+    let mut plans = Vec::with_capacity(header.datasets.len());
+    for d in 0..header.datasets.len() {
+        plans.push(if selected.contains(&d) { models.plan(header, d)? } else { None });
+    }
     let pool = crate::pack::thread_pool(opts.threads)?;
     let chunks: Vec<usize> =
         (0..reader.index().len()).filter(|&i| selected.contains(&(reader.index()[i].dataset as usize))).collect();
@@ -67,7 +135,7 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
     let batch = pool.current_num_threads().max(1) * 2;
     for group in chunks.chunks(batch) {
         let decoded: Vec<Result<Vec<Vec<u8>>>> =
-            pool.install(|| group.par_iter().map(|&i| decode_chunk(&reader, &codec, &codings, i)).collect());
+            pool.install(|| group.par_iter().map(|&i| decode_chunk(&reader, &codec, &codings, &plans, i)).collect());
         for (&i, data) in group.iter().zip(decoded) {
             let e = reader.index()[i];
             sink.write_rows(e.dataset as usize, e.row_start..e.row_start + e.rows, &data?)?;

@@ -134,7 +134,7 @@ fn pack_table(dir: &Path, rows: usize, specs: &[&str], chunk_bytes: u64) -> (Pat
         ..Default::default()
     };
     let mut src = balerfile::io::open_source(&npy, &[]).unwrap();
-    pack(src.as_mut(), &archive, &opts, &Silent).unwrap();
+    pack(src.as_mut(), &archive, &opts, &[], &[], &Silent).unwrap();
     (archive, cols)
 }
 
@@ -177,8 +177,9 @@ fn decode_all(path: &Path) -> balerfile::Result<()> {
     let reader = ArchiveReader::open(path)?;
     let codec = codec_of(&reader)?;
     let codings = var_codings(&reader);
+    let plans: Vec<_> = reader.header().datasets.iter().map(|_| None).collect();
     for i in 0..reader.index().len() {
-        decode_chunk(&reader, &codec, &codings, i)?;
+        decode_chunk(&reader, &codec, &codings, &plans, i)?;
     }
     Ok(())
 }

@@ -9,8 +9,13 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use balerfile::bound::ErrorSpec;
+use balerfile::codec::model_stage::LatentCoding;
+use balerfile::model::prepare::{ModelChoice, ModelOptions};
+use balerfile::model::store::Store;
 use balerfile::pack::{PackOptions, PackReport};
 use balerfile::progress::Progress;
+use balerfile::runtime::{Device, RuntimeOptions};
+use balerfile::train::TrainOptions;
 
 #[derive(Parser)]
 #[command(name = "balerfile", version, about = "Error-bounded compression of scientific data into .baler archives")]
@@ -48,6 +53,37 @@ enum Command {
         /// Print one summary line instead of the per-variable table.
         #[arg(short, long)]
         quiet: bool,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        train: TrainArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Train a model on a table (HDF5 or .npy) and store it as an ONNX bundle.
+    Train {
+        input: PathBuf,
+        /// The table to train on (default: the only numeric dataset).
+        #[arg(short, long = "dataset", value_name = "NAME")]
+        datasets: Vec<String>,
+        /// Also write the bundle to this folder (it always goes to the model store).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Leave these variables out of the model: VARIABLE:lossless (repeatable).
+        #[arg(short, long = "error", value_name = "SPEC")]
+        errors: Vec<ErrorSpec>,
+        /// Rows to train on at most: an evenly spaced sample of larger tables.
+        #[arg(long, default_value_t = 200_000)]
+        train_rows: usize,
+        #[command(flatten)]
+        train: TrainArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// The model store: list, show, import (BALER_MODEL_PATH, else ~/.local/share/balerfile/models).
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
     },
     /// Decompress a .baler archive into HDF5 (.h5) or .npy.
     Unpack {
@@ -61,6 +97,8 @@ enum Command {
         /// Worker threads; default: all cores.
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
     },
     /// Show what an archive holds: datasets, variables, bounds, sizes and ratio.
     Inspect {
@@ -69,6 +107,131 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Every bundle in the store, with its id, kind, features and size.
+    List,
+    /// One bundle's manifest (id, unique id prefix of 8+ digits, or folder).
+    Show { id: String },
+    /// Import a model exported from PyTorch (or any ONNX producer): ENCODER maps float32
+    /// [batch, F] to [batch, L], DECODER maps [batch, L] back to [batch, F].
+    Import {
+        encoder: PathBuf,
+        decoder: PathBuf,
+        /// The F input columns, in order, as the data names them: a,b,c.
+        #[arg(long, value_delimiter = ',', required = true)]
+        features: Vec<String>,
+        /// Per-feature normalisation the model expects, x_model = (x - offset) / scale: a JSON
+        /// file {"offset": [...], "scale": [...]}. Default: none (the model takes raw values).
+        #[arg(long, value_name = "FILE")]
+        normalisation: Option<PathBuf>,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Code with this model: a bundle folder, an id, or a unique id prefix. Default: train one
+    /// on each table of the input and store it.
+    #[arg(long, value_name = "ID|DIR", conflicts_with = "no_model")]
+    model: Option<String>,
+    /// No model stage: quantisation and entropy coding only.
+    #[arg(long)]
+    no_model: bool,
+    /// Put the decoder inside the archive, so it unpacks with no model store.
+    #[arg(long)]
+    embed_model: bool,
+    /// Rows to train on at most when training: an evenly spaced sample of larger tables.
+    #[arg(long, default_value_t = 200_000)]
+    train_rows: usize,
+    /// How the latent is stored: f16, or a bit count (2-16) of uniform codes.
+    #[arg(long, default_value = "f16", value_parser = parse_latent)]
+    latent_coding: LatentCoding,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Encoder hidden layer widths; the decoder mirrors them.
+    #[arg(long, value_delimiter = ',', default_value = "200,100,50")]
+    hidden: Vec<usize>,
+    /// Latent width (default: features / --ratio).
+    #[arg(long)]
+    latent: Option<usize>,
+    /// Features per latent value when --latent is not given.
+    #[arg(long, default_value_t = 8.0)]
+    ratio: f64,
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    #[arg(long, default_value_t = 512)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// adam or adamw.
+    #[arg(long, default_value = "adam")]
+    optimizer: balerfile::train::Optimizer,
+    /// AdamW's weight decay.
+    #[arg(long, default_value_t = 1e-2)]
+    weight_decay: f64,
+    /// Share of rows held out for validation and early stopping.
+    #[arg(long, default_value_t = 0.1)]
+    validation: f64,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long, default_value_t = 8)]
+    patience: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model name recorded in the manifest.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            hidden: self.hidden.clone(),
+            latent: self.latent,
+            ratio: self.ratio,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.lr,
+            optimizer: self.optimizer,
+            weight_decay: self.weight_decay,
+            validation: self.validation,
+            patience: self.patience,
+            seed: self.seed,
+            negative_slope: 0.01,
+            name: self.name.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct RuntimeArgs {
+    /// Where models run: cpu, or cuda[:N] (an error, never a silent CPU fall-back, if CUDA
+    /// cannot be used).
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// The ONNX Runtime library (libonnxruntime.so); default: found automatically.
+    #[arg(long, value_name = "PATH")]
+    onnxruntime: Option<PathBuf>,
+}
+
+impl RuntimeArgs {
+    fn options(&self) -> RuntimeOptions {
+        if let Some(p) = &self.onnxruntime {
+            balerfile::runtime::set_library(p);
+        }
+        RuntimeOptions { device: self.device, intra_threads: 1 }
+    }
+}
+
+fn parse_latent(s: &str) -> Result<LatentCoding, String> {
+    s.parse()
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -96,6 +259,11 @@ impl Progress for Bar {
         );
         bar.set_message(what.to_string());
         *self.0.lock().unwrap() = Some(bar);
+    }
+    fn message(&self, msg: &str) {
+        if let Some(b) = &*self.0.lock().unwrap() {
+            b.set_message(msg.to_string());
+        }
     }
     fn advance(&self, bytes: u64) {
         if let Some(b) = &*self.0.lock().unwrap() {
@@ -145,20 +313,91 @@ fn mb(bytes: u64) -> String {
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
-        Command::Pack { input, output, datasets, errors, chunk_size, level, threads, quiet } => {
+        Command::Pack { input, output, datasets, errors, chunk_size, level, threads, quiet, model, train, runtime } => {
             let t = Instant::now();
             let mut source = balerfile::io::open_source(&input, &datasets)?;
+            let choice = match (&model.model, model.no_model) {
+                (_, true) => ModelChoice::None,
+                (Some(m), _) => ModelChoice::Use(store_if_folder(m)?),
+                (None, false) => ModelChoice::Auto,
+            };
+            let mopts = ModelOptions {
+                choice,
+                embed: model.embed_model,
+                latent: model.latent_coding,
+                runtime: runtime.options(),
+                train: train.options(),
+                train_rows: model.train_rows,
+            };
+            let prepared = balerfile::model::prepare::prepare(source.as_mut(), &errors, &mopts, &bar)?;
+            let train_secs = t.elapsed().as_secs_f64();
             let opts = PackOptions { errors, chunk_bytes: chunk_size, level, threads };
-            let report = balerfile::pack::pack(source.as_mut(), &output, &opts, &bar)?;
+            let models = prepared.pack_models(model.embed_model);
+            let t2 = Instant::now();
+            let report = balerfile::pack::pack(source.as_mut(), &output, &opts, &models, &prepared.uses, &bar)?;
             for s in &report.skipped {
                 eprintln!("balerfile: warning: {}: skipped {}: {}", input.display(), s.path, s.reason);
             }
-            print_pack(&input, &output, &report, t.elapsed().as_secs_f64(), quiet);
+            for id in &prepared.trained {
+                println!("trained model {id} in {train_secs:.1} s, stored in {}", Store::from_env().primary().display());
+            }
+            if !quiet {
+                for n in &prepared.notes {
+                    println!("{n}");
+                }
+            }
+            print_pack(&input, &output, &report, t2.elapsed().as_secs_f64(), quiet);
             Ok(())
         }
-        Command::Unpack { input, output, datasets, threads } => {
+        Command::Train { input, datasets, output, errors, train_rows, train, runtime } => {
+            runtime.options();
+            let mut source = balerfile::io::open_source(&input, &datasets)?;
+            let layout = source.layout().clone();
+            let tables: Vec<usize> = (0..layout.datasets.len()).collect();
+            let d = match tables.as_slice() {
+                [d] => *d,
+                _ => anyhow::bail!(
+                    "{}: {} datasets; name the table to train on with --dataset",
+                    input.display(),
+                    layout.datasets.len()
+                ),
+            };
+            let ds = &layout.datasets[d];
+            let bounds = balerfile::bound::assign(&errors, &layout.datasets)?;
+            let feats = balerfile::model::prepare::table_features(ds, &bounds[d]);
+            let data = balerfile::model::prepare::sample_rows(source.as_mut(), d, ds, &feats, train_rows, &layout.name, &bar)?;
             let t = Instant::now();
-            let opts = balerfile::unpack::UnpackOptions { datasets, threads };
+            let mut opts = train.options();
+            opts.name.get_or_insert_with(|| ds.name().to_string());
+            let trained = balerfile::train::train(&data, &opts, &bar)?;
+            let store = Store::from_env();
+            let id = store.put(&trained.manifest, &trained.encoder, &trained.decoder)?;
+            if let Some(dir) = &output {
+                balerfile::model::Bundle::write_dir(&trained.manifest, &trained.encoder, &trained.decoder, dir)?;
+            }
+            let tr = &trained.manifest.provenance["training"];
+            println!(
+                "trained {} ({} features -> latent {}) on {} rows of {} in {:.1} s ({:.0} rows/s): {} epochs, validation MSE {:.4e}",
+                trained.manifest.name,
+                trained.manifest.features.len(),
+                trained.manifest.latent.size,
+                data.rows,
+                input.display(),
+                t.elapsed().as_secs_f64(),
+                tr["rows_per_second"].as_f64().unwrap_or(0.0),
+                tr["epochs_run"],
+                tr["validation_loss"].as_f64().unwrap_or(f64::NAN),
+            );
+            println!("model {id} stored in {}", store.primary().display());
+            if let Some(dir) = &output {
+                println!("bundle written to {}", dir.display());
+            }
+            Ok(())
+        }
+        Command::Model { command } => model_command(command),
+        Command::Unpack { input, output, datasets, threads, runtime } => {
+            let t = Instant::now();
+            let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options() };
             let raw = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
             let secs = t.elapsed().as_secs_f64();
             println!(
@@ -182,6 +421,140 @@ fn dispatch(cmd: Command) -> Result<()> {
     }
 }
 
+/// `--model DIR` names a bundle folder: put it in the store (checked) so `unpack` finds it by id.
+fn store_if_folder(what: &str) -> Result<String> {
+    let dir = Path::new(what);
+    if !dir.join(balerfile::model::MANIFEST_FILE).is_file() {
+        return Ok(what.to_string());
+    }
+    let b = balerfile::model::Bundle::load_dir(dir)?;
+    let enc = b.encoder.as_deref().unwrap_or_default();
+    Ok(Store::from_env().put(&b.manifest, enc, &b.decoder)?)
+}
+
+fn model_command(cmd: ModelCommand) -> Result<()> {
+    let store = Store::from_env();
+    match cmd {
+        ModelCommand::List => {
+            let all = store.list()?;
+            if all.is_empty() {
+                println!("no models in {}", store.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+            }
+            for m in all {
+                let size: u64 = [&m.manifest.encoder.file, &m.manifest.decoder.file]
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(m.dir.join(f)).ok())
+                    .map(|md| md.len())
+                    .sum();
+                println!(
+                    "{}  {:<6} {:>4} features -> latent {:<4} {:>10} bytes  {}{}",
+                    m.id,
+                    m.manifest.kind,
+                    m.manifest.features.len(),
+                    m.manifest.latent.size,
+                    size,
+                    m.manifest.name,
+                    if m.intact { "" } else { "  (MODIFIED: folder name is not the manifest's hash)" }
+                );
+            }
+            Ok(())
+        }
+        ModelCommand::Show { id } => {
+            let b = store.resolve(&id)?;
+            println!("id: {}", b.id);
+            if let Some(d) = &b.dir {
+                println!("folder: {}", d.display());
+            }
+            println!("{}", serde_json::to_string_pretty(&b.manifest)?);
+            Ok(())
+        }
+        ModelCommand::Import { encoder, decoder, features, normalisation, name, runtime } => {
+            let rt = runtime.options();
+            let manifest = import_manifest(&encoder, &decoder, &features, normalisation.as_deref(), name)?;
+            let read = |p: &Path| std::fs::read(p).with_context(|| p.display().to_string());
+            let (enc, dec) = (read(&encoder)?, read(&decoder)?);
+            // Run both once on zeros, as the codec will: a model that ONNX Runtime rejects or that
+            // breaks the contract fails here, not at the first pack.
+            let bundle = balerfile::model::Bundle {
+                id: manifest.id(),
+                manifest: manifest.clone(),
+                dir: None,
+                encoder: Some(enc.clone()),
+                decoder: dec.clone(),
+            };
+            let loaded = balerfile::model::loaded::LoadedModel::load(bundle, rt, true)?;
+            use balerfile::codec::model_stage::LatentModel;
+            let f = manifest.features.len();
+            let z = loaded.encode(&vec![0.0; 2 * f], 2).map_err(anyhow::Error::msg)?;
+            loaded.decode(&z, 2).map_err(anyhow::Error::msg)?;
+            let id = store.put(&manifest, &enc, &dec)?;
+            println!("imported model {id} ({f} features -> latent {}) into {}", manifest.latent.size, store.primary().display());
+            Ok(())
+        }
+    }
+}
+
+/// The manifest of an imported model, from its ONNX files' declared inputs and outputs.
+fn import_manifest(
+    encoder: &Path,
+    decoder: &Path,
+    features: &[String],
+    normalisation: Option<&Path>,
+    name: Option<String>,
+) -> Result<balerfile::model::Manifest> {
+    use balerfile::model::*;
+    use balerfile::onnx::{describe, Dim};
+    let f = features.len() as i64;
+    let one = |p: &Path, what: &str| -> Result<(String, String, Option<i64>, Option<i64>, i64, i64)> {
+        let bytes = std::fs::read(p).with_context(|| p.display().to_string())?;
+        let s = describe(&bytes).with_context(|| p.display().to_string())?;
+        let (i, o) = match (s.inputs.as_slice(), s.outputs.as_slice()) {
+            ([i], [o]) => (i, o),
+            _ => anyhow::bail!("{}: the {what} must have one input and one output, it has {} and {}", p.display(), s.inputs.len(), s.outputs.len()),
+        };
+        for t in [i, o] {
+            if t.elem_type_name != "float32" || t.dims.len() != 2 {
+                anyhow::bail!("{}: {what} {} must be float32 [batch, n], it is {} {:?}", p.display(), t.name, t.elem_type_name, t.dims);
+            }
+        }
+        let width = |d: &Dim| if let Dim::Fixed(n) = d { Some(*n) } else { None };
+        let opset = s.opsets.iter().find(|(d, _)| d.is_empty() || d == "ai.onnx").map_or(0, |o| o.1);
+        Ok((i.name.clone(), o.name.clone(), width(&i.dims[1]), width(&o.dims[1]), s.ir_version, opset))
+    };
+    let (ei, eo, ein, eout, ir, opset) = one(encoder, "encoder")?;
+    let (di, dout_name, din, dout, _, _) = one(decoder, "decoder")?;
+    let latent = eout.or(din).ok_or_else(|| anyhow::anyhow!("{}: the latent width is not fixed in either model", encoder.display()))?;
+    if ein.is_some_and(|n| n != f) || dout.is_some_and(|n| n != f) {
+        anyhow::bail!("{} features given, the encoder takes {:?} and the decoder gives {:?}", f, ein, dout);
+    }
+    if din.is_some_and(|n| n != latent) {
+        anyhow::bail!("the encoder gives {latent} latent values, the decoder takes {:?}", din);
+    }
+    let norm = match normalisation {
+        None => Normalisation { offset: vec![0.0; features.len()], scale: vec![1.0; features.len()] },
+        Some(p) => {
+            let text = std::fs::read(p).with_context(|| p.display().to_string())?;
+            serde_json::from_slice(&text).with_context(|| format!("{}: expected {{\"offset\": [...], \"scale\": [...]}}", p.display()))?
+        }
+    };
+    let sha = |p: &Path| -> Result<String> { Ok(sha256_hex(&std::fs::read(p)?)) };
+    let m = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        format_version: MANIFEST_VERSION,
+        kind: "dense".into(),
+        name: name.unwrap_or_else(|| "imported".into()),
+        features: features.iter().map(|n| Feature { name: n.clone(), dtype: "f32".into() }).collect(),
+        normalisation: norm,
+        latent: Latent { size: latent as u64 },
+        encoder: OnnxPart { file: "encoder.onnx".into(), sha256: sha(encoder)?, input: ei, output: eo },
+        decoder: OnnxPart { file: "decoder.onnx".into(), sha256: sha(decoder)?, input: di, output: dout_name },
+        onnx: OnnxInfo { ir_version: ir, opset },
+        provenance: serde_json::json!({ "imported": { "encoder": encoder.display().to_string(), "decoder": decoder.display().to_string() } }),
+    };
+    m.validate(encoder)?;
+    Ok(m)
+}
+
 fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: bool) {
     let pct = 100.0 * r.archive_bytes as f64 / r.raw_bytes.max(1) as f64;
     println!(
@@ -194,7 +567,21 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
         r.raw_bytes as f64 / 1e6 / secs.max(1e-9),
         r.chunks
     );
+    for m in &r.models {
+        let place = if m.embedded.is_some() { "embedded" } else { "referenced, kept outside the archive" };
+        println!("model {} ({}, decoder {} bytes, {place})", m.id, m.name, m.decoder_bytes);
+    }
+    if !r.models.is_empty() {
+        println!(
+            "ratio {:.2} without the decoder, {:.2} with it ({} bytes of decoder and manifest); latent {} bytes",
+            r.ratio, r.ratio_with_decoder, r.decoder_bytes, r.latent_bytes
+        );
+    }
     let lossy: Vec<_> = r.variables.iter().filter_map(|v| v.tolerance.map(|t| (v, v.max_error / t))).collect();
+    let unbounded = r.variables.iter().filter(|v| v.tolerance.is_none() && v.errors.is_some()).count();
+    if unbounded > 0 {
+        println!("{unbounded} variables are the model's output with no bound (--error none): see their errors below");
+    }
     match lossy.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
         Some((v, ratio)) => println!(
             "max error: {:.4e} on {} ({:.1}% of its bound); {} lossy variables, {} lossless",
@@ -209,10 +596,14 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
     if quiet {
         return;
     }
-    println!("{:<40} {:>5} {:>28} {:>12} {:>12} {:>8} {:>12} {:>8}", "variable", "dtype", "bound", "raw", "packed", "% raw", "max error", "exact");
+    println!(
+        "{:<32} {:>5} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10} {:>6} {:>6}",
+        "variable", "dtype", "bound", "raw", "packed", "% raw", "max error", "mean |err|", "resp mean", "resp RMS", "exact", "model"
+    );
     for v in &r.variables {
+        let e = v.errors.unwrap_or_default();
         println!(
-            "{:<40} {:>5} {:>28} {:>12} {:>12} {:>8.2} {:>12.4e} {:>8}",
+            "{:<32} {:>5} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e} {:>6} {:>6}",
             v.name,
             v.dtype,
             v.bound,
@@ -220,7 +611,11 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
             v.packed_bytes,
             100.0 * v.packed_bytes as f64 / v.raw_bytes.max(1) as f64,
             v.max_error,
-            v.outliers
+            e.mean_abs_error,
+            e.response_mean,
+            e.response_rms,
+            v.outliers,
+            v.model_chunks
         );
     }
 }
@@ -244,18 +639,38 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
         .map(|s| s.level.map_or(s.stage.clone(), |l| format!("{}(level {l})", s.stage)))
         .collect();
     println!("codec: {}", stages.join(" -> "));
-    println!("model: {}", h.model.as_ref().map_or("none".to_string(), |m| m.to_string()));
-    println!("{:<40} {:>5} {:>16} {:>28} {:>12} {:>12} {:>8}", "variable", "dtype", "shape", "bound", "raw", "packed", "% raw");
-    for v in &ins.variables {
+    if h.models.is_empty() {
+        println!("model: none");
+    }
+    for m in &h.models {
+        let place = if m.embedded.is_some() { "embedded" } else { "in the model store" };
+        println!("model: {} ({}, {}, decoder {} bytes, {place})", m.id, m.name, m.kind, m.decoder_bytes);
+    }
+    if !h.models.is_empty() {
         println!(
-            "{:<40} {:>5} {:>16} {:>28} {:>12} {:>12} {:>8.2}",
+            "ratio {:.2} without the decoder, {:.2} with it; latent {} bytes",
+            ins.ratio, ins.ratio_with_decoder, ins.latent_bytes
+        );
+    }
+    println!(
+        "{:<32} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10}",
+        "variable", "dtype", "shape", "bound", "raw", "packed", "% raw", "max error", "mean |err|", "resp mean", "resp RMS"
+    );
+    for v in &ins.variables {
+        let e = v.errors.unwrap_or_default();
+        println!(
+            "{:<32} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e}",
             v.name,
             v.dtype,
             format!("{:?}", v.shape),
             v.bound,
             v.raw_bytes,
             v.packed_bytes,
-            v.percent_of_raw
+            v.percent_of_raw,
+            e.max_abs_error,
+            e.mean_abs_error,
+            e.response_mean,
+            e.response_rms
         );
     }
     for s in &h.skipped {

@@ -7,29 +7,42 @@
 //! The same codec serves the `.baler` container and the HDF5 filter.
 
 pub mod bytes;
+pub mod errstats;
 pub mod ints;
+pub mod model_stage;
 pub mod quantise;
 
 use crate::dtype::{floats_to_f64, i64_to_ints, ints_to_i64, push_float, DType};
 use crate::wire::Cursor;
+use errstats::ErrStats;
+use model_stage::{ModelPlan, Predictions};
 
 /// The stages of this codec's pipeline in encode order, as the header names them (the last is
 /// the entropy stage, which carries its level). A reader refuses any stage not listed here.
-pub const PIPELINE: [&str; 5] = ["split", "quantise", "predict", "shuffle", "zstd"];
+pub const PIPELINE: [&str; 6] = ["split", "model", "quantise", "predict", "shuffle", "zstd"];
 
 pub const METHOD_RAW: u8 = 0;
 pub const METHOD_INTEGER: u8 = 1;
+/// Format 1 before the model stage: quantised codes without error statistics. Still read.
 pub const METHOD_QUANTISED: u8 = 2;
+/// Quantised to the bound, optionally against the model's integer prediction.
+pub const METHOD_PREDICTED: u8 = 3;
+/// The model's output as is (`--error none`): no residual, no bound.
+pub const METHOD_MODEL_ONLY: u8 = 4;
+
+const FLAG_MODEL: u8 = 1;
 
 /// Refuse to decode a chunk claiming more than this many bytes per variable: a damaged or hostile
 /// header must not make the decoder allocate without limit.
 pub const MAX_BLOCK_BYTES: u64 = 1 << 34;
 
-/// How one variable is coded: its dtype and, for floats with a bound, the absolute tolerance.
+/// How one variable is coded: its dtype and, for floats with a bound, the absolute tolerance;
+/// `model_only` for floats whose bound is `none` (the model's output, unbounded).
 #[derive(Clone, Copy, Debug)]
 pub struct VarCoding {
     pub dtype: DType,
     pub tolerance: Option<f64>,
+    pub model_only: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -41,13 +54,18 @@ pub struct ChunkCodec {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct VarEncodeStats {
     pub bytes: u64,
-    pub max_error: f64,
     pub outliers: u64,
+    /// Set for lossy variables.
+    pub errors: Option<ErrStats>,
+    /// The block was coded against the model's prediction.
+    pub used_model: bool,
 }
 
 pub struct EncodedChunk {
     pub bytes: Vec<u8>,
     pub vars: Vec<VarEncodeStats>,
+    /// Bytes of the latent block (0 when the chunk uses no model).
+    pub latent_bytes: u64,
 }
 
 /// Where a chunk sits: checked against the footer index on decode.
@@ -59,71 +77,192 @@ pub struct ChunkPlace {
 }
 
 impl ChunkCodec {
-    /// `data[v]` holds variable `v`'s elements for the chunk, little-endian.
-    pub fn encode(&self, place: ChunkPlace, vars: &[VarCoding], data: &[Vec<u8>]) -> EncodedChunk {
-        let mut out = Vec::new();
+    /// `data[v]` holds variable `v`'s elements for the chunk, little-endian, `elems_per_row`
+    /// per row. With a model plan, the model stage runs first; it fails only if the model does.
+    pub fn encode(
+        &self,
+        place: ChunkPlace,
+        vars: &[VarCoding],
+        data: &[Vec<u8>],
+        elems_per_row: u64,
+        model: Option<&ModelPlan>,
+    ) -> Result<EncodedChunk, String> {
+        let rows = place.rows as usize;
+        let epr = elems_per_row as usize;
+        let floats: Vec<Option<Vec<f64>>> = vars
+            .iter()
+            .zip(data)
+            .map(|(v, d)| v.dtype.is_float().then(|| floats_to_f64(v.dtype, d)))
+            .collect();
+        let mut latent = Vec::new();
+        let mut preds: Option<Predictions> = None;
+        if let Some(plan) = model {
+            let f64s: Vec<Vec<f64>> = floats.iter().map(|f| f.clone().unwrap_or_default()).collect();
+            let x = plan.inputs(&f64s, epr, rows);
+            let z = plan.model.encode(&x, rows)?;
+            if z.len() != rows * plan.model.latent() {
+                return Err(format!("the encoder gave {} values for {rows} rows of latent {}", z.len(), plan.model.latent()));
+            }
+            let zq = plan.encode_latent(&z, rows, self.level, &mut latent);
+            preds = Some(plan.predict(&zq, rows, vars.len(), epr)?);
+        }
+        let mut blocks = Vec::new();
+        let mut stats = Vec::with_capacity(vars.len());
+        for (i, (var, bytes)) in vars.iter().zip(data).enumerate() {
+            let start = blocks.len();
+            let pred = preds.as_ref().and_then(|p| Some((p.values[i].as_deref()?, p.noise[i].as_deref()?)));
+            let mut s = self.encode_var(var, bytes, floats[i].as_deref(), pred, &mut blocks)?;
+            s.bytes = (blocks.len() - start) as u64;
+            stats.push(s);
+        }
+        let use_latent = stats.iter().any(|s| s.used_model);
+        let mut out = Vec::with_capacity(28 + latent.len() + blocks.len());
         out.extend_from_slice(&place.dataset.to_le_bytes());
         out.extend_from_slice(&place.row_start.to_le_bytes());
         out.extend_from_slice(&place.rows.to_le_bytes());
         out.extend_from_slice(&(vars.len() as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes()); // latent blocks: the model stage's slot
-        let mut stats = Vec::with_capacity(vars.len());
-        for (var, bytes) in vars.iter().zip(data) {
-            let start = out.len();
-            let mut s = self.encode_var(var, bytes, &mut out);
-            s.bytes = (out.len() - start) as u64;
-            stats.push(s);
+        out.extend_from_slice(&(use_latent as u32).to_le_bytes());
+        let latent_bytes = if use_latent { latent.len() as u64 } else { 0 };
+        if use_latent {
+            out.extend_from_slice(&latent);
         }
-        EncodedChunk { bytes: out, vars: stats }
+        out.extend_from_slice(&blocks);
+        Ok(EncodedChunk { bytes: out, vars: stats, latent_bytes })
     }
 
-    fn encode_var(&self, var: &VarCoding, data: &[u8], out: &mut Vec<u8>) -> VarEncodeStats {
+    fn encode_var(
+        &self,
+        var: &VarCoding,
+        data: &[u8],
+        values: Option<&[f64]>,
+        pred: Option<(&[f64], &[f64])>,
+        out: &mut Vec<u8>,
+    ) -> Result<VarEncodeStats, String> {
         let dtype = var.dtype;
-        match (dtype.is_float(), var.tolerance, dtype) {
-            (true, Some(tol), _) => {
-                let values = floats_to_f64(dtype, data);
-                let q = quantise::quantise(dtype, &values, None, tol);
-                out.push(METHOD_QUANTISED);
-                out.extend_from_slice(&(2.0 * tol).to_le_bytes());
-                out.extend_from_slice(&(q.outliers.len() as u64).to_le_bytes());
-                ints::encode(&q.codes, self.level, out);
-                let size = dtype.size();
-                let mut raw = Vec::with_capacity(q.outliers.len() * (8 + size));
-                for &i in &q.outliers {
-                    raw.extend_from_slice(&i.to_le_bytes());
+        match (values, var.tolerance, dtype) {
+            (Some(values), _, _) if var.model_only => {
+                let Some((p, _)) = pred else {
+                    return Err("a variable with bound 'none' needs the model stage".into());
+                };
+                let mut st = ErrStats::default();
+                let mut outliers = Vec::new();
+                for (i, (&x, &p)) in values.iter().zip(p).enumerate() {
+                    if x.is_finite() {
+                        st.add(x, quantise::reconstruct(dtype, p, 0, 1.0));
+                    } else {
+                        outliers.push(i as u64);
+                    }
                 }
-                for &i in &q.outliers {
-                    let i = i as usize;
-                    raw.extend_from_slice(&data[i * size..(i + 1) * size]);
-                }
-                let payload = if raw.is_empty() { Vec::new() } else { bytes::compress(&raw, self.level) };
-                out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-                out.extend_from_slice(&payload);
-                VarEncodeStats { bytes: 0, max_error: q.max_error, outliers: q.outliers.len() as u64 }
+                out.push(METHOD_MODEL_ONLY);
+                out.extend_from_slice(&(outliers.len() as u64).to_le_bytes());
+                self.put_outliers(&outliers, dtype.size(), data, out);
+                st.write(out);
+                Ok(VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true })
             }
-            (true, None, _) | (false, _, DType::Bool) => {
+            (Some(values), Some(tol), _) => Ok(self.encode_bounded(dtype, data, values, tol, pred, out)),
+            (Some(_), None, _) | (None, _, DType::Bool) => {
                 let payload = bytes::compress(&bytes::shuffle(dtype.size(), data), self.level);
                 out.push(METHOD_RAW);
                 out.push(dtype.size() as u8);
                 out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
                 out.extend_from_slice(&payload);
-                VarEncodeStats::default()
+                Ok(VarEncodeStats::default())
             }
-            (false, _, _) => {
+            (None, _, _) => {
                 out.push(METHOD_INTEGER);
                 ints::encode(&ints_to_i64(dtype, data), self.level, out);
-                VarEncodeStats::default()
+                Ok(VarEncodeStats::default())
             }
         }
     }
 
-    /// Decodes a chunk of `elems_per_row * place.rows` elements per variable.
+    /// Quantises to the bound, then codes `q` as is or as `q - K` against the model's integer
+    /// prediction, whichever is smaller (model_stage explains why this survives a different
+    /// runtime at decode).
+    fn encode_bounded(
+        &self,
+        dtype: DType,
+        data: &[u8],
+        values: &[f64],
+        tol: f64,
+        pred: Option<(&[f64], &[f64])>,
+        out: &mut Vec<u8>,
+    ) -> VarEncodeStats {
+        let step = 2.0 * tol;
+        let q = quantise::quantise(dtype, values, None, tol);
+        let mut st = ErrStats::default();
+        let mut oi = q.outliers.iter().peekable();
+        for (i, (&x, &c)) in values.iter().zip(&q.codes).enumerate() {
+            if oi.peek() == Some(&&(i as u64)) {
+                oi.next();
+                st.add(x, x);
+            } else {
+                st.add(x, quantise::reconstruct(dtype, 0.0, c, step));
+            }
+        }
+        let mut plain = Vec::new();
+        ints::encode(&q.codes, self.level, &mut plain);
+        let mut modelled = Vec::new();
+        if let Some((p, noise)) = pred {
+            let esc = model_stage::escapes(p, noise, step);
+            let mut residual = Vec::with_capacity(values.len());
+            let mut full = Vec::with_capacity(values.len());
+            let (mut ei, mut oi) = (esc.iter().peekable(), q.outliers.iter().peekable());
+            for (i, (&c, &p)) in q.codes.iter().zip(p).enumerate() {
+                let escaped = ei.next_if_eq(&&(i as u64)).is_some();
+                let k = model_stage::integer_prediction(p, step, escaped);
+                // An outlier's value is stored exactly; its code just has to cost nothing.
+                let r = if oi.next_if_eq(&&(i as u64)).is_some() { 0 } else { c - k };
+                residual.push(r);
+                full.push(r + k);
+            }
+            modelled.extend_from_slice(&(esc.len() as u64).to_le_bytes());
+            if !esc.is_empty() {
+                let deltas: Vec<i64> = esc.iter().scan(0u64, |prev, &e| {
+                    let d = e - *prev;
+                    *prev = e;
+                    Some(d as i64)
+                }).collect();
+                ints::encode(&deltas, self.level, &mut modelled);
+            }
+            modelled.extend_from_slice(&model_stage::codes_crc(&full).to_le_bytes());
+            ints::encode(&residual, self.level, &mut modelled);
+        }
+        let use_model = pred.is_some() && modelled.len() < plain.len();
+        out.push(METHOD_PREDICTED);
+        out.push(if use_model { FLAG_MODEL } else { 0 });
+        out.extend_from_slice(&step.to_le_bytes());
+        out.extend_from_slice(&(q.outliers.len() as u64).to_le_bytes());
+        out.extend_from_slice(if use_model { &modelled } else { &plain });
+        self.put_outliers(&q.outliers, dtype.size(), data, out);
+        st.write(out);
+        VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model }
+    }
+
+    /// Exact values of the listed elements: `u64 length, zstd(indices, then values)`.
+    fn put_outliers(&self, idx: &[u64], size: usize, data: &[u8], out: &mut Vec<u8>) {
+        let mut raw = Vec::with_capacity(idx.len() * (8 + size));
+        for &i in idx {
+            raw.extend_from_slice(&i.to_le_bytes());
+        }
+        for &i in idx {
+            let i = i as usize;
+            raw.extend_from_slice(&data[i * size..(i + 1) * size]);
+        }
+        let payload = if raw.is_empty() { Vec::new() } else { bytes::compress(&raw, self.level) };
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+
+    /// Decodes a chunk of `elems_per_row * place.rows` elements per variable. A chunk coded
+    /// with the model stage needs the plan of the model it was packed with.
     pub fn decode(
         &self,
         bytes: &[u8],
         place: ChunkPlace,
         vars: &[VarCoding],
         elems_per_row: u64,
+        model: Option<&ModelPlan>,
     ) -> Result<Vec<Vec<u8>>, String> {
         let mut cur = Cursor::new(bytes);
         let found = ChunkPlace {
@@ -138,65 +277,154 @@ impl ChunkCodec {
         if nvars != vars.len() {
             return Err(format!("chunk has {nvars} variables, the header {}", vars.len()));
         }
-        let latent = cur.u32("latent block count")?;
-        if latent != 0 {
-            return Err(format!("chunk has {latent} latent blocks: it needs the model stage"));
-        }
         let n = place.rows.checked_mul(elems_per_row).ok_or("chunk size overflows")?;
-        let mut out = Vec::with_capacity(vars.len());
         for (i, var) in vars.iter().enumerate() {
-            let block_bytes = n.checked_mul(var.dtype.size() as u64).filter(|&b| b <= MAX_BLOCK_BYTES);
-            if block_bytes.is_none() {
+            if n.checked_mul(var.dtype.size() as u64).is_none_or(|b| b > MAX_BLOCK_BYTES) {
                 return Err(format!("variable {i}: {n} elements is more than one chunk may hold"));
             }
-            out.push(decode_var(&mut cur, var.dtype, n as usize).map_err(|e| format!("variable {i}: {e}"))?);
+        }
+        let preds = match cur.u32("latent block count")? {
+            0 => None,
+            1 => {
+                let plan = model.ok_or("the chunk was coded with a model, and the archive names none")?;
+                let rows = place.rows as usize;
+                let zq = plan.decode_latent(&mut cur, rows)?;
+                Some(plan.predict(&zq, rows, vars.len(), elems_per_row as usize)?)
+            }
+            k => return Err(format!("chunk has {k} latent blocks (at most 1)")),
+        };
+        let mut out = Vec::with_capacity(vars.len());
+        for (i, var) in vars.iter().enumerate() {
+            let pred = preds.as_ref().and_then(|p| p.values[i].as_deref());
+            out.push(decode_var(&mut cur, var.dtype, n as usize, pred).map_err(|e| format!("variable {i}: {e}"))?);
         }
         cur.finish("chunk")?;
         Ok(out)
     }
 }
 
-/// Bytes of each variable block in a chunk, by walking the block headers (format spec).
-pub fn block_sizes(chunk: &[u8], nvars: usize) -> Result<Vec<u64>, String> {
+/// What each block of a chunk holds, by walking the layout (format spec) without decoding.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkLayout {
+    pub latent_bytes: u64,
+    pub block_bytes: Vec<u64>,
+    pub errors: Vec<Option<ErrStats>>,
+    pub used_model: Vec<bool>,
+}
+
+pub fn chunk_layout(chunk: &[u8], nvars: usize) -> Result<ChunkLayout, String> {
     let mut c = Cursor::new(chunk);
     c.bytes(4 + 8 + 8, "chunk place")?;
     let n = c.u32("variable count")? as usize;
     if n != nvars {
         return Err(format!("{n} variables where the header has {nvars}"));
     }
-    c.u32("latent count")?;
-    let mut out = Vec::with_capacity(n);
+    let skip_payload = |c: &mut Cursor| -> Result<(), String> {
+        let len = c.u64("payload length")?;
+        c.bytes(len, "payload").map(|_| ())
+    };
+    let skip_ints = |c: &mut Cursor| -> Result<(), String> {
+        c.bytes(2, "width, predictor")?;
+        skip_payload(c)
+    };
+    let mut out = ChunkLayout::default();
+    let latent = c.u32("latent count")?;
+    if latent > 1 {
+        return Err(format!("{latent} latent blocks"));
+    }
+    if latent == 1 {
+        let start = c.remaining();
+        let l = c.u32("latent width")? as u64;
+        match c.u8("latent coding")? {
+            1 => skip_payload(&mut c)?,
+            2 => {
+                c.u8("bits")?;
+                c.bytes(l.checked_mul(8).ok_or("latent width overflows")?, "latent ranges")?;
+                skip_ints(&mut c)?;
+            }
+            k => return Err(format!("unknown latent coding {k}")),
+        }
+        out.latent_bytes = (start - c.remaining()) as u64;
+    }
     for _ in 0..n {
         let start = c.remaining();
-        let skip_payload = |c: &mut Cursor| -> Result<(), String> {
-            let len = c.u64("payload length")?;
-            c.bytes(len, "payload").map(|_| ())
-        };
+        let mut errors = None;
+        let mut used = false;
         match c.u8("method")? {
             METHOD_RAW => {
                 c.u8("element size")?;
                 skip_payload(&mut c)?;
             }
-            METHOD_INTEGER => {
-                c.bytes(2, "width, predictor")?;
-                skip_payload(&mut c)?;
-            }
+            METHOD_INTEGER => skip_ints(&mut c)?,
             METHOD_QUANTISED => {
                 c.bytes(16, "step, outliers")?;
-                c.bytes(2, "width, predictor")?;
+                skip_ints(&mut c)?;
                 skip_payload(&mut c)?;
+            }
+            METHOD_PREDICTED => {
+                let flags = c.u8("flags")?;
+                c.bytes(16, "step, outliers")?;
+                if flags & FLAG_MODEL != 0 {
+                    used = true;
+                    if c.u64("escape count")? > 0 {
+                        skip_ints(&mut c)?;
+                    }
+                    c.u32("code crc")?;
+                }
+                skip_ints(&mut c)?;
                 skip_payload(&mut c)?;
+                errors = Some(ErrStats::read(&mut c)?);
+            }
+            METHOD_MODEL_ONLY => {
+                used = true;
+                c.u64("outliers")?;
+                skip_payload(&mut c)?;
+                errors = Some(ErrStats::read(&mut c)?);
             }
             m => return Err(format!("unknown coding method {m}")),
         }
-        out.push((start - c.remaining()) as u64);
+        out.block_bytes.push((start - c.remaining()) as u64);
+        out.errors.push(errors);
+        out.used_model.push(used);
     }
     c.finish("chunk")?;
     Ok(out)
 }
 
-fn decode_var(cur: &mut Cursor, dtype: DType, n: usize) -> Result<Vec<u8>, String> {
+/// Overwrites the listed elements of `out` with their stored exact values.
+fn read_outliers(cur: &mut Cursor, k: u64, n: usize, size: usize, out: &mut [u8]) -> Result<(), String> {
+    if k > n as u64 {
+        return Err(format!("{k} outliers in a block of {n} elements"));
+    }
+    let olen = cur.u64("outlier payload length")?;
+    let opayload = cur.bytes(olen, "outlier payload")?;
+    if k == 0 {
+        return if olen == 0 { Ok(()) } else { Err("outlier payload without outliers".into()) };
+    }
+    let raw = bytes::decompress(opayload, k as usize * (8 + size))?;
+    let (idx, vals) = raw.split_at(k as usize * 8);
+    let mut prev: Option<u64> = None;
+    for (j, ib) in idx.chunks_exact(8).enumerate() {
+        let i = u64::from_le_bytes(ib.try_into().unwrap());
+        if i >= n as u64 || prev.is_some_and(|p| p >= i) {
+            return Err(format!("outlier index {i} out of order or range"));
+        }
+        prev = Some(i);
+        let i = i as usize;
+        out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
+    }
+    Ok(())
+}
+
+fn decode_var(cur: &mut Cursor, dtype: DType, n: usize, pred: Option<&[f64]>) -> Result<Vec<u8>, String> {
     let size = dtype.size();
+    let floats = |codes: &[i64], step: f64| -> Vec<u8> {
+        let mut out = Vec::with_capacity(n * size);
+        for &c in codes {
+            push_float(dtype, quantise::reconstruct(dtype, 0.0, c, step), &mut out);
+        }
+        out
+    };
     match cur.u8("method")? {
         METHOD_RAW => {
             let es = cur.u8("element size")? as usize;
@@ -213,42 +441,70 @@ fn decode_var(cur: &mut Cursor, dtype: DType, n: usize) -> Result<Vec<u8>, Strin
             }
             Ok(i64_to_ints(dtype, &ints::decode(cur, n)?))
         }
-        METHOD_QUANTISED => {
+        m @ (METHOD_QUANTISED | METHOD_PREDICTED) => {
             if !dtype.is_float() {
                 return Err(format!("quantised block for a {dtype} variable"));
+            }
+            let flags = if m == METHOD_PREDICTED { cur.u8("flags")? } else { 0 };
+            if flags & !FLAG_MODEL != 0 {
+                return Err(format!("unknown block flags {flags:#x}"));
             }
             let step = cur.f64("step")?;
             if !(step.is_finite() && step > 0.0) {
                 return Err(format!("invalid quantisation step {step}"));
             }
             let k = cur.u64("outlier count")?;
-            if k > n as u64 {
-                return Err(format!("{k} outliers in a block of {n} elements"));
-            }
-            let codes = ints::decode(cur, n)?;
-            let values = quantise::dequantise(dtype, &codes, None, step);
-            let mut out = Vec::with_capacity(n * size);
-            for v in values {
-                push_float(dtype, v, &mut out);
-            }
-            let olen = cur.u64("outlier payload length")?;
-            let opayload = cur.bytes(olen, "outlier payload")?;
-            if k > 0 {
-                let raw = bytes::decompress(opayload, k as usize * (8 + size))?;
-                let (idx, vals) = raw.split_at(k as usize * 8);
-                let mut prev: Option<u64> = None;
-                for (j, ib) in idx.chunks_exact(8).enumerate() {
-                    let i = u64::from_le_bytes(ib.try_into().unwrap());
-                    if i >= n as u64 || prev.is_some_and(|p| p >= i) {
-                        return Err(format!("outlier index {i} out of order or range"));
-                    }
-                    prev = Some(i);
-                    let i = i as usize;
-                    out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
+            let codes = if flags & FLAG_MODEL != 0 {
+                let p = pred.ok_or("block coded against a model prediction the chunk does not carry")?;
+                let ne = cur.u64("escape count")?;
+                if ne > n as u64 {
+                    return Err(format!("{ne} escapes in a block of {n} elements"));
                 }
-            } else if olen != 0 {
-                return Err("outlier payload without outliers".into());
+                let mut escaped = vec![false; n];
+                if ne > 0 {
+                    let mut at = 0u64;
+                    for (j, d) in ints::decode(cur, ne as usize)?.into_iter().enumerate() {
+                        at = at.checked_add(d as u64).filter(|&a| a < n as u64 && (j == 0 || d > 0)).ok_or("escape list out of order or range")?;
+                        escaped[at as usize] = true;
+                    }
+                }
+                let crc = cur.u32("code crc")?;
+                let residual = ints::decode(cur, n)?;
+                let codes: Vec<i64> = residual
+                    .iter()
+                    .zip(p)
+                    .zip(&escaped)
+                    .map(|((&r, &p), &e)| r.wrapping_add(model_stage::integer_prediction(p, step, e)))
+                    .collect();
+                if model_stage::codes_crc(&codes) != crc {
+                    return Err("the model's prediction here differs from the one the archive was packed with by more \
+                                than its tolerance (another ONNX Runtime build or execution provider?): refusing to \
+                                return values outside the bound"
+                        .into());
+                }
+                codes
+            } else {
+                ints::decode(cur, n)?
+            };
+            let mut out = floats(&codes, step);
+            read_outliers(cur, k, n, size, &mut out)?;
+            if m == METHOD_PREDICTED {
+                ErrStats::read(cur)?;
             }
+            Ok(out)
+        }
+        METHOD_MODEL_ONLY => {
+            if !dtype.is_float() {
+                return Err(format!("model-only block for a {dtype} variable"));
+            }
+            let p = pred.ok_or("model-only block in a chunk without a latent")?;
+            let k = cur.u64("outlier count")?;
+            let mut out = Vec::with_capacity(n * size);
+            for &v in p {
+                push_float(dtype, quantise::reconstruct(dtype, v, 0, 1.0), &mut out);
+            }
+            read_outliers(cur, k, n, size, &mut out)?;
+            ErrStats::read(cur)?;
             Ok(out)
         }
         m => Err(format!("unknown coding method {m}")),
@@ -273,13 +529,13 @@ mod tests {
                 _ => (0..n * dtype.size()).map(|i| (i * 31 % 251) as u8).collect(),
             };
             for tolerance in [None, Some(0.01)] {
-                vars.push(VarCoding { dtype, tolerance });
+                vars.push(VarCoding { dtype, tolerance, model_only: false });
                 data.push(bytes.clone());
             }
         }
         let place = ChunkPlace { dataset: 3, row_start: 100, rows: n as u64 };
-        let enc = codec.encode(place, &vars, &data);
-        let dec = codec.decode(&enc.bytes, place, &vars, 1).unwrap();
+        let enc = codec.encode(place, &vars, &data, 1, None).unwrap();
+        let dec = codec.decode(&enc.bytes, place, &vars, 1, None).unwrap();
         for ((var, orig), got) in vars.iter().zip(&data).zip(&dec) {
             match (var.dtype, var.tolerance) {
                 (d, Some(tol)) if d.is_float() => {
@@ -290,6 +546,6 @@ mod tests {
             }
         }
         let wrong = ChunkPlace { rows: n as u64 - 1, ..place };
-        assert!(codec.decode(&enc.bytes, wrong, &vars, 1).is_err());
+        assert!(codec.decode(&enc.bytes, wrong, &vars, 1, None).is_err());
     }
 }

@@ -13,6 +13,10 @@ pub const PREAMBLE_LEN: u64 = 24;
 pub const TRAILER_LEN: u64 = 28;
 pub const INDEX_ENTRY_LEN: u64 = 40;
 
+/// The dataset number of an index entry that holds an attachment (an embedded model's
+/// decoder) instead of rows; its `row_start` is the model's index in the header.
+pub const ATTACHMENT: u32 = u32::MAX;
+
 /// One footer index entry: where a chunk is and what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkEntry {

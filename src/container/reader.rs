@@ -119,6 +119,14 @@ impl ArchiveReader {
         self.size
     }
 
+    /// The embedded decoder of model `m`, checksum verified, if the archive carries one.
+    pub fn attachment(&self, m: usize) -> Result<Option<Vec<u8>>> {
+        match self.index.iter().position(|e| e.dataset == super::ATTACHMENT && e.row_start == m as u64) {
+            Some(i) => self.read_chunk(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The bytes of chunk `i`, checksum verified.
     pub fn read_chunk(&self, i: usize) -> Result<Vec<u8>> {
         let e = self.index[i];
@@ -163,7 +171,17 @@ fn parse_index(footer: &[u8], chunks_start: u64, footer_offset: u64) -> Result<V
 /// Each dataset's chunks must tile its rows in order: a dropped or duplicated chunk is damage.
 fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
     let mut next_row = vec![0u64; header.datasets.len()];
+    let mut attached = vec![false; header.models.len()];
     for (i, e) in index.iter().enumerate() {
+        if e.dataset == super::ATTACHMENT {
+            let m = e.row_start as usize;
+            let ok = e.rows == 0 && header.models.get(m).is_some_and(|r| r.embedded.is_some()) && !attached[m];
+            if !ok {
+                return Err(format!("chunk {i} is an attachment for model {m}, which embeds nothing or has one already"));
+            }
+            attached[m] = true;
+            continue;
+        }
         let d = e.dataset as usize;
         let ds = header.datasets.get(d).ok_or_else(|| format!("chunk {i} names dataset {d} of {}", next_row.len()))?;
         if ds.variables.is_empty() || ds.chunk_rows == 0 {
@@ -174,7 +192,17 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
         }
         next_row[d] = e.row_start.checked_add(e.rows).ok_or("row count overflows")?;
     }
+    for (m, r) in header.models.iter().enumerate() {
+        if r.embedded.is_some() && !attached[m] {
+            return Err(format!("model {} is marked embedded but the archive holds no copy of it", r.id));
+        }
+    }
     for (d, ds) in header.datasets.iter().enumerate() {
+        if let Some(dm) = &ds.model {
+            if dm.model as usize >= header.models.len() {
+                return Err(format!("dataset {} names model {} of {}", ds.path, dm.model, header.models.len()));
+            }
+        }
         if next_row[d] != ds.rows() && ds.row_elems() != 0 {
             return Err(format!("chunks hold {} of the {} rows of {}", next_row[d], ds.rows(), ds.path));
         }

@@ -51,6 +51,12 @@ impl ArchiveWriter {
         self.put(bytes)
     }
 
+    /// Stores model `m`'s decoder inside the archive (`--embed-model`).
+    pub fn write_attachment(&mut self, m: u32, bytes: &[u8]) -> Result<()> {
+        let place = crate::codec::ChunkPlace { dataset: super::ATTACHMENT, row_start: m as u64, rows: 0 };
+        self.write_chunk(place, bytes)
+    }
+
     /// Writes footer and trailer, syncs, and moves the file to its name. Returns its size.
     pub fn finish(mut self) -> Result<u64> {
         let footer_offset = self.offset;

@@ -334,6 +334,7 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         chunk_rows: 1,
         attributes: read_attrs(ds, path, skipped),
         variables,
+        model: None,
     })
 }
 

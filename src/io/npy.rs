@@ -72,6 +72,7 @@ impl NpySource {
             chunk_rows: 1,
             attributes: Default::default(),
             variables,
+            model: None,
         };
         super::select(path, std::slice::from_ref(&ds), datasets)?;
         let layout = SourceLayout {

@@ -5,10 +5,14 @@ Fixtures:
                  the session fails clearly when it is missing or is not a real build.
   cli            run the CLI: cli("pack", src, "-o", out, ...) -> CompletedProcess; fails the
                  test on a non-zero exit (unless expect_fail=True) and on any panic message.
+                 A `pack` that names no model option gets --no-model: the container and codec
+                 tests check the independent decoder below, which does not run models
+                 (tests/python/test_models.py covers the model stage). Every run sees
+                 BALER_MODEL_PATH set to a fresh per-session store.
   hadcm3         the HadCM3 climate file (iris-sample-data A1B_north_america.nc).
   vlstr_nc       a real netCDF4 file with a variable-length string dataset (iris-sample-data).
   issue63_h5     the ATLAS issue63 ntuple as one compound HDF5 dataset, made once per
-                 session by fixtures/make_issue63_h5.py into fixtures/data/ (gitignored).
+                 session by fixtures/make_table_h5.py into fixtures/data/ (gitignored).
   container      parse_container(path_or_bytes): independent reader of the .baler byte layout.
   check_h5_roundtrip  compare a source HDF5 with the unpacked HDF5 under an error spec.
 """
@@ -27,7 +31,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("BALERFILE", str(ROOT / "target" / "release" / "balerfile"))
 SCHEMA_PATH = ROOT / "schemas" / "baler-header.schema.json"
-FIXTURE_SCRIPT = ROOT / "fixtures" / "make_issue63_h5.py"
+FIXTURE_SCRIPT = ROOT / "fixtures" / "make_table_h5.py"
 FIXTURE_DATA = ROOT / "fixtures" / "data"
 THREADS = ["--threads", "2"]
 
@@ -64,9 +68,18 @@ def balerfile():
     return BIN
 
 
-def _run(binary, args, expect_fail=False, timeout=300):
-    cmd = [binary] + [str(a) for a in args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+MODEL_FLAGS = ("--model", "--no-model", "--auto-model")
+
+
+def _run(binary, args, expect_fail=False, timeout=300, env=None):
+    args = [str(a) for a in args]
+    if args and args[0] == "pack":
+        if "--auto-model" in args:
+            args.remove("--auto-model")
+        elif not any(a in MODEL_FLAGS for a in args):
+            args.append("--no-model")
+    cmd = [binary] + args
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     shown = " ".join(cmd)
     assert "panicked" not in r.stderr, f"{shown}\npanic on stderr:\n{r.stderr}"
     if not expect_fail and r.returncode != 0:
@@ -77,9 +90,18 @@ def _run(binary, args, expect_fail=False, timeout=300):
 
 
 @pytest.fixture(scope="session")
-def cli(balerfile):
-    def run(*args, expect_fail=False, timeout=300):
-        return _run(balerfile, args, expect_fail=expect_fail, timeout=timeout)
+def model_store(tmp_path_factory):
+    return tmp_path_factory.mktemp("model-store")
+
+
+@pytest.fixture(scope="session")
+def cli(balerfile, model_store):
+    """`--auto-model` (test-only, removed before the call) lets a pack train its own model."""
+    def run(*args, expect_fail=False, timeout=600, env=None):
+        e = dict(os.environ)
+        e["BALER_MODEL_PATH"] = str(model_store)
+        e.update(env or {})
+        return _run(balerfile, args, expect_fail=expect_fail, timeout=timeout, env=e)
     return run
 
 
@@ -105,19 +127,35 @@ def vlstr_nc():
     return _iris_sample("vlstr_type.nc")
 
 
-@pytest.fixture(scope="session")
-def issue63_h5():
-    out = FIXTURE_DATA / "issue63.h5"
+def _table_fixture(name, *source):
+    out = FIXTURE_DATA / name
     stale = (not out.is_file()) or out.stat().st_mtime < FIXTURE_SCRIPT.stat().st_mtime
     if stale:
         FIXTURE_DATA.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(out)],
+        r = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(out), *source],
                            capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             pytest.fail(f"fixture script failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def issue63_h5():
+    out = _table_fixture("issue63.h5")
     with h5py.File(out, "r") as f:
         assert f["WtLoop_nominal"].shape == (9812,)
         assert len(f["WtLoop_nominal"].dtype.names) == 157
+    return out
+
+
+@pytest.fixture(scope="session")
+def zmumu_h5():
+    """Real CMS 2010 dimuon events (uproot-Zmumu.root, tree events): 2304 rows, 15 f64 and 4
+    i32 columns (the string column Type is left out)."""
+    out = _table_fixture("zmumu.h5", "uproot-Zmumu.root", "events")
+    with h5py.File(out, "r") as f:
+        assert f["events"].shape == (2304,)
+        assert len(f["events"].dtype.names) == 19
     return out
 
 
@@ -174,6 +212,15 @@ def parse_container(src):
         off, length, dsi, ccrc, first, rows = struct.unpack_from("<QQIIQQ", footer, 8 + ENTRY_LEN * i)
         _need(off == pos, f"chunk {i} at {off}, expected {pos} (chunks must tile back to back)")
         _need(off + length <= F, f"chunk {i} runs past the footer")
+        if dsi == 0xFFFFFFFF:
+            # an attachment: the embedded decoder of model `first`
+            _need(rows == 0 and header["models"][first].get("embedded"), f"chunk {i}: stray attachment")
+            body = data[off:off + length]
+            _need(zlib.crc32(body) == ccrc, f"attachment {i} CRC mismatch")
+            chunks.append(dict(index=i, offset=off, length=length, dataset=dsi, crc=ccrc,
+                               first_row=first, rows=0, body=body, attachment=True))
+            pos = off + length
+            continue
         _need(dsi < len(datasets), f"chunk {i} dataset index {dsi}")
         _need(first == next_row[dsi], f"chunk {i}: first row {first}, expected {next_row[dsi]}")
         _need(rows >= 1, f"chunk {i}: {rows} rows")
@@ -183,7 +230,7 @@ def parse_container(src):
         c_dsi, c_first, c_rows, V, L = struct.unpack_from("<IQQII", body, 0)
         _need((c_dsi, c_first, c_rows) == (dsi, first, rows), f"chunk {i} head differs from footer")
         _need(V == len(datasets[dsi]["variables"]), f"chunk {i}: V={V}")
-        _need(L == 0, f"chunk {i}: L={L}")
+        _need(L in (0, 1) and (L == 0 or datasets[dsi].get("model")), f"chunk {i}: L={L}")
         chunks.append(dict(index=i, offset=off, length=length, dataset=dsi, crc=ccrc,
                            first_row=first, rows=rows, body=body))
         next_row[dsi] = first + rows

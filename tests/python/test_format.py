@@ -98,8 +98,12 @@ def decode_chunk(body, ds, stats):
             assert dt.kind in "fb", f"{var['name']}: raw method for {var['dtype']}"
             if dt.kind == "f":
                 assert err["mode"] == "lossless" or err.get("abs") == 0.0, f"{var['name']}: raw method with {err}"
-        elif method in (1, 2):
-            if method == 2:
+        elif method in (1, 2, 3):
+            if method == 3:
+                # u8 flags (bit 0: coded against the model, which this decoder does not run)
+                assert body[pos] == 0, f"{var['name']}: model-coded block in a --no-model archive"
+                pos += 1
+            if method in (2, 3):
                 # f64 step, u64 outlier count K, then an integer block as in method 1
                 step, K = struct.unpack_from("<dQ", body, pos)
                 pos += 16
@@ -139,6 +143,12 @@ def decode_chunk(body, ds, stats):
                     f"{var['name']}: outlier indices not ascending in [0, {n})"
                 vals[idx.astype(np.intp)] = np.frombuffer(out[8 * K:], dt)
                 stats["outliers"] += K
+                if method == 3:
+                    # error statistics: u64 n, f64 max|r|, sum|r|, sum r, sum r^2, u64 n_resp,
+                    # f64 sum resp, sum resp^2
+                    n_fin, max_abs = struct.unpack_from("<Qd", body, pos)
+                    pos += 64
+                    assert n_fin <= n and max_abs <= err["abs"], f"{var['name']}: stats {n_fin} {max_abs}"
         else:
             raise AssertionError(f"{var['name']}: unknown method {method}")
         stats["methods"].add(method)
@@ -259,9 +269,9 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
             spec = ("lossless",) if err["mode"] == "lossless" else (err["mode"], err["value"])
             check_float_variable(name_, x_le, mine, spec, var)
     if name in ("hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel"):
-        assert 2 in stats["methods"], stats
+        assert 3 in stats["methods"], stats
     if name == "hadcm3_lossless":
-        assert 2 not in stats["methods"], stats
+        assert 3 not in stats["methods"], stats
 
 
 def test_rel_resolution_matches_stats(archives, container):

@@ -1,0 +1,99 @@
+//! What lossy coding did to a variable, in the Baler paper's Table 2 terms: the residual
+//! x' - x (max |.|, mean |.|, mean, RMS) and the response (x' - x) / x (mean, RMS, over x != 0).
+//! Each lossy block carries these for its elements, so `inspect` reports them without the
+//! original data.
+
+use crate::wire::Cursor;
+
+pub const WIRE_LEN: u64 = 64;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ErrStats {
+    /// Finite elements counted.
+    pub n: u64,
+    pub max_abs: f64,
+    pub sum_abs: f64,
+    pub sum_res: f64,
+    pub sum_res2: f64,
+    pub n_resp: u64,
+    pub sum_resp: f64,
+    pub sum_resp2: f64,
+}
+
+impl ErrStats {
+    #[inline]
+    pub fn add(&mut self, x: f64, rec: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        let r = rec - x;
+        self.n += 1;
+        self.max_abs = self.max_abs.max(r.abs());
+        self.sum_abs += r.abs();
+        self.sum_res += r;
+        self.sum_res2 += r * r;
+        if x != 0.0 {
+            let q = r / x;
+            self.n_resp += 1;
+            self.sum_resp += q;
+            self.sum_resp2 += q * q;
+        }
+    }
+
+    pub fn merge(&mut self, o: &ErrStats) {
+        self.n += o.n;
+        self.max_abs = self.max_abs.max(o.max_abs);
+        self.sum_abs += o.sum_abs;
+        self.sum_res += o.sum_res;
+        self.sum_res2 += o.sum_res2;
+        self.n_resp += o.n_resp;
+        self.sum_resp += o.sum_resp;
+        self.sum_resp2 += o.sum_resp2;
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.n.to_le_bytes());
+        for v in [self.max_abs, self.sum_abs, self.sum_res, self.sum_res2] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.n_resp.to_le_bytes());
+        for v in [self.sum_resp, self.sum_resp2] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    pub fn read(cur: &mut Cursor) -> Result<ErrStats, String> {
+        Ok(ErrStats {
+            n: cur.u64("stats n")?,
+            max_abs: cur.f64("stats max")?,
+            sum_abs: cur.f64("stats sum")?,
+            sum_res: cur.f64("stats sum")?,
+            sum_res2: cur.f64("stats sum")?,
+            n_resp: cur.u64("stats n")?,
+            sum_resp: cur.f64("stats sum")?,
+            sum_resp2: cur.f64("stats sum")?,
+        })
+    }
+
+    pub fn summary(&self) -> ErrSummary {
+        let mean = |s: f64, n: u64| if n > 0 { s / n as f64 } else { 0.0 };
+        ErrSummary {
+            max_abs_error: self.max_abs,
+            mean_abs_error: mean(self.sum_abs, self.n),
+            residual_mean: mean(self.sum_res, self.n),
+            residual_rms: mean(self.sum_res2, self.n).sqrt(),
+            response_mean: mean(self.sum_resp, self.n_resp),
+            response_rms: mean(self.sum_resp2, self.n_resp).sqrt(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ErrSummary {
+    pub max_abs_error: f64,
+    pub mean_abs_error: f64,
+    pub residual_mean: f64,
+    pub residual_rms: f64,
+    pub response_mean: f64,
+    pub response_rms: f64,
+}

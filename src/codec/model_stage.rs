@@ -1,0 +1,246 @@
+//! The model stage: normalise -> encode -> quantise the latent -> decode that quantised latent
+//! -> a prediction for every modelled element.
+//!
+//! The bound does not depend on the model. A bounded element is still reconstructed as
+//! `q * step` with `q = round(x / step)`, exactly as without a model; the model only predicts
+//! the integer `q`, so the stored residual `q - K` is small. ONNX Runtime's results differ in
+//! the last bits between thread counts, CPUs and execution providers, so the decoder's
+//! prediction may differ slightly from the encoder's. `K` is therefore made robust:
+//! `K = round(p / step)` wherever `p / step` is farther than twice the prediction noise from a
+//! rounding edge (then any prediction within the noise rounds the same way), and
+//! `K = floor(p / step)` for the few elements near an edge, which the chunk lists (any
+//! prediction within the noise of an edge has the same floor). A CRC of the codes `q` lets the
+//! decoder prove it rebuilt them: a machine whose prediction strays further is an error, never
+//! wrong numbers.
+
+use half::f16;
+
+use super::ints;
+use crate::wire::Cursor;
+
+/// A model as the codec sees it: f32 rows in, f32 rows out. Implemented over ONNX Runtime.
+pub trait LatentModel: Sync {
+    fn features(&self) -> usize;
+    fn latent(&self) -> usize;
+    fn encode(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, String>;
+    fn decode(&self, z: &[f32], rows: usize) -> Result<Vec<f32>, String>;
+}
+
+/// One model input: element `elem` of a row of variable `var`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureRef {
+    pub var: usize,
+    pub elem: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LatentCoding {
+    /// IEEE half precision (the default).
+    #[default]
+    F16,
+    /// Uniform codes of this many bits (2..=16) between each latent column's min and max.
+    Bits(u8),
+}
+
+impl std::str::FromStr for LatentCoding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "f16" {
+            return Ok(LatentCoding::F16);
+        }
+        match s.parse::<u8>() {
+            Ok(b) if (2..=16).contains(&b) => Ok(LatentCoding::Bits(b)),
+            _ => Err(format!("latent coding '{s}': use f16 or a bit count from 2 to 16")),
+        }
+    }
+}
+
+/// Everything the codec needs to run the model stage on one dataset's chunks.
+pub struct ModelPlan<'a> {
+    pub model: &'a dyn LatentModel,
+    pub offset: &'a [f64],
+    pub scale: &'a [f64],
+    pub features: Vec<FeatureRef>,
+    pub latent: LatentCoding,
+}
+
+const LATENT_F16: u8 = 1;
+const LATENT_BITS: u8 = 2;
+
+/// Relative noise allowed between two evaluations of the decoder, in units of its output:
+/// f32 networks of this size differ by ~1e-6 between thread counts and CPUs.
+const PREDICTION_NOISE: f64 = 2e-5;
+
+impl ModelPlan<'_> {
+    /// The model's input for a chunk: normalised rows, non-finite values as 0.
+    pub fn inputs(&self, data: &[Vec<f64>], elems_per_row: usize, rows: usize) -> Vec<f32> {
+        let mut x = Vec::with_capacity(rows * self.features.len());
+        for r in 0..rows {
+            for (j, f) in self.features.iter().enumerate() {
+                let v = data[f.var][r * elems_per_row + f.elem];
+                let z = ((v - self.offset[j]) / self.scale[j]) as f32;
+                x.push(if z.is_finite() { z } else { 0.0 });
+            }
+        }
+        x
+    }
+
+    /// Encodes the latent, appends its block to `out`, and returns the quantised latent the
+    /// decoder will see.
+    pub fn encode_latent(&self, z: &[f32], rows: usize, level: i32, out: &mut Vec<u8>) -> Vec<f32> {
+        let l = self.model.latent();
+        out.extend_from_slice(&(l as u32).to_le_bytes());
+        match self.latent {
+            LatentCoding::F16 => {
+                out.push(LATENT_F16);
+                let mut raw = Vec::with_capacity(z.len() * 2);
+                let mut zq = Vec::with_capacity(z.len());
+                for &v in z {
+                    let h = f16::from_f32(if v.is_finite() { v.clamp(-65504.0, 65504.0) } else { 0.0 });
+                    raw.extend_from_slice(&h.to_le_bytes());
+                    zq.push(h.to_f32());
+                }
+                let payload = super::bytes::compress(&super::bytes::shuffle(2, &raw), level);
+                out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+                out.extend_from_slice(&payload);
+                zq
+            }
+            LatentCoding::Bits(b) => {
+                out.push(LATENT_BITS);
+                out.push(b);
+                let levels = ((1u32 << b) - 1) as f32;
+                let mut ranges = Vec::with_capacity(l);
+                for c in 0..l {
+                    let col = (0..rows).map(|r| z[r * l + c]).filter(|v| v.is_finite());
+                    let (lo, hi) = col.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+                    let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 0.0) };
+                    out.extend_from_slice(&lo.to_le_bytes());
+                    out.extend_from_slice(&hi.to_le_bytes());
+                    ranges.push((lo, hi));
+                }
+                let mut codes = Vec::with_capacity(z.len());
+                for r in 0..rows {
+                    for (c, &(lo, hi)) in ranges.iter().enumerate() {
+                        let v = z[r * l + c];
+                        let t = if hi > lo && v.is_finite() { ((v - lo) / (hi - lo) * levels).round().clamp(0.0, levels) } else { 0.0 };
+                        codes.push(t as i64);
+                    }
+                }
+                ints::encode(&codes, level, out);
+                dequantise_bits(&codes, &ranges, levels)
+            }
+        }
+    }
+
+    /// Reads a latent block written by `encode_latent`.
+    pub fn decode_latent(&self, cur: &mut Cursor, rows: usize) -> Result<Vec<f32>, String> {
+        let l = cur.u32("latent width")? as usize;
+        if l != self.model.latent() {
+            return Err(format!("latent of width {l}; the model's is {}", self.model.latent()));
+        }
+        let n = rows.checked_mul(l).ok_or("latent size overflows")?;
+        match cur.u8("latent coding")? {
+            LATENT_F16 => {
+                let len = cur.u64("latent payload length")?;
+                let raw = super::bytes::unshuffle(2, &super::bytes::decompress(cur.bytes(len, "latent payload")?, n * 2)?);
+                Ok(raw.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
+            }
+            LATENT_BITS => {
+                let b = cur.u8("latent bits")?;
+                if !(2..=16).contains(&b) {
+                    return Err(format!("latent of {b} bits"));
+                }
+                let mut ranges = Vec::with_capacity(l);
+                for _ in 0..l {
+                    let lo = f32::from_le_bytes(cur.bytes(4, "latent min")?.try_into().unwrap());
+                    let hi = f32::from_le_bytes(cur.bytes(4, "latent max")?.try_into().unwrap());
+                    ranges.push((lo, hi));
+                }
+                let codes = ints::decode(cur, n)?;
+                let levels = ((1u32 << b) - 1) as f32;
+                if codes.iter().any(|&c| c < 0 || c as f32 > levels) {
+                    return Err("latent code out of range".into());
+                }
+                Ok(dequantise_bits(&codes, &ranges, levels))
+            }
+            k => Err(format!("unknown latent coding {k}")),
+        }
+    }
+
+    /// The model's prediction for every modelled element, in data units, per variable
+    /// (None for variables the model does not see).
+    pub fn predict(&self, zq: &[f32], rows: usize, nvars: usize, elems_per_row: usize) -> Result<Predictions, String> {
+        let y = self.model.decode(zq, rows)?;
+        let f = self.features.len();
+        if y.len() != rows * f {
+            return Err(format!("the decoder gave {} values for {rows} rows of {f} features", y.len()));
+        }
+        let mut values: Vec<Option<Vec<f64>>> = vec![None; nvars];
+        let mut noise: Vec<Option<Vec<f64>>> = vec![None; nvars];
+        for (j, fr) in self.features.iter().enumerate() {
+            let p = values[fr.var].get_or_insert_with(|| vec![0.0; rows * elems_per_row]);
+            let e = noise[fr.var].get_or_insert_with(|| vec![0.0; rows * elems_per_row]);
+            for r in 0..rows {
+                let yv = y[r * f + j] as f64;
+                let i = r * elems_per_row + fr.elem;
+                p[i] = yv * self.scale[j] + self.offset[j];
+                e[i] = PREDICTION_NOISE * (1.0 + yv.abs()) * self.scale[j];
+            }
+        }
+        Ok(Predictions { values, noise })
+    }
+}
+
+fn dequantise_bits(codes: &[i64], ranges: &[(f32, f32)], levels: f32) -> Vec<f32> {
+    let l = ranges.len();
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let (lo, hi) = ranges[i % l];
+            lo + c as f32 * ((hi - lo) / levels)
+        })
+        .collect()
+}
+
+pub struct Predictions {
+    pub values: Vec<Option<Vec<f64>>>,
+    /// The encoder's allowance for how far another machine's prediction may stray.
+    pub noise: Vec<Option<Vec<f64>>>,
+}
+
+/// The integer prediction of `q` for `p` (see the module comment). Non-finite or huge
+/// predictions predict 0.
+#[inline]
+pub fn integer_prediction(p: f64, step: f64, escaped: bool) -> i64 {
+    let u = p / step;
+    if !u.is_finite() || u.abs() > (1u64 << 52) as f64 {
+        return 0;
+    }
+    if escaped { u.floor() as i64 } else { u.round() as i64 }
+}
+
+/// The elements whose prediction lies within twice its noise of a rounding edge.
+pub fn escapes(p: &[f64], noise: &[f64], step: f64) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (i, (&p, &e)) in p.iter().zip(noise).enumerate() {
+        let u = p / step;
+        if !u.is_finite() || u.abs() > (1u64 << 52) as f64 {
+            continue;
+        }
+        let edge = 0.5 - (u - u.round()).abs();
+        if edge * step <= 2.0 * e {
+            out.push(i as u64);
+        }
+    }
+    out
+}
+
+/// CRC-32 of the codes, so the decoder can prove it rebuilt the encoder's.
+pub fn codes_crc(codes: &[i64]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for c in codes {
+        h.update(&c.to_le_bytes());
+    }
+    h.finalize()
+}

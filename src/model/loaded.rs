@@ -1,0 +1,133 @@
+//! A bundle made runnable: its ONNX files as ONNX Runtime sessions, behind the codec's
+//! `LatentModel` interface, and the plans that tie it to a dataset's variables.
+
+use std::sync::Arc;
+
+use super::{sha256_hex, Bundle, ModelRef};
+use crate::codec::model_stage::{FeatureRef, LatentCoding, LatentModel, ModelPlan};
+use crate::container::ArchiveReader;
+use crate::error::{Error, Result};
+use crate::header::{DatasetInfo, DatasetModel};
+use crate::runtime::{self, RuntimeOptions};
+
+pub struct LoadedModel {
+    pub bundle: Bundle,
+    encoder: Option<Arc<runtime::Model>>,
+    decoder: Arc<runtime::Model>,
+}
+
+impl LoadedModel {
+    /// `need_encoder`: packing needs it, unpacking only the decoder.
+    pub fn load(bundle: Bundle, opts: RuntimeOptions, need_encoder: bool) -> Result<LoadedModel> {
+        let m = &bundle.manifest;
+        let label = |part: &str| format!("model {} {part}", &bundle.id[..12]);
+        let encoder = match (&bundle.encoder, need_encoder) {
+            (Some(bytes), true) => {
+                Some(runtime::model(&m.encoder.sha256, bytes, &m.encoder.input, &m.encoder.output, &label("encoder"), opts)?)
+            }
+            (None, true) => return Err(Error::Usage(format!("model {} carries no encoder (an embedded copy)", bundle.id))),
+            _ => None,
+        };
+        let decoder = runtime::model(&m.decoder.sha256, &bundle.decoder, &m.decoder.input, &m.decoder.output, &label("decoder"), opts)?;
+        Ok(LoadedModel { bundle, encoder, decoder })
+    }
+
+    /// The codec's plan for one dataset.
+    pub fn plan(&self, dm: &DatasetModel) -> Result<ModelPlan<'_>> {
+        let n = self.bundle.manifest.n_features();
+        if dm.features.len() != n {
+            return Err(Error::Usage(format!("dataset maps {} features to model {} of {n}", dm.features.len(), self.bundle.id)));
+        }
+        let latent: LatentCoding = if dm.latent == "f16" {
+            LatentCoding::F16
+        } else {
+            dm.latent.parse().map_err(Error::Usage)?
+        };
+        Ok(ModelPlan {
+            model: self,
+            offset: &self.bundle.manifest.normalisation.offset,
+            scale: &self.bundle.manifest.normalisation.scale,
+            features: dm.features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize }).collect(),
+            latent,
+        })
+    }
+}
+
+fn run_err(e: Error) -> String {
+    e.to_string()
+}
+
+impl LatentModel for LoadedModel {
+    fn features(&self) -> usize {
+        self.bundle.manifest.n_features()
+    }
+    fn latent(&self) -> usize {
+        self.bundle.manifest.latent.size as usize
+    }
+    fn encode(&self, x: &[f32], rows: usize) -> std::result::Result<Vec<f32>, String> {
+        let enc = self.encoder.as_ref().ok_or("this model was loaded without its encoder")?;
+        enc.run(x, rows, self.features(), self.latent()).map_err(run_err)
+    }
+    fn decode(&self, z: &[f32], rows: usize) -> std::result::Result<Vec<f32>, String> {
+        self.decoder.run(z, rows, self.latent(), self.features()).map_err(run_err)
+    }
+}
+
+/// Which of a dataset's elements a model's features are, by name: variable `name`, or element
+/// `j` of a multi-element row as `name[j]`. Every feature must be a float variable.
+pub fn match_features(ds: &DatasetInfo, bundle: &Bundle) -> Result<Vec<[u64; 2]>> {
+    let epr = ds.row_elems();
+    let mut out = Vec::with_capacity(bundle.manifest.features.len());
+    let mut missing = Vec::new();
+    for f in &bundle.manifest.features {
+        let found = ds.variables.iter().enumerate().find_map(|(vi, v)| {
+            if !v.dtype.is_float() {
+                return None;
+            }
+            if epr == 1 && v.name == f.name {
+                return Some([vi as u64, 0]);
+            }
+            let rest = f.name.strip_prefix(v.name.as_str())?.strip_prefix('[')?.strip_suffix(']')?;
+            rest.parse::<u64>().ok().filter(|&j| j < epr).map(|j| [vi as u64, j])
+        });
+        match found {
+            Some(x) => out.push(x),
+            None => missing.push(f.name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<_> = missing.iter().take(5).cloned().collect();
+        return Err(Error::Usage(format!(
+            "model {} does not fit dataset {}: {} of its {} features are not float variables there ({}{})",
+            &bundle.id[..12],
+            ds.name(),
+            missing.len(),
+            bundle.manifest.features.len(),
+            shown.join(", "),
+            if missing.len() > 5 { ", ..." } else { "" }
+        )));
+    }
+    Ok(out)
+}
+
+/// The bundle an archive's model reference points to: the embedded copy, else the store's.
+pub fn bundle_for(reader: &ArchiveReader, m: usize, r: &ModelRef, store: &super::store::Store) -> Result<Bundle> {
+    let path = reader.path();
+    let Some(manifest) = &r.embedded else {
+        let b = store.get(&r.id)?;
+        if b.manifest.decoder.sha256 != r.decoder_sha256 {
+            return Err(Error::Model { path: path.into(), what: format!("model {}: decoder hash differs from the archive's", r.id) });
+        }
+        return Ok(b);
+    };
+    let decoder = reader.attachment(m)?.ok_or_else(|| Error::corrupt(path, format!("embedded model {} missing", r.id)))?;
+    let bad = |what: String| Error::corrupt(path, format!("embedded model {}: {what}", r.id));
+    if manifest.id() != r.id {
+        return Err(bad(format!("its manifest hashes to {}", manifest.id())));
+    }
+    if sha256_hex(&decoder) != manifest.decoder.sha256 || manifest.decoder.sha256 != r.decoder_sha256 {
+        return Err(bad("its decoder's SHA-256 does not match the manifest".into()));
+    }
+    manifest.validate(path)?;
+    Ok(Bundle { id: r.id.clone(), manifest: (**manifest).clone(), dir: None, encoder: None, decoder })
+}

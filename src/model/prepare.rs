@@ -1,0 +1,216 @@
+//! Choosing the model of each dataset before a pack: the one the user named, one trained on the
+//! input now, or none.
+
+use crate::bound::{self, Bound, ErrorSpec};
+use crate::codec::model_stage::LatentCoding;
+use crate::dtype::floats_to_f64;
+use crate::error::{Error, Result};
+use crate::header::DatasetInfo;
+use crate::io::Source;
+use crate::model::loaded::{match_features, LoadedModel};
+use crate::model::store::Store;
+use crate::model::Feature;
+use crate::pack::{DatasetUse, PackModel};
+use crate::progress::Progress;
+use crate::runtime::RuntimeOptions;
+
+#[derive(Clone, Debug, Default)]
+pub enum ModelChoice {
+    /// No model stage (quantisation and entropy coding only).
+    None,
+    /// Train one per table on the input, store it, use it.
+    #[default]
+    Auto,
+    /// A bundle folder, id, or id prefix.
+    Use(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    pub choice: ModelChoice,
+    pub embed: bool,
+    pub latent: LatentCoding,
+    pub runtime: RuntimeOptions,
+    #[cfg(feature = "train")]
+    pub train: crate::train::TrainOptions,
+    /// Rows to train on at most (an evenly spaced sample of a larger table).
+    pub train_rows: usize,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            choice: ModelChoice::Auto,
+            embed: false,
+            latent: LatentCoding::F16,
+            runtime: RuntimeOptions::default(),
+            #[cfg(feature = "train")]
+            train: Default::default(),
+            train_rows: 200_000,
+        }
+    }
+}
+
+/// Tables smaller than this get no model of their own: too few rows to learn from, and the
+/// decoder would outweigh what it saves.
+pub const MIN_TRAIN_ROWS: u64 = 256;
+pub const MAX_FEATURES: usize = 4096;
+
+pub struct Prepared {
+    pub models: Vec<LoadedModel>,
+    pub uses: Vec<Option<DatasetUse>>,
+    /// Per dataset without a model, why (for the report).
+    pub notes: Vec<String>,
+    /// Ids of models trained (and stored) by this call.
+    pub trained: Vec<String>,
+}
+
+impl Prepared {
+    pub fn pack_models(&self, embed: bool) -> Vec<PackModel<'_>> {
+        self.models
+            .iter()
+            .map(|m| PackModel {
+                reference: m.bundle.reference(embed),
+                embed: embed.then_some(m.bundle.decoder.as_slice()),
+                model: m,
+                offset: &m.bundle.manifest.normalisation.offset,
+                scale: &m.bundle.manifest.normalisation.scale,
+                external_bytes: m.bundle.decoder_cost(),
+            })
+            .collect()
+    }
+}
+
+/// The float elements of a table a model would see: every float variable the specs leave
+/// lossy (not `lossless`), each element of a multi-element row as its own feature.
+pub fn table_features(ds: &DatasetInfo, bounds: &[Bound]) -> Vec<(Feature, [u64; 2])> {
+    let epr = ds.row_elems();
+    let mut out = Vec::new();
+    for (vi, v) in ds.variables.iter().enumerate() {
+        if !v.dtype.is_float() || bounds[vi] == Bound::Lossless {
+            continue;
+        }
+        for e in 0..epr {
+            let name = if epr == 1 { v.name.clone() } else { format!("{}[{e}]", v.name) };
+            out.push((Feature { name, dtype: v.dtype.name().into() }, [vi as u64, e]));
+        }
+    }
+    out
+}
+
+pub fn prepare(source: &mut dyn Source, errors: &[ErrorSpec], opts: &ModelOptions, progress: &dyn Progress) -> Result<Prepared> {
+    let layout = source.layout().clone();
+    let n = layout.datasets.len();
+    let mut out = Prepared { models: Vec::new(), uses: vec![None; n], notes: Vec::new(), trained: Vec::new() };
+    let bounds = bound::assign(errors, &layout.datasets)?;
+    match &opts.choice {
+        ModelChoice::None => {}
+        ModelChoice::Use(what) => {
+            let bundle = Store::from_env().resolve(what)?;
+            let mut first_err = None;
+            for (d, ds) in layout.datasets.iter().enumerate() {
+                match match_features(ds, &bundle) {
+                    Ok(features) => out.uses[d] = Some(DatasetUse { model: 0, features, latent: opts.latent }),
+                    Err(e) => {
+                        out.notes.push(format!("{}: {e}", ds.name()));
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if out.uses.iter().all(Option::is_none) {
+                return Err(first_err.unwrap_or_else(|| Error::Usage("the input has no datasets".into())));
+            }
+            out.models.push(LoadedModel::load(bundle, opts.runtime, true)?);
+        }
+        ModelChoice::Auto => {
+            #[cfg(feature = "train")]
+            {
+                let store = Store::from_env();
+                for (d, ds) in layout.datasets.iter().enumerate() {
+                    let feats = table_features(ds, &bounds[d]);
+                    let why = if feats.len() < 2 {
+                        Some(format!("{} lossy float columns (a model needs 2 or more)", feats.len()))
+                    } else if feats.len() > MAX_FEATURES {
+                        Some(format!("{} values per row: not a table for the dense model", feats.len()))
+                    } else if ds.rows() < MIN_TRAIN_ROWS {
+                        Some(format!("{} rows (a model needs {MIN_TRAIN_ROWS} or more)", ds.rows()))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        out.notes.push(format!("{}: no model: {why}", ds.name()));
+                        continue;
+                    }
+                    let data = sample_rows(source, d, ds, &feats, opts.train_rows, &layout.name, progress)?;
+                    let mut topts = opts.train.clone();
+                    topts.name.get_or_insert_with(|| format!("{}:{}", file_stem(&layout.name), ds.name()));
+                    let t = crate::train::train(&data, &topts, progress)?;
+                    let id = store.put(&t.manifest, &t.encoder, &t.decoder)?;
+                    out.trained.push(id.clone());
+                    let bundle = store.get(&id)?;
+                    out.uses[d] = Some(DatasetUse {
+                        model: out.models.len(),
+                        features: feats.iter().map(|f| f.1).collect(),
+                        latent: opts.latent,
+                    });
+                    out.models.push(LoadedModel::load(bundle, opts.runtime, true)?);
+                }
+            }
+            #[cfg(not(feature = "train"))]
+            return Err(Error::Usage("this balerfile was built without training: pass --model or --no-model".into()));
+        }
+    }
+    Ok(out)
+}
+
+fn file_stem(name: &str) -> String {
+    std::path::Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| name.into())
+}
+
+/// Up to `max_rows` rows of the features, evenly spaced over the table, read a chunk at a time.
+#[cfg(feature = "train")]
+pub fn sample_rows(
+    source: &mut dyn Source,
+    d: usize,
+    ds: &DatasetInfo,
+    feats: &[(Feature, [u64; 2])],
+    max_rows: usize,
+    file: &str,
+    progress: &dyn Progress,
+) -> Result<crate::train::TrainData> {
+    let rows = ds.rows();
+    let stride = rows.div_ceil(max_rows.max(1) as u64).max(1);
+    let epr = ds.row_elems() as usize;
+    let chunk = (crate::pack::DEFAULT_CHUNK_BYTES / ds.row_bytes().max(1)).max(1);
+    let mut values = Vec::new();
+    let mut kept = 0usize;
+    progress.start(&format!("reading {}", ds.name()), ds.raw_bytes());
+    for range in crate::pack::row_ranges(rows, chunk) {
+        let data = source.read_rows(d, range.clone())?;
+        let cols: Vec<Option<Vec<f64>>> = ds
+            .variables
+            .iter()
+            .enumerate()
+            .map(|(vi, v)| feats.iter().any(|f| f.1[0] as usize == vi).then(|| floats_to_f64(v.dtype, &data[vi])))
+            .collect();
+        for r in range.clone() {
+            if r % stride != 0 {
+                continue;
+            }
+            let local = (r - range.start) as usize;
+            for (_, [vi, e]) in feats {
+                let col = cols[*vi as usize].as_ref().expect("feature column read");
+                values.push(col[local * epr + *e as usize] as f32);
+            }
+            kept += 1;
+        }
+        progress.advance((range.end - range.start) * ds.row_bytes());
+    }
+    progress.finish();
+    Ok(crate::train::TrainData {
+        features: feats.iter().map(|f| f.0.clone()).collect(),
+        values,
+        rows: kept,
+        source: serde_json::json!({ "file": file, "dataset": ds.name(), "rows": rows, "sampled_every": stride }),
+    })
+}

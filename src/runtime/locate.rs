@@ -1,0 +1,123 @@
+//! Finding libonnxruntime without help where that is reasonable.
+//!
+//! Order: the explicit path (`--onnxruntime`), BALERFILE_ONNXRUNTIME, ORT_DYLIB_PATH, beside the
+//! executable (and its ../lib), the `onnxruntime` Python package (of an active virtualenv or
+//! conda env, of a `.venv` in a folder above the executable, or of `python3` on PATH), then the
+//! system library folders and LD_LIBRARY_PATH.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+pub const LIBRARY_VAR: &str = "BALERFILE_ONNXRUNTIME";
+
+const INSTALL_HINT: &str = "install it with `pip install onnxruntime` (or `onnxruntime-gpu` for CUDA), \
+or point BALERFILE_ONNXRUNTIME (or --onnxruntime) at libonnxruntime.so";
+
+/// The ONNX Runtime shared library to load.
+pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
+    let named = |p: PathBuf, how: &str| -> Result<PathBuf> {
+        // ort's loader only says "dlopen failed": say which file, and why, here.
+        let p = if p.is_dir() { best_in(&p).unwrap_or(p) } else { p };
+        if !p.is_file() {
+            return Err(Error::Runtime(format!("{} (from {how}) is not a file; {INSTALL_HINT}", p.display())));
+        }
+        Ok(std::fs::canonicalize(&p).unwrap_or(p))
+    };
+    if let Some(p) = explicit {
+        return named(p.to_path_buf(), "--onnxruntime");
+    }
+    for var in [LIBRARY_VAR, "ORT_DYLIB_PATH"] {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return named(PathBuf::from(v), var);
+        }
+    }
+    let mut looked = Vec::new();
+    for dir in candidate_dirs() {
+        if let Some(p) = best_in(&dir) {
+            return Ok(p);
+        }
+        looked.push(dir.display().to_string());
+    }
+    looked.dedup();
+    Err(Error::Runtime(format!("libonnxruntime not found (looked in {}); {INSTALL_HINT}", looked.join(", "))))
+}
+
+fn candidate_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    if let Some(d) = &exe_dir {
+        dirs.push(d.clone());
+        dirs.push(d.join("..").join("lib"));
+    }
+    let mut envs: Vec<PathBuf> = ["VIRTUAL_ENV", "CONDA_PREFIX"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .collect();
+    if let Some(d) = &exe_dir {
+        envs.extend(d.ancestors().map(|a| a.join(".venv")).filter(|v| v.is_dir()));
+    }
+    for env in envs {
+        dirs.extend(site_packages(&env).into_iter().map(|sp| sp.join("onnxruntime").join("capi")));
+    }
+    if let Some(d) = python_package_dir() {
+        dirs.push(d.join("capi"));
+    }
+    if let Some(v) = std::env::var_os("LD_LIBRARY_PATH") {
+        dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+    }
+    for d in ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/opt/onnxruntime/lib"] {
+        dirs.push(d.into());
+    }
+    dirs
+}
+
+/// `lib/pythonX.Y/site-packages` folders of a Python environment.
+fn site_packages(env: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for lib in ["lib", "lib64"] {
+        if let Ok(rd) = std::fs::read_dir(env.join(lib)) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("python") {
+                    out.push(e.path().join("site-packages"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The installed `onnxruntime` package of the `python3` on PATH, if any.
+fn python_package_dir() -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args(["-c", "import importlib.util as u; s = u.find_spec('onnxruntime'); print(s.submodule_search_locations[0] if s else '')"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+/// The newest `libonnxruntime.so*` (or .dylib/.dll) in a folder.
+fn best_in(dir: &Path) -> Option<PathBuf> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    let mut found: Vec<(Vec<u32>, PathBuf)> = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let rest = name
+            .strip_prefix("libonnxruntime.so")
+            .or_else(|| name.strip_prefix("libonnxruntime").and_then(|r| r.strip_suffix(".dylib")))
+            .or_else(|| (name == "onnxruntime.dll").then_some(""));
+        let Some(rest) = rest else { continue };
+        let version: Option<Vec<u32>> = rest.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).map(|s| s.parse().ok()).collect();
+        if let Some(v) = version {
+            if e.path().is_file() {
+                found.push((v, e.path()));
+            }
+        }
+    }
+    found.sort();
+    found.pop().map(|(_, p)| std::fs::canonicalize(&p).unwrap_or(p))
+}

@@ -1,0 +1,256 @@
+//! Training a model on a table and exporting it as an ONNX bundle (encoder, decoder, manifest).
+//!
+//! Only the `dense` kind so far: Baler's autoencoder for rows x features tables.
+
+pub mod dense;
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::model::{Feature, Latent, Manifest, Normalisation, OnnxInfo, OnnxPart, MANIFEST_FORMAT, MANIFEST_VERSION};
+use crate::progress::Progress;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    Adam,
+    AdamW,
+}
+
+impl std::str::FromStr for Optimizer {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "adam" => Ok(Optimizer::Adam),
+            "adamw" => Ok(Optimizer::AdamW),
+            _ => Err(Error::Usage(format!("unknown optimizer '{s}': use adam or adamw"))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainOptions {
+    /// Hidden layer widths of the encoder (the decoder mirrors them). Baler: 200, 100, 50.
+    pub hidden: Vec<usize>,
+    /// Latent width; None: from `ratio`.
+    pub latent: Option<usize>,
+    /// Features per latent value, when `latent` is not given.
+    pub ratio: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub optimizer: Optimizer,
+    pub weight_decay: f64,
+    /// Share of rows held out for validation and early stopping.
+    pub validation: f64,
+    /// Epochs without a better validation loss before training stops.
+    pub patience: usize,
+    pub seed: u64,
+    pub negative_slope: f64,
+    pub name: Option<String>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            hidden: vec![200, 100, 50],
+            latent: None,
+            ratio: 8.0,
+            epochs: 50,
+            batch_size: 512,
+            learning_rate: 1e-3,
+            optimizer: Optimizer::Adam,
+            weight_decay: 1e-2,
+            validation: 0.1,
+            patience: 8,
+            seed: 0,
+            negative_slope: 0.01,
+            name: None,
+        }
+    }
+}
+
+impl TrainOptions {
+    pub fn latent_size(&self, features: usize) -> usize {
+        self.latent.unwrap_or_else(|| ((features as f64 / self.ratio).round() as usize).max(1))
+    }
+}
+
+/// A table to train on: `rows` rows of `features.len()` values, row-major, as read.
+pub struct TrainData {
+    pub features: Vec<Feature>,
+    pub values: Vec<f32>,
+    pub rows: usize,
+    /// Where the rows came from (file, dataset, sampling), for the manifest.
+    pub source: serde_json::Value,
+}
+
+pub struct Trained {
+    pub manifest: Manifest,
+    pub encoder: Vec<u8>,
+    pub decoder: Vec<u8>,
+}
+
+pub const ENCODER_FILE: &str = "encoder.onnx";
+pub const DECODER_FILE: &str = "decoder.onnx";
+
+/// Mean and standard deviation of each feature's finite values (scale 1 for a constant one), so
+/// every input the network sees is O(1).
+pub fn fit_normalisation(values: &[f32], cols: usize) -> Normalisation {
+    let mut offset = vec![0.0; cols];
+    let mut scale = vec![1.0; cols];
+    for c in 0..cols {
+        let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
+        for row in values.chunks_exact(cols) {
+            let v = row[c] as f64;
+            if v.is_finite() {
+                n += 1;
+                let d = v - mean;
+                mean += d / n as f64;
+                m2 += d * (v - mean);
+            }
+        }
+        let sd = if n > 1 { (m2 / n as f64).sqrt() } else { 0.0 };
+        offset[c] = mean;
+        scale[c] = if sd.is_finite() && sd > 0.0 { sd } else { 1.0 };
+    }
+    Normalisation { offset, scale }
+}
+
+/// Normalises rows for the model; non-finite inputs become 0 (the feature's mean): the codec
+/// stores those elements exactly anyway.
+pub fn normalise(values: &[f32], norm: &Normalisation) -> Vec<f32> {
+    let cols = norm.offset.len();
+    let mut out = Vec::with_capacity(values.len());
+    for row in values.chunks_exact(cols) {
+        for (c, &v) in row.iter().enumerate() {
+            let z = ((v as f64 - norm.offset[c]) / norm.scale[c]) as f32;
+            out.push(if z.is_finite() { z } else { 0.0 });
+        }
+    }
+    out
+}
+
+pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> Result<Trained> {
+    let cols = data.features.len();
+    if cols < 2 {
+        return Err(Error::Train(format!("a dense autoencoder needs at least 2 features, this table has {cols}")));
+    }
+    if data.rows < 16 {
+        return Err(Error::Train(format!("{} rows are too few to train on (at least 16)", data.rows)));
+    }
+    if opts.epochs == 0 || opts.batch_size == 0 || !(opts.learning_rate > 0.0) || !(0.0..0.9).contains(&opts.validation) {
+        return Err(Error::Train("epochs, batch size and learning rate must be positive, validation in [0, 0.9)".into()));
+    }
+    if opts.hidden.iter().any(|&h| h == 0) {
+        return Err(Error::Train("hidden layer widths must be positive".into()));
+    }
+    let latent = opts.latent_size(cols);
+    let norm = fit_normalisation(&data.values, cols);
+    let x = normalise(&data.values, &norm);
+
+    // A seeded split: validation rows are a random sample, not the file's tail.
+    let mut order: Vec<usize> = (0..data.rows).collect();
+    dense::SplitMix(opts.seed).shuffle(&mut order);
+    let n_val = ((data.rows as f64 * opts.validation).round() as usize).min(data.rows - 8);
+    let pick = |rows: &[usize]| -> Vec<f32> { rows.iter().flat_map(|&r| x[r * cols..(r + 1) * cols].iter().copied()).collect() };
+    let (val_rows, train_rows) = order.split_at(n_val);
+    let (train_x, val_x) = (pick(train_rows), pick(val_rows));
+
+    let mut widths = vec![cols];
+    widths.extend(&opts.hidden);
+    widths.push(latent);
+
+    let started = Instant::now();
+    progress.start("training", opts.epochs as u64 * train_rows.len() as u64 * cols as u64 * 4);
+    let fitted = dense::fit(&train_x, &val_x, cols, &widths, opts, &mut |e, n| {
+        progress.message(&format!("epoch {} loss {:.3e} val {:.3e}", e.epoch, e.train_loss, e.val_loss));
+        progress.advance(n as u64 * cols as u64 * 4);
+    });
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    let trained_rows = fitted.history.len() * train_rows.len();
+
+    let (enc_layers, dec_layers) = fitted.model.export(opts.negative_slope);
+    let version = env!("CARGO_PKG_VERSION");
+    let encoder = crate::onnx::dense_mlp("encoder", "input", "latent", &enc_layers, version);
+    let decoder = crate::onnx::dense_mlp("decoder", "latent", "output", &dec_layers, version);
+
+    // The exported graphs must compute what burn computed: check on real rows now, not at unpack.
+    let check_x: Vec<f32> = x[..x.len().min(1024 * cols)].to_vec();
+    let check_rows = check_x.len() / cols;
+    let device = burn::tensor::Device::flex();
+    let z_burn = fitted.model.encode(dense::tensor(&check_x, check_rows, cols, &device), opts.negative_slope);
+    let y_burn = dense::to_vec(fitted.model.decode(z_burn.clone(), opts.negative_slope));
+    let z_burn = dense::to_vec(z_burn);
+    let rt = crate::runtime::RuntimeOptions::default();
+    let enc_rt = crate::runtime::model(&crate::model::sha256_hex(&encoder), &encoder, "input", "latent", "trained encoder", rt)?;
+    let dec_rt = crate::runtime::model(&crate::model::sha256_hex(&decoder), &decoder, "latent", "output", "trained decoder", rt)?;
+    let z_ort = enc_rt.run(&check_x, check_rows, cols, latent)?;
+    let y_ort = dec_rt.run(&z_burn, check_rows, latent, cols)?;
+    let diff = rel_diff(&z_ort, &z_burn).max(rel_diff(&y_ort, &y_burn));
+    if !(diff < 1e-5) {
+        return Err(Error::Train(format!("exported ONNX differs from the trained model by {diff:.2e} (relative): export bug")));
+    }
+
+    let last = fitted.history[fitted.best_epoch - 1];
+    let provenance = serde_json::json!({
+        "producer": format!("balerfile {version}"),
+        "architecture": {
+            "widths": widths,
+            "activation": "leaky_relu",
+            "negative_slope": opts.negative_slope,
+        },
+        "training": {
+            "source": data.source,
+            "rows": data.rows,
+            "train_rows": train_rows.len(),
+            "validation_rows": n_val,
+            "options": opts,
+            "epochs_run": fitted.history.len(),
+            "best_epoch": fitted.best_epoch,
+            "stopped_early": fitted.stopped_early,
+            "train_loss": last.train_loss,
+            "validation_loss": last.val_loss,
+            "seconds": seconds,
+            "rows_per_second": trained_rows as f64 / seconds.max(1e-9),
+            "backend": "burn 0.22 flex (CPU)",
+        },
+        "onnx_check": { "rows": check_rows, "max_relative_difference": diff, "runtime": "onnxruntime" },
+    });
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        format_version: MANIFEST_VERSION,
+        kind: "dense".into(),
+        name: opts.name.clone().unwrap_or_else(|| "dense".into()),
+        features: data.features.clone(),
+        normalisation: norm,
+        latent: Latent { size: latent as u64 },
+        encoder: OnnxPart {
+            file: ENCODER_FILE.into(),
+            sha256: crate::model::sha256_hex(&encoder),
+            input: "input".into(),
+            output: "latent".into(),
+        },
+        decoder: OnnxPart {
+            file: DECODER_FILE.into(),
+            sha256: crate::model::sha256_hex(&decoder),
+            input: "latent".into(),
+            output: "output".into(),
+        },
+        onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
+        provenance,
+    };
+    Ok(Trained { manifest, encoder, decoder })
+}
+
+/// max |a - b| over max |b|: relative to the output's scale, so a value near zero does not
+/// turn rounding noise into a large ratio.
+pub fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs())).max(f64::MIN_POSITIVE);
+    let d = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    d / scale
+}
