@@ -363,7 +363,10 @@ fn dispatch(cmd: Command) -> Result<()> {
                 ),
             };
             let ds = &layout.datasets[d];
-            let bounds = balerfile::bound::assign(&errors, &layout.datasets)?;
+            // Every float variable is a feature unless a spec makes it lossless.
+            let mut specs = vec![ErrorSpec { variable: None, bound: balerfile::bound::Bound::None }];
+            specs.extend(errors);
+            let bounds = balerfile::bound::assign(&specs, &layout.datasets)?;
             let feats = balerfile::model::prepare::table_features(ds, &bounds[d]);
             let data = balerfile::model::prepare::sample_rows(source.as_mut(), d, ds, &feats, train_rows, &layout.name, &bar)?;
             let t = Instant::now();
