@@ -174,6 +174,7 @@ pub fn pack(
         codec: CodecInfo {
             pipeline: crate::codec::PIPELINE
                 .iter()
+                .filter(|&&s| s != "model" || !models.is_empty())
                 .map(|&s| StageInfo { stage: s.into(), level: (s == "zstd").then_some(opts.level) })
                 .collect(),
         },
