@@ -159,11 +159,11 @@ struct TrainArgs {
     /// Encoder hidden layer widths; the decoder mirrors them.
     #[arg(long, value_delimiter = ',', default_value = "200,100,50")]
     hidden: Vec<usize>,
-    /// Latent width (default: features / --ratio).
+    /// Latent width (default: features / --ratio, at least 2).
     #[arg(long)]
     latent: Option<usize>,
     /// Features per latent value when --latent is not given.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 32.0)]
     ratio: f64,
     #[arg(long, default_value_t = 50)]
     epochs: usize,

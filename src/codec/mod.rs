@@ -59,6 +59,8 @@ pub struct VarEncodeStats {
     pub errors: Option<ErrStats>,
     /// The block was coded against the model's prediction.
     pub used_model: bool,
+    /// Bytes the model's prediction saved on this block.
+    pub saved: u64,
 }
 
 pub struct EncodedChunk {
@@ -106,14 +108,11 @@ impl ChunkCodec {
             let zq = plan.encode_latent(&z, rows, self.level, &mut latent);
             preds = Some(plan.predict(&zq, rows, vars.len(), epr)?);
         }
-        let mut blocks = Vec::new();
-        let mut stats = Vec::with_capacity(vars.len());
-        for (i, (var, bytes)) in vars.iter().zip(data).enumerate() {
-            let start = blocks.len();
-            let pred = preds.as_ref().and_then(|p| Some((p.values[i].as_deref()?, p.noise[i].as_deref()?)));
-            let mut s = self.encode_var(var, bytes, floats[i].as_deref(), pred, &mut blocks)?;
-            s.bytes = (blocks.len() - start) as u64;
-            stats.push(s);
+        let (mut blocks, mut stats) = self.encode_vars(vars, data, &floats, preds.as_ref())?;
+        let saved: u64 = stats.iter().map(|s| s.saved).sum();
+        if preds.is_some() && !vars.iter().any(|v| v.model_only) && saved <= latent.len() as u64 {
+            // The latent would cost more than the model saves on this chunk: code it without.
+            (blocks, stats) = self.encode_vars(vars, data, &floats, None)?;
         }
         let use_latent = stats.iter().any(|s| s.used_model);
         let mut out = Vec::with_capacity(28 + latent.len() + blocks.len());
@@ -128,6 +127,25 @@ impl ChunkCodec {
         }
         out.extend_from_slice(&blocks);
         Ok(EncodedChunk { bytes: out, vars: stats, latent_bytes })
+    }
+
+    fn encode_vars(
+        &self,
+        vars: &[VarCoding],
+        data: &[Vec<u8>],
+        floats: &[Option<Vec<f64>>],
+        preds: Option<&Predictions>,
+    ) -> Result<(Vec<u8>, Vec<VarEncodeStats>), String> {
+        let mut blocks = Vec::new();
+        let mut stats = Vec::with_capacity(vars.len());
+        for (i, (var, bytes)) in vars.iter().zip(data).enumerate() {
+            let start = blocks.len();
+            let pred = preds.and_then(|p| Some((p.values[i].as_deref()?, p.noise[i].as_deref()?)));
+            let mut s = self.encode_var(var, bytes, floats[i].as_deref(), pred, &mut blocks)?;
+            s.bytes = (blocks.len() - start) as u64;
+            stats.push(s);
+        }
+        Ok((blocks, stats))
     }
 
     fn encode_var(
@@ -157,7 +175,7 @@ impl ChunkCodec {
                 out.extend_from_slice(&(outliers.len() as u64).to_le_bytes());
                 self.put_outliers(&outliers, dtype.size(), data, out);
                 st.write(out);
-                Ok(VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true })
+                Ok(VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true, saved: 0 })
             }
             (Some(values), Some(tol), _) => Ok(self.encode_bounded(dtype, data, values, tol, pred, out)),
             (Some(_), None, _) | (None, _, DType::Bool) => {
@@ -236,7 +254,8 @@ impl ChunkCodec {
         out.extend_from_slice(if use_model { &modelled } else { &plain });
         self.put_outliers(&q.outliers, dtype.size(), data, out);
         st.write(out);
-        VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model }
+        let saved = if use_model { (plain.len() - modelled.len()) as u64 } else { 0 };
+        VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }
     }
 
     /// Exact values of the listed elements: `u64 length, zstd(indices, then values)`.

@@ -147,13 +147,26 @@ pub fn prepare(source: &mut dyn Source, errors: &[ErrorSpec], opts: &ModelOption
                     let t = crate::train::train(&data, &topts, progress)?;
                     let id = store.put(&t.manifest, &t.encoder, &t.decoder)?;
                     out.trained.push(id.clone());
-                    let bundle = store.get(&id)?;
+                    let loaded = LoadedModel::load(store.get(&id)?, opts.runtime, true)?;
+                    // Honest accounting: a model whose decoder costs more than it saves on this
+                    // table is stored (for reuse) but not used.
+                    let saved = trial_saving(&data, &bounds[d], ds, &loaded, opts.latent)? * ds.rows() as f64;
+                    let cost = loaded.bundle.decoder_cost() as f64;
+                    if saved <= cost {
+                        out.notes.push(format!(
+                            "{}: model {} not used: it would save about {:.0} bytes, its decoder costs {cost:.0} (share it across files with --model, or try a smaller --hidden)",
+                            ds.name(),
+                            &id[..12],
+                            saved.max(0.0)
+                        ));
+                        continue;
+                    }
                     out.uses[d] = Some(DatasetUse {
                         model: out.models.len(),
                         features: feats.iter().map(|f| f.1).collect(),
                         latent: opts.latent,
                     });
-                    out.models.push(LoadedModel::load(bundle, opts.runtime, true)?);
+                    out.models.push(loaded);
                 }
             }
             #[cfg(not(feature = "train"))]
@@ -161,6 +174,55 @@ pub fn prepare(source: &mut dyn Source, errors: &[ErrorSpec], opts: &ModelOption
         }
     }
     Ok(out)
+}
+
+/// Bytes per row the model saves on (up to 16384 of) the training rows, coding them as the
+/// codec will (tolerances from the sample's ranges); negative when it costs.
+#[cfg(feature = "train")]
+fn trial_saving(
+    data: &crate::train::TrainData,
+    bounds: &[Bound],
+    ds: &DatasetInfo,
+    model: &LoadedModel,
+    latent: LatentCoding,
+) -> Result<f64> {
+    use crate::codec::model_stage::{FeatureRef, ModelPlan};
+    use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
+    let f = data.features.len();
+    let rows = data.rows.min(16384);
+    if rows == 0 {
+        return Ok(0.0);
+    }
+    let feats = crate::model::loaded::match_features(ds, &model.bundle)?;
+    let mut vars = Vec::with_capacity(f);
+    let mut cols = Vec::with_capacity(f);
+    for (j, &[vi, _]) in feats.iter().enumerate() {
+        let col: Vec<f32> = (0..rows).map(|r| data.values[r * f + j]).collect();
+        let (lo, hi) = col.iter().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v as f64), b.max(v as f64)));
+        let range = if hi >= lo { hi - lo } else { 0.0 };
+        let tolerance = match bounds[vi as usize] {
+            Bound::Abs(e) => Some(e),
+            Bound::Rel(e) => Some(e * range).filter(|&t| t > 0.0),
+            Bound::None | Bound::Lossless => None,
+        };
+        vars.push(VarCoding { dtype: crate::dtype::DType::F32, tolerance, model_only: bounds[vi as usize] == Bound::None });
+        cols.push(col.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+    }
+    if vars.iter().any(|v| v.model_only) {
+        return Ok(f64::INFINITY); // `none` is the model's output: nothing to weigh
+    }
+    let plan = ModelPlan {
+        model,
+        offset: &model.bundle.manifest.normalisation.offset,
+        scale: &model.bundle.manifest.normalisation.scale,
+        features: (0..f).map(|j| FeatureRef { var: j, elem: 0 }).collect(),
+        latent,
+    };
+    let codec = ChunkCodec { level: crate::pack::DEFAULT_LEVEL };
+    let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
+    let with = codec.encode(place, &vars, &cols, 1, Some(&plan)).map_err(Error::Runtime)?;
+    let without = codec.encode(place, &vars, &cols, 1, None).map_err(Error::Runtime)?;
+    Ok((without.bytes.len() as f64 - with.bytes.len() as f64) / rows as f64)
 }
 
 fn file_stem(name: &str) -> String {

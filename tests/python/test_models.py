@@ -187,7 +187,11 @@ def test_zmumu_real_cms_data(cli, zmumu_h5, tmp_path):
     r = cli("pack", zmumu_h5, "-o", arch, "--error", "rel=1e-3", "--auto-model", *FAST_TRAIN, "--threads", "2")
     assert "trained model" in r.stdout
     h = parse_container(arch)["header"]
-    assert len(h["datasets"][0]["model"]["features"]) == 15
+    # On 2304 rows the decoder may outweigh what it saves: then pack says so and codes without.
+    if "model" in h["datasets"][0]:
+        assert len(h["datasets"][0]["model"]["features"]) == 15
+    else:
+        assert "not used: it would save about" in r.stdout, r.stdout
     out = tmp_path / "z.h5"
     cli("unpack", arch, "-o", out, "--threads", "1")
     check_h5_roundtrip(zmumu_h5, out, h, spec(("rel", 1e-3)))
