@@ -260,3 +260,18 @@ def test_import_of_onnx_files_made_by_the_onnx_package(cli, zmumu_h5, tmp_path):
     junk.write_bytes(b"this is not a model")
     r = cli("model", "import", junk, dec, "--features", ",".join(names), expect_fail=True)
     assert r.returncode == 1 and "junk.onnx" in r.stderr and "not an ONNX model" in r.stderr
+
+
+def test_manifest_and_header_match_their_schemas(issue63_packed, model_store):
+    from pathlib import Path
+    from jsonschema import Draft202012Validator
+    root = Path(__file__).resolve().parents[2] / "schemas"
+    arch, _ = issue63_packed
+    h = parse_container(arch)["header"]
+    for schema_file, doc in [("baler-header.schema.json", h),
+                             ("model-manifest.schema.json",
+                              json.loads((model_store / h["models"][0]["id"] / "manifest.json").read_text()))]:
+        schema = json.loads((root / schema_file).read_text())
+        Draft202012Validator.check_schema(schema)
+        errors = list(Draft202012Validator(schema).iter_errors(doc))
+        assert not errors, f"{schema_file}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
