@@ -508,7 +508,9 @@ fn import_manifest(
     use balerfile::model::*;
     use balerfile::onnx::{describe, Dim};
     let f = features.len() as i64;
-    let one = |p: &Path, what: &str| -> Result<(String, String, Option<i64>, Option<i64>, i64, i64)> {
+    // (input name, output name, input width, output width, IR version, opset)
+    type Io = (String, String, Option<i64>, Option<i64>, i64, i64);
+    let one = |p: &Path, what: &str| -> Result<Io> {
         let bytes = std::fs::read(p).with_context(|| p.display().to_string())?;
         let s = describe(&bytes).with_context(|| p.display().to_string())?;
         let (i, o) = match (s.inputs.as_slice(), s.outputs.as_slice()) {

@@ -141,10 +141,10 @@ pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> 
     if data.rows < 16 {
         return Err(Error::Train(format!("{} rows are too few to train on (at least 16)", data.rows)));
     }
-    if opts.epochs == 0 || opts.batch_size == 0 || !(opts.learning_rate > 0.0) || !(0.0..0.9).contains(&opts.validation) {
+    if opts.epochs == 0 || opts.batch_size == 0 || opts.learning_rate.is_nan() || opts.learning_rate <= 0.0 || !(0.0..0.9).contains(&opts.validation) {
         return Err(Error::Train("epochs, batch size and learning rate must be positive, validation in [0, 0.9)".into()));
     }
-    if opts.hidden.iter().any(|&h| h == 0) {
+    if opts.hidden.contains(&0) {
         return Err(Error::Train("hidden layer widths must be positive".into()));
     }
     let latent = opts.latent_size(cols);
@@ -191,7 +191,7 @@ pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> 
     let z_ort = enc_rt.run(&check_x, check_rows, cols, latent)?;
     let y_ort = dec_rt.run(&z_burn, check_rows, latent, cols)?;
     let diff = rel_diff(&z_ort, &z_burn).max(rel_diff(&y_ort, &y_burn));
-    if !(diff < 1e-5) {
+    if diff.is_nan() || diff >= 1e-5 {
         return Err(Error::Train(format!("exported ONNX differs from the trained model by {diff:.2e} (relative): export bug")));
     }
 
@@ -264,7 +264,7 @@ mod tests {
     /// Rows with correlated columns (a few hidden factors mixed, plus noise), deterministic.
     fn table(rows: usize, cols: usize) -> Vec<f32> {
         let mut rng = dense::SplitMix(7);
-        let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+        let mut u = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
         let mut out = Vec::with_capacity(rows * cols);
         for _ in 0..rows {
             let (a, b, c) = (u(), u(), u());
