@@ -574,7 +574,7 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
     );
     for m in &r.models {
         let place = if m.embedded.is_some() { "embedded" } else { "referenced, kept outside the archive" };
-        println!("model {} ({}, decoder {} bytes, {place})", m.id, m.name, m.decoder_bytes);
+        println!("model {} ({}, decoder and manifest {} bytes, {place})", m.id, m.name, m.decoder_bytes);
     }
     if !r.models.is_empty() {
         println!(
@@ -649,7 +649,7 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
     }
     for m in &h.models {
         let place = if m.embedded.is_some() { "embedded" } else { "in the model store" };
-        println!("model: {} ({}, {}, decoder {} bytes, {place})", m.id, m.name, m.kind, m.decoder_bytes);
+        println!("model: {} ({}, {}, decoder and manifest {} bytes, {place})", m.id, m.name, m.kind, m.decoder_bytes);
     }
     if !h.models.is_empty() {
         println!(

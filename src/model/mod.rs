@@ -85,7 +85,8 @@ pub struct ModelRef {
     pub name: String,
     pub kind: String,
     pub decoder_sha256: String,
-    /// Bytes of the decoder ONNX file: what a user must keep beside the archive to read it.
+    /// Bytes a reader must keep beside the archive to read it: the decoder ONNX file plus the
+    /// manifest (counted in "ratio with the decoder").
     pub decoder_bytes: u64,
     /// Set when the manifest and decoder travel inside the archive (`--embed-model`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,7 +194,7 @@ impl Bundle {
             name: self.manifest.name.clone(),
             kind: self.manifest.kind.clone(),
             decoder_sha256: self.manifest.decoder.sha256.clone(),
-            decoder_bytes: self.decoder.len() as u64,
+            decoder_bytes: self.decoder_cost(),
             embedded: embed.then(|| Box::new(self.manifest.clone())),
         }
     }
