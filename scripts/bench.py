@@ -12,7 +12,8 @@ For every error level f in 1e-2, 1e-3, 1e-4 the tolerance of a variable is f x (
 its finite values (air_temperature: of the field; issue63: of each column separately).
 
 Codecs:
-  * balerfile: the CLI, `pack --error rel=f` and `unpack` to .h5, timed as whole commands
+  * balerfile: the CLI, `pack --error rel=f --no-model` (the codec alone; scripts/bench_models.py
+    measures the model stage) and `unpack` to .h5, timed as whole commands
     (process start and HDF5 I/O included). For issue63 it is fed an HDF5 file holding one
     compound dataset of just the 141 float columns, so every codec sees the same data.
     Size = the whole .baler file.
@@ -118,7 +119,7 @@ def bench_balerfile(data, src_h5, dataset, tmp, repeat, threads):
     for f in RELS:
         def pack():
             subprocess.run([BIN, "pack", str(src_h5), "-o", str(arch), "--dataset", dataset,
-                            "--error", f"rel={f}", "--threads", str(threads)],
+                            "--error", f"rel={f}", "--threads", str(threads), "--no-model"],
                            check=True, capture_output=True)
 
         def unpack():
