@@ -34,5 +34,7 @@ if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, z
   .venv/bin/pip install -q --disable-pip-version-check --no-deps scikit-hep-testdata==0.3.12
 fi
 
-cargo build --release --locked --quiet
+# --all-targets: the test build then reuses these dependencies (dev-dependencies change some
+# features, and burn is minutes of CPU to build twice).
+cargo build --release --locked --quiet --all-targets
 echo "setup: ok ($(target/release/balerfile --version))"
