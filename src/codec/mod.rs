@@ -99,8 +99,7 @@ impl ChunkCodec {
         let mut latent = Vec::new();
         let mut preds: Option<Predictions> = None;
         if let Some(plan) = model {
-            let f64s: Vec<Vec<f64>> = floats.iter().map(|f| f.clone().unwrap_or_default()).collect();
-            let x = plan.inputs(&f64s, epr, rows);
+            let x = plan.inputs(&floats, epr, rows)?;
             let z = plan.model.encode(&x, rows)?;
             if z.len() != rows * plan.model.latent() {
                 return Err(format!("the encoder gave {} values for {rows} rows of latent {}", z.len(), plan.model.latent()));

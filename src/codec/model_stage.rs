@@ -72,17 +72,23 @@ const LATENT_BITS: u8 = 2;
 const PREDICTION_NOISE: f64 = 1e-5;
 
 impl ModelPlan<'_> {
-    /// The model's input for a chunk: normalised rows, non-finite values as 0.
-    pub fn inputs(&self, data: &[Vec<f64>], elems_per_row: usize, rows: usize) -> Vec<f32> {
+    /// The model's input for a chunk (`data[v]`: variable v's values, None for non-floats):
+    /// normalised rows, non-finite values as 0.
+    pub fn inputs(&self, data: &[Option<Vec<f64>>], elems_per_row: usize, rows: usize) -> Result<Vec<f32>, String> {
+        let cols: Vec<&[f64]> = self
+            .features
+            .iter()
+            .map(|f| data.get(f.var).and_then(|d| d.as_deref()).ok_or_else(|| format!("model feature {} is not a float variable", f.var)))
+            .collect::<Result<_, _>>()?;
         let mut x = Vec::with_capacity(rows * self.features.len());
         for r in 0..rows {
             for (j, f) in self.features.iter().enumerate() {
-                let v = data[f.var][r * elems_per_row + f.elem];
+                let v = cols[j][r * elems_per_row + f.elem];
                 let z = ((v - self.offset[j]) / self.scale[j]) as f32;
                 x.push(if z.is_finite() { z } else { 0.0 });
             }
         }
-        x
+        Ok(x)
     }
 
     /// Encodes the latent, appends its block to `out`, and returns the quantised latent the

@@ -202,6 +202,12 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
             if dm.model as usize >= header.models.len() {
                 return Err(format!("dataset {} names model {} of {}", ds.path, dm.model, header.models.len()));
             }
+            let bad = dm.features.iter().find(|&&[v, e]| {
+                ds.variables.get(v as usize).is_none_or(|var| !var.dtype.is_float()) || e >= ds.row_elems()
+            });
+            if let Some([v, e]) = bad {
+                return Err(format!("dataset {}: model feature [{v}, {e}] is not a float element of a row", ds.path));
+            }
         }
         if next_row[d] != ds.rows() && ds.row_elems() != 0 {
             return Err(format!("chunks hold {} of the {} rows of {}", next_row[d], ds.rows(), ds.path));
