@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::bound::{self, BoundMode, ErrorSpec};
 use crate::codec::errstats::{ErrStats, ErrSummary};
-use crate::codec::model_stage::{FeatureRef, LatentCoding, LatentModel, ModelPlan};
+use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan};
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::container::ArchiveWriter;
 use crate::dtype::floats_to_f64;
@@ -146,10 +146,7 @@ pub fn pack(
             ds.model = Some(DatasetModel {
                 model: u.model as u32,
                 features: u.features.clone(),
-                latent: match u.latent {
-                    LatentCoding::F16 => "f16".into(),
-                    LatentCoding::Bits(b) => b.to_string(),
-                },
+                latent: u.latent.to_string(),
             });
         }
         for (vi, var) in ds.variables.iter().enumerate() {
@@ -217,13 +214,7 @@ pub fn pack(
         let plan = match uses.get(di).and_then(|u| u.as_ref()) {
             Some(u) => {
                 let pm = &models[u.model];
-                Some(ModelPlan {
-                    model: pm.model,
-                    offset: pm.offset,
-                    scale: pm.scale,
-                    features: u.features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize }).collect(),
-                    latent: u.latent,
-                })
+                Some(ModelPlan::new(pm.model, pm.offset, pm.scale, &u.features, u.latent))
             }
             None => None,
         };

@@ -42,6 +42,16 @@ pub enum LatentCoding {
     Bits(u8),
 }
 
+/// The header's spelling ("f16", or the bit count), read back by `FromStr`.
+impl std::fmt::Display for LatentCoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LatentCoding::F16 => f.write_str("f16"),
+            LatentCoding::Bits(b) => write!(f, "{b}"),
+        }
+    }
+}
+
 impl std::str::FromStr for LatentCoding {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -68,10 +78,18 @@ const LATENT_F16: u8 = 1;
 const LATENT_BITS: u8 = 2;
 
 /// Relative noise allowed between two evaluations of the decoder, in units of its output:
-/// f32 networks of this size differ by ~1e-6 between thread counts and CPUs.
+/// two orders above f32 rounding (6e-8) so it covers the rounding compounded over a few layers
+/// (not yet measured across CPUs and execution providers). A larger drift is caught by the CRC.
 const PREDICTION_NOISE: f64 = 1e-5;
 
-impl ModelPlan<'_> {
+impl<'a> ModelPlan<'a> {
+    /// `features`: each model input as `[variable index, element within a row]`, as the header
+    /// records them.
+    pub fn new(model: &'a dyn LatentModel, offset: &'a [f64], scale: &'a [f64], features: &[[u64; 2]], latent: LatentCoding) -> Self {
+        let features = features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize }).collect();
+        ModelPlan { model, offset, scale, features, latent }
+    }
+
     /// The model's input for a chunk (`data[v]`: variable v's values, None for non-floats):
     /// normalised rows, non-finite values as 0.
     pub fn inputs(&self, data: &[Option<Vec<f64>>], elems_per_row: usize, rows: usize) -> Result<Vec<f32>, String> {
@@ -299,16 +317,18 @@ mod tests {
         (vars, cols, rows)
     }
 
+    /// Every element of every variable within the chunk's bound (1e-3).
+    fn assert_within(orig: &[Vec<u8>], got: &[Vec<u8>], what: &str) {
+        for (v, (o, g)) in orig.iter().zip(got).enumerate() {
+            let (a, b) = (floats_to_f64(DType::F32, o), floats_to_f64(DType::F32, g));
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-3), "{what}: variable {v} out of bound");
+        }
+    }
+
     fn plan(model: &Linear) -> ModelPlan<'_> {
         const ZERO: [f64; 3] = [0.0; 3];
         const ONE: [f64; 3] = [1.0; 3];
-        ModelPlan {
-            model,
-            offset: &ZERO,
-            scale: &ONE,
-            features: (0..3).map(|var| FeatureRef { var, elem: 0 }).collect(),
-            latent: LatentCoding::F16,
-        }
+        ModelPlan::new(model, &ZERO, &ONE, &[[0, 0], [1, 0], [2, 0]], LatentCoding::F16)
     }
 
     #[test]
@@ -324,10 +344,7 @@ mod tests {
         assert!(enc.bytes.len() < plain.bytes.len());
 
         let reference = codec.decode(&enc.bytes, place, &vars, 1, Some(&plan(&exact))).unwrap();
-        for (v, (orig, got)) in data.iter().zip(&reference).enumerate() {
-            let (a, b) = (floats_to_f64(DType::F32, orig), floats_to_f64(DType::F32, got));
-            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-3), "variable {v} out of bound");
-        }
+        assert_within(&data, &reference, "exact prediction");
         // f32 ulp-level differences (1e-7 .. 1e-6 relative): bit-identical output.
         for nudge in [1.2e-7, 1e-6] {
             let other = Linear { nudge };
@@ -350,10 +367,7 @@ mod tests {
             let p = ModelPlan { latent, ..plan(&m) };
             let enc = codec.encode(place, &vars, &data, 1, Some(&p)).unwrap();
             let got = codec.decode(&enc.bytes, place, &vars, 1, Some(&p)).unwrap();
-            for (orig, got) in data.iter().zip(&got) {
-                let (a, b) = (floats_to_f64(DType::F32, orig), floats_to_f64(DType::F32, got));
-                assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-3), "{latent:?}");
-            }
+            assert_within(&data, &got, &format!("{latent:?}"));
         }
         assert!("1".parse::<LatentCoding>().is_err() && "17".parse::<LatentCoding>().is_err());
     }

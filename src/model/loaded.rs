@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{sha256_hex, Bundle, ModelRef};
-use crate::codec::model_stage::{FeatureRef, LatentCoding, LatentModel, ModelPlan};
+use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan};
 use crate::container::ArchiveReader;
 use crate::error::{Error, Result};
 use crate::header::{DatasetInfo, DatasetModel};
@@ -38,18 +38,14 @@ impl LoadedModel {
         if dm.features.len() != n {
             return Err(Error::Usage(format!("dataset maps {} features to model {} of {n}", dm.features.len(), self.bundle.id)));
         }
-        let latent: LatentCoding = if dm.latent == "f16" {
-            LatentCoding::F16
-        } else {
-            dm.latent.parse().map_err(Error::Usage)?
-        };
-        Ok(ModelPlan {
-            model: self,
-            offset: &self.bundle.manifest.normalisation.offset,
-            scale: &self.bundle.manifest.normalisation.scale,
-            features: dm.features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize }).collect(),
-            latent,
-        })
+        let latent: LatentCoding = dm.latent.parse().map_err(Error::Usage)?;
+        Ok(self.plan_with(&dm.features, latent))
+    }
+
+    /// A plan for these features (`[variable index, element within a row]`).
+    pub fn plan_with(&self, features: &[[u64; 2]], latent: LatentCoding) -> ModelPlan<'_> {
+        let norm = &self.bundle.manifest.normalisation;
+        ModelPlan::new(self, &norm.offset, &norm.scale, features, latent)
     }
 }
 

@@ -186,7 +186,6 @@ fn trial_saving(
     model: &LoadedModel,
     latent: LatentCoding,
 ) -> Result<f64> {
-    use crate::codec::model_stage::{FeatureRef, ModelPlan};
     use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
     let f = data.features.len();
     let rows = data.rows.min(16384);
@@ -211,13 +210,9 @@ fn trial_saving(
     if vars.iter().any(|v| v.model_only) {
         return Ok(f64::INFINITY); // `none` is the model's output: nothing to weigh
     }
-    let plan = ModelPlan {
-        model,
-        offset: &model.bundle.manifest.normalisation.offset,
-        scale: &model.bundle.manifest.normalisation.scale,
-        features: (0..f).map(|j| FeatureRef { var: j, elem: 0 }).collect(),
-        latent,
-    };
+    // The trial chunk holds one variable per feature, in the model's order.
+    let identity: Vec<[u64; 2]> = (0..f as u64).map(|j| [j, 0]).collect();
+    let plan = model.plan_with(&identity, latent);
     let codec = ChunkCodec { level: crate::pack::DEFAULT_LEVEL };
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
     let with = codec.encode(place, &vars, &cols, 1, Some(&plan)).map_err(Error::Runtime)?;
