@@ -75,7 +75,7 @@ def bench_balerfile(data, src, dataset, tmp, repeat, threads, env):
     variants = [("balerfile, no model", None, [])]
     for label, targs, pargs in [("balerfile + model 200-100-50 f16", [], []),
                                 ("balerfile + model 64-32 8-bit", ["--hidden", "64,32"], ["--latent-coding", "8"])]:
-        bundle = tmp / "bundle"
+        bundle = tmp / f"bundle-{len(variants)}"  # one folder per variant: train -o replaces a folder
         t = time.perf_counter()
         run("train", src, "--dataset", dataset, "-o", bundle, "--seed", "0", *targs, env=env)
         secs = time.perf_counter() - t
