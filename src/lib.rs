@@ -10,6 +10,7 @@ pub mod codec;
 pub mod container;
 pub mod dtype;
 pub mod error;
+pub mod h5filter;
 pub mod header;
 pub mod inspect;
 pub mod io;

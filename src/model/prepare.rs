@@ -3,7 +3,6 @@
 
 use crate::bound::{self, Bound, ErrorSpec};
 use crate::codec::model_stage::LatentCoding;
-use crate::dtype::floats_to_f64;
 use crate::error::{Error, Result};
 use crate::header::DatasetInfo;
 use crate::io::Source;
@@ -103,6 +102,8 @@ pub fn prepare(source: &mut dyn Source, errors: &[ErrorSpec], opts: &ModelOption
     let n = layout.datasets.len();
     let mut out = Prepared { models: Vec::new(), uses: vec![None; n], notes: Vec::new(), trained: Vec::new() };
     let bounds = bound::assign(errors, &layout.datasets)?;
+    #[cfg(not(feature = "train"))]
+    let _ = (&bounds, progress);
     match &opts.choice {
         ModelChoice::None => {}
         ModelChoice::Use(what) => {
@@ -220,6 +221,7 @@ fn trial_saving(
     Ok((without.bytes.len() as f64 - with.bytes.len() as f64) / rows as f64)
 }
 
+#[cfg(feature = "train")]
 fn file_stem(name: &str) -> String {
     std::path::Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| name.into())
 }
@@ -248,7 +250,7 @@ pub fn sample_rows(
             .variables
             .iter()
             .enumerate()
-            .map(|(vi, v)| feats.iter().any(|f| f.1[0] as usize == vi).then(|| floats_to_f64(v.dtype, &data[vi])))
+            .map(|(vi, v)| feats.iter().any(|f| f.1[0] as usize == vi).then(|| crate::dtype::floats_to_f64(v.dtype, &data[vi])))
             .collect();
         for r in range.clone() {
             if r % stride != 0 {

@@ -1,0 +1,300 @@
+//! The C ABI HDF5 calls: the filter class and its three callbacks. Every callback catches
+//! panics (one escaping into C would abort the host, h5py included), reports failure the way
+//! HDF5 expects, and prints one line to stderr saying why.
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use super::host::{self, Api, Hid, H5T_FLOAT, H5T_ORDER_BE};
+use super::params::{FilterParams, Layout, MAX_FEATURES};
+use super::FILTER_ID;
+use crate::dtype::DType;
+
+/// H5Z_FLAG_REVERSE: the callback is asked to decode.
+const FLAG_REVERSE: c_uint = 0x0100;
+
+/// HDF5's `H5Z_class2_t`, declared by hand so nothing here links libhdf5.
+#[repr(C)]
+pub struct H5ZClass2 {
+    pub version: c_int,
+    pub id: c_int,
+    pub encoder_present: c_uint,
+    pub decoder_present: c_uint,
+    pub name: *const c_char,
+    pub can_apply: Option<unsafe extern "C" fn(Hid, Hid, Hid) -> c_int>,
+    pub set_local: Option<unsafe extern "C" fn(Hid, Hid, Hid) -> c_int>,
+    pub filter: Option<unsafe extern "C" fn(c_uint, usize, *const c_uint, usize, *mut usize, *mut *mut c_void) -> usize>,
+}
+
+// SAFETY: the class is immutable and its name points to a static string.
+unsafe impl Sync for H5ZClass2 {}
+
+static NAME: &CStr = {
+    const N: &str = concat!(super::filter_name!(), "\0");
+    match CStr::from_bytes_with_nul(N.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("filter name"),
+    }
+};
+
+pub static CLASS: H5ZClass2 = H5ZClass2 {
+    version: 1,
+    id: FILTER_ID,
+    encoder_present: 1,
+    decoder_present: 1,
+    name: NAME.as_ptr(),
+    can_apply: Some(can_apply),
+    set_local: Some(set_local),
+    filter: Some(filter),
+};
+
+/// What `H5PLget_plugin_info` returns.
+pub fn class_ptr() -> *const c_void {
+    &CLASS as *const H5ZClass2 as *const c_void
+}
+
+/// Prints a failure once: HDF5 calls the filter per chunk, and a missing model would otherwise
+/// print the same line for every chunk of a read.
+fn report(msg: &str) {
+    static LAST: Mutex<String> = Mutex::new(String::new());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != msg {
+        eprintln!("balerfile filter: {msg}");
+        *last = msg.to_string();
+    }
+}
+
+/// Runs `f`, turning an error or a panic into `fail` after reporting it.
+fn guard<T>(fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(msg)) => {
+            report(&msg);
+            fail
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            report(&format!("internal error (a bug; please report it): {what}"));
+            fail
+        }
+    }
+}
+
+/// The filter itself: encode, or decode when HDF5 sets H5Z_FLAG_REVERSE. On success the old
+/// buffer is freed and replaced by a malloc'ed one; on failure both are left alone and 0 is
+/// returned.
+unsafe extern "C" fn filter(
+    flags: c_uint,
+    cd_nelmts: usize,
+    cd_values: *const c_uint,
+    nbytes: usize,
+    buf_size: *mut usize,
+    buf: *mut *mut c_void,
+) -> usize {
+    guard(0, || {
+        if buf.is_null() || buf_size.is_null() || (*buf).is_null() && nbytes > 0 {
+            return Err("HDF5 passed no buffer".into());
+        }
+        let cd = if cd_nelmts == 0 || cd_values.is_null() { &[][..] } else { std::slice::from_raw_parts(cd_values, cd_nelmts) };
+        let p = FilterParams::from_cd_values(cd)?;
+        let input = if nbytes == 0 { &[][..] } else { std::slice::from_raw_parts(*buf as *const u8, nbytes) };
+        let out = if flags & FLAG_REVERSE != 0 {
+            super::decode_chunk(&p, input).map_err(|e| format!("cannot decode a chunk: {e}"))?
+        } else {
+            super::encode_chunk(&p, input).map_err(|e| format!("cannot encode a chunk: {e}"))?
+        };
+        let new = libc::malloc(out.len().max(1)) as *mut u8;
+        if new.is_null() {
+            return Err(format!("out of memory ({} bytes)", out.len()));
+        }
+        std::ptr::copy_nonoverlapping(out.as_ptr(), new, out.len());
+        libc::free(*buf);
+        *buf = new as *mut c_void;
+        *buf_size = out.len();
+        Ok(out.len())
+    })
+}
+
+/// H5Pget_filter_by_id2 refuses to fill more than 256 cd_values ("probable uninitialized
+/// *cd_nelmts"), so set_local cannot rewrite longer arrays; their writer must fill them in.
+const CD_READ_MAX: usize = 256;
+
+/// What the dataset being created looks like, read through the host's HDF5.
+struct Dataset {
+    params: FilterParams,
+    /// False when cd_values are longer than HDF5 lets a filter read back (see CD_READ_MAX).
+    complete: bool,
+    flags: c_uint,
+    class: c_int,
+    size: usize,
+    big_endian: bool,
+    chunk: Vec<u64>,
+}
+
+unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String> {
+    let mut flags: c_uint = 0;
+    let mut cd = vec![0 as c_uint; CD_READ_MAX];
+    let mut n = CD_READ_MAX;
+    let mut config: c_uint = 0;
+    if (api.pget_filter_by_id2)(dcpl, FILTER_ID, &mut flags, &mut n, cd.as_mut_ptr(), 0, std::ptr::null_mut(), &mut config) < 0 {
+        return Err("cannot read the filter's parameters from the dataset creation property list".into());
+    }
+    let complete = n <= CD_READ_MAX;
+    cd.truncate(n.min(CD_READ_MAX));
+    if !complete {
+        // Only per-column tolerances run past what HDF5 lets us read: drop them from this view.
+        let at = 19 + cd.get(18).copied().unwrap_or(0) as usize;
+        if at < cd.len() {
+            cd.truncate(at + 1);
+            cd[at] = 0;
+        }
+    }
+    let params = FilterParams::from_cd_values(&cd)?;
+    let mut chunk = vec![0u64; 32];
+    let crank = (api.pget_chunk)(dcpl, 32, chunk.as_mut_ptr());
+    chunk.truncate(crank.max(0) as usize);
+    Ok(Dataset {
+        params,
+        complete,
+        flags,
+        class: (api.tget_class)(type_id),
+        size: (api.tget_size)(type_id),
+        big_endian: (api.tget_order)(type_id) == H5T_ORDER_BE,
+        chunk,
+    })
+}
+
+impl Dataset {
+    fn dtype(&self) -> Result<DType, String> {
+        match (self.class, self.size) {
+            (H5T_FLOAT, 4) => Ok(DType::F32),
+            (H5T_FLOAT, 8) => Ok(DType::F64),
+            (c, s) => Err(format!(
+                "the dataset's type is {} of {s} bytes: the filter codes 32- and 64-bit float arrays",
+                if c == H5T_FLOAT { "a float" } else { "not a float" }
+            )),
+        }
+    }
+
+    /// Elements per row: everything after the first dimension of the chunk. (HDF5 shows a
+    /// filter the chunk's shape as the dataspace, never the dataset's, so "a row" is what the
+    /// chunk says; a model or tolerance list of another width means the chunk splits rows.)
+    fn row_elems(&self) -> u64 {
+        self.chunk.iter().skip(1).map(|&c| c as u64).product()
+    }
+
+    /// What makes a table chunk usable: whole rows, of the width the parameters expect.
+    fn check_table(&self, model_features: Option<u64>) -> Result<(), String> {
+        if self.params.layout != Layout::Table {
+            return Ok(());
+        }
+        if self.chunk.is_empty() {
+            return Err("a table needs a chunked dataset (rows x features)".into());
+        }
+        let f = self.row_elems();
+        let split = |what: String, want: u64| {
+            let mut shape: Vec<String> = vec![self.chunk[0].to_string()];
+            shape.push(want.to_string());
+            format!(
+                "chunk shape {:?} gives rows of {f} values, but {what}: a table's chunks must hold whole rows (e.g. chunks=({}))",
+                self.chunk,
+                shape.join(", ")
+            )
+        };
+        if f > MAX_FEATURES as u64 {
+            return Err(format!("{f} values per row: more than the {MAX_FEATURES} features a table may have"));
+        }
+        if self.params.features != 0 && self.params.features as u64 != f {
+            return Err(split(format!("cd_values[4] says {}", self.params.features), self.params.features as u64));
+        }
+        let nt = self.params.tolerances.len() as u64;
+        if nt != 0 && nt != f {
+            return Err(split(format!("{nt} per-column tolerances were given"), nt));
+        }
+        if let Some(n) = model_features.filter(|&n| n != f) {
+            return Err(split(format!("the model takes {n} features"), n));
+        }
+        Ok(())
+    }
+}
+
+/// The number of features of the model the parameters name (loading it checks it is there).
+fn model_features(p: &FilterParams) -> Result<Option<u64>, String> {
+    #[cfg(feature = "runtime")]
+    if let Some(id) = p.model_id() {
+        let m = super::models::get(&id, true)?;
+        return Ok(Some(m.bundle.manifest.n_features() as u64));
+    }
+    #[cfg(not(feature = "runtime"))]
+    if let Some(id) = p.model_id() {
+        return Err(format!("model {id}: this build of the filter has no model runtime"));
+    }
+    Ok(None)
+}
+
+/// Refuses, at dataset creation, what the filter could not code. Returning -1 (not 0) makes
+/// HDF5 fail even for an optional filter, so h5py raises instead of storing raw data.
+unsafe extern "C" fn can_apply(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_int {
+    guard(-1, || {
+        let Some(api) = host::api() else { return Ok(1) };
+        let ds = inspect(api, dcpl, type_id)?;
+        ds.dtype()?;
+        ds.check_table(model_features(&ds.params)?)?;
+        Ok(1)
+    })
+}
+
+/// Fills in what the dataset says: element type, byte order, row width, chunk shape.
+unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_int {
+    guard(-1, || {
+        let Some(api) = host::api() else { return Ok(0) };
+        let ds = inspect(api, dcpl, type_id)?;
+        if !ds.complete {
+            let dtype = ds.dtype()?;
+            if ds.params.dtype != Some(dtype) || ds.params.big_endian != ds.big_endian || ds.params.layout == Layout::Table && ds.params.features == 0 {
+                return Err(format!(
+                    "more than {CD_READ_MAX} cd_values, which HDF5 does not let the filter read back: fill in the element type, byte order and features yourself"
+                ));
+            }
+            return Ok(0);
+        }
+        let mut p = ds.params.clone();
+        p.dtype = Some(ds.dtype()?);
+        p.big_endian = ds.big_endian;
+        if p.layout == Layout::Table {
+            ds.check_table(None)?;
+            p.features = ds.row_elems() as u32;
+        }
+        p.chunk = ds.chunk.iter().map(|&c| c as u32).collect();
+        p.check()?;
+        let cd = p.to_cd_values();
+        if (api.pmodify_filter)(dcpl, FILTER_ID, ds.flags, cd.len(), cd.as_ptr()) < 0 {
+            return Err("cannot store the filter's parameters in the dataset creation property list".into());
+        }
+        Ok(0)
+    })
+}
+
+/// hdf5plugin's `init_filter(libpath)`: use the HDF5 reached through `libpath` and register the
+/// filter with it. Returns what H5Zregister returns (negative on failure).
+///
+/// # Safety
+/// `libpath` must be NULL or a NUL-terminated string.
+pub unsafe fn init_filter(libpath: *const c_char) -> c_int {
+    guard(-1, || {
+        if libpath.is_null() {
+            return Err("init_filter: no library path".into());
+        }
+        let api = host::use_library(CStr::from_ptr(libpath))?;
+        let r = (api.zregister)(class_ptr());
+        if r < 0 {
+            return Err(format!("H5Zregister failed in {}", api.origin));
+        }
+        Ok(r)
+    })
+}

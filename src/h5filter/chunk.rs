@@ -1,0 +1,259 @@
+//! One HDF5 chunk through the library's chunk codec, and back.
+//!
+//! A filtered chunk is a 24-byte header (`schemas/h5-filter.md`) then the codec's chunk as the
+//! `.baler` container stores it. The header repeats what decoding needs (element type, row
+//! width, rows), so a chunk decodes with nothing but its bytes and the model, and its CRC-32
+//! turns a damaged chunk into an error instead of wrong numbers.
+
+use super::params::{FilterBound, FilterParams, Layout};
+use crate::codec::model_stage::ModelPlan;
+use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
+use crate::dtype::{floats_to_f64, DType};
+use crate::wire::Cursor;
+
+pub const MAGIC: [u8; 4] = *b"BLH5";
+pub const CHUNK_VERSION: u8 = 1;
+pub const HEADER_BYTES: usize = 24;
+
+/// What a filtered chunk's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub dtype: DType,
+    pub layout: Layout,
+    pub row_elems: u32,
+    pub rows: u64,
+    pub crc: u32,
+}
+
+impl ChunkHeader {
+    pub fn raw_bytes(&self) -> u64 {
+        self.rows * self.row_elems as u64 * self.dtype.size() as u64
+    }
+}
+
+fn dtype_code(d: DType) -> u8 {
+    if d == DType::F32 {
+        1
+    } else {
+        2
+    }
+}
+
+pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
+    let mut c = Cursor::new(bytes);
+    if c.bytes(4, "chunk magic")? != MAGIC {
+        return Err("not a balerfile-filtered chunk (bad magic)".into());
+    }
+    let version = c.u8("chunk version")?;
+    if version != CHUNK_VERSION {
+        return Err(format!("chunk format version {version}; this balerfile reads {CHUNK_VERSION}"));
+    }
+    let dtype = match c.u8("element type")? {
+        1 => DType::F32,
+        2 => DType::F64,
+        k => return Err(format!("element type code {k} in the chunk header")),
+    };
+    let layout = match c.u8("layout")? {
+        0 => Layout::Field,
+        1 => Layout::Table,
+        k => return Err(format!("layout code {k} in the chunk header")),
+    };
+    c.u8("reserved")?;
+    let row_elems = c.u32("elements per row")?;
+    let rows = c.u64("rows")?;
+    let crc = c.u32("checksum")?;
+    if row_elems == 0 || (layout == Layout::Field && row_elems != 1) {
+        return Err(format!("{row_elems} elements per row in the chunk header"));
+    }
+    let h = ChunkHeader { dtype, layout, row_elems, rows, crc };
+    if rows.checked_mul(row_elems as u64).and_then(|n| n.checked_mul(dtype.size() as u64)).is_none_or(|b| b > crate::codec::MAX_BLOCK_BYTES) {
+        return Err(format!("chunk header claims {rows} rows of {row_elems}: more than a chunk may hold"));
+    }
+    Ok(h)
+}
+
+/// Encodes one chunk as HDF5 hands it to the filter (elements in the file's byte order).
+pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Result<Vec<u8>, String> {
+    let dtype = p.dtype.ok_or(
+        "the element type is unknown: set_local could not reach the host's HDF5 and cd_values[1] is 0 (pass 1 for f32, 2 for f64)",
+    )?;
+    let size = dtype.size();
+    let f = p.row_elems();
+    if f == 0 {
+        return Err("the number of features per row is unknown: set_local could not reach the host's HDF5 and cd_values[4] is 0".into());
+    }
+    if data.len() % (size * f) != 0 {
+        return Err(format!(
+            "a chunk of {} bytes is not whole rows of {f} {dtype} features: chunk the dataset so each chunk spans every feature",
+            data.len()
+        ));
+    }
+    let rows = data.len() / (size * f);
+    let le = if p.big_endian { swap(data, size) } else { data.to_vec() };
+    let cols = match p.layout {
+        Layout::Field => vec![le],
+        Layout::Table => transpose(&le, rows, f, size),
+    };
+    let mut vars = Vec::with_capacity(cols.len());
+    for (j, col) in cols.iter().enumerate() {
+        let tolerance = match p.bound {
+            FilterBound::Lossless | FilterBound::None => None,
+            FilterBound::Abs(e) => Some(p.tolerances.get(j).copied().unwrap_or(e)).filter(|&t| t > 0.0),
+            FilterBound::Rel(e) => Some(e * range(&floats_to_f64(dtype, col))).filter(|&t| t > 0.0),
+        };
+        vars.push(VarCoding { dtype, tolerance, model_only: p.bound == FilterBound::None });
+    }
+    if model.is_none() && p.bound == FilterBound::None {
+        return Err("bound 'none' needs the model".into());
+    }
+    let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
+    let enc = ChunkCodec { level: p.level }.encode(place, &vars, &cols, 1, model)?;
+    let mut out = Vec::with_capacity(HEADER_BYTES + enc.bytes.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(CHUNK_VERSION);
+    out.push(dtype_code(dtype));
+    out.push((p.layout == Layout::Table) as u8);
+    out.push(0);
+    out.extend_from_slice(&(f as u32).to_le_bytes());
+    out.extend_from_slice(&(rows as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&enc.bytes).to_le_bytes());
+    out.extend_from_slice(&enc.bytes);
+    Ok(out)
+}
+
+/// Decodes one filtered chunk back to the elements HDF5 expects (the file's byte order).
+pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Result<Vec<u8>, String> {
+    let h = read_header(bytes)?;
+    if p.dtype.is_some_and(|d| d != h.dtype) {
+        return Err(format!("the chunk holds {} values, the dataset's filter says {}", h.dtype, p.dtype.unwrap()));
+    }
+    let body = &bytes[HEADER_BYTES..];
+    if crc32fast::hash(body) != h.crc {
+        return Err("chunk checksum mismatch: the chunk was damaged after it was written".into());
+    }
+    let f = h.row_elems as usize;
+    let nvars = if h.layout == Layout::Table { f } else { 1 };
+    let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false }; nvars];
+    let place = ChunkPlace { dataset: 0, row_start: 0, rows: h.rows };
+    let cols = ChunkCodec { level: p.level }.decode(body, place, &vars, 1, model)?;
+    let size = h.dtype.size();
+    let le = match h.layout {
+        Layout::Field => cols.into_iter().next().unwrap_or_default(),
+        Layout::Table => untranspose(&cols, h.rows as usize, size),
+    };
+    Ok(if p.big_endian { swap(&le, size) } else { le })
+}
+
+fn swap(data: &[u8], size: usize) -> Vec<u8> {
+    let mut out = data.to_vec();
+    for e in out.chunks_exact_mut(size) {
+        e.reverse();
+    }
+    out
+}
+
+/// Row-major rows x f elements to f columns.
+fn transpose(data: &[u8], rows: usize, f: usize, size: usize) -> Vec<Vec<u8>> {
+    let mut cols = vec![Vec::with_capacity(rows * size); f];
+    for row in data.chunks_exact(f * size) {
+        for (j, col) in cols.iter_mut().enumerate() {
+            col.extend_from_slice(&row[j * size..(j + 1) * size]);
+        }
+    }
+    cols
+}
+
+fn untranspose(cols: &[Vec<u8>], rows: usize, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * cols.len() * size);
+    for r in 0..rows {
+        for col in cols {
+            out.extend_from_slice(&col[r * size..(r + 1) * size]);
+        }
+    }
+    out
+}
+
+/// Max minus min of the finite values (0 when there are none).
+fn range(v: &[f64]) -> f64 {
+    let (lo, hi) = v.iter().filter(|x| x.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    if hi >= lo {
+        hi - lo
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: usize, f: usize) -> Vec<f32> {
+        (0..rows * f).map(|i| ((i / f) as f32 * 0.01 + (i % f) as f32).sin() * (1.0 + (i % f) as f32 * 10.0)).collect()
+    }
+
+    fn bytes32(v: &[f32], be: bool) -> Vec<u8> {
+        v.iter().flat_map(|x| if be { x.to_be_bytes() } else { x.to_le_bytes() }).collect()
+    }
+
+    #[test]
+    fn tables_keep_each_column_within_its_rel_bound() {
+        let (rows, f) = (700, 5);
+        let mut v = table(rows, f);
+        v[17] = f32::NAN;
+        v[18] = f32::INFINITY;
+        for be in [false, true] {
+            let p = FilterParams {
+                dtype: Some(DType::F32),
+                big_endian: be,
+                layout: Layout::Table,
+                features: f as u32,
+                bound: FilterBound::Rel(1e-3),
+                ..Default::default()
+            };
+            let raw = bytes32(&v, be);
+            let enc = encode(&p, &raw, None).unwrap();
+            assert!(enc.len() < raw.len() / 2, "{} of {}", enc.len(), raw.len());
+            let dec = decode(&p, &enc, None).unwrap();
+            assert_eq!(dec.len(), raw.len());
+            for j in 0..f {
+                let col: Vec<f32> = (0..rows).map(|r| v[r * f + j]).filter(|x| x.is_finite()).collect();
+                let tol = 1e-3 * (col.iter().cloned().fold(f32::MIN, f32::max) - col.iter().cloned().fold(f32::MAX, f32::min)) as f64;
+                for r in 0..rows {
+                    let i = (r * f + j) * 4;
+                    let b: [u8; 4] = dec[i..i + 4].try_into().unwrap();
+                    let got = if be { f32::from_be_bytes(b) } else { f32::from_le_bytes(b) };
+                    let want = v[r * f + j];
+                    if want.is_finite() {
+                        assert!(((got - want) as f64).abs() <= tol, "col {j} row {r}: {got} vs {want}");
+                    } else {
+                        assert_eq!(got.to_bits(), want.to_bits());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lossless_fields_are_byte_exact_and_damage_is_caught() {
+        let v: Vec<f64> = (0..1000).map(|i| (i as f64).sqrt()).collect();
+        let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let p = FilterParams { dtype: Some(DType::F64), ..Default::default() };
+        let mut enc = encode(&p, &raw, None).unwrap();
+        assert_eq!(decode(&p, &enc, None).unwrap(), raw);
+        let last = enc.len() - 1;
+        enc[last] ^= 1;
+        assert!(decode(&p, &enc, None).unwrap_err().contains("checksum"));
+        assert!(decode(&p, &enc[..10], None).is_err());
+        let p32 = FilterParams { dtype: Some(DType::F32), ..Default::default() };
+        assert!(decode(&p32, &encode(&p, &raw, None).unwrap(), None).unwrap_err().contains("f64"));
+    }
+
+    #[test]
+    fn a_chunk_that_splits_rows_is_refused() {
+        let p = FilterParams { dtype: Some(DType::F32), layout: Layout::Table, features: 3, ..Default::default() };
+        let e = encode(&p, &[0u8; 4 * 10], None).unwrap_err();
+        assert!(e.contains("whole rows of 3"), "{e}");
+        let p = FilterParams { dtype: None, ..Default::default() };
+        assert!(encode(&p, &[0u8; 8], None).unwrap_err().contains("element type is unknown"));
+    }
+}

@@ -1,0 +1,132 @@
+//! The host process's HDF5, found at run time: the filter links no libhdf5, yet set_local and
+//! can_apply need a few of its calls. Three ways, tried in order:
+//! 1. the library handed to `init_filter(path)` (hdf5plugin's convention: Python passes
+//!    `h5py.h5z.__file__`, whose dependencies include h5py's private HDF5);
+//! 2. `dlsym(RTLD_DEFAULT)`: C programs and tools linked to a shared libhdf5;
+//! 3. a scan of the loaded objects for one whose path mentions "hdf5" and exports the calls
+//!    (h5py loads its HDF5 privately, so 2 finds nothing there).
+//! Without any of them the filter still works from explicit cd_values.
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::sync::{Mutex, OnceLock};
+
+pub type Hid = i64;
+
+/// The HDF5 calls the filter makes, all from one library.
+pub struct Api {
+    pub pget_chunk: unsafe extern "C" fn(Hid, c_int, *mut u64) -> c_int,
+    pub pget_filter_by_id2:
+        unsafe extern "C" fn(Hid, c_int, *mut c_uint, *mut usize, *mut c_uint, usize, *mut c_char, *mut c_uint) -> c_int,
+    pub pmodify_filter: unsafe extern "C" fn(Hid, c_int, c_uint, usize, *const c_uint) -> c_int,
+    pub tget_class: unsafe extern "C" fn(Hid) -> c_int,
+    pub tget_size: unsafe extern "C" fn(Hid) -> usize,
+    pub tget_order: unsafe extern "C" fn(Hid) -> c_int,
+    pub zregister: unsafe extern "C" fn(*const c_void) -> c_int,
+    /// Where the calls came from, for messages.
+    pub origin: String,
+}
+
+/// H5T_FLOAT in H5T_class_t.
+pub const H5T_FLOAT: c_int = 1;
+/// H5T_ORDER_BE in H5T_order_t.
+pub const H5T_ORDER_BE: c_int = 1;
+
+static GIVEN: Mutex<Option<&'static Api>> = Mutex::new(None);
+static FOUND: OnceLock<Option<&'static Api>> = OnceLock::new();
+
+/// The host's HDF5 calls, if any way reaches them.
+pub fn api() -> Option<&'static Api> {
+    if let Some(a) = *GIVEN.lock().unwrap_or_else(|e| e.into_inner()) {
+        return Some(a);
+    }
+    *FOUND.get_or_init(|| {
+        // SAFETY: RTLD_DEFAULT searches the global scope; the symbols, if there, are HDF5's.
+        unsafe { resolve(libc::RTLD_DEFAULT, "the process's global symbols".into()) }.or_else(scan_loaded)
+    })
+}
+
+/// `init_filter`'s half: takes HDF5 from the object at `path` (or its dependencies).
+pub fn use_library(path: &CStr) -> Result<&'static Api, String> {
+    // SAFETY: dlopen of a path the caller names; RTLD_NOLOAD first so an object already in the
+    // process (h5py's extension module) is reused, not loaded twice.
+    let handle = unsafe {
+        let h = libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+        if h.is_null() {
+            libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL)
+        } else {
+            h
+        }
+    };
+    let shown = path.to_string_lossy().into_owned();
+    if handle.is_null() {
+        return Err(format!("cannot open {shown}: {}", dlerror()));
+    }
+    // SAFETY: the handle was just opened and is never closed (the library stays for the process).
+    let api = unsafe { resolve(handle, shown.clone()) }.ok_or_else(|| format!("{shown} does not lead to HDF5's API (no H5Pget_chunk)"))?;
+    *GIVEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(api);
+    Ok(api)
+}
+
+fn dlerror() -> String {
+    // SAFETY: dlerror returns NULL or a thread-local C string.
+    unsafe {
+        let e = libc::dlerror();
+        if e.is_null() {
+            "unknown error".into()
+        } else {
+            CStr::from_ptr(e).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Looks every call up through `handle`; None unless all are there.
+unsafe fn resolve(handle: *mut c_void, origin: String) -> Option<&'static Api> {
+    unsafe fn sym<T>(handle: *mut c_void, name: &str) -> Option<T> {
+        let c = CString::new(name).ok()?;
+        let p = libc::dlsym(handle, c.as_ptr());
+        // SAFETY: T is always an `unsafe extern "C" fn` pointer of the C declaration's shape.
+        (!p.is_null()).then(|| std::mem::transmute_copy::<*mut c_void, T>(&p))
+    }
+    let api = Api {
+        pget_chunk: sym(handle, "H5Pget_chunk")?,
+        pget_filter_by_id2: sym(handle, "H5Pget_filter_by_id2")?,
+        pmodify_filter: sym(handle, "H5Pmodify_filter")?,
+        tget_class: sym(handle, "H5Tget_class")?,
+        tget_size: sym(handle, "H5Tget_size")?,
+        tget_order: sym(handle, "H5Tget_order")?,
+        zregister: sym(handle, "H5Zregister")?,
+        origin,
+    };
+    Some(Box::leak(Box::new(api)))
+}
+
+#[cfg(target_os = "linux")]
+fn scan_loaded() -> Option<&'static Api> {
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        let paths = &mut *(data as *mut Vec<CString>);
+        let name = (*info).dlpi_name;
+        if !name.is_null() {
+            let n = CStr::from_ptr(name);
+            if n.to_bytes().windows(4).any(|w| w == b"hdf5") {
+                paths.push(n.to_owned());
+            }
+        }
+        0
+    }
+    let mut paths: Vec<CString> = Vec::new();
+    // SAFETY: the callback only reads the entries it is given and pushes to our Vec.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut paths as *mut _ as *mut c_void) };
+    paths.into_iter().find_map(|p| {
+        // SAFETY: RTLD_NOLOAD only returns objects already loaded; never closed.
+        let h = unsafe { libc::dlopen(p.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+        if h.is_null() {
+            return None;
+        }
+        unsafe { resolve(h, p.to_string_lossy().into_owned()) }
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn scan_loaded() -> Option<&'static Api> {
+    None
+}

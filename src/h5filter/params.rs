@@ -1,0 +1,330 @@
+//! The filter's parameters as HDF5 stores them: an array of `unsigned int` (cd_values) in the
+//! dataset's filter pipeline. The layout is specified in `schemas/h5-filter.md`; this is the only
+//! code that reads or writes it.
+//!
+//! Every word has a default, so a C program may pass a short array (`{1, 1, 0, 0, 0, 1, lo, hi}`
+//! is "f32, abs bound") and set_local fills in what the dataset says.
+
+use crate::codec::model_stage::LatentCoding;
+use crate::dtype::DType;
+
+pub const LAYOUT_VERSION: u32 = 1;
+/// The zstd level when cd_values leave it 0.
+pub const DEFAULT_LEVEL: i32 = 3;
+/// HDF5 keeps at most 32 dimensions.
+const MAX_RANK: u32 = 32;
+/// A bound on how many per-column tolerances cd_values may carry (HDF5 stores the count of
+/// cd_values in 16 bits).
+pub const MAX_FEATURES: u32 = 16_000;
+
+const W_VERSION: usize = 0;
+const W_DTYPE: usize = 1;
+const W_ORDER: usize = 2;
+const W_LAYOUT: usize = 3;
+const W_FEATURES: usize = 4;
+const W_BOUND: usize = 5;
+const W_VALUE: usize = 6;
+const W_LEVEL: usize = 8;
+const W_LATENT: usize = 9;
+const W_MODEL: usize = 10;
+const W_RANK: usize = 18;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// An N-D array coded as one sequence of values with one tolerance.
+    Field,
+    /// Rows x features: each column coded on its own (its own tolerance), the dense model over
+    /// whole rows. A chunk must hold whole rows.
+    Table,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FilterBound {
+    Lossless,
+    /// Every element within this absolute error (per column in a table unless `tolerances`).
+    Abs(f64),
+    /// Within this fraction of the value range of the chunk (of each column, in a table). A
+    /// chunk's range is at most the dataset's, so the bound also holds against the dataset's.
+    Rel(f64),
+    /// The model's output as is (no residual, no bound).
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilterParams {
+    /// None until set_local (or the user) says.
+    pub dtype: Option<DType>,
+    pub big_endian: bool,
+    pub layout: Layout,
+    /// Elements per row of a table; 0 until set_local fills it in.
+    pub features: u32,
+    pub bound: FilterBound,
+    pub level: i32,
+    pub latent: LatentCoding,
+    /// The model bundle's id (SHA-256 of its manifest).
+    pub model: Option<[u8; 32]>,
+    /// The dataset's chunk shape, as set_local found it (informational; empty when unknown).
+    pub chunk: Vec<u32>,
+    /// Per-column absolute tolerances of a table (empty: `bound` applies to every column).
+    pub tolerances: Vec<f64>,
+}
+
+impl Default for FilterParams {
+    fn default() -> Self {
+        FilterParams {
+            dtype: None,
+            big_endian: false,
+            layout: Layout::Field,
+            features: 0,
+            bound: FilterBound::Lossless,
+            level: DEFAULT_LEVEL,
+            latent: LatentCoding::F16,
+            model: None,
+            chunk: Vec::new(),
+            tolerances: Vec::new(),
+        }
+    }
+}
+
+fn f64_words(v: f64) -> [u32; 2] {
+    let b = v.to_bits();
+    [b as u32, (b >> 32) as u32]
+}
+
+fn f64_from(lo: u32, hi: u32) -> f64 {
+    f64::from_bits(lo as u64 | (hi as u64) << 32)
+}
+
+impl FilterParams {
+    pub fn to_cd_values(&self) -> Vec<u32> {
+        let mut cd = vec![0u32; W_RANK];
+        cd[W_VERSION] = LAYOUT_VERSION;
+        cd[W_DTYPE] = match self.dtype {
+            None => 0,
+            Some(DType::F32) => 1,
+            Some(_) => 2,
+        };
+        cd[W_ORDER] = self.big_endian as u32;
+        cd[W_LAYOUT] = (self.layout == Layout::Table) as u32;
+        cd[W_FEATURES] = self.features;
+        let (mode, value) = match self.bound {
+            FilterBound::Lossless => (0, 0.0),
+            FilterBound::Abs(e) => (1, e),
+            FilterBound::Rel(e) => (2, e),
+            FilterBound::None => (3, 0.0),
+        };
+        cd[W_BOUND] = mode;
+        cd[W_VALUE..W_VALUE + 2].copy_from_slice(&f64_words(value));
+        cd[W_LEVEL] = self.level as u32;
+        cd[W_LATENT] = match self.latent {
+            LatentCoding::F16 => 0,
+            LatentCoding::Bits(b) => b as u32,
+        };
+        if let Some(id) = &self.model {
+            for (i, w) in id.chunks_exact(4).enumerate() {
+                cd[W_MODEL + i] = u32::from_le_bytes(w.try_into().unwrap());
+            }
+        }
+        cd.push(self.chunk.len() as u32);
+        cd.extend_from_slice(&self.chunk);
+        cd.push(self.tolerances.len() as u32);
+        for &t in &self.tolerances {
+            cd.extend_from_slice(&f64_words(t));
+        }
+        cd
+    }
+
+    /// Reads cd_values, refusing what this version cannot honour (an unknown layout version, a
+    /// dtype it does not code, a bound that is not a finite positive number).
+    pub fn from_cd_values(cd: &[u32]) -> Result<FilterParams, String> {
+        let w = |i: usize| cd.get(i).copied().unwrap_or(0);
+        let version = w(W_VERSION);
+        if version != LAYOUT_VERSION {
+            return Err(format!(
+                "filter parameters of layout version {version}; this balerfile reads version {LAYOUT_VERSION} (cd_values[0])"
+            ));
+        }
+        let dtype = match w(W_DTYPE) {
+            0 => None,
+            1 => Some(DType::F32),
+            2 => Some(DType::F64),
+            k => return Err(format!("element type code {k} in cd_values[1] (1 = f32, 2 = f64)")),
+        };
+        let big_endian = match w(W_ORDER) {
+            0 => false,
+            1 => true,
+            k => return Err(format!("byte order code {k} in cd_values[2] (0 = little, 1 = big)")),
+        };
+        let layout = match w(W_LAYOUT) {
+            0 => Layout::Field,
+            1 => Layout::Table,
+            k => return Err(format!("layout code {k} in cd_values[3] (0 = field, 1 = table)")),
+        };
+        let features = w(W_FEATURES);
+        if features > MAX_FEATURES {
+            return Err(format!("{features} features per row (at most {MAX_FEATURES})"));
+        }
+        let value = f64_from(w(W_VALUE), w(W_VALUE + 1));
+        let positive = |e: f64| {
+            if e.is_finite() && e > 0.0 {
+                Ok(e)
+            } else {
+                Err(format!("error bound {e} in cd_values[6..8] (a finite number > 0)"))
+            }
+        };
+        let bound = match w(W_BOUND) {
+            0 => FilterBound::Lossless,
+            1 => FilterBound::Abs(positive(value)?),
+            2 => FilterBound::Rel(positive(value)?),
+            3 => FilterBound::None,
+            k => return Err(format!("bound mode {k} in cd_values[5] (0 lossless, 1 abs, 2 rel, 3 none)")),
+        };
+        let level = match w(W_LEVEL) as i32 {
+            0 => DEFAULT_LEVEL,
+            l if (-7..=22).contains(&l) => l,
+            l => return Err(format!("zstd level {l} in cd_values[8] (-7..22, 0 = default)")),
+        };
+        let latent = match w(W_LATENT) {
+            0 => LatentCoding::F16,
+            b @ 2..=16 => LatentCoding::Bits(b as u8),
+            b => return Err(format!("latent coding {b} in cd_values[9] (0 = f16, 2..16 bits)")),
+        };
+        let mut id = [0u8; 32];
+        for i in 0..8 {
+            id[i * 4..i * 4 + 4].copy_from_slice(&w(W_MODEL + i).to_le_bytes());
+        }
+        let model = (id != [0u8; 32]).then_some(id);
+        let rank = w(W_RANK);
+        if rank > MAX_RANK {
+            return Err(format!("chunk rank {rank} in cd_values[18] (at most {MAX_RANK})"));
+        }
+        let chunk: Vec<u32> = (0..rank as usize).map(|i| w(W_RANK + 1 + i)).collect();
+        let at = W_RANK + 1 + rank as usize;
+        let nt = w(at);
+        if nt > MAX_FEATURES {
+            return Err(format!("{nt} per-column tolerances (at most {MAX_FEATURES})"));
+        }
+        let tolerances: Vec<f64> =
+            (0..nt as usize).map(|i| f64_from(w(at + 1 + 2 * i), w(at + 2 + 2 * i))).collect();
+        if let Some(t) = tolerances.iter().find(|t| !(t.is_finite() && *t >= &0.0)) {
+            return Err(format!("per-column tolerance {t} (finite and >= 0; 0 = lossless)"));
+        }
+        let p = FilterParams { dtype, big_endian, layout, features, bound, level, latent, model, chunk, tolerances };
+        p.check()?;
+        Ok(p)
+    }
+
+    /// What must hold between the fields whoever set them.
+    pub fn check(&self) -> Result<(), String> {
+        if self.bound == FilterBound::None && self.model.is_none() {
+            return Err("bound 'none' keeps only the model's output, and no model is named".into());
+        }
+        if self.model.is_some() && self.layout != Layout::Table {
+            return Err("a dense model codes tables: set the table layout (rows x features)".into());
+        }
+        if !self.tolerances.is_empty() {
+            if self.layout != Layout::Table {
+                return Err("per-column tolerances need the table layout".into());
+            }
+            if self.features != 0 && self.tolerances.len() != self.features as usize {
+                return Err(format!("{} per-column tolerances for {} features", self.tolerances.len(), self.features));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn model_id(&self) -> Option<String> {
+        self.model.map(|id| id.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Parses a 64-hex-digit model id into the bytes cd_values carry.
+    pub fn set_model_id(&mut self, id: &str) -> Result<(), String> {
+        let bad = || format!("model id '{id}' is not 64 hexadecimal digits");
+        if id.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&id[i * 2..i * 2 + 2], 16).map_err(|_| bad())?;
+        }
+        self.model = Some(out);
+        Ok(())
+    }
+
+    /// Elements per row the chunk is cut into (1 for a field).
+    pub fn row_elems(&self) -> usize {
+        match self.layout {
+            Layout::Field => 1,
+            Layout::Table => self.features as usize,
+        }
+    }
+
+    /// One line for people: what the filter does to this dataset.
+    pub fn describe(&self) -> String {
+        let bound = match self.bound {
+            FilterBound::Lossless => "lossless".to_string(),
+            FilterBound::Abs(e) if !self.tolerances.is_empty() => format!("abs per column (first {e:.3e})"),
+            FilterBound::Abs(e) => format!("abs={e:e}"),
+            FilterBound::Rel(e) => format!("rel={e:e} of each chunk's range"),
+            FilterBound::None => "none (model output)".into(),
+        };
+        let layout = match self.layout {
+            Layout::Field => "field".to_string(),
+            Layout::Table => format!("table of {} features", self.features),
+        };
+        let model = self.model_id().map(|m| format!(", model {}", &m[..12])).unwrap_or_default();
+        format!("{layout}, {bound}, zstd {}{model}", self.level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cd_values_round_trip() {
+        let mut p = FilterParams {
+            dtype: Some(DType::F64),
+            big_endian: true,
+            layout: Layout::Table,
+            features: 3,
+            bound: FilterBound::Abs(0.25),
+            level: 9,
+            latent: LatentCoding::Bits(8),
+            model: None,
+            chunk: vec![1024, 3],
+            tolerances: vec![0.1, 0.0, 1e-7],
+        };
+        p.set_model_id(&"ab".repeat(32)).unwrap();
+        let cd = p.to_cd_values();
+        assert_eq!(FilterParams::from_cd_values(&cd).unwrap(), p);
+    }
+
+    #[test]
+    fn short_arrays_take_defaults() {
+        let [lo, hi] = f64_words(0.5);
+        let p = FilterParams::from_cd_values(&[1, 1, 0, 0, 0, 1, lo, hi]).unwrap();
+        assert_eq!(p.dtype, Some(DType::F32));
+        assert_eq!(p.bound, FilterBound::Abs(0.5));
+        assert_eq!(p.level, DEFAULT_LEVEL);
+        assert_eq!(p.model, None);
+        assert_eq!(FilterParams::from_cd_values(&[1]).unwrap(), FilterParams::default());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_word_they_are_in() {
+        let [lo, hi] = f64_words(-1.0);
+        for (cd, want) in [
+            (vec![], "layout version 0"),
+            (vec![2], "layout version 2"),
+            (vec![1, 7], "cd_values[1]"),
+            (vec![1, 1, 0, 0, 0, 2, lo, hi], "error bound -1"),
+            (vec![1, 1, 0, 0, 0, 9], "cd_values[5]"),
+            (vec![1, 1, 0, 0, 0, 3], "no model"),
+            (vec![1, 1, 0, 0, 0, 0, 0, 0, 0, 17], "cd_values[9]"),
+        ] {
+            let e = FilterParams::from_cd_values(&cd).unwrap_err();
+            assert!(e.contains(want), "{cd:?}: {e}");
+        }
+    }
+}
