@@ -11,6 +11,8 @@ pub mod container;
 pub mod dtype;
 pub mod error;
 pub mod h5filter;
+#[cfg(all(feature = "hdf5", feature = "runtime"))]
+pub mod h5tools;
 pub mod header;
 pub mod inspect;
 pub mod io;

@@ -17,6 +17,8 @@ use balerfile::progress::Progress;
 use balerfile::runtime::{Device, RuntimeOptions};
 use balerfile::train::TrainOptions;
 
+mod h5;
+
 #[derive(Parser)]
 #[command(name = "balerfile", version, about = "Error-bounded compression of scientific data into .baler archives")]
 struct Cli {
@@ -99,6 +101,11 @@ enum Command {
         threads: usize,
         #[command(flatten)]
         runtime: RuntimeArgs,
+    },
+    /// The HDF5 filter: rewrite a file with it (compress), check a file (verify), find the plugin.
+    H5 {
+        #[command(subcommand)]
+        command: h5::H5Command,
     },
     /// Show what an archive holds: datasets, variables, bounds, sizes and ratio.
     Inspect {
@@ -398,6 +405,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Model { command } => model_command(command),
+        Command::H5 { command } => h5::run(command, &bar),
         Command::Unpack { input, output, datasets, threads, runtime } => {
             let t = Instant::now();
             let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options() };

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
 use super::host::{self, Api, Hid, H5T_FLOAT, H5T_ORDER_BE};
-use super::params::{FilterParams, Layout, MAX_FEATURES};
+use super::params::{FilterParams, Layout, CD_WORDS, MAX_FEATURES};
 use super::FILTER_ID;
 use crate::dtype::DType;
 
@@ -120,15 +120,9 @@ unsafe extern "C" fn filter(
     })
 }
 
-/// H5Pget_filter_by_id2 refuses to fill more than 256 cd_values ("probable uninitialized
-/// *cd_nelmts"), so set_local cannot rewrite longer arrays; their writer must fill them in.
-const CD_READ_MAX: usize = 256;
-
 /// What the dataset being created looks like, read through the host's HDF5.
 struct Dataset {
     params: FilterParams,
-    /// False when cd_values are longer than HDF5 lets a filter read back (see CD_READ_MAX).
-    complete: bool,
     flags: c_uint,
     class: c_int,
     size: usize,
@@ -138,29 +132,20 @@ struct Dataset {
 
 unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String> {
     let mut flags: c_uint = 0;
-    let mut cd = vec![0 as c_uint; CD_READ_MAX];
-    let mut n = CD_READ_MAX;
+    // Room for more than layout 1 uses, so a longer array is seen (and refused), not cut.
+    let mut cd = vec![0 as c_uint; 2 * CD_WORDS];
+    let mut n = cd.len();
     let mut config: c_uint = 0;
     if (api.pget_filter_by_id2)(dcpl, FILTER_ID, &mut flags, &mut n, cd.as_mut_ptr(), 0, std::ptr::null_mut(), &mut config) < 0 {
         return Err("cannot read the filter's parameters from the dataset creation property list".into());
     }
-    let complete = n <= CD_READ_MAX;
-    cd.truncate(n.min(CD_READ_MAX));
-    if !complete {
-        // Only per-column tolerances run past what HDF5 lets us read: drop them from this view.
-        let at = 19 + cd.get(18).copied().unwrap_or(0) as usize;
-        if at < cd.len() {
-            cd.truncate(at + 1);
-            cd[at] = 0;
-        }
-    }
+    cd.truncate(n.min(2 * CD_WORDS + 1));
     let params = FilterParams::from_cd_values(&cd)?;
     let mut chunk = vec![0u64; 32];
     let crank = (api.pget_chunk)(dcpl, 32, chunk.as_mut_ptr());
     chunk.truncate(crank.max(0) as usize);
     Ok(Dataset {
         params,
-        complete,
         flags,
         class: (api.tget_class)(type_id),
         size: (api.tget_size)(type_id),
@@ -212,10 +197,6 @@ impl Dataset {
         if self.params.features != 0 && self.params.features as u64 != f {
             return Err(split(format!("cd_values[4] says {}", self.params.features), self.params.features as u64));
         }
-        let nt = self.params.tolerances.len() as u64;
-        if nt != 0 && nt != f {
-            return Err(split(format!("{nt} per-column tolerances were given"), nt));
-        }
         if let Some(n) = model_features.filter(|&n| n != f) {
             return Err(split(format!("the model takes {n} features"), n));
         }
@@ -254,15 +235,6 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
     guard(-1, || {
         let Some(api) = host::api() else { return Ok(0) };
         let ds = inspect(api, dcpl, type_id)?;
-        if !ds.complete {
-            let dtype = ds.dtype()?;
-            if ds.params.dtype != Some(dtype) || ds.params.big_endian != ds.big_endian || ds.params.layout == Layout::Table && ds.params.features == 0 {
-                return Err(format!(
-                    "more than {CD_READ_MAX} cd_values, which HDF5 does not let the filter read back: fill in the element type, byte order and features yourself"
-                ));
-            }
-            return Ok(0);
-        }
         let mut p = ds.params.clone();
         p.dtype = Some(ds.dtype()?);
         p.big_endian = ds.big_endian;
@@ -270,7 +242,6 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
             ds.check_table(None)?;
             p.features = ds.row_elems() as u32;
         }
-        p.chunk = ds.chunk.iter().map(|&c| c as u32).collect();
         p.check()?;
         let cd = p.to_cd_values();
         if (api.pmodify_filter)(dcpl, FILTER_ID, ds.flags, cd.len(), cd.as_ptr()) < 0 {

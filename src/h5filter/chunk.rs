@@ -95,10 +95,10 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
         Layout::Table => transpose(&le, rows, f, size),
     };
     let mut vars = Vec::with_capacity(cols.len());
-    for (j, col) in cols.iter().enumerate() {
+    for col in &cols {
         let tolerance = match p.bound {
             FilterBound::Lossless | FilterBound::None => None,
-            FilterBound::Abs(e) => Some(p.tolerances.get(j).copied().unwrap_or(e)).filter(|&t| t > 0.0),
+            FilterBound::Abs(e) => Some(e),
             FilterBound::Rel(e) => Some(e * range(&floats_to_f64(dtype, col))).filter(|&t| t > 0.0),
         };
         vars.push(VarCoding { dtype, tolerance, model_only: p.bound == FilterBound::None });

@@ -35,7 +35,12 @@ pub fn get(id: &str, encoder: bool) -> Result<Arc<LoadedModel>, String> {
     }
     // Loaded outside the lock: a first load takes a while, and a failure is not cached, so a
     // user who installs the missing model or library can retry in the same process.
-    let bundle = Store::from_env().get(id).map_err(|e| e.to_string())?;
+    let bundle = Store::from_env().get(id).map_err(|e| match e {
+        crate::error::Error::ModelNotFound { id, searched } => format!(
+            "model {id} not found (searched: {searched}); set BALER_MODEL_PATH to the model store that holds it"
+        ),
+        e => e.to_string(),
+    })?;
     let m = Arc::new(LoadedModel::load(bundle, options()?, encoder).map_err(|e| e.to_string())?);
     cache.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(m.clone());
     Ok(m)

@@ -11,11 +11,11 @@ use crate::dtype::DType;
 pub const LAYOUT_VERSION: u32 = 1;
 /// The zstd level when cd_values leave it 0.
 pub const DEFAULT_LEVEL: i32 = 3;
-/// HDF5 keeps at most 32 dimensions.
-const MAX_RANK: u32 = 32;
-/// A bound on how many per-column tolerances cd_values may carry (HDF5 stores the count of
-/// cd_values in 16 bits).
-pub const MAX_FEATURES: u32 = 16_000;
+/// The widest row a table may have.
+pub const MAX_FEATURES: u32 = 1 << 20;
+/// cd_values of layout 1 are this many words. Tools read a filter's parameters into small
+/// fixed buffers (h5dump 20 words, hdf5-metno 32), so the layout stays under 20.
+pub const CD_WORDS: usize = 18;
 
 const W_VERSION: usize = 0;
 const W_DTYPE: usize = 1;
@@ -27,7 +27,6 @@ const W_VALUE: usize = 6;
 const W_LEVEL: usize = 8;
 const W_LATENT: usize = 9;
 const W_MODEL: usize = 10;
-const W_RANK: usize = 18;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -41,7 +40,7 @@ pub enum Layout {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FilterBound {
     Lossless,
-    /// Every element within this absolute error (per column in a table unless `tolerances`).
+    /// Every element within this absolute error.
     Abs(f64),
     /// Within this fraction of the value range of the chunk (of each column, in a table). A
     /// chunk's range is at most the dataset's, so the bound also holds against the dataset's.
@@ -63,10 +62,6 @@ pub struct FilterParams {
     pub latent: LatentCoding,
     /// The model bundle's id (SHA-256 of its manifest).
     pub model: Option<[u8; 32]>,
-    /// The dataset's chunk shape, as set_local found it (informational; empty when unknown).
-    pub chunk: Vec<u32>,
-    /// Per-column absolute tolerances of a table (empty: `bound` applies to every column).
-    pub tolerances: Vec<f64>,
 }
 
 impl Default for FilterParams {
@@ -80,8 +75,6 @@ impl Default for FilterParams {
             level: DEFAULT_LEVEL,
             latent: LatentCoding::F16,
             model: None,
-            chunk: Vec::new(),
-            tolerances: Vec::new(),
         }
     }
 }
@@ -97,7 +90,7 @@ fn f64_from(lo: u32, hi: u32) -> f64 {
 
 impl FilterParams {
     pub fn to_cd_values(&self) -> Vec<u32> {
-        let mut cd = vec![0u32; W_RANK];
+        let mut cd = vec![0u32; CD_WORDS];
         cd[W_VERSION] = LAYOUT_VERSION;
         cd[W_DTYPE] = match self.dtype {
             None => 0,
@@ -125,12 +118,6 @@ impl FilterParams {
                 cd[W_MODEL + i] = u32::from_le_bytes(w.try_into().unwrap());
             }
         }
-        cd.push(self.chunk.len() as u32);
-        cd.extend_from_slice(&self.chunk);
-        cd.push(self.tolerances.len() as u32);
-        for &t in &self.tolerances {
-            cd.extend_from_slice(&f64_words(t));
-        }
         cd
     }
 
@@ -138,6 +125,9 @@ impl FilterParams {
     /// dtype it does not code, a bound that is not a finite positive number).
     pub fn from_cd_values(cd: &[u32]) -> Result<FilterParams, String> {
         let w = |i: usize| cd.get(i).copied().unwrap_or(0);
+        if cd.len() > CD_WORDS {
+            return Err(format!("{} filter parameters; layout {LAYOUT_VERSION} has {CD_WORDS}", cd.len()));
+        }
         let version = w(W_VERSION);
         if version != LAYOUT_VERSION {
             return Err(format!(
@@ -194,22 +184,7 @@ impl FilterParams {
             id[i * 4..i * 4 + 4].copy_from_slice(&w(W_MODEL + i).to_le_bytes());
         }
         let model = (id != [0u8; 32]).then_some(id);
-        let rank = w(W_RANK);
-        if rank > MAX_RANK {
-            return Err(format!("chunk rank {rank} in cd_values[18] (at most {MAX_RANK})"));
-        }
-        let chunk: Vec<u32> = (0..rank as usize).map(|i| w(W_RANK + 1 + i)).collect();
-        let at = W_RANK + 1 + rank as usize;
-        let nt = w(at);
-        if nt > MAX_FEATURES {
-            return Err(format!("{nt} per-column tolerances (at most {MAX_FEATURES})"));
-        }
-        let tolerances: Vec<f64> =
-            (0..nt as usize).map(|i| f64_from(w(at + 1 + 2 * i), w(at + 2 + 2 * i))).collect();
-        if let Some(t) = tolerances.iter().find(|t| !(t.is_finite() && *t >= &0.0)) {
-            return Err(format!("per-column tolerance {t} (finite and >= 0; 0 = lossless)"));
-        }
-        let p = FilterParams { dtype, big_endian, layout, features, bound, level, latent, model, chunk, tolerances };
+        let p = FilterParams { dtype, big_endian, layout, features, bound, level, latent, model };
         p.check()?;
         Ok(p)
     }
@@ -221,14 +196,6 @@ impl FilterParams {
         }
         if self.model.is_some() && self.layout != Layout::Table {
             return Err("a dense model codes tables: set the table layout (rows x features)".into());
-        }
-        if !self.tolerances.is_empty() {
-            if self.layout != Layout::Table {
-                return Err("per-column tolerances need the table layout".into());
-            }
-            if self.features != 0 && self.tolerances.len() != self.features as usize {
-                return Err(format!("{} per-column tolerances for {} features", self.tolerances.len(), self.features));
-            }
         }
         Ok(())
     }
@@ -263,8 +230,8 @@ impl FilterParams {
     pub fn describe(&self) -> String {
         let bound = match self.bound {
             FilterBound::Lossless => "lossless".to_string(),
-            FilterBound::Abs(e) if !self.tolerances.is_empty() => format!("abs per column (first {e:.3e})"),
             FilterBound::Abs(e) => format!("abs={e:e}"),
+            FilterBound::Rel(e) if self.layout == Layout::Table => format!("rel={e:e} of each column's range in each chunk"),
             FilterBound::Rel(e) => format!("rel={e:e} of each chunk's range"),
             FilterBound::None => "none (model output)".into(),
         };
@@ -292,11 +259,10 @@ mod tests {
             level: 9,
             latent: LatentCoding::Bits(8),
             model: None,
-            chunk: vec![1024, 3],
-            tolerances: vec![0.1, 0.0, 1e-7],
         };
         p.set_model_id(&"ab".repeat(32)).unwrap();
         let cd = p.to_cd_values();
+        assert_eq!(cd.len(), CD_WORDS);
         assert_eq!(FilterParams::from_cd_values(&cd).unwrap(), p);
     }
 
@@ -322,6 +288,7 @@ mod tests {
             (vec![1, 1, 0, 0, 0, 9], "cd_values[5]"),
             (vec![1, 1, 0, 0, 0, 3], "no model"),
             (vec![1, 1, 0, 0, 0, 0, 0, 0, 0, 17], "cd_values[9]"),
+            (vec![1; 19], "19 filter parameters"),
         ] {
             let e = FilterParams::from_cd_values(&cd).unwrap_err();
             assert!(e.contains(want), "{cd:?}: {e}");

@@ -510,12 +510,29 @@ pub struct Hdf5Sink {
     output: AtomicOutput,
 }
 
+/// How the sink stores a dataset instead of contiguously: its chunk shape and one filter
+/// (HDF5 filter id, cd_values), applied as mandatory so a failing filter is an error.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub chunk: Vec<u64>,
+    pub filter: Option<(i32, Vec<u32>)>,
+}
+
 impl Hdf5Sink {
     pub fn create(path: &Path, header: &Header, datasets: &[usize]) -> Result<Self> {
+        Self::create_with(path, &header.groups, datasets.iter().map(|&d| (d, &header.datasets[d], None)))
+    }
+
+    /// A sink for these datasets (keyed by the caller's index), each stored as `Storage` says.
+    pub fn create_with<'a>(
+        path: &Path,
+        groups: &[GroupInfo],
+        datasets: impl IntoIterator<Item = (usize, &'a DatasetInfo, Option<&'a Storage>)>,
+    ) -> Result<Self> {
         let output = AtomicOutput::new(path)?;
         let fail = |what: String| Error::Hdf5 { path: path.into(), what };
         let file = hdf5::File::create(output.tmp_path()).map_err(|e| fail(e.to_string()))?;
-        for g in &header.groups {
+        for g in groups {
             let group = if g.path == "/" {
                 file.group("/")
             } else {
@@ -525,18 +542,31 @@ impl Hdf5Sink {
             write_attrs(&group, &g.attributes).map_err(|e| fail(format!("{}: {e}", g.path)))?;
         }
         let mut open = BTreeMap::new();
-        for &d in datasets {
-            let info = &header.datasets[d];
-            let ds = create_dataset(&file, info).map_err(|e| fail(format!("{}: {e}", info.path)))?;
+        for (d, info, storage) in datasets {
+            let ds = create_dataset(&file, info, storage).map_err(|e| fail(format!("{}: {e}", info.path)))?;
             write_attrs(&ds, &info.attributes).map_err(|e| fail(format!("{}: {e}", info.path)))?;
             let rt = row_type(info, false).map_err(fail)?;
             open.insert(d, (ds, rt, info.shape.clone()));
         }
         Ok(Hdf5Sink { open, file: Some(file), output })
     }
+
+    /// Copies object `path` of `src` (a dataset or group, with its attributes, storage and
+    /// filters) into this file at the same path, as h5repack does for what it does not change.
+    pub fn copy_object(&self, src: &hdf5::File, path: &str) -> Result<()> {
+        let file = self.file.as_ref().expect("sink open");
+        let fail = |what: String| Error::Hdf5 { path: self.output.dest().into(), what: format!("copy {path}: {what}") };
+        let cpath = CString::new(path).map_err(|_| fail("path holds a NUL".into()))?;
+        hdf5::sync::sync(|| unsafe {
+            let lcpl = Hid::new(hdf5_sys::h5p::H5Pcreate(*hdf5::globals::H5P_LINK_CREATE), hdf5_sys::h5p::H5Pclose, "create a link property list")?;
+            check(hdf5_sys::h5p::H5Pset_create_intermediate_group(lcpl.0, 1), "set intermediate group creation")?;
+            check(hdf5_sys::h5o::H5Ocopy(src.id(), cpath.as_ptr(), file.id(), cpath.as_ptr(), H5P_DEFAULT, lcpl.0), "copy the object")
+        })
+        .map_err(fail)
+    }
 }
 
-fn create_dataset(file: &hdf5::File, info: &DatasetInfo) -> Result<hdf5::Dataset, String> {
+fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storage>) -> Result<hdf5::Dataset, String> {
     let (parent, name) = info.path.rsplit_once('/').ok_or("dataset path without '/'")?;
     let parent = if parent.is_empty() {
         file.group("/")
@@ -553,7 +583,23 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo) -> Result<hdf5::Dataset
             let dims: Vec<hsize_t> = info.shape.clone();
             Hid::new(h5s::H5Screate_simple(dims.len() as i32, dims.as_ptr(), std::ptr::null()), h5s::H5Sclose, "create a dataspace")?
         };
-        let id = h5d::H5Dcreate2(parent.id(), cname.as_ptr(), ftype.mem.0, space.0, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        let dcpl = match storage {
+            None => None,
+            Some(st) => {
+                use hdf5_sys::h5p;
+                let dcpl = Hid::new(h5p::H5Pcreate(*hdf5::globals::H5P_DATASET_CREATE), h5p::H5Pclose, "create a dataset creation property list")?;
+                check(h5p::H5Pset_chunk(dcpl.0, st.chunk.len() as i32, st.chunk.as_ptr()), &format!("set chunks {:?}", st.chunk))?;
+                if let Some((id, cd)) = &st.filter {
+                    check(
+                        h5p::H5Pset_filter(dcpl.0, *id, hdf5_sys::h5z::H5Z_FLAG_MANDATORY, cd.len(), cd.as_ptr()),
+                        &format!("add filter {id} (is it registered?)"),
+                    )?;
+                }
+                Some(dcpl)
+            }
+        };
+        let dcpl_id = dcpl.as_ref().map_or(H5P_DEFAULT, |d| d.0);
+        let id = h5d::H5Dcreate2(parent.id(), cname.as_ptr(), ftype.mem.0, space.0, H5P_DEFAULT, dcpl_id, H5P_DEFAULT);
         Hid::new(id, h5d::H5Dclose, "create the dataset").map(drop)
     })?;
     // hdf5-metno cannot adopt a raw id, so reopen what was just created through it.

@@ -2,8 +2,10 @@
 //!
 //! Order: the explicit path (`--onnxruntime`), BALERFILE_ONNXRUNTIME, ORT_DYLIB_PATH, beside the
 //! executable (and its ../lib), the `onnxruntime` Python package (of an active virtualenv or
-//! conda env, of a `.venv` in a folder above the executable, or of `python3` on PATH), then the
-//! system library folders and LD_LIBRARY_PATH.
+//! conda env, of a `.venv` in a folder above the executable or above the shared object this
+//! code is in (the HDF5 filter plugin), of a Python environment already loaded in the process
+//! (h5py's site-packages), or of `python3` on PATH), then LD_LIBRARY_PATH and the system
+//! library folders.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,12 +57,13 @@ fn candidate_dirs() -> Vec<PathBuf> {
         .iter()
         .filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()).map(PathBuf::from))
         .collect();
-    if let Some(d) = &exe_dir {
+    for d in exe_dir.iter().chain(own_object_dir().iter()) {
         envs.extend(d.ancestors().map(|a| a.join(".venv")).filter(|v| v.is_dir()));
     }
     for env in envs {
         dirs.extend(site_packages(&env).into_iter().map(|sp| sp.join("onnxruntime").join("capi")));
     }
+    dirs.extend(loaded_site_packages().into_iter().map(|sp| sp.join("onnxruntime").join("capi")));
     if let Some(d) = python_package_dir() {
         dirs.push(d.join("capi"));
     }
@@ -71,6 +74,56 @@ fn candidate_dirs() -> Vec<PathBuf> {
         dirs.push(d.into());
     }
     dirs
+}
+
+/// The folder of the executable or shared object holding this code: inside a host program
+/// (h5py, h5dump) that is the filter plugin's folder, not the host's.
+#[cfg(target_os = "linux")]
+fn own_object_dir() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address of a function of ours and fills `info`.
+    let ok = unsafe { libc::dladdr(own_object_dir as *const () as *const libc::c_void, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    let path = PathBuf::from(unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned());
+    std::fs::canonicalize(&path).unwrap_or(path).parent().map(Path::to_path_buf)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn own_object_dir() -> Option<PathBuf> {
+    None
+}
+
+/// `site-packages` folders of the objects loaded in this process (a Python host's packages).
+#[cfg(target_os = "linux")]
+fn loaded_site_packages() -> Vec<PathBuf> {
+    use std::ffi::{c_int, c_void, CStr};
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        let out = &mut *(data as *mut Vec<PathBuf>);
+        let name = (*info).dlpi_name;
+        if !name.is_null() {
+            let n = CStr::from_ptr(name).to_string_lossy();
+            if let Some(i) = n.find("/site-packages/") {
+                let sp = PathBuf::from(&n[..i + "/site-packages".len()]);
+                if !out.contains(&sp) {
+                    out.push(sp);
+                }
+            }
+        }
+        0
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    // SAFETY: the callback only reads the entries it is given and pushes to our Vec.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut out as *mut _ as *mut c_void) };
+    out
+}
+
+#[cfg(not(target_os = "linux"))]
+fn loaded_site_packages() -> Vec<PathBuf> {
+    Vec::new()
 }
 
 /// `lib/pythonX.Y/site-packages` folders of a Python environment.

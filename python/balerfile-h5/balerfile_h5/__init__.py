@@ -1,0 +1,229 @@
+"""Write and read balerfile-compressed HDF5 datasets from h5py.
+
+    import h5py, balerfile_h5
+    with h5py.File("out.h5", "w") as f:
+        f.create_dataset("jets", data=table, chunks=(4096, table.shape[1]),
+                         **balerfile_h5.Baler(error="rel=1e-3", model="3f2a9c01"))
+
+Importing this module finds the filter plugin (``libh5z_baler.so``) and registers it with h5py's
+own copy of HDF5, so neither writing nor reading in this process needs HDF5_PLUGIN_PATH. Other
+programs (C, h5dump, h5py without this module) find the plugin through HDF5_PLUGIN_PATH; see
+``plugin_dir()``.
+
+The plugin is looked for in: $BALERFILE_H5_PLUGIN (the file, or its folder), the folders of
+HDF5_PLUGIN_PATH, beside the ``balerfile`` program on PATH, and the ``target/release`` folder of
+a balerfile checkout this package was installed from (``pip install -e``).
+"""
+import ctypes
+import os
+import re
+import shutil
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["Baler", "FILTER_ID", "plugin_dir", "plugin_file", "register", "find_model"]
+
+#: The filter id in HDF5 (from HDF Group's range for filters not yet registered, 256-511).
+FILTER_ID = 442
+LAYOUT_VERSION = 1
+PLUGIN_NAME = "libh5z_baler.so"
+
+_registered = None
+
+
+def _candidates():
+    env = os.environ.get("BALERFILE_H5_PLUGIN")
+    if env:
+        p = Path(env)
+        yield p / PLUGIN_NAME if p.is_dir() else p
+    for d in os.environ.get("HDF5_PLUGIN_PATH", "").split(os.pathsep):
+        if d:
+            yield Path(d) / PLUGIN_NAME
+    exe = shutil.which(os.environ.get("BALERFILE", "balerfile"))
+    if exe:
+        for e in (Path(exe), Path(exe).resolve()):
+            yield e.parent / PLUGIN_NAME
+    for parent in Path(__file__).resolve().parents:
+        yield parent / "target" / "release" / PLUGIN_NAME
+
+
+def plugin_file():
+    """The filter plugin's path, or None when it cannot be found."""
+    for c in _candidates():
+        if c.is_file():
+            return c
+    return None
+
+
+def plugin_dir():
+    """The folder to put on HDF5_PLUGIN_PATH for other programs, or None."""
+    f = plugin_file()
+    return None if f is None else f.parent
+
+
+def register():
+    """Registers the filter with h5py's HDF5 (done on import; safe to call again).
+
+    Returns the plugin's path. Raises RuntimeError naming where it looked when it is not found.
+    """
+    global _registered
+    if _registered is not None:
+        return _registered
+    import h5py
+
+    f = plugin_file()
+    if f is None:
+        looked = ", ".join(str(c) for c in _candidates())
+        raise RuntimeError(
+            f"balerfile_h5: the filter plugin {PLUGIN_NAME} was not found (looked in: {looked}); "
+            "build it with `cargo build --release -p h5z-baler` and set BALERFILE_H5_PLUGIN to it"
+        )
+    # Later files opened by h5py in this process also find it by path.
+    h5py.h5pl.prepend(str(f.parent).encode())
+    lib = ctypes.CDLL(str(f))
+    lib.init_filter.argtypes = [ctypes.c_char_p]
+    lib.init_filter.restype = ctypes.c_int
+    # hdf5plugin's convention: the plugin calls into (and registers with) the HDF5 that h5py's
+    # extension modules link, which is h5py's private copy.
+    if lib.init_filter(h5py.h5z.__file__.encode()) < 0:
+        raise RuntimeError(f"balerfile_h5: {f} could not register with h5py's HDF5 (see the message above)")
+    _registered = f
+    return f
+
+
+def _store_dirs():
+    env = os.environ.get("BALER_MODEL_PATH", "")
+    dirs = [Path(d) for d in env.split(os.pathsep) if d]
+    if dirs:
+        return dirs
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return [Path(data) / "balerfile" / "models"]
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def find_model(model):
+    """The full id of a model: a full id, a unique prefix of 8+ hex digits in the model store,
+    or a bundle folder from the store."""
+    m = str(model)
+    p = Path(m)
+    if p.is_dir() and _HEX64.match(p.name) and (p / "manifest.json").is_file():
+        return p.name
+    if _HEX64.match(m):
+        return m
+    if not re.match(r"^[0-9a-f]{8,64}$", m):
+        raise ValueError(f"model {m!r}: give a model id (or a prefix of 8+ hex digits) or a bundle folder")
+    found = sorted({d.name for s in _store_dirs() if s.is_dir() for d in s.iterdir()
+                    if d.name.startswith(m) and _HEX64.match(d.name) and (d / "manifest.json").is_file()})
+    if len(found) == 1:
+        return found[0]
+    where = ", ".join(str(s) for s in _store_dirs())
+    if not found:
+        raise ValueError(f"model {m!r} not found in the model store ({where}); set BALER_MODEL_PATH")
+    raise ValueError(f"model prefix {m!r} is ambiguous in {where}: {', '.join(x[:12] for x in found)}")
+
+
+def _f64_words(v):
+    return list(struct.unpack("<II", struct.pack("<d", float(v))))
+
+
+def _parse_error(error):
+    """(mode, value, per-column tolerances) from 'rel=E', 'abs=E', 'lossless', 'none' or a
+    sequence of per-column absolute tolerances."""
+    if error is None or error == "lossless":
+        return 0, 0.0, []
+    if error == "none":
+        return 3, 0.0, []
+    if isinstance(error, str):
+        mode, sep, value = error.partition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            v = float("nan")
+        if not sep or mode.strip() not in ("rel", "abs") or not (v > 0 and v != float("inf")):
+            raise ValueError(f"error={error!r}: use 'rel=E', 'abs=E' (E > 0), 'lossless', 'none', or per-column absolute tolerances")
+        return (2 if mode.strip() == "rel" else 1), v, []
+    tol = [float(t) for t in error]
+    if not tol or any(not (t >= 0 and t != float("inf")) for t in tol):
+        raise ValueError("per-column tolerances must be finite numbers >= 0 (0 = lossless)")
+    return 1, max(tol), tol
+
+
+class Baler(Mapping):
+    """The balerfile filter's arguments for h5py's create_dataset (the hdf5plugin convention).
+
+    error:  'rel=1e-3' (of each chunk's value range, per column in a table), 'abs=0.01',
+            'lossless' (default), 'none' (the model's output, no bound), or a sequence of
+            per-column absolute tolerances (a table).
+    model:  a model id, id prefix or bundle folder from the balerfile model store (a dense model
+            trained by `balerfile train`); implies table=True.
+    table:  rows x features (each column coded with its own tolerance, chunks must hold whole
+            rows). Default: True with a model or per-column tolerances, else False (a field).
+    level:  zstd level (default 3). latent: 'f16' (default) or a bit count 2..16.
+    """
+
+    def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16"):
+        mode, value, tol = _parse_error(error)
+        model_id = find_model(model) if model is not None else None
+        if table is None:
+            table = model_id is not None or bool(tol)
+        if (model_id or tol) and not table:
+            raise ValueError("a model or per-column tolerances need table=True")
+        if mode == 3 and model_id is None:
+            raise ValueError("error='none' keeps only the model's output: name a model")
+        if not (-7 <= int(level) <= 22):
+            raise ValueError("level: a zstd level from -7 to 22")
+        if latent == "f16":
+            bits = 0
+        elif isinstance(latent, int) and 2 <= latent <= 16:
+            bits = latent
+        else:
+            raise ValueError("latent: 'f16' or a bit count from 2 to 16")
+        cd = [LAYOUT_VERSION, 0, 0, int(bool(table)), 0, mode, *_f64_words(value), int(level) & 0xFFFFFFFF, bits]
+        words = [0] * 8
+        if model_id:
+            b = bytes.fromhex(model_id)
+            words = list(struct.unpack("<8I", b))
+        cd += words
+        cd += [0]  # chunk shape: set_local fills it in
+        cd += [len(tol)]
+        for t in tol:
+            cd += _f64_words(t)
+        if len(cd) > 256:
+            raise ValueError(f"{len(tol)} per-column tolerances: HDF5 lets a filter read back at most 256 parameters (about 115 columns)")
+        self.model = model_id
+        self._kw = {"compression": FILTER_ID, "compression_opts": tuple(cd)}
+
+    @property
+    def filter_id(self):
+        return FILTER_ID
+
+    @property
+    def filter_options(self):
+        return self._kw["compression_opts"]
+
+    def __getitem__(self, k):
+        return self._kw[k]
+
+    def __iter__(self):
+        return iter(self._kw)
+
+    def __len__(self):
+        return len(self._kw)
+
+    def __repr__(self):
+        return f"Baler(compression={FILTER_ID}, compression_opts={self.filter_options})"
+
+
+def _auto_register():
+    try:
+        register()
+    except Exception as e:  # reported when used, not at import: reading raw datasets still works
+        import warnings
+
+        warnings.warn(str(e), RuntimeWarning, stacklevel=3)
+
+
+_auto_register()

@@ -1,0 +1,256 @@
+//! `balerfile h5 compress IN OUT`: a copy of IN whose float arrays are stored through the
+//! balerfile filter, everything else kept as it was (h5repack's job, with our filter set up
+//! from the data: bounds resolved against each dataset's ranges, models trained or named).
+
+use std::path::Path;
+
+use crate::bound::{self, Bound, ErrorSpec};
+use crate::dtype::{floats_to_f64, ByteOrder};
+use crate::error::{Error, Result};
+use crate::h5filter::{FilterBound, FilterParams, Layout, FILTER_ID};
+use crate::header::{DatasetInfo, DatasetKind};
+use crate::io::hdf5::{Hdf5Sink, Hdf5Source, Storage};
+use crate::io::{Sink, Source};
+use crate::model::prepare::{prepare, ModelChoice, ModelOptions};
+use crate::model::store::Store;
+use crate::progress::Progress;
+
+#[derive(Clone, Debug)]
+pub struct CompressOptions {
+    pub datasets: Vec<String>,
+    pub errors: Vec<ErrorSpec>,
+    pub model: ModelOptions,
+    /// Raw bytes per chunk (whole rows).
+    pub chunk_bytes: u64,
+    pub level: i32,
+    /// Force every filtered dataset to this layout (default: 2-D arrays of 2..=1024 columns are
+    /// tables, everything else fields).
+    pub layout: Option<Layout>,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions {
+            datasets: Vec::new(),
+            errors: Vec::new(),
+            model: ModelOptions::default(),
+            chunk_bytes: crate::pack::DEFAULT_CHUNK_BYTES,
+            level: crate::h5filter::params::DEFAULT_LEVEL,
+            layout: None,
+        }
+    }
+}
+
+/// The widest table (columns) a 2-D array is taken for by default.
+pub const MAX_TABLE_COLUMNS: u64 = 1024;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Compressed {
+    pub path: String,
+    pub shape: Vec<u64>,
+    pub chunk: Vec<u64>,
+    pub filter: String,
+    pub model: Option<String>,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CompressReport {
+    pub datasets: Vec<Compressed>,
+    /// Objects copied as they were.
+    pub copied: Vec<String>,
+    pub notes: Vec<String>,
+    pub trained: Vec<String>,
+}
+
+struct Target {
+    /// Index into the source's datasets.
+    index: usize,
+    info: DatasetInfo,
+    layout: Layout,
+    chunk_rows: u64,
+    params: FilterParams,
+}
+
+fn why_not_filtered(ds: &DatasetInfo) -> Option<String> {
+    if ds.kind != DatasetKind::Array {
+        return Some("a compound table (the filter codes float arrays; `balerfile pack` takes compound tables)".into());
+    }
+    let v = &ds.variables[0];
+    if !v.dtype.is_float() {
+        return Some(format!("{} values (the filter codes f32 and f64)", v.dtype));
+    }
+    if ds.shape.is_empty() || ds.rows() == 0 || ds.row_elems() == 0 {
+        return Some("empty or scalar".into());
+    }
+    None
+}
+
+pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &dyn Progress) -> Result<CompressReport> {
+    super::register()?;
+    if input.canonicalize().ok().is_some_and(|i| output.canonicalize().ok() == Some(i)) {
+        return Err(Error::Usage(format!("{}: the output must not be the input", output.display())));
+    }
+    let mut source = Hdf5Source::open(input, &[])?;
+    let layout = source.layout().clone();
+    let chosen = crate::io::select(input, &layout.datasets, &opts.datasets)?;
+    let bounds = bound::assign(&opts.errors, &layout.datasets)?;
+    let mut report = CompressReport::default();
+    let mut targets = Vec::new();
+    for &d in &chosen {
+        let ds = &layout.datasets[d];
+        if let Some(why) = why_not_filtered(ds) {
+            if !opts.datasets.is_empty() {
+                return Err(Error::input(input, format!("dataset {} cannot take the filter: {why}", ds.path)));
+            }
+            report.notes.push(format!("{}: copied as is: {why}", ds.path));
+            continue;
+        }
+        let table = match opts.layout {
+            Some(l) => l == Layout::Table,
+            None => ds.shape.len() == 2 && (2..=MAX_TABLE_COLUMNS).contains(&ds.shape[1]),
+        };
+        let layout = if table { Layout::Table } else { Layout::Field };
+        let chunk_rows = (opts.chunk_bytes / ds.row_bytes().max(1)).clamp(1, ds.rows());
+        let v = &ds.variables[0];
+        let params = FilterParams {
+            dtype: Some(v.dtype),
+            big_endian: v.byte_order == ByteOrder::Be,
+            layout,
+            features: if table { ds.row_elems() as u32 } else { 0 },
+            level: opts.level,
+            latent: opts.model.latent,
+            ..Default::default()
+        };
+        targets.push(Target { index: d, info: ds.clone(), layout, chunk_rows, params });
+    }
+
+    // A table's rel bound is taken per column of each chunk by the filter (a chunk's range is
+    // within the dataset's, so the bound holds against the dataset's too); a field's is
+    // resolved here against the whole dataset's range, as `pack` does.
+    for t in &mut targets {
+        t.params.bound = match bounds[t.index][0] {
+            Bound::Lossless => FilterBound::Lossless,
+            Bound::None => FilterBound::None,
+            Bound::Abs(e) => FilterBound::Abs(e),
+            Bound::Rel(e) if t.layout == Layout::Table => FilterBound::Rel(e),
+            Bound::Rel(e) => match dataset_range(&mut source, t, progress)? {
+                r if r > 0.0 => FilterBound::Abs(e * r),
+                _ => FilterBound::Lossless,
+            },
+        };
+    }
+
+    choose_models(input, &mut targets, opts, &mut report, progress)?;
+    for t in &targets {
+        t.params.check().map_err(|e| Error::Usage(format!("{}: {e}", t.info.path)))?;
+    }
+
+    let storages: Vec<Storage> = targets
+        .iter()
+        .map(|t| Storage {
+            chunk: std::iter::once(t.chunk_rows).chain(t.info.shape[1..].iter().copied()).collect(),
+            filter: Some((FILTER_ID, t.params.to_cd_values())),
+        })
+        .collect();
+    let mut sink = Hdf5Sink::create_with(output, &layout.groups, targets.iter().zip(&storages).map(|(t, s)| (t.index, &t.info, Some(s))))?;
+
+    // What the filter does not touch is copied object by object, as it was.
+    let src = hdf5::File::open(input).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
+    let all = super::dataset_paths(&src).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
+    for p in all {
+        if !targets.iter().any(|t| t.info.path == p) {
+            sink.copy_object(&src, &p)?;
+            report.copied.push(p);
+        }
+    }
+
+    let total: u64 = targets.iter().map(|t| t.info.raw_bytes()).sum();
+    progress.start(&format!("compressing into {}", output.display()), total);
+    for t in &targets {
+        for rows in crate::pack::row_ranges(t.info.rows(), t.chunk_rows) {
+            let n = rows.end - rows.start;
+            let data = source.read_rows(t.index, rows.clone())?;
+            sink.write_rows(t.index, rows, &data)?;
+            progress.advance(n * t.info.row_bytes());
+        }
+    }
+    progress.finish();
+    Box::new(sink).finish()?;
+
+    let out = hdf5::File::open(output).map_err(|e| Error::Hdf5 { path: output.into(), what: e.to_string() })?;
+    for t in &targets {
+        let stored = out.dataset(&t.info.path).map(|d| d.storage_size()).unwrap_or(0);
+        report.datasets.push(Compressed {
+            path: t.info.path.clone(),
+            shape: t.info.shape.clone(),
+            chunk: std::iter::once(t.chunk_rows).chain(t.info.shape[1..].iter().copied()).collect(),
+            filter: t.params.describe(),
+            model: t.params.model_id(),
+            raw_bytes: t.info.raw_bytes(),
+            stored_bytes: stored,
+        });
+    }
+    Ok(report)
+}
+
+/// Max minus min of a dataset's finite values (0 when there are none).
+fn dataset_range(source: &mut Hdf5Source, t: &Target, progress: &dyn Progress) -> Result<f64> {
+    let mut stats = crate::header::Stats::default();
+    let dtype = t.info.variables[0].dtype;
+    progress.start(&format!("scanning {}", t.info.path), t.info.raw_bytes());
+    for rows in crate::pack::row_ranges(t.info.rows(), t.chunk_rows) {
+        let n = rows.end - rows.start;
+        stats.update(&floats_to_f64(dtype, &source.read_rows(t.index, rows)?[0]));
+        progress.advance(n * t.info.row_bytes());
+    }
+    progress.finish();
+    Ok(stats.range())
+}
+
+/// Sets each table's model: the one named, one trained now, or none.
+fn choose_models(input: &Path, targets: &mut [Target], opts: &CompressOptions, report: &mut CompressReport, progress: &dyn Progress) -> Result<()> {
+    let tables: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].layout == Layout::Table).collect();
+    match &opts.model.choice {
+        ModelChoice::None => {}
+        ModelChoice::Use(what) => {
+            let bundle = Store::from_env().resolve(what)?;
+            let n = bundle.manifest.n_features() as u32;
+            let mut used = false;
+            for &i in &tables {
+                let t = &mut targets[i];
+                if t.params.features == n {
+                    t.params.set_model_id(&bundle.id).map_err(Error::Usage)?;
+                    used = true;
+                } else {
+                    report.notes.push(format!("{}: rows of {} values; model {} takes {n}: no model", t.info.path, t.params.features, &bundle.id[..12]));
+                }
+            }
+            if !used {
+                return Err(Error::Usage(format!("model {} ({n} features) fits no table of {}", &bundle.id[..12], input.display())));
+            }
+        }
+        ModelChoice::Auto if !tables.is_empty() => {
+            let names: Vec<String> = tables.iter().map(|&i| targets[i].info.path.clone()).collect();
+            let mut src = Hdf5Source::open(input, &names)?;
+            let prepared = prepare(&mut src, &opts.errors, &opts.model, progress)?;
+            report.notes.extend(prepared.notes.iter().cloned());
+            report.trained.extend(prepared.trained.iter().cloned());
+            for (k, ds) in src.layout().datasets.iter().enumerate() {
+                let Some(u) = &prepared.uses[k] else { continue };
+                let Some(t) = targets.iter_mut().find(|t| t.info.path == ds.path) else { continue };
+                // The filter feeds the model column j as feature j: only a model over every
+                // column, in order, fits.
+                let identity = u.features.iter().enumerate().all(|(j, f)| *f == [0, j as u64]);
+                if !identity || u.features.len() != t.params.features as usize {
+                    report.notes.push(format!("{}: the trained model does not take every column in order: no model", ds.path));
+                    continue;
+                }
+                t.params.set_model_id(&prepared.models[u.model].bundle.id).map_err(Error::Usage)?;
+            }
+        }
+        ModelChoice::Auto => {}
+    }
+    Ok(())
+}
