@@ -173,9 +173,14 @@ fn untranspose(cols: &[Vec<u8>], rows: usize, size: usize) -> Vec<u8> {
     out
 }
 
-/// Max minus min of the finite values (0 when there are none).
+/// Max minus min of the finite values, leaving out those equal to the last one (0 when none
+/// are left). HDF5 pads a partial edge chunk with the fill value, and the chunk's last element
+/// always lies in that padding, so the padding never widens the range: it stays within the
+/// dataset's, and a `rel` bound holds against the dataset's range. Leaving values out can only
+/// narrow the range, so a full chunk is never bounded more loosely than it should be.
 fn range(v: &[f64]) -> f64 {
-    let (lo, hi) = v.iter().filter(|x| x.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let last = v.last().map(|x| x.to_bits());
+    let (lo, hi) = v.iter().filter(|x| x.is_finite() && Some(x.to_bits()) != last).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     if hi >= lo {
         hi - lo
     } else {
@@ -230,6 +235,19 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn padding_of_a_partial_edge_chunk_does_not_widen_a_rel_bound() {
+        // 300 real rows in 100..200, then 200 rows of HDF5's fill value 0.
+        let (rows, real, f) = (500, 300, 2);
+        let v: Vec<f32> = (0..rows * f).map(|i| if i / f < real { 100.0 + (i as f32 * 0.37) % 100.0 } else { 0.0 }).collect();
+        let p = FilterParams { dtype: Some(DType::F32), layout: Layout::Table, features: f as u32, bound: FilterBound::Rel(1e-3), ..Default::default() };
+        let dec = decode(&p, &encode(&p, &bytes32(&v, false), None).unwrap(), None).unwrap();
+        for (i, (&want, b)) in v.iter().zip(dec.chunks_exact(4)).enumerate().take(real * f) {
+            let got = f32::from_le_bytes(b.try_into().unwrap());
+            assert!((got - want).abs() as f64 <= 1e-3 * 100.0, "element {i}: {got} vs {want}");
         }
     }
 
