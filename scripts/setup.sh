@@ -9,7 +9,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
 need=()
-for pkg in libhdf5-dev hdf5-tools pkg-config; do
+for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
@@ -37,4 +37,11 @@ fi
 # --all-targets: the test build then reuses these dependencies (dev-dependencies change some
 # features, and burn is minutes of CPU to build twice).
 cargo build --release --locked --quiet --all-targets
-echo "setup: ok ($(target/release/balerfile --version))"
+# The HDF5 filter plugin, on its own: built with the CLI, cargo would unify features and link
+# libhdf5 and burn into it.
+cargo build --release --locked --quiet -p h5z-baler
+# The h5py helper, installed from this checkout (it finds the plugin in target/release).
+if ! .venv/bin/python -c "import balerfile_h5" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -e python/balerfile-h5
+fi
+echo "setup: ok ($(target/release/balerfile --version); HDF5 filter plugin in $PWD/target/release)"

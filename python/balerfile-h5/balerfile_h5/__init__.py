@@ -130,47 +130,42 @@ def _f64_words(v):
 
 
 def _parse_error(error):
-    """(mode, value, per-column tolerances) from 'rel=E', 'abs=E', 'lossless', 'none' or a
-    sequence of per-column absolute tolerances."""
+    """(mode, value) from 'rel=E', 'abs=E', 'lossless' or 'none'."""
     if error is None or error == "lossless":
-        return 0, 0.0, []
+        return 0, 0.0
     if error == "none":
-        return 3, 0.0, []
-    if isinstance(error, str):
-        mode, sep, value = error.partition("=")
-        try:
-            v = float(value)
-        except ValueError:
-            v = float("nan")
-        if not sep or mode.strip() not in ("rel", "abs") or not (v > 0 and v != float("inf")):
-            raise ValueError(f"error={error!r}: use 'rel=E', 'abs=E' (E > 0), 'lossless', 'none', or per-column absolute tolerances")
-        return (2 if mode.strip() == "rel" else 1), v, []
-    tol = [float(t) for t in error]
-    if not tol or any(not (t >= 0 and t != float("inf")) for t in tol):
-        raise ValueError("per-column tolerances must be finite numbers >= 0 (0 = lossless)")
-    return 1, max(tol), tol
+        return 3, 0.0
+    mode, sep, value = str(error).partition("=")
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not sep or mode.strip() not in ("rel", "abs") or not (v > 0 and v != float("inf")):
+        raise ValueError(f"error={error!r}: use 'rel=E', 'abs=E' (E > 0), 'lossless' or 'none'")
+    return (2 if mode.strip() == "rel" else 1), v
 
 
 class Baler(Mapping):
     """The balerfile filter's arguments for h5py's create_dataset (the hdf5plugin convention).
 
-    error:  'rel=1e-3' (of each chunk's value range, per column in a table), 'abs=0.01',
-            'lossless' (default), 'none' (the model's output, no bound), or a sequence of
-            per-column absolute tolerances (a table).
+    error:  'rel=1e-3' (E times the value range within each chunk, of each column in a
+            table; a chunk's range lies within the dataset's, so the bound holds against the
+            dataset's range too), 'abs=0.01', 'lossless' (default), or 'none' (the model's
+            output, no bound).
     model:  a model id, id prefix or bundle folder from the balerfile model store (a dense model
             trained by `balerfile train`); implies table=True.
-    table:  rows x features (each column coded with its own tolerance, chunks must hold whole
-            rows). Default: True with a model or per-column tolerances, else False (a field).
+    table:  rows x features (each column coded on its own, chunks must hold whole rows).
+            Default: True with a model, else False (a field: the chunk as one sequence).
     level:  zstd level (default 3). latent: 'f16' (default) or a bit count 2..16.
     """
 
     def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16"):
-        mode, value, tol = _parse_error(error)
+        mode, value = _parse_error(error)
         model_id = find_model(model) if model is not None else None
         if table is None:
-            table = model_id is not None or bool(tol)
-        if (model_id or tol) and not table:
-            raise ValueError("a model or per-column tolerances need table=True")
+            table = model_id is not None
+        if model_id and not table:
+            raise ValueError("a model codes tables: table=True")
         if mode == 3 and model_id is None:
             raise ValueError("error='none' keeps only the model's output: name a model")
         if not (-7 <= int(level) <= 22):
@@ -187,12 +182,6 @@ class Baler(Mapping):
             b = bytes.fromhex(model_id)
             words = list(struct.unpack("<8I", b))
         cd += words
-        cd += [0]  # chunk shape: set_local fills it in
-        cd += [len(tol)]
-        for t in tol:
-            cd += _f64_words(t)
-        if len(cd) > 256:
-            raise ValueError(f"{len(tol)} per-column tolerances: HDF5 lets a filter read back at most 256 parameters (about 115 columns)")
         self.model = model_id
         self._kw = {"compression": FILTER_ID, "compression_opts": tuple(cd)}
 

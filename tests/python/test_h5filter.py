@@ -1,0 +1,370 @@
+"""The HDF5 filter plugin (libh5z_baler.so, filter 442) with real clients: h5py (through the
+balerfile_h5 helper, and bare with only HDF5_PLUGIN_PATH), a C program built with Debian's
+h5cc, h5dump and h5repack, and `balerfile h5 compress|verify`. Every read is checked element by
+element against its bound; files written by each client are read by the others.
+
+Data: the ATLAS issue63 ntuple's 141 float columns as one 9812 x 141 float32 array (a table),
+and the HadCM3 air temperature field (240 x 37 x 49 float32).
+"""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+PLUGIN_DIR = ROOT / "target" / "release"
+PLUGIN = PLUGIN_DIR / "libh5z_baler.so"
+FILTER_ID = 442
+FAST_TRAIN = ["--epochs", "6", "--patience", "3"]
+TABLE = "events/table"
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    if not PLUGIN.is_file():
+        pytest.fail(f"{PLUGIN} missing: build it with `cargo build --release -p h5z-baler`", pytrace=False)
+    return PLUGIN
+
+
+@pytest.fixture(scope="module")
+def bh5(plugin):
+    """The Python helper, registered with this process's h5py."""
+    import balerfile_h5
+    assert balerfile_h5.register() == plugin or Path(balerfile_h5.register()).resolve() == plugin.resolve()
+    return balerfile_h5
+
+
+@pytest.fixture(autouse=True)
+def _store_for_the_plugin(model_store, monkeypatch):
+    # The plugin inside this process finds models where the CLI puts them.
+    monkeypatch.setenv("BALER_MODEL_PATH", str(model_store))
+
+
+@pytest.fixture(scope="module")
+def float_table(issue63_h5, tmp_path_factory):
+    """issue63's float columns as a 2-D float32 dataset (gzip), an integer dataset and
+    attributes: what a user's HDF5 file holds."""
+    with h5py.File(issue63_h5, "r") as f:
+        t = f["WtLoop_nominal"][()]
+    names = [n for n in t.dtype.names if t.dtype[n].kind == "f"]
+    x = np.stack([t[n] for n in names], axis=1).astype("<f4")
+    assert x.shape == (9812, 141)
+    out = tmp_path_factory.mktemp("h5filter") / "issue63_float.h5"
+    with h5py.File(out, "w") as f:
+        d = f.create_dataset(TABLE, data=x, chunks=(1024, x.shape[1]), compression="gzip")
+        d.attrs["columns"] = np.array(names, dtype=h5py.string_dtype())
+        f.create_dataset("events/run", data=np.arange(len(x), dtype="<i8"), compression="gzip")
+        f.attrs["source"] = "uproot-issue63.root"
+    return out, x
+
+
+@pytest.fixture(scope="module")
+def table_model(cli, float_table):
+    path, _ = float_table
+    r = cli("train", path, "--dataset", TABLE, *FAST_TRAIN)
+    ids = [w for w in r.stdout.split() if len(w) == 64 and all(c in "0123456789abcdef" for c in w)]
+    assert ids, r.stdout
+    return ids[0]
+
+
+def column_bound_ok(x, y, rel):
+    """Every finite element within rel x its column's range; non-finite ones bit-identical."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    fin = np.isfinite(x64)
+    assert x[~fin].tobytes() == y[~fin].tobytes()
+    lo = np.where(fin, x64, np.inf).min(axis=0)
+    hi = np.where(fin, x64, -np.inf).max(axis=0)
+    tol = rel * np.maximum(hi - lo, 0)
+    err = np.where(fin, np.abs(y64 - x64), 0)
+    bad = ~(err <= tol)
+    assert not bad.any(), f"{int(bad.sum())} elements outside the bound (worst err/tol {np.max(err / np.where(tol > 0, tol, 1)):.4f})"
+    return float(np.max(err / np.where(tol > 0, tol, 1)))
+
+
+def bare_env(**extra):
+    """What a user's unrelated program sees: no BALER_* or PYTHONPATH tricks, the plugin only
+    through HDF5_PLUGIN_PATH (and the model store when a model is used)."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "HDF5_PLUGIN_PATH": str(PLUGIN_DIR)}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def read_in_new_process(path, dataset, out_npy, env, expect_fail=False):
+    """A fresh Python with bare h5py reads `dataset` into out_npy."""
+    code = textwrap.dedent(f"""
+        import h5py, numpy as np
+        with h5py.File({str(path)!r}, "r") as f:
+            np.save({str(out_npy)!r}, f[{dataset!r}][()])
+    """)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert "panicked" not in r.stderr, r.stderr
+    if expect_fail:
+        assert r.returncode != 0, "the read succeeded but had to fail"
+        return r
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return np.load(out_npy)
+
+
+# --------------------------------------------------------------------------------------------
+# The plugin as a shared object
+
+
+def test_plugin_links_no_libhdf5_and_exports_the_entry_points(plugin):
+    dyn = subprocess.run(["readelf", "-dW", str(plugin)], capture_output=True, text=True, check=True).stdout
+    needed = [l for l in dyn.splitlines() if "(NEEDED)" in l]
+    assert needed and not any("hdf5" in l for l in needed), needed
+    syms = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True, text=True, check=True).stdout
+    for s in ("H5PLget_plugin_type", "H5PLget_plugin_info", "init_filter"):
+        assert f" T {s}\n" in syms + "\n", f"{s} not exported"
+
+
+# --------------------------------------------------------------------------------------------
+# h5py
+
+
+def test_h5py_helper_writes_and_a_bare_h5py_reads_in_a_new_process(bh5, float_table, tmp_path):
+    _, x = float_table
+    out = tmp_path / "helper.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("t", data=x, chunks=(4096, x.shape[1]), **bh5.Baler(error="rel=1e-3", table=True))
+        f.create_dataset("f64", data=x[:2000, :7].astype("f8"), chunks=(500, 7), **bh5.Baler(error="abs=0.05"))
+        f.create_dataset("exact", data=x[:3000], chunks=(1000, 141), **bh5.Baler())
+    with h5py.File(out, "r") as f:
+        assert f["t"].id.get_create_plist().get_filter(0)[0] == FILTER_ID
+        assert f["t"].id.get_storage_size() < x.nbytes * 0.4
+    y = read_in_new_process(out, "t", tmp_path / "t.npy", bare_env())
+    column_bound_ok(x, y, 1e-3)
+    y = read_in_new_process(out, "f64", tmp_path / "f.npy", bare_env())
+    assert np.abs(y - x[:2000, :7].astype("f8")).max() <= 0.05
+    y = read_in_new_process(out, "exact", tmp_path / "e.npy", bare_env())
+    assert y.tobytes() == x[:3000].tobytes()
+
+
+def test_h5py_with_a_model_reads_within_bound_and_smaller(bh5, float_table, table_model, model_store, tmp_path):
+    _, x = float_table
+    out = tmp_path / "model.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("with", data=x, chunks=(4096, 141), **bh5.Baler(error="rel=1e-3", model=table_model[:10]))
+        f.create_dataset("without", data=x, chunks=(4096, 141), **bh5.Baler(error="rel=1e-3", table=True))
+        sizes = {k: f[k].id.get_storage_size() for k in ("with", "without")}
+    print(f"issue63 float table, rel=1e-3, chunks 4096 rows: {sizes} of {x.nbytes} raw")
+    y = read_in_new_process(out, "with", tmp_path / "w.npy", bare_env(BALER_MODEL_PATH=model_store))
+    column_bound_ok(x, y, 1e-3)
+    # The model's id travels in the file: the reader needs only the store.
+    with h5py.File(out, "r") as f:
+        cd = f["with"].id.get_create_plist().get_filter(0)[2]
+    assert bytes(np.array(cd[10:18], dtype="<u4").tobytes()).hex() == table_model
+
+
+def test_many_threads_read_one_filtered_dataset(bh5, float_table, table_model, tmp_path):
+    _, x = float_table
+    out = tmp_path / "threads.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("t", data=x, chunks=(1024, 141), **bh5.Baler(error="rel=1e-3", model=table_model))
+    with h5py.File(out, "r") as f:
+        serial = f["t"][()]
+        column_bound_ok(x, serial, 1e-3)
+        results, errors = {}, []
+
+        def work(i):
+            try:
+                lo = (i * 977) % 8000
+                results[i] = (lo, f["t"][lo:lo + 1800])
+            except Exception as e:  # surfaced below
+                errors.append(e)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(results) == 8
+    for lo, part in results.values():
+        assert part.tobytes() == serial[lo:lo + 1800].tobytes()
+
+
+def test_a_chunk_that_splits_the_models_rows_is_refused_at_creation(bh5, float_table, table_model, tmp_path, capfd):
+    _, x = float_table
+    with h5py.File(tmp_path / "split.h5", "w") as f:
+        with pytest.raises(Exception):
+            f.create_dataset("t", data=x, chunks=(1024, 70), **bh5.Baler(error="rel=1e-3", model=table_model))
+    err = capfd.readouterr().err
+    assert "whole rows" in err and "141" in err, err
+
+
+def test_a_missing_model_or_onnxruntime_fails_the_read_with_its_name(bh5, float_table, table_model, tmp_path):
+    _, x = float_table
+    out = tmp_path / "needs-model.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("t", data=x[:4096], chunks=(4096, 141), **bh5.Baler(error="rel=1e-3", model=table_model))
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    r = read_in_new_process(out, "t", tmp_path / "x.npy", bare_env(BALER_MODEL_PATH=empty), expect_fail=True)
+    assert f"model {table_model} not found" in r.stderr and str(empty) in r.stderr, r.stderr
+    r = read_in_new_process(out, "t", tmp_path / "x.npy",
+                            bare_env(BALER_MODEL_PATH=os.environ["BALER_MODEL_PATH"], BALERFILE_ONNXRUNTIME=tmp_path / "no-ort.so"),
+                            expect_fail=True)
+    assert "ONNX Runtime" in r.stderr and "no-ort.so" in r.stderr, r.stderr
+
+
+def test_a_damaged_chunk_is_an_error_not_wrong_numbers(bh5, balerfile, float_table, tmp_path):
+    _, x = float_table
+    out = tmp_path / "damaged.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("t", data=x, chunks=(2048, 141), **bh5.Baler(error="rel=1e-3", table=True))
+    with h5py.File(out, "r") as f:
+        info = f["t"].id.get_chunk_info(1)
+    data = bytearray(out.read_bytes())
+    data[info.byte_offset + info.size // 2] ^= 0x40
+    out.write_bytes(bytes(data))
+    r = read_in_new_process(out, "t", tmp_path / "x.npy", bare_env(), expect_fail=True)
+    assert "checksum" in r.stderr, r.stderr
+    r = subprocess.run([balerfile, "h5", "verify", out], capture_output=True, text=True)
+    assert r.returncode == 1 and "FAILED" in r.stdout and "checksum" in r.stdout, r.stdout + r.stderr
+
+
+def test_verify_finds_chunks_stored_unfiltered(balerfile, bh5, float_table, tmp_path):
+    """h5py adds user filters as optional: without the plugin (allow_unknown_filter) the chunks
+    go to the file raw and the write 'succeeds'. `h5 verify` must say so."""
+    _, x = float_table
+    out = tmp_path / "raw-chunks.h5"
+    opts = tuple(bh5.Baler(error="rel=1e-3", table=True)["compression_opts"])
+    code = textwrap.dedent(f"""
+        import h5py, numpy as np
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        with h5py.File({str(out)!r}, "w") as f:
+            f.create_dataset("t", data=x, chunks=(2048, 141), compression={FILTER_ID},
+                             compression_opts={opts!r}, allow_unknown_filter=True)
+    """)
+    np.save(tmp_path / "x.npy", x)
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "HDF5_PLUGIN_PATH": str(tmp_path / "nothing")}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
+    r = subprocess.run([balerfile, "h5", "verify", out], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "5 of 5 chunk(s) stored UNFILTERED" in r.stdout, r.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# A C program, h5dump, h5repack
+
+
+@pytest.fixture(scope="module")
+def c_client(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("c") / "h5filter_client"
+    r = subprocess.run(["h5cc", "-shlib", "-o", str(exe), str(ROOT / "tests" / "c" / "h5filter_client.c"), "-lm"],
+                       capture_output=True, text=True, cwd=exe.parent)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return exe
+
+
+def test_c_program_writes_with_h5pset_filter_and_every_client_reads_it(c_client, balerfile, tmp_path):
+    out = tmp_path / "c.h5"
+    r = subprocess.run([c_client, "write", out], env=bare_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 outside" in r.stdout
+    # set_local filled in the element type and row width the C program left at 0.
+    with h5py.File(out, "r") as f:
+        cd = f["c/table"].id.get_create_plist().get_filter(0)[2]
+        assert cd[1] == 1 and cd[3] == 1 and cd[4] == 6, cd
+        assert f["c/field"].id.get_create_plist().get_filter(0)[2][1] == 2
+    y = read_in_new_process(out, "c/field", tmp_path / "f.npy", bare_env())
+    with h5py.File(out, "r") as f:
+        raw = f["c/field_raw"][()]
+        table_raw = f["c/table_raw"][()]
+    assert np.abs(y - raw).max() <= 1e-3
+    column_bound_ok(table_raw, read_in_new_process(out, "c/table", tmp_path / "t.npy", bare_env()), 1e-3)
+    r = subprocess.run([balerfile, "h5", "verify", out], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count("every chunk decodes") == 2, r.stdout + r.stderr
+
+
+def test_c_program_reads_what_h5py_wrote(c_client, bh5, float_table, tmp_path):
+    _, x = float_table
+    out = tmp_path / "py.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("t", data=x[:5000, :20], chunks=(1000, 20), **bh5.Baler(error="rel=1e-3", table=True))
+        f.create_dataset("t_raw", data=x[:5000, :20])
+    r = subprocess.run([c_client, "check", out, "/t", "/t_raw", "-1e-3"], env=bare_env(), capture_output=True, text=True)
+    assert r.returncode == 0 and "0 outside" in r.stdout, r.stdout + r.stderr
+
+
+def test_h5dump_shows_the_filter_and_reads_the_values(bh5, float_table, tmp_path):
+    _, x = float_table
+    out = tmp_path / "dump.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("t", data=x[:3000, :5], chunks=(1000, 5), **bh5.Baler(error="abs=0.01", table=True))
+    r = subprocess.run(["h5dump", "-p", "-d", "/t", "-s", "0,0", "-c", "4,5", str(out)], env=bare_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "FILTER_ID 442" in r.stdout and "balerfile" in r.stdout, r.stdout
+    data = r.stdout.split("DATA {", 1)[1].split("}", 1)[0]
+    vals = [float(v) for line in data.strip().splitlines() for v in line.split(":", 1)[1].replace(",", " ").split()]
+    # h5dump prints 6 significant digits: allow that rounding on top of the bound.
+    want = x[:4, :5].astype("f8").ravel()
+    assert len(vals) == 20 and np.all(np.abs(np.array(vals) - want) <= 0.01 + 5e-6 * np.abs(want)), (vals, want)
+
+
+def test_h5repack_converts_a_gzip_dataset_to_the_filter(bh5, balerfile, float_table, tmp_path):
+    src, x = float_table
+    out = tmp_path / "repacked.h5"
+    cd = bh5.Baler(error="rel=1e-3", table=True)["compression_opts"]
+    ud = f"/{TABLE}:UD={FILTER_ID},0,{len(cd)}," + ",".join(str(v) for v in cd)
+    r = subprocess.run(["h5repack", "-f", ud, str(src), str(out)], env=bare_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with h5py.File(out, "r") as f:
+        assert f[TABLE].id.get_create_plist().get_filter(0)[0] == FILTER_ID
+        assert f[TABLE].id.get_storage_size() < x.nbytes * 0.4
+        assert f["events/run"][()].tobytes() == np.arange(len(x), dtype="<i8").tobytes()
+    column_bound_ok(x, read_in_new_process(out, TABLE, tmp_path / "r.npy", bare_env()), 1e-3)
+    r = subprocess.run([balerfile, "h5", "verify", out], capture_output=True, text=True)
+    assert r.returncode == 0 and "every chunk decodes" in r.stdout, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# balerfile h5 compress
+
+
+def test_h5_compress_trains_filters_tables_and_keeps_everything_else(cli, float_table, model_store, tmp_path):
+    src, x = float_table
+    out = tmp_path / "compressed.h5"
+    r = cli("h5", "compress", src, out, "--error", "rel=1e-3", *FAST_TRAIN)
+    assert "trained model" in r.stdout and "/events/table" in r.stdout, r.stdout
+    with h5py.File(src, "r") as fs, h5py.File(out, "r") as fo:
+        assert fo.attrs["source"] == fs.attrs["source"]
+        assert list(fo[TABLE].attrs["columns"]) == list(fs[TABLE].attrs["columns"])
+        assert fo["events/run"][()].tobytes() == fs["events/run"][()].tobytes()
+        assert fo["events/run"].compression == "gzip"  # copied as it was
+        cd = fo[TABLE].id.get_create_plist().get_filter(0)[2]
+        assert cd[3] == 1 and cd[4] == 141 and any(cd[10:18]), cd  # a table, with a model
+    y = read_in_new_process(out, TABLE, tmp_path / "y.npy", bare_env(BALER_MODEL_PATH=model_store))
+    column_bound_ok(x, y, 1e-3)
+    v = cli("h5", "verify", out)
+    assert "ok (every chunk decodes)" in v.stdout, v.stdout
+
+
+def test_h5_compress_bounds_a_3d_field_by_its_range(cli, hadcm3, tmp_path):
+    out = tmp_path / "hadcm3.h5"
+    cli("h5", "compress", hadcm3, out, "--dataset", "air_temperature", "--error", "rel=1e-3")
+    with h5py.File(hadcm3, "r") as fs:
+        x = fs["air_temperature"][()]
+    y = read_in_new_process(out, "air_temperature", tmp_path / "y.npy", bare_env())
+    assert y.shape == x.shape == (240, 37, 49)
+    x64 = x.astype("f8")
+    tol = 1e-3 * (x64.max() - x64.min())
+    assert np.abs(y.astype("f8") - x64).max() <= tol
+    with h5py.File(out, "r") as fo:
+        assert fo["air_temperature"].id.get_storage_size() < 0.35 * x.nbytes
+
+
+def test_h5_compress_refuses_what_it_cannot_filter(cli, issue63_h5, tmp_path):
+    r = cli("h5", "compress", issue63_h5, tmp_path / "o.h5", "--dataset", "WtLoop_nominal", expect_fail=True)
+    assert r.returncode == 1 and "compound" in r.stderr and "WtLoop_nominal" in r.stderr, r.stderr
+    assert not (tmp_path / "o.h5").exists()
+    r = cli("h5", "compress", tmp_path / "missing.h5", tmp_path / "o.h5", expect_fail=True)
+    assert r.returncode == 1 and "missing.h5" in r.stderr
