@@ -158,11 +158,23 @@ fn print_compress(input: &std::path::Path, output: &std::path::Path, r: &Compres
         println!("{n}");
     }
     let (mut raw, mut stored) = (0u64, 0u64);
+    let mut decoders = std::collections::BTreeMap::new();
     for d in &r.datasets {
         raw += d.raw_bytes;
         stored += d.stored_bytes;
+        let with = match &d.model {
+            Some(id) => {
+                decoders.insert(id.clone(), d.decoder_bytes);
+                format!(
+                    "; {:.2} % with the model's decoder ({})",
+                    100.0 * (d.stored_bytes + d.decoder_bytes) as f64 / d.raw_bytes.max(1) as f64,
+                    mb(d.decoder_bytes)
+                )
+            }
+            None => String::new(),
+        };
         println!(
-            "{}: {:?} in chunks {:?}, {}: {} -> {} ({:.2} % of raw)",
+            "{}: {:?} in chunks {:?}, {}: {} -> {} ({:.2} % of raw{with})",
             d.path,
             d.shape,
             d.chunk,
@@ -172,8 +184,10 @@ fn print_compress(input: &std::path::Path, output: &std::path::Path, r: &Compres
             100.0 * d.stored_bytes as f64 / d.raw_bytes.max(1) as f64
         );
     }
+    let dec: u64 = decoders.values().sum();
+    let with = if dec > 0 { format!("; {:.2} % counting the decoders", 100.0 * (stored + dec) as f64 / raw.max(1) as f64) } else { String::new() };
     println!(
-        "compressed {} -> {}: {} datasets filtered ({} -> {}, {:.2} %), {} copied as they were, in {secs:.2} s",
+        "compressed {} -> {}: {} datasets filtered ({} -> {}, {:.2} %{with}), {} copied as they were, in {secs:.2} s",
         input.display(),
         output.display(),
         r.datasets.len(),

@@ -53,6 +53,8 @@ pub struct Compressed {
     pub model: Option<String>,
     pub raw_bytes: u64,
     pub stored_bytes: u64,
+    /// The model's decoder and manifest, which a reader needs beside the file.
+    pub decoder_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -180,8 +182,13 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     Box::new(sink).finish()?;
 
     let out = hdf5::File::open(output).map_err(|e| Error::Hdf5 { path: output.into(), what: e.to_string() })?;
+    let store = Store::from_env();
     for t in &targets {
         let stored = out.dataset(&t.info.path).map(|d| d.storage_size()).unwrap_or(0);
+        let decoder_bytes = match t.params.model_id() {
+            Some(id) => store.get(&id)?.decoder_cost(),
+            None => 0,
+        };
         report.datasets.push(Compressed {
             path: t.info.path.clone(),
             shape: t.info.shape.clone(),
@@ -190,6 +197,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
             model: t.params.model_id(),
             raw_bytes: t.info.raw_bytes(),
             stored_bytes: stored,
+            decoder_bytes,
         });
     }
     Ok(report)

@@ -49,19 +49,14 @@ def _store_for_the_plugin(model_store, monkeypatch):
 
 @pytest.fixture(scope="module")
 def float_table(issue63_h5, tmp_path_factory):
-    """issue63's float columns as a 2-D float32 dataset (gzip), an integer dataset and
-    attributes: what a user's HDF5 file holds."""
-    with h5py.File(issue63_h5, "r") as f:
-        t = f["WtLoop_nominal"][()]
-    names = [n for n in t.dtype.names if t.dtype[n].kind == "f"]
-    x = np.stack([t[n] for n in names], axis=1).astype("<f4")
-    assert x.shape == (9812, 141)
+    """issue63's 141 float columns as a 2-D float32 dataset (gzip), an integer dataset and
+    attributes: what a user's HDF5 file holds (fixtures/make_float_array_h5.py)."""
     out = tmp_path_factory.mktemp("h5filter") / "issue63_float.h5"
-    with h5py.File(out, "w") as f:
-        d = f.create_dataset(TABLE, data=x, chunks=(1024, x.shape[1]), compression="gzip")
-        d.attrs["columns"] = np.array(names, dtype=h5py.string_dtype())
-        f.create_dataset("events/run", data=np.arange(len(x), dtype="<i8"), compression="gzip")
-        f.attrs["source"] = "uproot-issue63.root"
+    subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_float_array_h5.py"), str(issue63_h5), str(out)],
+                   check=True, capture_output=True, timeout=300)
+    with h5py.File(out, "r") as f:
+        x = f[TABLE][()]
+    assert x.shape == (9812, 141) and x.dtype == np.dtype("<f4")
     return out, x
 
 
