@@ -31,8 +31,13 @@ pub fn encode_chunk(p: &FilterParams, data: &[u8]) -> Result<Vec<u8>, String> {
     with_plan(p, true, |plan| chunk::encode(p, data, plan))
 }
 
-/// Decodes one filtered chunk; a chunk coded with a model needs that model in the store.
+/// Decodes one filtered chunk; a chunk coded with a model needs that model in the store. (The
+/// codec leaves the latent out of a chunk where it does not pay, and such a chunk decodes
+/// without loading the model.)
 pub fn decode_chunk(p: &FilterParams, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    if !chunk::uses_latent(bytes) {
+        return chunk::decode(p, bytes, None);
+    }
     with_plan(p, false, |plan| chunk::decode(p, bytes, plan))
 }
 
