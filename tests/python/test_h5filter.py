@@ -131,6 +131,7 @@ def test_h5py_helper_writes_and_a_bare_h5py_reads_in_a_new_process(bh5, float_ta
         f.create_dataset("t", data=x, chunks=(4096, x.shape[1]), **bh5.Baler(error="rel=1e-3", table=True))
         f.create_dataset("f64", data=x[:2000, :7].astype("f8"), chunks=(500, 7), **bh5.Baler(error="abs=0.05"))
         f.create_dataset("exact", data=x[:3000], chunks=(1000, 141), **bh5.Baler())
+        f.create_dataset("big_endian", data=x[:3000, :9].astype(">f4"), chunks=(1000, 9), **bh5.Baler(error="rel=1e-3", table=True))
     with h5py.File(out, "r") as f:
         assert f["t"].id.get_create_plist().get_filter(0)[0] == FILTER_ID
         assert f["t"].id.get_storage_size() < x.nbytes * 0.4
@@ -140,6 +141,22 @@ def test_h5py_helper_writes_and_a_bare_h5py_reads_in_a_new_process(bh5, float_ta
     assert np.abs(y - x[:2000, :7].astype("f8")).max() <= 0.05
     y = read_in_new_process(out, "exact", tmp_path / "e.npy", bare_env())
     assert y.tobytes() == x[:3000].tobytes()
+    y = read_in_new_process(out, "big_endian", tmp_path / "b.npy", bare_env())
+    assert y.dtype == np.dtype(">f4")
+    column_bound_ok(x[:3000, :9], y.astype("<f4"), 1e-3)
+
+
+def test_a_type_the_filter_cannot_code_is_refused_at_creation(bh5, tmp_path, capfd):
+    with h5py.File(tmp_path / "ints.h5", "w") as f:
+        with pytest.raises(Exception):
+            f.create_dataset("i", data=np.arange(1000, dtype="i4"), chunks=(100,), **bh5.Baler(error="abs=1"))
+        assert "i" not in f
+    err = capfd.readouterr().err
+    assert "balerfile filter:" in err and "32- and 64-bit float" in err, err
+    with pytest.raises(ValueError, match="rel=E"):
+        bh5.Baler(error="rel=-1")
+    with pytest.raises(ValueError, match="not found"):
+        bh5.Baler(model="0123456789abcdef")
 
 
 def test_h5py_with_a_model_reads_within_bound_and_smaller(bh5, float_table, table_model, model_store, tmp_path):
