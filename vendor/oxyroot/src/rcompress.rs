@@ -1,0 +1,146 @@
+use flate2::read::ZlibDecoder;
+use lz4::block::decompress_to_buffer as LZ4_decompress_to_buffer;
+use std::io::Read;
+use liblzma::read::XzDecoder;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug)]
+pub enum Error {
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+// Note: this contains ZL[src][dst] where src and dst are 3 bytes each.
+const HEADER_SIZE: usize = 9;
+
+// because each zipped block contains:
+// - the size of the input data
+// - the size of the compressed data
+// where each size is saved on 3 bytes, the maximal size
+// of each block can not be bigger than 16Mb.
+#[allow(dead_code)]
+const K_MAX_COMPRESSED_BLOCK_SIZE: usize = 0xffffff;
+
+#[allow(dead_code)]
+#[derive(PartialEq)]
+enum Kind {
+    #[allow(dead_code)]
+    Inherit = -1,
+    UseGlobal = 0,
+    Zlib = 1,
+    Lzma = 2,
+    OldCompression = 3,
+    LZ4 = 4,
+    Zstd = 5,
+    UndefinedCompression = 6,
+}
+
+// kindOf returns the kind of compression algorithm.
+fn kind_of(buf: &[u8]) -> Kind {
+    match (buf[0] as char, buf[1] as char) {
+        ('Z', 'L') => Kind::Zlib,
+        ('X', 'Z') => Kind::Lzma,
+        ('L', '4') => Kind::LZ4,
+        ('Z', 'S') => Kind::Zstd,
+        ('C', 'S') => Kind::OldCompression,
+
+        _ => Kind::UndefinedCompression,
+    }
+}
+
+/// Decompresses ROOT's blocks (each a 9-byte header: two letters naming the algorithm, a method
+/// byte, 3 bytes of compressed size, 3 bytes of uncompressed size; then the payload) from `src`
+/// until `dst` is full. A malformed or truncated block, or an algorithm not implemented here,
+/// is an error (never a panic): the input is a file from outside.
+pub fn decompress(dst: &mut [u8], mut src: &[u8]) -> Result<usize> {
+    fn bad(what: String) -> Error {
+        Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what))
+    }
+    let mut out = 0usize;
+    while out < dst.len() {
+        if src.len() < HEADER_SIZE {
+            return Err(bad(format!("compressed block header truncated ({} bytes left)", src.len())));
+        }
+        let hdr = &src[..HEADER_SIZE];
+        let srcsz = hdr[3] as usize | (hdr[4] as usize) << 8 | (hdr[5] as usize) << 16;
+        let tgtsz = hdr[6] as usize | (hdr[7] as usize) << 8 | (hdr[8] as usize) << 16;
+        let body = src
+            .get(HEADER_SIZE..HEADER_SIZE + srcsz)
+            .ok_or_else(|| bad(format!("compressed block of {srcsz} bytes truncated")))?;
+        let target = dst
+            .get_mut(out..out + tgtsz)
+            .ok_or_else(|| bad(format!("compressed block of {tgtsz} bytes overruns its object")))?;
+        match kind_of(hdr) {
+            Kind::Zlib => ZlibDecoder::new(body).read_exact(target)?,
+            Kind::Lzma => XzDecoder::new(body).read_exact(target)?,
+            Kind::LZ4 => {
+                // 8 bytes of xxhash checksum precede the LZ4 block.
+                let block = body.get(8..).ok_or_else(|| bad("LZ4 block without its checksum".into()))?;
+                let n = LZ4_decompress_to_buffer(block, Some(tgtsz as i32), target)?;
+                if n != tgtsz {
+                    return Err(bad(format!("LZ4 block gave {n} bytes, expected {tgtsz}")));
+                }
+            }
+            Kind::Zstd => {
+                let n = zstd::bulk::decompress_to_buffer(body, target)?;
+                if n != tgtsz {
+                    return Err(bad(format!("ZSTD block gave {n} bytes, expected {tgtsz}")));
+                }
+            }
+            _ => {
+                return Err(bad(format!(
+                    "compression '{}{}' is not supported",
+                    (hdr[0] as char).escape_default(),
+                    (hdr[1] as char).escape_default()
+                )))
+            }
+        }
+        out += tgtsz;
+        src = &src[HEADER_SIZE + srcsz..];
+    }
+    Ok(out)
+}
+
+fn root_compress_algo_level(algo: i32) -> (Kind, i32) {
+    let kind = algo / 100;
+    let level = algo % 100;
+    let kind = match kind {
+        0 => Kind::UseGlobal,
+        1 => Kind::Zlib,
+        2 => Kind::Lzma,
+        3 => Kind::OldCompression,
+        4 => Kind::LZ4,
+        5 => Kind::Zstd,
+        _ => Kind::UndefinedCompression,
+    };
+    (kind, level)
+}
+
+pub fn compress(src: Vec<u8>, compression: i32) -> Result<Vec<u8>> {
+    assert_eq!(compression, 1);
+
+    let (kind, level) = root_compress_algo_level(compression);
+
+    if kind == Kind::UseGlobal || level == 0 || src.len() < 512 {
+        // no compression
+        // let mut dst = Vec::new();
+        //std::io::copy(src, &mut dst)?;
+        return Ok(src);
+    }
+
+    unimplemented!();
+
+    // let mut dst = Vec::new();
+    // {
+    //     let mut w = flate2::write::ZlibEncoder::new(&mut dst, flate2::Compression::default());
+    //     std::io::copy(&mut src, &mut w)?;
+    // }
+    //
+    // Ok(dst)
+}
