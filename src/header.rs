@@ -48,6 +48,7 @@ impl Producer {
 pub enum SourceKind {
     Hdf5,
     Npy,
+    Root,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -85,6 +86,30 @@ pub struct DatasetInfo {
     /// The model stage of this dataset's chunks, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<DatasetModel>,
+    /// Set on a per-object table (one row per jet, say) cut from jagged ROOT branches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jagged: Option<Jagged>,
+}
+
+/// Where a per-object table's rows come from: entry `i` of the event table owns the next
+/// `counts[i]` rows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Jagged {
+    /// The event table (one row per entry).
+    pub events: String,
+    /// The variable of the event table holding each entry's object count.
+    pub counts: String,
+    /// How the source stored it: a C array with its counter branch (`counts` is that branch),
+    /// or a `std::vector` (`counts` was added by balerfile and is not a branch of the tree).
+    pub container: Container,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    Carray,
+    Vector,
 }
 
 /// How a dataset's chunks use a model: which one, what it sees, how the latent is stored.

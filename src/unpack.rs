@@ -18,6 +18,8 @@ pub struct UnpackOptions {
     /// Where the archive's models run.
     #[cfg(feature = "runtime")]
     pub runtime: crate::runtime::RuntimeOptions,
+    /// The output format (h5, root, npy); None: from the output's extension.
+    pub format: Option<String>,
 }
 
 /// The models an archive's datasets need, loaded for decoding (decoders only).
@@ -120,7 +122,7 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
     let codec = codec_of(&reader)?;
     let header = reader.header();
     let selected = io::select(input, &header.datasets, &opts.datasets)?;
-    let mut sink = io::create_sink(output, header, &selected)?;
+    let mut sink = io::create_sink_as(output, opts.format.as_deref(), header, &selected)?;
     let codings = var_codings(&reader);
     let models = ArchiveModels::load(&reader, &selected, opts)?;
     let mut plans = Vec::with_capacity(header.datasets.len());

@@ -28,9 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compress an HDF5 file (all numeric datasets, or those named) or a .npy file into a .baler archive.
+    /// Compress an HDF5 file (all numeric datasets, or those named), a ROOT file (its TTrees) or
+    /// a .npy file into a .baler archive.
     Pack {
-        /// HDF5 (.h5, .nc, ...) or .npy file.
+        /// HDF5 (.h5, .nc, ...), ROOT (.root) or .npy file.
         input: PathBuf,
         /// The archive to write (replaced atomically if it exists).
         #[arg(short, long)]
@@ -55,6 +56,8 @@ enum Command {
         /// Print one summary line instead of the per-variable table.
         #[arg(short, long)]
         quiet: bool,
+        #[command(flatten)]
+        root: RootArgs,
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
@@ -87,12 +90,16 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
-    /// Decompress a .baler archive into HDF5 (.h5) or .npy.
+    /// Decompress a .baler archive into HDF5 (.h5), ROOT (.root) or .npy.
     Unpack {
         input: PathBuf,
-        /// Output file: .h5 (every dataset, with groups and attributes) or .npy (one dataset).
+        /// Output file: .h5 (every dataset, with groups and attributes), .root (TTrees) or .npy
+        /// (one dataset).
         #[arg(short, long)]
         output: PathBuf,
+        /// The output's format when its name does not say: h5, root or npy.
+        #[arg(long, value_parser = ["h5", "root", "npy"])]
+        to: Option<String>,
         /// Unpack only this dataset (repeatable).
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
@@ -139,6 +146,28 @@ enum ModelCommand {
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
+}
+
+/// ROOT input: which trees and branches.
+#[derive(clap::Args)]
+struct RootArgs {
+    /// ROOT: pack only this tree (repeatable); default: every TTree.
+    #[arg(long = "tree", value_name = "NAME")]
+    trees: Vec<String>,
+    /// ROOT: pack only branches matching this glob (`*`, `?`; repeatable); a jagged branch
+    /// brings its counter.
+    #[arg(long = "branches", value_name = "GLOB")]
+    branches: Vec<String>,
+    /// ROOT: refuse branches balerfile cannot code (text, fixed-size arrays, objects) instead
+    /// of skipping them with a warning.
+    #[arg(long)]
+    strict: bool,
+}
+
+impl RootArgs {
+    fn select(&self) -> balerfile::io::RootSelect {
+        balerfile::io::RootSelect { trees: self.trees.clone(), branches: self.branches.clone(), strict: self.strict }
+    }
 }
 
 #[derive(clap::Args)]
@@ -320,9 +349,9 @@ fn mb(bytes: u64) -> String {
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
-        Command::Pack { input, output, datasets, errors, chunk_size, level, threads, quiet, model, train, runtime } => {
+        Command::Pack { input, output, datasets, errors, chunk_size, level, threads, quiet, root, model, train, runtime } => {
             let t = Instant::now();
-            let mut source = balerfile::io::open_source(&input, &datasets)?;
+            let mut source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
             let choice = match (&model.model, model.no_model) {
                 (_, true) => ModelChoice::None,
                 (Some(m), _) => ModelChoice::Use(store_if_folder(m)?),
@@ -406,9 +435,9 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Model { command } => model_command(command),
         Command::H5 { command } => h5::run(command, &bar),
-        Command::Unpack { input, output, datasets, threads, runtime } => {
+        Command::Unpack { input, output, to, datasets, threads, runtime } => {
             let t = Instant::now();
-            let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options() };
+            let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options(), format: to };
             let raw = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
             let secs = t.elapsed().as_secs_f64();
             println!(

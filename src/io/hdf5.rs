@@ -335,6 +335,7 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         attributes: read_attrs(ds, path, skipped),
         variables,
         model: None,
+        jagged: None,
     })
 }
 

@@ -4,6 +4,8 @@
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod npy;
+#[cfg(feature = "root")]
+pub mod root;
 
 use std::ops::Range;
 use std::path::Path;
@@ -45,7 +47,7 @@ fn sniff(path: &Path) -> Result<[u8; 8]> {
     let mut magic = [0u8; 8];
     let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
     if n < 8 {
-        return Err(Error::input(path, "too short to be an HDF5 or .npy file"));
+        return Err(Error::input(path, "too short to be an HDF5, ROOT or .npy file"));
     }
     Ok(magic)
 }
@@ -53,7 +55,37 @@ fn sniff(path: &Path) -> Result<[u8; 8]> {
 /// Opens INPUT by what its bytes say it is (HDF5 or .npy), keeping only the named datasets when
 /// `datasets` is not empty.
 pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> {
+    open_source_with(path, datasets, &Default::default())
+}
+
+/// Which trees and branches of a ROOT file to read.
+#[cfg(feature = "root")]
+pub use root::RootSelect;
+#[cfg(not(feature = "root"))]
+#[derive(Clone, Debug, Default)]
+pub struct RootSelect {
+    pub trees: Vec<String>,
+    pub branches: Vec<String>,
+    pub strict: bool,
+}
+
+/// `open_source`, also reading ROOT files (their trees and branches as `root` selects).
+pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> Result<Box<dyn Source>> {
     let magic = sniff(path)?;
+    if magic[..4] == *b"root" {
+        #[cfg(feature = "root")]
+        {
+            let mut src = root::RootSource::open(path, root)?;
+            if !datasets.is_empty() {
+                let keep = select(path, &src.layout().datasets, datasets)?;
+                src.keep(&keep);
+            }
+            return Ok(Box::new(src));
+        }
+        #[cfg(not(feature = "root"))]
+        return Err(Error::input(path, "a ROOT file, but this balerfile was built without ROOT support"));
+    }
+    let _ = root;
     if magic[..6] == npy::MAGIC {
         return Ok(Box::new(npy::NpySource::open(path, datasets)?));
     }
@@ -66,18 +98,27 @@ pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> 
     if magic == HDF5_MAGIC {
         return Err(Error::input(path, "an HDF5 file, but this balerfile was built without HDF5 support"));
     }
-    Err(Error::input(path, "neither an HDF5 file nor a .npy file"))
+    Err(Error::input(path, "neither an HDF5, ROOT nor .npy file"))
 }
 
 /// Creates the output for `unpack` by its extension: .npy, or HDF5 (.h5, .hdf5, .he5, .nc, .nc4).
 pub fn create_sink(path: &Path, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    create_sink_as(path, None, header, datasets)
+}
+
+/// `create_sink` for the named format (`h5`, `root`, `npy`) whatever the output's extension.
+pub fn create_sink_as(path: &Path, format: Option<&str>, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
+    let ext = format
+        .map(str::to_string)
+        .unwrap_or_else(|| path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase());
     match ext.as_str() {
         "npy" => Ok(Box::new(npy::NpySink::create(path, header, datasets)?)),
         #[cfg(feature = "hdf5")]
         "h5" | "hdf5" | "he5" | "nc" | "nc4" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
+        #[cfg(feature = "root")]
+        "root" => Ok(Box::new(root::RootSink::create(path, header, datasets)?)),
         _ => Err(Error::Usage(format!(
-            "{}: unknown output type '.{ext}': use .h5 (HDF5) or .npy",
+            "{}: unknown output type '.{ext}': use .h5 (HDF5), .root (ROOT) or .npy",
             path.display()
         ))),
     }

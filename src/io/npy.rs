@@ -73,6 +73,7 @@ impl NpySource {
             attributes: Default::default(),
             variables,
             model: None,
+            jagged: None,
         };
         super::select(path, std::slice::from_ref(&ds), datasets)?;
         let layout = SourceLayout {

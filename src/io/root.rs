@@ -1,0 +1,651 @@
+//! ROOT files (TTrees) as a source and a sink, through oxyroot (vendored with the fixes in
+//! vendor/oxyroot/PATCHES.md).
+//!
+//! A tree becomes a group `/TREE` holding:
+//! - `/TREE/entries`: one row per entry, one variable per flat numeric branch (counters of
+//!   jagged arrays included, so the event structure is kept exactly, as integers are);
+//! - one per-object table per jagged group, `/TREE/GROUP`: the C-array branches that share a
+//!   counter (`Jet_Px[NJet]`, `Jet_Py[NJet]`, ...: group `Jet`), or one `std::vector` branch,
+//!   whose per-entry sizes go into `entries` as the added variable `BRANCH.size`.
+//!
+//! oxyroot panics on much that it does not support, so every call into it runs under
+//! `guarded`, which turns a panic into an error naming the file; and it reads whole branches,
+//! so the source holds a tree's selected branches in memory (bounded memory for ROOT input is
+//! work left for later).
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use oxyroot::{Named, RootFile, Slice, UnmarshalerInto, WriterTree};
+
+use super::{Sink, Source, SourceLayout};
+use crate::atomic::AtomicOutput;
+use crate::bound::ErrorBound;
+use crate::dtype::{ByteOrder, DType};
+use crate::error::{Error, Result};
+use crate::header::{
+    Attribute, Attributes, Container, DatasetInfo, DatasetKind, GroupInfo, Header, Jagged, Skipped, SourceKind,
+    StringType, VariableInfo,
+};
+
+pub const MAGIC: &[u8; 4] = b"root";
+/// The event table of each tree.
+pub const ENTRIES: &str = "entries";
+/// The attribute of an event table listing the tree's branches in their order.
+const BRANCHES_ATTR: &str = "root_branches";
+
+/// Which trees and branches to take.
+#[derive(Clone, Debug, Default)]
+pub struct RootSelect {
+    /// Tree names; all trees when empty.
+    pub trees: Vec<String>,
+    /// Globs (`*`, `?`) of branch names; all branches when empty.
+    pub branches: Vec<String>,
+    /// Refuse (instead of skip with a warning) branches balerfile cannot code.
+    pub strict: bool,
+}
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (oxyroot code), turning a panic into an error about `path`. The panic's default
+/// message is not printed: the user gets one line.
+fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                default(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(Error::input(path, format!("the ROOT reader failed {what}: {msg} (damaged file, or a layout it does not support)")))
+    })
+}
+
+/// `*` and `?` globs, matched against the whole name.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(&pattern.chars().collect::<Vec<_>>(), &name.chars().collect::<Vec<_>>())
+}
+
+fn scalar_dtype(cpp: &str) -> Option<DType> {
+    Some(match cpp {
+        "bool" => DType::Bool,
+        "int8_t" | "char" | "Char_t" => DType::I8,
+        "uint8_t" | "unsigned char" | "UChar_t" => DType::U8,
+        "int16_t" | "short" => DType::I16,
+        "uint16_t" | "unsigned short" => DType::U16,
+        "int32_t" | "int" => DType::I32,
+        "uint32_t" | "unsigned int" => DType::U32,
+        "int64_t" | "Long64_t" | "long" => DType::I64,
+        "uint64_t" | "ULong64_t" | "unsigned long" => DType::U64,
+        "float" => DType::F32,
+        "double" => DType::F64,
+        _ => return None,
+    })
+}
+
+/// What a branch holds, as far as balerfile codes it.
+#[derive(Clone, Debug, PartialEq)]
+enum Shape {
+    Flat(DType),
+    /// A C array whose length is the value of the counter branch.
+    CArray(DType, String),
+    Vector(DType),
+    Unsupported(String),
+}
+
+fn shape_of(b: &oxyroot::Branch) -> Shape {
+    let ty = b.item_type_name();
+    if let Some(d) = scalar_dtype(&ty) {
+        return Shape::Flat(d);
+    }
+    if let Some(inner) = ty.strip_suffix("[]") {
+        let counter = b.leaf_titles().first().and_then(|t| {
+            let open = t.find('[')?;
+            let close = t[open..].find(']')? + open;
+            Some(t[open + 1..close].to_string())
+        });
+        return match (scalar_dtype(inner), counter) {
+            (Some(d), Some(c)) if !c.is_empty() && !c.chars().all(|ch| ch.is_ascii_digit()) => Shape::CArray(d, c),
+            _ => Shape::Unsupported(format!("{ty} (an array without a counter branch)")),
+        };
+    }
+    if let Some(inner) = ty.strip_prefix("vector<").and_then(|r| r.strip_suffix('>')) {
+        if let Some(d) = scalar_dtype(inner.trim()) {
+            return Shape::Vector(d);
+        }
+    }
+    let why = match ty.as_str() {
+        "char*" | "string" | "TString" => format!("a {ty} (text) branch"),
+        t if t.ends_with(']') => format!("a fixed-size array ({t})"),
+        t => format!("of type {t}"),
+    };
+    Shape::Unsupported(why)
+}
+
+macro_rules! per_dtype {
+    ($dtype:expr, $f:ident, $($arg:expr),*) => {
+        match $dtype {
+            DType::Bool => $f::<bool>($($arg),*),
+            DType::I8 => $f::<i8>($($arg),*),
+            DType::I16 => $f::<i16>($($arg),*),
+            DType::I32 => $f::<i32>($($arg),*),
+            DType::I64 => $f::<i64>($($arg),*),
+            DType::U8 => $f::<u8>($($arg),*),
+            DType::U16 => $f::<u16>($($arg),*),
+            DType::U32 => $f::<u32>($($arg),*),
+            DType::U64 => $f::<u64>($($arg),*),
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+        }
+    };
+}
+
+/// Little-endian bytes of the values, the codec's layout.
+trait LeBytes: Sized + Copy + 'static {
+    fn put(self, out: &mut Vec<u8>);
+    fn get(b: &[u8]) -> Self;
+}
+
+macro_rules! le_bytes {
+    ($($t:ty),*) => {$(
+        impl LeBytes for $t {
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn get(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().unwrap())
+            }
+        }
+    )*};
+}
+le_bytes!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+impl LeBytes for bool {
+    fn put(self, out: &mut Vec<u8>) {
+        out.push(self as u8);
+    }
+    fn get(b: &[u8]) -> Self {
+        b[0] != 0
+    }
+}
+
+fn read_flat<T>(b: &oxyroot::Branch) -> Result<Vec<u8>, String>
+where
+    T: UnmarshalerInto<Item = T> + LeBytes,
+{
+    let mut out = Vec::new();
+    for v in b.as_iter::<T>().map_err(|e| e.to_string())? {
+        v.put(&mut out);
+    }
+    Ok(out)
+}
+
+/// Values, then per-entry lengths.
+fn read_carray<T>(b: &oxyroot::Branch) -> Result<(Vec<u8>, Vec<u64>), String>
+where
+    T: LeBytes,
+    Slice<T>: UnmarshalerInto<Item = Slice<T>>,
+{
+    let (mut out, mut counts) = (Vec::new(), Vec::new());
+    for s in b.as_iter::<Slice<T>>().map_err(|e| e.to_string())? {
+        let v = s.into_vec();
+        counts.push(v.len() as u64);
+        v.into_iter().for_each(|x| x.put(&mut out));
+    }
+    Ok((out, counts))
+}
+
+fn read_vector<T>(b: &oxyroot::Branch) -> Result<(Vec<u8>, Vec<u64>), String>
+where
+    T: LeBytes,
+    Vec<T>: UnmarshalerInto<Item = Vec<T>>,
+{
+    let (mut out, mut counts) = (Vec::new(), Vec::new());
+    for v in b.as_iter::<Vec<T>>().map_err(|e| e.to_string())? {
+        counts.push(v.len() as u64);
+        v.into_iter().for_each(|x| x.put(&mut out));
+    }
+    Ok((out, counts))
+}
+
+fn variable(dataset: &str, branch: &str, dtype: DType) -> VariableInfo {
+    VariableInfo {
+        name: format!("{}.{branch}", dataset.trim_start_matches('/')),
+        field: Some(branch.to_string()),
+        dtype,
+        byte_order: ByteOrder::Le,
+        error: ErrorBound::LOSSLESS,
+        stats: None,
+    }
+}
+
+fn strings_attr(values: &[String]) -> Attribute {
+    Attribute {
+        dtype: "string".into(),
+        byte_order: None,
+        shape: vec![values.len() as u64],
+        value: serde_json::Value::Array(values.iter().map(|v| serde_json::Value::String(v.clone())).collect()),
+        string: Some(StringType { encoding: crate::header::StringEncoding::Utf8, fixed_size: None }),
+    }
+}
+
+fn table(path: String, rows: u64, variables: Vec<VariableInfo>, attributes: Attributes, jagged: Option<Jagged>) -> DatasetInfo {
+    DatasetInfo {
+        path,
+        kind: DatasetKind::Compound,
+        shape: vec![rows],
+        chunk_rows: 1,
+        attributes,
+        variables,
+        model: None,
+        jagged,
+    }
+}
+
+pub struct RootSource {
+    layout: SourceLayout,
+    /// Per dataset, per variable: every row's little-endian bytes.
+    columns: Vec<Vec<Vec<u8>>>,
+}
+
+impl RootSource {
+    pub fn open(path: &Path, select: &RootSelect) -> Result<Self> {
+        guarded(path, "opening the file", || Self::read(path, select))
+    }
+
+    fn read(path: &Path, select: &RootSelect) -> Result<Self> {
+        let err = |what: String| Error::input(path, what);
+        let mut file = RootFile::open(path).map_err(|e| err(format!("not a readable ROOT file: {e}")))?;
+        let trees: Vec<String> = file.keys().iter().filter(|k| k.class_name() == "TTree").map(|k| k.name().to_string()).collect();
+        let mut names: Vec<String> = Vec::new();
+        for t in &trees {
+            if !names.contains(t) {
+                names.push(t.clone());
+            }
+        }
+        if names.is_empty() {
+            return Err(err("holds no TTree".into()));
+        }
+        if !select.trees.is_empty() {
+            for t in &select.trees {
+                if !names.contains(t) {
+                    return Err(err(format!("no tree '{t}' (it holds: {})", names.join(", "))));
+                }
+            }
+            names.retain(|n| select.trees.contains(n));
+        }
+        let mut layout = SourceLayout {
+            kind: SourceKind::Root,
+            name: path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            groups: vec![GroupInfo { path: "/".into(), attributes: Attributes::new() }],
+            datasets: Vec::new(),
+            skipped: Vec::new(),
+        };
+        let mut columns = Vec::new();
+        let mut matched_any = select.branches.is_empty();
+        for name in &names {
+            let tree = file.get_tree(name).map_err(|e| err(format!("tree '{name}': {e}")))?;
+            let entries = tree.entries().max(0) as u64;
+            let group = format!("/{name}");
+            let events = format!("{group}/{ENTRIES}");
+            let mut flat: Vec<(VariableInfo, Vec<u8>)> = Vec::new();
+            // Jagged groups in order of first appearance: (group name, container, counter, members).
+            let mut groups: Vec<(String, Container, String, Vec<(String, DType)>)> = Vec::new();
+            let mut order = Vec::new();
+            let all: Vec<&oxyroot::Branch> = tree.branches().collect();
+            let wanted = |n: &str| select.branches.is_empty() || select.branches.iter().any(|g| glob_match(g, n));
+            // A selected C array brings its counter: the event structure needs it.
+            let counters: Vec<String> = all
+                .iter()
+                .filter(|b| wanted(b.name()))
+                .filter_map(|b| match shape_of(b) {
+                    Shape::CArray(_, c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            for b in &all {
+                let bname = b.name().to_string();
+                if !wanted(&bname) && !counters.contains(&bname) {
+                    continue;
+                }
+                matched_any = true;
+                let shape = shape_of(b);
+                let bad = |what: String| err(format!("tree '{name}', branch '{bname}': {what}"));
+                match shape {
+                    Shape::Flat(d) => {
+                        let bytes = per_dtype!(d, read_flat, b).map_err(bad)?;
+                        if bytes.len() as u64 != entries * d.size() as u64 {
+                            return Err(bad(format!("{} values for {entries} entries", bytes.len() / d.size())));
+                        }
+                        flat.push((variable(&events, &bname, d), bytes));
+                        order.push(bname);
+                    }
+                    Shape::CArray(d, counter) => {
+                        let g = match groups.iter().position(|g| g.1 == Container::Carray && g.2 == counter) {
+                            Some(i) => i,
+                            None => {
+                                groups.push((String::new(), Container::Carray, counter.clone(), Vec::new()));
+                                groups.len() - 1
+                            }
+                        };
+                        groups[g].3.push((bname.clone(), d));
+                        order.push(bname);
+                    }
+                    Shape::Vector(d) => {
+                        groups.push((bname.clone(), Container::Vector, format!("{bname}.size"), vec![(bname.clone(), d)]));
+                        order.push(bname);
+                    }
+                    Shape::Unsupported(why) => {
+                        if select.strict {
+                            return Err(bad(format!("{why} cannot be packed (without --strict it is skipped with a warning)")));
+                        }
+                        layout.skipped.push(Skipped { path: format!("{group}:{bname}"), reason: format!("branch {why}") });
+                    }
+                }
+            }
+            // Per-object tables.
+            let mut objects: Vec<(DatasetInfo, Vec<Vec<u8>>)> = Vec::new();
+            for (gname, container, counter, members) in &groups {
+                let mut cols = Vec::new();
+                let mut vars = Vec::new();
+                let mut counts: Option<Vec<u64>> = None;
+                for (bname, d) in members {
+                    let b = tree.branch(bname).ok_or_else(|| err(format!("tree '{name}': branch '{bname}' vanished")))?;
+                    let bad = |what: String| err(format!("tree '{name}', branch '{bname}': {what}"));
+                    let (bytes, c) = match container {
+                        Container::Carray => per_dtype!(*d, read_carray, b),
+                        Container::Vector => per_dtype!(*d, read_vector, b),
+                    }
+                    .map_err(bad)?;
+                    if c.len() as u64 != entries {
+                        return Err(bad(format!("{} entries, the tree has {entries}", c.len())));
+                    }
+                    match &counts {
+                        Some(prev) if *prev != c => return Err(bad(format!("lengths differ from the other branches counted by {counter}"))),
+                        _ => counts = Some(c),
+                    }
+                    cols.push(bytes);
+                    vars.push((bname.clone(), *d));
+                }
+                let counts = counts.unwrap_or_default();
+                let objects_n: u64 = counts.iter().sum();
+                match container {
+                    Container::Carray => {
+                        // The counter branch holds the same numbers: check, so a disagreement is
+                        // an error here rather than a broken tree after unpack.
+                        let Some((cv, cbytes)) = flat.iter().find(|(v, _)| v.field.as_deref() == Some(counter.as_str())) else {
+                            return Err(err(format!("tree '{name}': counter branch '{counter}' of {} is not a flat integer branch", members[0].0)));
+                        };
+                        let stored = crate::dtype::ints_to_i64(cv.dtype, cbytes);
+                        if stored.iter().zip(&counts).any(|(&a, &b)| a < 0 || a as u64 != b) || cv.dtype.is_float() {
+                            return Err(err(format!("tree '{name}': counter branch '{counter}' disagrees with the lengths of {}", members[0].0)));
+                        }
+                    }
+                    Container::Vector => {
+                        let mut bytes = Vec::with_capacity(counts.len() * 4);
+                        for &c in &counts {
+                            bytes.extend_from_slice(&u32::try_from(c).map_err(|_| err(format!("tree '{name}': a vector of {c} elements")))?.to_le_bytes());
+                        }
+                        flat.push((variable(&events, counter, DType::U32), bytes));
+                    }
+                }
+                let gpath = format!("{group}/{}", unique_name(gname, counter, members, &objects, container));
+                let dvars = vars.iter().map(|(b, d)| variable(&gpath, b, *d)).collect();
+                let jagged = Jagged { events: events.clone(), counts: counter.clone(), container: *container };
+                objects.push((table(gpath, objects_n, dvars, Attributes::new(), Some(jagged)), cols));
+            }
+            if flat.is_empty() && objects.is_empty() {
+                continue;
+            }
+            let mut attrs = Attributes::new();
+            attrs.insert(BRANCHES_ATTR.into(), strings_attr(&order));
+            layout.groups.push(GroupInfo { path: group.clone(), attributes: Attributes::new() });
+            let (vars, cols): (Vec<_>, Vec<_>) = flat.into_iter().unzip();
+            if !vars.is_empty() {
+                layout.datasets.push(table(events.clone(), entries, vars, attrs, None));
+                columns.push(cols);
+            } else {
+                return Err(err(format!("tree '{name}': the jagged branches need their counters among the selected branches")));
+            }
+            for (d, c) in objects {
+                layout.datasets.push(d);
+                columns.push(c);
+            }
+        }
+        if !matched_any {
+            return Err(err(format!("no branch matches {}", select.branches.join(", "))));
+        }
+        if layout.datasets.is_empty() {
+            let why: Vec<String> = layout.skipped.iter().map(|s| format!("{} ({})", s.path, s.reason)).collect();
+            return Err(err(format!("holds no numeric branch to pack; skipped: {}", why.join("; "))));
+        }
+        Ok(RootSource { layout, columns })
+    }
+}
+
+/// The name of a per-object table: the branches' common prefix (`Jet_Px`, `Jet_Py` -> `Jet`),
+/// else the counter's name, made unique in the tree.
+fn unique_name(
+    gname: &str,
+    counter: &str,
+    members: &[(String, DType)],
+    taken: &[(DatasetInfo, Vec<Vec<u8>>)],
+    container: &Container,
+) -> String {
+    let base = if *container == Container::Vector {
+        gname.to_string()
+    } else {
+        let first = &members[0].0;
+        let mut n = first.len();
+        for (m, _) in &members[1..] {
+            n = n.min(first.chars().zip(m.chars()).take_while(|(a, b)| a == b).count());
+        }
+        let prefix = first[..n].trim_end_matches(|c: char| c == '_' || c == '.');
+        if members.len() > 1 && !prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            counter.to_string()
+        }
+    };
+    let mut name = base.clone();
+    let mut k = 1;
+    while name == ENTRIES || taken.iter().any(|(d, _)| d.name().rsplit('/').next() == Some(name.as_str())) {
+        k += 1;
+        name = format!("{base}_{k}");
+    }
+    name.replace('/', "_")
+}
+
+impl RootSource {
+    /// Keeps only these datasets (indices into the layout), in the layout's order.
+    pub fn keep(&mut self, keep: &[usize]) {
+        let mut i = 0;
+        self.layout.datasets.retain(|_| (keep.contains(&i), i += 1).0);
+        let mut i = 0;
+        self.columns.retain(|_| (keep.contains(&i), i += 1).0);
+    }
+}
+
+impl Source for RootSource {
+    fn layout(&self) -> &SourceLayout {
+        &self.layout
+    }
+
+    fn read_rows(&mut self, dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>> {
+        let ds = &self.layout.datasets[dataset];
+        Ok(ds
+            .variables
+            .iter()
+            .zip(&self.columns[dataset])
+            .map(|(v, col)| {
+                let s = v.dtype.size();
+                col[rows.start as usize * s..rows.end as usize * s].to_vec()
+            })
+            .collect())
+    }
+}
+
+/// Writes the archive's tables back as TTrees (uncompressed: oxyroot writes no compression).
+/// Jagged tables come back as `std::vector` branches (oxyroot writes no C arrays), next to
+/// their counter branch.
+pub struct RootSink {
+    header: Header,
+    datasets: Vec<usize>,
+    data: BTreeMap<usize, Vec<Vec<u8>>>,
+    output: AtomicOutput,
+}
+
+impl RootSink {
+    pub fn create(path: &Path, header: &Header, datasets: &[usize]) -> Result<Self> {
+        for &d in datasets {
+            let ds = &header.datasets[d];
+            if ds.shape.len() != 1 {
+                return Err(Error::Usage(format!(
+                    "{}: dataset {} has shape {:?}; a TTree holds tables (one row per entry)",
+                    path.display(),
+                    ds.path,
+                    ds.shape
+                )));
+            }
+            if let Some(j) = &ds.jagged {
+                if !datasets.iter().any(|&e| header.datasets[e].path == j.events) {
+                    return Err(Error::Usage(format!("{}: {} needs its event table {}: unpack both", path.display(), ds.path, j.events)));
+                }
+            }
+        }
+        let output = AtomicOutput::new(path)?;
+        Ok(RootSink { header: header.clone(), datasets: datasets.to_vec(), data: BTreeMap::new(), output })
+    }
+
+    fn tree_name(ds: &DatasetInfo) -> String {
+        match ds.path.strip_suffix(&format!("/{ENTRIES}")) {
+            Some(tree) if !tree.is_empty() => tree.trim_start_matches('/').replace('/', "_"),
+            _ => ds.name().replace('/', "_"),
+        }
+    }
+
+    fn write_all(&mut self, path: &PathBuf) -> Result<()> {
+        let fail = |what: String| Error::Input { path: self.output.dest().into(), what };
+        let mut file = RootFile::create(path).map_err(|e| fail(format!("cannot create: {e}")))?;
+        let events: Vec<usize> = self.datasets.iter().copied().filter(|&d| self.header.datasets[d].jagged.is_none()).collect();
+        for e in events {
+            let ds = &self.header.datasets[e];
+            let mut tree = WriterTree::new(Self::tree_name(ds));
+            let objects: Vec<usize> = self
+                .datasets
+                .iter()
+                .copied()
+                .filter(|&o| self.header.datasets[o].jagged.as_ref().is_some_and(|j| j.events == ds.path))
+                .collect();
+            let synthetic: Vec<&str> = objects
+                .iter()
+                .filter_map(|&o| self.header.datasets[o].jagged.as_ref().filter(|j| j.container == Container::Vector).map(|j| j.counts.as_str()))
+                .collect();
+            let cols = self.data.remove(&e).unwrap_or_else(|| vec![Vec::new(); ds.variables.len()]);
+            // Branch order as the source had it, where the archive says.
+            let mut branches: Vec<(String, Box<dyn FnOnce(&mut WriterTree)>)> = Vec::new();
+            let mut counts_of = BTreeMap::new();
+            for &o in &objects {
+                let od = &self.header.datasets[o];
+                let j = od.jagged.as_ref().unwrap();
+                let ci = ds.variables.iter().position(|v| v.field.as_deref() == Some(j.counts.as_str()) || v.name == j.counts);
+                let ci = ci.ok_or_else(|| fail(format!("{}: count variable {} missing from {}", od.path, j.counts, ds.path)))?;
+                let counts = crate::dtype::ints_to_i64(ds.variables[ci].dtype, &cols[ci]);
+                let total: i64 = counts.iter().sum();
+                if counts.iter().any(|&c| c < 0) || total as u64 != od.rows() {
+                    return Err(fail(format!("{}: counts in {} add up to {total}, the table has {} rows", od.path, j.counts, od.rows())));
+                }
+                counts_of.insert(o, counts);
+            }
+            for (v, col) in ds.variables.iter().zip(cols) {
+                let field = v.field.clone().unwrap_or_else(|| v.name.clone());
+                if synthetic.contains(&field.as_str()) {
+                    continue;
+                }
+                let (name, d) = (field.clone(), v.dtype);
+                branches.push((field, Box::new(move |t: &mut WriterTree| per_dtype!(d, add_flat, t, &name, col))));
+            }
+            for &o in &objects {
+                let od = &self.header.datasets[o];
+                let counts = counts_of.remove(&o).unwrap_or_default();
+                let ocols = self.data.remove(&o).unwrap_or_default();
+                for (v, col) in od.variables.iter().zip(ocols) {
+                    let name = v.field.clone().unwrap_or_else(|| v.name.clone());
+                    let (n, d, counts) = (name.clone(), v.dtype, counts.clone());
+                    branches.push((name, Box::new(move |t: &mut WriterTree| per_dtype!(d, add_jagged, t, &n, col, &counts))));
+                }
+            }
+            if let Some(order) = ds.attributes.get(BRANCHES_ATTR).and_then(|a| a.value.as_array()) {
+                let pos = |n: &str| order.iter().position(|o| o.as_str() == Some(n)).unwrap_or(usize::MAX);
+                branches.sort_by_key(|(n, _)| pos(n));
+            }
+            for (_, add) in branches {
+                add(&mut tree);
+            }
+            tree.write(&mut file).map_err(|e| fail(format!("writing tree {}: {e}", Self::tree_name(ds))))?;
+        }
+        file.close().map_err(|e| fail(format!("closing: {e}")))?;
+        // oxyroot flushes the file header only when the file is dropped.
+        drop(file);
+        Ok(())
+    }
+}
+
+fn add_flat<T: LeBytes + oxyroot::Marshaler>(t: &mut WriterTree, name: &str, col: Vec<u8>) {
+    let s = std::mem::size_of::<T>().max(1);
+    let vals: Vec<T> = col.chunks_exact(s).map(T::get).collect();
+    t.new_branch(name, vals.into_iter());
+}
+
+fn add_jagged<T: LeBytes + oxyroot::Marshaler>(t: &mut WriterTree, name: &str, col: Vec<u8>, counts: &[i64])
+where
+    Vec<T>: oxyroot::Marshaler,
+{
+    let s = std::mem::size_of::<T>().max(1);
+    let mut vals = col.chunks_exact(s).map(T::get);
+    let rows: Vec<Vec<T>> = counts.iter().map(|&c| vals.by_ref().take(c as usize).collect()).collect();
+    t.new_branch(name, rows.into_iter());
+}
+
+impl Sink for RootSink {
+    fn write_rows(&mut self, dataset: usize, _rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()> {
+        let cols = self.data.entry(dataset).or_insert_with(|| vec![Vec::new(); vars.len()]);
+        for (c, v) in cols.iter_mut().zip(vars) {
+            c.extend_from_slice(v);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let tmp = self.output.tmp_path().to_path_buf();
+        let dest = self.output.dest().to_path_buf();
+        guarded(&dest, "writing the file", || self.write_all(&tmp))?;
+        let RootSink { output, .. } = *self;
+        output.commit()
+    }
+}
