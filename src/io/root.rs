@@ -649,3 +649,24 @@ impl Sink for RootSink {
         output.commit()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_whole_names() {
+        for (p, n, want) in [
+            ("Jet_*", "Jet_Px", true),
+            ("Jet_*", "NJet", false),
+            ("MET_p?", "MET_px", true),
+            ("MET_p?", "MET_pxx", false),
+            ("*", "", true),
+            ("*_E", "Muon_E", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p} vs {n}");
+        }
+    }
+}
