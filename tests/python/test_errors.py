@@ -65,12 +65,13 @@ def test_missing_npy_input(cli, outdir):
     assert_fails(r, src, out=out, outdir=outdir, before=[])
 
 
-def test_input_not_hdf5_or_npy(cli, outdir):
+def test_input_not_hdf5_root_or_npy(cli, outdir):
     import skhep_testdata
-    src = skhep_testdata.data_path("uproot-issue63.root")  # a real file, but ROOT
+    src = os.path.join(os.path.dirname(skhep_testdata.__file__), "__init__.py")  # a real file, but Python
     out = outdir / "x.baler"
     r = cli("pack", src, "-o", out, expect_fail=True)
     assert_fails(r, src, out=out, outdir=outdir, before=[])
+    assert "neither an HDF5, ROOT nor .npy file" in r.stderr
 
 
 def test_input_corrupt_hdf5(cli, hadcm3, outdir):
