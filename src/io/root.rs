@@ -461,11 +461,12 @@ fn unique_name(
         gname.to_string()
     } else {
         let first = &members[0].0;
-        let mut n = first.len();
+        let mut n = first.chars().count();
         for (m, _) in &members[1..] {
             n = n.min(first.chars().zip(m.chars()).take_while(|(a, b)| a == b).count());
         }
-        let prefix = first[..n].trim_end_matches(|c: char| c == '_' || c == '.');
+        let common: String = first.chars().take(n).collect();
+        let prefix = common.trim_end_matches(|c: char| c == '_' || c == '.');
         if members.len() > 1 && !prefix.is_empty() {
             prefix.to_string()
         } else {
