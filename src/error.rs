@@ -54,6 +54,16 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The message of a caught panic (what `panic!` was given), for code that turns panics of
+/// code it does not control into errors.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 impl Error {
     pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io { path: path.into(), err }

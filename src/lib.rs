@@ -16,6 +16,7 @@ pub mod h5tools;
 pub mod header;
 pub mod inspect;
 pub mod io;
+pub mod loaded_objects;
 pub mod model;
 #[cfg(feature = "train")]
 pub mod onnx;

@@ -74,11 +74,7 @@ fn guard<T>(fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
             fail
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
+            let what = crate::error::panic_message(panic.as_ref());
             report(&format!("internal error (a bug; please report it): {what}"));
             fail
         }
@@ -183,12 +179,9 @@ impl Dataset {
         }
         let f = self.row_elems();
         let split = |what: String, want: u64| {
-            let mut shape: Vec<String> = vec![self.chunk[0].to_string()];
-            shape.push(want.to_string());
             format!(
-                "chunk shape {:?} gives rows of {f} values, but {what}: a table's chunks must hold whole rows (e.g. chunks=({}))",
-                self.chunk,
-                shape.join(", ")
+                "chunk shape {:?} gives rows of {f} values, but {what}: a table's chunks must hold whole rows (e.g. chunks=({}, {want}))",
+                self.chunk, self.chunk[0]
             )
         };
         if f > MAX_FEATURES as u64 {
@@ -206,16 +199,11 @@ impl Dataset {
 
 /// The number of features of the model the parameters name (loading it checks it is there).
 fn model_features(p: &FilterParams) -> Result<Option<u64>, String> {
+    let Some(id) = p.model_id() else { return Ok(None) };
     #[cfg(feature = "runtime")]
-    if let Some(id) = p.model_id() {
-        let m = super::models::get(&id, true)?;
-        return Ok(Some(m.bundle.manifest.n_features() as u64));
-    }
+    return Ok(Some(super::models::get(&id, true)?.bundle.manifest.n_features() as u64));
     #[cfg(not(feature = "runtime"))]
-    if let Some(id) = p.model_id() {
-        return Err(format!("model {id}: this build of the filter has no model runtime"));
-    }
-    Ok(None)
+    Err(super::no_runtime(&id))
 }
 
 /// Refuses, at dataset creation, what the filter could not code. Returning -1 (not 0) makes

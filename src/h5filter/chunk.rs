@@ -94,6 +94,9 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
             data.len()
         ));
     }
+    if model.is_none() && p.bound == FilterBound::None {
+        return Err("bound 'none' needs the model".into());
+    }
     let rows = data.len() / (size * f);
     let le = if p.big_endian { swap(data, size) } else { data.to_vec() };
     let cols = match p.layout {
@@ -108,9 +111,6 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
             FilterBound::Rel(e) => Some(e * range(&floats_to_f64(dtype, col))).filter(|&t| t > 0.0),
         };
         vars.push(VarCoding { dtype, tolerance, model_only: p.bound == FilterBound::None });
-    }
-    if model.is_none() && p.bound == FilterBound::None {
-        return Err("bound 'none' needs the model".into());
     }
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
     let enc = ChunkCodec { level: p.level }.encode(place, &vars, &cols, 1, model)?;

@@ -100,23 +100,8 @@ unsafe fn resolve(handle: *mut c_void, origin: String) -> Option<&'static Api> {
     Some(Box::leak(Box::new(api)))
 }
 
-#[cfg(target_os = "linux")]
 fn scan_loaded() -> Option<&'static Api> {
-    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
-        let paths = &mut *(data as *mut Vec<CString>);
-        let name = (*info).dlpi_name;
-        if !name.is_null() {
-            let n = CStr::from_ptr(name);
-            if n.to_bytes().windows(4).any(|w| w == b"hdf5") {
-                paths.push(n.to_owned());
-            }
-        }
-        0
-    }
-    let mut paths: Vec<CString> = Vec::new();
-    // SAFETY: the callback only reads the entries it is given and pushes to our Vec.
-    unsafe { libc::dl_iterate_phdr(Some(visit), &mut paths as *mut _ as *mut c_void) };
-    paths.into_iter().find_map(|p| {
+    crate::loaded_objects::paths().into_iter().filter(|p| p.to_bytes().windows(4).any(|w| w == b"hdf5")).find_map(|p| {
         // SAFETY: RTLD_NOLOAD only returns objects already loaded; never closed.
         let h = unsafe { libc::dlopen(p.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
         if h.is_null() {
@@ -124,9 +109,4 @@ fn scan_loaded() -> Option<&'static Api> {
         }
         unsafe { resolve(h, p.to_string_lossy().into_owned()) }
     })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn scan_loaded() -> Option<&'static Api> {
-    None
 }

@@ -41,30 +41,26 @@ pub fn decode_chunk(p: &FilterParams, bytes: &[u8]) -> Result<Vec<u8>, String> {
     with_plan(p, false, |plan| chunk::decode(p, bytes, plan))
 }
 
-#[cfg(feature = "runtime")]
 fn with_plan<T>(
     p: &FilterParams,
     encoder: bool,
     f: impl FnOnce(Option<&crate::codec::model_stage::ModelPlan>) -> Result<T, String>,
 ) -> Result<T, String> {
-    match p.model_id() {
-        None => f(None),
-        Some(id) => {
-            let m = models::get(&id, encoder)?;
-            let plan = models::plan(&m, p)?;
-            f(Some(&plan))
-        }
+    let Some(id) = p.model_id() else { return f(None) };
+    #[cfg(feature = "runtime")]
+    {
+        let m = models::get(&id, encoder)?;
+        let plan = models::plan(&m, p)?;
+        f(Some(&plan))
+    }
+    #[cfg(not(feature = "runtime"))]
+    {
+        let _ = (encoder, f);
+        Err(no_runtime(&id))
     }
 }
 
 #[cfg(not(feature = "runtime"))]
-fn with_plan<T>(
-    p: &FilterParams,
-    _encoder: bool,
-    f: impl FnOnce(Option<&crate::codec::model_stage::ModelPlan>) -> Result<T, String>,
-) -> Result<T, String> {
-    match p.model_id() {
-        None => f(None),
-        Some(id) => Err(format!("model {id}: this build of the filter has no model runtime")),
-    }
+fn no_runtime(id: &str) -> String {
+    format!("model {id}: this build of the filter has no model runtime (build it with the `runtime` feature)")
 }

@@ -73,6 +73,8 @@ struct Target {
     layout: Layout,
     chunk_rows: u64,
     params: FilterParams,
+    /// The model's decoder and manifest bytes (0 without a model), for the honest ratio.
+    decoder_bytes: u64,
 }
 
 fn why_not_filtered(ds: &DatasetInfo) -> Option<String> {
@@ -125,7 +127,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
             latent: opts.model.latent,
             ..Default::default()
         };
-        targets.push(Target { index: d, info: ds.clone(), layout, chunk_rows, params });
+        targets.push(Target { index: d, info: ds.clone(), layout, chunk_rows, params, decoder_bytes: 0 });
     }
 
     // A table's rel bound is taken per column of each chunk by the filter (a chunk's range is
@@ -182,22 +184,17 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     Box::new(sink).finish()?;
 
     let out = hdf5::File::open(output).map_err(|e| Error::Hdf5 { path: output.into(), what: e.to_string() })?;
-    let store = Store::from_env();
-    for t in &targets {
+    for (t, storage) in targets.iter().zip(storages) {
         let stored = out.dataset(&t.info.path).map(|d| d.storage_size()).unwrap_or(0);
-        let decoder_bytes = match t.params.model_id() {
-            Some(id) => store.get(&id)?.decoder_cost(),
-            None => 0,
-        };
         report.datasets.push(Compressed {
             path: t.info.path.clone(),
             shape: t.info.shape.clone(),
-            chunk: std::iter::once(t.chunk_rows).chain(t.info.shape[1..].iter().copied()).collect(),
+            chunk: storage.chunk,
             filter: t.params.describe(),
             model: t.params.model_id(),
             raw_bytes: t.info.raw_bytes(),
             stored_bytes: stored,
-            decoder_bytes,
+            decoder_bytes: t.decoder_bytes,
         });
     }
     Ok(report)
@@ -230,6 +227,7 @@ fn choose_models(input: &Path, targets: &mut [Target], opts: &CompressOptions, r
                 let t = &mut targets[i];
                 if t.params.features == n {
                     t.params.set_model_id(&bundle.id).map_err(Error::Usage)?;
+                    t.decoder_bytes = bundle.decoder_cost();
                     used = true;
                 } else {
                     report.notes.push(format!("{}: rows of {} values; model {} takes {n}: no model", t.info.path, t.params.features, &bundle.id[..12]));
@@ -255,7 +253,9 @@ fn choose_models(input: &Path, targets: &mut [Target], opts: &CompressOptions, r
                     report.notes.push(format!("{}: the trained model does not take every column in order: no model", ds.path));
                     continue;
                 }
-                t.params.set_model_id(&prepared.models[u.model].bundle.id).map_err(Error::Usage)?;
+                let bundle = &prepared.models[u.model].bundle;
+                t.params.set_model_id(&bundle.id).map_err(Error::Usage)?;
+                t.decoder_bytes = bundle.decoder_cost();
             }
         }
         ModelChoice::Auto => {}

@@ -59,13 +59,13 @@ pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> 
 }
 
 /// Which trees and branches of a ROOT file to read.
-#[cfg(feature = "root")]
-pub use root::RootSelect;
-#[cfg(not(feature = "root"))]
 #[derive(Clone, Debug, Default)]
 pub struct RootSelect {
+    /// Tree names; all trees when empty.
     pub trees: Vec<String>,
+    /// Globs (`*`, `?`) of branch names; all branches when empty.
     pub branches: Vec<String>,
+    /// Refuse (instead of skip with a warning) branches balerfile cannot code.
     pub strict: bool,
 }
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use oxyroot::{Named, RootFile, Slice, UnmarshalerInto, WriterTree};
 
-use super::{Sink, Source, SourceLayout};
+use super::{RootSelect, Sink, Source, SourceLayout};
 use crate::atomic::AtomicOutput;
 use crate::bound::ErrorBound;
 use crate::dtype::{ByteOrder, DType};
@@ -36,17 +36,6 @@ pub const MAGIC: &[u8; 4] = b"root";
 pub const ENTRIES: &str = "entries";
 /// The attribute of an event table listing the tree's branches in their order.
 const BRANCHES_ATTR: &str = "root_branches";
-
-/// Which trees and branches to take.
-#[derive(Clone, Debug, Default)]
-pub struct RootSelect {
-    /// Tree names; all trees when empty.
-    pub trees: Vec<String>,
-    /// Globs (`*`, `?`) of branch names; all branches when empty.
-    pub branches: Vec<String>,
-    /// Refuse (instead of skip with a warning) branches balerfile cannot code.
-    pub strict: bool,
-}
 
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
@@ -68,11 +57,7 @@ fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<
     let r = catch_unwind(AssertUnwindSafe(f));
     QUIET.with(|q| q.set(false));
     r.unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
+        let msg = crate::error::panic_message(p.as_ref());
         Err(Error::input(path, format!("the ROOT reader failed {what}: {msg} (damaged file, or a layout it does not support)")))
     })
 }
@@ -205,32 +190,34 @@ where
     Ok(out)
 }
 
-/// Values, then per-entry lengths.
-fn read_carray<T>(b: &oxyroot::Branch) -> Result<(Vec<u8>, Vec<u64>), String>
+/// Values, then per-entry lengths, of a jagged branch read as `C` (a C array as `Slice<T>`, a
+/// `std::vector` as `Vec<T>`).
+fn read_jagged<C, T>(b: &oxyroot::Branch) -> Result<(Vec<u8>, Vec<u64>), String>
 where
+    C: UnmarshalerInto<Item = C> + Into<Vec<T>>,
     T: LeBytes,
-    Slice<T>: UnmarshalerInto<Item = Slice<T>>,
 {
     let (mut out, mut counts) = (Vec::new(), Vec::new());
-    for s in b.as_iter::<Slice<T>>().map_err(|e| e.to_string())? {
-        let v = s.into_vec();
+    for entry in b.as_iter::<C>().map_err(|e| e.to_string())? {
+        let v: Vec<T> = entry.into();
         counts.push(v.len() as u64);
         v.into_iter().for_each(|x| x.put(&mut out));
     }
     Ok((out, counts))
 }
 
-fn read_vector<T>(b: &oxyroot::Branch) -> Result<(Vec<u8>, Vec<u64>), String>
+fn read_carray<T: LeBytes>(b: &oxyroot::Branch) -> Result<(Vec<u8>, Vec<u64>), String>
 where
-    T: LeBytes,
+    Slice<T>: UnmarshalerInto<Item = Slice<T>>,
+{
+    read_jagged::<Slice<T>, T>(b)
+}
+
+fn read_vector<T: LeBytes>(b: &oxyroot::Branch) -> Result<(Vec<u8>, Vec<u64>), String>
+where
     Vec<T>: UnmarshalerInto<Item = Vec<T>>,
 {
-    let (mut out, mut counts) = (Vec::new(), Vec::new());
-    for v in b.as_iter::<Vec<T>>().map_err(|e| e.to_string())? {
-        counts.push(v.len() as u64);
-        v.into_iter().for_each(|x| x.put(&mut out));
-    }
-    Ok((out, counts))
+    read_jagged::<Vec<T>, T>(b)
 }
 
 fn variable(dataset: &str, branch: &str, dtype: DType) -> VariableInfo {
@@ -281,11 +268,11 @@ impl RootSource {
     fn read(path: &Path, select: &RootSelect) -> Result<Self> {
         let err = |what: String| Error::input(path, what);
         let mut file = RootFile::open(path).map_err(|e| err(format!("not a readable ROOT file: {e}")))?;
-        let trees: Vec<String> = file.keys().iter().filter(|k| k.class_name() == "TTree").map(|k| k.name().to_string()).collect();
+        // One name per tree, in file order (a tree saved twice has two cycles, one name).
         let mut names: Vec<String> = Vec::new();
-        for t in &trees {
-            if !names.contains(t) {
-                names.push(t.clone());
+        for k in file.keys().iter().filter(|k| k.class_name() == "TTree") {
+            if !names.iter().any(|n| n == k.name()) {
+                names.push(k.name().to_string());
             }
         }
         if names.is_empty() {
@@ -425,13 +412,11 @@ impl RootSource {
             let mut attrs = Attributes::new();
             attrs.insert(BRANCHES_ATTR.into(), strings_attr(&order));
             layout.groups.push(GroupInfo { path: group.clone(), attributes: Attributes::new() });
+            // Not empty: every per-object table's counts (its counter, or the sizes added above)
+            // are variables of the event table.
             let (vars, cols): (Vec<_>, Vec<_>) = flat.into_iter().unzip();
-            if !vars.is_empty() {
-                layout.datasets.push(table(events.clone(), entries, vars, attrs, None));
-                columns.push(cols);
-            } else {
-                return Err(err(format!("tree '{name}': the jagged branches need their counters among the selected branches")));
-            }
+            layout.datasets.push(table(events.clone(), entries, vars, attrs, None));
+            columns.push(cols);
             for (d, c) in objects {
                 layout.datasets.push(d);
                 columns.push(c);

@@ -98,32 +98,18 @@ fn own_object_dir() -> Option<PathBuf> {
 }
 
 /// `site-packages` folders of the objects loaded in this process (a Python host's packages).
-#[cfg(target_os = "linux")]
 fn loaded_site_packages() -> Vec<PathBuf> {
-    use std::ffi::{c_int, c_void, CStr};
-    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
-        let out = &mut *(data as *mut Vec<PathBuf>);
-        let name = (*info).dlpi_name;
-        if !name.is_null() {
-            let n = CStr::from_ptr(name).to_string_lossy();
-            if let Some(i) = n.find("/site-packages/") {
-                let sp = PathBuf::from(&n[..i + "/site-packages".len()]);
-                if !out.contains(&sp) {
-                    out.push(sp);
-                }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in crate::loaded_objects::paths() {
+        let n = p.to_string_lossy();
+        if let Some(i) = n.find("/site-packages/") {
+            let sp = PathBuf::from(&n[..i + "/site-packages".len()]);
+            if !out.contains(&sp) {
+                out.push(sp);
             }
         }
-        0
     }
-    let mut out: Vec<PathBuf> = Vec::new();
-    // SAFETY: the callback only reads the entries it is given and pushes to our Vec.
-    unsafe { libc::dl_iterate_phdr(Some(visit), &mut out as *mut _ as *mut c_void) };
     out
-}
-
-#[cfg(not(target_os = "linux"))]
-fn loaded_site_packages() -> Vec<PathBuf> {
-    Vec::new()
 }
 
 /// `lib/pythonX.Y/site-packages` folders of a Python environment.
