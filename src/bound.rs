@@ -148,17 +148,25 @@ fn abbreviate(names: &[&str]) -> String {
     }
 }
 
-/// Resolves a requested bound against the variable's dtype and value range.
-pub fn resolve(bound: Bound, is_float: bool, stats: &Stats) -> ErrorBound {
-    if !is_float {
+/// Resolves a requested bound against the variable's dtype and value range. Integers stay
+/// lossless unless a model covers them (BCAE-2D's ADC counts); then their absolute bound is the
+/// whole number of counts below the request (a bound under 1 count is lossless).
+pub fn resolve(bound: Bound, dtype: crate::dtype::DType, modelled: bool, stats: &Stats) -> ErrorBound {
+    let is_float = dtype.is_float();
+    if !is_float && !(modelled && dtype != crate::dtype::DType::Bool) {
         return ErrorBound::LOSSLESS;
     }
-    match bound {
-        Bound::Lossless => ErrorBound::LOSSLESS,
-        Bound::None => ErrorBound { mode: BoundMode::None, value: None, abs: None },
-        Bound::Abs(e) => ErrorBound { mode: BoundMode::Abs, value: Some(e), abs: Some(e) },
-        Bound::Rel(e) => ErrorBound { mode: BoundMode::Rel, value: Some(e), abs: Some(e * stats.range()) },
+    let (abs, rel) = match bound {
+        Bound::Lossless => return ErrorBound::LOSSLESS,
+        Bound::None => return ErrorBound { mode: BoundMode::None, value: None, abs: None },
+        Bound::Abs(e) => (e, (BoundMode::Abs, e)),
+        Bound::Rel(e) => (e * stats.range(), (BoundMode::Rel, e)),
+    };
+    let abs = if is_float { abs } else { abs.floor() };
+    if !is_float && abs < 1.0 {
+        return ErrorBound::LOSSLESS;
     }
+    ErrorBound { mode: rel.0, value: Some(rel.1), abs: Some(abs) }
 }
 
 #[cfg(test)]

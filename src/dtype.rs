@@ -101,32 +101,51 @@ impl std::fmt::Display for DType {
     }
 }
 
-/// Floats of `bytes` (little-endian `dtype`, f32 or f64) widened exactly to f64.
-pub fn floats_to_f64(dtype: DType, bytes: &[u8]) -> Vec<f64> {
+/// Values of `bytes` (little-endian `dtype`) as f64: floats widened exactly, integers exactly up
+/// to 2^53 (the quantiser stores any larger one as an exact outlier).
+pub fn values_f64(dtype: DType, bytes: &[u8]) -> Vec<f64> {
     match dtype {
         DType::F32 => bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
             .collect(),
         DType::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
-        _ => unreachable!("floats_to_f64 called on {dtype}"),
+        DType::U64 => bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+        _ => ints_to_i64(dtype, bytes).into_iter().map(|v| v as f64).collect(),
     }
 }
 
-/// Rounds an f64 to `dtype` (f32 or f64) the way the decoder stores it, and widens it back, so
-/// the encoder can check the value the user will see.
+/// Rounds an f64 to `dtype` the way the decoder stores it, and widens it back, so the encoder can
+/// check the value the user will see. Integers round to nearest and saturate at the type's range
+/// (a value outside it, NaN included, becomes the nearest end; the quantiser's check catches it).
 #[inline]
 pub fn round_to(dtype: DType, v: f64) -> f64 {
-    match dtype {
-        DType::F32 => v as f32 as f64,
-        _ => v,
+    let (lo, hi) = match dtype {
+        DType::F32 => return v as f32 as f64,
+        DType::F64 => return v,
+        DType::Bool => (0.0, 1.0),
+        DType::I8 => (i8::MIN as f64, i8::MAX as f64),
+        DType::U8 => (0.0, u8::MAX as f64),
+        DType::I16 => (i16::MIN as f64, i16::MAX as f64),
+        DType::U16 => (0.0, u16::MAX as f64),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        DType::U32 => (0.0, u32::MAX as f64),
+        DType::I64 => (i64::MIN as f64, i64::MAX as f64),
+        DType::U64 => (0.0, u64::MAX as f64),
+    };
+    if v.is_nan() {
+        return 0.0;
     }
+    v.round().clamp(lo, hi)
 }
 
-pub fn push_float(dtype: DType, v: f64, out: &mut Vec<u8>) {
+/// Appends `v` (already `round_to(dtype, ..)`) as a little-endian `dtype`.
+pub fn push_value(dtype: DType, v: f64, out: &mut Vec<u8>) {
     match dtype {
         DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
-        _ => out.extend_from_slice(&v.to_le_bytes()),
+        DType::F64 => out.extend_from_slice(&v.to_le_bytes()),
+        DType::U64 => out.extend_from_slice(&(v as u64).to_le_bytes()),
+        _ => out.extend_from_slice(&(v as i64).to_le_bytes()[..dtype.size()]),
     }
 }
 

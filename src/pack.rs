@@ -12,7 +12,7 @@ use crate::codec::errstats::{ErrStats, ErrSummary};
 use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan};
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::container::ArchiveWriter;
-use crate::dtype::floats_to_f64;
+use crate::dtype::values_f64;
 use crate::error::{Error, Result};
 use crate::header::{CodecInfo, DatasetModel, Header, Producer, StageInfo, Stats, FORMAT_NAME, FORMAT_VERSION};
 use crate::model::ModelRef;
@@ -121,27 +121,30 @@ pub fn pack(
 
     for (di, ds) in datasets.iter_mut().enumerate() {
         ds.chunk_rows = (opts.chunk_bytes / ds.row_bytes().max(1)).clamp(1, ds.rows().max(1));
-        let floats: Vec<usize> = (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype.is_float()).collect();
+        let used = uses.get(di).and_then(|u| u.as_ref());
+        let modelled = |vi: usize| used.is_some_and(|u| u.features.iter().any(|f| f[0] as usize == vi));
+        // Floats, and integers a model covers (BCAE-2D's ADC values), are coded as numbers.
+        let numeric: Vec<usize> =
+            (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype.is_float() || modelled(v)).collect();
         let mut stats = vec![Stats::default(); ds.variables.len()];
-        if !floats.is_empty() && ds.row_elems() > 0 {
+        if !numeric.is_empty() && ds.row_elems() > 0 {
             progress.start(&format!("scanning {}", ds.name()), ds.raw_bytes());
             for rows in row_ranges(ds.rows(), ds.chunk_rows) {
                 let n = rows.end - rows.start;
                 let data = source.read_rows(di, rows)?;
-                for &v in &floats {
-                    stats[v].update(&floats_to_f64(ds.variables[v].dtype, &data[v]));
+                for &v in &numeric {
+                    stats[v].update(&values_f64(ds.variables[v].dtype, &data[v]));
                 }
                 progress.advance(n * ds.row_bytes());
             }
             progress.finish();
         }
         for (v, var) in ds.variables.iter_mut().enumerate() {
-            var.error = bound::resolve(wanted[di][v], var.dtype.is_float(), &stats[v]);
-            if var.dtype.is_float() {
+            var.error = bound::resolve(wanted[di][v], var.dtype, modelled(v), &stats[v]);
+            if numeric.contains(&v) {
                 var.stats = Some(stats[v].clone());
             }
         }
-        let used = uses.get(di).and_then(|u| u.as_ref());
         if let Some(u) = used {
             ds.model = Some(DatasetModel {
                 model: u.model as u32,
@@ -150,8 +153,7 @@ pub fn pack(
             });
         }
         for (vi, var) in ds.variables.iter().enumerate() {
-            let modelled = used.is_some_and(|u| u.features.iter().any(|f| f[0] as usize == vi));
-            if var.error.mode == BoundMode::None && var.dtype.is_float() && !modelled {
+            if var.error.mode == BoundMode::None && !modelled(vi) {
                 return Err(Error::Usage(format!(
                     "variable {} of {} has bound 'none' (the model's output) but no model covers it",
                     var.name,
@@ -279,12 +281,25 @@ pub fn pack(
 
 /// How the codec codes each variable of a dataset, from its header entry.
 pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
+    let modelled = |vi: usize| ds.model.as_ref().is_some_and(|m| m.features.iter().any(|f| f[0] as usize == vi));
     ds.variables
         .iter()
-        .map(|v| VarCoding {
-            dtype: v.dtype,
-            tolerance: v.error.tolerance(),
-            model_only: v.dtype.is_float() && v.error.mode == BoundMode::None,
+        .enumerate()
+        .map(|(vi, v)| {
+            let numeric = v.dtype.is_float() || (modelled(vi) && v.dtype != crate::dtype::DType::Bool);
+            VarCoding {
+                dtype: v.dtype,
+                tolerance: if v.dtype.is_float() {
+                    v.error.tolerance()
+                } else if numeric && v.error.mode != BoundMode::None {
+                    // Integers against a model: a whole-number bound E codes with bins of 2E + 1
+                    // centred on integers (E = 0: lossless).
+                    Some(v.error.tolerance().unwrap_or(0.0).floor() + 0.5)
+                } else {
+                    None
+                },
+                model_only: numeric && v.error.mode == BoundMode::None,
+            }
         })
         .collect()
 }

@@ -585,13 +585,14 @@ fn import_manifest(
         format_version: MANIFEST_VERSION,
         kind: "dense".into(),
         name: name.unwrap_or_else(|| "imported".into()),
-        features: features.iter().map(|n| Feature { name: n.clone(), dtype: "f32".into() }).collect(),
+        features: features.iter().map(|n| Feature::scalar(n.clone(), "f32")).collect(),
         normalisation: norm,
         latent: Latent { size: latent as u64 },
         encoder: OnnxPart { file: "encoder.onnx".into(), sha256: sha(encoder)?, input: ei, output: eo },
         decoder: OnnxPart { file: "decoder.onnx".into(), sha256: sha(decoder)?, input: di, output: dout_name },
         onnx: OnnxInfo { ir_version: ir, opset },
         provenance: serde_json::json!({ "imported": { "encoder": encoder.display().to_string(), "decoder": decoder.display().to_string() } }),
+        bcae2d: None,
     };
     m.validate(encoder)?;
     Ok(m)

@@ -12,7 +12,7 @@ pub mod ints;
 pub mod model_stage;
 pub mod quantise;
 
-use crate::dtype::{floats_to_f64, i64_to_ints, ints_to_i64, push_float, DType};
+use crate::dtype::{values_f64, i64_to_ints, ints_to_i64, push_value, DType};
 use crate::wire::Cursor;
 use errstats::ErrStats;
 use model_stage::{ModelPlan, Predictions};
@@ -45,6 +45,14 @@ pub struct VarCoding {
     pub model_only: bool,
 }
 
+impl VarCoding {
+    /// Coded as numbers (quantised, or predicted by a model): floats, and integers a model
+    /// covers (their tolerance is a whole number plus 0.5, so every code lands on an integer).
+    fn numeric_path(&self) -> bool {
+        self.dtype.is_float() || (self.dtype != DType::Bool && (self.tolerance.is_some() || self.model_only))
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkCodec {
     pub level: i32,
@@ -68,6 +76,8 @@ pub struct EncodedChunk {
     pub vars: Vec<VarEncodeStats>,
     /// Bytes of the latent block (0 when the chunk uses no model).
     pub latent_bytes: u64,
+    /// How well the model alone predicted the chunk, when the plan asks (sparse data).
+    pub score: Option<model_stage::SparseScore>,
 }
 
 /// Where a chunk sits: checked against the footer index on decode.
@@ -94,10 +104,11 @@ impl ChunkCodec {
         let floats: Vec<Option<Vec<f64>>> = vars
             .iter()
             .zip(data)
-            .map(|(v, d)| v.dtype.is_float().then(|| floats_to_f64(v.dtype, d)))
+            .map(|(v, d)| v.numeric_path().then(|| values_f64(v.dtype, d)))
             .collect();
         let mut latent = Vec::new();
         let mut preds: Option<Predictions> = None;
+        let mut score = None;
         if let Some(plan) = model {
             let x = plan.inputs(&floats, epr, rows)?;
             let z = plan.model.encode(&x, rows)?;
@@ -105,7 +116,17 @@ impl ChunkCodec {
                 return Err(format!("the encoder gave {} values for {rows} rows of latent {}", z.len(), plan.model.latent()));
             }
             let zq = plan.encode_latent(&z, rows, self.level, &mut latent);
-            preds = Some(plan.predict(&zq, rows, vars.len(), epr)?);
+            let p = plan.predict(&zq, rows, vars.len(), epr)?;
+            if plan.score_sparse {
+                let mut sc = model_stage::SparseScore::default();
+                for f in &plan.features {
+                    if let (Some(x), Some(p)) = (floats[f.var].as_deref(), p.values[f.var].as_deref()) {
+                        sc.add(x, p);
+                    }
+                }
+                score = Some(sc);
+            }
+            preds = Some(p);
         }
         let (mut blocks, mut stats) = self.encode_vars(vars, data, &floats, preds.as_ref())?;
         let saved: u64 = stats.iter().map(|s| s.saved).sum();
@@ -125,7 +146,7 @@ impl ChunkCodec {
             out.extend_from_slice(&latent);
         }
         out.extend_from_slice(&blocks);
-        Ok(EncodedChunk { bytes: out, vars: stats, latent_bytes })
+        Ok(EncodedChunk { bytes: out, vars: stats, latent_bytes, score })
     }
 
     fn encode_vars(
@@ -439,7 +460,7 @@ fn decode_var(cur: &mut Cursor, dtype: DType, n: usize, pred: Option<&[f64]>) ->
     let floats = |codes: &[i64], step: f64| -> Vec<u8> {
         let mut out = Vec::with_capacity(n * size);
         for &c in codes {
-            push_float(dtype, quantise::reconstruct(dtype, 0.0, c, step), &mut out);
+            push_value(dtype, quantise::reconstruct(dtype, 0.0, c, step), &mut out);
         }
         out
     };
@@ -460,7 +481,7 @@ fn decode_var(cur: &mut Cursor, dtype: DType, n: usize, pred: Option<&[f64]>) ->
             Ok(i64_to_ints(dtype, &ints::decode(cur, n)?))
         }
         m @ (METHOD_QUANTISED | METHOD_PREDICTED) => {
-            if !dtype.is_float() {
+            if dtype == DType::Bool {
                 return Err(format!("quantised block for a {dtype} variable"));
             }
             let flags = if m == METHOD_PREDICTED { cur.u8("flags")? } else { 0 };
@@ -512,14 +533,14 @@ fn decode_var(cur: &mut Cursor, dtype: DType, n: usize, pred: Option<&[f64]>) ->
             Ok(out)
         }
         METHOD_MODEL_ONLY => {
-            if !dtype.is_float() {
+            if dtype == DType::Bool {
                 return Err(format!("model-only block for a {dtype} variable"));
             }
             let p = pred.ok_or("model-only block in a chunk without a latent")?;
             let k = cur.u64("outlier count")?;
             let mut out = Vec::with_capacity(n * size);
             for &v in p {
-                push_float(dtype, quantise::reconstruct(dtype, v, 0, 1.0), &mut out);
+                push_value(dtype, quantise::reconstruct(dtype, v, 0, 1.0), &mut out);
             }
             read_outliers(cur, k, n, size, &mut out)?;
             ErrStats::read(cur)?;
@@ -557,7 +578,7 @@ mod tests {
         for ((var, orig), got) in vars.iter().zip(&data).zip(&dec) {
             match (var.dtype, var.tolerance) {
                 (d, Some(tol)) if d.is_float() => {
-                    let (a, b) = (floats_to_f64(d, orig), floats_to_f64(d, got));
+                    let (a, b) = (values_f64(d, orig), values_f64(d, got));
                     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= tol), "{d}");
                 }
                 _ => assert_eq!(orig, got, "{:?} must be lossless", var.dtype),

@@ -26,11 +26,13 @@ pub trait LatentModel: Sync {
     fn decode(&self, z: &[f32], rows: usize) -> Result<Vec<f32>, String>;
 }
 
-/// One model input: element `elem` of a row of variable `var`.
+/// One model input: `width` elements of a row of variable `var` from element `elem` on (one for
+/// a table's column, a whole wedge for BCAE-2D).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeatureRef {
     pub var: usize,
     pub elem: usize,
+    pub width: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -72,6 +74,8 @@ pub struct ModelPlan<'a> {
     pub scale: &'a [f64],
     pub features: Vec<FeatureRef>,
     pub latent: LatentCoding,
+    /// Score the prediction as sparse detector data (BCAE-2D): see `SparseScore`.
+    pub score_sparse: bool,
 }
 
 const LATENT_F16: u8 = 1;
@@ -86,8 +90,20 @@ impl<'a> ModelPlan<'a> {
     /// `features`: each model input as `[variable index, element within a row]`, as the header
     /// records them.
     pub fn new(model: &'a dyn LatentModel, offset: &'a [f64], scale: &'a [f64], features: &[[u64; 2]], latent: LatentCoding) -> Self {
-        let features = features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize }).collect();
-        ModelPlan { model, offset, scale, features, latent }
+        let features = features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize, width: 1 }).collect();
+        ModelPlan { model, offset, scale, features, latent, score_sparse: false }
+    }
+
+    /// Sets each feature's width (elements of a row it spans).
+    pub fn with_widths(mut self, widths: &[usize]) -> Self {
+        for (f, &w) in self.features.iter_mut().zip(widths) {
+            f.width = w;
+        }
+        self
+    }
+
+    fn input_width(&self) -> usize {
+        self.features.iter().map(|f| f.width).sum()
     }
 
     /// The model's input for a chunk (`data[v]`: variable v's values, None for non-floats):
@@ -98,12 +114,15 @@ impl<'a> ModelPlan<'a> {
             .iter()
             .map(|f| data.get(f.var).and_then(|d| d.as_deref()).ok_or_else(|| format!("model feature {} is not a float variable", f.var)))
             .collect::<Result<_, _>>()?;
-        let mut x = Vec::with_capacity(rows * self.features.len());
+        let mut x = Vec::with_capacity(rows * self.input_width());
         for r in 0..rows {
             for (j, f) in self.features.iter().enumerate() {
-                let v = cols[j][r * elems_per_row + f.elem];
-                let z = ((v - self.offset[j]) / self.scale[j]) as f32;
-                x.push(if z.is_finite() { z } else { 0.0 });
+                let start = r * elems_per_row + f.elem;
+                let block = cols[j].get(start..start + f.width).ok_or("model feature beyond the row")?;
+                for &v in block {
+                    let z = ((v - self.offset[j]) / self.scale[j]) as f32;
+                    x.push(if z.is_finite() { z } else { 0.0 });
+                }
             }
         }
         Ok(x)
@@ -195,21 +214,25 @@ impl<'a> ModelPlan<'a> {
     /// (None for variables the model does not see).
     pub fn predict(&self, zq: &[f32], rows: usize, nvars: usize, elems_per_row: usize) -> Result<Predictions, String> {
         let y = self.model.decode(zq, rows)?;
-        let f = self.features.len();
+        let f = self.input_width();
         if y.len() != rows * f {
             return Err(format!("the decoder gave {} values for {rows} rows of {f} features", y.len()));
         }
         let mut values: Vec<Option<Vec<f64>>> = vec![None; nvars];
         let mut noise: Vec<Option<Vec<f64>>> = vec![None; nvars];
+        let mut at = 0;
         for (j, fr) in self.features.iter().enumerate() {
             let p = values[fr.var].get_or_insert_with(|| vec![0.0; rows * elems_per_row]);
             let e = noise[fr.var].get_or_insert_with(|| vec![0.0; rows * elems_per_row]);
             for r in 0..rows {
-                let yv = y[r * f + j] as f64;
-                let i = r * elems_per_row + fr.elem;
-                p[i] = yv * self.scale[j] + self.offset[j];
-                e[i] = PREDICTION_NOISE * (1.0 + yv.abs()) * self.scale[j];
+                for k in 0..fr.width {
+                    let yv = y[r * f + at + k] as f64;
+                    let i = r * elems_per_row + fr.elem + k;
+                    p[i] = yv * self.scale[j] + self.offset[j];
+                    e[i] = PREDICTION_NOISE * (1.0 + yv.abs()) * self.scale[j];
+                }
             }
+            at += fr.width;
         }
         Ok(Predictions { values, noise })
     }
@@ -225,6 +248,62 @@ fn dequantise_bits(codes: &[i64], ranges: &[(f32, f32)], levels: f32) -> Vec<f32
             lo + c as f32 * ((hi - lo) / levels)
         })
         .collect()
+}
+
+/// How well a model predicts sparse detector data (the BCAE-2D paper's metrics), on
+/// log2(x + 1): absolute and squared error, and the voxels predicted and truly non-zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SparseScore {
+    pub voxels: u64,
+    pub abs_error: f64,
+    pub sq_error: f64,
+    pub true_positive: u64,
+    pub predicted: u64,
+    pub nonzero: u64,
+}
+
+impl SparseScore {
+    pub fn add(&mut self, truth: &[f64], prediction: &[f64]) {
+        for (&x, &p) in truth.iter().zip(prediction) {
+            let (lx, lp) = ((x.max(0.0) + 1.0).log2(), (p.max(0.0) + 1.0).log2());
+            let d = lp - lx;
+            self.voxels += 1;
+            self.abs_error += d.abs();
+            self.sq_error += d * d;
+            let (t, q) = (x > 0.0, p > 0.0);
+            self.nonzero += t as u64;
+            self.predicted += q as u64;
+            self.true_positive += (t && q) as u64;
+        }
+    }
+
+    pub fn merge(&mut self, o: &SparseScore) {
+        self.voxels += o.voxels;
+        self.abs_error += o.abs_error;
+        self.sq_error += o.sq_error;
+        self.true_positive += o.true_positive;
+        self.predicted += o.predicted;
+        self.nonzero += o.nonzero;
+    }
+
+    /// Mean absolute error of log2(x + 1).
+    pub fn mae(&self) -> f64 {
+        self.abs_error / self.voxels.max(1) as f64
+    }
+
+    /// 20 log10(peak / RMSE) on log2(x + 1), with the peak of 10-bit ADC: log2(1024) = 10.
+    pub fn psnr(&self) -> f64 {
+        let rmse = (self.sq_error / self.voxels.max(1) as f64).sqrt();
+        20.0 * (10.0 / rmse).log10()
+    }
+
+    pub fn precision(&self) -> f64 {
+        self.true_positive as f64 / self.predicted.max(1) as f64
+    }
+
+    pub fn recall(&self) -> f64 {
+        self.true_positive as f64 / self.nonzero.max(1) as f64
+    }
 }
 
 pub struct Predictions {
@@ -273,7 +352,7 @@ pub fn codes_crc(codes: &[i64]) -> u32 {
 mod tests {
     use super::*;
     use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
-    use crate::dtype::{floats_to_f64, DType};
+    use crate::dtype::{values_f64, DType};
 
     /// A linear "autoencoder" in plain Rust whose decoder output can be nudged, standing in for
     /// the same network evaluated by another ONNX Runtime build, thread count or device.
@@ -320,7 +399,7 @@ mod tests {
     /// Every element of every variable within the chunk's bound (1e-3).
     fn assert_within(orig: &[Vec<u8>], got: &[Vec<u8>], what: &str) {
         for (v, (o, g)) in orig.iter().zip(got).enumerate() {
-            let (a, b) = (floats_to_f64(DType::F32, o), floats_to_f64(DType::F32, g));
+            let (a, b) = (values_f64(DType::F32, o), values_f64(DType::F32, g));
             assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-3), "{what}: variable {v} out of bound");
         }
     }

@@ -8,7 +8,7 @@
 use super::params::{FilterBound, FilterParams, Layout};
 use crate::codec::model_stage::ModelPlan;
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
-use crate::dtype::{floats_to_f64, DType};
+use crate::dtype::{values_f64, DType};
 use crate::wire::Cursor;
 
 pub const MAGIC: [u8; 4] = *b"BLH5";
@@ -108,7 +108,7 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
         let tolerance = match p.bound {
             FilterBound::Lossless | FilterBound::None => None,
             FilterBound::Abs(e) => Some(e),
-            FilterBound::Rel(e) => Some(e * range(&floats_to_f64(dtype, col))).filter(|&t| t > 0.0),
+            FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col))).filter(|&t| t > 0.0),
         };
         vars.push(VarCoding { dtype, tolerance, model_only: p.bound == FilterBound::None });
     }

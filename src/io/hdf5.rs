@@ -676,7 +676,7 @@ fn write_attr(loc: hid_t, name: &str, a: &Attribute) -> Result<(), String> {
         match dtype {
             DType::F32 | DType::F64 => {
                 let f = float_from_json(v).ok_or("non-numeric value")?;
-                crate::dtype::push_float(dtype, f, &mut buf);
+                crate::dtype::push_value(dtype, f, &mut buf);
             }
             d if d.is_signed() => buf.extend_from_slice(&v.as_i64().ok_or("non-integer value")?.to_le_bytes()[..d.size()]),
             d => buf.extend_from_slice(&v.as_u64().ok_or("non-integer value")?.to_le_bytes()[..d.size()]),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{sha256_hex, Bundle, ModelRef};
+use super::{bcae2d, sha256_hex, Bundle, ModelRef};
 use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan};
 use crate::container::ArchiveReader;
 use crate::error::{Error, Result};
@@ -44,8 +44,11 @@ impl LoadedModel {
 
     /// A plan for these features (`[variable index, element within a row]`).
     pub fn plan_with(&self, features: &[[u64; 2]], latent: LatentCoding) -> ModelPlan<'_> {
-        let norm = &self.bundle.manifest.normalisation;
-        ModelPlan::new(self, &norm.offset, &norm.scale, features, latent)
+        let m = &self.bundle.manifest;
+        let widths: Vec<usize> = m.features.iter().map(|f| f.width()).collect();
+        let mut plan = ModelPlan::new(self, &m.normalisation.offset, &m.normalisation.scale, features, latent).with_widths(&widths);
+        plan.score_sparse = m.bcae2d.is_some();
+        plan
     }
 }
 
@@ -55,23 +58,60 @@ fn run_err(e: Error) -> String {
 
 impl LatentModel for LoadedModel {
     fn features(&self) -> usize {
-        self.bundle.manifest.n_features()
+        self.bundle.manifest.input_width()
     }
     fn latent(&self) -> usize {
         self.bundle.manifest.latent.size as usize
     }
     fn encode(&self, x: &[f32], rows: usize) -> std::result::Result<Vec<f32>, String> {
         let enc = self.encoder.as_ref().ok_or("this model was loaded without its encoder")?;
-        enc.run(x, rows, self.features(), self.latent()).map_err(run_err)
+        match &self.bundle.manifest.bcae2d {
+            None => enc.run(x, rows, self.features(), self.latent()).map_err(run_err),
+            Some(a) => {
+                let mut t = Vec::new();
+                for wedge in x.chunks_exact(a.wedge_len()) {
+                    bcae2d::to_model(a, wedge, &mut t);
+                }
+                let [c, h, w] = a.input_shape().map(|v| v as usize);
+                enc.run_shaped(&t, &[rows, c, h, w], &a.code_shape().map(|v| v as usize)).map_err(run_err)
+            }
+        }
     }
     fn decode(&self, z: &[f32], rows: usize) -> std::result::Result<Vec<f32>, String> {
-        self.decoder.run(z, rows, self.latent(), self.features()).map_err(run_err)
+        match &self.bundle.manifest.bcae2d {
+            None => self.decoder.run(z, rows, self.latent(), self.features()).map_err(run_err),
+            Some(a) => {
+                let [c, h, w] = a.code_shape().map(|v| v as usize);
+                let y = self.decoder.run_shaped(z, &[rows, c, h, w], &a.input_shape().map(|v| v as usize)).map_err(run_err)?;
+                let per = a.input_shape().iter().product::<u64>() as usize;
+                let mut out = Vec::with_capacity(rows * a.wedge_len());
+                for wedge in y.chunks_exact(per) {
+                    bcae2d::from_model(a, wedge, &mut out);
+                }
+                Ok(out)
+            }
+        }
     }
 }
 
 /// Which of a dataset's elements a model's features are, by name: variable `name`, or element
 /// `j` of a multi-element row as `name[j]`. Every feature must be a float variable.
 pub fn match_features(ds: &DatasetInfo, bundle: &Bundle) -> Result<Vec<[u64; 2]>> {
+    if let Some(a) = &bundle.manifest.bcae2d {
+        // A wedge model takes the whole row of the dataset's one numeric variable.
+        let row: Vec<u64> = ds.shape.iter().skip(1).copied().collect();
+        let numeric: Vec<usize> = (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype != crate::dtype::DType::Bool).collect();
+        if row == a.wedge && numeric.len() == 1 {
+            return Ok(vec![[numeric[0] as u64, 0]]);
+        }
+        return Err(Error::Usage(format!(
+            "model {} (bcae2d) takes rows of one numeric variable of shape {:?}; dataset {} has rows of shape {row:?} and {} numeric variables",
+            &bundle.id[..12],
+            a.wedge,
+            ds.name(),
+            numeric.len()
+        )));
+    }
     let epr = ds.row_elems();
     let mut out = Vec::with_capacity(bundle.manifest.features.len());
     let mut missing = Vec::new();

@@ -3,6 +3,7 @@
 //! and the manifest holds the SHA-256 of each ONNX file, so the id names the exact bytes that
 //! will run.
 
+pub mod bcae2d;
 #[cfg(feature = "runtime")]
 pub mod loaded;
 #[cfg(feature = "runtime")]
@@ -39,6 +40,9 @@ pub struct Manifest {
     /// How the model was made: architecture, training settings and metrics, or the import.
     #[serde(default)]
     pub provenance: serde_json::Value,
+    /// Kind `bcae2d`: the network's shape, which the runtime needs to run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bcae2d: Option<bcae2d::Bcae2dArch>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -46,6 +50,20 @@ pub struct Manifest {
 pub struct Feature {
     pub name: String,
     pub dtype: String,
+    /// A feature that is a whole block of a row (a BCAE-2D wedge): its shape. None: one value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<u64>>,
+}
+
+impl Feature {
+    pub fn scalar(name: impl Into<String>, dtype: impl Into<String>) -> Self {
+        Feature { name: name.into(), dtype: dtype.into(), shape: None }
+    }
+
+    /// Values of a row this feature spans.
+    pub fn width(&self) -> usize {
+        self.shape.as_ref().map_or(1, |s| s.iter().product::<u64>() as usize)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -115,6 +133,11 @@ impl Manifest {
         self.features.len()
     }
 
+    /// Values per row the encoder takes: the features' widths summed.
+    pub fn input_width(&self) -> usize {
+        self.features.iter().map(Feature::width).sum()
+    }
+
     /// Checks the manifest's own consistency; `path` names it in errors.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |what: String| Error::Model { path: path.into(), what };
@@ -124,8 +147,24 @@ impl Manifest {
                 self.format, self.format_version
             )));
         }
-        if self.kind != "dense" {
-            return Err(bad(format!("model kind '{}' is not supported by this balerfile (dense)", self.kind)));
+        match (self.kind.as_str(), &self.bcae2d) {
+            ("dense", None) => {
+                if self.features.iter().any(|f| f.shape.is_some()) {
+                    return Err(bad("a dense model's features are single values".into()));
+                }
+            }
+            ("bcae2d", Some(a)) => {
+                a.check().map_err(bad)?;
+                let wedge = Some(a.wedge.to_vec());
+                if self.features.len() != 1 || self.features[0].shape != wedge {
+                    return Err(bad(format!("a bcae2d model has one feature of shape {:?}", a.wedge)));
+                }
+                if self.latent.size != a.code_len() as u64 {
+                    return Err(bad(format!("latent size {} is not the code's {:?}", self.latent.size, a.code_shape())));
+                }
+            }
+            ("bcae2d", None) => return Err(bad("a bcae2d manifest needs its 'bcae2d' architecture".into())),
+            (k, _) => return Err(bad(format!("model kind '{k}' is not supported by this balerfile (dense, bcae2d)"))),
         }
         let n = self.features.len();
         if n == 0 || self.latent.size == 0 {

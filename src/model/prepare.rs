@@ -91,7 +91,7 @@ pub fn table_features(ds: &DatasetInfo, bounds: &[Bound]) -> Vec<(Feature, [u64;
         }
         for e in 0..epr {
             let name = if epr == 1 { v.name.clone() } else { format!("{}[{e}]", v.name) };
-            out.push((Feature { name, dtype: v.dtype.name().into() }, [vi as u64, e]));
+            out.push((Feature::scalar(name, v.dtype.name()), [vi as u64, e]));
         }
     }
     out
@@ -250,7 +250,7 @@ pub fn sample_rows(
             .variables
             .iter()
             .enumerate()
-            .map(|(vi, v)| feats.iter().any(|f| f.1[0] as usize == vi).then(|| crate::dtype::floats_to_f64(v.dtype, &data[vi])))
+            .map(|(vi, v)| feats.iter().any(|f| f.1[0] as usize == vi).then(|| crate::dtype::values_f64(v.dtype, &data[vi])))
             .collect();
         for r in range.clone() {
             if r % stride != 0 {

@@ -4,6 +4,7 @@
 //! The protobuf messages are hand-written prost structs (`proto`), so no
 //! protoc or build script is needed.
 
+pub mod bcae2d;
 pub mod proto;
 pub mod reader;
 pub mod writer;

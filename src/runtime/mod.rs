@@ -110,7 +110,8 @@ static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Model>>>> = OnceLock::new();
 /// The cached model for these ONNX bytes (identified by their SHA-256) and options.
 pub fn model(sha256: &str, bytes: &[u8], input: &str, output: &str, label: &str, opts: RuntimeOptions) -> Result<Arc<Model>> {
     let cache = CACHE.get_or_init(Default::default);
-    let key = (sha256.to_string(), opts);
+    // The output is part of the key: one graph may be asked for different outputs.
+    let key = (format!("{sha256}:{output}"), opts);
     if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(m.clone());
     }
@@ -168,7 +169,13 @@ impl Model {
 
     /// Runs the model on `rows` rows of `cols` f32 values; returns the output, `rows` x `out_cols`.
     pub fn run(&self, input: &[f32], rows: usize, cols: usize, out_cols: usize) -> Result<Vec<f32>> {
-        if rows == 0 {
+        self.run_shaped(input, &[rows, cols], &[out_cols])
+    }
+
+    /// Runs the model on a tensor of `shape` (the first dimension is the batch); the output must
+    /// have shape `[batch, out...]`.
+    pub fn run_shaped(&self, input: &[f32], shape: &[usize], out: &[usize]) -> Result<Vec<f32>> {
+        if shape.first().is_none_or(|&b| b == 0) {
             return Ok(Vec::new());
         }
         let session = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -176,25 +183,23 @@ impl Model {
             Some(s) => s,
             None => self.new_session()?,
         };
-        let result = self.run_on(&mut session, input, rows, cols, out_cols);
+        let result = self.run_on(&mut session, input, shape, out);
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(session);
         result
     }
 
-    fn run_on(&self, session: &mut Session, input: &[f32], rows: usize, cols: usize, out_cols: usize) -> Result<Vec<f32>> {
+    fn run_on(&self, session: &mut Session, input: &[f32], shape: &[usize], out: &[usize]) -> Result<Vec<f32>> {
         let err = |e: ort::Error| Error::Runtime(format!("{}: {e}", self.label));
-        let tensor = ort::value::TensorRef::from_array_view(([rows, cols], input)).map_err(err)?;
+        let tensor = ort::value::TensorRef::from_array_view((shape.to_vec(), input)).map_err(err)?;
         let outputs = session.run(ort::inputs![self.input.as_str() => tensor]).map_err(err)?;
-        let out = outputs
+        let value = outputs
             .get(self.output.as_str())
             .ok_or_else(|| Error::Runtime(format!("{}: no output '{}'", self.label, self.output)))?;
-        let (shape, data) = out.try_extract_tensor::<f32>().map_err(err)?;
-        let dims: Vec<i64> = shape.iter().copied().collect();
-        if dims != [rows as i64, out_cols as i64] {
-            return Err(Error::Runtime(format!(
-                "{}: output '{}' has shape {dims:?}, expected [{rows}, {out_cols}]",
-                self.label, self.output
-            )));
+        let (got, data) = value.try_extract_tensor::<f32>().map_err(err)?;
+        let dims: Vec<i64> = got.iter().copied().collect();
+        let want: Vec<i64> = std::iter::once(shape[0]).chain(out.iter().copied()).map(|d| d as i64).collect();
+        if dims != want {
+            return Err(Error::Runtime(format!("{}: output '{}' has shape {dims:?}, expected {want:?}", self.label, self.output)));
         }
         Ok(data.to_vec())
     }

@@ -2,6 +2,7 @@
 //!
 //! Only the `dense` kind so far: Baler's autoencoder for rows x features tables.
 
+pub mod bcae2d;
 pub mod dense;
 
 use std::time::Instant;
@@ -242,6 +243,7 @@ pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> 
         },
         onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
         provenance,
+        bcae2d: None,
     };
     Ok(Trained { manifest, encoder, decoder, network: fitted.model })
 }
@@ -280,7 +282,7 @@ mod tests {
     fn onnx_runtime_computes_what_burn_computes_on_new_rows() {
         let cols = 12;
         let data = TrainData {
-            features: (0..cols).map(|j| Feature { name: format!("x{j}"), dtype: "f32".into() }).collect(),
+            features: (0..cols).map(|j| Feature::scalar(format!("x{j}"), "f32")).collect(),
             values: table(3000, cols),
             rows: 3000,
             source: serde_json::Value::Null,
@@ -312,7 +314,7 @@ mod tests {
     #[test]
     fn training_refuses_what_it_cannot_learn_from() {
         let one = TrainData {
-            features: vec![Feature { name: "x".into(), dtype: "f32".into() }],
+            features: vec![Feature::scalar("x", "f32")],
             values: vec![1.0; 100],
             rows: 100,
             source: serde_json::Value::Null,
