@@ -64,6 +64,10 @@ pub struct PackModel<'a> {
     pub model: &'a dyn LatentModel,
     pub offset: &'a [f64],
     pub scale: &'a [f64],
+    /// Elements of a row each feature spans (1 for a table's columns, a wedge for BCAE-2D).
+    pub widths: Vec<usize>,
+    /// Score the model's prediction as sparse detector data (BCAE-2D).
+    pub sparse: bool,
     /// What a reader needs beside the archive to decode it: decoder plus manifest bytes.
     pub external_bytes: u64,
 }
@@ -91,6 +95,25 @@ pub struct PackReport {
     pub chunks: u64,
     pub variables: Vec<VariableReport>,
     pub skipped: Vec<crate::header::Skipped>,
+    /// For datasets coded with a BCAE-2D model: how well the model alone reconstructs them.
+    pub sparse_scores: Vec<SparseReport>,
+}
+
+/// The BCAE-2D paper's view of one dataset: the model's own reconstruction (what `--error none`
+/// stores) against the input, on log2(x + 1).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SparseReport {
+    pub dataset: String,
+    pub mae: f64,
+    pub psnr_db: f64,
+    pub precision: f64,
+    pub recall: f64,
+    /// Input values over code values, both counted as 16-bit (the paper's ratio).
+    pub paper_ratio: f64,
+    /// Bytes of the entropy-coded code (latent blocks) and of the raw input.
+    pub code_bytes: u64,
+    pub raw_bytes: u64,
+    pub score: crate::codec::model_stage::SparseScore,
 }
 
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
@@ -208,6 +231,7 @@ pub fn pack(
     let batch = pool.current_num_threads().max(1) * 2;
     let mut chunks = 0u64;
     let mut latent_bytes = 0u64;
+    let mut sparse_scores = Vec::new();
     let mut first_var = 0;
     let mut errs: Vec<Option<ErrStats>> = vec![None; reports.len()];
     progress.start("packing", raw_total);
@@ -216,11 +240,15 @@ pub fn pack(
         let plan = match uses.get(di).and_then(|u| u.as_ref()) {
             Some(u) => {
                 let pm = &models[u.model];
-                Some(ModelPlan::new(pm.model, pm.offset, pm.scale, &u.features, u.latent))
+                let mut plan = ModelPlan::new(pm.model, pm.offset, pm.scale, &u.features, u.latent).with_widths(&pm.widths);
+                plan.score_sparse = pm.sparse;
+                Some(plan)
             }
             None => None,
         };
         let ranges: Vec<_> = if ds.row_elems() == 0 { Vec::new() } else { row_ranges(ds.rows(), ds.chunk_rows).collect() };
+        let mut score: Option<crate::codec::model_stage::SparseScore> = None;
+        let mut code_bytes = 0u64;
         for group in ranges.chunks(batch) {
             let mut work = Vec::with_capacity(group.len());
             for rows in group {
@@ -241,6 +269,10 @@ pub fn pack(
                 })?;
                 writer.write_chunk(place, &enc.bytes)?;
                 latent_bytes += enc.latent_bytes;
+                code_bytes += enc.latent_bytes;
+                if let Some(s) = &enc.score {
+                    score.get_or_insert_with(Default::default).merge(s);
+                }
                 for ((r, e), s) in reports[first_var..].iter_mut().zip(errs[first_var..].iter_mut()).zip(&enc.vars) {
                     r.packed_bytes += s.bytes;
                     r.outliers += s.outliers;
@@ -254,6 +286,21 @@ pub fn pack(
             }
         }
         first_var += ds.variables.len();
+        if let (Some(s), Some(u)) = (score, uses.get(di).and_then(|u| u.as_ref())) {
+            let m = &models[u.model];
+            let input: usize = m.widths.iter().sum();
+            sparse_scores.push(SparseReport {
+                dataset: ds.name().to_string(),
+                mae: s.mae(),
+                psnr_db: s.psnr(),
+                precision: s.precision(),
+                recall: s.recall(),
+                paper_ratio: input as f64 / m.model.latent().max(1) as f64,
+                code_bytes,
+                raw_bytes: ds.raw_bytes(),
+                score: s,
+            });
+        }
     }
     let archive_bytes = writer.finish()?;
     progress.finish();
@@ -276,6 +323,7 @@ pub fn pack(
         chunks,
         variables: reports,
         skipped: layout.skipped,
+        sparse_scores,
     })
 }
 

@@ -203,10 +203,11 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
                 return Err(format!("dataset {} names model {} of {}", ds.path, dm.model, header.models.len()));
             }
             let bad = dm.features.iter().find(|&&[v, e]| {
-                ds.variables.get(v as usize).is_none_or(|var| !var.dtype.is_float()) || e >= ds.row_elems()
+                // Integers too: BCAE-2D models take ADC counts.
+                ds.variables.get(v as usize).is_none_or(|var| var.dtype == crate::dtype::DType::Bool) || e >= ds.row_elems()
             });
             if let Some([v, e]) = bad {
-                return Err(format!("dataset {}: model feature [{v}, {e}] is not a float element of a row", ds.path));
+                return Err(format!("dataset {}: model feature [{v}, {e}] is not a numeric element of a row", ds.path));
             }
         }
         if next_row[d] != ds.rows() && ds.row_elems() != 0 {

@@ -74,6 +74,8 @@ impl Prepared {
                 model: m,
                 offset: &m.bundle.manifest.normalisation.offset,
                 scale: &m.bundle.manifest.normalisation.scale,
+                widths: m.bundle.manifest.features.iter().map(|f| f.width()).collect(),
+                sparse: m.bundle.manifest.bcae2d.is_some(),
                 external_bytes: m.bundle.decoder_cost(),
             })
             .collect()
@@ -228,6 +230,44 @@ fn file_stem(name: &str) -> String {
 
 /// Up to `max_rows` rows of the features, evenly spaced over the table, read a chunk at a time.
 #[cfg(feature = "train")]
+/// Up to `max_rows` wedges (evenly spaced) of the dataset's one numeric variable, for BCAE-2D.
+#[cfg(feature = "train")]
+pub fn sample_wedges(
+    source: &mut dyn Source,
+    d: usize,
+    ds: &DatasetInfo,
+    max_rows: usize,
+    file: &str,
+    progress: &dyn Progress,
+) -> Result<crate::train::bcae2d::WedgeData> {
+    let numeric: Vec<usize> = (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype != crate::dtype::DType::Bool).collect();
+    let [vi] = numeric.as_slice() else {
+        return Err(Error::Usage(format!("dataset {} has {} numeric variables; bcae2d trains on one", ds.name(), numeric.len())));
+    };
+    let var = &ds.variables[*vi];
+    let rows = ds.rows();
+    let stride = rows.div_ceil(max_rows.max(1) as u64).max(1);
+    let epr = ds.row_elems() as usize;
+    let mut values = Vec::new();
+    let mut kept = 0usize;
+    progress.start(&format!("reading {}", ds.name()), ds.raw_bytes());
+    for r in (0..rows).step_by(stride as usize) {
+        let data = source.read_rows(d, r..r + 1)?;
+        values.extend(crate::dtype::values_f64(var.dtype, &data[*vi]).into_iter().map(|v| v as f32));
+        kept += 1;
+        progress.advance(stride.min(rows - r) * ds.row_bytes());
+    }
+    progress.finish();
+    debug_assert_eq!(values.len(), kept * epr);
+    Ok(crate::train::bcae2d::WedgeData {
+        name: var.name.clone(),
+        dtype: var.dtype.name().into(),
+        values,
+        rows: kept,
+        source: serde_json::json!({ "file": file, "dataset": ds.name(), "rows": rows, "stride": stride, "wedges": kept }),
+    })
+}
+
 pub fn sample_rows(
     source: &mut dyn Source,
     d: usize,
