@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use super::host::{self, Api, Hid, H5T_FLOAT, H5T_ORDER_BE};
+use super::host::{self, Api, Hid, H5T_FLOAT, H5T_INTEGER, H5T_ORDER_BE, H5T_SGN_2};
 use super::params::{FilterParams, Layout, CD_WORDS, MAX_FEATURES};
 use super::FILTER_ID;
 use crate::dtype::DType;
@@ -122,6 +122,7 @@ struct Dataset {
     flags: c_uint,
     class: c_int,
     size: usize,
+    signed: bool,
     big_endian: bool,
     chunk: Vec<u64>,
 }
@@ -145,6 +146,7 @@ unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String>
         flags,
         class: (api.tget_class)(type_id),
         size: (api.tget_size)(type_id),
+        signed: (api.tget_sign)(type_id) == H5T_SGN_2,
         big_endian: (api.tget_order)(type_id) == H5T_ORDER_BE,
         chunk,
     })
@@ -152,12 +154,18 @@ unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String>
 
 impl Dataset {
     fn dtype(&self) -> Result<DType, String> {
-        match (self.class, self.size) {
-            (H5T_FLOAT, 4) => Ok(DType::F32),
-            (H5T_FLOAT, 8) => Ok(DType::F64),
-            (c, s) => Err(format!(
-                "the dataset's type is {} of {s} bytes: the filter codes 32- and 64-bit float arrays",
-                if c == H5T_FLOAT { "a float" } else { "not a float" }
+        let wedge = self.params.layout == Layout::Wedge;
+        match (self.class, self.size, self.signed) {
+            (H5T_FLOAT, 4, _) => Ok(DType::F32),
+            (H5T_FLOAT, 8, _) => Ok(DType::F64),
+            (H5T_INTEGER, 1, false) if wedge => Ok(DType::U8),
+            (H5T_INTEGER, 2, false) if wedge => Ok(DType::U16),
+            (H5T_INTEGER, 2, true) if wedge => Ok(DType::I16),
+            (H5T_INTEGER, 4, false) if wedge => Ok(DType::U32),
+            (H5T_INTEGER, 4, true) if wedge => Ok(DType::I32),
+            (c, s, _) => Err(format!(
+                "the dataset's type is {} of {s} bytes: the filter codes 32- and 64-bit float arrays, and 8- to 32-bit integer wedges (layout 2)",
+                if c == H5T_FLOAT { "a float" } else if c == H5T_INTEGER { "an integer" } else { "neither float nor integer" }
             )),
         }
     }
@@ -171,6 +179,16 @@ impl Dataset {
 
     /// What makes a table chunk usable: whole rows, of the width the parameters expect.
     fn check_table(&self, model_features: Option<u64>) -> Result<(), String> {
+        if self.params.layout == Layout::Wedge {
+            let f = self.row_elems();
+            return match model_features {
+                Some(n) if n != f => Err(format!(
+                    "chunk shape {:?} gives rows of {f} values, but the model takes wedges of {n}: chunk whole wedges (e.g. chunks=(1, layers, height, width))",
+                    self.chunk
+                )),
+                _ => Ok(()),
+            };
+        }
         if self.params.layout != Layout::Table {
             return Ok(());
         }
@@ -201,7 +219,7 @@ impl Dataset {
 fn model_features(p: &FilterParams) -> Result<Option<u64>, String> {
     let Some(id) = p.model_id() else { return Ok(None) };
     #[cfg(feature = "runtime")]
-    return Ok(Some(super::models::get(&id, true)?.bundle.manifest.n_features() as u64));
+    return Ok(Some(super::models::get(&id, true)?.bundle.manifest.input_width() as u64));
     #[cfg(not(feature = "runtime"))]
     Err(super::no_runtime(&id))
 }
@@ -226,7 +244,7 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
         let mut p = ds.params.clone();
         p.dtype = Some(ds.dtype()?);
         p.big_endian = ds.big_endian;
-        if p.layout == Layout::Table {
+        if p.layout != Layout::Field {
             ds.check_table(None)?;
             p.features = ds.row_elems() as u32;
         }

@@ -5,7 +5,7 @@
 //! width, rows), so a chunk decodes with nothing but its bytes and the model, and its CRC-32
 //! turns a damaged chunk into an error instead of wrong numbers.
 
-use super::params::{FilterBound, FilterParams, Layout};
+use super::params::{dtype_code, dtype_of_code, FilterBound, FilterParams, Layout};
 use crate::codec::model_stage::ModelPlan;
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::dtype::{values_f64, DType};
@@ -31,13 +31,6 @@ impl ChunkHeader {
     }
 }
 
-fn dtype_code(d: DType) -> u8 {
-    if d == DType::F32 {
-        1
-    } else {
-        2
-    }
-}
 
 pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
     let mut c = Cursor::new(bytes);
@@ -48,14 +41,12 @@ pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
     if version != CHUNK_VERSION {
         return Err(format!("chunk format version {version}; this balerfile reads {CHUNK_VERSION}"));
     }
-    let dtype = match c.u8("element type")? {
-        1 => DType::F32,
-        2 => DType::F64,
-        k => return Err(format!("element type code {k} in the chunk header")),
-    };
+    let code = c.u8("element type")?;
+    let dtype = dtype_of_code(code as u32).ok_or_else(|| format!("element type code {code} in the chunk header"))?;
     let layout = match c.u8("layout")? {
         0 => Layout::Field,
         1 => Layout::Table,
+        2 => Layout::Wedge,
         k => return Err(format!("layout code {k} in the chunk header")),
     };
     c.u8("reserved")?;
@@ -99,9 +90,10 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
     }
     let rows = data.len() / (size * f);
     let le = if p.big_endian { swap(data, size) } else { data.to_vec() };
-    let cols = match p.layout {
-        Layout::Field => vec![le],
-        Layout::Table => transpose(&le, rows, f, size),
+    let (cols, epr) = match p.layout {
+        Layout::Field => (vec![le], 1),
+        Layout::Table => (transpose(&le, rows, f, size), 1),
+        Layout::Wedge => (vec![le], f as u64),
     };
     let mut vars = Vec::with_capacity(cols.len());
     for col in &cols {
@@ -110,15 +102,19 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
             FilterBound::Abs(e) => Some(e),
             FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col))).filter(|&t| t > 0.0),
         };
-        vars.push(VarCoding { dtype, tolerance, model_only: p.bound == FilterBound::None });
+        vars.push(wedge_coding(VarCoding { dtype, tolerance, model_only: p.bound == FilterBound::None }, model.is_some()));
     }
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
-    let enc = ChunkCodec { level: p.level }.encode(place, &vars, &cols, 1, model)?;
+    let enc = ChunkCodec { level: p.level }.encode(place, &vars, &cols, epr, model)?;
     let mut out = Vec::with_capacity(HEADER_BYTES + enc.bytes.len());
     out.extend_from_slice(&MAGIC);
     out.push(CHUNK_VERSION);
-    out.push(dtype_code(dtype));
-    out.push((p.layout == Layout::Table) as u8);
+    out.push(dtype_code(dtype).unwrap_or(0) as u8);
+    out.push(match p.layout {
+        Layout::Field => 0,
+        Layout::Table => 1,
+        Layout::Wedge => 2,
+    });
     out.push(0);
     out.extend_from_slice(&(f as u32).to_le_bytes());
     out.extend_from_slice(&(rows as u64).to_le_bytes());
@@ -139,15 +135,25 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
     }
     let f = h.row_elems as usize;
     let nvars = if h.layout == Layout::Table { f } else { 1 };
+    let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
     let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false }; nvars];
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: h.rows };
-    let cols = ChunkCodec { level: p.level }.decode(body, place, &vars, 1, model)?;
+    let cols = ChunkCodec { level: p.level }.decode(body, place, &vars, epr, model)?;
     let size = h.dtype.size();
     let le = match h.layout {
-        Layout::Field => cols.into_iter().next().unwrap_or_default(),
+        Layout::Field | Layout::Wedge => cols.into_iter().next().unwrap_or_default(),
         Layout::Table => untranspose(&cols, h.rows as usize, size),
     };
     Ok(if p.big_endian { swap(&le, size) } else { le })
+}
+
+/// Integers a model covers go through the residual stage with a whole-number bound (bins of
+/// 2E + 1 centred on integers; lossless is E = 0), as `pack` codes them.
+fn wedge_coding(v: VarCoding, modelled: bool) -> VarCoding {
+    if v.dtype.is_float() || !modelled || v.model_only {
+        return VarCoding { tolerance: if v.dtype.is_float() { v.tolerance } else { None }, ..v };
+    }
+    VarCoding { tolerance: Some(v.tolerance.unwrap_or(0.0).floor() + 0.5), ..v }
 }
 
 fn swap(data: &[u8], size: usize) -> Vec<u8> {

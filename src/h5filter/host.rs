@@ -21,13 +21,17 @@ pub struct Api {
     pub tget_class: unsafe extern "C" fn(Hid) -> c_int,
     pub tget_size: unsafe extern "C" fn(Hid) -> usize,
     pub tget_order: unsafe extern "C" fn(Hid) -> c_int,
+    pub tget_sign: unsafe extern "C" fn(Hid) -> c_int,
     pub zregister: unsafe extern "C" fn(*const c_void) -> c_int,
     /// Where the calls came from, for messages.
     pub origin: String,
 }
 
-/// H5T_FLOAT in H5T_class_t.
+/// H5T_INTEGER and H5T_FLOAT in H5T_class_t.
+pub const H5T_INTEGER: c_int = 0;
 pub const H5T_FLOAT: c_int = 1;
+/// H5T_SGN_2 in H5T_sign_t (two's complement; H5T_SGN_NONE = 0 is unsigned).
+pub const H5T_SGN_2: c_int = 1;
 /// H5T_ORDER_BE in H5T_order_t.
 pub const H5T_ORDER_BE: c_int = 1;
 
@@ -94,6 +98,7 @@ unsafe fn resolve(handle: *mut c_void, origin: String) -> Option<&'static Api> {
         tget_class: sym(handle, "H5Tget_class")?,
         tget_size: sym(handle, "H5Tget_size")?,
         tget_order: sym(handle, "H5Tget_order")?,
+        tget_sign: sym(handle, "H5Tget_sign")?,
         zregister: sym(handle, "H5Zregister")?,
         origin,
     };

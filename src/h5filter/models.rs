@@ -48,6 +48,18 @@ pub fn get(id: &str, encoder: bool) -> Result<Arc<LoadedModel>, String> {
 
 /// The codec's plan: feature j of the model is column j of the table.
 pub fn plan<'a>(m: &'a LoadedModel, p: &FilterParams) -> Result<ModelPlan<'a>, String> {
+    if let Some(a) = &m.bundle.manifest.bcae2d {
+        if p.layout != super::params::Layout::Wedge || p.features as usize != a.wedge_len() {
+            return Err(format!(
+                "model {} (bcae2d) takes wedges of {:?} = {} values per row; the dataset's chunks have rows of {} (use the wedge layout, one or more whole wedges per chunk)",
+                &m.bundle.id[..12],
+                a.wedge,
+                a.wedge_len(),
+                p.features
+            ));
+        }
+        return Ok(m.plan_with(&[[0, 0]], p.latent));
+    }
     let n = m.bundle.manifest.n_features();
     if p.features as usize != n {
         return Err(format!(

@@ -35,6 +35,24 @@ pub enum Layout {
     /// Rows x features: each column coded on its own (its own tolerance), the dense model over
     /// whole rows. A chunk must hold whole rows.
     Table,
+    /// Wedges: each row (everything after the first dimension, e.g. 16 x 192 x 249 ADC counts)
+    /// is one input of a BCAE-2D model. A chunk must hold whole wedges.
+    Wedge,
+}
+
+/// Element type codes of cd_values[1] (0: set by set_local).
+const DTYPE_CODES: [(u32, DType); 7] =
+    [(1, DType::F32), (2, DType::F64), (3, DType::U16), (4, DType::U8), (5, DType::I16), (6, DType::U32), (7, DType::I32)];
+
+/// The largest wedge (elements per row) the wedge layout takes.
+pub const MAX_WEDGE: u32 = 1 << 26;
+
+pub fn dtype_code(d: DType) -> Option<u32> {
+    DTYPE_CODES.iter().find(|(_, t)| *t == d).map(|(c, _)| *c)
+}
+
+pub fn dtype_of_code(c: u32) -> Option<DType> {
+    DTYPE_CODES.iter().find(|(k, _)| *k == c).map(|(_, t)| *t)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,13 +110,13 @@ impl FilterParams {
     pub fn to_cd_values(&self) -> Vec<u32> {
         let mut cd = vec![0u32; CD_WORDS];
         cd[W_VERSION] = LAYOUT_VERSION;
-        cd[W_DTYPE] = match self.dtype {
-            None => 0,
-            Some(DType::F32) => 1,
-            Some(_) => 2,
-        };
+        cd[W_DTYPE] = self.dtype.and_then(dtype_code).unwrap_or(0);
         cd[W_ORDER] = self.big_endian as u32;
-        cd[W_LAYOUT] = (self.layout == Layout::Table) as u32;
+        cd[W_LAYOUT] = match self.layout {
+            Layout::Field => 0,
+            Layout::Table => 1,
+            Layout::Wedge => 2,
+        };
         cd[W_FEATURES] = self.features;
         let (mode, value) = match self.bound {
             FilterBound::Lossless => (0, 0.0),
@@ -136,9 +154,9 @@ impl FilterParams {
         }
         let dtype = match w(W_DTYPE) {
             0 => None,
-            1 => Some(DType::F32),
-            2 => Some(DType::F64),
-            k => return Err(format!("element type code {k} in cd_values[1] (1 = f32, 2 = f64)")),
+            k => Some(dtype_of_code(k).ok_or_else(|| {
+                format!("element type code {k} in cd_values[1] (1 f32, 2 f64; integers for wedges: 3 u16, 4 u8, 5 i16, 6 u32, 7 i32)")
+            })?),
         };
         let big_endian = match w(W_ORDER) {
             0 => false,
@@ -148,11 +166,13 @@ impl FilterParams {
         let layout = match w(W_LAYOUT) {
             0 => Layout::Field,
             1 => Layout::Table,
-            k => return Err(format!("layout code {k} in cd_values[3] (0 = field, 1 = table)")),
+            2 => Layout::Wedge,
+            k => return Err(format!("layout code {k} in cd_values[3] (0 = field, 1 = table, 2 = wedge)")),
         };
         let features = w(W_FEATURES);
-        if features > MAX_FEATURES {
-            return Err(format!("{features} features per row (at most {MAX_FEATURES})"));
+        let most = if layout == Layout::Wedge { MAX_WEDGE } else { MAX_FEATURES };
+        if features > most {
+            return Err(format!("{features} values per row (at most {most})"));
         }
         let value = f64_from(w(W_VALUE), w(W_VALUE + 1));
         let positive = |e: f64| {
@@ -194,8 +214,11 @@ impl FilterParams {
         if self.bound == FilterBound::None && self.model.is_none() {
             return Err("bound 'none' keeps only the model's output, and no model is named".into());
         }
-        if self.model.is_some() && self.layout != Layout::Table {
-            return Err("a dense model codes tables: set the table layout (rows x features)".into());
+        if self.model.is_some() && self.layout == Layout::Field {
+            return Err("a model codes tables (rows x features) or wedges: set the table or wedge layout".into());
+        }
+        if self.dtype.is_some_and(|d| !d.is_float()) && self.layout != Layout::Wedge {
+            return Err("integer datasets go through the filter only as wedges (layout 2, with a bcae2d model)".into());
         }
         Ok(())
     }
@@ -222,7 +245,7 @@ impl FilterParams {
     pub fn row_elems(&self) -> usize {
         match self.layout {
             Layout::Field => 1,
-            Layout::Table => self.features as usize,
+            Layout::Table | Layout::Wedge => self.features as usize,
         }
     }
 
@@ -238,6 +261,7 @@ impl FilterParams {
         let layout = match self.layout {
             Layout::Field => "field".to_string(),
             Layout::Table => format!("table of {} features", self.features),
+            Layout::Wedge => format!("wedges of {} values", self.features),
         };
         let model = self.model_id().map(|m| format!(", model {}", &m[..12])).unwrap_or_default();
         format!("{layout}, {bound}, zstd {}{model}", self.level)

@@ -228,8 +228,6 @@ fn file_stem(name: &str) -> String {
     std::path::Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| name.into())
 }
 
-/// Up to `max_rows` rows of the features, evenly spaced over the table, read a chunk at a time.
-#[cfg(feature = "train")]
 /// Up to `max_rows` wedges (evenly spaced) of the dataset's one numeric variable, for BCAE-2D.
 #[cfg(feature = "train")]
 pub fn sample_wedges(
@@ -268,6 +266,8 @@ pub fn sample_wedges(
     })
 }
 
+/// Up to `max_rows` rows of the features, evenly spaced over the table, read a chunk at a time.
+#[cfg(feature = "train")]
 pub fn sample_rows(
     source: &mut dyn Source,
     d: usize,

@@ -15,6 +15,7 @@ HDF5_PLUGIN_PATH, beside the ``balerfile`` program on PATH, and the ``target/rel
 a balerfile checkout this package was installed from (``pip install -e``).
 """
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -125,6 +126,15 @@ def find_model(model):
     raise ValueError(f"model prefix {m!r} is ambiguous in {where}: {', '.join(x[:12] for x in found)}")
 
 
+def model_kind(model_id):
+    """'dense' or 'bcae2d', from the model's manifest in the store (None when not found there)."""
+    for s in _store_dirs():
+        m = s / model_id / "manifest.json"
+        if m.is_file():
+            return json.loads(m.read_text()).get("kind")
+    return None
+
+
 def _f64_words(v):
     return list(struct.unpack("<II", struct.pack("<d", float(v))))
 
@@ -152,20 +162,23 @@ class Baler(Mapping):
             table; a chunk's range lies within the dataset's, so the bound holds against the
             dataset's range too), 'abs=0.01', 'lossless' (default), or 'none' (the model's
             output, no bound).
-    model:  a model id, id prefix or bundle folder from the balerfile model store (a dense model
-            trained by `balerfile train`); implies table=True.
+    model:  a model id, id prefix or bundle folder from the balerfile model store: a dense model
+            (`balerfile train`) implies table=True; a bcae2d model (`balerfile train --kind
+            bcae2d`) codes wedges (chunks of whole wedges, e.g. chunks=(1, 16, 192, 249)), and
+            its bound is in whole ADC counts ('lossless', 'abs=8', 'none').
     table:  rows x features (each column coded on its own, chunks must hold whole rows).
-            Default: True with a model, else False (a field: the chunk as one sequence).
+            Default: True with a dense model, else False (a field: the chunk as one sequence).
     level:  zstd level (default 3). latent: 'f16' (default) or a bit count 2..16.
     """
 
     def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16"):
         mode, value = _parse_error(error)
         model_id = find_model(model) if model is not None else None
+        wedge = model_id is not None and model_kind(model_id) == "bcae2d"
         if table is None:
-            table = model_id is not None
-        if model_id and not table:
-            raise ValueError("a model codes tables: table=True")
+            table = model_id is not None and not wedge
+        if model_id and not table and not wedge:
+            raise ValueError("a dense model codes tables: table=True")
         if mode == 3 and model_id is None:
             raise ValueError("error='none' keeps only the model's output: name a model")
         if not (-7 <= int(level) <= 22):
@@ -176,7 +189,8 @@ class Baler(Mapping):
             bits = latent
         else:
             raise ValueError("latent: 'f16' or a bit count from 2 to 16")
-        cd = [LAYOUT_VERSION, 0, 0, int(bool(table)), 0, mode, *_f64_words(value), int(level) & 0xFFFFFFFF, bits]
+        layout = 2 if wedge else int(bool(table))
+        cd = [LAYOUT_VERSION, 0, 0, layout, 0, mode, *_f64_words(value), int(level) & 0xFFFFFFFF, bits]
         words = [0] * 8
         if model_id:
             b = bytes.fromhex(model_id)
