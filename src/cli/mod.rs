@@ -324,6 +324,10 @@ struct RuntimeArgs {
     /// The ONNX Runtime library (libonnxruntime.so); default: found automatically.
     #[arg(long, value_name = "PATH")]
     onnxruntime: Option<PathBuf>,
+    /// Run the encoder in half precision (f16 weights and activations, as the BCAE-2D paper
+    /// deploys it). The stored code is what decoding reads, so bounds hold unchanged.
+    #[arg(long)]
+    half: bool,
 }
 
 impl RuntimeArgs {
@@ -331,7 +335,7 @@ impl RuntimeArgs {
         if let Some(p) = &self.onnxruntime {
             balerfile::runtime::set_library(p);
         }
-        RuntimeOptions { device: self.device, intra_threads: 1 }
+        RuntimeOptions { device: self.device, intra_threads: 1, half_encoder: self.half }
     }
 }
 

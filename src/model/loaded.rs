@@ -22,6 +22,10 @@ impl LoadedModel {
         let m = &bundle.manifest;
         let label = |part: &str| format!("model {} {part}", &bundle.id[..12]);
         let encoder = match (&bundle.encoder, need_encoder) {
+            (Some(bytes), true) if opts.half_encoder => {
+                let half = half_graph(bytes).map_err(|e| Error::Model { path: "encoder.onnx".into(), what: e })?;
+                Some(runtime::model(&m.encoder.sha256, &half, &m.encoder.input, &m.encoder.output, &label("encoder (f16)"), opts)?)
+            }
             (Some(bytes), true) => {
                 Some(runtime::model(&m.encoder.sha256, bytes, &m.encoder.input, &m.encoder.output, &label("encoder"), opts)?)
             }
@@ -50,6 +54,16 @@ impl LoadedModel {
         plan.score_sparse = m.bcae2d.is_some();
         plan
     }
+}
+
+#[cfg(feature = "train")]
+fn half_graph(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    crate::onnx::half::to_half(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "train"))]
+fn half_graph(_: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    Err("a half-precision encoder needs balerfile built with the train feature (ONNX editing)".into())
 }
 
 fn run_err(e: Error) -> String {

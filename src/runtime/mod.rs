@@ -53,11 +53,13 @@ pub struct RuntimeOptions {
     /// ONNX Runtime's intra-op threads per session; callers that run sessions from many threads
     /// at once keep this at 1.
     pub intra_threads: usize,
+    /// Run encoders in half precision (an f16 copy of the graph; the BCAE-2D paper's mode).
+    pub half_encoder: bool,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { device: Device::Cpu, intra_threads: 1 }
+        RuntimeOptions { device: Device::Cpu, intra_threads: 1, half_encoder: false }
     }
 }
 

@@ -141,3 +141,21 @@ def test_a_bcae2d_model_refuses_data_of_another_shape(cli, bcae, tmp_path):
     r = cli("pack", other, "-o", tmp_path / "o.baler", "--model", mid, expect_fail=True)
     assert "bcae2d" in r.stderr and "[16, 192, 249]" in r.stderr, r.stderr
     assert not (tmp_path / "o.baler").exists()
+
+
+def test_a_half_precision_encoder_keeps_the_accuracy(cli, tpc, bcae, tmp_path):
+    path, x = tpc
+    mid, _ = bcae
+
+    def metrics(*extra):
+        out = tmp_path / f"h{len(extra)}.baler"
+        r = cli("pack", path, "-o", out, "--model", mid, "--error", "abs=4", *extra)
+        m = re.search(r"MAE ([\d.]+), PSNR ([\d.-]+) dB, precision ([\d.]+), recall ([\d.]+)", r.stdout)
+        back = tmp_path / f"h{len(extra)}.h5"
+        cli("unpack", out, "-o", back)
+        with h5py.File(back, "r") as f:
+            assert np.abs(f["tpc/adc"][()].astype(int) - x).max() <= 4
+        return [float(v) for v in m.groups()]
+
+    full, half = metrics(), metrics("--half")
+    assert np.allclose(full, half, rtol=2e-3, atol=2e-3), (full, half)
