@@ -84,7 +84,10 @@ def test_train_reports_the_papers_architecture_and_metrics(bcae, model_store):
     assert check["encoder_max_relative_difference"] < 1e-4
 
 
-def test_pack_and_unpack_with_the_model_at_every_bound(cli, tpc, bcae, tmp_path):
+def test_pack_and_unpack_with_the_model_at_every_bound(cli, tpc, bcae, container, tmp_path):
+    import jsonschema
+    from conftest import SCHEMA_PATH
+    schema = json.loads(SCHEMA_PATH.read_text())
     path, x = tpc
     mid, _ = bcae
     sizes = {}
@@ -92,6 +95,9 @@ def test_pack_and_unpack_with_the_model_at_every_bound(cli, tpc, bcae, tmp_path)
         out = tmp_path / f"{err}.baler"
         r = cli("pack", path, "-o", out, "--model", mid, "--error", err)
         sizes[err] = out.stat().st_size
+        header = container(out)["header"]
+        jsonschema.validate(header, schema)
+        assert header["models"][0]["kind"] == "bcae2d"
         assert "through the model alone" in r.stdout and "precision" in r.stdout, r.stdout
         back = tmp_path / f"{err}.h5"
         cli("unpack", out, "-o", back)
