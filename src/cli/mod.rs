@@ -720,7 +720,8 @@ fn train_bcae2d(
         p["training"]["epochs_run"],
     );
     println!(
-        "validation ({} wedges): MAE {:.4} (log2 ADC), PSNR {:.2} dB, precision {:.4}, recall {:.4}",
+        "{} ({} wedges): MAE {:.4} (log2 ADC), PSNR {:.2} dB, precision {:.4}, recall {:.4}",
+        if v["held_out"] == true { "validation" } else { "a training wedge (too few to hold any out)" },
         v["wedges"],
         v["mae_log_adc"].as_f64().unwrap_or(f64::NAN),
         v["psnr_db"].as_f64().unwrap_or(f64::NAN),

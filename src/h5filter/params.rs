@@ -218,7 +218,7 @@ impl FilterParams {
             return Err("a model codes tables (rows x features) or wedges: set the table or wedge layout".into());
         }
         if self.dtype.is_some_and(|d| !d.is_float()) && self.layout != Layout::Wedge {
-            return Err("integer datasets go through the filter only as wedges (layout 2, with a bcae2d model)".into());
+            return Err("integer element types (cd_values[1] = 3..7) go through the filter only as wedges (cd_values[3] = 2, with a bcae2d model)".into());
         }
         Ok(())
     }
@@ -307,7 +307,9 @@ mod tests {
         for (cd, want) in [
             (vec![], "layout version 0"),
             (vec![2], "layout version 2"),
-            (vec![1, 7], "cd_values[1]"),
+            (vec![1, 9], "cd_values[1]"),
+            (vec![1, 7], "only as wedges"),
+            (vec![1, 1, 0, 3], "cd_values[3]"),
             (vec![1, 1, 0, 0, 0, 2, lo, hi], "error bound -1"),
             (vec![1, 1, 0, 0, 0, 9], "cd_values[5]"),
             (vec![1, 1, 0, 0, 0, 3], "no model"),

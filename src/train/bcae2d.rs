@@ -507,6 +507,8 @@ pub fn train(data: &WedgeData, arch: &Bcae2dArch, opts: &Bcae2dOptions, progress
             "backend": "burn 0.22 flex (CPU)",
         },
         "validation": {
+            // Too few wedges to hold any out: the metrics are then of a training wedge.
+            "held_out": !held.is_empty(),
             "wedges": if held.is_empty() { 1 } else { n_val },
             "mae_log_adc": sc.mae(),
             "psnr_db": sc.psnr(),
