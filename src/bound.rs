@@ -153,7 +153,7 @@ fn abbreviate(names: &[&str]) -> String {
 /// whole number of counts below the request (a bound under 1 count is lossless).
 pub fn resolve(bound: Bound, dtype: crate::dtype::DType, modelled: bool, stats: &Stats) -> ErrorBound {
     let is_float = dtype.is_float();
-    if !is_float && !(modelled && dtype != crate::dtype::DType::Bool) {
+    if !(is_float || (modelled && dtype != crate::dtype::DType::Bool)) {
         return ErrorBound::LOSSLESS;
     }
     let (abs, rel) = match bound {

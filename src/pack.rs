@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::bound::{self, BoundMode, ErrorSpec};
 use crate::codec::errstats::{ErrStats, ErrSummary};
-use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan};
+use crate::codec::model_stage::{LatentCoding, ModelSpec};
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::container::ArchiveWriter;
 use crate::dtype::values_f64;
@@ -61,13 +61,7 @@ pub struct PackModel<'a> {
     pub reference: ModelRef,
     /// The decoder's bytes when they go inside the archive (`--embed-model`).
     pub embed: Option<&'a [u8]>,
-    pub model: &'a dyn LatentModel,
-    pub offset: &'a [f64],
-    pub scale: &'a [f64],
-    /// Elements of a row each feature spans (1 for a table's columns, a wedge for BCAE-2D).
-    pub widths: Vec<usize>,
-    /// Score the model's prediction as sparse detector data (BCAE-2D).
-    pub sparse: bool,
+    pub spec: ModelSpec<'a>,
     /// What a reader needs beside the archive to decode it: decoder plus manifest bytes.
     pub external_bytes: u64,
 }
@@ -237,15 +231,7 @@ pub fn pack(
     progress.start("packing", raw_total);
     for (di, ds) in datasets.iter().enumerate() {
         let vars = codings(ds);
-        let plan = match uses.get(di).and_then(|u| u.as_ref()) {
-            Some(u) => {
-                let pm = &models[u.model];
-                let mut plan = ModelPlan::new(pm.model, pm.offset, pm.scale, &u.features, u.latent).with_widths(&pm.widths);
-                plan.score_sparse = pm.sparse;
-                Some(plan)
-            }
-            None => None,
-        };
+        let plan = uses.get(di).and_then(|u| u.as_ref()).map(|u| models[u.model].spec.plan(&u.features, u.latent));
         let ranges: Vec<_> = if ds.row_elems() == 0 { Vec::new() } else { row_ranges(ds.rows(), ds.chunk_rows).collect() };
         let mut score: Option<crate::codec::model_stage::SparseScore> = None;
         let mut code_bytes = 0u64;
@@ -288,14 +274,14 @@ pub fn pack(
         first_var += ds.variables.len();
         if let (Some(s), Some(u)) = (score, uses.get(di).and_then(|u| u.as_ref())) {
             let m = &models[u.model];
-            let input: usize = m.widths.iter().sum();
+            let input: usize = m.spec.widths.iter().sum();
             sparse_scores.push(SparseReport {
                 dataset: ds.name().to_string(),
                 mae: s.mae(),
                 psnr_db: s.psnr(),
                 precision: s.precision(),
                 recall: s.recall(),
-                paper_ratio: input as f64 / m.model.latent().max(1) as f64,
+                paper_ratio: input as f64 / m.spec.model.latent().max(1) as f64,
                 code_bytes,
                 raw_bytes: ds.raw_bytes(),
                 score: s,
@@ -333,21 +319,6 @@ pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
     ds.variables
         .iter()
         .enumerate()
-        .map(|(vi, v)| {
-            let numeric = v.dtype.is_float() || (modelled(vi) && v.dtype != crate::dtype::DType::Bool);
-            VarCoding {
-                dtype: v.dtype,
-                tolerance: if v.dtype.is_float() {
-                    v.error.tolerance()
-                } else if numeric && v.error.mode != BoundMode::None {
-                    // Integers against a model: a whole-number bound E codes with bins of 2E + 1
-                    // centred on integers (E = 0: lossless).
-                    Some(v.error.tolerance().unwrap_or(0.0).floor() + 0.5)
-                } else {
-                    None
-                },
-                model_only: numeric && v.error.mode == BoundMode::None,
-            }
-        })
+        .map(|(vi, v)| VarCoding::for_bound(v.dtype, v.error.tolerance(), v.error.mode == BoundMode::None, modelled(vi)))
         .collect()
 }

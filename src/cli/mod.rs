@@ -41,7 +41,8 @@ enum Command {
         datasets: Vec<String>,
         /// Error bound: rel=E (E times the variable's value range), abs=E, lossless, or
         /// VARIABLE:SPEC for one variable, dataset or compound field (repeatable; later wins).
-        /// Default: lossless. Integer and bool variables are always lossless.
+        /// Default: lossless. Integers are lossless unless a bcae2d model covers them (then the
+        /// bound is a whole number of counts); bools always are.
         #[arg(short, long = "error", value_name = "SPEC")]
         errors: Vec<ErrorSpec>,
         /// Raw bytes per chunk, e.g. 4M, 512K (chunks are coded independently and in parallel).

@@ -46,6 +46,22 @@ pub struct VarCoding {
 }
 
 impl VarCoding {
+    /// How a variable with this bound is coded: `tolerance` is its absolute bound (None:
+    /// lossless), `none` the bound 'none' (the model's output alone), `modelled` whether a model
+    /// predicts it. Integers a model covers are coded as numbers with a whole-number bound, in
+    /// bins of 2E + 1 centred on integers (lossless: E = 0); other integers stay lossless.
+    pub fn for_bound(dtype: DType, tolerance: Option<f64>, none: bool, modelled: bool) -> VarCoding {
+        let numeric = dtype.is_float() || (modelled && dtype != DType::Bool);
+        let tolerance = if dtype.is_float() {
+            tolerance
+        } else if numeric && !none {
+            Some(tolerance.unwrap_or(0.0).floor() + 0.5)
+        } else {
+            None
+        };
+        VarCoding { dtype, tolerance, model_only: numeric && none }
+    }
+
     /// Coded as numbers (quantised, or predicted by a model): floats, and integers a model
     /// covers (their tolerance is a whole number plus 0.5, so every code lands on an integer).
     fn numeric_path(&self) -> bool {

@@ -78,6 +78,26 @@ pub struct ModelPlan<'a> {
     pub score_sparse: bool,
 }
 
+/// What the codec needs of a model to plan any dataset's chunks: the model, its normalisation
+/// per feature, each feature's width, and whether to score its prediction as sparse data.
+pub struct ModelSpec<'a> {
+    pub model: &'a dyn LatentModel,
+    pub offset: &'a [f64],
+    pub scale: &'a [f64],
+    /// Elements of a row each feature spans (1 for a table's columns, a wedge for BCAE-2D).
+    pub widths: Vec<usize>,
+    pub score_sparse: bool,
+}
+
+impl<'a> ModelSpec<'a> {
+    /// The plan for a dataset whose features are these `[variable, first element]`.
+    pub fn plan(&self, features: &[[u64; 2]], latent: LatentCoding) -> ModelPlan<'a> {
+        let mut plan = ModelPlan::new(self.model, self.offset, self.scale, features, latent).with_widths(&self.widths);
+        plan.score_sparse = self.score_sparse;
+        plan
+    }
+}
+
 const LATENT_F16: u8 = 1;
 const LATENT_BITS: u8 = 2;
 

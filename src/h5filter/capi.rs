@@ -174,7 +174,7 @@ impl Dataset {
     /// filter the chunk's shape as the dataspace, never the dataset's, so "a row" is what the
     /// chunk says; a model or tolerance list of another width means the chunk splits rows.)
     fn row_elems(&self) -> u64 {
-        self.chunk.iter().skip(1).map(|&c| c as u64).product()
+        self.chunk.iter().skip(1).product()
     }
 
     /// What makes a table chunk usable: whole rows, of the width the parameters expect.

@@ -102,7 +102,7 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
             FilterBound::Abs(e) => Some(e),
             FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col))).filter(|&t| t > 0.0),
         };
-        vars.push(wedge_coding(VarCoding { dtype, tolerance, model_only: p.bound == FilterBound::None }, model.is_some()));
+        vars.push(VarCoding::for_bound(dtype, tolerance, p.bound == FilterBound::None, model.is_some()));
     }
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
     let enc = ChunkCodec { level: p.level }.encode(place, &vars, &cols, epr, model)?;
@@ -145,15 +145,6 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
         Layout::Table => untranspose(&cols, h.rows as usize, size),
     };
     Ok(if p.big_endian { swap(&le, size) } else { le })
-}
-
-/// Integers a model covers go through the residual stage with a whole-number bound (bins of
-/// 2E + 1 centred on integers; lossless is E = 0), as `pack` codes them.
-fn wedge_coding(v: VarCoding, modelled: bool) -> VarCoding {
-    if v.dtype.is_float() || !modelled || v.model_only {
-        return VarCoding { tolerance: if v.dtype.is_float() { v.tolerance } else { None }, ..v };
-    }
-    VarCoding { tolerance: Some(v.tolerance.unwrap_or(0.0).floor() + 0.5), ..v }
 }
 
 fn swap(data: &[u8], size: usize) -> Vec<u8> {

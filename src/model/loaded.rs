@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{bcae2d, sha256_hex, Bundle, ModelRef};
-use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan};
+use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan, ModelSpec};
 use crate::container::ArchiveReader;
 use crate::error::{Error, Result};
 use crate::header::{DatasetInfo, DatasetModel};
@@ -48,11 +48,19 @@ impl LoadedModel {
 
     /// A plan for these features (`[variable index, element within a row]`).
     pub fn plan_with(&self, features: &[[u64; 2]], latent: LatentCoding) -> ModelPlan<'_> {
+        self.spec().plan(features, latent)
+    }
+
+    /// What the codec needs of this model, whatever the dataset.
+    pub fn spec(&self) -> ModelSpec<'_> {
         let m = &self.bundle.manifest;
-        let widths: Vec<usize> = m.features.iter().map(|f| f.width()).collect();
-        let mut plan = ModelPlan::new(self, &m.normalisation.offset, &m.normalisation.scale, features, latent).with_widths(&widths);
-        plan.score_sparse = m.bcae2d.is_some();
-        plan
+        ModelSpec {
+            model: self,
+            offset: &m.normalisation.offset,
+            scale: &m.normalisation.scale,
+            widths: m.features.iter().map(|f| f.width()).collect(),
+            score_sparse: m.bcae2d.is_some(),
+        }
     }
 }
 

@@ -71,11 +71,7 @@ impl Prepared {
             .map(|m| PackModel {
                 reference: m.bundle.reference(embed),
                 embed: embed.then_some(m.bundle.decoder.as_slice()),
-                model: m,
-                offset: &m.bundle.manifest.normalisation.offset,
-                scale: &m.bundle.manifest.normalisation.scale,
-                widths: m.bundle.manifest.features.iter().map(|f| f.width()).collect(),
-                sparse: m.bundle.manifest.bcae2d.is_some(),
+                spec: m.spec(),
                 external_bytes: m.bundle.decoder_cost(),
             })
             .collect()

@@ -11,7 +11,7 @@ use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::dense::SplitMix;
+use super::dense::{to_vec, SplitMix};
 use crate::model::bcae2d::Bcae2dArch;
 
 /// The slope of every LeakyReLU (as in the paper's released code).
@@ -183,30 +183,6 @@ pub fn tensor4(values: &[f32], shape: [usize; 4], device: &Device) -> Tensor<4> 
     Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
 }
 
-pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().expect("f32 tensor")
-}
-
-/// One convolution's parameters as ONNX wants them: weight (out, in, kh, kw), bias.
-pub struct ConvParams {
-    pub weight: Vec<f32>,
-    pub dims: [usize; 4],
-    pub bias: Vec<f32>,
-}
-
-pub fn conv_params(c: &Conv2d) -> ConvParams {
-    let w = c.weight.val();
-    let dims = w.dims();
-    let bias = match &c.bias {
-        Some(b) => to_vec(b.val()),
-        None => vec![0.0; dims[0]],
-    };
-    ConvParams { weight: to_vec(w), dims, bias }
-}
-
-pub fn alpha(r: &Res) -> f32 {
-    to_vec(r.alpha.val())[0]
-}
 
 /// The paper's losses on one batch: focal loss (log base 2, focusing gamma) on the segmentation,
 /// MAE of the masked reconstruction against the input.
@@ -312,19 +288,23 @@ pub fn fit(
     Fitted { model, history }
 }
 
-/// Mean absolute error of the reconstruction in model space (log ADC), padding included, in
-/// batches (a non-autodiff model).
-pub fn mae(model: &Bcae2d, wedges: &[f32], arch: &Bcae2dArch) -> f64 {
+/// The reconstructions of wedges in model space (a non-autodiff model, in batches of 8).
+pub fn reconstruct_all(model: &Bcae2d, x: &[f32], arch: &Bcae2dArch) -> Vec<f32> {
     let device = Device::flex();
     let [c, h, w] = arch.input_shape().map(|v| v as usize);
     let per = c * h * w;
-    let mut sum = 0.0;
-    for part in wedges.chunks(8 * per) {
-        let x = tensor4(part, [part.len() / per, c, h, w], &device);
-        let (seg, reg) = model.decode(model.encode(x.clone()));
-        sum += (Bcae2d::reconstruct(seg, reg, arch.threshold) - x).abs().sum().into_scalar::<f32>() as f64;
+    let mut out = Vec::with_capacity(x.len());
+    for part in x.chunks(8 * per) {
+        let (seg, reg) = model.decode(model.encode(tensor4(part, [part.len() / per, c, h, w], &device)));
+        out.extend(to_vec(Bcae2d::reconstruct(seg, reg, arch.threshold)));
     }
-    sum / wedges.len().max(1) as f64
+    out
+}
+
+/// Mean absolute error of the reconstruction in model space (log ADC), padding included.
+pub fn mae(model: &Bcae2d, wedges: &[f32], arch: &Bcae2dArch) -> f64 {
+    let y = reconstruct_all(model, wedges, arch);
+    y.iter().zip(wedges).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / wedges.len().max(1) as f64
 }
 
 /// Wedges to train on: `rows` wedges of `arch.wedge` values each (data units, e.g. ADC counts).
@@ -343,15 +323,25 @@ pub struct Trained {
     pub network: Bcae2d,
 }
 
+/// A convolution as the ONNX writer takes it (burn's weight is already (out, in, kh, kw)).
 fn conv_layer(c: &Conv2d) -> crate::onnx::bcae2d::ConvLayer {
-    let p = conv_params(c);
-    crate::onnx::bcae2d::ConvLayer { weight: p.weight, dims: p.dims, bias: p.bias }
+    let w = c.weight.val();
+    let dims = w.dims();
+    let bias = match &c.bias {
+        Some(b) => to_vec(b.val()),
+        None => vec![0.0; dims[0]],
+    };
+    crate::onnx::bcae2d::ConvLayer { weight: to_vec(w), dims, bias }
 }
 
 fn res_layers(blocks: &[Res]) -> Vec<crate::onnx::bcae2d::ResLayer> {
     blocks
         .iter()
-        .map(|r| crate::onnx::bcae2d::ResLayer { conv1: conv_layer(&r.conv1), conv2: conv_layer(&r.conv2), alpha: alpha(r) })
+        .map(|r| crate::onnx::bcae2d::ResLayer {
+            conv1: conv_layer(&r.conv1),
+            conv2: conv_layer(&r.conv2),
+            alpha: to_vec(r.alpha.val())[0],
+        })
         .collect()
 }
 
@@ -413,25 +403,19 @@ pub fn compare_with_runtime(net: &Bcae2d, arch: &Bcae2dArch, encoder: &[u8], dec
 
 /// The paper's metrics of a network on wedges in data units.
 pub fn score(net: &Bcae2d, arch: &Bcae2dArch, wedges: &[f32]) -> crate::codec::model_stage::SparseScore {
-    let device = Device::flex();
-    let [c, h, w] = arch.input_shape().map(|v| v as usize);
-    let mut sc = crate::codec::model_stage::SparseScore::default();
-    for part in wedges.chunks(4 * arch.wedge_len()) {
-        let n = part.len() / arch.wedge_len();
-        let mut x = Vec::new();
-        for wedge in part.chunks_exact(arch.wedge_len()) {
-            crate::model::bcae2d::to_model(arch, wedge, &mut x);
-        }
-        let (seg, reg) = net.decode(net.encode(tensor4(&x, [n, c, h, w], &device)));
-        let y = to_vec(Bcae2d::reconstruct(seg, reg, arch.threshold));
-        let mut back = Vec::new();
-        for wedge in y.chunks_exact(c * h * w) {
-            crate::model::bcae2d::from_model(arch, wedge, &mut back);
-        }
-        let truth: Vec<f64> = part.iter().map(|&v| v as f64).collect();
-        let pred: Vec<f64> = back.iter().map(|&v| v as f64).collect();
-        sc.add(&truth, &pred);
+    let mut x = Vec::new();
+    for wedge in wedges.chunks_exact(arch.wedge_len()) {
+        crate::model::bcae2d::to_model(arch, wedge, &mut x);
     }
+    let y = reconstruct_all(net, &x, arch);
+    let mut back = Vec::with_capacity(wedges.len());
+    for wedge in y.chunks_exact(arch.input_shape().iter().product::<u64>() as usize) {
+        crate::model::bcae2d::from_model(arch, wedge, &mut back);
+    }
+    let truth: Vec<f64> = wedges.iter().map(|&v| v as f64).collect();
+    let pred: Vec<f64> = back.iter().map(|&v| v as f64).collect();
+    let mut sc = crate::codec::model_stage::SparseScore::default();
+    sc.add(&truth, &pred);
     sc
 }
 
@@ -442,9 +426,7 @@ pub fn train(data: &WedgeData, arch: &Bcae2dArch, opts: &Bcae2dOptions, progress
     if data.rows < 2 {
         return Err(Error::Train(format!("{} wedges are too few to train on (at least 2)", data.rows)));
     }
-    if opts.epochs == 0 || opts.batch_size == 0 || !(opts.learning_rate > 0.0) || !(0.0..0.9).contains(&opts.validation) {
-        return Err(Error::Train("epochs, batch size and learning rate must be positive, validation in [0, 0.9)".into()));
-    }
+    super::check_schedule(opts.epochs, opts.batch_size, opts.learning_rate, opts.validation)?;
     let wl = arch.wedge_len();
     let mut order: Vec<usize> = (0..data.rows).collect();
     SplitMix(opts.seed).shuffle(&mut order);

@@ -70,7 +70,7 @@ pub fn tensor(values: &[f32], rows: usize, cols: usize, device: &Device) -> Tens
     Tensor::from_data(TensorData::new(values.to_vec(), [rows, cols]), device)
 }
 
-pub fn to_vec(t: Tensor<2>) -> Vec<f32> {
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().expect("f32 tensor")
 }
 

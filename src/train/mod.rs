@@ -142,9 +142,7 @@ pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> 
     if data.rows < 16 {
         return Err(Error::Train(format!("{} rows are too few to train on (at least 16)", data.rows)));
     }
-    if opts.epochs == 0 || opts.batch_size == 0 || opts.learning_rate.is_nan() || opts.learning_rate <= 0.0 || !(0.0..0.9).contains(&opts.validation) {
-        return Err(Error::Train("epochs, batch size and learning rate must be positive, validation in [0, 0.9)".into()));
-    }
+    check_schedule(opts.epochs, opts.batch_size, opts.learning_rate, opts.validation)?;
     if opts.hidden.contains(&0) {
         return Err(Error::Train("hidden layer widths must be positive".into()));
     }
@@ -246,6 +244,14 @@ pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> 
         bcae2d: None,
     };
     Ok(Trained { manifest, encoder, decoder, network: fitted.model })
+}
+
+/// The training settings every model kind shares must make sense.
+pub fn check_schedule(epochs: usize, batch_size: usize, learning_rate: f64, validation: f64) -> Result<()> {
+    if epochs == 0 || batch_size == 0 || learning_rate.is_nan() || learning_rate <= 0.0 || !(0.0..0.9).contains(&validation) {
+        return Err(Error::Train("epochs, batch size and learning rate must be positive, validation in [0, 0.9)".into()));
+    }
+    Ok(())
 }
 
 /// max |a - b| over max |b|: relative to the output's scale, so a value near zero does not
