@@ -14,7 +14,7 @@ use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::container::ArchiveWriter;
 use crate::dtype::values_f64;
 use crate::error::{Error, Result};
-use crate::header::{CodecInfo, DatasetModel, Header, Producer, StageInfo, Stats, FORMAT_NAME, FORMAT_VERSION};
+use crate::header::{CodecInfo, DatasetKind, DatasetModel, Header, Producer, StageInfo, Stats, FORMAT_NAME, FORMAT_VERSION};
 use crate::model::ModelRef;
 use crate::io::Source;
 use crate::progress::Progress;
@@ -319,6 +319,9 @@ pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
     ds.variables
         .iter()
         .enumerate()
-        .map(|(vi, v)| VarCoding::for_bound(v.dtype, v.error.tolerance(), v.error.mode == BoundMode::None, modelled(vi)))
+        .map(|(vi, v)| {
+            let c = VarCoding::for_bound(v.dtype, v.error.tolerance(), v.error.mode == BoundMode::None, modelled(vi));
+            if ds.kind == DatasetKind::Array { c.on_rows(&ds.shape[1.min(ds.shape.len())..]) } else { c }
+        })
         .collect()
 }

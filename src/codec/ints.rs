@@ -1,5 +1,9 @@
-//! Integer codes to bytes: an optional delta predictor, zigzag, the narrowest width that holds
-//! every code, byte shuffle, zstd. Quantised floats and lossless integers both end here.
+//! Integer codes to bytes: an optional predictor (delta in C order, or Lorenzo over the chunk's
+//! grid), zigzag, the narrowest width that holds every code, byte shuffle, zstd. Quantised floats
+//! and lossless integers both end here.
+//!
+//! Predictors run on the integer codes, not on floats, so the decoder inverts them exactly
+//! (wrapping arithmetic: no overflow, no rounding) whatever machine it runs on.
 
 use super::bytes;
 use crate::wire::Cursor;
@@ -10,6 +14,53 @@ pub enum Predictor {
     /// Difference from the previous element in C order: wins on smooth fields, loses on tables
     /// of independent events, so it is chosen per block.
     Delta = 1,
+    /// Lorenzo over a 3-D grid (rows x d1 x d2 in C order; a 2-D field is d1 = 1): the value
+    /// predicted from its 7 already-coded neighbours, exact for any sum of functions of two of the three indices. SZ's
+    /// first-order predictor, here on the quantised codes.
+    Lorenzo = 2,
+}
+
+/// The trailing two dimensions (d1, d2) of a chunk's grid, C order; the leading dimension is
+/// whatever is left (rows x any other row dimensions). `None` for tables and 1-D data.
+pub type Grid = Option<[usize; 2]>;
+
+/// The Lorenzo prediction of element `x` from the elements before it in C order; neighbours
+/// outside the grid count as 0. `plane = d1 * d2`.
+#[inline]
+pub fn lorenzo(a: &[i64], x: usize, plane: usize, d2: usize) -> i64 {
+    let (i, j, k) = (x >= plane, x % plane >= d2, x % d2 > 0);
+    let mut p = 0i64;
+    let mut add = |cond: bool, back: usize, sign: bool| {
+        if cond {
+            p = if sign { p.wrapping_add(a[x - back]) } else { p.wrapping_sub(a[x - back]) };
+        }
+    };
+    add(k, 1, true);
+    add(j, d2, true);
+    add(i, plane, true);
+    add(j && k, d2 + 1, false);
+    add(i && k, plane + 1, false);
+    add(i && j, plane + d2, false);
+    add(i && j && k, plane + d2 + 1, true);
+    p
+}
+
+fn lorenzo_residuals(codes: &[i64], [d1, d2]: [usize; 2]) -> Vec<i64> {
+    let plane = d1 * d2;
+    (0..codes.len()).map(|x| codes[x].wrapping_sub(lorenzo(codes, x, plane, d2))).collect()
+}
+
+/// Undoes `lorenzo_residuals` in place, in C order.
+fn lorenzo_undo(codes: &mut [i64], [d1, d2]: [usize; 2]) {
+    let plane = d1 * d2;
+    for x in 0..codes.len() {
+        codes[x] = codes[x].wrapping_add(lorenzo(codes, x, plane, d2));
+    }
+}
+
+/// Whether a grid's planes tile `n` elements (a grid that does not is ignored).
+fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
+    grid.filter(|&[d1, d2]| d1 > 0 && d2 > 0 && n % (d1 * d2) == 0 && (n > d1 * d2 || d1 > 1))
 }
 
 #[inline]
@@ -35,16 +86,27 @@ fn deltas(codes: &[i64]) -> impl Iterator<Item = i64> + '_ {
     })
 }
 
-/// Encoded integer block: `u8 width, u8 predictor, u64 payload length, payload`.
-pub fn encode(codes: &[i64], level: i32, out: &mut Vec<u8>) {
-    let predictor = if cost(deltas(codes)) < cost(codes.iter().copied()) {
-        Predictor::Delta
-    } else {
-        Predictor::None
-    };
+/// Encoded integer block: `u8 width, u8 predictor, [u32 d1, u32 d2 for Lorenzo], u64 payload
+/// length, payload`. The cheapest predictor wins; Lorenzo is tried when a grid is given.
+pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
+    let mut best = (Predictor::None, cost(codes.iter().copied()));
+    let c = cost(deltas(codes));
+    if c < best.1 {
+        best = (Predictor::Delta, c);
+    }
+    let grid = fits(grid, codes.len());
+    let lorenzo = grid.map(|g| lorenzo_residuals(codes, g));
+    if let Some(l) = &lorenzo {
+        let c = cost(l.iter().copied());
+        if c < best.1 {
+            best = (Predictor::Lorenzo, c);
+        }
+    }
+    let predictor = best.0;
     let zz: Vec<u64> = match predictor {
         Predictor::Delta => deltas(codes).map(zigzag).collect(),
         Predictor::None => codes.iter().map(|&c| zigzag(c)).collect(),
+        Predictor::Lorenzo => lorenzo.unwrap_or_default().into_iter().map(zigzag).collect(),
     };
     let max = zz.iter().copied().max().unwrap_or(0);
     let width = match max {
@@ -60,6 +122,10 @@ pub fn encode(codes: &[i64], level: i32, out: &mut Vec<u8>) {
     let payload = bytes::compress(&bytes::shuffle(width, &packed), level);
     out.push(width as u8);
     out.push(predictor as u8);
+    if let (Predictor::Lorenzo, Some([d1, d2])) = (predictor, grid) {
+        out.extend_from_slice(&(d1 as u32).to_le_bytes());
+        out.extend_from_slice(&(d2 as u32).to_le_bytes());
+    }
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&payload);
 }
@@ -69,11 +135,7 @@ pub fn decode(cur: &mut Cursor, n: usize) -> Result<Vec<i64>, String> {
     if ![1, 2, 4, 8].contains(&width) {
         return Err(format!("invalid code width {width}"));
     }
-    let predictor = match cur.u8("predictor")? {
-        0 => Predictor::None,
-        1 => Predictor::Delta,
-        p => return Err(format!("unknown predictor {p}")),
-    };
+    let (predictor, grid) = read_predictor(cur, n)?;
     let len = cur.u64("code payload length")?;
     let payload = cur.bytes(len, "code payload")?;
     let expected = n.checked_mul(width).ok_or("block too large")?;
@@ -86,14 +148,42 @@ pub fn decode(cur: &mut Cursor, n: usize) -> Result<Vec<i64>, String> {
             unzigzag(u64::from_le_bytes(w))
         })
         .collect();
-    if predictor == Predictor::Delta {
-        let mut prev = 0i64;
-        for c in codes.iter_mut() {
-            prev = prev.wrapping_add(*c);
-            *c = prev;
+    match predictor {
+        Predictor::None => {}
+        Predictor::Delta => {
+            let mut prev = 0i64;
+            for c in codes.iter_mut() {
+                prev = prev.wrapping_add(*c);
+                *c = prev;
+            }
         }
+        Predictor::Lorenzo => lorenzo_undo(&mut codes, grid),
     }
     Ok(codes)
+}
+
+fn read_predictor(cur: &mut Cursor, n: usize) -> Result<(Predictor, [usize; 2]), String> {
+    match cur.u8("predictor")? {
+        0 => Ok((Predictor::None, [0, 0])),
+        1 => Ok((Predictor::Delta, [0, 0])),
+        2 => {
+            let d1 = cur.u32("grid d1")? as usize;
+            let d2 = cur.u32("grid d2")? as usize;
+            if d1 == 0 || d2 == 0 || n % (d1 * d2) != 0 {
+                return Err(format!("Lorenzo grid {d1} x {d2} does not tile {n} elements"));
+            }
+            Ok((Predictor::Lorenzo, [d1, d2]))
+        }
+        p => Err(format!("unknown predictor {p}")),
+    }
+}
+
+/// Steps over an integer block of `n` elements without decoding it.
+pub fn skip(cur: &mut Cursor, n: usize) -> Result<(), String> {
+    cur.u8("code width")?;
+    read_predictor(cur, n)?;
+    let len = cur.u64("code payload length")?;
+    cur.bytes(len, "code payload").map(|_| ())
 }
 
 #[cfg(test)]
@@ -110,14 +200,49 @@ mod tests {
             (0..1000).map(|i| (i * 7919) % 257 - 128).collect(),
         ];
         for codes in cases {
-            let mut out = Vec::new();
-            encode(&codes, 3, &mut out);
-            let mut cur = Cursor::new(&out);
-            assert_eq!(decode(&mut cur, codes.len()).unwrap(), codes);
-            cur.finish("block").unwrap();
+            for grid in [None, Some([1, 10]), Some([5, 4]), Some([7, 3])] {
+                let mut out = Vec::new();
+                encode(&codes, 3, grid, &mut out);
+                let mut cur = Cursor::new(&out);
+                assert_eq!(decode(&mut cur, codes.len()).unwrap(), codes);
+                cur.finish("block").unwrap();
+                let mut cur = Cursor::new(&out);
+                skip(&mut cur, codes.len()).unwrap();
+                cur.finish("block").unwrap();
+            }
         }
         let mut out = Vec::new();
-        encode(&(0..1000).collect::<Vec<_>>(), 3, &mut out);
+        encode(&(0..1000).collect::<Vec<_>>(), 3, None, &mut out);
         assert_eq!(out[1], Predictor::Delta as u8, "a ramp is coded as deltas");
+    }
+
+    #[test]
+    fn lorenzo_predicts_sums_of_two_index_functions_exactly() {
+        // Lorenzo's residual is the mixed third difference, so it predicts exactly any sum of
+        // functions of two of the three indices (residuals 0 away from the first planes).
+        let (d0, d1, d2) = (6usize, 7usize, 9usize);
+        let mut codes = Vec::new();
+        for i in 0..d0 as i64 {
+            for j in 0..d1 as i64 {
+                for k in 0..d2 as i64 {
+                    codes.push(3 * i + 5 * j - 2 * k + i * j + j * k * k - i * i * k + 1000);
+                }
+            }
+        }
+        let r = lorenzo_residuals(&codes, [d1, d2]);
+        for i in 1..d0 {
+            for j in 1..d1 {
+                for k in 1..d2 {
+                    assert_eq!(r[(i * d1 + j) * d2 + k], 0);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        encode(&codes, 3, Some([d1, d2]), &mut out);
+        assert_eq!(out[1], Predictor::Lorenzo as u8);
+        assert_eq!(decode(&mut Cursor::new(&out), codes.len()).unwrap(), codes);
+        let mut bad = out.clone();
+        bad[2..6].copy_from_slice(&4u32.to_le_bytes());
+        assert!(decode(&mut Cursor::new(&bad), codes.len()).is_err(), "a grid that does not tile is refused");
     }
 }

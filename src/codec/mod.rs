@@ -43,6 +43,8 @@ pub struct VarCoding {
     pub dtype: DType,
     pub tolerance: Option<f64>,
     pub model_only: bool,
+    /// The grid the elements lie on, for the Lorenzo predictor (fields); None for tables.
+    pub grid: ints::Grid,
 }
 
 impl VarCoding {
@@ -59,7 +61,19 @@ impl VarCoding {
         } else {
             None
         };
-        VarCoding { dtype, tolerance, model_only: numeric && none }
+        VarCoding { dtype, tolerance, model_only: numeric && none, grid: None }
+    }
+
+    /// For a variable whose rows have this shape (the dataset's shape without its first
+    /// dimension): a field of 1 or more dimensions per row gets a grid, so its chunks can use the
+    /// Lorenzo predictor over (rows, d1, d2).
+    pub fn on_rows(mut self, row_shape: &[u64]) -> VarCoding {
+        self.grid = match row_shape {
+            [] => None,
+            [w] => Some([1, *w as usize]),
+            [.., h, w] => Some([*h as usize, *w as usize]),
+        };
+        self
     }
 
     /// Coded as numbers (quantised, or predicted by a model): floats, and integers a model
@@ -213,7 +227,7 @@ impl ChunkCodec {
                 st.write(out);
                 Ok(VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true, saved: 0 })
             }
-            (Some(values), Some(tol), _) => Ok(self.encode_bounded(dtype, data, values, tol, pred, out)),
+            (Some(values), Some(tol), _) => Ok(self.encode_bounded(var, data, values, tol, pred, out)),
             (Some(_), None, _) | (None, _, DType::Bool) => {
                 let payload = bytes::compress(&bytes::shuffle(dtype.size(), data), self.level);
                 out.push(METHOD_RAW);
@@ -224,7 +238,7 @@ impl ChunkCodec {
             }
             (None, _, _) => {
                 out.push(METHOD_INTEGER);
-                ints::encode(&ints_to_i64(dtype, data), self.level, out);
+                ints::encode(&ints_to_i64(dtype, data), self.level, var.grid, out);
                 Ok(VarEncodeStats::default())
             }
         }
@@ -235,13 +249,14 @@ impl ChunkCodec {
     /// runtime at decode).
     fn encode_bounded(
         &self,
-        dtype: DType,
+        var: &VarCoding,
         data: &[u8],
         values: &[f64],
         tol: f64,
         pred: Option<(&[f64], &[f64])>,
         out: &mut Vec<u8>,
     ) -> VarEncodeStats {
+        let dtype = var.dtype;
         let step = 2.0 * tol;
         let q = quantise::quantise(dtype, values, None, tol);
         let mut st = ErrStats::default();
@@ -255,7 +270,7 @@ impl ChunkCodec {
             }
         }
         let mut plain = Vec::new();
-        ints::encode(&q.codes, self.level, &mut plain);
+        ints::encode(&q.codes, self.level, var.grid, &mut plain);
         let mut modelled = Vec::new();
         if let Some((p, noise)) = pred {
             let esc = model_stage::escapes(p, noise, step);
@@ -277,10 +292,10 @@ impl ChunkCodec {
                     *prev = e;
                     Some(d as i64)
                 }).collect();
-                ints::encode(&deltas, self.level, &mut modelled);
+                ints::encode(&deltas, self.level, None, &mut modelled);
             }
             modelled.extend_from_slice(&model_stage::codes_crc(&full).to_le_bytes());
-            ints::encode(&residual, self.level, &mut modelled);
+            ints::encode(&residual, self.level, var.grid, &mut modelled);
         }
         let use_model = pred.is_some() && modelled.len() < plain.len();
         out.push(METHOD_PREDICTED);
@@ -378,10 +393,7 @@ pub fn chunk_layout(chunk: &[u8], nvars: usize) -> Result<ChunkLayout, String> {
         let len = c.u64("payload length")?;
         c.bytes(len, "payload").map(|_| ())
     };
-    let skip_ints = |c: &mut Cursor| -> Result<(), String> {
-        c.bytes(2, "width, predictor")?;
-        skip_payload(c)
-    };
+    let skip_ints = |c: &mut Cursor| -> Result<(), String> { ints::skip(c, 0) };
     let mut out = ChunkLayout::default();
     let latent = c.u32("latent count")?;
     if latent > 1 {
@@ -584,7 +596,7 @@ mod tests {
                 _ => (0..n * dtype.size()).map(|i| (i * 31 % 251) as u8).collect(),
             };
             for tolerance in [None, Some(0.01)] {
-                vars.push(VarCoding { dtype, tolerance, model_only: false });
+                vars.push(VarCoding { dtype, tolerance, model_only: false, grid: None });
                 data.push(bytes.clone());
             }
         }

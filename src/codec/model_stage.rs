@@ -189,7 +189,7 @@ impl<'a> ModelPlan<'a> {
                         codes.push(t as i64);
                     }
                 }
-                ints::encode(&codes, level, out);
+                ints::encode(&codes, level, None, out);
                 dequantise_bits(&codes, &ranges, levels)
             }
         }
@@ -412,7 +412,7 @@ mod tests {
                 cols[c].extend_from_slice(&(v as f32).to_le_bytes());
             }
         }
-        let vars = vec![VarCoding { dtype: DType::F32, tolerance: Some(1e-3), model_only: false }; 3];
+        let vars = vec![VarCoding { dtype: DType::F32, tolerance: Some(1e-3), model_only: false, grid: None }; 3];
         (vars, cols, rows)
     }
 
