@@ -213,8 +213,9 @@ struct TrainArgs {
     /// Rows per batch (dense: 512; bcae2d: 4 wedges, the paper's).
     #[arg(long)]
     batch_size: Option<usize>,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    /// Learning rate [dense, bcae2d: 1e-3; conv: 2e-3].
+    #[arg(long)]
+    lr: Option<f64>,
     /// adam or adamw.
     #[arg(long, default_value = "adam")]
     optimizer: balerfile::train::Optimizer,
@@ -234,7 +235,8 @@ struct TrainArgs {
     name: Option<String>,
 }
 
-/// BCAE-2D's shape and schedule (`train --kind bcae2d`); the defaults are the paper's.
+/// The convolutional models' shape (`--kind bcae2d`: the defaults are the paper's; `--kind
+/// conv`: tiles of fields).
 #[derive(clap::Args)]
 struct Bcae2dArgs {
     /// m: encoder blocks (each two residual blocks).
@@ -243,16 +245,23 @@ struct Bcae2dArgs {
     /// n: blocks of each of the two decoders.
     #[arg(long, default_value_t = 8)]
     decoder_blocks: u64,
-    /// d: downsamplings (and upsamplings); the code is (code channels, H / 2^d, W / 2^d).
-    #[arg(long, default_value_t = 3)]
-    downsamples: u64,
-    /// Channels inside the blocks.
-    #[arg(long, default_value_t = 32)]
-    channels: u64,
-    /// Channels of the code: 32 gives the paper's (32, 24, 32) code and ratio 31.125; its
-    /// Algorithm 1 (a final 32 -> 16 convolution) would be 16.
-    #[arg(long, default_value_t = 32)]
-    code_channels: u64,
+    /// d: downsamplings (and upsamplings); the code is (code channels, H / 2^d, W / 2^d)
+    /// [bcae2d: 3, conv: 3].
+    #[arg(long)]
+    downsamples: Option<u64>,
+    /// Channels inside the blocks [bcae2d: 32, conv: 16].
+    #[arg(long)]
+    channels: Option<u64>,
+    /// Channels of the code [bcae2d: 32, which gives the paper's (32, 24, 32) code and ratio
+    /// 31.125; its Algorithm 1 (a final 32 -> 16 convolution) would be 16. conv: 4].
+    #[arg(long)]
+    code_channels: Option<u64>,
+    /// conv: the edge of the square tiles each slice is cut into.
+    #[arg(long, default_value_t = 16)]
+    block: u64,
+    /// conv: residual blocks after each pooling and each upsampling.
+    #[arg(long, default_value_t = 1)]
+    stage_blocks: u64,
     /// Epochs at the initial learning rate before it decays by 5% every --lr-every epochs.
     #[arg(long, default_value_t = 50)]
     lr_hold: usize,
@@ -263,12 +272,36 @@ struct Bcae2dArgs {
 impl Bcae2dArgs {
     fn arch(&self, wedge: [u64; 3]) -> balerfile::model::bcae2d::Bcae2dArch {
         balerfile::model::bcae2d::Bcae2dArch {
-            hidden: self.channels,
-            code_channels: self.code_channels,
+            hidden: self.channels.unwrap_or(32),
+            code_channels: self.code_channels.unwrap_or(32),
             encoder_blocks: self.encoder_blocks,
             decoder_blocks: self.decoder_blocks,
-            downsamples: self.downsamples,
+            downsamples: self.downsamples.unwrap_or(3),
             ..balerfile::model::bcae2d::Bcae2dArch::paper(wedge)
+        }
+    }
+
+    fn conv_arch(&self, row: Vec<u64>) -> balerfile::model::conv::ConvArch {
+        balerfile::model::conv::ConvArch {
+            row,
+            block: self.block,
+            hidden: self.channels.unwrap_or(16),
+            code_channels: self.code_channels.unwrap_or(4),
+            downsamples: self.downsamples.unwrap_or(3),
+            blocks_per_stage: self.stage_blocks,
+        }
+    }
+
+    fn conv_options(&self, t: &TrainArgs) -> balerfile::train::conv::ConvOptions {
+        let d = balerfile::train::conv::ConvOptions::default();
+        balerfile::train::conv::ConvOptions {
+            epochs: t.epochs.unwrap_or(d.epochs),
+            batch_size: t.batch_size.unwrap_or(d.batch_size),
+            learning_rate: t.lr.unwrap_or(d.learning_rate),
+            validation: t.validation,
+            patience: t.patience,
+            seed: t.seed,
+            name: t.name.clone(),
         }
     }
 
@@ -276,7 +309,7 @@ impl Bcae2dArgs {
         balerfile::train::bcae2d::Bcae2dOptions {
             epochs: t.epochs.unwrap_or(500),
             batch_size: t.batch_size.unwrap_or(4),
-            learning_rate: t.lr,
+            learning_rate: t.lr.unwrap_or(1e-3),
             lr_hold: self.lr_hold,
             lr_every: self.lr_every,
             weight_decay: t.weight_decay,
@@ -294,6 +327,8 @@ enum ModelKind {
     Dense,
     /// BCAE-2D for sparse wedges (rows of shape layers x height x width, e.g. TPC ADC counts).
     Bcae2d,
+    /// A convolutional tile autoencoder for continuous fields (the last two axes are the image).
+    Conv,
 }
 
 impl TrainArgs {
@@ -304,7 +339,7 @@ impl TrainArgs {
             ratio: self.ratio,
             epochs: self.epochs.unwrap_or(50),
             batch_size: self.batch_size.unwrap_or(512),
-            learning_rate: self.lr,
+            learning_rate: self.lr.unwrap_or(1e-3),
             optimizer: self.optimizer,
             weight_decay: self.weight_decay,
             validation: self.validation,
@@ -473,6 +508,9 @@ fn dispatch(cmd: Command) -> Result<()> {
                 ),
             };
             let ds = &layout.datasets[d];
+            if kind == ModelKind::Conv {
+                return train_conv(&input, source.as_mut(), d, &layout, train_rows, &train, &bcae2d, output.as_deref(), &bar);
+            }
             if kind == ModelKind::Bcae2d {
                 return train_bcae2d(&input, source.as_mut(), d, &layout, train_rows, &train, &bcae2d, output.as_deref(), &bar);
             }
@@ -670,6 +708,7 @@ fn import_manifest(
         onnx: OnnxInfo { ir_version: ir, opset },
         provenance: serde_json::json!({ "imported": { "encoder": encoder.display().to_string(), "decoder": decoder.display().to_string() } }),
         bcae2d: None,
+        conv: None,
     };
     m.validate(encoder)?;
     Ok(m)
@@ -728,6 +767,60 @@ fn train_bcae2d(
         v["psnr_db"].as_f64().unwrap_or(f64::NAN),
         v["precision"].as_f64().unwrap_or(f64::NAN),
         v["recall"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!("model {id} stored in {}", store.primary().display());
+    if let Some(dir) = output {
+        println!("bundle written to {}", dir.display());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_conv(
+    input: &Path,
+    source: &mut dyn balerfile::io::Source,
+    d: usize,
+    layout: &balerfile::io::SourceLayout,
+    max_rows: usize,
+    train: &TrainArgs,
+    args: &Bcae2dArgs,
+    output: Option<&Path>,
+    bar: &Bar,
+) -> Result<()> {
+    let ds = &layout.datasets[d];
+    if ds.shape.len() < 3 || ds.variables.len() != 1 || !ds.variables[0].dtype.is_float() {
+        anyhow::bail!(
+            "{}: dataset {} has shape {:?}; conv trains on a float field of 3 or more axes (e.g. time, lat, lon), its last two the image",
+            input.display(),
+            ds.name(),
+            ds.shape
+        );
+    }
+    let arch = args.conv_arch(ds.shape[1..].to_vec());
+    let mut opts = args.conv_options(train);
+    opts.name.get_or_insert_with(|| ds.name().to_string());
+    let data = balerfile::model::prepare::sample_wedges(source, d, ds, max_rows, &layout.name, bar)?;
+    let t = Instant::now();
+    let trained = balerfile::train::conv::train(&data, &arch, &opts, bar)?;
+    let store = Store::from_env();
+    let id = store.put(&trained.manifest, &trained.encoder, &trained.decoder)?;
+    if let Some(dir) = output {
+        balerfile::model::Bundle::write_dir(&trained.manifest, &trained.encoder, &trained.decoder, dir)?;
+    }
+    let p = &trained.manifest.provenance;
+    println!(
+        "trained {} (conv, tiles {b} x {b} -> code {:?}, {:.0} values per code value) on {} rows ({} tiles) of {} in {:.1} s: {} epochs, validation RMS error {:.4e} ({} units)",
+        trained.manifest.name,
+        arch.code_shape(),
+        p["architecture"]["values_per_code_value"].as_f64().unwrap_or(f64::NAN),
+        data.rows,
+        p["training"]["tiles"],
+        input.display(),
+        t.elapsed().as_secs_f64(),
+        p["training"]["epochs_run"],
+        p["validation"]["rms_error"].as_f64().unwrap_or(f64::NAN),
+        ds.name(),
+        b = arch.block,
     );
     println!("model {id} stored in {}", store.primary().display());
     if let Some(dir) = output {

@@ -48,13 +48,13 @@ pub fn get(id: &str, encoder: bool) -> Result<Arc<LoadedModel>, String> {
 
 /// The codec's plan: feature j of the model is column j of the table.
 pub fn plan<'a>(m: &'a LoadedModel, p: &FilterParams) -> Result<ModelPlan<'a>, String> {
-    if let Some(a) = &m.bundle.manifest.bcae2d {
-        if p.layout != super::params::Layout::Wedge || p.features as usize != a.wedge_len() {
+    if let Some(shape) = m.bundle.manifest.row_shape() {
+        let len: u64 = shape.iter().product();
+        if p.layout != super::params::Layout::Wedge || p.features as u64 != len {
             return Err(format!(
-                "model {} (bcae2d) takes wedges of {:?} = {} values per row; the dataset's chunks have rows of {} (use the wedge layout, one or more whole wedges per chunk)",
+                "model {} ({}) takes rows of {shape:?} = {len} values; the dataset's chunks have rows of {} (use the wedge layout, one or more whole rows per chunk)",
                 &m.bundle.id[..12],
-                a.wedge,
-                a.wedge_len(),
+                m.bundle.manifest.kind,
                 p.features
             ));
         }

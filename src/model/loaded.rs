@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{bcae2d, sha256_hex, Bundle, ModelRef};
+use super::{bcae2d, conv, sha256_hex, Bundle, ModelRef};
 use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan, ModelSpec};
 use crate::container::ArchiveReader;
 use crate::error::{Error, Result};
@@ -87,6 +87,12 @@ impl LatentModel for LoadedModel {
     }
     fn encode(&self, x: &[f32], rows: usize) -> std::result::Result<Vec<f32>, String> {
         let enc = self.encoder.as_ref().ok_or("this model was loaded without its encoder")?;
+        if let Some(a) = &self.bundle.manifest.conv {
+            let mut t = Vec::with_capacity(rows * a.tiles_per_row() * (a.block * a.block) as usize);
+            conv::to_tiles(a, x, &mut t);
+            let b = a.block as usize;
+            return enc.run_shaped(&t, &[rows * a.tiles_per_row(), 1, b, b], &a.code_shape().map(|v| v as usize)).map_err(run_err);
+        }
         match &self.bundle.manifest.bcae2d {
             None => enc.run(x, rows, self.features(), self.latent()).map_err(run_err),
             Some(a) => {
@@ -100,6 +106,14 @@ impl LatentModel for LoadedModel {
         }
     }
     fn decode(&self, z: &[f32], rows: usize) -> std::result::Result<Vec<f32>, String> {
+        if let Some(a) = &self.bundle.manifest.conv {
+            let [c, h, w] = a.code_shape().map(|v| v as usize);
+            let b = a.block as usize;
+            let y = self.decoder.run_shaped(z, &[rows * a.tiles_per_row(), c, h, w], &[1, b, b]).map_err(run_err)?;
+            let mut out = Vec::with_capacity(rows * a.row_len());
+            conv::from_tiles(a, &y, &mut out);
+            return Ok(out);
+        }
         match &self.bundle.manifest.bcae2d {
             None => self.decoder.run(z, rows, self.latent(), self.features()).map_err(run_err),
             Some(a) => {
@@ -119,19 +133,25 @@ impl LatentModel for LoadedModel {
 /// Which of a dataset's elements a model's features are, by name: variable `name`, or element
 /// `j` of a multi-element row as `name[j]`. Every feature must be a float variable.
 pub fn match_features(ds: &DatasetInfo, bundle: &Bundle) -> Result<Vec<[u64; 2]>> {
-    if let Some(a) = &bundle.manifest.bcae2d {
-        // A wedge model takes the whole row of the dataset's one numeric variable.
+    if let Some(want) = bundle.manifest.row_shape() {
+        // A wedge or field model takes the whole row of the dataset's one numeric variable
+        // (a field model: a float one).
         let row: Vec<u64> = ds.shape.iter().skip(1).copied().collect();
-        let numeric: Vec<usize> = (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype != crate::dtype::DType::Bool).collect();
-        if row == a.wedge && numeric.len() == 1 {
+        let conv = bundle.manifest.conv.is_some();
+        let numeric: Vec<usize> = (0..ds.variables.len())
+            .filter(|&v| if conv { ds.variables[v].dtype.is_float() } else { ds.variables[v].dtype != crate::dtype::DType::Bool })
+            .collect();
+        if row == want && numeric.len() == 1 && ds.variables.len() == 1 {
             return Ok(vec![[numeric[0] as u64, 0]]);
         }
         return Err(Error::Usage(format!(
-            "model {} (bcae2d) takes rows of one numeric variable of shape {:?}; dataset {} has rows of shape {row:?} and {} numeric variables",
+            "model {} ({}) takes rows of one {} variable of shape {want:?}; dataset {} has rows of shape {row:?} and {} {} variables",
             &bundle.id[..12],
-            a.wedge,
+            bundle.manifest.kind,
+            if conv { "float" } else { "numeric" },
             ds.name(),
-            numeric.len()
+            numeric.len(),
+            if conv { "float" } else { "numeric" },
         )));
     }
     let epr = ds.row_elems();

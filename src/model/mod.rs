@@ -4,6 +4,7 @@
 //! will run.
 
 pub mod bcae2d;
+pub mod conv;
 #[cfg(feature = "runtime")]
 pub mod loaded;
 #[cfg(feature = "runtime")]
@@ -26,7 +27,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub struct Manifest {
     pub format: String,
     pub format_version: u32,
-    /// `dense` (rows x features tables); `bcae2d` and `conv` come later.
+    /// `dense` (rows x features tables), `bcae2d` (sparse wedges) or `conv` (tiles of fields).
     pub kind: String,
     pub name: String,
     /// The model's input, in order: one entry per column of the encoder's input.
@@ -43,6 +44,9 @@ pub struct Manifest {
     /// Kind `bcae2d`: the network's shape, which the runtime needs to run it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bcae2d: Option<bcae2d::Bcae2dArch>,
+    /// Kind `conv`: the tiles and network shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv: Option<conv::ConvArch>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -129,6 +133,16 @@ impl Manifest {
         sha256_hex(&self.canonical())
     }
 
+    /// The shape of a row the model takes whole (bcae2d: a wedge, conv: a field's slices);
+    /// None for dense models, whose features are single values.
+    pub fn row_shape(&self) -> Option<Vec<u64>> {
+        match (&self.bcae2d, &self.conv) {
+            (Some(a), _) => Some(a.wedge.to_vec()),
+            (_, Some(c)) => Some(c.row.clone()),
+            _ => None,
+        }
+    }
+
     pub fn n_features(&self) -> usize {
         self.features.len()
     }
@@ -147,7 +161,20 @@ impl Manifest {
                 self.format, self.format_version
             )));
         }
+        if self.kind != "conv" && self.conv.is_some() {
+            return Err(bad(format!("a {} model has no 'conv' architecture", self.kind)));
+        }
         match (self.kind.as_str(), &self.bcae2d) {
+            ("conv", None) => {
+                let a = self.conv.as_ref().ok_or_else(|| bad("a conv manifest needs its 'conv' architecture".into()))?;
+                a.check().map_err(bad)?;
+                if self.features.len() != 1 || self.features[0].shape.as_ref() != Some(&a.row) {
+                    return Err(bad(format!("a conv model has one feature of shape {:?}", a.row)));
+                }
+                if self.latent.size != a.latent_len() as u64 {
+                    return Err(bad(format!("latent size {} is not {} tiles of code {:?}", self.latent.size, a.tiles_per_row(), a.code_shape())));
+                }
+            }
             ("dense", None) => {
                 if self.features.iter().any(|f| f.shape.is_some()) {
                     return Err(bad("a dense model's features are single values".into()));
@@ -164,7 +191,7 @@ impl Manifest {
                 }
             }
             ("bcae2d", None) => return Err(bad("a bcae2d manifest needs its 'bcae2d' architecture".into())),
-            (k, _) => return Err(bad(format!("model kind '{k}' is not supported by this balerfile (dense, bcae2d)"))),
+            (k, _) => return Err(bad(format!("model kind '{k}' is not supported by this balerfile (dense, bcae2d, conv)"))),
         }
         let n = self.features.len();
         if n == 0 || self.latent.size == 0 {

@@ -31,18 +31,24 @@ pub struct EncoderLayers {
     pub output: Option<ConvLayer>,
 }
 
-struct Emit<'a> {
-    g: &'a mut GraphBuilder,
+/// Emits the layers of the convolutional models (BCAE-2D, conv) into a graph, naming each
+/// tensor afresh.
+pub(crate) struct Emit<'a> {
+    pub g: &'a mut GraphBuilder,
     n: usize,
 }
 
-impl Emit<'_> {
-    fn fresh(&mut self, what: &str) -> String {
+impl<'a> Emit<'a> {
+    pub fn new(g: &'a mut GraphBuilder) -> Self {
+        Emit { g, n: 0 }
+    }
+
+    pub fn fresh(&mut self, what: &str) -> String {
         self.n += 1;
         format!("{what}_{}", self.n)
     }
 
-    fn conv(&mut self, x: &str, c: &ConvLayer, out: Option<&str>) -> String {
+    pub fn conv(&mut self, x: &str, c: &ConvLayer, out: Option<&str>) -> String {
         let name = self.fresh("conv");
         let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
         let dims = c.dims.map(|d| d as i64);
@@ -63,31 +69,31 @@ impl Emit<'_> {
         y
     }
 
-    fn leaky(&mut self, x: &str, slope: f32) -> String {
+    pub fn leaky(&mut self, x: &str, slope: f32) -> String {
         let y = self.fresh("leaky");
         self.g.node("LeakyRelu", &[x], &[&y], vec![Attr::Float("alpha".into(), slope)]);
         y
     }
 
-    fn constant(&mut self, v: f32) -> String {
+    pub fn constant(&mut self, v: f32) -> String {
         let name = self.fresh("const");
         self.g.initializer_f32(&name, &[], &[v]);
         name
     }
 
-    fn binary(&mut self, op: &str, a: &str, b: &str, out: Option<&str>) -> String {
+    pub fn binary(&mut self, op: &str, a: &str, b: &str, out: Option<&str>) -> String {
         let y = out.map_or_else(|| self.fresh(&op.to_lowercase()), str::to_owned);
         self.g.node(op, &[a, b], &[&y], vec![]);
         y
     }
 
-    fn unary(&mut self, op: &str, a: &str, out: Option<&str>) -> String {
+    pub fn unary(&mut self, op: &str, a: &str, out: Option<&str>) -> String {
         let y = out.map_or_else(|| self.fresh(&op.to_lowercase()), str::to_owned);
         self.g.node(op, &[a], &[&y], vec![]);
         y
     }
 
-    fn res(&mut self, x: &str, r: &ResLayer, slope: f32) -> String {
+    pub fn res(&mut self, x: &str, r: &ResLayer, slope: f32) -> String {
         let h = self.conv(x, &r.conv1, None);
         let h = self.leaky(&h, slope);
         let h = self.conv(&h, &r.conv2, None);
@@ -97,7 +103,7 @@ impl Emit<'_> {
         self.leaky(&h, slope)
     }
 
-    fn pool(&mut self, x: &str) -> String {
+    pub fn pool(&mut self, x: &str) -> String {
         let y = self.fresh("pool");
         self.g.node(
             "AveragePool",
@@ -110,7 +116,7 @@ impl Emit<'_> {
 
     /// PyTorch's nearest Upsample(x2) and burn's nearest interpolate: output i reads input
     /// floor(i / 2), which is Resize with asymmetric coordinates and floor rounding.
-    fn upsample(&mut self, x: &str) -> String {
+    pub fn upsample(&mut self, x: &str) -> String {
         let scales = self.fresh("scales");
         self.g.initializer_f32(&scales, &[4], &[1.0, 1.0, 2.0, 2.0]);
         let y = self.fresh("up");
@@ -144,11 +150,11 @@ impl Emit<'_> {
     }
 }
 
-fn batch() -> Dim {
+pub(crate) fn batch() -> Dim {
     Dim::Symbolic("batch".into())
 }
 
-fn dims(shape: [u64; 3]) -> Vec<Dim> {
+pub(crate) fn dims(shape: [u64; 3]) -> Vec<Dim> {
     let mut v = vec![batch()];
     v.extend(shape.iter().map(|&d| Dim::Fixed(d as i64)));
     v
@@ -159,7 +165,7 @@ pub fn encoder(arch: &Bcae2dArch, l: &EncoderLayers, slope: f32, version: &str) 
     let mut g = GraphBuilder::new("bcae2d_encoder");
     g.input_f32("input", &dims(arch.input_shape()));
     g.output_f32("latent", &dims(arch.code_shape()));
-    let mut e = Emit { g: &mut g, n: 0 };
+    let mut e = Emit::new(&mut g);
     let mut x = e.conv("input", &l.input, None);
     for (i, pair) in l.blocks.chunks(2).enumerate() {
         if i < arch.downsamples as usize {
@@ -187,7 +193,7 @@ pub fn decoder(arch: &Bcae2dArch, seg: &DecoderLayers, reg: &DecoderLayers, slop
     g.input_f32("latent", &dims(arch.code_shape()));
     g.output_f32("output", &dims(arch.input_shape()));
     g.output_f32("segmentation", &dims(arch.input_shape()));
-    let mut e = Emit { g: &mut g, n: 0 };
+    let mut e = Emit::new(&mut g);
     let d = arch.downsamples as usize;
     let s = e.decoder("latent", seg, d, slope);
     e.unary("Sigmoid", &s, Some("segmentation"));

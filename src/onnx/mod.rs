@@ -5,6 +5,7 @@
 //! protoc or build script is needed.
 
 pub mod bcae2d;
+pub mod conv;
 pub mod half;
 pub mod proto;
 pub mod reader;

@@ -70,7 +70,7 @@ impl Bcae2dOptions {
     }
 }
 
-fn conv(i: usize, o: usize, k: usize, device: &Device) -> Conv2d {
+pub(crate) fn conv(i: usize, o: usize, k: usize, device: &Device) -> Conv2d {
     let p = k / 2;
     Conv2dConfig::new([i, o], [k, k]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).init(device)
 }
@@ -86,11 +86,11 @@ pub struct Res {
 }
 
 impl Res {
-    fn new(ch: usize, device: &Device) -> Self {
+    pub(crate) fn new(ch: usize, device: &Device) -> Self {
         Res { conv1: conv(ch, ch, 3, device), conv2: conv(ch, ch, 3, device), alpha: Param::from_tensor(Tensor::zeros([1], device)) }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = self.conv2.forward(leaky_relu(self.conv1.forward(x.clone()), SLOPE));
         leaky_relu(h * self.alpha.val().reshape([1, 1, 1, 1]) + x, SLOPE)
     }
@@ -324,7 +324,7 @@ pub struct Trained {
 }
 
 /// A convolution as the ONNX writer takes it (burn's weight is already (out, in, kh, kw)).
-fn conv_layer(c: &Conv2d) -> crate::onnx::bcae2d::ConvLayer {
+pub(crate) fn conv_layer(c: &Conv2d) -> crate::onnx::bcae2d::ConvLayer {
     let w = c.weight.val();
     let dims = w.dims();
     let bias = match &c.bias {
@@ -334,7 +334,7 @@ fn conv_layer(c: &Conv2d) -> crate::onnx::bcae2d::ConvLayer {
     crate::onnx::bcae2d::ConvLayer { weight: to_vec(w), dims, bias }
 }
 
-fn res_layers(blocks: &[Res]) -> Vec<crate::onnx::bcae2d::ResLayer> {
+pub(crate) fn res_layers(blocks: &[Res]) -> Vec<crate::onnx::bcae2d::ResLayer> {
     blocks
         .iter()
         .map(|r| crate::onnx::bcae2d::ResLayer {
@@ -518,6 +518,7 @@ pub fn train(data: &WedgeData, arch: &Bcae2dArch, opts: &Bcae2dOptions, progress
         onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
         provenance,
         bcae2d: Some(*arch),
+        conv: None,
     };
     manifest.validate(std::path::Path::new("trained bcae2d manifest"))?;
     Ok(Trained { manifest, encoder, decoder, network: fitted.model })

@@ -1,8 +1,10 @@
 //! Training a model on a table and exporting it as an ONNX bundle (encoder, decoder, manifest).
 //!
-//! Only the `dense` kind so far: Baler's autoencoder for rows x features tables.
+//! Kinds: `dense` (Baler's autoencoder for rows x features tables, here), `bcae2d` (sparse
+//! wedges) and `conv` (tiles of continuous fields).
 
 pub mod bcae2d;
+pub mod conv;
 pub mod dense;
 
 use std::time::Instant;
@@ -242,6 +244,7 @@ pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> 
         onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
         provenance,
         bcae2d: None,
+        conv: None,
     };
     Ok(Trained { manifest, encoder, decoder, network: fitted.model })
 }
