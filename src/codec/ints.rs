@@ -1,5 +1,6 @@
 //! Integer codes to bytes: an optional predictor (delta in C order, or Lorenzo over the chunk's
-//! grid), zigzag, the narrowest width that holds every code, byte shuffle, zstd. Quantised floats
+//! grid), zigzag, then the smaller of: the narrowest width that holds every code, byte shuffle,
+//! zstd; or the adaptive range coder (`rc`). Quantised floats
 //! and lossless integers both end here.
 //!
 //! Predictors run on the integer codes, not on floats, so the decoder inverts them exactly
@@ -86,7 +87,10 @@ fn deltas(codes: &[i64]) -> impl Iterator<Item = i64> + '_ {
     })
 }
 
-/// Encoded integer block: `u8 width, u8 predictor, [u32 d1, u32 d2 for Lorenzo], u64 payload
+/// The width byte of a block whose payload is range coded (`rc`) rather than shuffled + zstd.
+const RANGE_CODED: usize = 0;
+
+/// Encoded integer block: `u8 width (0: range coded), u8 predictor, [u32 d1, u32 d2 for Lorenzo], u64 payload
 /// length, payload`. The cheapest predictor wins; Lorenzo is tried when a grid is given.
 pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
     let mut best = (Predictor::None, cost(codes.iter().copied()));
@@ -108,6 +112,12 @@ pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
         Predictor::None => codes.iter().map(|&c| zigzag(c)).collect(),
         Predictor::Lorenzo => lorenzo.unwrap_or_default().into_iter().map(zigzag).collect(),
     };
+    // The range coder's statistics use the element a grid row above.
+    let row = match (predictor, grid) {
+        (Predictor::Lorenzo, Some([_, d2])) => d2,
+        _ => 1,
+    };
+    let ranged = super::rc::encode(&zz, row);
     let max = zz.iter().copied().max().unwrap_or(0);
     let width = match max {
         0..=0xff => 1,
@@ -119,7 +129,11 @@ pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
     for v in zz {
         packed.extend_from_slice(&v.to_le_bytes()[..width]);
     }
-    let payload = bytes::compress(&bytes::shuffle(width, &packed), level);
+    let mut payload = bytes::compress(&bytes::shuffle(width, &packed), level);
+    let mut width = width;
+    if ranged.len() < payload.len() {
+        (payload, width) = (ranged, RANGE_CODED);
+    }
     out.push(width as u8);
     out.push(predictor as u8);
     if let (Predictor::Lorenzo, Some([d1, d2])) = (predictor, grid) {
@@ -132,22 +146,27 @@ pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
 
 pub fn decode(cur: &mut Cursor, n: usize) -> Result<Vec<i64>, String> {
     let width = cur.u8("code width")? as usize;
-    if ![1, 2, 4, 8].contains(&width) {
+    if ![RANGE_CODED, 1, 2, 4, 8].contains(&width) {
         return Err(format!("invalid code width {width}"));
     }
     let (predictor, grid) = read_predictor(cur, n)?;
     let len = cur.u64("code payload length")?;
     let payload = cur.bytes(len, "code payload")?;
-    let expected = n.checked_mul(width).ok_or("block too large")?;
-    let packed = bytes::unshuffle(width, &bytes::decompress(payload, expected)?);
-    let mut codes: Vec<i64> = packed
-        .chunks_exact(width)
-        .map(|b| {
-            let mut w = [0u8; 8];
-            w[..width].copy_from_slice(b);
-            unzigzag(u64::from_le_bytes(w))
-        })
-        .collect();
+    let mut codes: Vec<i64> = if width == RANGE_CODED {
+        let row = if predictor == Predictor::Lorenzo { grid[1] } else { 1 };
+        super::rc::decode(payload, n, row).into_iter().map(unzigzag).collect()
+    } else {
+        let expected = n.checked_mul(width).ok_or("block too large")?;
+        let packed = bytes::unshuffle(width, &bytes::decompress(payload, expected)?);
+        packed
+            .chunks_exact(width)
+            .map(|b| {
+                let mut w = [0u8; 8];
+                w[..width].copy_from_slice(b);
+                unzigzag(u64::from_le_bytes(w))
+            })
+            .collect()
+    };
     match predictor {
         Predictor::None => {}
         Predictor::Delta => {

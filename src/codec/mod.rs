@@ -11,6 +11,7 @@ pub mod errstats;
 pub mod ints;
 pub mod model_stage;
 pub mod quantise;
+pub mod rc;
 
 use crate::dtype::{values_f64, i64_to_ints, ints_to_i64, push_value, DType};
 use crate::wire::Cursor;
