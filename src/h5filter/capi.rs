@@ -247,6 +247,8 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
         if p.layout != Layout::Field {
             ds.check_table(None)?;
             p.features = ds.row_elems() as u32;
+        } else {
+            p.features = super::params::field_grid_word(&ds.chunk);
         }
         p.check()?;
         let cd = p.to_cd_values();

@@ -102,7 +102,11 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
             FilterBound::Abs(e) => Some(e),
             FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col))).filter(|&t| t > 0.0),
         };
-        vars.push(VarCoding::for_bound(dtype, tolerance, p.bound == FilterBound::None, model.is_some()));
+        let mut v = VarCoding::for_bound(dtype, tolerance, p.bound == FilterBound::None, model.is_some());
+        if p.layout == Layout::Field {
+            v.grid = super::params::field_grid(p.features);
+        }
+        vars.push(v);
     }
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
     let enc = ChunkCodec { level: p.level }.encode(place, &vars, &cols, epr, model)?;

@@ -47,6 +47,22 @@ const DTYPE_CODES: [(u32, DType); 7] =
 /// The largest wedge (elements per row) the wedge layout takes.
 pub const MAX_WEDGE: u32 = 1 << 26;
 
+/// The field layout's cd_values[4]: the chunk's last two dimensions as `(d1 << 16) | d2`, so
+/// the codec can predict each value from its neighbours in 3-D (Lorenzo); 0 when unknown, a
+/// 1-D chunk, or a dimension of 65536 or more (the chunk is then coded as one sequence).
+pub fn field_grid_word(chunk: &[u64]) -> u32 {
+    match chunk {
+        [.., d1, d2] if *d1 < 1 << 16 && *d2 < 1 << 16 => ((*d1 as u32) << 16) | *d2 as u32,
+        _ => 0,
+    }
+}
+
+/// The grid a field chunk's codes lie on, from cd_values[4] (see `field_grid_word`).
+pub fn field_grid(word: u32) -> Option<[usize; 2]> {
+    let (d1, d2) = ((word >> 16) as usize, (word & 0xffff) as usize);
+    (d1 > 0 && d2 > 0).then_some([d1, d2])
+}
+
 pub fn dtype_code(d: DType) -> Option<u32> {
     DTYPE_CODES.iter().find(|(_, t)| *t == d).map(|(c, _)| *c)
 }
@@ -170,7 +186,11 @@ impl FilterParams {
             k => return Err(format!("layout code {k} in cd_values[3] (0 = field, 1 = table, 2 = wedge)")),
         };
         let features = w(W_FEATURES);
-        let most = if layout == Layout::Wedge { MAX_WEDGE } else { MAX_FEATURES };
+        let most = match layout {
+            Layout::Wedge => MAX_WEDGE,
+            Layout::Table => MAX_FEATURES,
+            Layout::Field => u32::MAX,
+        };
         if features > most {
             return Err(format!("{features} values per row (at most {most})"));
         }
