@@ -788,11 +788,13 @@ fn train_conv(
     bar: &Bar,
 ) -> Result<()> {
     let ds = &layout.datasets[d];
+    let dtypes: Vec<String> = ds.variables.iter().map(|v| v.dtype.to_string()).collect();
     if ds.shape.len() < 3 || ds.variables.len() != 1 || !ds.variables[0].dtype.is_float() {
         anyhow::bail!(
-            "{}: dataset {} has shape {:?}; conv trains on a float field of 3 or more axes (e.g. time, lat, lon), its last two the image",
+            "{}: dataset {} is {} of shape {:?}; conv trains on one float field of 3 or more axes (e.g. time, lat, lon), its last two the image",
             input.display(),
             ds.name(),
+            dtypes.join(", "),
             ds.shape
         );
     }

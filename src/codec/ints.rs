@@ -25,6 +25,16 @@ pub enum Predictor {
 /// whatever is left (rows x any other row dimensions). `None` for tables and 1-D data.
 pub type Grid = Option<[usize; 2]>;
 
+/// The grid of a chunk whose rows have this shape (a dataset's shape without its first axis):
+/// the rows' last two axes (a 1-D row is 1 x its length); None for rows of one element.
+pub fn row_grid(row_shape: &[u64]) -> Grid {
+    match row_shape {
+        [] => None,
+        [w] => Some([1, *w as usize]),
+        [.., h, w] => Some([*h as usize, *w as usize]),
+    }
+}
+
 /// The Lorenzo prediction of element `x` from the elements before it in C order; neighbours
 /// outside the grid count as 0. `plane = d1 * d2`.
 #[inline]

@@ -69,11 +69,7 @@ impl VarCoding {
     /// dimension): a field of 1 or more dimensions per row gets a grid, so its chunks can use the
     /// Lorenzo predictor over (rows, d1, d2).
     pub fn on_rows(mut self, row_shape: &[u64]) -> VarCoding {
-        self.grid = match row_shape {
-            [] => None,
-            [w] => Some([1, *w as usize]),
-            [.., h, w] => Some([*h as usize, *w as usize]),
-        };
+        self.grid = ints::row_grid(row_shape);
         self
     }
 

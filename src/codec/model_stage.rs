@@ -76,6 +76,9 @@ pub struct ModelPlan<'a> {
     pub latent: LatentCoding,
     /// Score the prediction as sparse detector data (BCAE-2D): see `SparseScore`.
     pub score_sparse: bool,
+    /// The grid of the model's rows (their last two axes), for the predictor of the residual
+    /// codes; None for tables.
+    pub grid: ints::Grid,
 }
 
 /// What the codec needs of a model to plan any dataset's chunks: the model, its normalisation
@@ -87,6 +90,8 @@ pub struct ModelSpec<'a> {
     /// Elements of a row each feature spans (1 for a table's columns, a wedge for BCAE-2D).
     pub widths: Vec<usize>,
     pub score_sparse: bool,
+    /// The grid of a row-shaped model's rows: see `ModelPlan::grid`.
+    pub grid: ints::Grid,
 }
 
 impl<'a> ModelSpec<'a> {
@@ -94,6 +99,7 @@ impl<'a> ModelSpec<'a> {
     pub fn plan(&self, features: &[[u64; 2]], latent: LatentCoding) -> ModelPlan<'a> {
         let mut plan = ModelPlan::new(self.model, self.offset, self.scale, features, latent).with_widths(&self.widths);
         plan.score_sparse = self.score_sparse;
+        plan.grid = self.grid;
         plan
     }
 }
@@ -111,7 +117,7 @@ impl<'a> ModelPlan<'a> {
     /// records them.
     pub fn new(model: &'a dyn LatentModel, offset: &'a [f64], scale: &'a [f64], features: &[[u64; 2]], latent: LatentCoding) -> Self {
         let features = features.iter().map(|&[v, e]| FeatureRef { var: v as usize, elem: e as usize, width: 1 }).collect();
-        ModelPlan { model, offset, scale, features, latent, score_sparse: false }
+        ModelPlan { model, offset, scale, features, latent, score_sparse: false, grid: None }
     }
 
     /// Sets each feature's width (elements of a row it spans).

@@ -219,7 +219,18 @@ impl Dataset {
 fn model_features(p: &FilterParams) -> Result<Option<u64>, String> {
     let Some(id) = p.model_id() else { return Ok(None) };
     #[cfg(feature = "runtime")]
-    return Ok(Some(super::models::get(&id, true)?.bundle.manifest.input_width() as u64));
+    {
+        let m = super::models::get(&id, true)?;
+        let manifest = &m.bundle.manifest;
+        if let (Some(shape), false) = (manifest.row_shape(), p.layout == Layout::Wedge) {
+            return Err(format!(
+                "model {} ({}) takes whole rows of shape {shape:?}: set the row layout (cd_values[3] = 2; balerfile_h5.Baler picks it)",
+                &id[..12],
+                manifest.kind
+            ));
+        }
+        Ok(Some(manifest.input_width() as u64))
+    }
     #[cfg(not(feature = "runtime"))]
     Err(super::no_runtime(&id))
 }

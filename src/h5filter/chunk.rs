@@ -103,9 +103,11 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
             FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col))).filter(|&t| t > 0.0),
         };
         let mut v = VarCoding::for_bound(dtype, tolerance, p.bound == FilterBound::None, model.is_some());
-        if p.layout == Layout::Field {
-            v.grid = super::params::field_grid(p.features);
-        }
+        v.grid = match p.layout {
+            Layout::Field => super::params::field_grid(p.features),
+            Layout::Wedge => model.and_then(|m| m.grid),
+            Layout::Table => None,
+        };
         vars.push(v);
     }
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };

@@ -60,6 +60,7 @@ impl LoadedModel {
             scale: &m.normalisation.scale,
             widths: m.features.iter().map(|f| f.width()).collect(),
             score_sparse: m.bcae2d.is_some(),
+            grid: m.row_shape().and_then(|r| crate::codec::ints::row_grid(&r)),
         }
     }
 }

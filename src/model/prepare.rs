@@ -236,7 +236,7 @@ pub fn sample_wedges(
 ) -> Result<crate::train::bcae2d::WedgeData> {
     let numeric: Vec<usize> = (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype != crate::dtype::DType::Bool).collect();
     let [vi] = numeric.as_slice() else {
-        return Err(Error::Usage(format!("dataset {} has {} numeric variables; bcae2d trains on one", ds.name(), numeric.len())));
+        return Err(Error::Usage(format!("dataset {} has {} numeric variables; a model of whole rows trains on one", ds.name(), numeric.len())));
     };
     let var = &ds.variables[*vi];
     let rows = ds.rows();

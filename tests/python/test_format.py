@@ -4,7 +4,8 @@ On real archives made by the CLI: every structural check of the format (magics, 
 flags, header CRC, trailer, footer CRC, chunk CRCs, chunks tiling the file and each dataset's
 rows, chunk heads equal to their footer entries), every header valid against
 schemas/baler-header.schema.json (Draft 2020-12), `inspect --json` giving the file's header, and
-an independent decoder of the chunk codec (methods 0/1/2, byte shuffle, zigzag, predictors,
+an independent decoder of the chunk codec (methods 0/1/2/3, byte shuffle, zigzag, the delta and
+Lorenzo predictors, the range coder,
 outliers; zstd via the `zstandard` package) whose output must match the source within the
 header's bounds and be bit-identical to what `balerfile unpack` writes.
 """
@@ -77,6 +78,83 @@ def unzigzag(z):
     return ((z >> np.uint64(1)) ^ (np.uint64(0) - (z & np.uint64(1)))).view(np.int64)
 
 
+def range_decode(payload, n, row):
+    """The adaptive binary range coder of baler-format.md (width 0), written from the spec."""
+    data = bytes(payload)
+    at = 1
+    code = 0
+    rng = 0xFFFFFFFF
+
+    def nxt():
+        nonlocal at
+        b = data[at] if at < len(data) else 0
+        at += 1
+        return b
+
+    for _ in range(4):
+        code = ((code << 8) | nxt()) & 0xFFFFFFFF
+    length = [[1024] * 65 for _ in range(16 * 16)]
+    mant = [[1024] * 64 for _ in range(65)]
+    lens = []
+    out = np.zeros(n, np.uint64)
+
+    def bit(probs, j):
+        nonlocal code, rng
+        p = probs[j]
+        bound = (rng >> 11) * p
+        if code < bound:
+            rng = bound
+            probs[j] = p + ((2048 - p) >> 5)
+            b = 0
+        else:
+            code -= bound
+            rng -= bound
+            probs[j] = p - (p >> 5)
+            b = 1
+        while rng < (1 << 24):
+            rng = (rng << 8) & 0xFFFFFFFF
+            code = ((code << 8) | nxt()) & 0xFFFFFFFF
+        return b
+
+    for i in range(n):
+        a = lens[i - 1] if i >= 1 else 0
+        c = lens[i - row] if i >= row else a
+        probs = length[min(a, 15) * 16 + min(c, 15)]
+        k = 0
+        while k < 64 and bit(probs, k):
+            k += 1
+        u = 1 if k else 0
+        m = mant[k]
+        for j in range(k - 2, -1, -1):
+            u = (u << 1) | bit(m, j)
+        lens.append(k)
+        out[i] = u
+    return out
+
+
+def lorenzo_undo(r, n, d1, d2):
+    """Predictor 2: q = r + the 7-neighbour prediction on the (n / (d1 d2)) x d1 x d2 grid."""
+    a = r.reshape(n // (d1 * d2), d1, d2).copy()
+    with np.errstate(over="ignore"):
+        for i in range(a.shape[0]):
+            for j in range(d1):
+                row = a[i, j]
+                # the part of the prediction that does not depend on this row's own earlier values
+                p = np.zeros(d2, np.int64)
+                if i:
+                    p += a[i - 1, j]
+                if j:
+                    p += a[i, j - 1]
+                if i and j:
+                    p -= a[i - 1, j - 1]
+                # q[k] = r[k] + q[k-1] + (p[k] - p[k-1] terms): the k-1 neighbours of p cancel into
+                # a prefix sum of (r + p - p shifted)
+                t = row + p
+                t[1:] -= p[:-1]
+                a[i, j] = np.cumsum(t, dtype=np.int64)
+    return a.reshape(-1)
+
+
 def decode_chunk(body, ds, stats):
     dsi, first, rows, V, L = struct.unpack_from("<IQQII", body, 0)
     pos = 28
@@ -109,22 +187,33 @@ def decode_chunk(body, ds, stats):
                 pos += 16
             width, pred = body[pos], body[pos + 1]
             pos += 2
-            assert width in (1, 2, 4, 8), f"{var['name']}: code width {width}"
-            assert pred in (0, 1), f"{var['name']}: predictor {pred}"
+            assert width in (0, 1, 2, 4, 8), f"{var['name']}: code width {width}"
+            assert pred in (0, 1, 2), f"{var['name']}: predictor {pred}"
+            if pred == 2:
+                d1, d2 = struct.unpack_from("<II", body, pos)
+                pos += 8
+                row = list(ds["shape"][1:])
+                grid = [1, row[0]] if len(row) == 1 else row[-2:]
+                assert n % (d1 * d2) == 0 and [d1, d2] == grid, f"{var['name']}: grid {d1} x {d2}, shape {ds['shape']}"
             (plen,) = struct.unpack_from("<Q", body, pos)
             pos += 8
-            codes = unshuffle(zdec(body[pos:pos + plen], n * width), width, n).view(f"<u{width}")
+            if width == 0:
+                codes = range_decode(body[pos:pos + plen], n, d2 if pred == 2 else 1)
+            else:
+                codes = unshuffle(zdec(body[pos:pos + plen], n * width), width, n).view(f"<u{width}")
+                if n:
+                    top = int(codes.max())
+                    assert width == 1 or top >= 256 ** (width // 2), \
+                        f"{var['name']}: width {width} is not the smallest for max code {top}"
             pos += plen
-            if n:
-                top = int(codes.max())
-                assert width == 1 or top >= 256 ** (width // 2), \
-                    f"{var['name']}: width {width} is not the smallest for max code {top}"
             stats["widths"].add(width)
             stats["predictors"].add(pred)
             q = unzigzag(codes)
             if pred == 1:
                 with np.errstate(over="ignore"):
                     q = np.cumsum(q, dtype=np.int64)
+            elif pred == 2:
+                q = lorenzo_undo(q, n, d1, d2)
             if method == 1:
                 assert dt.kind in "iu", f"{var['name']}: integer method for {var['dtype']}"
                 vals = q.view(np.uint64).astype(dt) if dt.kind == "u" else q.astype(dt)

@@ -127,7 +127,7 @@ def find_model(model):
 
 
 def model_kind(model_id):
-    """'dense' or 'bcae2d', from the model's manifest in the store (None when not found there)."""
+    """'dense', 'bcae2d' or 'conv', from the model's manifest in the store (None when not found there)."""
     for s in _store_dirs():
         m = s / model_id / "manifest.json"
         if m.is_file():
@@ -165,7 +165,9 @@ class Baler(Mapping):
     model:  a model id, id prefix or bundle folder from the balerfile model store: a dense model
             (`balerfile train`) implies table=True; a bcae2d model (`balerfile train --kind
             bcae2d`) codes wedges (chunks of whole wedges, e.g. chunks=(1, 16, 192, 249)), and
-            its bound is in whole ADC counts ('lossless', 'abs=8', 'none').
+            its bound is in whole ADC counts ('lossless', 'abs=8', 'none'); a conv model
+            (`balerfile train --kind conv`) codes whole rows of a field (chunks=(k,) +
+            shape[1:]).
     table:  rows x features (each column coded on its own, chunks must hold whole rows).
             Default: True with a dense model, else False (a field: the chunk as one sequence).
     level:  zstd level (default 3). latent: 'f16' (default) or a bit count 2..16.
@@ -174,7 +176,8 @@ class Baler(Mapping):
     def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16"):
         mode, value = _parse_error(error)
         model_id = find_model(model) if model is not None else None
-        wedge = model_id is not None and model_kind(model_id) == "bcae2d"
+        # bcae2d and conv models take whole rows of the dataset (the row layout).
+        wedge = model_id is not None and model_kind(model_id) in ("bcae2d", "conv")
         if table is None:
             table = model_id is not None and not wedge
         if model_id and not table and not wedge:
