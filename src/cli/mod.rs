@@ -87,7 +87,7 @@ enum Command {
         #[command(flatten)]
         train: TrainArgs,
         #[command(flatten)]
-        bcae2d: Bcae2dArgs,
+        net: ConvNetArgs,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -238,7 +238,7 @@ struct TrainArgs {
 /// The convolutional models' shape (`--kind bcae2d`: the defaults are the paper's; `--kind
 /// conv`: tiles of fields).
 #[derive(clap::Args)]
-struct Bcae2dArgs {
+struct ConvNetArgs {
     /// m: encoder blocks (each two residual blocks).
     #[arg(long, default_value_t = 4)]
     encoder_blocks: u64,
@@ -269,7 +269,7 @@ struct Bcae2dArgs {
     lr_every: usize,
 }
 
-impl Bcae2dArgs {
+impl ConvNetArgs {
     fn arch(&self, wedge: [u64; 3]) -> balerfile::model::bcae2d::Bcae2dArch {
         balerfile::model::bcae2d::Bcae2dArch {
             hidden: self.channels.unwrap_or(32),
@@ -494,7 +494,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             print_pack(&input, &output, &report, t2.elapsed().as_secs_f64(), quiet);
             Ok(())
         }
-        Command::Train { input, datasets, output, errors, train_rows, kind, train, bcae2d, runtime } => {
+        Command::Train { input, datasets, output, errors, train_rows, kind, train, net, runtime } => {
             runtime.options();
             let mut source = balerfile::io::open_source(&input, &datasets)?;
             let layout = source.layout().clone();
@@ -509,10 +509,10 @@ fn dispatch(cmd: Command) -> Result<()> {
             };
             let ds = &layout.datasets[d];
             if kind == ModelKind::Conv {
-                return train_conv(&input, source.as_mut(), d, &layout, train_rows, &train, &bcae2d, output.as_deref(), &bar);
+                return train_conv(&input, source.as_mut(), d, &layout, train_rows, &train, &net, output.as_deref(), &bar);
             }
             if kind == ModelKind::Bcae2d {
-                return train_bcae2d(&input, source.as_mut(), d, &layout, train_rows, &train, &bcae2d, output.as_deref(), &bar);
+                return train_bcae2d(&input, source.as_mut(), d, &layout, train_rows, &train, &net, output.as_deref(), &bar);
             }
             // Every float variable is a feature unless a spec makes it lossless.
             let mut specs = vec![ErrorSpec { variable: None, bound: balerfile::bound::Bound::None }];
@@ -525,10 +525,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             opts.name.get_or_insert_with(|| ds.name().to_string());
             let trained = balerfile::train::train(&data, &opts, &bar)?;
             let store = Store::from_env();
-            let id = store.put(&trained.manifest, &trained.encoder, &trained.decoder)?;
-            if let Some(dir) = &output {
-                balerfile::model::Bundle::write_dir(&trained.manifest, &trained.encoder, &trained.decoder, dir)?;
-            }
+            let id = store_trained(&store, &trained.manifest, &trained.encoder, &trained.decoder, output.as_deref())?;
             let tr = &trained.manifest.provenance["training"];
             println!(
                 "trained {} ({} features -> latent {}) on {} rows of {} in {:.1} s ({:.0} rows/s): {} epochs, validation MSE {:.4e}",
@@ -542,10 +539,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 tr["epochs_run"],
                 tr["validation_loss"].as_f64().unwrap_or(f64::NAN),
             );
-            println!("model {id} stored in {}", store.primary().display());
-            if let Some(dir) = &output {
-                println!("bundle written to {}", dir.display());
-            }
+            print_stored(&id, &store, output.as_deref());
             Ok(())
         }
         Command::Model { command } => model_command(command),
@@ -714,6 +708,22 @@ fn import_manifest(
     Ok(m)
 }
 
+/// Puts a trained bundle in the store and, with `-o`, writes a copy of it there.
+fn store_trained(store: &Store, m: &balerfile::model::Manifest, encoder: &[u8], decoder: &[u8], output: Option<&Path>) -> Result<String> {
+    let id = store.put(m, encoder, decoder)?;
+    if let Some(dir) = output {
+        balerfile::model::Bundle::write_dir(m, encoder, decoder, dir)?;
+    }
+    Ok(id)
+}
+
+fn print_stored(id: &str, store: &Store, output: Option<&Path>) {
+    println!("model {id} stored in {}", store.primary().display());
+    if let Some(dir) = output {
+        println!("bundle written to {}", dir.display());
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn train_bcae2d(
     input: &Path,
@@ -722,7 +732,7 @@ fn train_bcae2d(
     layout: &balerfile::io::SourceLayout,
     max_rows: usize,
     train: &TrainArgs,
-    args: &Bcae2dArgs,
+    args: &ConvNetArgs,
     output: Option<&Path>,
     bar: &Bar,
 ) -> Result<()> {
@@ -734,14 +744,11 @@ fn train_bcae2d(
     let arch = args.arch(wedge);
     let mut opts = args.options(train);
     opts.name.get_or_insert_with(|| ds.name().to_string());
-    let data = balerfile::model::prepare::sample_wedges(source, d, ds, max_rows, &layout.name, bar)?;
+    let data = balerfile::model::prepare::sample_whole_rows(source, d, ds, max_rows, &layout.name, bar)?;
     let t = Instant::now();
     let trained = balerfile::train::bcae2d::train(&data, &arch, &opts, bar)?;
     let store = Store::from_env();
-    let id = store.put(&trained.manifest, &trained.encoder, &trained.decoder)?;
-    if let Some(dir) = output {
-        balerfile::model::Bundle::write_dir(&trained.manifest, &trained.encoder, &trained.decoder, dir)?;
-    }
+    let id = store_trained(&store, &trained.manifest, &trained.encoder, &trained.decoder, output)?;
     let p = &trained.manifest.provenance;
     let v = &p["validation"];
     println!(
@@ -768,10 +775,7 @@ fn train_bcae2d(
         v["precision"].as_f64().unwrap_or(f64::NAN),
         v["recall"].as_f64().unwrap_or(f64::NAN),
     );
-    println!("model {id} stored in {}", store.primary().display());
-    if let Some(dir) = output {
-        println!("bundle written to {}", dir.display());
-    }
+    print_stored(&id, &store, output);
     Ok(())
 }
 
@@ -783,7 +787,7 @@ fn train_conv(
     layout: &balerfile::io::SourceLayout,
     max_rows: usize,
     train: &TrainArgs,
-    args: &Bcae2dArgs,
+    args: &ConvNetArgs,
     output: Option<&Path>,
     bar: &Bar,
 ) -> Result<()> {
@@ -801,14 +805,11 @@ fn train_conv(
     let arch = args.conv_arch(ds.shape[1..].to_vec());
     let mut opts = args.conv_options(train);
     opts.name.get_or_insert_with(|| ds.name().to_string());
-    let data = balerfile::model::prepare::sample_wedges(source, d, ds, max_rows, &layout.name, bar)?;
+    let data = balerfile::model::prepare::sample_whole_rows(source, d, ds, max_rows, &layout.name, bar)?;
     let t = Instant::now();
     let trained = balerfile::train::conv::train(&data, &arch, &opts, bar)?;
     let store = Store::from_env();
-    let id = store.put(&trained.manifest, &trained.encoder, &trained.decoder)?;
-    if let Some(dir) = output {
-        balerfile::model::Bundle::write_dir(&trained.manifest, &trained.encoder, &trained.decoder, dir)?;
-    }
+    let id = store_trained(&store, &trained.manifest, &trained.encoder, &trained.decoder, output)?;
     let p = &trained.manifest.provenance;
     println!(
         "trained {} (conv, tiles {b} x {b} -> code {:?}, {:.0} values per code value) on {} rows ({} tiles) of {} in {:.1} s: {} epochs, validation RMS error {:.4e} ({} units)",
@@ -824,10 +825,7 @@ fn train_conv(
         ds.name(),
         b = arch.block,
     );
-    println!("model {id} stored in {}", store.primary().display());
-    if let Some(dir) = output {
-        println!("bundle written to {}", dir.display());
-    }
+    print_stored(&id, &store, output);
     Ok(())
 }
 

@@ -224,16 +224,17 @@ fn file_stem(name: &str) -> String {
     std::path::Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| name.into())
 }
 
-/// Up to `max_rows` wedges (evenly spaced) of the dataset's one numeric variable, for BCAE-2D.
+/// Up to `max_rows` whole rows (evenly spaced) of the dataset's one numeric variable, for the
+/// row models (a BCAE-2D wedge, a field's slices).
 #[cfg(feature = "train")]
-pub fn sample_wedges(
+pub fn sample_whole_rows(
     source: &mut dyn Source,
     d: usize,
     ds: &DatasetInfo,
     max_rows: usize,
     file: &str,
     progress: &dyn Progress,
-) -> Result<crate::train::bcae2d::WedgeData> {
+) -> Result<crate::train::RowData> {
     let numeric: Vec<usize> = (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype != crate::dtype::DType::Bool).collect();
     let [vi] = numeric.as_slice() else {
         return Err(Error::Usage(format!("dataset {} has {} numeric variables; a model of whole rows trains on one", ds.name(), numeric.len())));
@@ -253,7 +254,7 @@ pub fn sample_wedges(
     }
     progress.finish();
     debug_assert_eq!(values.len(), kept * epr);
-    Ok(crate::train::bcae2d::WedgeData {
+    Ok(crate::train::RowData {
         name: var.name.clone(),
         dtype: var.dtype.name().into(),
         values,

@@ -307,15 +307,6 @@ pub fn mae(model: &Bcae2d, wedges: &[f32], arch: &Bcae2dArch) -> f64 {
     y.iter().zip(wedges).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / wedges.len().max(1) as f64
 }
 
-/// Wedges to train on: `rows` wedges of `arch.wedge` values each (data units, e.g. ADC counts).
-pub struct WedgeData {
-    pub name: String,
-    pub dtype: String,
-    pub values: Vec<f32>,
-    pub rows: usize,
-    pub source: serde_json::Value,
-}
-
 pub struct Trained {
     pub manifest: crate::model::Manifest,
     pub encoder: Vec<u8>,
@@ -419,9 +410,9 @@ pub fn score(net: &Bcae2d, arch: &Bcae2dArch, wedges: &[f32]) -> crate::codec::m
     sc
 }
 
-pub fn train(data: &WedgeData, arch: &Bcae2dArch, opts: &Bcae2dOptions, progress: &dyn crate::progress::Progress) -> crate::error::Result<Trained> {
+pub fn train(data: &super::RowData, arch: &Bcae2dArch, opts: &Bcae2dOptions, progress: &dyn crate::progress::Progress) -> crate::error::Result<Trained> {
     use crate::error::Error;
-    use crate::model::{Feature, Latent, Manifest, Normalisation, OnnxInfo, OnnxPart, MANIFEST_FORMAT, MANIFEST_VERSION};
+    use crate::model::{Feature, Manifest, Normalisation};
     arch.check().map_err(Error::Train)?;
     if data.rows < 2 {
         return Err(Error::Train(format!("{} wedges are too few to train on (at least 2)", data.rows)));
@@ -499,26 +490,17 @@ pub fn train(data: &WedgeData, arch: &Bcae2dArch, opts: &Bcae2dOptions, progress
         },
         "onnx_check": check,
     });
-    let part = |file: &str, bytes: &[u8], input: &str, output: &str| OnnxPart {
-        file: file.into(),
-        sha256: crate::model::sha256_hex(bytes),
-        input: input.into(),
-        output: output.into(),
-    };
     let manifest = Manifest {
-        format: MANIFEST_FORMAT.into(),
-        format_version: MANIFEST_VERSION,
-        kind: "bcae2d".into(),
-        name: opts.name.clone().unwrap_or_else(|| "bcae2d".into()),
-        features: vec![Feature { name: data.name.clone(), dtype: data.dtype.clone(), shape: Some(arch.wedge.to_vec()) }],
-        normalisation: Normalisation { offset: vec![0.0], scale: vec![1.0] },
-        latent: Latent { size: arch.code_len() as u64 },
-        encoder: part(super::ENCODER_FILE, &encoder, "input", "latent"),
-        decoder: part(super::DECODER_FILE, &decoder, "latent", "output"),
-        onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
-        provenance,
         bcae2d: Some(*arch),
-        conv: None,
+        ..super::trained_manifest(
+            "bcae2d",
+            opts.name.clone().unwrap_or_else(|| "bcae2d".into()),
+            vec![Feature { name: data.name.clone(), dtype: data.dtype.clone(), shape: Some(arch.wedge.to_vec()) }],
+            Normalisation { offset: vec![0.0], scale: vec![1.0] },
+            arch.code_len(),
+            (&encoder, &decoder),
+            provenance,
+        )
     };
     manifest.validate(std::path::Path::new("trained bcae2d manifest"))?;
     Ok(Trained { manifest, encoder, decoder, network: fitted.model })
@@ -564,7 +546,7 @@ mod tests {
             downsamples: 2,
             ..Bcae2dArch::paper([4, 16, 30])
         };
-        let data = WedgeData { name: "adc".into(), dtype: "u16".into(), values: wedges(24, &arch), rows: 24, source: serde_json::Value::Null };
+        let data = super::super::RowData { name: "adc".into(), dtype: "u16".into(), values: wedges(24, &arch), rows: 24, source: serde_json::Value::Null };
         let opts = Bcae2dOptions { epochs: 12, batch_size: 4, learning_rate: 3e-3, lr_hold: 6, lr_every: 2, validation: 0.2, ..Default::default() };
         let t = train(&data, &arch, &opts, &crate::progress::Silent).expect("training runs (needs libonnxruntime)");
         let h = &t.manifest.provenance["training"]["history"];

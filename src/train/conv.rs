@@ -11,11 +11,11 @@ use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
-use super::bcae2d::{conv, conv_layer, res_layers, tensor4, Res, WedgeData};
+use super::bcae2d::{conv, conv_layer, res_layers, tensor4, Res};
+use super::RowData;
 use super::dense::{to_vec, SplitMix};
 use crate::error::{Error, Result};
 use crate::model::conv::{to_tiles, ConvArch};
-use crate::model::Normalisation;
 
 pub const SLOPE: f64 = 0.2;
 
@@ -153,8 +153,8 @@ pub fn compare_with_runtime(net: &ConvAe, arch: &ConvArch, encoder: &[u8], decod
 }
 
 /// Trains on the rows of `data` (each `arch.row_len()` values in data units).
-pub fn train(data: &WedgeData, arch: &ConvArch, opts: &ConvOptions, progress: &dyn crate::progress::Progress) -> Result<Trained> {
-    use crate::model::{Feature, Latent, Manifest, OnnxInfo, OnnxPart, MANIFEST_FORMAT, MANIFEST_VERSION};
+pub fn train(data: &RowData, arch: &ConvArch, opts: &ConvOptions, progress: &dyn crate::progress::Progress) -> Result<Trained> {
+    use crate::model::{Feature, Manifest};
     arch.check().map_err(Error::Train)?;
     super::check_schedule(opts.epochs, opts.batch_size, opts.learning_rate, opts.validation)?;
     let norm = super::fit_normalisation(&data.values, 1);
@@ -255,26 +255,17 @@ pub fn train(data: &WedgeData, arch: &ConvArch, opts: &ConvOptions, progress: &d
         "validation": { "mse_normalised": val_mse, "rms_error": rms },
         "onnx_check": check,
     });
-    let part = |file: &str, bytes: &[u8], input: &str, output: &str| OnnxPart {
-        file: file.into(),
-        sha256: crate::model::sha256_hex(bytes),
-        input: input.into(),
-        output: output.into(),
-    };
     let manifest = Manifest {
-        format: MANIFEST_FORMAT.into(),
-        format_version: MANIFEST_VERSION,
-        kind: "conv".into(),
-        name: opts.name.clone().unwrap_or_else(|| "conv".into()),
-        features: vec![Feature { name: data.name.clone(), dtype: data.dtype.clone(), shape: Some(arch.row.clone()) }],
-        normalisation: Normalisation { offset: norm.offset, scale: norm.scale },
-        latent: Latent { size: arch.latent_len() as u64 },
-        encoder: part(super::ENCODER_FILE, &encoder, "input", "latent"),
-        decoder: part(super::DECODER_FILE, &decoder, "latent", "output"),
-        onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
-        provenance,
-        bcae2d: None,
         conv: Some(arch.clone()),
+        ..super::trained_manifest(
+            "conv",
+            opts.name.clone().unwrap_or_else(|| "conv".into()),
+            vec![Feature { name: data.name.clone(), dtype: data.dtype.clone(), shape: Some(arch.row.clone()) }],
+            norm,
+            arch.latent_len(),
+            (&encoder, &decoder),
+            provenance,
+        )
     };
     manifest.validate(std::path::Path::new("trained conv manifest"))?;
     Ok(Trained { manifest, encoder, decoder, network: net })
@@ -305,7 +296,7 @@ mod tests {
     fn a_small_conv_model_learns_and_onnx_runtime_matches_burn_on_new_slices() {
         let arch = ConvArch { row: vec![23, 29], block: 8, hidden: 8, code_channels: 2, downsamples: 2, blocks_per_stage: 1 };
         let values = field(40, 23, 29);
-        let data = WedgeData { name: "t".into(), dtype: "f32".into(), values, rows: 40, source: serde_json::Value::Null };
+        let data = RowData { name: "t".into(), dtype: "f32".into(), values, rows: 40, source: serde_json::Value::Null };
         let opts = ConvOptions { epochs: 15, ..Default::default() };
         let t = train(&data, &arch, &opts, &crate::progress::Silent).expect("training runs (needs libonnxruntime)");
         let h = &t.manifest.provenance["training"]["history"];

@@ -88,6 +88,51 @@ pub struct TrainData {
     pub source: serde_json::Value,
 }
 
+/// Whole rows of one variable to train a row model (bcae2d, conv) on: `rows` rows, row-major
+/// (data units, e.g. ADC counts or kelvin).
+pub struct RowData {
+    pub name: String,
+    pub dtype: String,
+    pub values: Vec<f32>,
+    pub rows: usize,
+    /// Where the rows came from (file, dataset, sampling), for the manifest.
+    pub source: serde_json::Value,
+}
+
+/// The manifest of a model `train` made: its ONNX files are `encoder.onnx` (`input` ->
+/// `latent`) and `decoder.onnx` (`latent` -> `output`). Row models set their architecture on it.
+pub fn trained_manifest(
+    kind: &str,
+    name: String,
+    features: Vec<Feature>,
+    normalisation: Normalisation,
+    latent: usize,
+    (encoder, decoder): (&[u8], &[u8]),
+    provenance: serde_json::Value,
+) -> Manifest {
+    let part = |file: &str, bytes: &[u8], input: &str, output: &str| OnnxPart {
+        file: file.into(),
+        sha256: crate::model::sha256_hex(bytes),
+        input: input.into(),
+        output: output.into(),
+    };
+    Manifest {
+        format: MANIFEST_FORMAT.into(),
+        format_version: MANIFEST_VERSION,
+        kind: kind.into(),
+        name,
+        features,
+        normalisation,
+        latent: Latent { size: latent as u64 },
+        encoder: part(ENCODER_FILE, encoder, "input", "latent"),
+        decoder: part(DECODER_FILE, decoder, "latent", "output"),
+        onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
+        provenance,
+        bcae2d: None,
+        conv: None,
+    }
+}
+
 pub struct Trained {
     pub manifest: Manifest,
     pub encoder: Vec<u8>,
@@ -221,31 +266,15 @@ pub fn train(data: &TrainData, opts: &TrainOptions, progress: &dyn Progress) -> 
         },
         "onnx_check": { "rows": check_rows, "max_relative_difference": diff, "runtime": "onnxruntime" },
     });
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT.into(),
-        format_version: MANIFEST_VERSION,
-        kind: "dense".into(),
-        name: opts.name.clone().unwrap_or_else(|| "dense".into()),
-        features: data.features.clone(),
-        normalisation: norm,
-        latent: Latent { size: latent as u64 },
-        encoder: OnnxPart {
-            file: ENCODER_FILE.into(),
-            sha256: crate::model::sha256_hex(&encoder),
-            input: "input".into(),
-            output: "latent".into(),
-        },
-        decoder: OnnxPart {
-            file: DECODER_FILE.into(),
-            sha256: crate::model::sha256_hex(&decoder),
-            input: "latent".into(),
-            output: "output".into(),
-        },
-        onnx: OnnxInfo { ir_version: crate::onnx::IR_VERSION, opset: crate::onnx::OPSET_VERSION },
+    let manifest = trained_manifest(
+        "dense",
+        opts.name.clone().unwrap_or_else(|| "dense".into()),
+        data.features.clone(),
+        norm,
+        latent,
+        (&encoder, &decoder),
         provenance,
-        bcae2d: None,
-        conv: None,
-    };
+    );
     Ok(Trained { manifest, encoder, decoder, network: fitted.model })
 }
 
