@@ -9,7 +9,8 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
 need=()
-for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config; do
+# chromium + chromium-driver: tests/python/test_eval.py opens the eval report in headless Chromium.
+for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
@@ -27,7 +28,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, zstandard, iris_sample_data, skhep_testdata, onnx, onnxruntime" 2>/dev/null; then
+if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, zstandard, iris_sample_data, skhep_testdata, onnx, onnxruntime, selenium" 2>/dev/null; then
   echo "setup: installing Python clients and example data into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
   # 0.3.12 is the last release that ships its files; later ones download them at run time.

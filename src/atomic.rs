@@ -28,7 +28,9 @@ impl AtomicOutput {
         if !dir.is_dir() {
             return Err(Error::input(dest, format!("folder {} does not exist", dir.display())));
         }
-        let tmp = dir.join(format!(".{name}.balerfile-tmp-{}", std::process::id()));
+        let prefix = format!(".{name}.balerfile-tmp-{}-", host());
+        remove_orphans(dir, &prefix);
+        let tmp = dir.join(format!("{prefix}{}", std::process::id()));
         Ok(AtomicOutput { dest: dest.to_path_buf(), tmp, committed: false })
     }
 
@@ -44,6 +46,35 @@ impl AtomicOutput {
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         self.committed = true;
         Ok(())
+    }
+}
+
+/// This machine's name, so temporaries on a shared file system (NFS, Lustre) say which node's
+/// process owns them.
+fn host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or the
+    // name is cut, which only shortens the tag.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) } == 0;
+    let name = if ok { &buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)] } else { &[][..] };
+    let name: String = String::from_utf8_lossy(name).chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    if name.is_empty() { "host".into() } else { name }
+}
+
+/// A process killed while writing (SIGKILL, OOM killer, power loss) leaves its temporary behind;
+/// the next write to the same name removes those whose process, on this machine, is gone.
+fn remove_orphans(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // kill(pid, 0) fails with ESRCH only when no such process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && pid != std::process::id() as i32 {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -69,6 +69,13 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             }
         }
     }
+    // Embedded models are part of what an integrity check covers: a decoder whose CRCs were
+    // recomputed after a change still fails its SHA-256 here.
+    for (m, r) in header.models.iter().enumerate() {
+        if r.embedded.is_some() {
+            crate::model::embedded_bundle(&reader, m, r)?;
+        }
+    }
     let mut variables = Vec::new();
     for (d, ds) in header.datasets.iter().enumerate() {
         for (v, var) in ds.variables.iter().enumerate() {

@@ -10,6 +10,9 @@ pub mod codec;
 pub mod container;
 pub mod dtype;
 pub mod error;
+#[cfg(feature = "report")]
+pub mod eval;
+#[doc(hidden)] pub mod fuzzing;
 pub mod h5filter;
 #[cfg(all(feature = "hdf5", feature = "runtime"))]
 pub mod h5tools;

@@ -120,6 +120,38 @@ enum Command {
         #[command(subcommand)]
         command: h5::H5Command,
     },
+    /// What compression did to the data: decode ARCHIVE beside ORIGINAL (the file that was packed)
+    /// and write REPORT_DIR/report.html (plots embedded), summary.json and plots/*.png: per
+    /// variable the original and reconstructed distributions, residual and response (Baler's
+    /// Table 2), the largest error against the bound, and the ratios with and without the decoder.
+    Eval {
+        /// The HDF5, ROOT or .npy file that was packed.
+        original: PathBuf,
+        archive: PathBuf,
+        /// The report folder (created if needed; its report.html and summary.json are replaced).
+        #[arg(short, long, value_name = "REPORT_DIR")]
+        output: PathBuf,
+        /// Also compress the original with SZ3 and ZFP at the same bounds and with zstd, through
+        /// h5py and hdf5plugin in --python, and add their sizes and errors to the report.
+        #[arg(long)]
+        compare: bool,
+        /// The Python that runs the peers (needs numpy, h5py, hdf5plugin).
+        #[arg(long, value_name = "PATH", default_value = "python3")]
+        python: PathBuf,
+        /// Histogram bins.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=100000))]
+        bins: u32,
+        /// Worker threads; default: all cores.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print one summary line instead of the per-variable table.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        root: RootArgs,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
     /// Show what an archive holds: datasets, variables, bounds, sizes and ratio.
     Inspect {
         file: PathBuf,
@@ -558,6 +590,22 @@ fn dispatch(cmd: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Eval { original, archive, output, compare, python, bins, threads, quiet, root, runtime } => {
+            let opts = balerfile::eval::EvalOptions {
+                threads,
+                bins: bins as usize,
+                root: root.select(),
+                runtime: runtime.options(),
+                compare_with: compare.then_some(python),
+            };
+            let s = balerfile::eval::eval(&original, &archive, &output, &opts, &bar)?;
+            print_eval(&s, &output, quiet);
+            if s.bound_held {
+                Ok(())
+            } else {
+                anyhow::bail!("{}: a variable broke its error bound (see {})", archive.display(), output.join("report.html").display())
+            }
+        }
         Command::Inspect { file, json } => {
             let ins = balerfile::inspect::inspect(&file)?;
             if json {
@@ -905,6 +953,63 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
             v.model_chunks
         );
     }
+}
+
+fn print_eval(s: &balerfile::eval::Summary, out: &Path, quiet: bool) {
+    println!(
+        "{} vs {}: {} raw bytes -> {} archive bytes (ratio {:.3}; {:.3} with {} bytes of decoder); every bound held: {}",
+        s.archive,
+        s.original,
+        s.raw_bytes,
+        s.archive_bytes,
+        s.ratio,
+        s.ratio_with_decoder,
+        s.decoder_bytes,
+        if s.bound_held { "yes" } else { "NO" }
+    );
+    if !quiet {
+        for ds in &s.datasets {
+            println!("{} {:?}", ds.path, ds.shape);
+            println!(
+                "  {:<30} {:<5} {:<26} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}  held",
+                "variable", "dtype", "bound", "max|err|", "max/bound", "res mean", "res RMS", "resp mean", "resp RMS"
+            );
+            for v in &ds.variables {
+                let st = &v.stats;
+                println!(
+                    "  {:<30} {:<5} {:<26} {:>10.3e} {:>9} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e}  {}",
+                    v.name,
+                    v.dtype,
+                    v.bound,
+                    st.max_abs_error,
+                    v.tolerance.map(|t| format!("{:.4}", st.max_abs_error / t)).unwrap_or_else(|| "-".into()),
+                    st.residual.mean,
+                    st.residual.rms,
+                    st.response.moments.mean,
+                    st.response.moments.rms,
+                    match st.bound_held {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "-",
+                    }
+                );
+            }
+        }
+        if let Some(c) = &s.compare {
+            for p in &c.peers {
+                match (p.available, p.bytes) {
+                    (true, Some(b)) => println!(
+                        "peer {:<5} {b} bytes ({:.2} % of raw), bound held: {}",
+                        p.peer,
+                        p.percent_of_raw.unwrap_or(0.0),
+                        p.bound_held.map_or("-", |h| if h { "yes" } else { "NO" })
+                    ),
+                    _ => println!("peer {:<5} not run: {}", p.peer, p.why.as_deref().unwrap_or("a variable failed (see summary.json)")),
+                }
+            }
+        }
+    }
+    println!("report: {}", out.join("report.html").display());
 }
 
 fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {

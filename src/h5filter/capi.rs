@@ -97,13 +97,8 @@ unsafe extern "C" fn filter(
             return Err("HDF5 passed no buffer".into());
         }
         let cd = if cd_nelmts == 0 || cd_values.is_null() { &[][..] } else { std::slice::from_raw_parts(cd_values, cd_nelmts) };
-        let p = FilterParams::from_cd_values(cd)?;
         let input = if nbytes == 0 { &[][..] } else { std::slice::from_raw_parts(*buf as *const u8, nbytes) };
-        let out = if flags & FLAG_REVERSE != 0 {
-            super::decode_chunk(&p, input).map_err(|e| format!("cannot decode a chunk: {e}"))?
-        } else {
-            super::encode_chunk(&p, input).map_err(|e| format!("cannot encode a chunk: {e}"))?
-        };
+        let out = run_filter(flags & FLAG_REVERSE != 0, cd, input)?;
         let new = libc::malloc(out.len().max(1)) as *mut u8;
         if new.is_null() {
             return Err(format!("out of memory ({} bytes)", out.len()));
@@ -114,6 +109,17 @@ unsafe extern "C" fn filter(
         *buf_size = out.len();
         Ok(out.len())
     })
+}
+
+/// The filter's work in plain Rust, under the C shell above: read the parameters, then decode
+/// (`reverse`) or encode one chunk. The fuzz target `filter_decode` calls this directly.
+pub fn run_filter(reverse: bool, cd: &[c_uint], input: &[u8]) -> Result<Vec<u8>, String> {
+    let p = FilterParams::from_cd_values(cd)?;
+    if reverse {
+        super::decode_chunk(&p, input).map_err(|e| format!("cannot decode a chunk: {e}"))
+    } else {
+        super::encode_chunk(&p, input).map_err(|e| format!("cannot encode a chunk: {e}"))
+    }
 }
 
 /// What the dataset being created looks like, read through the host's HDF5.

@@ -53,7 +53,13 @@ pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
     let row_elems = c.u32("elements per row")?;
     let rows = c.u64("rows")?;
     let crc = c.u32("checksum")?;
-    if row_elems == 0 || (layout == Layout::Field && row_elems != 1) {
+    let most = match layout {
+        Layout::Field => 1,
+        // A table's columns are each a variable of the codec's chunk: as many as cd_values allow.
+        Layout::Table => super::params::MAX_FEATURES,
+        Layout::Wedge => super::params::MAX_WEDGE,
+    };
+    if row_elems == 0 || row_elems > most || (layout == Layout::Field && row_elems != 1) {
         return Err(format!("{row_elems} elements per row in the chunk header"));
     }
     let h = ChunkHeader { dtype, layout, row_elems, rows, crc };
@@ -141,6 +147,11 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
     }
     let f = h.row_elems as usize;
     let nvars = if h.layout == Layout::Table { f } else { 1 };
+    // Every variable block takes bytes of the chunk: a header claiming more columns than that is
+    // damage, refused before anything is allocated per column.
+    if nvars > body.len() {
+        return Err(format!("a chunk of {} bytes cannot hold {nvars} columns", body.len()));
+    }
     let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
     let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None }; nvars];
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: h.rows };

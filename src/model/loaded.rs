@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{bcae2d, conv, sha256_hex, Bundle, ModelRef};
+use super::{bcae2d, conv, Bundle, ModelRef};
 use crate::codec::model_stage::{LatentCoding, LatentModel, ModelPlan, ModelSpec};
 use crate::container::ArchiveReader;
 use crate::error::{Error, Result};
@@ -192,21 +192,12 @@ pub fn match_features(ds: &DatasetInfo, bundle: &Bundle) -> Result<Vec<[u64; 2]>
 /// The bundle an archive's model reference points to: the embedded copy, else the store's.
 pub fn bundle_for(reader: &ArchiveReader, m: usize, r: &ModelRef, store: &super::store::Store) -> Result<Bundle> {
     let path = reader.path();
-    let Some(manifest) = &r.embedded else {
+    if r.embedded.is_none() {
         let b = store.get(&r.id)?;
         if b.manifest.decoder.sha256 != r.decoder_sha256 {
             return Err(Error::Model { path: path.into(), what: format!("model {}: decoder hash differs from the archive's", r.id) });
         }
         return Ok(b);
-    };
-    let decoder = reader.attachment(m)?.ok_or_else(|| Error::corrupt(path, format!("embedded model {} missing", r.id)))?;
-    let bad = |what: String| Error::corrupt(path, format!("embedded model {}: {what}", r.id));
-    if manifest.id() != r.id {
-        return Err(bad(format!("its manifest hashes to {}", manifest.id())));
     }
-    if sha256_hex(&decoder) != manifest.decoder.sha256 || manifest.decoder.sha256 != r.decoder_sha256 {
-        return Err(bad("its decoder's SHA-256 does not match the manifest".into()));
-    }
-    manifest.validate(path)?;
-    Ok(Bundle { id: r.id.clone(), manifest: (**manifest).clone(), dir: None, encoder: None, decoder })
+    super::embedded_bundle(reader, m, r)
 }

@@ -305,3 +305,23 @@ impl Bundle {
         result
     }
 }
+
+/// The copy of model `m` that travels inside the archive (`--embed-model`), checked: its
+/// manifest must hash to the archive's model id and its decoder to the manifest's SHA-256, so a
+/// modified copy is refused even when every CRC was recomputed.
+pub fn embedded_bundle(reader: &crate::container::ArchiveReader, m: usize, r: &ModelRef) -> Result<Bundle> {
+    let path = reader.path();
+    let Some(manifest) = &r.embedded else {
+        return Err(Error::Usage(format!("model {} is not embedded in {}", r.id, path.display())));
+    };
+    let decoder = reader.attachment(m)?.ok_or_else(|| Error::corrupt(path, format!("embedded model {} missing", r.id)))?;
+    let bad = |what: String| Error::corrupt(path, format!("embedded model {}: {what}", r.id));
+    if manifest.id() != r.id {
+        return Err(bad(format!("its manifest hashes to {}", manifest.id())));
+    }
+    if sha256_hex(&decoder) != manifest.decoder.sha256 || manifest.decoder.sha256 != r.decoder_sha256 {
+        return Err(bad("its decoder's SHA-256 does not match the manifest".into()));
+    }
+    manifest.validate(path)?;
+    Ok(Bundle { id: r.id.clone(), manifest: (**manifest).clone(), dir: None, encoder: None, decoder })
+}

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Makes the fuzz targets' seed corpora (fuzz/seeds/<target>/) from real data.
+
+    .venv/bin/python fuzz/make_seeds.py        # after scripts/setup.sh (release build, .venv)
+
+Inputs are small slices of real files: the CMS Zmumu events table (fixtures/data/zmumu.h5,
+made by fixtures/make_table_h5.py) and the HadCM3 climate file of iris-sample-data. They are
+packed by target/release/balerfile with several bounds and small chunks, written through the
+HDF5 filter with h5py, and a tiny model is trained for the model seeds. Seed layouts are the
+ones src/fuzzing.rs documents:
+
+  archive_reader/  whole .baler files (no .baler suffix: *.baler is gitignored)
+  chunk_decoder/   8 config bytes (chunk_config in src/fuzzing.rs), then one chunk of an archive
+  filter_decode/   u8 k, k u32 cd_values, then one filtered chunk as HDF5 stores it
+  onnx_loader/     u32 manifest length, manifest.json, then decoder.onnx (or encoder.onnx)
+
+Everything is deterministic except training (seeded) and zstd's output, which is stable for a
+given library version. Total size stays well under 2 MB.
+"""
+import glob
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = os.environ.get("BALERFILE", str(ROOT / "target" / "release" / "balerfile"))
+SEEDS = ROOT / "fuzz" / "seeds"
+sys.path.insert(0, str(ROOT / "python" / "balerfile-h5"))
+import balerfile_h5  # noqa: E402  (registers the filter plugin with h5py's HDF5)
+
+DTYPES = ["bool", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64"]  # DType::ALL
+
+
+def run(*args, env=None):
+    r = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        sys.exit(f"balerfile {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r
+
+
+def hadcm3():
+    hits = glob.glob(str(ROOT / ".venv/lib/python3*/site-packages/iris_sample_data/sample_data/A1B_north_america.nc"))
+    if not hits:
+        sys.exit("iris-sample-data is not installed in .venv (scripts/setup.sh installs it)")
+    return hits[0]
+
+
+def put(target, name, data):
+    d = SEEDS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+
+
+def parse_archive(data):
+    """(header, [(offset, length, dataset, row_start, rows)]) of a .baler file."""
+    (hlen,) = struct.unpack_from("<Q", data, 16)
+    header = json.loads(data[24:24 + hlen])
+    foff, flen = struct.unpack_from("<QQ", data, len(data) - 28)
+    (n,) = struct.unpack_from("<Q", data, foff)
+    entries = []
+    for i in range(n):
+        off, length, ds, _crc, row, rows = struct.unpack_from("<QQIIQQ", data, foff + 8 + 40 * i)
+        entries.append((off, length, ds, row, rows))
+    return header, entries
+
+
+def chunk_config(ds, level=3):
+    """The 8 config bytes that give chunk_decoder this dataset's codings (see chunk_config)."""
+    nvars = len(ds["variables"])
+    epr = int(np.prod(ds["shape"][1:], dtype=np.int64)) if len(ds["shape"]) > 1 else 1
+    assert 1 <= nvars <= 4 and 1 <= epr <= 4096, (nvars, epr)
+    shape_bits = 0 if len(ds["shape"]) == 2 else (1 if len(ds["shape"]) == 3 and ds["shape"][1] == 2 else 3)
+    c = bytearray(8)
+    c[0] = (nvars - 1) | (shape_bits << 4) | (((level - 1) % 3) << 6)
+    struct.pack_into("<H", c, 1, epr - 1)
+    for v, var in enumerate(ds["variables"]):
+        lossy = var["error"]["mode"] in ("abs", "rel")
+        c[3 + v] = DTYPES.index(var["dtype"]) | ((2 if lossy else 0) << 4)
+    return bytes(c)
+
+
+def make_inputs(tmp):
+    """Small real inputs: (path, dataset or None, label)."""
+    out = []
+    with h5py.File(ROOT / "fixtures" / "data" / "zmumu.h5") as f:
+        ev = f["events"][:]
+    with h5py.File(hadcm3()) as f:
+        air = f["air_temperature"][:6, :12, :16]
+        period = f["forecast_period"][:40]
+        time_bnds = f["time_bnds"][:24]
+        bnds = f["bnds"][:]  # big-endian f32
+    small = ev[:96][["Run", "E1", "Q1", "M"]]
+    small = np.array(small, dtype=np.dtype([(n, small.dtype[n]) for n in small.dtype.names]))
+    p = tmp / "table4.h5"
+    with h5py.File(p, "w") as f:
+        f["events"] = small
+    out.append((p, None, "table4"))
+    p = tmp / "table19.h5"
+    with h5py.File(p, "w") as f:
+        f["events"] = ev[:40]
+    out.append((p, None, "table19"))
+    p = tmp / "field.h5"
+    with h5py.File(p, "w") as f:
+        f["air_temperature"] = air
+        f["forecast_period"] = period
+        f["time_bnds"] = time_bnds
+        f.create_dataset("bnds", data=bnds, dtype=">f4")
+        f["air_temperature"].attrs["units"] = "K"
+    out.append((p, None, "field"))
+    # Every other dtype, from real values: the forecast periods and rounded temperatures.
+    ints = {
+        "i8": (period % 100).astype("<i1"), "i16": (air[0] * 10).astype("<i2").ravel(),
+        "u8": (period % 200).astype("<u1"), "u16": (air[1] * 100).astype("<u2").ravel(),
+        "u32": period.astype("<u4") * 1000, "i64": period.astype("<i8") * -(10 ** 12),
+        "u64": period.astype("<u8") << np.uint64(40), "bool": (air[2] > air[2].mean()).ravel(),
+    }
+    for name, arr in ints.items():
+        p = tmp / f"{name}.npy"
+        np.save(p, arr)
+        out.append((p, None, f"npy_{name}"))
+    p = tmp / "field_f64.npy"
+    np.save(p, air[:2].astype("<f8"))
+    out.append((p, None, "npy_f64_field"))
+    return out
+
+
+def archives(tmp, inputs, model_dir):
+    made = []
+    bounds = [("lossless", []), ("rel1e-3", ["--error", "rel=1e-3"]), ("abs0.5", ["--error", "abs=0.5"])]
+    for path, _ds, label in inputs:
+        for bname, bargs in bounds:
+            if label.startswith("npy_") and label not in ("npy_f64_field",) and bname != "lossless":
+                continue  # integers and booleans are lossless whatever the bound
+            for cs in ["1K", "4K"]:
+                out = tmp / f"{label}-{bname}-{cs}.baler"
+                run("pack", path, "-o", out, "--chunk-size", cs, "--no-model", "-q", *bargs)
+                made.append(out)
+    # A model-coded archive that carries its decoder (--embed-model) and one that names it.
+    # Bound 'none' makes every chunk carry the latent (model-only blocks); rel=1e-2 keeps it
+    # only where it pays.
+    for embed, error in [(True, "none"), (False, "none"), (False, "rel=1e-2")]:
+        out = tmp / f"table4-model-{'embedded' if embed else 'named'}-{error.replace('=', '')}.baler"
+        run("pack", tmp / "table4.h5", "-o", out, "--model", model_dir, "--error", error,
+            "--chunk-size", "1K", "-q", *(["--embed-model"] if embed else []))
+        made.append(out)
+    return made
+
+
+def archive_seeds(made):
+    for a in made:
+        data = a.read_bytes()
+        put("archive_reader", a.stem, data)
+        header, entries = parse_archive(data)
+        for off, length, d, row, rows in entries[:2]:
+            if d == 0xFFFFFFFF:
+                continue
+            ds = header["datasets"][d]
+            if len(ds["variables"]) > 4:
+                continue
+            if int(np.prod(ds["shape"][1:], dtype=np.int64)) > 4096:
+                continue
+            chunk = data[off:off + length]
+            cfg = bytearray(chunk_config(ds))
+            if ds.get("model") is not None and struct.unpack_from("<I", chunk, 24)[0] == 1:
+                # Coded with a model: the stand-in (f16 or 8-bit latent, of the chunk's width)
+                # decodes the latent; its prediction is not the model's, so the codes' CRC fails
+                # unless the fuzzer makes it match, but every step before it runs.
+                width, coding = struct.unpack_from("<IB", chunk, 28)
+                cfg[0] |= (2 if coding == 1 else 3) << 2
+                cfg[7] = (width - 1) & 7
+            put("chunk_decoder", f"{a.stem}-chunk{row}", bytes(cfg) + chunk)
+
+
+def filter_seeds(tmp, model_id):
+    with h5py.File(hadcm3()) as f:
+        air = f["air_temperature"][:8, :12, :16]
+        time = f["time"][:64]
+    with h5py.File(ROOT / "fixtures" / "data" / "zmumu.h5") as f:
+        ev = f["events"][:64]
+    table = np.stack([ev[n] for n in ("E1", "px1", "py1", "pz1", "pt1")], axis=1).astype("<f8")
+    pair = np.stack([ev[n] for n in ("E1", "M")], axis=1).astype("<f8")
+    cases = [
+        ("field-lossless", air, (2, 12, 16), dict(error="lossless")),
+        ("field-abs", air, (2, 12, 16), dict(error="abs=0.05")),
+        ("field-rel", air, (4, 6, 16), dict(error="rel=1e-3")),
+        ("field-be", air.astype(">f4"), (2, 12, 16), dict(error="rel=1e-2")),
+        ("series-f64", time, (32,), dict(error="abs=0.5")),
+        ("table-rel", table, (16, 5), dict(error="rel=1e-3", table=True)),
+        ("table-lossless", table.astype("<f4"), (32, 5), dict(error="lossless", table=True)),
+        # The tiny model takes the table's two float columns, E1 and M.
+        ("table-model-none", pair, (32, 2), dict(error="none", model=model_id)),
+        ("table-model-rel", pair, (32, 2), dict(error="rel=1e-3", model=model_id)),
+    ]
+    p = tmp / "filtered.h5"
+    with h5py.File(p, "w") as f:
+        for name, data, chunks, kw in cases:
+            f.create_dataset(name, data=data, chunks=chunks, **balerfile_h5.Baler(**kw))
+    with h5py.File(p) as f:
+        for name, *_ in cases:
+            ds = f[name]
+            _flags, cd, _name = ds.id.get_create_plist().get_filter_by_id(balerfile_h5.FILTER_ID)
+            head = bytes([len(cd)]) + struct.pack(f"<{len(cd)}I", *cd)
+            for i in range(min(2, ds.id.get_num_chunks())):
+                info = ds.id.get_chunk_info(i)
+                _mask, raw = ds.id.read_direct_chunk(info.chunk_offset)
+                put("filter_decode", f"{name}-{i}", head + bytes(raw))
+
+
+def train_model(tmp):
+    """A tiny dense model on the 4-column table; its bundle folder."""
+    out = tmp / "bundle"
+    run("train", tmp / "table4.h5", "-o", out, "--hidden", "8", "--latent", "2", "--epochs", "2", "--seed", "1")
+    return out
+
+
+def onnx_seeds(bundle):
+    manifest = (bundle / "manifest.json").read_bytes()
+    for part in ["decoder", "encoder"]:
+        onnx = (bundle / f"{part}.onnx").read_bytes()
+        put("onnx_loader", f"dense-{part}", struct.pack("<I", len(manifest)) + manifest + onnx)
+    # The manifest alone, and a canonical (compact, sorted) one, as an archive embeds it.
+    canon = json.dumps(json.loads(manifest), sort_keys=True, separators=(",", ":")).encode()
+    put("onnx_loader", "dense-manifest-only", struct.pack("<I", len(canon)) + canon)
+
+
+def main():
+    if not os.access(BIN, os.X_OK):
+        sys.exit(f"{BIN} is missing: cargo build --release")
+    for t in ["archive_reader", "chunk_decoder", "filter_decode", "onnx_loader"]:
+        shutil.rmtree(SEEDS / t, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        store = tmp / "store"
+        os.environ["BALER_MODEL_PATH"] = str(store)
+        inputs = make_inputs(tmp)
+        bundle = train_model(tmp)
+        (model_id,) = [d.name for d in store.iterdir() if (d / "manifest.json").is_file()]
+        archive_seeds(archives(tmp, inputs, bundle))
+        filter_seeds(tmp, model_id)
+        onnx_seeds(bundle)
+    total = sum(p.stat().st_size for p in SEEDS.rglob("*") if p.is_file())
+    for t in sorted(SEEDS.iterdir()):
+        files = list(t.iterdir())
+        print(f"{t.name}: {len(files)} seeds, {sum(f.stat().st_size for f in files)} bytes")
+    print(f"total {total} bytes")
+
+
+if __name__ == "__main__":
+    main()
