@@ -288,9 +288,9 @@ impl Picture {
                 let scale = plot::Scale::Linear(lo, if hi > lo { hi } else { lo + 1.0 });
                 let (r, c) = (self.rows, self.cols);
                 let which = if ds.shape.len() == 2 {
-                    format!("rows 0-{}", r - 1)
+                    format!("rows 0-{} (row 0 at the top)", r - 1)
                 } else {
-                    format!("[{}:, :]", "0, ".repeat(ds.shape.len() - 2))
+                    format!("slice [{}:, :] (first index at the top)", "0, ".repeat(ds.shape.len() - 2))
                 };
                 let panels = [
                     plot::Panel { title: "original".into(), rows: r, cols: c, values: &self.orig, scale },
@@ -303,7 +303,7 @@ impl Picture {
                         scale: plot::Scale::Diverging(emax),
                     },
                 ];
-                Some(plot::heatmaps(&format!("{} {}", ds.path, which.replace("[", "slice [")), &panels, 3, 300))
+                Some(plot::heatmaps(&format!("{} {which}", ds.path), &panels, 3, 300))
             }
             PictureKind::Wedge { layers } => {
                 let (h, w) = (self.rows, self.cols);
@@ -321,7 +321,8 @@ impl Picture {
                         });
                     }
                 }
-                Some(plot::heatmaps(&format!("{}: wedge 0, {} of {layers} layers", ds.path, picks.len()), &panels, picks.len(), 200))
+                let title = format!("{}: wedge 0, {} of {layers} layers (colour: log(1 + value))", ds.path, picks.len());
+                Some(plot::heatmaps(&title, &panels, picks.len(), 200))
             }
         }
     }

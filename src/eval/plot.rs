@@ -154,20 +154,26 @@ pub enum Scale {
 pub fn heatmaps(title: &str, panels: &[Panel], columns: usize, cell: u32) -> Result<Vec<u8>, String> {
     register_font();
     let columns = columns.max(1);
-    let rows_of_panels = panels.len().div_ceil(columns);
     let (head, label, bar) = (34u32, 22u32, 26u32);
-    let cell_h = cell + label + bar;
-    let w = columns as u32 * (cell + 16) + 16;
-    let h = head + rows_of_panels as u32 * (cell_h + 10) + 6;
+    // Each panel keeps its aspect ratio, its longer side filling the cell; a row of panels is
+    // as tall as its tallest.
+    let sizes: Vec<(f64, u32, u32)> = panels
+        .iter()
+        .map(|p| {
+            let s = cell as f64 / p.rows.max(p.cols).max(1) as f64;
+            (s, ((p.cols as f64 * s).round() as u32).max(1), ((p.rows as f64 * s).round() as u32).max(1))
+        })
+        .collect();
+    let row_h: Vec<u32> = sizes.chunks(columns).map(|r| r.iter().map(|x| x.2).max().unwrap_or(1) + label + bar).collect();
+    let w = columns.min(panels.len()).max(1) as u32 * (cell + 16) + 16;
+    let h = head + row_h.iter().map(|r| r + 10).sum::<u32>() + 6;
     let mut buf = vec![255u8; (w * h * 3) as usize];
     let mut boxes = Vec::new();
     for (k, p) in panels.iter().enumerate() {
-        let (c, r) = ((k % columns) as u32, (k / columns) as u32);
-        let x0 = 16 + c * (cell + 16);
-        let y0 = head + r * (cell_h + 10) + label;
-        // Keep the aspect ratio: the longer side fills the cell.
-        let s = cell as f64 / p.rows.max(p.cols).max(1) as f64;
-        let (pw, ph) = (((p.cols as f64 * s).round() as u32).max(1), ((p.rows as f64 * s).round() as u32).max(1));
+        let (c, r) = (k % columns, k / columns);
+        let x0 = 16 + c as u32 * (cell + 16);
+        let y0 = head + row_h[..r].iter().map(|r| r + 10).sum::<u32>() + label;
+        let (s, pw, ph) = sizes[k];
         for py in 0..ph {
             let i = ((py as f64 / s) as usize).min(p.rows.saturating_sub(1));
             for px in 0..pw {

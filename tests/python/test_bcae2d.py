@@ -165,3 +165,27 @@ def test_a_half_precision_encoder_keeps_the_accuracy(cli, tpc, bcae, tmp_path):
 
     full, half = metrics(), metrics("--half")
     assert np.allclose(full, half, rtol=2e-3, atol=2e-3), (full, half)
+
+
+def test_eval_draws_a_wedge_and_checks_the_counts(cli, tpc, bcae, tmp_path):
+    """`eval` on BCAE-2D archives: with abs=8 every ADC count is within 8 and the report shows
+    one wedge's layers; with the model alone (--error none) nothing is promised and the report
+    says so instead of claiming a bound."""
+    from test_eval import check_outputs, check_summary_h5, load, run_eval
+    path, _ = tpc
+    mid, _ = bcae
+    for err, held in (("abs=8", True), ("none", None)):
+        arch, back, out = tmp_path / f"{err}.baler", tmp_path / f"{err}.h5", tmp_path / f"report-{err}"
+        cli("pack", path, "-o", arch, "--model", mid, "--error", err)
+        cli("unpack", arch, "-o", back)
+        run_eval(cli, path, arch, out)
+        s = load(out)
+        check_outputs(out, s)
+        check_summary_h5(s, path, back, arch, decoder_bytes=s["decoder_bytes"])
+        (ds,) = s["datasets"]
+        assert ds["model"]["kind"] == "bcae2d" and ds["model"]["id"] == mid
+        assert set(ds["plots"]) == {"wedge"}, ds["plots"]
+        (v,) = ds["variables"]
+        assert v["bound_held"] is held, v
+        assert s["bound_held"] is True
+        assert s["decoder_bytes"] > 0 and s["ratio_with_decoder"] < s["ratio"]
