@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on real data: packs the HadCM3 climate field and the ATLAS issue63 ntuple table
 # at rel=1e-3 (training an autoencoder for the table, stored as an ONNX bundle and run through
-# ONNX Runtime), unpacks them, and checks every element against its bound with h5py.
+# ONNX Runtime), unpacks them, and checks every element against its bound with h5py; writes the
+# eval report of the table archive (target/demo/issue63-report/report.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -23,6 +24,12 @@ for input in "$climate" "$out/issue63.h5"; do
   $bf unpack "$out/$name.baler" -o "$out/$name.unpacked.h5"
   $py scripts/verify.py "$input" "$out/$name.unpacked.h5" "$out/$name.baler"
 done
+
+# The physicist's view of the table archive: Table 2 per variable, distributions, residuals with
+# the bound drawn in, and SZ3, ZFP and zstd at the same bounds, in one self-contained page.
+echo
+echo "== eval: issue63 archive against its original, with peers"
+$bf eval "$out/issue63.h5" "$out/issue63.baler" -o "$out/issue63-report" --compare --python "$py" --quiet
 
 # The HDF5 filter: the same ATLAS floats as a plain 9812 x 141 float32 array, rewritten with the
 # balerfile filter (the model trained above is not reused: this table has only the float

@@ -995,17 +995,17 @@ fn print_eval(s: &balerfile::eval::Summary, out: &Path, quiet: bool) {
                 );
             }
         }
-        if let Some(c) = &s.compare {
-            for p in &c.peers {
-                match (p.available, p.bytes) {
-                    (true, Some(b)) => println!(
-                        "peer {:<5} {b} bytes ({:.2} % of raw), bound held: {}",
-                        p.peer,
-                        p.percent_of_raw.unwrap_or(0.0),
-                        p.bound_held.map_or("-", |h| if h { "yes" } else { "NO" })
-                    ),
-                    _ => println!("peer {:<5} not run: {}", p.peer, p.why.as_deref().unwrap_or("a variable failed (see summary.json)")),
-                }
+    }
+    if let Some(c) = &s.compare {
+        for p in &c.peers {
+            match (p.available, p.bytes) {
+                (true, Some(b)) => println!(
+                    "peer {:<5} {b} bytes ({:.2} % of raw), bound held: {}",
+                    p.peer,
+                    p.percent_of_raw.unwrap_or(0.0),
+                    p.bound_held.map_or("-", |h| if h { "yes" } else { "NO" })
+                ),
+                _ => println!("peer {:<5} not run: {}", p.peer, p.why.as_deref().unwrap_or("a variable failed (see summary.json)")),
             }
         }
     }
