@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bounded-memory benchmark of `balerfile pack` and `balerfile unpack` on multi-GB HDF5 files.
+"""Bounded-memory benchmark of `balerfile pack`, `unpack` and `eval` on multi-GB HDF5 files.
 
 Usage: scripts/bench_memory.py [--sizes 1G,4G] [--threads N] [--keep] [--workdir DIR]
                                [--balerfile PATH] [--error rel=1e-3]
@@ -17,7 +17,7 @@ chunks), with the source recorded in its attributes. Sizes are in GiB of float32
 (1G = 2^30 bytes, rounded down to whole tiles).
 
 For each size: `balerfile pack IN.h5 -o IN.baler --error rel=1e-3 --no-model` and
-`balerfile unpack IN.baler -o OUT.h5`, each run by a fresh Python child that starts the command
+`balerfile unpack IN.baler -o OUT.h5` and `balerfile eval IN.h5 IN.baler -o REPORT`, each run by a fresh Python child that starts the command
 and reports resource.getrusage(RUSAGE_CHILDREN).ru_maxrss (the command's peak RSS, no one
 else's), and the wall time. Then the unpacked file is checked against the input slab by slab
 (bounded memory): same shape and dtype, every element within the bound (the header's resolved
@@ -199,6 +199,17 @@ def main():
         print(f"verified {out.name}: max error {worst:.4g} K = {100 * worst / tol:.2f}% of the bound {tol:.4g} K "
               f"(rel {rel:g} x range {hi - lo:.4g} K) in {time.monotonic() - t0:.1f} s")
         out.unlink()
+        # eval reads the original and decodes the archive side by side: bounded the same way.
+        rep = work / f"report_{tag}"
+        m = measure([args.balerfile, "eval", inp, arch, "-o", rep, "-q", *th])
+        rows.append((human(raw), "eval", m, raw, pct))
+        summ = json.loads((rep / "summary.json").read_text())
+        (sv,) = summ["datasets"][0]["variables"]
+        assert summ["bound_held"] and sv["n"] == raw // 4, (summ["bound_held"], sv["n"])
+        assert abs(sv["max_abs_error"] - worst) <= 1e-12 * max(worst, 1e-30), (sv["max_abs_error"], worst)
+        print(f"eval: max error {sv['max_abs_error']:.4g} K (numpy said {worst:.4g}), residual RMS "
+              f"{sv['residual']['rms']:.4g} K, report {rep / 'report.html'}")
+        shutil.rmtree(rep, ignore_errors=True)
         if not args.keep:
             arch.unlink()
             inp.unlink()
