@@ -37,6 +37,19 @@ pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
 
 /// Decompresses a frame that must hold exactly `expected` bytes.
 pub fn decompress(data: &[u8], expected: usize) -> Result<Vec<u8>, String> {
+    // The frame says how much it holds (balerfile always writes the size): a frame that says
+    // otherwise, or a size no zstd frame of this length can expand to (at most ~1/3 of a byte
+    // per 128 KiB block), is damage, refused before `expected` bytes are reserved.
+    match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(n)) if n != expected as u64 => {
+            return Err(format!("zstd frame holds {n} bytes, expected {expected}"));
+        }
+        Err(_) => return Err("zstd: not a zstd frame".into()),
+        _ => {}
+    }
+    if expected / (128 << 10) > data.len() * 3 + 1 {
+        return Err(format!("{} bytes of zstd cannot expand to {expected}", data.len()));
+    }
     let out = zstd::bulk::decompress(data, expected).map_err(|e| format!("zstd: {e}"))?;
     if out.len() != expected {
         return Err(format!("zstd frame holds {} bytes, expected {expected}", out.len()));

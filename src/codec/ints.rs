@@ -164,6 +164,12 @@ pub fn decode(cur: &mut Cursor, n: usize) -> Result<Vec<i64>, String> {
     let payload = cur.bytes(len, "code payload")?;
     let mut codes: Vec<i64> = if width == RANGE_CODED {
         let row = if predictor == Predictor::Lorenzo { grid[1] } else { 1 };
+        // An adaptive binary coder spends at least ~0.02 bits per code, so a payload can hold at
+        // most a few hundred codes per byte: a count beyond that is damage, refused before the
+        // decoder reserves memory for it.
+        if n / 512 > payload.len() + 8 {
+            return Err(format!("{n} range-coded values cannot fit in {} bytes", payload.len()));
+        }
         super::rc::decode(payload, n, row).into_iter().map(unzigzag).collect()
     } else {
         let expected = n.checked_mul(width).ok_or("block too large")?;

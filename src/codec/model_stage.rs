@@ -239,6 +239,16 @@ impl<'a> ModelPlan<'a> {
     /// The model's prediction for every modelled element, in data units, per variable
     /// (None for variables the model does not see).
     pub fn predict(&self, zq: &[f32], rows: usize, nvars: usize, elems_per_row: usize) -> Result<Predictions, String> {
+        // The header's checks see one element per feature; a feature that spans a whole row
+        // (BCAE-2D, conv) must also end inside it.
+        if let Some(fr) = self.features.iter().find(|fr| fr.var >= nvars || fr.elem + fr.width > elems_per_row) {
+            return Err(format!(
+                "model feature at variable {} elements {}..{} does not fit a row of {elems_per_row}",
+                fr.var,
+                fr.elem,
+                fr.elem + fr.width
+            ));
+        }
         let y = self.model.decode(zq, rows)?;
         let f = self.input_width();
         if y.len() != rows * f {

@@ -198,6 +198,12 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
         }
     }
     for (d, ds) in header.datasets.iter().enumerate() {
+        // Sizes are products of header numbers: refuse any that overflow before anything
+        // multiplies them unchecked.
+        let row_bytes = ds.variables.iter().map(|v| v.dtype.size() as u64).sum::<u64>();
+        if ds.shape.iter().try_fold(row_bytes.max(1), |a, &s| a.checked_mul(s)).is_none() {
+            return Err(format!("dataset {} has shape {:?}: its size overflows", ds.path, ds.shape));
+        }
         if let Some(dm) = &ds.model {
             if dm.model as usize >= header.models.len() {
                 return Err(format!("dataset {} names model {} of {}", ds.path, dm.model, header.models.len()));
