@@ -43,6 +43,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, THREADS, check_h5_roundtrip, parse_container
+from test_h5filter import float_table  # noqa: F401  (a fixture: issue63's floats as a 2-D dataset)
 
 FAST_TRAIN = ["--epochs", "6", "--patience", "3"]
 TINY_TRAIN = ["--epochs", "6", "--patience", "3", "--hidden", "32,16", "--latent", "4"]
@@ -89,17 +90,6 @@ def bh5():
     import balerfile_h5
     balerfile_h5.register()
     return balerfile_h5
-
-
-@pytest.fixture(scope="module")
-def float_table(issue63_h5, tmp_path_factory):
-    out = tmp_path_factory.mktemp("hardening") / "issue63_float.h5"
-    subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_float_array_h5.py"), str(issue63_h5), str(out)],
-                   check=True, capture_output=True, timeout=300)
-    with h5py.File(out, "r") as f:
-        x = f[TABLE][()]
-    assert x.shape == (9812, 141) and x.dtype == np.dtype("<f4")
-    return out, x
 
 
 @pytest.fixture(scope="module")
