@@ -41,12 +41,13 @@ impl ErrStats {
     }
 
     pub fn merge(&mut self, o: &ErrStats) {
-        self.n += o.n;
+        // Counts read from a damaged archive can be anything: saturate rather than overflow.
+        self.n = self.n.saturating_add(o.n);
         self.max_abs = self.max_abs.max(o.max_abs);
         self.sum_abs += o.sum_abs;
         self.sum_res += o.sum_res;
         self.sum_res2 += o.sum_res2;
-        self.n_resp += o.n_resp;
+        self.n_resp = self.n_resp.saturating_add(o.n_resp);
         self.sum_resp += o.sum_resp;
         self.sum_resp2 += o.sum_resp2;
     }
