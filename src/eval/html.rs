@@ -152,6 +152,6 @@ pub fn render(s: &Summary, images: &BTreeMap<String, Vec<u8>>) -> String {
             h.push_str("</div>");
         }
     }
-    let _ = write!(h, "<p class=note>Written by balerfile {}.</p></body></html>\n", esc(&s.balerfile_version));
+    let _ = writeln!(h, "<p class=note>Written by balerfile {}.</p></body></html>", esc(&s.balerfile_version));
     h
 }
