@@ -224,8 +224,12 @@ impl ChunkCodec {
                 st.write(out);
                 Ok(VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true, saved: 0 })
             }
-            (Some(values), Some(tol), _) => Ok(self.encode_bounded(var, data, values, tol, pred, out)),
-            (Some(_), None, _) | (None, _, DType::Bool) => {
+            // A bound so large that its bin width overflows (abs=1e308) promises nothing a
+            // decoder could use; such a block is coded exactly, which is within any bound.
+            (Some(values), Some(tol), _) if (2.0 * tol).is_finite() && tol > 0.0 => {
+                Ok(self.encode_bounded(var, data, values, tol, pred, out))
+            }
+            (Some(_), _, _) | (None, _, DType::Bool) => {
                 let payload = bytes::compress(&bytes::shuffle(dtype.size(), data), self.level);
                 out.push(METHOD_RAW);
                 out.push(dtype.size() as u8);
