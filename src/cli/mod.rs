@@ -51,12 +51,8 @@ enum Command {
         /// zstd level of the entropy stage (1-22).
         #[arg(long, default_value_t = balerfile::pack::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
         level: i32,
-        /// Worker threads; default: all cores.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Print one summary line instead of the per-variable table.
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        run: RunArgs,
         #[command(flatten)]
         root: RootArgs,
         #[command(flatten)]
@@ -141,12 +137,8 @@ enum Command {
         /// Histogram bins.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=100000))]
         bins: u32,
-        /// Worker threads; default: all cores.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Print one summary line instead of the per-variable table.
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        run: RunArgs,
         #[command(flatten)]
         root: RootArgs,
         #[command(flatten)]
@@ -383,6 +375,17 @@ impl TrainArgs {
     }
 }
 
+/// How a command that reads a whole archive or file runs and reports.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Worker threads; default: all cores.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print one summary line instead of the per-variable table.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
 #[derive(clap::Args)]
 struct RuntimeArgs {
     /// Where models run: cpu, or cuda[:N] (an error, never a silent CPU fall-back, if CUDA
@@ -490,7 +493,7 @@ fn mb(bytes: u64) -> String {
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
-        Command::Pack { input, output, datasets, errors, chunk_size, level, threads, quiet, root, model, train, runtime } => {
+        Command::Pack { input, output, datasets, errors, chunk_size, level, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
             let t = Instant::now();
             let mut source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
             let choice = match (&model.model, model.no_model) {
@@ -590,7 +593,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Eval { original, archive, output, compare, python, bins, threads, quiet, root, runtime } => {
+        Command::Eval { original, archive, output, compare, python, bins, run: RunArgs { threads, quiet }, root, runtime } => {
             let opts = balerfile::eval::EvalOptions {
                 threads,
                 bins: bins as usize,
