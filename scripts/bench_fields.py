@@ -55,6 +55,8 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from bench import best_time  # scripts/ is on sys.path when a script here runs
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = os.environ.get("BALERFILE", str(ROOT / "target" / "release" / "balerfile"))
 RELS = [1e-2, 1e-3, 1e-4]
@@ -71,15 +73,6 @@ OTHER_DATA = [
     ("glosea4_tstar", (0, 6), "glosea4_tstar", (6, None),
      "trained on members 1-6, packs members 7-13"),
 ]
-
-
-def best_time(fn, repeat):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
 
 
 def run(cmd, env=None):

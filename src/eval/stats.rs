@@ -215,7 +215,8 @@ pub struct VarAccum {
     mismatched_nonfinite: u64,
     mismatched_bytes: u64,
     max_abs: f64,
-    abs: Moments,
+    /// Sum of |e|; the RMS of |e| is the residual's RMS.
+    sum_abs: f64,
     residual: Moments,
     response: Moments,
     zero_original: u64,
@@ -253,7 +254,7 @@ impl VarAccum {
             mismatched_nonfinite: 0,
             mismatched_bytes: 0,
             max_abs: 0.0,
-            abs: Moments::default(),
+            sum_abs: 0.0,
             residual: Moments::default(),
             response: Moments::default(),
             zero_original: 0,
@@ -282,7 +283,7 @@ impl VarAccum {
             let a = e.abs();
             // NaN compares false: a finite original reconstructed as NaN must fail the bound.
             self.max_abs = if a > self.max_abs || a.is_nan() { a } else { self.max_abs };
-            self.abs.add(a);
+            self.sum_abs += a;
             self.residual.add(e);
             self.h_orig.add(x);
             self.h_reco.add(y);
@@ -298,7 +299,7 @@ impl VarAccum {
     }
 
     pub fn finish(self) -> VarSummary {
-        let abs = self.abs.summary();
+        let residual = self.residual.summary();
         let bound_held = match self.promise {
             Promise::Exact => Some(self.mismatched_bytes == 0),
             Promise::Within(t) => Some(self.max_abs <= t && self.mismatched_nonfinite == 0),
@@ -310,9 +311,9 @@ impl VarAccum {
             mismatched_nonfinite: self.mismatched_nonfinite,
             mismatched_bytes: self.mismatched_bytes,
             max_abs_error: self.max_abs,
-            mean_abs_error: abs.mean,
-            rms_abs_error: abs.rms,
-            residual: self.residual.summary(),
+            mean_abs_error: if self.residual.n > 0 { self.sum_abs / self.residual.n as f64 } else { 0.0 },
+            rms_abs_error: residual.rms,
+            residual,
             response: ResponseSummary { moments: self.response.summary(), n: self.response.n, zero_original: self.zero_original },
             bound_held,
             histograms: Histograms {

@@ -378,7 +378,7 @@ def test_sigkill_during_pack_never_leaves_a_partial_archive(cli, balerfile, issu
                                len(ref_bytes))
     assert len(killed) >= 6, phases
     assert sum(n for k, n in phases.items() if k.startswith("while writing")) >= 3, phases
-    left = report_leftovers("pack", work, out.name, killed, phases)
+    report_leftovers("pack", work, out.name, killed, phases)
     # a later pack to the same name succeeds; the killed runs' temporaries (at least 3 were
     # seen above) are gone: each run removes those of dead processes
     cli(*pack, "-o", out)
@@ -424,7 +424,7 @@ def test_sigkill_during_unpack_never_leaves_a_partial_file(cli, balerfile, issue
                                check, old_bytes, ref_h5.stat().st_size)
     assert len(killed) >= 5, phases
     assert sum(n for k, n in phases.items() if k.startswith("while writing")) >= 3, phases
-    left = report_leftovers("unpack", work, out.name, killed, phases)
+    report_leftovers("unpack", work, out.name, killed, phases)
     cli("unpack", arch, "-o", out, *THREADS)
     with h5py.File(out, "r") as f:
         assert f["WtLoop_nominal"][()].tobytes() == want_new
