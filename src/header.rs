@@ -167,6 +167,17 @@ pub struct VariableInfo {
     pub error: ErrorBound,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
+    /// What marks an element of this variable missing (besides NaN): kept bit for bit, left out
+    /// of its range, statistics and predictions. Absent: only NaN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<crate::missing::MissingInfo>,
+}
+
+impl VariableInfo {
+    /// The variable's missing-value rule (NaN only when the header records none).
+    pub fn missing_rule(&self) -> Option<crate::missing::MissingRule> {
+        self.missing.as_ref().and_then(|m| m.rule(self.dtype).ok())
+    }
 }
 
 /// Range of the finite values (what `rel` bounds are relative to) and how many were not finite.
@@ -176,12 +187,27 @@ pub struct Stats {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub nonfinite: u64,
+    /// Finite elements the variable's missing-value rule marks missing (fill values, values
+    /// outside the valid range): outside the range, as non-finite ones are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Stats {
     pub fn update(&mut self, values: &[f64]) {
+        self.update_masked(values, None)
+    }
+
+    /// `update`, leaving out the elements `rule` marks missing.
+    pub fn update_masked(&mut self, values: &[f64], rule: Option<&crate::missing::MissingRule>) {
         for &v in values {
-            if v.is_finite() {
+            if v.is_finite() && rule.is_some_and(|r| r.is_missing(v)) {
+                self.missing += 1;
+            } else if v.is_finite() {
                 self.min = Some(self.min.map_or(v, |m| m.min(v)));
                 self.max = Some(self.max.map_or(v, |m| m.max(v)));
             } else {

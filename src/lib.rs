@@ -19,7 +19,9 @@ pub mod h5tools;
 pub mod header;
 pub mod inspect;
 pub mod io;
+pub mod layout;
 pub mod loaded_objects;
+pub mod missing;
 pub mod model;
 #[cfg(feature = "train")]
 pub mod onnx;

@@ -143,6 +143,8 @@ pub fn pack(
         // Floats, and integers a model covers (BCAE-2D's ADC values), are coded as numbers.
         let numeric: Vec<usize> =
             (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype.is_float() || modelled(v)).collect();
+        declare_missing(&layout.name, ds)?;
+        let rules: Vec<_> = ds.variables.iter().map(|v| v.missing_rule()).collect();
         let mut stats = vec![Stats::default(); ds.variables.len()];
         if !numeric.is_empty() && ds.row_elems() > 0 {
             progress.start(&format!("scanning {}", ds.name()), ds.raw_bytes());
@@ -150,7 +152,7 @@ pub fn pack(
                 let n = rows.end - rows.start;
                 let data = source.read_rows(di, rows)?;
                 for &v in &numeric {
-                    stats[v].update(&values_f64(ds.variables[v].dtype, &data[v]));
+                    stats[v].update_masked(&values_f64(ds.variables[v].dtype, &data[v]), rules[v].as_ref());
                 }
                 progress.advance(n * ds.row_bytes());
             }
@@ -320,8 +322,27 @@ pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
         .iter()
         .enumerate()
         .map(|(vi, v)| {
-            let c = VarCoding::for_bound(v.dtype, v.error.tolerance(), v.error.mode == BoundMode::None, modelled(vi));
+            let c = VarCoding::for_bound(v.dtype, v.error.tolerance(), v.error.mode == BoundMode::None, modelled(vi))
+                .with_missing(v.missing_rule());
             if ds.kind == DatasetKind::Array { c.on_rows(&ds.shape[1.min(ds.shape.len())..]) } else { c }
         })
         .collect()
+}
+
+/// Records in each float variable of a plain array the missing-value rule its CF attributes
+/// declare (`_FillValue`, `missing_value`, `valid_*`), unless the source already set one. A
+/// declaration that cannot be honoured is an error naming the dataset and attribute.
+pub fn declare_missing(source: &str, ds: &mut crate::header::DatasetInfo) -> Result<()> {
+    if ds.kind == DatasetKind::Compound {
+        // A compound's fill value is a whole record, not a per-field marker.
+        return Ok(());
+    }
+    for var in ds.variables.iter_mut().filter(|v| v.missing.is_none()) {
+        match crate::missing::from_attributes(var.dtype, &ds.attributes) {
+            Ok(Some((rule, from))) => var.missing = Some(rule.to_info(from)),
+            Ok(None) => {}
+            Err(e) => return Err(Error::input(source, format!("dataset {}: {e}", ds.path))),
+        }
+    }
+    Ok(())
 }

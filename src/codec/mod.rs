@@ -14,6 +14,7 @@ pub mod quantise;
 pub mod rc;
 
 use crate::dtype::{values_f64, i64_to_ints, ints_to_i64, push_value, DType};
+use crate::missing::MissingRule;
 use crate::wire::Cursor;
 use errstats::ErrStats;
 use model_stage::{ModelPlan, Predictions};
@@ -46,6 +47,10 @@ pub struct VarCoding {
     pub model_only: bool,
     /// The grid the elements lie on, for the Lorenzo predictor (fields); None for tables.
     pub grid: ints::Grid,
+    /// What marks an element missing (fill values, a valid range; NaN always is): such elements
+    /// are stored exactly and kept out of statistics, model inputs and predictions. Encoder
+    /// only: the decoder reads them as exact values.
+    pub missing: Option<MissingRule>,
 }
 
 impl VarCoding {
@@ -62,7 +67,7 @@ impl VarCoding {
         } else {
             None
         };
-        VarCoding { dtype, tolerance, model_only: numeric && none, grid: None }
+        VarCoding { dtype, tolerance, model_only: numeric && none, grid: None, missing: None }
     }
 
     /// For a variable whose rows have this shape (the dataset's shape without its first
@@ -70,6 +75,12 @@ impl VarCoding {
     /// Lorenzo predictor over (rows, d1, d2).
     pub fn on_rows(mut self, row_shape: &[u64]) -> VarCoding {
         self.grid = ints::row_grid(row_shape);
+        self
+    }
+
+    /// For a variable with this missing-value rule (floats only; integers stay lossless).
+    pub fn with_missing(mut self, rule: Option<MissingRule>) -> VarCoding {
+        self.missing = rule.filter(|_| self.dtype.is_float());
         self
     }
 
@@ -137,7 +148,21 @@ impl ChunkCodec {
         let mut preds: Option<Predictions> = None;
         let mut score = None;
         if let Some(plan) = model {
-            let x = plan.inputs(&floats, epr, rows)?;
+            // Missing elements (fill values) would drag the model's normalised inputs far out of
+            // range: the model sees each one's valid neighbour instead.
+            let filled: Vec<Option<Vec<f64>>> = floats
+                .iter()
+                .zip(vars)
+                .map(|(f, v)| match (f, v.missing) {
+                    (Some(f), Some(rule)) => {
+                        let mut f = f.clone();
+                        crate::missing::fill_values(&mut f, &rule);
+                        Some(f)
+                    }
+                    (f, _) => f.clone(),
+                })
+                .collect();
+            let x = plan.inputs(&filled, epr, rows)?;
             let z = plan.model.encode(&x, rows)?;
             if z.len() != rows * plan.model.latent() {
                 return Err(format!("the encoder gave {} values for {rows} rows of latent {}", z.len(), plan.model.latent()));
@@ -211,8 +236,9 @@ impl ChunkCodec {
                 };
                 let mut st = ErrStats::default();
                 let mut outliers = Vec::new();
+                let missing = |x: f64| var.missing.is_some_and(|r| r.is_missing(x));
                 for (i, (&x, &p)) in values.iter().zip(p).enumerate() {
-                    if x.is_finite() {
+                    if x.is_finite() && !missing(x) {
                         st.add(x, quantise::reconstruct(dtype, p, 0, 1.0));
                     } else {
                         outliers.push(i as u64);
@@ -259,13 +285,16 @@ impl ChunkCodec {
     ) -> VarEncodeStats {
         let dtype = var.dtype;
         let step = 2.0 * tol;
-        let q = quantise::quantise(dtype, values, None, tol);
+        let missing = var.missing.map(|r| r.mask(values));
+        let q = quantise::quantise_masked(dtype, values, tol, missing.as_deref());
         let mut st = ErrStats::default();
         let mut oi = q.outliers.iter().peekable();
         for (i, (&x, &c)) in values.iter().zip(&q.codes).enumerate() {
             if oi.peek() == Some(&&(i as u64)) {
                 oi.next();
-                st.add(x, x);
+                if !missing.as_ref().is_some_and(|m| m[i]) {
+                    st.add(x, x);
+                }
             } else {
                 st.add(x, quantise::reconstruct(dtype, 0.0, c, step));
             }
@@ -597,7 +626,7 @@ mod tests {
                 _ => (0..n * dtype.size()).map(|i| (i * 31 % 251) as u8).collect(),
             };
             for tolerance in [None, Some(0.01)] {
-                vars.push(VarCoding { dtype, tolerance, model_only: false, grid: None });
+                vars.push(VarCoding { dtype, tolerance, model_only: false, grid: None, missing: None });
                 data.push(bytes.clone());
             }
         }

@@ -57,6 +57,27 @@ pub fn quantise(dtype: DType, values: &[f64], prediction: Option<&[f64]>, tol: f
     Quantised { codes, outliers, max_error }
 }
 
+/// `quantise` for a variable with missing elements (`missing[i]`), which are stored exactly like
+/// other outliers. Every outlier's code (missing, NaN, beyond the bound) repeats its neighbour's,
+/// so a run of fill values costs nothing and no predictor sees a jump.
+pub fn quantise_masked(dtype: DType, values: &[f64], tol: f64, missing: Option<&[bool]>) -> Quantised {
+    let mut q = match missing {
+        None => quantise(dtype, values, None, tol),
+        Some(m) => {
+            let kept: Vec<f64> = values.iter().zip(m).map(|(&x, &m)| if m { f64::NAN } else { x }).collect();
+            quantise(dtype, &kept, None, tol)
+        }
+    };
+    if !q.outliers.is_empty() {
+        let mut out = vec![false; values.len()];
+        for &i in &q.outliers {
+            out[i as usize] = true;
+        }
+        crate::missing::fill_codes(&mut q.codes, &out);
+    }
+    q
+}
+
 pub fn dequantise(dtype: DType, codes: &[i64], prediction: Option<&[f64]>, step: f64) -> Vec<f64> {
     codes
         .iter()

@@ -296,6 +296,7 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         byte_order,
         error: ErrorBound::LOSSLESS,
         stats: None,
+        missing: None,
     };
     let (kind, variables) = if let Some(dtype) = dtype_of(&desc) {
         (DatasetKind::Array, vec![variable(name, None, dtype, order_of(dt.id()))])

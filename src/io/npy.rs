@@ -63,6 +63,7 @@ impl NpySource {
                 byte_order: f.order,
                 error: ErrorBound::LOSSLESS,
                 stats: None,
+                missing: None,
             })
             .collect();
         let ds = DatasetInfo {

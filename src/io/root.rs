@@ -228,6 +228,7 @@ fn variable(dataset: &str, branch: &str, dtype: DType) -> VariableInfo {
         byte_order: ByteOrder::Le,
         error: ErrorBound::LOSSLESS,
         stats: None,
+        missing: None,
     }
 }
 
