@@ -48,6 +48,7 @@ impl Producer {
 pub enum SourceKind {
     Hdf5,
     Npy,
+    Npz,
     Root,
 }
 
@@ -265,6 +266,27 @@ pub struct Attribute {
     pub shape: Vec<u64>,
     /// A scalar for shape [], else a flat list in C order; non-finite floats as "nan"/"inf"/"-inf".
     pub value: serde_json::Value,
+}
+
+impl Attribute {
+    /// A 1-D list of UTF-8 strings (column names, branch orders).
+    pub fn strings(values: &[String]) -> Self {
+        Attribute {
+            dtype: "string".into(),
+            byte_order: None,
+            string: Some(StringType { encoding: StringEncoding::Utf8, fixed_size: None }),
+            shape: vec![values.len() as u64],
+            value: serde_json::Value::Array(values.iter().map(|v| serde_json::Value::String(v.clone())).collect()),
+        }
+    }
+
+    /// The strings of a 1-D string list, if it is one.
+    pub fn as_strings(&self) -> Option<Vec<String>> {
+        if self.dtype != "string" || self.shape.len() != 1 {
+            return None;
+        }
+        self.value.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -28,10 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compress an HDF5 file (all numeric datasets, or those named), a ROOT file (its TTrees) or
-    /// a .npy file into a .baler archive.
+    /// Compress an HDF5 file (all numeric datasets, or those named), a ROOT file (its TTrees), a
+    /// .npy or a NumPy .npz file (every numeric array) into a .baler archive.
     Pack {
-        /// HDF5 (.h5, .nc, ...), ROOT (.root) or .npy file.
+        /// HDF5 (.h5, .nc, ...), ROOT (.root), .npy or .npz file.
         input: PathBuf,
         /// The archive to write (replaced atomically if it exists).
         #[arg(short, long)]
@@ -68,7 +68,7 @@ enum Command {
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
-    /// Train a model on a table (HDF5 or .npy) and store it as an ONNX bundle.
+    /// Train a model on a table (HDF5, .npy or .npz) and store it as an ONNX bundle.
     Train {
         input: PathBuf,
         /// The table to train on (default: the only numeric dataset).
@@ -98,15 +98,15 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
-    /// Decompress a .baler archive into HDF5 (.h5), ROOT (.root) or .npy.
+    /// Decompress a .baler archive into HDF5 (.h5), ROOT (.root), .npz or .npy.
     Unpack {
         input: PathBuf,
-        /// Output file: .h5 (every dataset, with groups and attributes), .root (TTrees) or .npy
-        /// (one dataset).
+        /// Output file: .h5 (every dataset, with groups and attributes), .root (TTrees), .npz
+        /// (every dataset as an array, column names as `names`) or .npy (one dataset).
         #[arg(short, long)]
         output: PathBuf,
-        /// The output's format when its name does not say: h5, root or npy.
-        #[arg(long, value_parser = ["h5", "root", "npy"])]
+        /// The output's format when its name does not say: h5, root, npz or npy.
+        #[arg(long, value_parser = ["h5", "root", "npz", "npy"])]
         to: Option<String>,
         /// Unpack only this dataset (repeatable).
         #[arg(short, long = "dataset", value_name = "NAME")]
@@ -127,7 +127,7 @@ enum Command {
     /// variable the original and reconstructed distributions, residual and response (Baler's
     /// Table 2), the largest error against the bound, and the ratios with and without the decoder.
     Eval {
-        /// The HDF5, ROOT or .npy file that was packed.
+        /// The HDF5, ROOT, .npy or .npz file that was packed.
         original: PathBuf,
         archive: PathBuf,
         /// The report folder (created if needed; its report.html and summary.json are replaced).

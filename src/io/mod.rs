@@ -4,9 +4,11 @@
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod npy;
+pub mod npz;
 #[cfg(feature = "root")]
 pub mod root;
 pub mod table;
+mod zip;
 
 use std::ops::Range;
 use std::path::Path;
@@ -48,13 +50,13 @@ fn sniff(path: &Path) -> Result<[u8; 8]> {
     let mut magic = [0u8; 8];
     let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
     if n < 8 {
-        return Err(Error::input(path, "too short to be an HDF5, ROOT or .npy file"));
+        return Err(Error::input(path, "too short to be an HDF5, ROOT, .npy or .npz file"));
     }
     Ok(magic)
 }
 
-/// Opens INPUT by what its bytes say it is (HDF5 or .npy), keeping only the named datasets when
-/// `datasets` is not empty.
+/// Opens INPUT by what its bytes say it is (HDF5, ROOT, .npy or .npz), keeping only the named
+/// datasets when `datasets` is not empty.
 pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> {
     open_source_with(path, datasets, &Default::default())
 }
@@ -90,6 +92,10 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     if magic[..6] == npy::MAGIC {
         return Ok(Box::new(npy::NpySource::open(path, datasets)?));
     }
+    // A zip archive (an empty one is only its end record): an .npz, or an error saying why not.
+    if magic[..4] == *b"PK\x03\x04" || magic[..4] == *b"PK\x05\x06" {
+        return Ok(Box::new(npz::NpzSource::open(path, datasets)?));
+    }
     // HDF5 files may carry a user block, so the signature can also sit at 512, 1024, ...
     #[cfg(feature = "hdf5")]
     if magic == HDF5_MAGIC || hdf5::has_signature(path) {
@@ -99,15 +105,16 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     if magic == HDF5_MAGIC {
         return Err(Error::input(path, "an HDF5 file, but this balerfile was built without HDF5 support"));
     }
-    Err(Error::input(path, "neither an HDF5, ROOT nor .npy file"))
+    Err(Error::input(path, "neither an HDF5, ROOT, .npy nor .npz file"))
 }
 
-/// Creates the output for `unpack` by its extension: .npy, or HDF5 (.h5, .hdf5, .he5, .nc, .nc4).
+/// Creates the output for `unpack` by its extension: .npy, .npz, .root, or HDF5 (.h5, .hdf5,
+/// .he5, .nc, .nc4).
 pub fn create_sink(path: &Path, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
     create_sink_as(path, None, header, datasets)
 }
 
-/// `create_sink` for the named format (`h5`, `root`, `npy`) whatever the output's extension.
+/// `create_sink` for the named format (`h5`, `root`, `npy`, `npz`) whatever the output's extension.
 pub fn create_sink_as(path: &Path, format: Option<&str>, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
     let ext = format
         .map(str::to_string)
@@ -118,12 +125,13 @@ pub fn create_sink_as(path: &Path, format: Option<&str>, header: &Header, datase
 fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
     match ext {
         "npy" => Ok(Box::new(npy::NpySink::create(path, header, datasets)?)),
+        "npz" => Ok(Box::new(npz::NpzSink::create(path, header, datasets)?)),
         #[cfg(feature = "hdf5")]
         "h5" | "hdf5" | "he5" | "nc" | "nc4" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
         #[cfg(feature = "root")]
         "root" => Ok(Box::new(root::RootSink::create(path, header, datasets)?)),
         _ => Err(Error::Usage(format!(
-            "{}: unknown output type '.{ext}': use .h5 (HDF5), .root (ROOT) or .npy",
+            "{}: unknown output type '.{ext}': use .h5 (HDF5), .root (ROOT), .npz or .npy",
             path.display()
         ))),
     }

@@ -24,12 +24,318 @@ struct Field {
     offset: usize,
 }
 
+/// A parsed `.npy` header (of a file or an `.npz` member): what the array is and where its data
+/// starts, before deciding whether balerfile can code it.
 #[derive(Clone, Debug)]
-struct NpyLayout {
+pub(crate) struct NpyHeader {
+    descr: pylit::Value,
+    fortran_order: bool,
+    pub shape: Vec<u64>,
+    /// Bytes from the start of the `.npy` to its data.
+    pub data_offset: u64,
+}
+
+/// A numeric array's layout: its fields (one for a plain array), record size and shape.
+#[derive(Clone, Debug)]
+pub(crate) struct NpyLayout {
     fields: Vec<Field>,
     itemsize: usize,
-    shape: Vec<u64>,
-    data_offset: u64,
+    pub shape: Vec<u64>,
+    pub data_offset: u64,
+}
+
+/// A fixed-width string dtype: `<U{n}` (n UTF-32 code units) or `|S{n}` (n bytes).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TextType {
+    unicode: bool,
+    big_endian: bool,
+    chars: usize,
+}
+
+impl TextType {
+    pub fn itemsize(&self) -> usize {
+        if self.unicode { 4 * self.chars } else { self.chars }
+    }
+
+    /// The strings of a C-ordered array of this type; NUL padding removed.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Vec<String>, String> {
+        if self.chars == 0 {
+            return Ok(Vec::new());
+        }
+        bytes
+            .chunks_exact(self.itemsize())
+            .map(|item| {
+                if self.unicode {
+                    item.chunks_exact(4)
+                        .map(|c| {
+                            let c: [u8; 4] = c.try_into().expect("chunks of 4");
+                            if self.big_endian { u32::from_be_bytes(c) } else { u32::from_le_bytes(c) }
+                        })
+                        .take_while(|&u| u != 0)
+                        .map(|u| char::from_u32(u).ok_or_else(|| format!("U+{u:X} is not a character")))
+                        .collect()
+                } else {
+                    let end = item.iter().position(|&b| b == 0).unwrap_or(item.len());
+                    String::from_utf8(item[..end].to_vec()).map_err(|_| "bytes that are not UTF-8 text".to_string())
+                }
+            })
+            .collect()
+    }
+}
+
+/// A whole `.npy` file holding `strings` as a 1-D `<U` array (numpy's type for `np.array(list
+/// of str)`).
+pub(crate) fn text_array(strings: &[String]) -> Vec<u8> {
+    let chars = strings.iter().map(|s| s.chars().count()).max().unwrap_or(0).max(1);
+    let mut out = header_bytes(&format!("'<U{chars}'"), &[strings.len() as u64]);
+    for s in strings {
+        let mut n = 0;
+        for c in s.chars() {
+            out.extend_from_slice(&(c as u32).to_le_bytes());
+            n += 1;
+        }
+        out.resize(out.len() + 4 * (chars - n), 0);
+    }
+    out
+}
+
+impl NpyHeader {
+    /// Reads the magic, version and header dict; leaves `r` at the data.
+    pub fn read(r: &mut impl Read) -> Result<Self, String> {
+        let mut pre = [0u8; 8];
+        r.read_exact(&mut pre).map_err(|_| "too short")?;
+        if pre[..6] != MAGIC {
+            return Err("no NUMPY magic".into());
+        }
+        // Magic, major, minor, then the header length: u16 in version 1, u32 in versions 2 and 3.
+        let (hlen, pre_len) = match pre[6] {
+            1 => {
+                let mut l = [0u8; 2];
+                r.read_exact(&mut l).map_err(|_| "too short")?;
+                (u16::from_le_bytes(l) as usize, 10)
+            }
+            2 | 3 => {
+                let mut l = [0u8; 4];
+                r.read_exact(&mut l).map_err(|_| "too short")?;
+                (u32::from_le_bytes(l) as usize, 12)
+            }
+            v => return Err(format!("unknown format version {v}")),
+        };
+        if hlen > 1 << 24 {
+            return Err(format!("header length {hlen} is implausible"));
+        }
+        let mut dict = vec![0u8; hlen];
+        r.read_exact(&mut dict).map_err(|_| "header runs past the end of the file")?;
+        let dict = String::from_utf8(dict).map_err(|_| "header is not text")?;
+        let value = pylit::parse(&dict)?;
+        let get = |k: &str| value.get(k).ok_or_else(|| format!("header has no '{k}'"));
+        let fortran_order = match get("fortran_order")? {
+            pylit::Value::Bool(b) => *b,
+            _ => return Err("fortran_order is not a bool".into()),
+        };
+        let shape = match get("shape")? {
+            pylit::Value::List(items) => items
+                .iter()
+                .map(|i| match i {
+                    pylit::Value::Int(n) if *n >= 0 => Ok(*n as u64),
+                    _ => Err("shape must hold non-negative integers".to_string()),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err("shape is not a tuple".into()),
+        };
+        let descr = get("descr")?.clone();
+        Ok(NpyHeader { descr, fortran_order, shape, data_offset: (pre_len + hlen) as u64 })
+    }
+
+    pub fn elements(&self) -> Option<u64> {
+        self.shape.iter().try_fold(1u64, |a, &n| a.checked_mul(n))
+    }
+
+    /// The string type of a `<U`/`|S` array, if it is one.
+    pub fn text(&self) -> Option<TextType> {
+        let pylit::Value::Str(s) = &self.descr else { return None };
+        let mut chars = s.chars();
+        let order = chars.next()?;
+        let kind = chars.next()?;
+        let n: usize = chars.as_str().parse().ok()?;
+        match (order, kind) {
+            ('<' | '>' | '=' | '|', 'U') => Some(TextType { unicode: true, big_endian: order == '>', chars: n }),
+            ('|' | '<' | '>' | '=', 'S') => Some(TextType { unicode: false, big_endian: false, chars: n }),
+            _ => None,
+        }
+    }
+
+    /// The numeric layout; an error says why balerfile cannot code the array.
+    pub fn layout(&self) -> Result<NpyLayout, String> {
+        if self.fortran_order {
+            return Err("Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into());
+        }
+        let (fields, itemsize) = match &self.descr {
+            pylit::Value::Str(s) => {
+                let (dtype, order) = parse_descr(s)?;
+                (vec![Field { name: None, dtype, order, offset: 0 }], dtype.size())
+            }
+            pylit::Value::List(items) => {
+                let mut fields = Vec::new();
+                let mut offset = 0;
+                for it in items {
+                    match it {
+                        pylit::Value::List(t) if t.len() == 2 => match (&t[0], &t[1]) {
+                            (pylit::Value::Str(name), pylit::Value::Str(d)) => {
+                                let (dtype, order) = parse_descr(d).map_err(|e| format!("field '{name}': {e}"))?;
+                                if !name.is_empty() {
+                                    fields.push(Field { name: Some(name.clone()), dtype, order, offset });
+                                }
+                                offset += dtype.size();
+                            }
+                            _ => return Err("structured fields must be (name, 'dtype')".into()),
+                        },
+                        _ => return Err("only flat structured dtypes of numeric fields are supported (no sub-arrays or nesting)".into()),
+                    }
+                }
+                if fields.is_empty() {
+                    return Err("structured dtype with no fields".into());
+                }
+                (fields, offset)
+            }
+            _ => return Err("descr is neither a dtype string nor a list of fields".into()),
+        };
+        Ok(NpyLayout { fields, itemsize, shape: self.shape.clone(), data_offset: self.data_offset })
+    }
+}
+
+impl NpyLayout {
+    /// The layout `unpack` writes a dataset as: its variables as fields in order, packed.
+    pub fn of_dataset(ds: &DatasetInfo) -> Self {
+        let mut offset = 0;
+        let fields: Vec<Field> = ds
+            .variables
+            .iter()
+            .map(|v| {
+                let f = Field { name: v.field.clone(), dtype: v.dtype, order: v.byte_order, offset };
+                offset += v.dtype.size();
+                f
+            })
+            .collect();
+        let structured = ds.kind == DatasetKind::Compound;
+        let mut l = NpyLayout { fields, itemsize: offset, shape: ds.shape.clone(), data_offset: 0 };
+        l.data_offset = l.header_bytes(structured).len() as u64;
+        l
+    }
+
+    /// The `.npy` header for this layout; data starts 64-byte aligned after it.
+    pub fn header_bytes(&self, structured: bool) -> Vec<u8> {
+        let descr = if structured {
+            let items: Vec<String> =
+                self.fields.iter().map(|f| format!("('{}', '{}')", f.name.as_deref().unwrap_or(""), descr_of(f))).collect();
+            format!("[{}]", items.join(", "))
+        } else {
+            format!("'{}'", descr_of(&self.fields[0]))
+        };
+        header_bytes(&descr, &self.shape)
+    }
+
+    /// Bytes of the data after the header.
+    pub fn data_bytes(&self) -> Option<u64> {
+        self.shape.iter().try_fold(self.itemsize as u64, |a, &n| a.checked_mul(n))
+    }
+
+    /// Bytes (from the start of the `.npy`) holding rows `rows`.
+    pub fn byte_range(&self, rows: &Range<u64>) -> Range<u64> {
+        let row: u64 = self.shape.iter().skip(1).product::<u64>() * self.itemsize as u64;
+        self.data_offset + rows.start * row..self.data_offset + rows.end * row
+    }
+
+    /// The dataset the array is, named `name`: a plain array is one variable, a record one
+    /// variable per field (`name.field`).
+    pub fn dataset_info(&self, name: &str) -> DatasetInfo {
+        let structured = self.fields[0].name.is_some();
+        let variables = self
+            .fields
+            .iter()
+            .map(|f| VariableInfo {
+                name: match &f.name {
+                    Some(n) => format!("{name}.{n}"),
+                    None => name.to_string(),
+                },
+                field: f.name.clone(),
+                dtype: f.dtype,
+                byte_order: f.order,
+                error: ErrorBound::LOSSLESS,
+                stats: None,
+                missing: None,
+            })
+            .collect();
+        DatasetInfo {
+            path: format!("/{name}"),
+            kind: if structured { DatasetKind::Compound } else { DatasetKind::Array },
+            shape: self.shape.clone(),
+            chunk_rows: 1,
+            attributes: Default::default(),
+            variables,
+            model: None,
+            jagged: None,
+        }
+    }
+
+    /// Whole records as read from the file to one little-endian buffer per variable.
+    pub fn split(&self, mut buf: Vec<u8>) -> Vec<Vec<u8>> {
+        if let [f] = &self.fields[..] {
+            if f.dtype.size() == self.itemsize {
+                // A plain array (or a one-field record): the buffer is the variable.
+                if f.order == ByteOrder::Be {
+                    swap_bytes(f.dtype.size(), &mut buf);
+                }
+                return vec![buf];
+            }
+        }
+        self.fields.iter().map(|f| extract(&buf, self.itemsize, f)).collect()
+    }
+
+    /// One little-endian buffer per variable to records as the file holds them.
+    pub fn join<'a>(&self, vars: &'a [Vec<u8>]) -> std::borrow::Cow<'a, [u8]> {
+        if let [f] = &self.fields[..] {
+            if f.order == ByteOrder::Le && f.dtype.size() == self.itemsize {
+                return std::borrow::Cow::Borrowed(&vars[0]);
+            }
+        }
+        let n = vars[0].len() / self.fields[0].dtype.size();
+        let mut buf = vec![0u8; n * self.itemsize];
+        for (f, data) in self.fields.iter().zip(vars) {
+            let size = f.dtype.size();
+            for (i, rec) in buf.chunks_exact_mut(self.itemsize).enumerate() {
+                let dst = &mut rec[f.offset..f.offset + size];
+                dst.copy_from_slice(&data[i * size..(i + 1) * size]);
+                if f.order == ByteOrder::Be {
+                    dst.reverse();
+                }
+            }
+        }
+        std::borrow::Cow::Owned(buf)
+    }
+}
+
+/// Magic, version, header length and the header dict, padded so the data that follows starts
+/// 64-byte aligned (as numpy writes it).
+fn header_bytes(descr: &str, shape: &[u64]) -> Vec<u8> {
+    let shape: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+    let shape = if shape.len() == 1 { format!("({},)", shape[0]) } else { format!("({})", shape.join(", ")) };
+    let mut dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}");
+    // Version 1 holds a header up to 65535 bytes.
+    let (version, len_bytes) = if dict.len() + 12 < 65000 { (1u8, 2) } else { (2u8, 4) };
+    let total = 6 + 2 + len_bytes + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - total % 64) % 64));
+    dict.push('\n');
+    let mut head = Vec::with_capacity(total + 64);
+    head.extend_from_slice(&MAGIC);
+    head.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        head.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    } else {
+        head.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+    }
+    head.extend_from_slice(dict.as_bytes());
+    head
 }
 
 pub struct NpySource {
@@ -42,40 +348,15 @@ pub struct NpySource {
 impl NpySource {
     pub fn open(path: &Path, datasets: &[String]) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let npy = read_header(&mut file).map_err(|what| Error::input(path, format!("bad .npy file: {what}")))?;
+        let npy = NpyHeader::read(&mut file)
+            .and_then(|h| h.layout())
+            .map_err(|what| Error::input(path, format!("bad .npy file: {what}")))?;
         let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let elems: u64 = npy.shape.iter().product();
-        if npy.data_offset + elems * npy.itemsize as u64 > file_len {
+        if npy.data_bytes().is_none_or(|n| npy.data_offset + n > file_len) {
             return Err(Error::input(path, format!("truncated .npy: shape {:?} needs more data than the file holds", npy.shape)));
         }
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
-        let structured = npy.fields[0].name.is_some();
-        let variables = npy
-            .fields
-            .iter()
-            .map(|f| VariableInfo {
-                name: match &f.name {
-                    Some(n) => format!("{stem}.{n}"),
-                    None => stem.clone(),
-                },
-                field: f.name.clone(),
-                dtype: f.dtype,
-                byte_order: f.order,
-                error: ErrorBound::LOSSLESS,
-                stats: None,
-                missing: None,
-            })
-            .collect();
-        let ds = DatasetInfo {
-            path: format!("/{stem}"),
-            kind: if structured { DatasetKind::Compound } else { DatasetKind::Array },
-            shape: npy.shape.clone(),
-            chunk_rows: 1,
-            attributes: Default::default(),
-            variables,
-            model: None,
-            jagged: None,
-        };
+        let ds = npy.dataset_info(&stem);
         super::select(path, std::slice::from_ref(&ds), datasets)?;
         let layout = SourceLayout {
             kind: SourceKind::Npy,
@@ -94,23 +375,11 @@ impl Source for NpySource {
     }
 
     fn read_rows(&mut self, _dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>> {
-        let row_items: u64 = self.npy.shape.iter().skip(1).product();
-        let item = self.npy.itemsize as u64;
-        let start = self.npy.data_offset + rows.start * row_items * item;
-        let mut buf = vec![0u8; ((rows.end - rows.start) * row_items * item) as usize];
-        self.file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(&self.path, e))?;
+        let range = self.npy.byte_range(&rows);
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        self.file.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io(&self.path, e))?;
         self.file.read_exact(&mut buf).map_err(|e| Error::io(&self.path, e))?;
-        if let [f] = &self.npy.fields[..] {
-            if f.dtype.size() == self.npy.itemsize {
-                // A plain array (or a one-field record): the buffer is the variable.
-                let mut buf = buf;
-                if f.order == ByteOrder::Be {
-                    swap_bytes(f.dtype.size(), &mut buf);
-                }
-                return Ok(vec![buf]);
-            }
-        }
-        Ok(self.npy.fields.iter().map(|f| extract(&buf, self.npy.itemsize, f)).collect())
+        Ok(self.npy.split(buf))
     }
 }
 
@@ -129,8 +398,7 @@ fn extract(buf: &[u8], itemsize: usize, f: &Field) -> Vec<u8> {
 pub struct NpySink {
     out: BufWriter<File>,
     output: AtomicOutput,
-    fields: Vec<Field>,
-    itemsize: usize,
+    npy: NpyLayout,
 }
 
 impl NpySink {
@@ -138,54 +406,19 @@ impl NpySink {
         let [d] = datasets else {
             let names: Vec<&str> = datasets.iter().map(|&d| header.datasets[d].name()).collect();
             return Err(Error::Usage(format!(
-                "{}: a .npy file holds one dataset and the archive selection has {} ({}): unpack to .h5, or pick one with --dataset",
+                "{}: a .npy file holds one dataset and the archive selection has {} ({}): unpack to .npz or .h5, or pick one with --dataset",
                 path.display(),
                 datasets.len(),
                 names.join(", ")
             )));
         };
         let ds = &header.datasets[*d];
-        let mut offset = 0;
-        let fields: Vec<Field> = ds
-            .variables
-            .iter()
-            .map(|v| {
-                let f = Field { name: v.field.clone(), dtype: v.dtype, order: v.byte_order, offset };
-                offset += v.dtype.size();
-                f
-            })
-            .collect();
-        let descr = if ds.kind == DatasetKind::Compound {
-            let items: Vec<String> = fields
-                .iter()
-                .map(|f| format!("('{}', '{}')", f.name.as_deref().unwrap_or(""), descr_of(f)))
-                .collect();
-            format!("[{}]", items.join(", "))
-        } else {
-            format!("'{}'", descr_of(&fields[0]))
-        };
-        let shape: Vec<String> = ds.shape.iter().map(|s| s.to_string()).collect();
-        let shape = if shape.len() == 1 { format!("({},)", shape[0]) } else { format!("({})", shape.join(", ")) };
-        let mut dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}");
-        // Version 1 holds a header up to 65535 bytes; pad so data starts 64-byte aligned.
-        let (version, len_bytes) = if dict.len() + 12 < 65000 { (1u8, 2) } else { (2u8, 4) };
-        let total = 6 + 2 + len_bytes + dict.len() + 1;
-        dict.push_str(&" ".repeat((64 - total % 64) % 64));
-        dict.push('\n');
+        let npy = NpyLayout::of_dataset(ds);
         let output = AtomicOutput::new(path)?;
         let file = File::create(output.tmp_path()).map_err(|e| Error::io(path, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        let mut head = Vec::new();
-        head.extend_from_slice(&MAGIC);
-        head.extend_from_slice(&[version, 0]);
-        if version == 1 {
-            head.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-        } else {
-            head.extend_from_slice(&(dict.len() as u32).to_le_bytes());
-        }
-        head.extend_from_slice(dict.as_bytes());
-        out.write_all(&head).map_err(|e| Error::io(path, e))?;
-        Ok(NpySink { out, output, fields, itemsize: offset })
+        out.write_all(&npy.header_bytes(ds.kind == DatasetKind::Compound)).map_err(|e| Error::io(path, e))?;
+        Ok(NpySink { out, output, npy })
     }
 }
 
@@ -197,24 +430,7 @@ fn descr_of(f: &Field) -> String {
 
 impl Sink for NpySink {
     fn write_rows(&mut self, _dataset: usize, _rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()> {
-        if let [f] = &self.fields[..] {
-            if f.order == ByteOrder::Le && f.dtype.size() == self.itemsize {
-                return self.out.write_all(&vars[0]).map_err(|e| Error::io(self.output.dest(), e));
-            }
-        }
-        let n = vars[0].len() / self.fields[0].dtype.size();
-        let mut buf = vec![0u8; n * self.itemsize];
-        for (f, data) in self.fields.iter().zip(vars) {
-            let size = f.dtype.size();
-            for (i, rec) in buf.chunks_exact_mut(self.itemsize).enumerate() {
-                let dst = &mut rec[f.offset..f.offset + size];
-                dst.copy_from_slice(&data[i * size..(i + 1) * size]);
-                if f.order == ByteOrder::Be {
-                    dst.reverse();
-                }
-            }
-        }
-        self.out.write_all(&buf).map_err(|e| Error::io(self.output.dest(), e))
+        self.out.write_all(&self.npy.join(vars)).map_err(|e| Error::io(self.output.dest(), e))
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
@@ -224,81 +440,6 @@ impl Sink for NpySink {
         drop(file);
         output.commit()
     }
-}
-
-fn read_header(file: &mut File) -> Result<NpyLayout, String> {
-    let mut pre = [0u8; 8];
-    file.read_exact(&mut pre).map_err(|_| "too short")?;
-    if pre[..6] != MAGIC {
-        return Err("no NUMPY magic".into());
-    }
-    // Magic, major, minor, then the header length: u16 in version 1, u32 in versions 2 and 3.
-    let (hlen, pre_len) = match pre[6] {
-        1 => {
-            let mut l = [0u8; 2];
-            file.read_exact(&mut l).map_err(|_| "too short")?;
-            (u16::from_le_bytes(l) as usize, 10)
-        }
-        2 | 3 => {
-            let mut l = [0u8; 4];
-            file.read_exact(&mut l).map_err(|_| "too short")?;
-            (u32::from_le_bytes(l) as usize, 12)
-        }
-        v => return Err(format!("unknown format version {v}")),
-    };
-    if hlen > 1 << 24 {
-        return Err(format!("header length {hlen} is implausible"));
-    }
-    let mut dict = vec![0u8; hlen];
-    file.read_exact(&mut dict).map_err(|_| "header runs past the end of the file")?;
-    let dict = String::from_utf8(dict).map_err(|_| "header is not text")?;
-    let value = pylit::parse(&dict)?;
-    let get = |k: &str| value.get(k).ok_or_else(|| format!("header has no '{k}'"));
-    if get("fortran_order")? != &pylit::Value::Bool(false) {
-        return Err("Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into());
-    }
-    let shape = match get("shape")? {
-        pylit::Value::List(items) => items
-            .iter()
-            .map(|i| match i {
-                pylit::Value::Int(n) if *n >= 0 => Ok(*n as u64),
-                _ => Err("shape must hold non-negative integers".to_string()),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => return Err("shape is not a tuple".into()),
-    };
-    let (fields, itemsize) = match get("descr")? {
-        pylit::Value::Str(s) => {
-            let (dtype, order) = parse_descr(s)?;
-            (vec![Field { name: None, dtype, order, offset: 0 }], dtype.size())
-        }
-        pylit::Value::List(items) => {
-            let mut fields = Vec::new();
-            let mut offset = 0;
-            for it in items {
-                match it {
-                    pylit::Value::List(t) if t.len() == 2 => match (&t[0], &t[1]) {
-                        (pylit::Value::Str(name), pylit::Value::Str(d)) => {
-                            let (dtype, order) = parse_descr(d).map_err(|e| format!("field '{name}': {e}"))?;
-                            if !name.is_empty() {
-                                fields.push(Field { name: Some(name.clone()), dtype, order, offset });
-                            }
-                            offset += dtype.size();
-                        }
-                        _ => return Err("structured fields must be (name, 'dtype')".into()),
-                    },
-                    _ => return Err("only flat structured dtypes of numeric fields are supported (no sub-arrays or nesting)".into()),
-                }
-            }
-            if fields.is_empty() {
-                return Err("structured dtype with no fields".into());
-            }
-            (fields, offset)
-        }
-        _ => return Err("descr is neither a dtype string nor a list of fields".into()),
-    };
-    let data_offset = (pre_len + hlen) as u64;
-    Ok(NpyLayout { fields, itemsize, shape, data_offset })
 }
 
 fn parse_descr(s: &str) -> Result<(DType, ByteOrder), String> {
@@ -317,7 +458,7 @@ fn parse_descr(s: &str) -> Result<(DType, ByteOrder), String> {
 
 /// The subset of Python literals a .npy header uses: dicts, tuples/lists, strings, ints, bools.
 mod pylit {
-    #[derive(Debug, PartialEq)]
+    #[derive(Clone, Debug, PartialEq)]
     pub enum Value {
         Str(String),
         Int(i64),

@@ -232,15 +232,6 @@ fn variable(dataset: &str, branch: &str, dtype: DType) -> VariableInfo {
     }
 }
 
-fn strings_attr(values: &[String]) -> Attribute {
-    Attribute {
-        dtype: "string".into(),
-        byte_order: None,
-        shape: vec![values.len() as u64],
-        value: serde_json::Value::Array(values.iter().map(|v| serde_json::Value::String(v.clone())).collect()),
-        string: Some(StringType { encoding: crate::header::StringEncoding::Utf8, fixed_size: None }),
-    }
-}
 
 fn table(path: String, rows: u64, variables: Vec<VariableInfo>, attributes: Attributes, jagged: Option<Jagged>) -> DatasetInfo {
     DatasetInfo {
@@ -411,7 +402,7 @@ impl RootSource {
                 continue;
             }
             let mut attrs = Attributes::new();
-            attrs.insert(BRANCHES_ATTR.into(), strings_attr(&order));
+            attrs.insert(BRANCHES_ATTR.into(), Attribute::strings(&order));
             layout.groups.push(GroupInfo { path: group.clone(), attributes: Attributes::new() });
             // Not empty: every per-object table's counts (its counter, or the sizes added above)
             // are variables of the event table.
