@@ -28,7 +28,7 @@ use crate::dtype::{ByteOrder, DType};
 use crate::error::{Error, Result};
 use crate::header::{
     Attribute, Attributes, Container, DatasetInfo, DatasetKind, GroupInfo, Header, Jagged, Skipped, SourceKind,
-    StringType, VariableInfo,
+    VariableInfo,
 };
 
 pub const MAGIC: &[u8; 4] = b"root";
