@@ -72,6 +72,9 @@ pub enum DatasetKind {
     Array,
     /// A table: one variable per field, sharing rows.
     Compound,
+    /// A 2-D array (rows x columns) read as a table: one variable per column, all of the same
+    /// dtype; files hold it as the plain array of `shape` (see io::table).
+    Columns,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -132,6 +135,9 @@ impl DatasetInfo {
 
     /// Elements of one variable in one row.
     pub fn row_elems(&self) -> u64 {
+        if self.kind == DatasetKind::Columns {
+            return 1;
+        }
         self.shape.iter().skip(1).product()
     }
 

@@ -51,6 +51,12 @@ enum Command {
         /// zstd level of the entropy stage (1-22).
         #[arg(long, default_value_t = balerfile::pack::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
         level: i32,
+        /// How 2-D float arrays are read: table (a variable per column, each with its own bound)
+        /// or field (one variable, one bound); DATASET:table for one dataset (repeatable, later
+        /// wins). Default: a 2-D float array of 2 to 1024 columns and at least 8 rows per column
+        /// is a table; the choice is printed.
+        #[arg(long, value_name = "table|field|DATASET:LAYOUT")]
+        layout: Vec<balerfile::io::table::LayoutSpec>,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
@@ -493,9 +499,15 @@ fn mb(bytes: u64) -> String {
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
-        Command::Pack { input, output, datasets, errors, chunk_size, level, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
+        Command::Pack { input, output, datasets, errors, chunk_size, level, layout, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
             let t = Instant::now();
-            let mut source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
+            let source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
+            let (mut source, choices) = balerfile::io::table::apply(source, &input, &layout)?;
+            if !quiet {
+                for c in &choices {
+                    println!("{}", c.describe());
+                }
+            }
             let choice = match (&model.model, model.no_model) {
                 (_, true) => ModelChoice::None,
                 (Some(m), _) => ModelChoice::Use(store_if_folder(m)?),

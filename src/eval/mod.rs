@@ -105,7 +105,9 @@ pub struct VariableSummary {
 pub fn eval(original: &Path, archive: &Path, out_dir: &Path, opts: &EvalOptions, progress: &dyn Progress) -> Result<Summary> {
     let reader = ArchiveReader::open(archive)?;
     let header = reader.header();
-    let mut source = io::open_source_with(original, &[], &opts.root)?;
+    let source = io::open_source_with(original, &[], &opts.root)?;
+    // 2-D arrays packed as tables are compared column by column, as they were bounded.
+    let mut source = io::table::apply_as_in(source, &header.datasets);
     let matched = match_datasets(original, archive, header, source.layout())?;
     if out_dir.exists() && !out_dir.is_dir() {
         return Err(Error::input(out_dir, "exists and is not a folder"));
@@ -220,7 +222,7 @@ fn accum_for(v: &crate::header::VariableInfo, bins: usize) -> VarAccum {
         _ => Promise::Exact,
     };
     let range = v.stats.as_ref().and_then(|s| Some((s.min?, s.max?)));
-    VarAccum::new(v.dtype, promise, range, bins)
+    VarAccum::new(v.dtype, promise, range, bins).with_missing(v.missing_rule())
 }
 
 /// A file name part from a dataset or variable name.

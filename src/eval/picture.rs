@@ -65,8 +65,14 @@ impl Picture {
         let finite = |v: &[f64]| v.iter().copied().filter(|x| x.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
         match self.what {
             PictureKind::Slice => {
-                let (lo, hi) = finite(&self.orig);
-                let err: Vec<f64> = self.reco.iter().zip(&self.orig).map(|(r, o)| r - o).collect();
+                // Missing elements (fill values) are drawn as no data: never on the colour scale.
+                let rule = ds.variables[0].missing_rule();
+                let hide = |v: &[f64]| -> Vec<f64> {
+                    self.orig.iter().zip(v).map(|(&o, &x)| if rule.is_some_and(|r| r.is_missing(o)) { f64::NAN } else { x }).collect()
+                };
+                let (orig, reco) = (hide(&self.orig), hide(&self.reco));
+                let (lo, hi) = finite(&orig);
+                let err: Vec<f64> = reco.iter().zip(&orig).map(|(r, o)| r - o).collect();
                 let emax = tolerance.unwrap_or_else(|| err.iter().fold(0.0f64, |m, e| m.max(e.abs()))).max(f64::MIN_POSITIVE);
                 let scale = plot::Scale::Linear(lo, if hi > lo { hi } else { lo + 1.0 });
                 let (r, c) = (self.rows, self.cols);
@@ -76,8 +82,8 @@ impl Picture {
                     format!("slice [{}:, :] (first index at the top)", "0, ".repeat(ds.shape.len() - 2))
                 };
                 let panels = [
-                    plot::Panel { title: "original".into(), rows: r, cols: c, values: &self.orig, scale },
-                    plot::Panel { title: "reconstructed".into(), rows: r, cols: c, values: &self.reco, scale },
+                    plot::Panel { title: "original".into(), rows: r, cols: c, values: &orig, scale },
+                    plot::Panel { title: "reconstructed".into(), rows: r, cols: c, values: &reco, scale },
                     plot::Panel {
                         title: if tolerance.is_some() { "error (colour scale = the bound)".into() } else { "error".into() },
                         rows: r,

@@ -169,6 +169,10 @@ pub struct VarSummary {
     pub n: u64,
     pub nonfinite: u64,
     pub mismatched_nonfinite: u64,
+    /// Finite elements the variable's missing-value rule marks missing (fill values): left out
+    /// of every statistic and histogram; each must come back bit for bit.
+    pub missing: u64,
+    pub mismatched_missing: u64,
     /// Elements whose bytes differ (reported for lossless variables, where any is a failure).
     pub mismatched_bytes: u64,
     pub max_abs_error: f64,
@@ -210,9 +214,12 @@ pub enum Promise {
 pub struct VarAccum {
     dtype: DType,
     promise: Promise,
+    missing_rule: Option<crate::missing::MissingRule>,
     n: u64,
     nonfinite: u64,
     mismatched_nonfinite: u64,
+    missing: u64,
+    mismatched_missing: u64,
     mismatched_bytes: u64,
     max_abs: f64,
     /// Sum of |e|; the RMS of |e| is the residual's RMS.
@@ -249,9 +256,12 @@ impl VarAccum {
         VarAccum {
             dtype,
             promise,
+            missing_rule: None,
             n: 0,
             nonfinite: 0,
             mismatched_nonfinite: 0,
+            missing: 0,
+            mismatched_missing: 0,
             mismatched_bytes: 0,
             max_abs: 0.0,
             sum_abs: 0.0,
@@ -263,6 +273,12 @@ impl VarAccum {
             h_res: Histogram::new(bins, res_rule),
             h_resp: Histogram::new(bins, RangeRule::SampleCentral),
         }
+    }
+
+    /// Leaves the elements `rule` marks missing out of statistics and histograms.
+    pub fn with_missing(mut self, rule: Option<crate::missing::MissingRule>) -> Self {
+        self.missing_rule = rule;
+        self
     }
 
     /// One block of little-endian values of the variable: the original and its reconstruction.
@@ -277,6 +293,11 @@ impl VarAccum {
             if !x.is_finite() {
                 self.nonfinite += 1;
                 self.mismatched_nonfinite += !same_bytes as u64;
+                continue;
+            }
+            if self.missing_rule.is_some_and(|r| r.is_missing(x)) {
+                self.missing += 1;
+                self.mismatched_missing += !same_bytes as u64;
                 continue;
             }
             let e = y - x;
@@ -302,13 +323,15 @@ impl VarAccum {
         let residual = self.residual.summary();
         let bound_held = match self.promise {
             Promise::Exact => Some(self.mismatched_bytes == 0),
-            Promise::Within(t) => Some(self.max_abs <= t && self.mismatched_nonfinite == 0),
+            Promise::Within(t) => Some(self.max_abs <= t && self.mismatched_nonfinite == 0 && self.mismatched_missing == 0),
             Promise::Nothing => None,
         };
         VarSummary {
             n: self.n,
             nonfinite: self.nonfinite,
             mismatched_nonfinite: self.mismatched_nonfinite,
+            missing: self.missing,
+            mismatched_missing: self.mismatched_missing,
             mismatched_bytes: self.mismatched_bytes,
             max_abs_error: self.max_abs,
             mean_abs_error: if self.residual.n > 0 { self.sum_abs / self.residual.n as f64 } else { 0.0 },

@@ -23,8 +23,8 @@ pub struct CompressOptions {
     /// Raw bytes per chunk (whole rows).
     pub chunk_bytes: u64,
     pub level: i32,
-    /// Force every filtered dataset to this layout (default: 2-D arrays of 2..=1024 columns are
-    /// tables, everything else fields).
+    /// Force every filtered dataset to this layout (default: `crate::layout::default_layout`,
+    /// the rule `pack` follows).
     pub layout: Option<Layout>,
 }
 
@@ -41,8 +41,6 @@ impl Default for CompressOptions {
     }
 }
 
-/// The widest table (columns) a 2-D array is taken for by default.
-pub const MAX_TABLE_COLUMNS: u64 = 1024;
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Compressed {
@@ -113,7 +111,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
         }
         let table = match opts.layout {
             Some(l) => l == Layout::Table,
-            None => ds.shape.len() == 2 && (2..=MAX_TABLE_COLUMNS).contains(&ds.shape[1]),
+            None => crate::layout::default_layout(&ds.shape) == crate::layout::ArrayLayout::Table,
         };
         let layout = if table { Layout::Table } else { Layout::Field };
         let chunk_rows = (opts.chunk_bytes / ds.row_bytes().max(1)).clamp(1, ds.rows());
@@ -204,10 +202,15 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
 fn dataset_range(source: &mut Hdf5Source, t: &Target, progress: &dyn Progress) -> Result<f64> {
     let mut stats = crate::header::Stats::default();
     let dtype = t.info.variables[0].dtype;
+    // Fill values and values outside the valid range are not part of the range a rel bound
+    // is relative to (the filter stores them exactly).
+    let rule = crate::missing::from_attributes(dtype, &t.info.attributes)
+        .map_err(|e| Error::input(&t.info.path, e))?
+        .map(|(r, _)| r);
     progress.start(&format!("scanning {}", t.info.path), t.info.raw_bytes());
     for rows in crate::pack::row_ranges(t.info.rows(), t.chunk_rows) {
         let n = rows.end - rows.start;
-        stats.update(&values_f64(dtype, &source.read_rows(t.index, rows)?[0]));
+        stats.update_masked(&values_f64(dtype, &source.read_rows(t.index, rows)?[0]), rule.as_ref());
         progress.advance(n * t.info.row_bytes());
     }
     progress.finish();

@@ -6,6 +6,7 @@ pub mod hdf5;
 pub mod npy;
 #[cfg(feature = "root")]
 pub mod root;
+pub mod table;
 
 use std::ops::Range;
 use std::path::Path;
@@ -111,7 +112,11 @@ pub fn create_sink_as(path: &Path, format: Option<&str>, header: &Header, datase
     let ext = format
         .map(str::to_string)
         .unwrap_or_else(|| path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase());
-    match ext.as_str() {
+    table::ColumnsSink::wrap(header, |header| create_array_sink(path, &ext, header, datasets))
+}
+
+fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
+    match ext {
         "npy" => Ok(Box::new(npy::NpySink::create(path, header, datasets)?)),
         #[cfg(feature = "hdf5")]
         "h5" | "hdf5" | "he5" | "nc" | "nc4" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
