@@ -55,10 +55,14 @@ pub fn class_ptr() -> *const c_void {
 }
 
 /// Tells the caller why a callback failed: on the host's HDF5 error stack, where h5py's
-/// exception and HDF5's own error report show it; to stderr when that stack cannot be reached.
-/// HDF5 calls the filter per chunk, so stderr gets each message once, not once per chunk.
+/// exception and HDF5's own error report show it, and to stderr when that stack cannot be
+/// reached. The per-chunk filter's reasons go to stderr as well: HDF5 2.0 (h5py 3.16's) drops
+/// what that callback pushes (seen: its read error ends at "filter returned failure during
+/// read"), while HDF5 1.10 keeps it. HDF5 calls the filter per chunk, so stderr gets each
+/// message once, not once per chunk.
 fn report(func: &str, msg: &str) {
-    if host::api().and_then(|a| a.errors.as_ref()).is_some_and(|e| e.push(func, msg)) {
+    let pushed = host::api().and_then(|a| a.errors.as_ref()).is_some_and(|e| e.push(func, msg));
+    if pushed && func != "filter" {
         return;
     }
     static LAST: Mutex<String> = Mutex::new(String::new());
@@ -135,8 +139,6 @@ struct Dataset {
     signed: bool,
     big_endian: bool,
     chunk: Vec<u64>,
-    /// The dataset's fill value, when its writer set one (HDF5's default 0 is not one).
-    fill: Option<f64>,
 }
 
 unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String> {
@@ -153,20 +155,33 @@ unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String>
     let mut chunk = vec![0u64; 32];
     let crank = (api.pget_chunk)(dcpl, 32, chunk.as_mut_ptr());
     chunk.truncate(crank.max(0) as usize);
-    let class = (api.tget_class)(type_id);
-    let size = (api.tget_size)(type_id);
-    let big_endian = (api.tget_order)(type_id) == H5T_ORDER_BE;
+    Ok(Dataset {
+        params,
+        flags,
+        class: (api.tget_class)(type_id),
+        size: (api.tget_size)(type_id),
+        signed: (api.tget_sign)(type_id) == H5T_SGN_2,
+        big_endian: (api.tget_order)(type_id) == H5T_ORDER_BE,
+        chunk,
+    })
+}
+
+/// The fill value the dataset's writer set (None for HDF5's default, 0, which marks nothing),
+/// for float datasets. Only for set_local: HDF5 also calls can_apply when a dataset opened
+/// again is first written, with a property list whose fill value has no type, and
+/// H5Pget_fill_value then crashes inside HDF5 (seen with h5py 3.16's HDF5 2.0 under xarray's
+/// h5netcdf engine).
+unsafe fn user_fill_value(api: &Api, dcpl: Hid, type_id: Hid, ds: &Dataset) -> Result<Option<f64>, String> {
     let mut state: c_int = 0;
-    let mut fill = None;
-    if class == H5T_FLOAT && (size == 4 || size == 8) && (api.pfill_value_defined)(dcpl, &mut state) >= 0 && state == H5D_FILL_VALUE_USER_DEFINED {
-        let mut b = [0u8; 8];
-        // SAFETY: H5Pget_fill_value writes one element of `type_id`, `size` (4 or 8) bytes.
-        if (api.pget_fill_value)(dcpl, type_id, b.as_mut_ptr() as *mut c_void) < 0 {
-            return Err("cannot read the dataset's fill value from the dataset creation property list".into());
-        }
-        fill = Some(float_of(&b[..size], big_endian));
+    if ds.class != H5T_FLOAT || !(ds.size == 4 || ds.size == 8) || (api.pfill_value_defined)(dcpl, &mut state) < 0 || state != H5D_FILL_VALUE_USER_DEFINED {
+        return Ok(None);
     }
-    Ok(Dataset { params, flags, class, size, signed: (api.tget_sign)(type_id) == H5T_SGN_2, big_endian, chunk, fill })
+    let mut b = [0u8; 8];
+    // SAFETY: H5Pget_fill_value writes one element of `type_id`: `ds.size` (4 or 8) bytes.
+    if (api.pget_fill_value)(dcpl, type_id, b.as_mut_ptr() as *mut c_void) < 0 {
+        return Err("cannot read the dataset's fill value from the dataset creation property list".into());
+    }
+    Ok(Some(float_of(&b[..ds.size], ds.big_endian)))
 }
 
 /// An f32 or f64 element as HDF5 stores it, widened to f64.
@@ -293,7 +308,9 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
             p.features = super::params::field_grid_word(&ds.chunk);
         }
         // A fill value the writer put in cd_values is theirs to choose; else the dataset's.
-        p.fill = p.fill.or(ds.fill);
+        if p.fill.is_none() {
+            p.fill = user_fill_value(api, dcpl, type_id, &ds)?;
+        }
         p.check()?;
         let cd = p.to_cd_values();
         if (api.pmodify_filter)(dcpl, FILTER_ID, ds.flags, cd.len(), cd.as_ptr()) < 0 {
