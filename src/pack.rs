@@ -54,6 +54,10 @@ pub struct VariableReport {
     pub errors: Option<ErrSummary>,
     /// Chunks whose block of this variable was coded against the model's prediction.
     pub model_chunks: u64,
+    /// Elements its missing-value rule marks missing (fill values; NaN not counted), kept
+    /// exactly and outside its range and statistics; and the rule, for people.
+    pub missing: u64,
+    pub missing_rule: Option<String>,
 }
 
 /// A model the archive's datasets are coded with.
@@ -221,6 +225,11 @@ pub fn pack(
                 outliers: 0,
                 errors: None,
                 model_chunks: 0,
+                missing: v.stats.as_ref().map_or(0, |s| s.missing),
+                missing_rule: v.missing.as_ref().map(|m| {
+                    let rule = m.rule(v.dtype).map(|r| r.describe()).unwrap_or_default();
+                    format!("{rule} (from {})", m.from.join(", "))
+                }),
             })
         })
         .collect();

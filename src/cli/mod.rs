@@ -39,10 +39,12 @@ enum Command {
         /// Pack only this dataset (repeatable); default: every numeric dataset.
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
-        /// Error bound: rel=E (E times the variable's value range), abs=E, lossless, or
-        /// VARIABLE:SPEC for one variable, dataset or compound field (repeatable; later wins).
-        /// Default: lossless. Integers are lossless unless a bcae2d model covers them (then the
-        /// bound is a whole number of counts); bools always are.
+        /// Error bound: rel=E (E times the variable's range of valid values, 0 < E < 1), abs=E,
+        /// lossless, none (the model's output alone, no bound: Baler's mode), or VARIABLE:SPEC
+        /// for one variable, dataset, compound field or table column (repeatable; later wins).
+        /// Default: lossless. Fill values and NaN are always kept exactly. Integers are lossless
+        /// unless a bcae2d model covers them (then the bound is a whole number of counts);
+        /// bools always are.
         #[arg(short, long = "error", value_name = "SPEC")]
         errors: Vec<ErrorSpec>,
         /// Raw bytes per chunk, e.g. 4M, 512K (chunks are coded independently and in parallel).
@@ -111,9 +113,8 @@ enum Command {
         /// Unpack only this dataset (repeatable).
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
-        /// Worker threads; default: all cores.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
+        #[command(flatten)]
+        run: RunArgs,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -387,7 +388,8 @@ struct RunArgs {
     /// Worker threads; default: all cores.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Print one summary line instead of the per-variable table.
+    /// Quiet: no per-variable table (pack, eval print one summary line; unpack nothing);
+    /// warnings and errors still print.
     #[arg(short, long)]
     quiet: bool,
 }
@@ -527,9 +529,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             let models = prepared.pack_models(model.embed_model);
             let t2 = Instant::now();
             let report = balerfile::pack::pack(source.as_mut(), &output, &opts, &models, &prepared.uses, &bar)?;
-            for s in &report.skipped {
-                eprintln!("balerfile: warning: {}: skipped {}: {}", input.display(), s.path, s.reason);
-            }
+            warn_skipped(&input, &report.skipped);
             for id in &prepared.trained {
                 println!("trained model {id} in {train_secs:.1} s, stored in {}", Store::from_env().primary().display());
             }
@@ -591,11 +591,14 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Model { command } => model_command(command),
         Command::H5 { command } => h5::run(command, &bar),
-        Command::Unpack { input, output, to, datasets, threads, runtime } => {
+        Command::Unpack { input, output, to, datasets, run: RunArgs { threads, quiet }, runtime } => {
             let t = Instant::now();
             let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options(), format: to };
             let raw = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
             let secs = t.elapsed().as_secs_f64();
+            if quiet {
+                return Ok(());
+            }
             println!(
                 "unpacked {} -> {}: {} in {secs:.2} s ({:.1} MB/s)",
                 input.display(),
@@ -892,6 +895,32 @@ fn train_conv(
     Ok(())
 }
 
+/// Warns about what the input holds that the archive does not keep: one line per object, except
+/// netCDF's dimension links (object-reference attributes on every variable), which are one line.
+fn warn_skipped(input: &Path, skipped: &[balerfile::header::Skipped]) {
+    let is_link = |s: &&balerfile::header::Skipped| {
+        s.path.ends_with(" attribute DIMENSION_LIST") || s.path.ends_with(" attribute REFERENCE_LIST")
+    };
+    let links: Vec<&str> = skipped.iter().filter(is_link).map(|s| s.path.split(" attribute ").next().unwrap_or("")).collect();
+    if !links.is_empty() {
+        eprintln!(
+            "balerfile: warning: {}: the netCDF dimension links (DIMENSION_LIST/REFERENCE_LIST attributes) of {} datasets are not kept: \
+             values, coordinates and other attributes are; h5py reads the unpacked file fully, and netCDF readers may see \
+             unnamed dimensions on those datasets",
+            input.display(),
+            links.len()
+        );
+    }
+    for s in skipped.iter().filter(|s| !is_link(s)) {
+        eprintln!("balerfile: warning: {}: skipped {}: {}", input.display(), s.path, s.reason);
+    }
+}
+
+/// The width of a table's name column: the longest name, so long names keep the columns aligned.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|n| n.chars().count()).max().unwrap_or(0).max(8)
+}
+
 fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: bool) {
     let pct = 100.0 * r.archive_bytes as f64 / r.raw_bytes.max(1) as f64;
     println!(
@@ -931,6 +960,14 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
         None if unbounded == 0 => println!("max error: 0 (all {} variables lossless)", r.variables.len()),
         None => {}
     }
+    for v in r.variables.iter().filter(|v| v.missing > 0) {
+        println!(
+            "{}: {} missing elements kept exactly and left out of its range and errors: {}",
+            v.name,
+            v.missing,
+            v.missing_rule.as_deref().unwrap_or("")
+        );
+    }
     for s in &r.sparse_scores {
         println!(
             "{} through the model alone (the BCAE-2D paper's metrics, on log2(ADC + 1)): MAE {:.4}, PSNR {:.2} dB, precision {:.4}, recall {:.4}",
@@ -946,14 +983,15 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
     if quiet {
         return;
     }
+    let w = name_width(r.variables.iter().map(|v| v.name.as_str()));
     println!(
-        "{:<32} {:>5} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10} {:>6} {:>6}",
+        "{:<w$} {:>5} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10} {:>6} {:>6}",
         "variable", "dtype", "bound", "raw", "packed", "% raw", "max error", "mean |err|", "resp mean", "resp RMS", "exact", "model"
     );
     for v in &r.variables {
         let e = v.errors.unwrap_or_default();
         println!(
-            "{:<32} {:>5} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e} {:>6} {:>6}",
+            "{:<w$} {:>5} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e} {:>6} {:>6}",
             v.name,
             v.dtype,
             v.bound,
@@ -985,14 +1023,15 @@ fn print_eval(s: &balerfile::eval::Summary, out: &Path, quiet: bool) {
     if !quiet {
         for ds in &s.datasets {
             println!("{} {:?}", ds.path, ds.shape);
+            let w = name_width(ds.variables.iter().map(|v| v.name.as_str()));
             println!(
-                "  {:<30} {:<5} {:<26} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}  held",
+                "  {:<w$} {:<5} {:<26} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}  held",
                 "variable", "dtype", "bound", "max|err|", "max/bound", "res mean", "res RMS", "resp mean", "resp RMS"
             );
             for v in &ds.variables {
                 let st = &v.stats;
                 println!(
-                    "  {:<30} {:<5} {:<26} {:>10.3e} {:>9} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e}  {}",
+                    "  {:<w$} {:<5} {:<26} {:>10.3e} {:>9} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e}  {}",
                     v.name,
                     v.dtype,
                     v.bound,
@@ -1059,14 +1098,15 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
             ins.ratio, ins.ratio_with_decoder, ins.latent_bytes
         );
     }
+    let w = name_width(ins.variables.iter().map(|v| v.name.as_str()));
     println!(
-        "{:<32} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10}",
+        "{:<w$} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10}",
         "variable", "dtype", "shape", "bound", "raw", "packed", "% raw", "max error", "mean |err|", "resp mean", "resp RMS"
     );
     for v in &ins.variables {
         let e = v.errors.unwrap_or_default();
         println!(
-            "{:<32} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e}",
+            "{:<w$} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e}",
             v.name,
             v.dtype,
             format!("{:?}", v.shape),
