@@ -134,7 +134,10 @@ pub fn pack(
     uses: &[Option<DatasetUse>],
     progress: &dyn Progress,
 ) -> Result<PackReport> {
-    let layout = source.layout().clone();
+    let mut layout = source.layout().clone();
+    // Sources opened through io::view have this done already; it is idempotent.
+    let name = layout.name.clone();
+    crate::io::view::declare_missing(&mut layout, Path::new(&name))?;
     let wanted = bound::assign(&opts.errors, &layout.datasets)?;
     let pool = thread_pool(opts.threads)?;
     let mut datasets = layout.datasets.clone();
@@ -147,7 +150,6 @@ pub fn pack(
         // Floats, and integers a model covers (BCAE-2D's ADC values), are coded as numbers.
         let numeric: Vec<usize> =
             (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype.is_float() || modelled(v)).collect();
-        declare_missing(&layout.name, ds)?;
         let rules: Vec<_> = ds.variables.iter().map(|v| v.missing_rule()).collect();
         let mut stats = vec![Stats::default(); ds.variables.len()];
         if !numeric.is_empty() && ds.row_elems() > 0 {
@@ -338,20 +340,3 @@ pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
         .collect()
 }
 
-/// Records in each float variable of a plain array the missing-value rule its CF attributes
-/// declare (`_FillValue`, `missing_value`, `valid_*`), unless the source already set one. A
-/// declaration that cannot be honoured is an error naming the dataset and attribute.
-pub fn declare_missing(source: &str, ds: &mut crate::header::DatasetInfo) -> Result<()> {
-    if ds.kind == DatasetKind::Compound {
-        // A compound's fill value is a whole record, not a per-field marker.
-        return Ok(());
-    }
-    for var in ds.variables.iter_mut().filter(|v| v.missing.is_none()) {
-        match crate::missing::from_attributes(var.dtype, &ds.attributes) {
-            Ok(Some((rule, from))) => var.missing = Some(rule.to_info(from)),
-            Ok(None) => {}
-            Err(e) => return Err(Error::input(source, format!("dataset {}: {e}", ds.path))),
-        }
-    }
-    Ok(())
-}

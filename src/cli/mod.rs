@@ -504,7 +504,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Pack { input, output, datasets, errors, chunk_size, level, layout, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
             let t = Instant::now();
             let source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
-            let (mut source, choices) = balerfile::io::table::apply(source, &input, &layout)?;
+            let (mut source, choices) = balerfile::io::view::as_meant(source, &input, &layout)?;
             if !quiet {
                 for c in &choices {
                     println!("{}", c.describe());
@@ -543,7 +543,8 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Train { input, datasets, output, errors, train_rows, kind, train, net, runtime } => {
             runtime.options();
-            let mut source = balerfile::io::open_source(&input, &datasets)?;
+            let source = balerfile::io::open_source(&input, &datasets)?;
+            let (mut source, _) = balerfile::io::view::as_meant(source, &input, &[])?;
             let layout = source.layout().clone();
             let tables: Vec<usize> = (0..layout.datasets.len()).collect();
             let d = match tables.as_slice() {

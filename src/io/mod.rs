@@ -7,6 +7,7 @@ pub mod npy;
 #[cfg(feature = "root")]
 pub mod root;
 pub mod table;
+pub mod view;
 
 use std::ops::Range;
 use std::path::Path;

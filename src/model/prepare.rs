@@ -303,6 +303,18 @@ pub fn sample_rows(
         progress.advance((range.end - range.start) * ds.row_bytes());
     }
     progress.finish();
+    // A missing element (fill value) must not drag the normalisation or the loss: the model
+    // learns its valid neighbour instead, as the codec feeds it (codec::ChunkCodec::encode).
+    let f = feats.len();
+    for (j, (_, [vi, _])) in feats.iter().enumerate() {
+        if let Some(rule) = ds.variables[*vi as usize].missing_rule() {
+            let mut col: Vec<f64> = values.iter().skip(j).step_by(f).map(|&v| v as f64).collect();
+            crate::missing::fill_values(&mut col, &rule);
+            for (r, v) in col.into_iter().enumerate() {
+                values[r * f + j] = v as f32;
+            }
+        }
+    }
     Ok(crate::train::TrainData {
         features: feats.iter().map(|f| f.0.clone()).collect(),
         values,

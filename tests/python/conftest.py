@@ -459,7 +459,7 @@ def check_h5_roundtrip(src, out, header, spec_for, datasets=None):
                     x = xs[field] if field else xs
                     y = xo[field] if field else xo
                 x, y = np.asarray(x), np.asarray(y)
-                dt = s.dtype[field] if field else s.dtype
+                dt = s.dtype if columns or not field else s.dtype[field]
                 assert hvar["byte_order"] == ("be" if dt.byteorder == ">" else "le"), \
                     f"{vname}: header byte_order {hvar['byte_order']}"
                 assert DTYPES[hvar["dtype"]].kind == dt.kind and DTYPES[hvar["dtype"]].itemsize == dt.itemsize, \
