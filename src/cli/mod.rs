@@ -59,6 +59,12 @@ enum Command {
         /// is a table; the choice is printed.
         #[arg(long, value_name = "table|field|DATASET:LAYOUT")]
         layout: Vec<balerfile::io::table::LayoutSpec>,
+        /// A value that marks missing elements of float variables (kept exactly, outside every
+        /// range and statistic), for files without CF attributes (.npy): -999, or VARIABLE:-999;
+        /// `none` takes declared fill values (_FillValue, ...) as ordinary values. Repeatable,
+        /// later wins. Default: CF attributes, and NaN always.
+        #[arg(long = "fill-value", value_name = "[VARIABLE:]VALUE|none")]
+        fill_values: Vec<balerfile::io::view::FillSpec>,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
@@ -501,10 +507,10 @@ fn mb(bytes: u64) -> String {
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
-        Command::Pack { input, output, datasets, errors, chunk_size, level, layout, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
+        Command::Pack { input, output, datasets, errors, chunk_size, level, layout, fill_values, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
             let t = Instant::now();
             let source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
-            let (mut source, choices) = balerfile::io::view::as_meant(source, &input, &layout)?;
+            let (mut source, choices) = balerfile::io::view::as_meant(source, &input, &layout, &fill_values)?;
             if !quiet {
                 for c in &choices {
                     println!("{}", c.describe());
@@ -544,7 +550,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Train { input, datasets, output, errors, train_rows, kind, train, net, runtime } => {
             runtime.options();
             let source = balerfile::io::open_source(&input, &datasets)?;
-            let (mut source, _) = balerfile::io::view::as_meant(source, &input, &[])?;
+            let (mut source, _) = balerfile::io::view::as_meant(source, &input, &[], &[])?;
             let layout = source.layout().clone();
             let tables: Vec<usize> = (0..layout.datasets.len()).collect();
             let d = match tables.as_slice() {

@@ -130,3 +130,23 @@ def test_valid_range_marks_values_missing(cli, tmp_path):
     with h5py.File(src, "r") as fs, h5py.File(out, "r") as fo:
         attrs = dict(fs[var].attrs)
         check_field(fs[var][()], fo[var][()], attrs, 1e-3, "nemo valid range")
+
+
+def test_fill_value_option_for_files_without_attributes(cli, tmp_path):
+    """A .npy has no attributes: --fill-value declares the marker; `none` turns a declared one off."""
+    fname, var = FIELDS["ostia"]
+    src = _iris_sample(fname)
+    with h5py.File(src, "r") as f:
+        x = f[var][()]
+    npy, arc, out = tmp_path / "sst.npy", tmp_path / "n.baler", tmp_path / "back.npy"
+    np.save(npy, x)
+    r = cli("pack", npy, "-o", arc, "--error", "rel=1e-3", "--fill-value", "1e20")
+    assert "missing elements kept exactly" in r.stdout, r.stdout
+    cli("unpack", arc, "-o", out)
+    check_field(x, np.load(out), {"_FillValue": np.float32(1e20)}, 1e-3, "npy with --fill-value")
+    # `none`: the user says the fill value is data; the range then spans it, as asked
+    cli("pack", src, "-o", arc, "--dataset", var, "--error", "rel=1e-3", "--fill-value", f"{var}:none")
+    hv = variable(header_of(cli, arc), var)
+    assert hv["stats"]["max"] > 1e19 and hv["missing"]["from"] == ["--fill-value"] and "fill" not in hv["missing"]
+    r = cli("pack", src, "-o", arc, "--fill-value", "nosuch:1", expect_fail=True)
+    assert "no variable or dataset named 'nosuch'" in r.stderr
