@@ -592,7 +592,7 @@ mod tests {
                 f.extend_from_slice(&0u64.to_be_bytes());
             }
         }
-        let mut patch = |f: &mut Vec<u8>, at: usize, off: usize| {
+        let patch = |f: &mut Vec<u8>, at: usize, off: usize| {
             if version == 1 {
                 f[at..at + 4].copy_from_slice(&(off as u32).to_be_bytes())
             } else {
