@@ -28,7 +28,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, zstandard, iris_sample_data, skhep_testdata, onnx, onnxruntime, selenium" 2>/dev/null; then
+if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, zstandard, iris_sample_data, skhep_testdata, onnx, onnxruntime, selenium, netCDF4, xarray, h5netcdf" 2>/dev/null; then
   echo "setup: installing Python clients and example data into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
   # 0.3.12 is the last release that ships its files; later ones download them at run time.
