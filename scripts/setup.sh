@@ -10,7 +10,8 @@ SUDO=""
 
 need=()
 # chromium + chromium-driver: tests/python/test_eval.py opens the eval report in headless Chromium.
-for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config chromium chromium-driver; do
+# ferret-datasets: real netCDF-3 ocean climatologies with fill values (tests/python/test_missing.py).
+for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config chromium chromium-driver ferret-datasets; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)

@@ -424,6 +424,7 @@ fn array(name: &str, dtype: DType, shape: Vec<u64>, attributes: Attributes) -> D
             byte_order: if dtype.size() > 1 { ByteOrder::Be } else { ByteOrder::Le },
             error: ErrorBound::LOSSLESS,
             stats: None,
+            missing: None,
         }],
         model: None,
         jagged: None,

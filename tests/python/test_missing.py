@@ -5,10 +5,13 @@ valid_min/valid_max/valid_range) and NaN are stored bit for bit and are not part
 Data: real ocean fields of iris-sample-data with their own fill values:
   ostia_monthly.nc  surface_temperature (54, 18, 432) f32, _FillValue 1e20 over land (26 %)
   NEMO ... grid-T   tos (1, 330, 360) f32, _FillValue = missing_value = 1e20 (45 %)
+  levitus_climatology.cdf (Debian ferret-datasets; netCDF classic, read directly)
+                    TEMP, SALT (20, 180, 360) f32, _FillValue = missing_value = -1e10 (44.5 %)
 Before this rule, `--error rel=1e-3` on ostia resolved to abs ~1e17 and every valid value came
 back as one number while pack and eval reported the bound held.
 """
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -21,6 +24,7 @@ FIELDS = {
     "ostia": ("ostia_monthly.nc", "surface_temperature"),
     "nemo": ("NEMO/nemo_1m_20150101-20150201_grid-T.nc", "tos"),
 }
+LEVITUS = Path("/usr/share/ferret-vis/data/levitus_climatology.cdf")
 EVAL_SCHEMA = SCHEMA_PATH.parent / "eval-summary.schema.json"
 
 
@@ -150,3 +154,29 @@ def test_fill_value_option_for_files_without_attributes(cli, tmp_path):
     assert hv["stats"]["max"] > 1e19 and hv["missing"]["from"] == ["--fill-value"] and "fill" not in hv["missing"]
     r = cli("pack", src, "-o", arc, "--fill-value", "nosuch:1", expect_fail=True)
     assert "no variable or dataset named 'nosuch'" in r.stderr
+
+
+def read_nc3(path, var):
+    """A variable of a netCDF classic file and its attributes, read by the netCDF library."""
+    import netCDF4
+    with netCDF4.Dataset(path) as nc:
+        v = nc[var]
+        v.set_auto_maskandscale(False)
+        return np.asarray(v[:]), {k: v.getncattr(k) for k in v.ncattrs()}
+
+
+@pytest.mark.parametrize("rel", [1e-2, 1e-3, 1e-4])
+def test_levitus_netcdf3_with_fill_values(cli, tmp_path, rel):
+    if not LEVITUS.is_file():
+        pytest.fail(f"{LEVITUS} missing: scripts/setup.sh installs Debian's ferret-datasets", pytrace=False)
+    arc, out = tmp_path / "lev.baler", tmp_path / "lev.nc"
+    r = cli("pack", LEVITUS, "-o", arc, "--error", f"rel={rel}")
+    assert "TEMP: 577275 missing elements kept exactly" in r.stdout, r.stdout
+    cli("unpack", arc, "-o", out)
+    for var in ("TEMP", "SALT"):
+        x, attrs = read_nc3(LEVITUS, var)
+        with h5py.File(out, "r") as f:
+            y = f[var][()]
+        # netCDF-3 is big-endian and the unpacked file keeps it (`>f4`); netCDF4 reads native
+        assert y.dtype.str == ">f4" and y.shape == x.shape, (y.dtype, y.shape)
+        check_field(x, y.astype(x.dtype), attrs, rel, f"levitus {var}")
