@@ -911,9 +911,9 @@ fn warn_skipped(input: &Path, skipped: &[balerfile::header::Skipped]) {
     let links: Vec<&str> = skipped.iter().filter(is_link).map(|s| s.path.split(" attribute ").next().unwrap_or("")).collect();
     if !links.is_empty() {
         eprintln!(
-            "balerfile: warning: {}: the netCDF dimension links (DIMENSION_LIST/REFERENCE_LIST attributes) of {} datasets are not kept: \
-             values, coordinates and other attributes are; h5py reads the unpacked file fully, and netCDF readers may see \
-             unnamed dimensions on those datasets",
+            "balerfile: warning: {}: the netCDF dimension links (DIMENSION_LIST/REFERENCE_LIST attributes) of {} datasets are not \
+             stored; unpack re-attaches them from netCDF-4's _Netcdf4Coordinates attributes where the file has them, and \
+             otherwise netCDF readers see unnamed dimensions on those datasets (values, coordinates and other attributes are kept)",
             input.display(),
             links.len()
         );
