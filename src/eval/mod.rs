@@ -338,7 +338,14 @@ fn write_report(
         });
     }
     let raw_bytes: u64 = header.datasets.iter().map(|d| d.raw_bytes()).sum();
-    let decoder_bytes: u64 = header.models.iter().filter(|m| m.embedded.is_none()).map(|m| m.decoder_bytes).sum();
+    // Only a decoder some chunk needs counts against the ratio.
+    let decoder_bytes: u64 = header
+        .models
+        .iter()
+        .zip(&models.latent_chunks)
+        .filter(|(m, &n)| m.embedded.is_none() && n > 0)
+        .map(|(m, _)| m.decoder_bytes)
+        .sum();
     let ratio = |b: u64| if b > 0 { raw_bytes as f64 / b as f64 } else { 0.0 };
     let summary = Summary {
         original: original.display().to_string(),
