@@ -152,7 +152,7 @@ impl Elements {
     }
 
     fn name_of(&self, at: [u64; 2]) -> String {
-        self.full.iter().find(|(_, &a)| a == at).map(|(n, _)| n.clone()).unwrap_or_default()
+        self.full.iter().find(|(_, a)| **a == at).map(|(n, _)| n.clone()).unwrap_or_default()
     }
 }
 
@@ -289,8 +289,9 @@ fn check_map(datasets: &[DatasetInfo], elements: &[Elements], bundle: &Bundle, m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::DType;
-    use crate::header::{Attributes, ByteOrder, DatasetKind, ErrorBound, VariableInfo};
+    use crate::bound::ErrorBound;
+    use crate::dtype::{ByteOrder, DType};
+    use crate::header::{Attributes, DatasetKind, VariableInfo};
     use crate::model::{Feature, Latent, Manifest, Normalisation, OnnxInfo, OnnxPart};
 
     fn table(path: &str, fields: &[&str]) -> DatasetInfo {
