@@ -166,7 +166,7 @@ pub fn eval(original: &Path, archive: &Path, out_dir: &Path, opts: &EvalOptions,
         None => None,
     };
     drop(source);
-    write_report(original, archive, &reader, results, pictures, compare, out_dir)
+    write_report(original, archive, &reader, results, pictures, compare, out_dir, &models.latent_chunks)
 }
 
 /// For each archive dataset: the original's dataset and, per archive variable, the original's
@@ -235,6 +235,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     out.commit()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_report(
     original: &Path,
     archive: &Path,
@@ -243,6 +244,7 @@ fn write_report(
     pictures: Vec<Option<Picture>>,
     compare: Option<Comparison>,
     out_dir: &Path,
+    latent_chunks: &[u64],
 ) -> Result<Summary> {
     let header = reader.header();
     let plots_dir = out_dir.join("plots");
@@ -342,7 +344,7 @@ fn write_report(
     let decoder_bytes: u64 = header
         .models
         .iter()
-        .zip(&models.latent_chunks)
+        .zip(latent_chunks)
         .filter(|(m, &n)| m.embedded.is_none() && n > 0)
         .map(|(m, _)| m.decoder_bytes)
         .sum();
