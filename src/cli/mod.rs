@@ -902,7 +902,7 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
         let place = if m.embedded.is_some() { "embedded" } else { "referenced, kept outside the archive" };
         println!("model {} ({}, decoder and manifest {} bytes, {place})", m.id, m.name, m.decoder_bytes);
         if n == 0 {
-            println!("model {} not used: no chunk carries its latent (the residual alone was smaller); the archive unpacks without it", &m.id[..12]);
+            println!("model {} not used: no chunk kept its latent (it made no chunk smaller; lossless variables never use it); the archive unpacks without it", &m.id[..12]);
         }
     }
     if !r.models.is_empty() {
