@@ -90,6 +90,8 @@ pub struct PackReport {
     /// Bytes of latent blocks inside the archive.
     pub latent_bytes: u64,
     pub models: Vec<ModelRef>,
+    /// Per model, the chunks that carry its latent: a model with none is not needed to unpack.
+    pub model_chunks: Vec<u64>,
     pub chunks: u64,
     pub variables: Vec<VariableReport>,
     pub skipped: Vec<crate::header::Skipped>,
@@ -238,6 +240,7 @@ pub fn pack(
     let batch = pool.current_num_threads().max(1) * 2;
     let mut chunks = 0u64;
     let mut latent_bytes = 0u64;
+    let mut model_chunks = vec![0u64; models.len()];
     let mut sparse_scores = Vec::new();
     let mut first_var = 0;
     let mut errs: Vec<Option<ErrStats>> = vec![None; reports.len()];
@@ -269,6 +272,9 @@ pub fn pack(
                 writer.write_chunk(place, &enc.bytes)?;
                 latent_bytes += enc.latent_bytes;
                 code_bytes += enc.latent_bytes;
+                if let (true, Some(u)) = (enc.latent_bytes > 0, uses.get(di).and_then(|u| u.as_ref())) {
+                    model_chunks[u.model] += 1;
+                }
                 if let Some(s) = &enc.score {
                     score.get_or_insert_with(Default::default).merge(s);
                 }
@@ -309,7 +315,9 @@ pub fn pack(
             r.max_error = e.max_abs;
         }
     }
-    let decoder_bytes: u64 = models.iter().filter(|m| m.embed.is_none()).map(|m| m.external_bytes).sum();
+    // Only a decoder some chunk needs counts against the ratio.
+    let decoder_bytes: u64 =
+        models.iter().zip(&model_chunks).filter(|(m, &n)| m.embed.is_none() && n > 0).map(|(m, _)| m.external_bytes).sum();
     let ratio = |d: u64| if d > 0 { raw_total as f64 / d as f64 } else { 0.0 };
     Ok(PackReport {
         raw_bytes: raw_total,
@@ -319,6 +327,7 @@ pub fn pack(
         ratio_with_decoder: ratio(archive_bytes + decoder_bytes),
         latent_bytes,
         models: models.iter().map(|m| m.reference.clone()).collect(),
+        model_chunks,
         chunks,
         variables: reports,
         skipped: layout.skipped,

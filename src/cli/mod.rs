@@ -231,6 +231,11 @@ struct ModelArgs {
     /// How the latent is stored: f16, or a bit count (2-16) of uniform codes.
     #[arg(long, default_value = "f16", value_parser = parse_latent)]
     latent_coding: LatentCoding,
+    /// With --model: code input VARIABLE as the model's feature MODELNAME where their names
+    /// differ (repeatable), or a file of such lines. Features otherwise match by full name, then
+    /// by name within the table (the tree or dataset prefix left out).
+    #[arg(long = "feature-map", value_name = "MODELNAME=VARIABLE|FILE", requires = "model")]
+    feature_map: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -528,6 +533,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 runtime: runtime.options(),
                 train: train.options(),
                 train_rows: model.train_rows,
+                feature_map: balerfile::model::select::FeatureMap::parse(&model.feature_map)?,
             };
             let prepared = balerfile::model::prepare::prepare(source.as_mut(), &errors, &mopts, &bar)?;
             let train_secs = t.elapsed().as_secs_f64();
@@ -940,9 +946,12 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
         r.raw_bytes as f64 / 1e6 / secs.max(1e-9),
         r.chunks
     );
-    for m in &r.models {
+    for (m, &n) in r.models.iter().zip(&r.model_chunks) {
         let place = if m.embedded.is_some() { "embedded" } else { "referenced, kept outside the archive" };
         println!("model {} ({}, decoder and manifest {} bytes, {place})", m.id, m.name, m.decoder_bytes);
+        if n == 0 {
+            println!("model {} not used: no chunk kept its latent (it made no chunk smaller; lossless variables never use it); the archive unpacks without it", &m.id[..12]);
+        }
     }
     if !r.models.is_empty() {
         println!(
@@ -1095,8 +1104,12 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
     if h.models.is_empty() {
         println!("model: none");
     }
-    for m in &h.models {
-        let place = if m.embedded.is_some() { "embedded" } else { "in the model store" };
+    for (m, &n) in h.models.iter().zip(&ins.model_chunks) {
+        let place = match (n, m.embedded.is_some()) {
+            (0, _) => "used by no chunk: not needed to unpack".to_string(),
+            (n, true) => format!("embedded, used by {n} chunks"),
+            (n, false) => format!("in the model store, used by {n} chunks"),
+        };
         println!("model: {} ({}, {}, decoder and manifest {} bytes, {place})", m.id, m.name, m.kind, m.decoder_bytes);
     }
     if !h.models.is_empty() {
