@@ -3,10 +3,12 @@
 
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
+pub mod netcdf3;
 pub mod npy;
 #[cfg(feature = "root")]
 pub mod root;
 pub mod table;
+pub mod view;
 
 use std::ops::Range;
 use std::path::Path;
@@ -48,12 +50,12 @@ fn sniff(path: &Path) -> Result<[u8; 8]> {
     let mut magic = [0u8; 8];
     let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
     if n < 8 {
-        return Err(Error::input(path, "too short to be an HDF5, ROOT or .npy file"));
+        return Err(Error::input(path, "too short to be an HDF5, netCDF-3, ROOT or .npy file"));
     }
     Ok(magic)
 }
 
-/// Opens INPUT by what its bytes say it is (HDF5 or .npy), keeping only the named datasets when
+/// Opens INPUT by what its bytes say it is (HDF5, netCDF-3 or .npy), keeping only the named datasets when
 /// `datasets` is not empty.
 pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> {
     open_source_with(path, datasets, &Default::default())
@@ -90,6 +92,9 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     if magic[..6] == npy::MAGIC {
         return Ok(Box::new(npy::NpySource::open(path, datasets)?));
     }
+    if netcdf3::is_magic(&magic) {
+        return Ok(Box::new(netcdf3::Netcdf3Source::open(path, datasets)?));
+    }
     // HDF5 files may carry a user block, so the signature can also sit at 512, 1024, ...
     #[cfg(feature = "hdf5")]
     if magic == HDF5_MAGIC || hdf5::has_signature(path) {
@@ -99,7 +104,7 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     if magic == HDF5_MAGIC {
         return Err(Error::input(path, "an HDF5 file, but this balerfile was built without HDF5 support"));
     }
-    Err(Error::input(path, "neither an HDF5, ROOT nor .npy file"))
+    Err(Error::input(path, "neither an HDF5, netCDF-3, ROOT nor .npy file"))
 }
 
 /// Creates the output for `unpack` by its extension: .npy, or HDF5 (.h5, .hdf5, .he5, .nc, .nc4).
