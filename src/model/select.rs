@@ -311,6 +311,7 @@ mod tests {
                     byte_order: ByteOrder::Le,
                     error: ErrorBound::LOSSLESS,
                     stats: None,
+                    missing: None,
                 })
                 .collect(),
             model: None,
