@@ -10,7 +10,8 @@ SUDO=""
 
 need=()
 # chromium + chromium-driver: tests/python/test_eval.py opens the eval report in headless Chromium.
-for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config chromium chromium-driver; do
+# ferret-datasets: real netCDF-3 ocean climatologies with fill values (tests/python/test_missing.py).
+for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config chromium chromium-driver ferret-datasets; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
@@ -28,7 +29,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, zstandard, iris_sample_data, skhep_testdata, onnx, onnxruntime, selenium" 2>/dev/null; then
+if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, zstandard, iris_sample_data, skhep_testdata, onnx, onnxruntime, selenium, netCDF4, xarray, h5netcdf" 2>/dev/null; then
   echo "setup: installing Python clients and example data into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
   # 0.3.12 is the last release that ships its files; later ones download them at run time.

@@ -91,6 +91,14 @@ impl std::str::FromStr for ErrorSpec {
                 return Err(bad("the tolerance must be a finite number > 0"));
             }
             match mode.trim() {
+                // A tolerance of the whole range or more keeps nothing of the data: almost
+                // certainly a typo for 1e-2 or an abs bound.
+                "rel" if value >= 1.0 => {
+                    return Err(bad(&format!(
+                        "rel={value} allows an error of {}% of the value range, which keeps nothing; use rel < 1 (rel=1e-3 is 0.1%), or abs={value} for an absolute bound",
+                        value * 100.0
+                    )))
+                }
                 "rel" => Bound::Rel(value),
                 "abs" => Bound::Abs(value),
                 other => return Err(bad(&format!("unknown mode '{other}' (use rel, abs, lossless or none)"))),
@@ -181,7 +189,7 @@ mod tests {
         assert_eq!(s, ErrorSpec { variable: Some("jet.pt".into()), bound: Bound::Abs(0.5) });
         let s: ErrorSpec = "x:lossless".parse().unwrap();
         assert_eq!(s.bound, Bound::Lossless);
-        for bad in ["rel=abc", "foo=1", "rel=-1", "rel=0", "rel=inf", "", ":rel=1", "rel"] {
+        for bad in ["rel=abc", "foo=1", "rel=-1", "rel=0", "rel=inf", "", ":rel=1", "rel", "rel=2", "x:rel=1"] {
             let e = bad.parse::<ErrorSpec>().unwrap_err().to_string();
             assert!(e.contains("bad error spec"), "{bad}: {e}");
         }

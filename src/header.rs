@@ -47,6 +47,8 @@ impl Producer {
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Hdf5,
+    /// netCDF-3: classic, 64-bit offset or CDF-5.
+    Netcdf3,
     Npy,
     Npz,
     Root,

@@ -21,6 +21,9 @@ pub struct Inspection {
     pub ratio_with_decoder: f64,
     /// Bytes of latent blocks.
     pub latent_bytes: u64,
+    /// Per model of the header, the chunks that carry its latent: a model with none is not
+    /// needed to unpack.
+    pub model_chunks: Vec<u64>,
     pub chunks: usize,
     pub variables: Vec<VariableSize>,
     pub header: Header,
@@ -51,6 +54,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     let mut model_chunks: Vec<Vec<u64>> = sizes.clone();
     let mut errs: Vec<Vec<Option<ErrStats>>> = header.datasets.iter().map(|d| vec![None; d.variables.len()]).collect();
     let mut latent_bytes = 0;
+    let mut chunks_of_model = vec![0u64; header.models.len()];
     for i in 0..reader.index().len() {
         let d = reader.index()[i].dataset;
         let bytes = reader.read_chunk(i)?;
@@ -61,6 +65,9 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         let layout = crate::codec::chunk_layout(&bytes, sizes[d].len())
             .map_err(|what| Error::corrupt(path, format!("chunk {i}: {what}")))?;
         latent_bytes += layout.latent_bytes;
+        if let (true, Some(dm)) = (layout.latent_bytes > 0, &header.datasets[d].model) {
+            chunks_of_model[dm.model as usize] += 1;
+        }
         for v in 0..sizes[d].len() {
             sizes[d][v] += layout.block_bytes[v];
             model_chunks[d][v] += layout.used_model[v] as u64;
@@ -95,7 +102,13 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         }
     }
     let raw_bytes: u64 = header.datasets.iter().map(|d| d.raw_bytes()).sum();
-    let decoder_bytes: u64 = header.models.iter().filter(|m| m.embedded.is_none()).map(|m| m.decoder_bytes).sum();
+    let decoder_bytes: u64 = header
+        .models
+        .iter()
+        .zip(&chunks_of_model)
+        .filter(|(m, &n)| m.embedded.is_none() && n > 0)
+        .map(|(m, _)| m.decoder_bytes)
+        .sum();
     let ratio = |d: u64| if d > 0 { raw_bytes as f64 / d as f64 } else { 0.0 };
     Ok(Inspection {
         file: path.display().to_string(),
@@ -105,6 +118,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         decoder_bytes,
         ratio_with_decoder: ratio(reader.size() + decoder_bytes),
         latent_bytes,
+        model_chunks: chunks_of_model,
         chunks: reader.index().len(),
         variables,
         header,

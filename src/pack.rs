@@ -54,6 +54,10 @@ pub struct VariableReport {
     pub errors: Option<ErrSummary>,
     /// Chunks whose block of this variable was coded against the model's prediction.
     pub model_chunks: u64,
+    /// Elements its missing-value rule marks missing (fill values; NaN not counted), kept
+    /// exactly and outside its range and statistics; and the rule, for people.
+    pub missing: u64,
+    pub missing_rule: Option<String>,
 }
 
 /// A model the archive's datasets are coded with.
@@ -86,6 +90,8 @@ pub struct PackReport {
     /// Bytes of latent blocks inside the archive.
     pub latent_bytes: u64,
     pub models: Vec<ModelRef>,
+    /// Per model, the chunks that carry its latent: a model with none is not needed to unpack.
+    pub model_chunks: Vec<u64>,
     pub chunks: u64,
     pub variables: Vec<VariableReport>,
     pub skipped: Vec<crate::header::Skipped>,
@@ -130,7 +136,10 @@ pub fn pack(
     uses: &[Option<DatasetUse>],
     progress: &dyn Progress,
 ) -> Result<PackReport> {
-    let layout = source.layout().clone();
+    let mut layout = source.layout().clone();
+    // Sources opened through io::view have this done already; it is idempotent.
+    let name = layout.name.clone();
+    crate::io::view::declare_missing(&mut layout, Path::new(&name))?;
     let wanted = bound::assign(&opts.errors, &layout.datasets)?;
     let pool = thread_pool(opts.threads)?;
     let mut datasets = layout.datasets.clone();
@@ -143,7 +152,6 @@ pub fn pack(
         // Floats, and integers a model covers (BCAE-2D's ADC values), are coded as numbers.
         let numeric: Vec<usize> =
             (0..ds.variables.len()).filter(|&v| ds.variables[v].dtype.is_float() || modelled(v)).collect();
-        declare_missing(&layout.name, ds)?;
         let rules: Vec<_> = ds.variables.iter().map(|v| v.missing_rule()).collect();
         let mut stats = vec![Stats::default(); ds.variables.len()];
         if !numeric.is_empty() && ds.row_elems() > 0 {
@@ -221,12 +229,18 @@ pub fn pack(
                 outliers: 0,
                 errors: None,
                 model_chunks: 0,
+                missing: v.stats.as_ref().map_or(0, |s| s.missing),
+                missing_rule: v.missing.as_ref().map(|m| {
+                    let rule = m.rule(v.dtype).map(|r| r.describe()).unwrap_or_default();
+                    format!("{rule} (from {})", m.from.join(", "))
+                }),
             })
         })
         .collect();
     let batch = pool.current_num_threads().max(1) * 2;
     let mut chunks = 0u64;
     let mut latent_bytes = 0u64;
+    let mut model_chunks = vec![0u64; models.len()];
     let mut sparse_scores = Vec::new();
     let mut first_var = 0;
     let mut errs: Vec<Option<ErrStats>> = vec![None; reports.len()];
@@ -258,6 +272,9 @@ pub fn pack(
                 writer.write_chunk(place, &enc.bytes)?;
                 latent_bytes += enc.latent_bytes;
                 code_bytes += enc.latent_bytes;
+                if let (true, Some(u)) = (enc.latent_bytes > 0, uses.get(di).and_then(|u| u.as_ref())) {
+                    model_chunks[u.model] += 1;
+                }
                 if let Some(s) = &enc.score {
                     score.get_or_insert_with(Default::default).merge(s);
                 }
@@ -298,7 +315,9 @@ pub fn pack(
             r.max_error = e.max_abs;
         }
     }
-    let decoder_bytes: u64 = models.iter().filter(|m| m.embed.is_none()).map(|m| m.external_bytes).sum();
+    // Only a decoder some chunk needs counts against the ratio.
+    let decoder_bytes: u64 =
+        models.iter().zip(&model_chunks).filter(|(m, &n)| m.embed.is_none() && n > 0).map(|(m, _)| m.external_bytes).sum();
     let ratio = |d: u64| if d > 0 { raw_total as f64 / d as f64 } else { 0.0 };
     Ok(PackReport {
         raw_bytes: raw_total,
@@ -308,6 +327,7 @@ pub fn pack(
         ratio_with_decoder: ratio(archive_bytes + decoder_bytes),
         latent_bytes,
         models: models.iter().map(|m| m.reference.clone()).collect(),
+        model_chunks,
         chunks,
         variables: reports,
         skipped: layout.skipped,
@@ -329,20 +349,3 @@ pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
         .collect()
 }
 
-/// Records in each float variable of a plain array the missing-value rule its CF attributes
-/// declare (`_FillValue`, `missing_value`, `valid_*`), unless the source already set one. A
-/// declaration that cannot be honoured is an error naming the dataset and attribute.
-pub fn declare_missing(source: &str, ds: &mut crate::header::DatasetInfo) -> Result<()> {
-    if ds.kind == DatasetKind::Compound {
-        // A compound's fill value is a whole record, not a per-field marker.
-        return Ok(());
-    }
-    for var in ds.variables.iter_mut().filter(|v| v.missing.is_none()) {
-        match crate::missing::from_attributes(var.dtype, &ds.attributes) {
-            Ok(Some((rule, from))) => var.missing = Some(rule.to_info(from)),
-            Ok(None) => {}
-            Err(e) => return Err(Error::input(source, format!("dataset {}: {e}", ds.path))),
-        }
-    }
-    Ok(())
-}

@@ -24,16 +24,39 @@ pub struct UnpackOptions {
 
 /// The models an archive's datasets need, loaded for decoding (decoders only).
 pub struct ArchiveModels {
+    /// Per model of the header, the chunks of the selected datasets that carry its latent.
+    pub latent_chunks: Vec<u64>,
     #[cfg(feature = "runtime")]
     loaded: Vec<Option<crate::model::loaded::LoadedModel>>,
 }
 
+/// Per model of the header, how many chunks of the selected datasets carry its latent block.
+/// A model no chunk used is not needed to decode (the codec leaves the latent out of a chunk
+/// where it does not pay), so an archive whose chunks never used its model unpacks without it.
+pub fn latent_chunks(reader: &ArchiveReader, selected: &[usize]) -> Result<Vec<u64>> {
+    let header = reader.header();
+    let mut counts = vec![0u64; header.models.len()];
+    let mut wanted = vec![false; header.datasets.len()];
+    for &d in selected {
+        wanted[d] = true;
+    }
+    for (i, e) in reader.index().iter().enumerate() {
+        let d = e.dataset as usize;
+        let Some(dm) = header.datasets.get(d).and_then(|ds| ds.model.as_ref()) else { continue };
+        if wanted[d] && crate::codec::has_latent(&reader.chunk_head(i, crate::codec::LATENT_COUNT_END)?) {
+            counts[dm.model as usize] += 1;
+        }
+    }
+    Ok(counts)
+}
+
 impl ArchiveModels {
-    /// Loads the models the selected datasets use: embedded copies first, else from the store.
+    /// Loads the models whose latent some chunk of the selected datasets carries: embedded
+    /// copies first, else from the store.
     pub fn load(reader: &ArchiveReader, selected: &[usize], opts: &UnpackOptions) -> Result<ArchiveModels> {
         let header = reader.header();
-        let needed: Vec<usize> =
-            selected.iter().filter_map(|&d| header.datasets[d].model.as_ref().map(|m| m.model as usize)).collect();
+        let used = latent_chunks(reader, selected)?;
+        let needed: Vec<usize> = (0..used.len()).filter(|&m| used[m] > 0).collect();
         #[cfg(feature = "runtime")]
         {
             let store = crate::model::store::Store::from_env();
@@ -46,13 +69,13 @@ impl ArchiveModels {
                 let bundle = crate::model::loaded::bundle_for(reader, m, r, &store)?;
                 loaded.push(Some(crate::model::loaded::LoadedModel::load(bundle, opts.runtime, false)?));
             }
-            Ok(ArchiveModels { loaded })
+            Ok(ArchiveModels { latent_chunks: used, loaded })
         }
         #[cfg(not(feature = "runtime"))]
         {
             let _ = opts;
             match needed.first() {
-                None => Ok(ArchiveModels {}),
+                None => Ok(ArchiveModels { latent_chunks: used }),
                 Some(&m) => Err(Error::Unsupported {
                     path: reader.path().into(),
                     what: format!("coded with model {}; this balerfile was built without the runtime feature", header.models[m].id),
@@ -61,18 +84,22 @@ impl ArchiveModels {
         }
     }
 
-    /// The codec's model plan for dataset `d`, if it has one.
+    /// The codec's model plan for dataset `d`: None when it has no model, or when none of its
+    /// chunks carries the model's latent (then the model was not loaded: no chunk needs it).
     pub fn plan(&self, header: &crate::header::Header, d: usize) -> Result<Option<crate::codec::model_stage::ModelPlan<'_>>> {
         let Some(dm) = &header.datasets[d].model else { return Ok(None) };
         #[cfg(feature = "runtime")]
         {
             match self.loaded.get(dm.model as usize).and_then(|m| m.as_ref()) {
                 Some(m) => m.plan(dm).map(Some),
-                None => Err(Error::Usage(format!("model {} was not loaded", dm.model))),
+                None => Ok(None),
             }
         }
         #[cfg(not(feature = "runtime"))]
-        Err(Error::Usage(format!("dataset {} needs model {}", header.datasets[d].path, dm.model)))
+        {
+            let _ = dm;
+            Ok(None)
+        }
     }
 }
 

@@ -70,6 +70,9 @@ pub fn run(cmd: H5Command, bar: &dyn Progress) -> Result<()> {
             if model.embed_model {
                 anyhow::bail!("--embed-model is for .baler archives: the filter names its model by id (see README, HDF5 filter)");
             }
+            if !model.feature_map.is_empty() {
+                anyhow::bail!("--feature-map is for pack: the filter feeds a table's column j to the model's feature j");
+            }
             let choice = match (&model.model, model.no_model) {
                 (_, true) => ModelChoice::None,
                 (Some(m), _) => ModelChoice::Use(store_if_folder(m)?),
@@ -85,6 +88,7 @@ pub fn run(cmd: H5Command, bar: &dyn Progress) -> Result<()> {
                     runtime: runtime.options(),
                     train: train.options(),
                     train_rows: model.train_rows,
+                    feature_map: Default::default(),
                 },
                 chunk_bytes: chunk_size,
                 level,

@@ -39,10 +39,12 @@ enum Command {
         /// Pack only this dataset (repeatable); default: every numeric dataset.
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
-        /// Error bound: rel=E (E times the variable's value range), abs=E, lossless, or
-        /// VARIABLE:SPEC for one variable, dataset or compound field (repeatable; later wins).
-        /// Default: lossless. Integers are lossless unless a bcae2d model covers them (then the
-        /// bound is a whole number of counts); bools always are.
+        /// Error bound: rel=E (E times the variable's range of valid values, 0 < E < 1), abs=E,
+        /// lossless, none (the model's output alone, no bound: Baler's mode), or VARIABLE:SPEC
+        /// for one variable, dataset, compound field or table column (repeatable; later wins).
+        /// Default: lossless. Fill values and NaN are always kept exactly. Integers are lossless
+        /// unless a bcae2d model covers them (then the bound is a whole number of counts);
+        /// bools always are.
         #[arg(short, long = "error", value_name = "SPEC")]
         errors: Vec<ErrorSpec>,
         /// Raw bytes per chunk, e.g. 4M, 512K (chunks are coded independently and in parallel).
@@ -57,6 +59,12 @@ enum Command {
         /// is a table; the choice is printed.
         #[arg(long, value_name = "table|field|DATASET:LAYOUT")]
         layout: Vec<balerfile::io::table::LayoutSpec>,
+        /// A value that marks missing elements of float variables (kept exactly, outside every
+        /// range and statistic), for files without CF attributes (.npy): -999, or VARIABLE:-999;
+        /// `none` takes declared fill values (_FillValue, ...) as ordinary values. Repeatable,
+        /// later wins. Default: CF attributes, and NaN always.
+        #[arg(long = "fill-value", value_name = "[VARIABLE:]VALUE|none")]
+        fill_values: Vec<balerfile::io::view::FillSpec>,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
@@ -111,9 +119,8 @@ enum Command {
         /// Unpack only this dataset (repeatable).
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
-        /// Worker threads; default: all cores.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
+        #[command(flatten)]
+        run: RunArgs,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -224,6 +231,11 @@ struct ModelArgs {
     /// How the latent is stored: f16, or a bit count (2-16) of uniform codes.
     #[arg(long, default_value = "f16", value_parser = parse_latent)]
     latent_coding: LatentCoding,
+    /// With --model: code input VARIABLE as the model's feature MODELNAME where their names
+    /// differ (repeatable), or a file of such lines. Features otherwise match by full name, then
+    /// by name within the table (the tree or dataset prefix left out).
+    #[arg(long = "feature-map", value_name = "MODELNAME=VARIABLE|FILE", requires = "model")]
+    feature_map: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -387,7 +399,8 @@ struct RunArgs {
     /// Worker threads; default: all cores.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Print one summary line instead of the per-variable table.
+    /// Quiet: no per-variable table (pack, eval print one summary line; unpack nothing);
+    /// warnings and errors still print.
     #[arg(short, long)]
     quiet: bool,
 }
@@ -499,10 +512,10 @@ fn mb(bytes: u64) -> String {
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
-        Command::Pack { input, output, datasets, errors, chunk_size, level, layout, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
+        Command::Pack { input, output, datasets, errors, chunk_size, level, layout, fill_values, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
             let t = Instant::now();
             let source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
-            let (mut source, choices) = balerfile::io::table::apply(source, &input, &layout)?;
+            let (mut source, choices) = balerfile::io::view::as_meant(source, &input, &layout, &fill_values)?;
             if !quiet {
                 for c in &choices {
                     println!("{}", c.describe());
@@ -520,6 +533,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 runtime: runtime.options(),
                 train: train.options(),
                 train_rows: model.train_rows,
+                feature_map: balerfile::model::select::FeatureMap::parse(&model.feature_map)?,
             };
             let prepared = balerfile::model::prepare::prepare(source.as_mut(), &errors, &mopts, &bar)?;
             let train_secs = t.elapsed().as_secs_f64();
@@ -527,9 +541,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             let models = prepared.pack_models(model.embed_model);
             let t2 = Instant::now();
             let report = balerfile::pack::pack(source.as_mut(), &output, &opts, &models, &prepared.uses, &bar)?;
-            for s in &report.skipped {
-                eprintln!("balerfile: warning: {}: skipped {}: {}", input.display(), s.path, s.reason);
-            }
+            warn_skipped(&input, &report.skipped);
             for id in &prepared.trained {
                 println!("trained model {id} in {train_secs:.1} s, stored in {}", Store::from_env().primary().display());
             }
@@ -543,7 +555,8 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Train { input, datasets, output, errors, train_rows, kind, train, net, runtime } => {
             runtime.options();
-            let mut source = balerfile::io::open_source(&input, &datasets)?;
+            let source = balerfile::io::open_source(&input, &datasets)?;
+            let (mut source, _) = balerfile::io::view::as_meant(source, &input, &[], &[])?;
             let layout = source.layout().clone();
             let tables: Vec<usize> = (0..layout.datasets.len()).collect();
             let d = match tables.as_slice() {
@@ -591,11 +604,14 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Model { command } => model_command(command),
         Command::H5 { command } => h5::run(command, &bar),
-        Command::Unpack { input, output, to, datasets, threads, runtime } => {
+        Command::Unpack { input, output, to, datasets, run: RunArgs { threads, quiet }, runtime } => {
             let t = Instant::now();
             let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options(), format: to };
             let raw = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
             let secs = t.elapsed().as_secs_f64();
+            if quiet {
+                return Ok(());
+            }
             println!(
                 "unpacked {} -> {}: {} in {secs:.2} s ({:.1} MB/s)",
                 input.display(),
@@ -892,6 +908,32 @@ fn train_conv(
     Ok(())
 }
 
+/// Warns about what the input holds that the archive does not keep: one line per object, except
+/// netCDF's dimension links (object-reference attributes on every variable), which are one line.
+fn warn_skipped(input: &Path, skipped: &[balerfile::header::Skipped]) {
+    let is_link = |s: &&balerfile::header::Skipped| {
+        s.path.ends_with(" attribute DIMENSION_LIST") || s.path.ends_with(" attribute REFERENCE_LIST")
+    };
+    let links: Vec<&str> = skipped.iter().filter(is_link).map(|s| s.path.split(" attribute ").next().unwrap_or("")).collect();
+    if !links.is_empty() {
+        eprintln!(
+            "balerfile: warning: {}: the netCDF dimension links (DIMENSION_LIST/REFERENCE_LIST attributes) of {} datasets are not \
+             stored; unpack re-attaches them from netCDF-4's _Netcdf4Coordinates attributes where the file has them, and \
+             otherwise netCDF readers see unnamed dimensions on those datasets (values, coordinates and other attributes are kept)",
+            input.display(),
+            links.len()
+        );
+    }
+    for s in skipped.iter().filter(|s| !is_link(s)) {
+        eprintln!("balerfile: warning: {}: skipped {}: {}", input.display(), s.path, s.reason);
+    }
+}
+
+/// The width of a table's name column: the longest name, so long names keep the columns aligned.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|n| n.chars().count()).max().unwrap_or(0).max(8)
+}
+
 fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: bool) {
     let pct = 100.0 * r.archive_bytes as f64 / r.raw_bytes.max(1) as f64;
     println!(
@@ -904,9 +946,12 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
         r.raw_bytes as f64 / 1e6 / secs.max(1e-9),
         r.chunks
     );
-    for m in &r.models {
+    for (m, &n) in r.models.iter().zip(&r.model_chunks) {
         let place = if m.embedded.is_some() { "embedded" } else { "referenced, kept outside the archive" };
         println!("model {} ({}, decoder and manifest {} bytes, {place})", m.id, m.name, m.decoder_bytes);
+        if n == 0 {
+            println!("model {} not used: no chunk kept its latent (it made no chunk smaller; lossless variables never use it); the archive unpacks without it", &m.id[..12]);
+        }
     }
     if !r.models.is_empty() {
         println!(
@@ -931,6 +976,14 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
         None if unbounded == 0 => println!("max error: 0 (all {} variables lossless)", r.variables.len()),
         None => {}
     }
+    for v in r.variables.iter().filter(|v| v.missing > 0) {
+        println!(
+            "{}: {} missing elements kept exactly and left out of its range and errors: {}",
+            v.name,
+            v.missing,
+            v.missing_rule.as_deref().unwrap_or("")
+        );
+    }
     for s in &r.sparse_scores {
         println!(
             "{} through the model alone (the BCAE-2D paper's metrics, on log2(ADC + 1)): MAE {:.4}, PSNR {:.2} dB, precision {:.4}, recall {:.4}",
@@ -946,14 +999,15 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
     if quiet {
         return;
     }
+    let w = name_width(r.variables.iter().map(|v| v.name.as_str()));
     println!(
-        "{:<32} {:>5} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10} {:>6} {:>6}",
+        "{:<w$} {:>5} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10} {:>6} {:>6}",
         "variable", "dtype", "bound", "raw", "packed", "% raw", "max error", "mean |err|", "resp mean", "resp RMS", "exact", "model"
     );
     for v in &r.variables {
         let e = v.errors.unwrap_or_default();
         println!(
-            "{:<32} {:>5} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e} {:>6} {:>6}",
+            "{:<w$} {:>5} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e} {:>6} {:>6}",
             v.name,
             v.dtype,
             v.bound,
@@ -985,14 +1039,15 @@ fn print_eval(s: &balerfile::eval::Summary, out: &Path, quiet: bool) {
     if !quiet {
         for ds in &s.datasets {
             println!("{} {:?}", ds.path, ds.shape);
+            let w = name_width(ds.variables.iter().map(|v| v.name.as_str()));
             println!(
-                "  {:<30} {:<5} {:<26} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}  held",
+                "  {:<w$} {:<5} {:<26} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}  held",
                 "variable", "dtype", "bound", "max|err|", "max/bound", "res mean", "res RMS", "resp mean", "resp RMS"
             );
             for v in &ds.variables {
                 let st = &v.stats;
                 println!(
-                    "  {:<30} {:<5} {:<26} {:>10.3e} {:>9} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e}  {}",
+                    "  {:<w$} {:<5} {:<26} {:>10.3e} {:>9} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e}  {}",
                     v.name,
                     v.dtype,
                     v.bound,
@@ -1049,8 +1104,12 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
     if h.models.is_empty() {
         println!("model: none");
     }
-    for m in &h.models {
-        let place = if m.embedded.is_some() { "embedded" } else { "in the model store" };
+    for (m, &n) in h.models.iter().zip(&ins.model_chunks) {
+        let place = match (n, m.embedded.is_some()) {
+            (0, _) => "used by no chunk: not needed to unpack".to_string(),
+            (n, true) => format!("embedded, used by {n} chunks"),
+            (n, false) => format!("in the model store, used by {n} chunks"),
+        };
         println!("model: {} ({}, {}, decoder and manifest {} bytes, {place})", m.id, m.name, m.kind, m.decoder_bytes);
     }
     if !h.models.is_empty() {
@@ -1059,14 +1118,15 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
             ins.ratio, ins.ratio_with_decoder, ins.latent_bytes
         );
     }
+    let w = name_width(ins.variables.iter().map(|v| v.name.as_str()));
     println!(
-        "{:<32} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10}",
+        "{:<w$} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7} {:>11} {:>11} {:>10} {:>10}",
         "variable", "dtype", "shape", "bound", "raw", "packed", "% raw", "max error", "mean |err|", "resp mean", "resp RMS"
     );
     for v in &ins.variables {
         let e = v.errors.unwrap_or_default();
         println!(
-            "{:<32} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e}",
+            "{:<w$} {:>5} {:>14} {:>26} {:>10} {:>10} {:>7.2} {:>11.4e} {:>11.4e} {:>10.3e} {:>10.3e}",
             v.name,
             v.dtype,
             format!("{:?}", v.shape),

@@ -403,6 +403,17 @@ impl ChunkCodec {
     }
 }
 
+/// Bytes at the start of a chunk that hold its latent block count: its place (4 + 8 + 8) and
+/// variable count (4) come first (baler-format.md's chunk layout).
+pub const LATENT_COUNT_END: usize = 28;
+
+/// Whether a chunk carries a latent block, from its first [`LATENT_COUNT_END`] bytes: only such
+/// a chunk needs its model to decode. A head too short to say counts as needing it (decoding
+/// then reports the damage).
+pub fn has_latent(head: &[u8]) -> bool {
+    head.get(LATENT_COUNT_END - 4..LATENT_COUNT_END).is_none_or(|b| b != [0u8; 4])
+}
+
 /// What each block of a chunk holds, by walking the layout (format spec) without decoding.
 #[derive(Clone, Debug, Default)]
 pub struct ChunkLayout {

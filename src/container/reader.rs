@@ -127,6 +127,15 @@ impl ArchiveReader {
         }
     }
 
+    /// Up to the first `n` bytes of chunk `i`, unverified: the checksum covers the whole chunk
+    /// and is checked when it is read to be decoded. For deciding what decoding will need.
+    pub fn chunk_head(&self, i: usize, n: usize) -> Result<Vec<u8>> {
+        let e = self.index[i];
+        let mut buf = vec![0u8; (e.length as usize).min(n)];
+        read_at(&self.file, &mut buf, e.offset).map_err(|err| Error::io(&self.path, err))?;
+        Ok(buf)
+    }
+
     /// The bytes of chunk `i`, checksum verified.
     pub fn read_chunk(&self, i: usize) -> Result<Vec<u8>> {
         let e = self.index[i];

@@ -115,7 +115,7 @@ pub fn render(s: &Summary, images: &BTreeMap<String, Vec<u8>>) -> String {
         h.push_str(
             "<table><tr><th class=l>variable</th><th class=l>dtype</th><th class=l>bound</th><th>max |error|</th>\
              <th>max / bound</th><th>mean |error|</th><th>RMS |error|</th><th>residual mean</th><th>residual RMS</th>\
-             <th>response mean</th><th>response RMS</th><th>non-finite</th><th>bound held</th></tr>",
+             <th>response mean</th><th>response RMS</th><th>non-finite</th><th>missing (kept exactly)</th><th>bound held</th></tr>",
         );
         for v in &ds.variables {
             let st = &v.stats;
@@ -123,7 +123,7 @@ pub fn render(s: &Summary, images: &BTreeMap<String, Vec<u8>>) -> String {
             let _ = write!(
                 h,
                 "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td><td>{}</td><td>{frac}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&v.name),
                 esc(&v.dtype),
                 esc(&v.bound),
@@ -135,6 +135,7 @@ pub fn render(s: &Summary, images: &BTreeMap<String, Vec<u8>>) -> String {
                 num(st.response.moments.mean),
                 num(st.response.moments.rms),
                 st.nonfinite,
+                st.missing,
                 held(st.bound_held)
             );
         }

@@ -168,7 +168,7 @@ pub fn eval(original: &Path, archive: &Path, out_dir: &Path, opts: &EvalOptions,
         None => None,
     };
     drop(source);
-    write_report(original, archive, &reader, results, pictures, compare, out_dir)
+    write_report(original, archive, &reader, results, pictures, compare, out_dir, &models.latent_chunks)
 }
 
 /// For each archive dataset: the original's dataset and, per archive variable, the original's
@@ -237,6 +237,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     out.commit()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_report(
     original: &Path,
     archive: &Path,
@@ -245,6 +246,7 @@ fn write_report(
     pictures: Vec<Option<Picture>>,
     compare: Option<Comparison>,
     out_dir: &Path,
+    latent_chunks: &[u64],
 ) -> Result<Summary> {
     let header = reader.header();
     let plots_dir = out_dir.join("plots");
@@ -340,7 +342,14 @@ fn write_report(
         });
     }
     let raw_bytes: u64 = header.datasets.iter().map(|d| d.raw_bytes()).sum();
-    let decoder_bytes: u64 = header.models.iter().filter(|m| m.embedded.is_none()).map(|m| m.decoder_bytes).sum();
+    // Only a decoder some chunk needs counts against the ratio.
+    let decoder_bytes: u64 = header
+        .models
+        .iter()
+        .zip(latent_chunks)
+        .filter(|(m, &n)| m.embedded.is_none() && n > 0)
+        .map(|(m, _)| m.decoder_bytes)
+        .sum();
     let ratio = |b: u64| if b > 0 { raw_bytes as f64 / b as f64 } else { 0.0 };
     let summary = Summary {
         original: original.display().to_string(),

@@ -6,8 +6,8 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use super::host::{self, Api, Hid, H5T_FLOAT, H5T_INTEGER, H5T_ORDER_BE, H5T_SGN_2};
-use super::params::{FilterParams, Layout, CD_WORDS, MAX_FEATURES};
+use super::host::{self, Api, Hid, H5D_FILL_VALUE_USER_DEFINED, H5T_FLOAT, H5T_INTEGER, H5T_ORDER_BE, H5T_SGN_2};
+use super::params::{FilterParams, Layout, CD_WORDS_MAX, MAX_FEATURES};
 use super::FILTER_ID;
 use crate::dtype::DType;
 
@@ -54,9 +54,17 @@ pub fn class_ptr() -> *const c_void {
     &CLASS as *const H5ZClass2 as *const c_void
 }
 
-/// Prints a failure once: HDF5 calls the filter per chunk, and a missing model would otherwise
-/// print the same line for every chunk of a read.
-fn report(msg: &str) {
+/// Tells the caller why a callback failed: on the host's HDF5 error stack, where h5py's
+/// exception and HDF5's own error report show it, and to stderr when that stack cannot be
+/// reached. The per-chunk filter's reasons go to stderr as well: HDF5 2.0 (h5py 3.16's) drops
+/// what that callback pushes (seen: its read error ends at "filter returned failure during
+/// read"), while HDF5 1.10 keeps it. HDF5 calls the filter per chunk, so stderr gets each
+/// message once, not once per chunk.
+fn report(func: &str, msg: &str) {
+    let pushed = host::api().and_then(|a| a.errors.as_ref()).is_some_and(|e| e.push(func, msg));
+    if pushed && func != "filter" {
+        return;
+    }
     static LAST: Mutex<String> = Mutex::new(String::new());
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
     if *last != msg {
@@ -65,17 +73,17 @@ fn report(msg: &str) {
     }
 }
 
-/// Runs `f`, turning an error or a panic into `fail` after reporting it.
-fn guard<T>(fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
+/// Runs `f` for the callback `func`, turning an error or a panic into `fail` after reporting it.
+fn guard<T>(func: &str, fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
         Ok(Err(msg)) => {
-            report(&msg);
+            report(func, &msg);
             fail
         }
         Err(panic) => {
             let what = crate::error::panic_message(panic.as_ref());
-            report(&format!("internal error (a bug; please report it): {what}"));
+            report(func, &format!("internal error (a bug; please report it): {what}"));
             fail
         }
     }
@@ -92,7 +100,7 @@ unsafe extern "C" fn filter(
     buf_size: *mut usize,
     buf: *mut *mut c_void,
 ) -> usize {
-    guard(0, || {
+    guard("filter", 0, || {
         if buf.is_null() || buf_size.is_null() || (*buf).is_null() && nbytes > 0 {
             return Err("HDF5 passed no buffer".into());
         }
@@ -135,14 +143,14 @@ struct Dataset {
 
 unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String> {
     let mut flags: c_uint = 0;
-    // Room for more than layout 1 uses, so a longer array is seen (and refused), not cut.
-    let mut cd = vec![0 as c_uint; 2 * CD_WORDS];
+    // Room for more than any layout uses, so a longer array is seen (and refused), not cut.
+    let mut cd = vec![0 as c_uint; 2 * CD_WORDS_MAX];
     let mut n = cd.len();
     let mut config: c_uint = 0;
     if (api.pget_filter_by_id2)(dcpl, FILTER_ID, &mut flags, &mut n, cd.as_mut_ptr(), 0, std::ptr::null_mut(), &mut config) < 0 {
         return Err("cannot read the filter's parameters from the dataset creation property list".into());
     }
-    cd.truncate(n.min(2 * CD_WORDS + 1));
+    cd.truncate(n.min(2 * CD_WORDS_MAX + 1));
     let params = FilterParams::from_cd_values(&cd)?;
     let mut chunk = vec![0u64; 32];
     let crank = (api.pget_chunk)(dcpl, 32, chunk.as_mut_ptr());
@@ -156,6 +164,34 @@ unsafe fn inspect(api: &Api, dcpl: Hid, type_id: Hid) -> Result<Dataset, String>
         big_endian: (api.tget_order)(type_id) == H5T_ORDER_BE,
         chunk,
     })
+}
+
+/// The fill value the dataset's writer set (None for HDF5's default, 0, which marks nothing),
+/// for float datasets. Only for set_local: HDF5 also calls can_apply when a dataset opened
+/// again is first written, with a property list whose fill value has no type, and
+/// H5Pget_fill_value then crashes inside HDF5 (seen with h5py 3.16's HDF5 2.0 under xarray's
+/// h5netcdf engine).
+unsafe fn user_fill_value(api: &Api, dcpl: Hid, type_id: Hid, ds: &Dataset) -> Result<Option<f64>, String> {
+    let mut state: c_int = 0;
+    if ds.class != H5T_FLOAT || !(ds.size == 4 || ds.size == 8) || (api.pfill_value_defined)(dcpl, &mut state) < 0 || state != H5D_FILL_VALUE_USER_DEFINED {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    // SAFETY: H5Pget_fill_value writes one element of `type_id`: `ds.size` (4 or 8) bytes.
+    if (api.pget_fill_value)(dcpl, type_id, b.as_mut_ptr() as *mut c_void) < 0 {
+        return Err("cannot read the dataset's fill value from the dataset creation property list".into());
+    }
+    Ok(Some(float_of(&b[..ds.size], ds.big_endian)))
+}
+
+/// An f32 or f64 element as HDF5 stores it, widened to f64.
+fn float_of(b: &[u8], big_endian: bool) -> f64 {
+    match (b.len(), big_endian) {
+        (4, false) => f32::from_le_bytes(b.try_into().unwrap()) as f64,
+        (4, true) => f32::from_be_bytes(b.try_into().unwrap()) as f64,
+        (_, false) => f64::from_le_bytes(b[..8].try_into().unwrap()),
+        (_, true) => f64::from_be_bytes(b[..8].try_into().unwrap()),
+    }
 }
 
 impl Dataset {
@@ -244,7 +280,7 @@ fn model_features(p: &FilterParams) -> Result<Option<u64>, String> {
 /// Refuses, at dataset creation, what the filter could not code. Returning -1 (not 0) makes
 /// HDF5 fail even for an optional filter, so h5py raises instead of storing raw data.
 unsafe extern "C" fn can_apply(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_int {
-    guard(-1, || {
+    guard("can_apply", -1, || {
         let Some(api) = host::api() else { return Ok(1) };
         let ds = inspect(api, dcpl, type_id)?;
         ds.dtype()?;
@@ -253,19 +289,27 @@ unsafe extern "C" fn can_apply(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
     })
 }
 
-/// Fills in what the dataset says: element type, byte order, row width, chunk shape.
+/// Fills in what the dataset says: element type, byte order, layout (resolving "auto"), row
+/// width, chunk grid, and the fill value as the missing-value marker. Writes layout version 2.
 unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_int {
-    guard(-1, || {
+    guard("set_local", -1, || {
         let Some(api) = host::api() else { return Ok(0) };
         let ds = inspect(api, dcpl, type_id)?;
         let mut p = ds.params.clone();
         p.dtype = Some(ds.dtype()?);
         p.big_endian = ds.big_endian;
+        if p.layout == Layout::Auto {
+            p.layout = auto_layout(&ds.chunk);
+        }
         if p.layout != Layout::Field {
             ds.check_table(None)?;
             p.features = ds.row_elems() as u32;
         } else {
             p.features = super::params::field_grid_word(&ds.chunk);
+        }
+        // A fill value the writer put in cd_values is theirs to choose; else the dataset's.
+        if p.fill.is_none() {
+            p.fill = user_fill_value(api, dcpl, type_id, &ds)?;
         }
         p.check()?;
         let cd = p.to_cd_values();
@@ -276,13 +320,25 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
     })
 }
 
+/// "auto": `pack`'s table-or-field rule (`crate::layout::default_layout`), applied to the
+/// chunk's shape, the only shape HDF5 shows a filter (set_local gets the chunk's dataspace,
+/// never the dataset's). A chunk has the dataset's rank; h5py's automatic chunks halve each
+/// dimension in turn, so they keep roughly the dataset's proportions. A table chunked in whole
+/// rows but fewer than 8 rows per column reads as a field here: its writer says table=True.
+fn auto_layout(chunk: &[u64]) -> Layout {
+    match crate::layout::default_layout(chunk) {
+        crate::layout::ArrayLayout::Table => Layout::Table,
+        crate::layout::ArrayLayout::Field => Layout::Field,
+    }
+}
+
 /// hdf5plugin's `init_filter(libpath)`: use the HDF5 reached through `libpath` and register the
 /// filter with it. Returns what H5Zregister returns (negative on failure).
 ///
 /// # Safety
 /// `libpath` must be NULL or a NUL-terminated string.
 pub unsafe fn init_filter(libpath: *const c_char) -> c_int {
-    guard(-1, || {
+    guard("init_filter", -1, || {
         if libpath.is_null() {
             return Err("init_filter: no library path".into());
         }

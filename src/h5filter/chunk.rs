@@ -9,6 +9,7 @@ use super::params::{dtype_code, dtype_of_code, FilterBound, FilterParams, Layout
 use crate::codec::model_stage::ModelPlan;
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::dtype::{values_f64, DType};
+use crate::missing::MissingRule;
 use crate::wire::Cursor;
 
 pub const MAGIC: [u8; 4] = *b"BLH5";
@@ -54,7 +55,7 @@ pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
     let rows = c.u64("rows")?;
     let crc = c.u32("checksum")?;
     let most = match layout {
-        Layout::Field => 1,
+        Layout::Field | Layout::Auto => 1,
         // A table's columns are each a variable of the codec's chunk: as many as cd_values allow.
         Layout::Table => super::params::MAX_FEATURES,
         Layout::Wedge => super::params::MAX_WEDGE,
@@ -94,10 +95,12 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
     if model.is_none() && p.bound == FilterBound::None {
         return Err("bound 'none' needs the model".into());
     }
+    let layout = p.layout.coded();
+    let missing = p.missing_rule(dtype)?;
     let rows = data.len() / (size * f);
     let le = if p.big_endian { swap(data, size) } else { data.to_vec() };
-    let (cols, epr) = match p.layout {
-        Layout::Field => (vec![le], 1),
+    let (cols, epr) = match layout {
+        Layout::Field | Layout::Auto => (vec![le], 1),
         Layout::Table => (transpose(&le, rows, f, size), 1),
         Layout::Wedge => (vec![le], f as u64),
     };
@@ -106,11 +109,11 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
         let tolerance = match p.bound {
             FilterBound::Lossless | FilterBound::None => None,
             FilterBound::Abs(e) => Some(e),
-            FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col))).filter(|&t| t > 0.0),
+            FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col), missing.as_ref())).filter(|&t| t > 0.0),
         };
-        let mut v = VarCoding::for_bound(dtype, tolerance, p.bound == FilterBound::None, model.is_some());
-        v.grid = match p.layout {
-            Layout::Field => super::params::field_grid(p.features),
+        let mut v = VarCoding::for_bound(dtype, tolerance, p.bound == FilterBound::None, model.is_some()).with_missing(missing);
+        v.grid = match layout {
+            Layout::Field | Layout::Auto => super::params::field_grid(p.features),
             Layout::Wedge => model.and_then(|m| m.grid),
             Layout::Table => None,
         };
@@ -122,8 +125,8 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
     out.extend_from_slice(&MAGIC);
     out.push(CHUNK_VERSION);
     out.push(dtype_code(dtype).unwrap_or(0) as u8);
-    out.push(match p.layout {
-        Layout::Field => 0,
+    out.push(match layout {
+        Layout::Field | Layout::Auto => 0,
         Layout::Table => 1,
         Layout::Wedge => 2,
     });
@@ -158,7 +161,7 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
     let cols = ChunkCodec { level: p.level }.decode(body, place, &vars, epr, model)?;
     let size = h.dtype.size();
     let le = match h.layout {
-        Layout::Field | Layout::Wedge => cols.into_iter().next().unwrap_or_default(),
+        Layout::Field | Layout::Wedge | Layout::Auto => cols.into_iter().next().unwrap_or_default(),
         Layout::Table => untranspose(&cols, h.rows as usize, size),
     };
     Ok(if p.big_endian { swap(&le, size) } else { le })
@@ -193,14 +196,16 @@ fn untranspose(cols: &[Vec<u8>], rows: usize, size: usize) -> Vec<u8> {
     out
 }
 
-/// Max minus min of the finite values, leaving out those equal to the last one (0 when none
-/// are left). HDF5 pads a partial edge chunk with the fill value, and the chunk's last element
-/// always lies in that padding, so the padding never widens the range: it stays within the
-/// dataset's, and a `rel` bound holds against the dataset's range. Leaving values out can only
-/// narrow the range, so a full chunk is never bounded more loosely than it should be.
-fn range(v: &[f64]) -> f64 {
+/// Max minus min of the finite values that are not missing, leaving out those equal to the last
+/// one (0 when none are left). HDF5 pads a partial edge chunk with the fill value, and the
+/// chunk's last element always lies in that padding, so the padding never widens the range (a
+/// user-set fill value is missing anyway; HDF5's default 0 is not): the range stays within the
+/// dataset's valid range, and a `rel` bound holds against it. Leaving values out can only narrow
+/// the range, so a full chunk is never bounded more loosely than it should be.
+fn range(v: &[f64], missing: Option<&MissingRule>) -> f64 {
     let last = v.last().map(|x| x.to_bits());
-    let (lo, hi) = v.iter().filter(|x| x.is_finite() && Some(x.to_bits()) != last).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let valid = |x: &&f64| x.is_finite() && Some(x.to_bits()) != last && !missing.is_some_and(|m| m.is_missing(**x));
+    let (lo, hi) = v.iter().filter(valid).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     if hi >= lo {
         hi - lo
     } else {
@@ -268,6 +273,42 @@ mod tests {
         for (i, (&want, b)) in v.iter().zip(dec.chunks_exact(4)).enumerate().take(real * f) {
             let got = f32::from_le_bytes(b.try_into().unwrap());
             assert!((got - want).abs() as f64 <= 1e-3 * 100.0, "element {i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn fill_values_are_exact_and_out_of_the_rel_range() {
+        // A 2-D field (40 x 50) of values in 270..300 with "land" at 1e20 over a third of it.
+        let (d1, d2) = (40usize, 50usize);
+        let fill = 1e20f32;
+        let v: Vec<f32> = (0..d1 * d2)
+            .map(|i| if (i % d2) < d2 / 3 { fill } else { 270.0 + 30.0 * ((i / d2) as f32 * 0.1).sin() * ((i % d2) as f32 * 0.07).cos() })
+            .collect();
+        let valid: Vec<f64> = v.iter().filter(|&&x| x != fill).map(|&x| x as f64).collect();
+        let span = valid.iter().cloned().fold(f64::MIN, f64::max) - valid.iter().cloned().fold(f64::MAX, f64::min);
+        for layout in [Layout::Field, Layout::Auto] {
+            let p = FilterParams {
+                dtype: Some(DType::F32),
+                layout,
+                features: super::super::params::field_grid_word(&[d1 as u64, d2 as u64]),
+                bound: FilterBound::Rel(1e-3),
+                fill: Some(fill as f64),
+                ..Default::default()
+            };
+            let raw = bytes32(&v, false);
+            let enc = encode(&p, &raw, None).unwrap();
+            assert!(enc.len() < raw.len() / 3, "{} of {}", enc.len(), raw.len());
+            let dec = decode(&p, &enc, None).unwrap();
+            let mut worst = 0f64;
+            for (i, (&want, b)) in v.iter().zip(dec.chunks_exact(4)).enumerate() {
+                let got = f32::from_le_bytes(b.try_into().unwrap());
+                if want == fill {
+                    assert_eq!(got.to_bits(), want.to_bits(), "fill element {i}");
+                } else {
+                    worst = worst.max((got as f64 - want as f64).abs() / (1e-3 * span));
+                }
+            }
+            assert!(worst <= 1.0 && worst > 0.2, "{layout:?}: worst error {worst} of the bound over the valid range");
         }
     }
 

@@ -23,8 +23,56 @@ pub struct Api {
     pub tget_order: unsafe extern "C" fn(Hid) -> c_int,
     pub tget_sign: unsafe extern "C" fn(Hid) -> c_int,
     pub zregister: unsafe extern "C" fn(*const c_void) -> c_int,
+    /// H5Pfill_value_defined(dcpl, *H5D_fill_value_t).
+    pub pfill_value_defined: unsafe extern "C" fn(Hid, *mut c_int) -> c_int,
+    /// H5Pget_fill_value(dcpl, type, *value): the fill value converted to `type`.
+    pub pget_fill_value: unsafe extern "C" fn(Hid, Hid, *mut c_void) -> c_int,
+    /// The error stack, so a refusal's reason reaches the caller (h5py puts the innermost
+    /// message in its exception). Optional: without it the reason goes to stderr only.
+    pub errors: Option<ErrorApi>,
     /// Where the calls came from, for messages.
     pub origin: String,
+}
+
+/// H5Eregister_class, H5Ecreate_msg, H5Epush2, and the messages registered with them (once per
+/// host library).
+pub struct ErrorApi {
+    register_class: unsafe extern "C" fn(*const c_char, *const c_char, *const c_char) -> Hid,
+    create_msg: unsafe extern "C" fn(Hid, c_int, *const c_char) -> Hid,
+    push2: unsafe extern "C" fn(Hid, *const c_char, *const c_char, c_uint, Hid, Hid, Hid, *const c_char, ...) -> c_int,
+    ids: OnceLock<Option<[Hid; 3]>>,
+}
+
+/// H5D_FILL_VALUE_USER_DEFINED in H5D_fill_value_t: a fill value the writer set (HDF5's own
+/// default, 0, is H5D_FILL_VALUE_DEFAULT and marks nothing missing).
+pub const H5D_FILL_VALUE_USER_DEFINED: c_int = 2;
+/// H5E_DEFAULT (the thread's current error stack), H5E_MAJOR and H5E_MINOR in H5E_type_t.
+const H5E_DEFAULT: Hid = 0;
+const H5E_MAJOR: c_int = 0;
+const H5E_MINOR: c_int = 1;
+
+impl ErrorApi {
+    /// Pushes `msg` onto the current error stack, under an error class of balerfile's own
+    /// (registered on first use). False when HDF5 refused.
+    pub fn push(&self, func: &str, msg: &str) -> bool {
+        let ids = *self.ids.get_or_init(|| {
+            // SAFETY: plain HDF5 calls with NUL-terminated static strings; the ids stay
+            // registered for the process (HDF5 releases them at exit).
+            unsafe {
+                let cls = (self.register_class)(c"balerfile".as_ptr(), c"balerfile HDF5 filter".as_ptr(), c"1".as_ptr());
+                let maj = (self.create_msg)(cls, H5E_MAJOR, c"balerfile filter (id 442)".as_ptr());
+                let min = (self.create_msg)(cls, H5E_MINOR, c"the filter refused".as_ptr());
+                (cls >= 0 && maj >= 0 && min >= 0).then_some([cls, maj, min])
+            }
+        });
+        let Some([cls, maj, min]) = ids else { return false };
+        let (Ok(func), Ok(msg)) = (CString::new(func), CString::new(format!("balerfile filter: {msg}").replace('\0', " "))) else {
+            return false;
+        };
+        // SAFETY: "%s" with one C string argument; the message is never read as a format, so a
+        // '%' in it is harmless. The strings outlive the call (HDF5 copies them).
+        unsafe { (self.push2)(H5E_DEFAULT, c"balerfile".as_ptr(), func.as_ptr(), 0, cls, maj, min, c"%s".as_ptr(), msg.as_ptr()) >= 0 }
+    }
 }
 
 /// H5T_INTEGER and H5T_FLOAT in H5T_class_t.
@@ -100,6 +148,16 @@ unsafe fn resolve(handle: *mut c_void, origin: String) -> Option<&'static Api> {
         tget_order: sym(handle, "H5Tget_order")?,
         tget_sign: sym(handle, "H5Tget_sign")?,
         zregister: sym(handle, "H5Zregister")?,
+        pfill_value_defined: sym(handle, "H5Pfill_value_defined")?,
+        pget_fill_value: sym(handle, "H5Pget_fill_value")?,
+        errors: (|| {
+            Some(ErrorApi {
+                register_class: sym(handle, "H5Eregister_class")?,
+                create_msg: sym(handle, "H5Ecreate_msg")?,
+                push2: sym(handle, "H5Epush2")?,
+                ids: OnceLock::new(),
+            })
+        })(),
         origin,
     };
     Some(Box::leak(Box::new(api)))

@@ -544,12 +544,15 @@ impl Hdf5Sink {
             write_attrs(&group, &g.attributes).map_err(|e| fail(format!("{}: {e}", g.path)))?;
         }
         let mut open = BTreeMap::new();
+        let mut created = Vec::new();
         for (d, info, storage) in datasets {
             let ds = create_dataset(&file, info, storage).map_err(|e| fail(format!("{}: {e}", info.path)))?;
             write_attrs(&ds, &info.attributes).map_err(|e| fail(format!("{}: {e}", info.path)))?;
             let rt = row_type(info, false).map_err(fail)?;
+            created.push((info, ds.clone()));
             open.insert(d, (ds, rt, info.shape.clone()));
         }
+        dimscales::attach(&created).map_err(fail)?;
         Ok(Hdf5Sink { open, file: Some(file), output })
     }
 
@@ -565,6 +568,97 @@ impl Hdf5Sink {
             check(hdf5_sys::h5o::H5Ocopy(src.id(), cpath.as_ptr(), file.id(), cpath.as_ptr(), H5P_DEFAULT, lcpl.0), "copy the object")
         })
         .map_err(fail)
+    }
+}
+
+/// netCDF-4's links from variables to their dimensions, rebuilt from the header.
+mod dimscales {
+    use std::collections::HashMap;
+    use std::os::raw::c_uint;
+
+    use hdf5_sys::h5::herr_t;
+    use hdf5_sys::h5i::hid_t;
+
+    use super::check;
+    use crate::header::{Attribute, DatasetInfo};
+
+    // libhdf5_hl sits beside libhdf5, in the folder hdf5-metno-sys already adds to the link
+    // search path. hdf5-metno-sys declares no high-level functions (and its "hl" feature would
+    // put its HDF5 source build in Cargo.lock), so this is the C signature from H5DSpublic.h.
+    #[link(name = "hdf5_hl")]
+    extern "C" {
+        fn H5DSattach_scale(did: hid_t, dsid: hid_t, idx: c_uint) -> herr_t;
+    }
+
+    const COORDINATES: &str = "_Netcdf4Coordinates";
+
+    fn ints(a: &Attribute) -> Option<Vec<i64>> {
+        match &a.value {
+            serde_json::Value::Array(v) => v.iter().map(|x| x.as_i64()).collect(),
+            v => v.as_i64().map(|x| vec![x]),
+        }
+    }
+
+    fn group(path: &str) -> &str {
+        path.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+
+    /// Attaches to every dataset that lists its dimension ids in `_Netcdf4Coordinates` the
+    /// dimension scales of its group with those `_Netcdf4Dimid`s, writing the DIMENSION_LIST
+    /// and REFERENCE_LIST the netCDF library and h5netcdf find dimensions by. When one of its
+    /// scales is not in this file (the archive holds a selection) the attribute is removed
+    /// instead, so netCDF matches dimensions by length rather than by ids that do not exist.
+    pub(super) fn attach(created: &[(&DatasetInfo, hdf5::Dataset)]) -> Result<(), String> {
+        let mut scales = HashMap::new();
+        for (info, ds) in created {
+            if let (true, Some(id)) = (info.is_dimension_scale(), info.attributes.get("_Netcdf4Dimid").and_then(ints)) {
+                if let [id] = id[..] {
+                    scales.insert((group(&info.path), id), (ds, info.shape.first().copied()));
+                }
+            }
+        }
+        for (info, ds) in created {
+            let Some(dimids) = info.attributes.get(COORDINATES).and_then(ints) else { continue };
+            if info.is_dimension_scale() {
+                // A multi-dimensional coordinate variable: HDF5 attaches no scale to a scale.
+                continue;
+            }
+            // netCDF finds a dimension in the variable's group or the nearest group above it.
+            let lookup = |id: i64, len: u64| {
+                let mut g = group(&info.path);
+                loop {
+                    if let Some((s, n)) = scales.get(&(g, id)) {
+                        return (*n == Some(len)).then_some(*s);
+                    }
+                    if g.is_empty() {
+                        return None;
+                    }
+                    g = group(g);
+                }
+            };
+            let found: Option<Vec<_>> = if dimids.len() == info.shape.len() {
+                dimids.iter().zip(&info.shape).map(|(&id, &len)| lookup(id, len)).collect()
+            } else {
+                None
+            };
+            let name = c"_Netcdf4Coordinates";
+            match found {
+                Some(found) => {
+                    for (axis, scale) in found.into_iter().enumerate() {
+                        // SAFETY: both ids are open datasets of the same file, kept open by
+                        // `created` for the whole call; the call runs under hdf5-metno's lock.
+                        let ret = hdf5::sync::sync(|| unsafe { H5DSattach_scale(ds.id(), scale.id(), axis as c_uint) });
+                        check(ret, &format!("attach dimension scale {axis} of {}", info.path))?;
+                    }
+                }
+                None => {
+                    // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
+                    let ret = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Adelete(ds.id(), name.as_ptr()) });
+                    check(ret, &format!("remove {COORDINATES} of {}", info.path))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,11 +3,13 @@
 
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
+pub mod netcdf3;
 pub mod npy;
 pub mod npz;
 #[cfg(feature = "root")]
 pub mod root;
 pub mod table;
+pub mod view;
 mod zip;
 
 use std::ops::Range;
@@ -50,13 +52,13 @@ fn sniff(path: &Path) -> Result<[u8; 8]> {
     let mut magic = [0u8; 8];
     let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
     if n < 8 {
-        return Err(Error::input(path, "too short to be an HDF5, ROOT, .npy or .npz file"));
+        return Err(Error::input(path, "too short to be an HDF5, netCDF-3, ROOT, .npy or .npz file"));
     }
     Ok(magic)
 }
 
-/// Opens INPUT by what its bytes say it is (HDF5, ROOT, .npy or .npz), keeping only the named
-/// datasets when `datasets` is not empty.
+/// Opens INPUT by what its bytes say it is (HDF5, netCDF-3, ROOT, .npy or .npz), keeping only
+/// the named datasets when `datasets` is not empty.
 pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> {
     open_source_with(path, datasets, &Default::default())
 }
@@ -96,6 +98,9 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     if magic[..4] == *b"PK\x03\x04" || magic[..4] == *b"PK\x05\x06" {
         return Ok(Box::new(npz::NpzSource::open(path, datasets)?));
     }
+    if netcdf3::is_magic(&magic) {
+        return Ok(Box::new(netcdf3::Netcdf3Source::open(path, datasets)?));
+    }
     // HDF5 files may carry a user block, so the signature can also sit at 512, 1024, ...
     #[cfg(feature = "hdf5")]
     if magic == HDF5_MAGIC || hdf5::has_signature(path) {
@@ -105,7 +110,7 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     if magic == HDF5_MAGIC {
         return Err(Error::input(path, "an HDF5 file, but this balerfile was built without HDF5 support"));
     }
-    Err(Error::input(path, "neither an HDF5, ROOT, .npy nor .npz file"))
+    Err(Error::input(path, "neither an HDF5, netCDF-3, ROOT, .npy nor .npz file"))
 }
 
 /// Creates the output for `unpack` by its extension: .npy, .npz, .root, or HDF5 (.h5, .hdf5,

@@ -9,6 +9,7 @@ pub mod conv;
 pub mod loaded;
 #[cfg(feature = "runtime")]
 pub mod prepare;
+pub mod select;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::header::DatasetInfo;
 use crate::io::Source;
 use crate::model::loaded::{match_features, LoadedModel};
+use crate::model::select::{match_tables, FeatureMap, MatchHow};
 use crate::model::store::Store;
 use crate::model::Feature;
 use crate::pack::{DatasetUse, PackModel};
@@ -34,6 +35,8 @@ pub struct ModelOptions {
     pub train: crate::train::TrainOptions,
     /// Rows to train on at most (an evenly spaced sample of a larger table).
     pub train_rows: usize,
+    /// With `Use`: model feature -> input variable, where names differ.
+    pub feature_map: FeatureMap,
 }
 
 impl Default for ModelOptions {
@@ -46,6 +49,7 @@ impl Default for ModelOptions {
             #[cfg(feature = "train")]
             train: Default::default(),
             train_rows: 200_000,
+            feature_map: FeatureMap::default(),
         }
     }
 }
@@ -60,7 +64,7 @@ pub struct Prepared {
     pub uses: Vec<Option<DatasetUse>>,
     /// Per dataset without a model, why (for the report).
     pub notes: Vec<String>,
-    /// Ids of models trained (and stored) by this call.
+    /// Ids of models trained and stored by this call (only models a table uses are stored).
     pub trained: Vec<String>,
 }
 
@@ -106,18 +110,26 @@ pub fn prepare(source: &mut dyn Source, errors: &[ErrorSpec], opts: &ModelOption
         ModelChoice::None => {}
         ModelChoice::Use(what) => {
             let bundle = Store::from_env().resolve(what)?;
-            let mut first_err = None;
-            for (d, ds) in layout.datasets.iter().enumerate() {
-                match match_features(ds, &bundle) {
-                    Ok(features) => out.uses[d] = Some(DatasetUse { model: 0, features, latent: opts.latent }),
-                    Err(e) => {
-                        out.notes.push(format!("{}: {e}", ds.name()));
-                        first_err.get_or_insert(e);
+            if bundle.manifest.row_shape().is_some() && opts.feature_map.is_empty() {
+                // A wedge or field model takes whole rows: every dataset of that row shape.
+                let mut first_err = None;
+                for (d, ds) in layout.datasets.iter().enumerate() {
+                    match match_features(ds, &bundle) {
+                        Ok(features) => out.uses[d] = Some(DatasetUse { model: 0, features, latent: opts.latent }),
+                        Err(e) => {
+                            out.notes.push(format!("{}: {e}", ds.name()));
+                            first_err.get_or_insert(e);
+                        }
                     }
                 }
-            }
-            if out.uses.iter().all(Option::is_none) {
-                return Err(first_err.unwrap_or_else(|| Error::Usage("the input has no datasets".into())));
+                if out.uses.iter().all(Option::is_none) {
+                    return Err(first_err.unwrap_or_else(|| Error::Usage("the input has no datasets".into())));
+                }
+            } else {
+                for m in match_tables(&layout.datasets, &bundle, &opts.feature_map)? {
+                    out.notes.push(describe_match(&layout.datasets[m.dataset], &bundle.id, &m));
+                    out.uses[m.dataset] = Some(DatasetUse { model: 0, features: m.features, latent: opts.latent });
+                }
             }
             out.models.push(LoadedModel::load(bundle, opts.runtime, true)?);
         }
@@ -144,22 +156,24 @@ pub fn prepare(source: &mut dyn Source, errors: &[ErrorSpec], opts: &ModelOption
                     let mut topts = opts.train.clone();
                     topts.name.get_or_insert_with(|| format!("{}:{}", file_stem(&layout.name), ds.name()));
                     let t = crate::train::train(&data, &topts, progress)?;
-                    let id = store.put(&t.manifest, &t.encoder, &t.decoder)?;
-                    out.trained.push(id.clone());
-                    let loaded = LoadedModel::load(store.get(&id)?, opts.runtime, true)?;
-                    // Honest accounting: a model whose decoder costs more than it saves on this
-                    // table is stored (for reuse) but not used.
+                    // The trial runs on the bundle in memory: a model that does not pay for its
+                    // decoder on this table is never written to the store.
+                    let bundle = crate::model::Bundle { id: t.manifest.id(), manifest: t.manifest, dir: None, encoder: Some(t.encoder), decoder: t.decoder };
+                    let mut loaded = LoadedModel::load(bundle, opts.runtime, true)?;
                     let saved = trial_saving(&data, &bounds[d], ds, &loaded, opts.latent)? * ds.rows() as f64;
                     let cost = loaded.bundle.decoder_cost() as f64;
                     if saved <= cost {
                         out.notes.push(format!(
-                            "{}: model {} not used: it would save about {:.0} bytes, its decoder costs {cost:.0} (share it across files with --model, or try a smaller --hidden)",
+                            "{}: model not used, not stored: it would save about {:.0} bytes, its decoder costs {cost:.0} (to share one model across files, make it with `balerfile train` and pack with --model; or try a smaller --hidden)",
                             ds.name(),
-                            &id[..12],
                             saved.max(0.0)
                         ));
                         continue;
                     }
+                    let b = &loaded.bundle;
+                    let id = store.put(&b.manifest, b.encoder.as_deref().unwrap_or_default(), &b.decoder)?;
+                    loaded.bundle.dir = Some(store.primary().join(&id));
+                    out.trained.push(id);
                     out.uses[d] = Some(DatasetUse {
                         model: out.models.len(),
                         features: feats.iter().map(|f| f.1).collect(),
@@ -173,6 +187,23 @@ pub fn prepare(source: &mut dyn Source, errors: &[ErrorSpec], opts: &ModelOption
         }
     }
     Ok(out)
+}
+
+/// The report's line on which table a reused model codes and how its features were found.
+fn describe_match(ds: &DatasetInfo, id: &str, m: &crate::model::select::TableMatch) -> String {
+    let short = &id[..12.min(id.len())];
+    let n = m.features.len();
+    match m.how {
+        MatchHow::FullName => format!("{}: model {short}: its {n} features matched by full name", ds.name()),
+        MatchHow::WithinTable if m.renamed.is_empty() => format!("{}: model {short}: its {n} features matched by name", ds.name()),
+        MatchHow::WithinTable => {
+            const SHOWN: usize = 8;
+            let pairs: Vec<String> = m.renamed.iter().take(SHOWN).map(|(a, b)| format!("{a} -> {b}")).collect();
+            let more = m.renamed.len().saturating_sub(SHOWN);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            format!("{}: model {short}: its {n} features matched by name within the table: {}{more}", ds.name(), pairs.join(", "))
+        }
+    }
 }
 
 /// Bytes per row the model saves on (up to 16384 of) the training rows, coding them as the
@@ -303,6 +334,18 @@ pub fn sample_rows(
         progress.advance((range.end - range.start) * ds.row_bytes());
     }
     progress.finish();
+    // A missing element (fill value) must not drag the normalisation or the loss: the model
+    // learns its valid neighbour instead, as the codec feeds it (codec::ChunkCodec::encode).
+    let f = feats.len();
+    for (j, (_, [vi, _])) in feats.iter().enumerate() {
+        if let Some(rule) = ds.variables[*vi as usize].missing_rule() {
+            let mut col: Vec<f64> = values.iter().skip(j).step_by(f).map(|&v| v as f64).collect();
+            crate::missing::fill_values(&mut col, &rule);
+            for (r, v) in col.into_iter().enumerate() {
+                values[r * f + j] = v as f32;
+            }
+        }
+    }
     Ok(crate::train::TrainData {
         features: feats.iter().map(|f| f.0.clone()).collect(),
         values,

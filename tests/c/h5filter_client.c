@@ -5,8 +5,13 @@
  *   h5filter_client write FILE
  *       writes /c/field (f64, 120 x 250, chunks 50 x 250, abs=1e-3) and /c/table (f32,
  *       3000 x 6, chunks 1024 x 6, table, rel=1e-3) with H5Pset_filter (mandatory), and beside
- *       them the same values uncompressed (/c/field_raw, /c/table_raw); then reopens the file
- *       and checks every element against its bound. Exit 0 when all hold.
+ *       them the same values uncompressed (/c/field_raw, /c/table_raw); and /c/masked (f32,
+ *       100 x 200, chunks 50 x 200, rel=1e-3, a third of it the fill value -1e10 set with
+ *       H5Pset_fill_value); then reopens the file and checks every element against its bound
+ *       (fill elements bit for bit). Exit 0 when all hold.
+ *   h5filter_client refuse FILE
+ *       tries to create an int32 field through the filter, which it refuses; HDF5 prints its
+ *       error stack (with the filter's reason) to stderr. Exit 0 when the creation failed.
  *   h5filter_client check FILE FILTERED RAW TOL
  *       reads two datasets as double and checks |filtered - raw| <= TOL everywhere (TOL < 0:
  *       per column of a 2-D dataset, -TOL times that column's range). Prints the max error.
@@ -27,11 +32,13 @@ static void f64_words(double v, unsigned *lo, unsigned *hi) {
 }
 
 static int write_pair(hid_t file, const char *name, hid_t ftype, hid_t mtype, const void *data, int rank,
-                      const hsize_t *dims, const hsize_t *chunk, const unsigned *cd, size_t ncd) {
+                      const hsize_t *dims, const hsize_t *chunk, const unsigned *cd, size_t ncd,
+                      const void *fill) {
     char raw[64];
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, rank, chunk);
+    if (fill) H5Pset_fill_value(dcpl, mtype, fill);
     if (H5Pset_filter(dcpl, FILTER_ID, H5Z_FLAG_MANDATORY, ncd, cd) < 0) {
         fprintf(stderr, "H5Pset_filter failed\n");
         return 1;
@@ -77,7 +84,9 @@ static double *read_all(hid_t file, const char *name, hsize_t *n, hsize_t dims[2
     return buf;
 }
 
-static int check(hid_t file, const char *filtered, const char *raw, double tol) {
+/* Elements of RAW equal to *fill (when given) must come back bit for bit and are left out of
+ * the column ranges. */
+static int check(hid_t file, const char *filtered, const char *raw, double tol, const double *fill) {
     hsize_t n1, n2, d1[2], d2[2];
     int r1, r2;
     double *a = read_all(file, filtered, &n1, d1, &r1);
@@ -95,12 +104,16 @@ static int check(hid_t file, const char *filtered, const char *raw, double tol) 
             double lo = INFINITY, hi = -INFINITY;
             for (hsize_t r = 0; r < rows; r++) {
                 double v = b[r * cols + c];
-                if (isfinite(v)) { lo = v < lo ? v : lo; hi = v > hi ? v : hi; }
+                if (isfinite(v) && !(fill && v == *fill)) { lo = v < lo ? v : lo; hi = v > hi ? v : hi; }
             }
             t = -tol * (hi >= lo ? hi - lo : 0);
         }
         for (hsize_t r = 0; r < rows; r++) {
             double x = b[r * cols + c], y = a[r * cols + c];
+            if (fill && x == *fill) {
+                if (memcmp(&x, &y, sizeof x) != 0) bad++;
+                continue;
+            }
             if (!isfinite(x)) continue;
             double e = fabs(x - y);
             if (!(e <= t)) bad++;
@@ -129,7 +142,7 @@ int main(int argc, char **argv) {
             for (int j = 0; j < 250; j++) field[i * 250 + j] = 280.0 + 15.0 * sin(i * 0.05) * cos(j * 0.03) + 0.01 * j;
         f64_words(1e-3, &lo, &hi);
         unsigned cd_field[8] = {1, 0, 0, 0, 0, 1, lo, hi};
-        if (write_pair(file, "/c/field", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, field, 2, fd, fc, cd_field, 8)) return 1;
+        if (write_pair(file, "/c/field", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, field, 2, fd, fc, cd_field, 8, NULL)) return 1;
 
         /* A table: layout 1 (table), rel bound 1e-3 of each column's range in each chunk. */
         hsize_t td[2] = {3000, 6}, tc[2] = {1024, 6};
@@ -138,28 +151,65 @@ int main(int argc, char **argv) {
             for (int c = 0; c < 6; c++) table[r * 6 + c] = (float)(c * 100.0 + (c + 1) * sin(r * 0.01 * (c + 1)) + r * 0.001);
         f64_words(1e-3, &lo, &hi);
         unsigned cd_table[8] = {1, 0, 0, 1, 0, 2, lo, hi};
-        if (write_pair(file, "/c/table", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, table, 2, td, tc, cd_table, 8)) return 1;
+        if (write_pair(file, "/c/table", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, table, 2, td, tc, cd_table, 8, NULL)) return 1;
+
+        /* A masked field: layout version 2 with everything but the rel bound left to set_local,
+         * which takes the dataset's fill value (H5Pset_fill_value) as the missing-value marker. */
+        hsize_t md[2] = {100, 200}, mc[2] = {50, 200};
+        float *masked = malloc(sizeof(float) * 100 * 200), fill = -1e10f;
+        for (int i = 0; i < 100; i++)
+            for (int j = 0; j < 200; j++)
+                masked[i * 200 + j] = j < 70 ? fill : (float)(4.0 + 20.0 * sin(i * 0.04) * cos(j * 0.02));
+        f64_words(1e-3, &lo, &hi);
+        unsigned cd_masked[5] = {2, 2u << 7, 0, lo, hi};
+        if (write_pair(file, "/c/masked", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, masked, 2, md, mc, cd_masked, 5, &fill)) return 1;
         if (H5Fclose(file) < 0) {
             fprintf(stderr, "closing %s failed\n", argv[2]);
             return 1;
         }
+        double mlo = INFINITY, mhi = -INFINITY;
+        for (int k = 0; k < 100 * 200; k++)
+            if (masked[k] != fill) { mlo = masked[k] < mlo ? masked[k] : mlo; mhi = masked[k] > mhi ? masked[k] : mhi; }
         free(field);
         free(table);
+        free(masked);
 
         file = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
-        int bad = check(file, "/c/field", "/c/field_raw", 1e-3);
+        int bad = check(file, "/c/field", "/c/field_raw", 1e-3, NULL);
         /* per column, as the filter bounds each chunk's column range (within the column's). */
-        bad |= check(file, "/c/table", "/c/table_raw", -1e-3);
+        bad |= check(file, "/c/table", "/c/table_raw", -1e-3, NULL);
+        /* the valid (not fill) range of the whole field bounds each chunk's */
+        double dfill = -1e10f;
+        bad |= check(file, "/c/masked", "/c/masked_raw", 1e-3 * (mhi - mlo), &dfill);
         H5Fclose(file);
         return bad;
     }
     if (argc == 6 && strcmp(argv[1], "check") == 0) {
         hid_t file = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
         if (file < 0) return 1;
-        int bad = check(file, argv[3], argv[4], atof(argv[5]));
+        int bad = check(file, argv[3], argv[4], atof(argv[5]), NULL);
         H5Fclose(file);
         return bad;
     }
-    fprintf(stderr, "usage: %s write FILE | check FILE FILTERED RAW TOL\n", argv[0]);
+    if (argc == 3 && strcmp(argv[1], "refuse") == 0) {
+        hid_t file = H5Fcreate(argv[2], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t dims[1] = {1000}, chunk[1] = {100};
+        unsigned lo, hi;
+        f64_words(1.0, &lo, &hi);
+        unsigned cd[5] = {2, 1u << 7, 0, lo, hi};
+        hid_t space = H5Screate_simple(1, dims, NULL);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_chunk(dcpl, 1, chunk);
+        H5Pset_filter(dcpl, FILTER_ID, H5Z_FLAG_MANDATORY, 5, cd);
+        /* HDF5's default error handler prints the stack to stderr. */
+        hid_t d = H5Dcreate2(file, "ints", H5T_STD_I32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        if (d >= 0) {
+            fprintf(stderr, "an int32 field was accepted\n");
+            return 1;
+        }
+        H5Fclose(file);
+        return 0;
+    }
+    fprintf(stderr, "usage: %s write FILE | check FILE FILTERED RAW TOL | refuse FILE\n", argv[0]);
     return 2;
 }

@@ -347,13 +347,21 @@ def check_summary_h5(summary, src, unpacked, archive, bins=None, decoder_bytes=0
             path = sd["path"]
             s, o = s_all[path], o_all[path]
             assert sd["shape"] == list(s.shape), f"{path}: shape {sd['shape']}"
-            assert sd["kind"] == ("table" if s.dtype.names else "array"), f"{path}: kind {sd['kind']}"
-            want_vars = variables_of(path, s.dtype)
+            columns = hd["kind"] == "columns"  # a 2-D float array read as a table
+            assert sd["kind"] == ("table" if s.dtype.names or columns else "array"), f"{path}: kind {sd['kind']}"
+            if columns:
+                want_vars = [(v["name"], j) for j, v in enumerate(hd["variables"])]
+                assert s.ndim == 2 and len(want_vars) == s.shape[1], f"{path}: {len(want_vars)} columns"
+            else:
+                want_vars = variables_of(path, s.dtype)
             assert [v["name"] for v in sd["variables"]] == [n for n, _ in want_vars], f"{path}: variables"
             xs, xo = s[()], o[()]
             for (vname, field), sv, hv in zip(want_vars, sd["variables"], hd["variables"]):
-                x = np.asarray(xs[field] if field else xs)
-                y = np.asarray(xo[field] if field else xo)
+                if columns:
+                    x, y = np.ascontiguousarray(xs[:, field]), np.ascontiguousarray(xo[:, field])
+                else:
+                    x = np.asarray(xs[field] if field else xs)
+                    y = np.asarray(xo[field] if field else xo)
                 raw += x.nbytes
                 check_variable(sv, x, y, hv["error"], bins)
     check_totals(summary, archive, raw, decoder_bytes)

@@ -146,13 +146,12 @@ def test_h5py_helper_writes_and_a_bare_h5py_reads_in_a_new_process(bh5, float_ta
     column_bound_ok(x[:3000, :9], y.astype("<f4"), 1e-3)
 
 
-def test_a_type_the_filter_cannot_code_is_refused_at_creation(bh5, tmp_path, capfd):
+def test_a_type_the_filter_cannot_code_is_refused_at_creation(bh5, tmp_path):
     with h5py.File(tmp_path / "ints.h5", "w") as f:
-        with pytest.raises(Exception):
+        # The filter's reason reaches h5py's exception through HDF5's error stack.
+        with pytest.raises(Exception, match="balerfile filter: .*32- and 64-bit float"):
             f.create_dataset("i", data=np.arange(1000, dtype="i4"), chunks=(100,), **bh5.Baler(error="abs=1"))
         assert "i" not in f
-    err = capfd.readouterr().err
-    assert "balerfile filter:" in err and "32- and 64-bit float" in err, err
     with pytest.raises(ValueError, match="rel=E"):
         bh5.Baler(error="rel=-1")
     with pytest.raises(ValueError, match="not found"):
@@ -174,7 +173,7 @@ def test_h5py_with_a_model_reads_within_bound_and_never_larger(bh5, float_table,
     # The model's id travels in the file: the reader needs only the store.
     with h5py.File(out, "r") as f:
         cd = f["with"].id.get_create_plist().get_filter(0)[2]
-    assert bytes(np.array(cd[10:18], dtype="<u4").tobytes()).hex() == table_model
+    assert bh5.parse_cd_values(cd)["model"] == table_model
 
 
 def test_many_threads_read_one_filtered_dataset(bh5, float_table, table_model, tmp_path):
@@ -204,13 +203,12 @@ def test_many_threads_read_one_filtered_dataset(bh5, float_table, table_model, t
         assert part.tobytes() == serial[lo:lo + 1800].tobytes()
 
 
-def test_a_chunk_that_splits_the_models_rows_is_refused_at_creation(bh5, float_table, table_model, tmp_path, capfd):
+def test_a_chunk_that_splits_the_models_rows_is_refused_at_creation(bh5, float_table, table_model, tmp_path):
     _, x = float_table
     with h5py.File(tmp_path / "split.h5", "w") as f:
-        with pytest.raises(Exception):
+        with pytest.raises(Exception, match="whole rows") as e:
             f.create_dataset("t", data=x, chunks=(1024, 70), **bh5.Baler(error="rel=1e-3", model=table_model))
-    err = capfd.readouterr().err
-    assert "whole rows" in err and "141" in err, err
+    assert "141" in str(e.value), e.value
 
 
 def test_a_missing_model_or_onnxruntime_fails_the_read_with_its_name(bh5, float_table, table_model, tmp_path):
@@ -282,12 +280,17 @@ def test_c_program_writes_with_h5pset_filter_and_every_client_reads_it(c_client,
     out = tmp_path / "c.h5"
     r = subprocess.run([c_client, "write", out], env=bare_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "0 outside" in r.stdout
-    # set_local filled in the element type and row width the C program left at 0.
+    assert r.stdout.count(", 0 outside") == 3, r.stdout
+    # set_local filled in the element type and row width the C program left at 0, the dataset's
+    # fill value, and stored layout version 2.
+    import balerfile_h5
     with h5py.File(out, "r") as f:
-        cd = f["c/table"].id.get_create_plist().get_filter(0)[2]
-        assert cd[1] == 1 and cd[3] == 1 and cd[4] == 6, cd
-        assert f["c/field"].id.get_create_plist().get_filter(0)[2][1] == 2
+        cd = {k: balerfile_h5.parse_cd_values(f[f"c/{k}"].id.get_create_plist().get_filter(0)[2])
+              for k in ("table", "field", "masked")}
+    assert {c["version"] for c in cd.values()} == {2}, cd
+    assert (cd["table"]["dtype"], cd["table"]["layout"], cd["table"]["features"]) == (1, "table", 6), cd
+    assert cd["field"]["dtype"] == 2 and cd["field"]["fill"] is None, cd
+    assert cd["masked"]["fill"] == np.float32(-1e10) and cd["masked"]["bound"] == "rel", cd
     y = read_in_new_process(out, "c/field", tmp_path / "f.npy", bare_env())
     with h5py.File(out, "r") as f:
         raw = f["c/field_raw"][()]
@@ -295,7 +298,14 @@ def test_c_program_writes_with_h5pset_filter_and_every_client_reads_it(c_client,
     assert np.abs(y - raw).max() <= 1e-3
     column_bound_ok(table_raw, read_in_new_process(out, "c/table", tmp_path / "t.npy", bare_env()), 1e-3)
     r = subprocess.run([balerfile, "h5", "verify", out], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.count("every chunk decodes") == 2, r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.count("every chunk decodes") == 3, r.stdout + r.stderr
+
+
+def test_a_c_programs_refused_dataset_shows_the_reason_in_hdf5s_error_report(c_client, tmp_path):
+    r = subprocess.run([c_client, "refuse", tmp_path / "ints.h5"], env=bare_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # HDF5's default error handler prints the stack, the filter's entry under its own class.
+    assert "balerfile-DIAG" in r.stderr and "balerfile filter: the dataset's type is an integer" in r.stderr, r.stderr
 
 
 def test_c_program_reads_what_h5py_wrote(c_client, bh5, float_table, tmp_path):
@@ -354,8 +364,9 @@ def test_h5_compress_trains_filters_tables_and_keeps_everything_else(cli, float_
         assert list(fo[TABLE].attrs["columns"]) == list(fs[TABLE].attrs["columns"])
         assert fo["events/run"][()].tobytes() == fs["events/run"][()].tobytes()
         assert fo["events/run"].compression == "gzip"  # copied as it was
-        cd = fo[TABLE].id.get_create_plist().get_filter(0)[2]
-        assert cd[3] == 1 and cd[4] == 141 and any(cd[10:18]), cd  # a table, with a model
+        import balerfile_h5
+        cd = balerfile_h5.parse_cd_values(fo[TABLE].id.get_create_plist().get_filter(0)[2])
+        assert cd["layout"] == "table" and cd["features"] == 141 and cd["model"], cd
     y = read_in_new_process(out, TABLE, tmp_path / "y.npy", bare_env(BALER_MODEL_PATH=model_store))
     column_bound_ok(x, y, 1e-3)
     v = cli("h5", "verify", out)

@@ -185,13 +185,13 @@ def test_pure_autoencoder_is_smaller_and_reports_its_errors(cli, issue63_h5, iss
 def test_zmumu_real_cms_data(cli, zmumu_h5, tmp_path):
     arch = tmp_path / "z.baler"
     r = cli("pack", zmumu_h5, "-o", arch, "--error", "rel=1e-3", "--auto-model", *FAST_TRAIN, "--threads", "2")
-    assert "trained model" in r.stdout
     h = parse_container(arch)["header"]
-    # On 2304 rows the decoder may outweigh what it saves: then pack says so and codes without.
+    # On 2304 rows the decoder may outweigh what it saves: then pack says so, codes without it
+    # and stores nothing.
     if "model" in h["datasets"][0]:
-        assert len(h["datasets"][0]["model"]["features"]) == 15
+        assert "trained model" in r.stdout and len(h["datasets"][0]["model"]["features"]) == 15
     else:
-        assert "not used: it would save about" in r.stdout, r.stdout
+        assert "not used, not stored: it would save about" in r.stdout, r.stdout
     out = tmp_path / "z.h5"
     cli("unpack", arch, "-o", out, "--threads", "1")
     check_h5_roundtrip(zmumu_h5, out, h, spec(("rel", 1e-3)))
@@ -275,3 +275,169 @@ def test_manifest_and_header_match_their_schemas(issue63_packed, model_store):
         Draft202012Validator.check_schema(schema)
         errors = list(Draft202012Validator(schema).iter_errors(doc))
         assert not errors, f"{schema_file}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+
+# --------------------------------------------------------------------------------------------
+# Models only when they are used; reuse across trees (issue 17, point 5)
+
+
+def bundles_in(store):
+    return sorted(p.name for p in store.iterdir() if (p / "manifest.json").is_file())
+
+
+def test_default_packs_of_a_small_table_leave_no_unused_bundle(cli, issue63_h5, tmp_path):
+    """300 real rows of issue63: a 141-feature decoder costs more than it can save, so the trial
+    says no before anything is written, and the store stays empty however often one packs."""
+    small = tmp_path / "issue63-300.h5"
+    with h5py.File(issue63_h5, "r") as f, h5py.File(small, "w") as g:
+        g["WtLoop_nominal"] = f["WtLoop_nominal"][:300]
+    store = tmp_path / "store"
+    store.mkdir()
+    env = {"BALER_MODEL_PATH": str(store)}
+    for k in range(2):
+        arch = tmp_path / f"a{k}.baler"
+        r = cli("pack", small, "-o", arch, "--error", "rel=1e-3", "--auto-model", *FAST_TRAIN,
+                "--threads", "2", env=env)
+        assert "not used, not stored" in r.stdout and "trained model" not in r.stdout, r.stdout
+        assert bundles_in(store) == [], f"pack {k} left {bundles_in(store)}"
+        assert not list(store.iterdir()), list(store.iterdir())
+        h = parse_container(arch)["header"]
+        assert not h.get("models") and "model" not in h["datasets"][0]
+        out = tmp_path / f"a{k}.h5"
+        cli("unpack", arch, "-o", out, env=env)
+        check_h5_roundtrip(small, out, h, spec(("rel", 1e-3)))
+
+
+BRANCHES = ["met", "pT_lep1", "pT_lep2", "pT_jet1", "eta_lep1", "eta_lep2", "eta_jet1",
+            "pTsys_lep1lep2", "deltapT_lep1_lep2", "sumet"]
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """Real issue63 branches written by uproot under other tree names: A (the training tree),
+    B (the same branches in another order), C (every branch renamed x_NAME), B+C in one file."""
+    import skhep_testdata
+    import uproot
+    d = tmp_path_factory.mktemp("trees")
+    t = uproot.open(skhep_testdata.data_path("uproot-issue63.root"))["WtLoop_nominal"]
+    cols = t.arrays(BRANCHES, library="np")
+    assert all(cols[b].dtype == np.float32 for b in BRANCHES)
+    files = {}
+    for name, trees_ in {"a": {"A": BRANCHES},
+                         "b": {"B": BRANCHES[::-1]},
+                         "c": {"C": BRANCHES},
+                         "bc": {"B": BRANCHES, "C2": BRANCHES}}.items():
+        p = d / f"{name}.root"
+        with uproot.recreate(p) as f:
+            for tree, order in trees_.items():
+                prefix = "x_" if tree == "C" else ""
+                # mktree: a TTree (assigning a dict writes an RNTuple in uproot 5.7)
+                f.mktree(tree, {prefix + b: cols[b].dtype for b in order})
+                f[tree].extend({prefix + b: cols[b] for b in order})
+        files[name] = p
+    files["cols"] = cols
+    return files
+
+
+@pytest.fixture(scope="module")
+def tree_model(cli, trees):
+    """A small dense model trained on tree A."""
+    r = cli("train", trees["a"], "--hidden", "32,16", "--latent", "3", "--train-rows", "4000",
+            *FAST_TRAIN)
+    (mid,) = [line.split()[1] for line in r.stdout.splitlines() if line.startswith("model ") and " stored in " in line]
+    assert len(mid) == 64, r.stdout
+    shown = cli("model", "show", mid).stdout
+    man = json.loads(shown[shown.index("{"):])
+    assert [f["name"] for f in man["features"]] == [f"A/entries.{b}" for b in BRANCHES]
+    return mid
+
+
+def check_tree_bound(header, out_root, tree, cols, rename=lambda b: b):
+    """Every element of every branch within the header's absolute bound."""
+    import uproot
+    (ds,) = header["datasets"]
+    got = uproot.open(out_root)[tree].arrays(library="np")
+    for v in ds["variables"]:
+        b = v["field"]
+        src = next(k for k in BRANCHES if rename(k) == b)
+        x, y = cols[src].astype(np.float64), got[b].astype(np.float64)
+        assert x.shape == y.shape
+        err = np.abs(x - y).max()
+        assert err <= v["error"]["abs"], f"{b}: {err} > {v['error']['abs']}"
+
+
+def test_a_model_trained_on_one_tree_codes_another_with_the_same_branches(cli, trees, tree_model, tmp_path):
+    arch = tmp_path / "b.baler"
+    r = cli("pack", trees["b"], "-o", arch, "--error", "rel=1e-3", "--model", tree_model)
+    assert "matched by name within the table" in r.stdout and "A/entries.met -> B/entries.met" in r.stdout, r.stdout
+    h = parse_container(arch)["header"]
+    (ds,) = h["datasets"]
+    fields = [v["field"] for v in ds["variables"]]
+    # feature j of the model is branch BRANCHES[j], wherever tree B keeps it
+    assert [fields[f[0]] for f in ds["model"]["features"]] == BRANCHES
+    out = tmp_path / "b.root"
+    cli("unpack", arch, "-o", out)
+    check_tree_bound(h, out, "B", trees["cols"])
+
+
+def test_two_trees_that_fit_are_an_error_until_one_is_chosen(cli, trees, tree_model, tmp_path):
+    arch = tmp_path / "bc.baler"
+    r = cli("pack", trees["bc"], "-o", arch, "--error", "rel=1e-3", "--model", tree_model, expect_fail=True)
+    assert r.returncode == 1 and "B/entries, C2/entries" in r.stderr and "--dataset" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not arch.exists()
+    cli("pack", trees["bc"], "-o", arch, "--error", "rel=1e-3", "--model", tree_model, "--tree", "C2")
+    h = parse_container(arch)["header"]
+    assert h["datasets"][0]["path"] == "/C2/entries" and "model" in h["datasets"][0]
+
+
+def test_feature_map_renames_and_a_bad_map_is_a_clear_error(cli, trees, tree_model, tmp_path):
+    arch = tmp_path / "c.baler"
+    r = cli("pack", trees["c"], "-o", arch, "--error", "rel=1e-3", "--model", tree_model, expect_fail=True)
+    assert r.returncode == 1 and "does not fit" in r.stderr and "--feature-map" in r.stderr, r.stderr
+    # a file for most features, one on the command line, a full input name for another
+    mapfile = tmp_path / "map.txt"
+    mapfile.write_text("# model feature = input branch\n" + "".join(f"{b}=x_{b}\n" for b in BRANCHES[2:]))
+    r = cli("pack", trees["c"], "-o", arch, "--error", "rel=1e-3", "--model", tree_model,
+            "--feature-map", mapfile, "--feature-map", "met=x_met",
+            "--feature-map", "A/entries.pT_lep1=C/entries.x_pT_lep1")
+    assert "A/entries.pT_lep1 -> C/entries.x_pT_lep1" in r.stdout, r.stdout
+    h = parse_container(arch)["header"]
+    (ds,) = h["datasets"]
+    fields = [v["field"] for v in ds["variables"]]
+    assert [fields[f[0]] for f in ds["model"]["features"]] == [f"x_{b}" for b in BRANCHES]
+    out = tmp_path / "c.root"
+    cli("unpack", arch, "-o", out)
+    check_tree_bound(h, out, "C", trees["cols"], rename=lambda b: f"x_{b}")
+    for bad, says in [("nosuch=x_met", "no feature 'nosuch'"),
+                      ("met=nosuch", "no float variable 'nosuch'"),
+                      ("met", "neither MODELNAME=VARIABLE nor a readable file")]:
+        bad_arch = tmp_path / "bad.baler"
+        r = cli("pack", trees["c"], "-o", bad_arch, "--model", tree_model, "--feature-map", mapfile,
+                "--feature-map", bad, expect_fail=True)
+        assert r.returncode == 1 and says in r.stderr and r.stderr.count("\n") == 1, (bad, r.stderr)
+        assert not bad_arch.exists()
+
+
+def test_an_archive_whose_chunks_did_not_use_its_model_unpacks_with_an_empty_store(
+        cli, trees, tree_model, tmp_path):
+    """Lossless (pack's default) with --model: no chunk can use the latent; pack says so, and
+    unpack, inspect and eval need no model store."""
+    import uproot
+    arch = tmp_path / "b.baler"
+    r = cli("pack", trees["b"], "-o", arch, "--model", tree_model)
+    assert f"model {tree_model[:12]} not used" in r.stdout and "unpacks without it" in r.stdout, r.stdout
+    h = parse_container(arch)["header"]
+    assert h["models"][0]["id"] == tree_model
+    assert all(struct_l(c) == 0 for c in parse_container(arch)["chunks"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {"BALER_MODEL_PATH": str(empty)}
+    out = tmp_path / "b.root"
+    cli("unpack", arch, "-o", out, env=env)
+    got = uproot.open(out)["B"].arrays(library="np")
+    for b in BRANCHES:
+        assert np.array_equal(got[b].view(np.uint32), trees["cols"][b].view(np.uint32)), b
+    ins = inspect_json(cli, arch, env=env)
+    assert ins["model_chunks"] == [0] and ins["decoder_bytes"] == 0
+    assert "not needed to unpack" in cli("inspect", arch, env=env).stdout
+    cli("eval", trees["b"], arch, "-o", tmp_path / "report", "-q", env=env)

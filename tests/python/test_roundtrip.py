@@ -36,6 +36,10 @@ def specs(global_spec=("lossless",), named=None):
     def spec_for(name, dt, dimscale):
         if name in named:
             return named[name]
+        # A column of a 2-D array read as a table (`DATASET[j]`) gets what names its dataset.
+        dataset = name.split("[")[0]
+        if name.endswith("]") and dataset in named:
+            return named[dataset]
         if dimscale:
             return ("lossless",)
         return global_spec

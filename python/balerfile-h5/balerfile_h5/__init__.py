@@ -23,11 +23,13 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["Baler", "FILTER_ID", "plugin_dir", "plugin_file", "register", "find_model"]
+__all__ = ["Baler", "FILTER_ID", "plugin_dir", "plugin_file", "register", "find_model", "parse_cd_values"]
 
 #: The filter id in HDF5 (from HDF Group's range for filters not yet registered, 256-511).
 FILTER_ID = 442
-LAYOUT_VERSION = 1
+#: The cd_values layout this helper writes (schemas/h5-filter.md); the filter reads 1 and 2.
+LAYOUT_VERSION = 2
+LAYOUTS = {"field": 0, "table": 1, "wedge": 2, "auto": 3}
 PLUGIN_NAME = "libh5z_baler.so"
 
 _registered = None
@@ -139,6 +141,47 @@ def _f64_words(v):
     return list(struct.unpack("<II", struct.pack("<d", float(v))))
 
 
+def _f64_of(lo, hi):
+    return struct.unpack("<d", struct.pack("<II", lo, hi))[0]
+
+
+# Version 2's word 1: (first bit, bit count) of each field.
+_BITS = {"dtype": (0, 4), "big_endian": (4, 1), "layout": (5, 2), "bound": (7, 2), "latent": (9, 5),
+         "level": (14, 6), "has_fill": (20, 1)}
+
+
+def _pack_flags(**fields):
+    w = 0
+    for k, v in fields.items():
+        at, n = _BITS[k]
+        w |= (int(v) & ((1 << n) - 1)) << at
+    return w
+
+
+def parse_cd_values(cd):
+    """A filter's cd_values (either layout version) as a dict: version, dtype code, big_endian,
+    layout ('field', 'table', 'wedge', 'auto'), features, bound ('lossless', 'abs', 'rel',
+    'none'), value, level, latent, model (hex id or None), fill (None when absent)."""
+    cd = [int(x) for x in cd] + [0] * 18
+    names = {v: k for k, v in LAYOUTS.items()}
+    bounds = ["lossless", "abs", "rel", "none"]
+    if cd[0] == 1:
+        d = dict(version=1, dtype=cd[1], big_endian=bool(cd[2]), layout=names[cd[3]], features=cd[4],
+                 bound=bounds[cd[5]], value=_f64_of(cd[6], cd[7]), level=cd[8], latent=cd[9], model=cd[10:18],
+                 fill=None)
+    elif cd[0] == 2:
+        f = {k: (cd[1] >> at) & ((1 << n) - 1) for k, (at, n) in _BITS.items()}
+        level = f["level"] - 64 if f["level"] >= 32 else f["level"]
+        d = dict(version=2, dtype=f["dtype"], big_endian=bool(f["big_endian"]), layout=names[f["layout"]],
+                 features=cd[2], bound=bounds[f["bound"]], value=_f64_of(cd[3], cd[4]), level=level,
+                 latent=f["latent"], model=cd[7:15], fill=_f64_of(cd[5], cd[6]) if f["has_fill"] else None)
+    else:
+        raise ValueError(f"cd_values of layout version {cd[0]} (this helper reads 1 and 2)")
+    m = struct.pack("<8I", *d["model"])
+    d["model"] = m.hex() if any(m) else None
+    return d
+
+
 def _parse_error(error):
     """(mode, value) from 'rel=E', 'abs=E', 'lossless' or 'none'."""
     if error is None or error == "lossless":
@@ -168,18 +211,28 @@ class Baler(Mapping):
             its bound is in whole ADC counts ('lossless', 'abs=8', 'none'); a conv model
             (`balerfile train --kind conv`) codes whole rows of a field (chunks=(k,) +
             shape[1:]).
-    table:  rows x features (each column coded on its own, chunks must hold whole rows).
-            Default: True with a dense model, else False (a field: the chunk as one sequence).
+    table:  rows x features (each column coded on its own, chunks must hold whole rows), or
+            False: a field (the chunk as one sequence, one bound). Default: True with a dense
+            model; without a model "auto", the table-or-field rule of `balerfile pack`
+            (2-D, 2..1024 columns, at least 8 rows per column: a table) applied by the filter
+            to the chunk's shape, the only shape HDF5 shows it (h5py's automatic chunks keep
+            the dataset's proportions; a table chunked in whole rows needs >= 8 rows per column
+            per chunk to read as one, or table=True).
+    fill:   a value that marks missing elements (stored exactly, left out of every range and
+            prediction). Default: the dataset's fill value when its writer set one
+            (create_dataset(..., fillvalue=x), netCDF _FillValue); NaN is always missing.
     level:  zstd level (default 3). latent: 'f16' (default) or a bit count 2..16.
     """
 
-    def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16"):
+    def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16", fill=None):
         mode, value = _parse_error(error)
         model_id = find_model(model) if model is not None else None
         # bcae2d and conv models take whole rows of the dataset (the row layout).
         wedge = model_id is not None and model_kind(model_id) in ("bcae2d", "conv")
-        if table is None:
-            table = model_id is not None and not wedge
+        if table is None and model_id is None:
+            table = "auto"
+        elif table is None:
+            table = not wedge
         if model_id and not table and not wedge:
             raise ValueError("a dense model codes tables: table=True")
         if mode == 3 and model_id is None:
@@ -192,13 +245,15 @@ class Baler(Mapping):
             bits = latent
         else:
             raise ValueError("latent: 'f16' or a bit count from 2 to 16")
-        layout = 2 if wedge else int(bool(table))
-        cd = [LAYOUT_VERSION, 0, 0, layout, 0, mode, *_f64_words(value), int(level) & 0xFFFFFFFF, bits]
+        if fill is not None:
+            fill = float(fill)
+        layout = LAYOUTS["wedge" if wedge else "auto" if table == "auto" else "table" if table else "field"]
+        flags = _pack_flags(layout=layout, bound=mode, latent=bits, level=int(level), has_fill=fill is not None)
         words = [0] * 8
         if model_id:
-            b = bytes.fromhex(model_id)
-            words = list(struct.unpack("<8I", b))
-        cd += words
+            words = list(struct.unpack("<8I", bytes.fromhex(model_id)))
+        # dtype, byte order and features: 0, filled in by the filter's set_local.
+        cd = [LAYOUT_VERSION, flags, 0, *_f64_words(value), *_f64_words(0.0 if fill is None else fill), *words]
         self.model = model_id
         self._kw = {"compression": FILTER_ID, "compression_opts": tuple(cd)}
 

@@ -1,0 +1,207 @@
+"""netCDF-3 inputs (classic CDF-1, 64-bit offset CDF-2, 64-bit data CDF-5) packed directly.
+
+Real files: iris-sample-data's space_weather.nc (classic; two dimensions of the same length,
+which only real dimension links tell apart) and mesh_C4_synthetic_float.nc (64-bit offset; a
+UGRID mesh with integer connectivity), and HadCM3's A1B field rewritten by the netCDF library
+in all three variants with `time` as the record dimension (fixtures/make_netcdf3.py), one of
+them with a single short record variable (records without padding).
+
+Checked against the netCDF C library (netCDF4-python) reading the original, and h5py, the
+netCDF library and xarray (engines netcdf4 and h5netcdf) reading the unpacked netCDF-4 file:
+  * lossless: every numeric variable byte-exact with its dtype (big-endian, as netCDF-3 stores
+    it), every attribute kept; char variables are skipped, named in a warning and the header;
+  * rel=1e-3: every element within 1e-3 x its variable's range; coordinates stay exact;
+  * xarray opens the unpacked file like the original: same variables, dimensions, coordinates,
+    attributes and values (the skipped char variables excepted);
+  * a file cut short or with a corrupt header: one error line naming it, no output.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+netCDF4 = pytest.importorskip("netCDF4")
+xr = pytest.importorskip("xarray")
+
+from conftest import FIXTURE_DATA, ROOT, THREADS, _iris_sample  # noqa: E402
+from test_errors import assert_fails  # noqa: E402
+
+FIXTURE_SCRIPT = ROOT / "fixtures" / "make_netcdf3.py"
+MADE = ["a1b_cdf1.nc", "a1b_cdf2.nc", "a1b_cdf5.nc", "a1b_short_cdf1.nc"]
+SAMPLES = ["space_weather.nc", "mesh_C4_synthetic_float.nc"]
+
+
+@pytest.fixture(scope="session")
+def made():
+    out = FIXTURE_DATA / "netcdf3"
+    paths = [out / n for n in MADE]
+    if any(not p.is_file() or p.stat().st_mtime < FIXTURE_SCRIPT.stat().st_mtime for p in paths):
+        r = subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(out)], capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            pytest.fail(f"fixture script failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
+    return {p.name: p for p in paths}
+
+
+@pytest.fixture(scope="session", params=SAMPLES + MADE)
+def nc3(request, made):
+    name = request.param
+    p = made[name] if name in made else _iris_sample(name)
+    assert p.read_bytes()[:3] == b"CDF"
+    return p
+
+
+def originals(path):
+    """{name: (raw array, attrs, dims)} of every variable, as the netCDF library reads it."""
+    with netCDF4.Dataset(path) as d:
+        d.set_auto_maskandscale(False)
+        return {n: (v[...], {a: v.getncattr(a) for a in v.ncattrs()}, v.dimensions, v.dtype) for n, v in d.variables.items()}
+
+
+def global_attrs(path):
+    with netCDF4.Dataset(path) as d:
+        return {a: d.getncattr(a) for a in d.ncattrs()}
+
+
+def char_vars(path):
+    with netCDF4.Dataset(path) as d:
+        return sorted(n for n, v in d.variables.items() if v.dtype.kind in "SU")
+
+
+def same_attr(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=np.asarray(a).dtype.kind == "f")
+
+
+def bits(x):
+    x = np.asarray(x)
+    return x.astype(x.dtype.newbyteorder("=")).view(f"u{x.dtype.itemsize}")
+
+
+def pack_unpack(cli, src, tmp_path, *opts):
+    arch, out = tmp_path / "x.baler", tmp_path / "x.nc"
+    r = cli("pack", src, "-o", arch, *THREADS, *opts)
+    cli("unpack", arch, "-o", out, *THREADS)
+    header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
+    return r, header, out
+
+
+def test_lossless_is_byte_exact_with_attributes(cli, nc3, tmp_path):
+    r, header, out = pack_unpack(cli, nc3, tmp_path)
+    assert header["source"]["kind"] == "netcdf3"
+    skipped = char_vars(nc3)
+    assert sorted(s["path"].lstrip("/") for s in header.get("skipped", [])) == skipped
+    for name in skipped:
+        assert f"skipped /{name}" in r.stderr, r.stderr
+    orig = originals(nc3)
+    with h5py.File(out, "r") as f, netCDF4.Dataset(out) as back:
+        for name, (x, attrs, dims, dtype) in orig.items():
+            if name in skipped:
+                continue
+            y = f[name]
+            want = dtype.newbyteorder(">") if dtype.itemsize > 1 else dtype
+            assert y.dtype.str == want.str, f"{name}: dtype {y.dtype.str} != {want.str}"
+            assert y.shape == x.shape, name
+            assert np.array_equal(bits(x), bits(y[()])), f"{name}: values differ"
+            v = back[name]
+            assert v.dimensions == dims, f"{name}: dims {v.dimensions} != {dims}"
+            got = {a: v.getncattr(a) for a in v.ncattrs()}
+            assert got.keys() == attrs.keys(), f"{name}: attributes {sorted(got)} != {sorted(attrs)}"
+            for a in attrs:
+                assert same_attr(attrs[a], got[a]), f"{name} attribute {a}: {got[a]!r} != {attrs[a]!r}"
+        g = global_attrs(nc3)
+        assert {a: back.getncattr(a) for a in back.ncattrs()}.keys() == g.keys()
+        for a in g:
+            assert same_attr(g[a], back.getncattr(a)), a
+
+
+def test_rel_bound_holds_and_coordinates_stay_exact(cli, nc3, tmp_path):
+    E = 1e-3
+    _, header, out = pack_unpack(cli, nc3, tmp_path, "--error", f"rel={E}")
+    orig = originals(nc3)
+    with h5py.File(out, "r") as f:
+        with netCDF4.Dataset(nc3) as d:
+            coords = {n for n in d.variables if d[n].dimensions == (n,)}
+        lossy = 0
+        for name, (x, _, _, dtype) in orig.items():
+            if name not in f:
+                continue
+            y = f[name][()]
+            if dtype.kind != "f" or name in coords:
+                assert np.array_equal(bits(x), bits(y)), f"{name}: must be exact"
+                continue
+            x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+            fin = np.isfinite(x64)
+            span = float(x64[fin].max() - x64[fin].min()) if fin.any() else 0.0
+            err = np.abs(y64[fin] - x64[fin])
+            assert err.size == 0 or err.max() <= E * span, f"{name}: max error {err.max()} > {E * span}"
+            assert np.array_equal(bits(x[~fin]), bits(y[~fin])), f"{name}: non-finite values differ"
+            lossy += span > 0
+    # the short-packed file has no float variable but its coordinates
+    assert lossy > 0 or nc3.name == "a1b_short_cdf1.nc"
+
+
+@pytest.mark.parametrize("engine", ["netcdf4", "h5netcdf"])
+def test_xarray_reads_the_unpacked_file_like_the_original(cli, nc3, tmp_path, engine):
+    if engine == "h5netcdf":
+        pytest.importorskip("h5netcdf")
+    _, _, out = pack_unpack(cli, nc3, tmp_path)
+    with xr.open_dataset(nc3, engine="netcdf4") as a, xr.open_dataset(out, engine=engine) as b:
+        a = a.drop_vars(char_vars(nc3))
+        assert dict(b.sizes) == dict(a.sizes)
+        assert set(b.coords) == set(a.coords)
+        assert set(b.data_vars) == set(a.data_vars)
+        for n in a.variables:
+            assert b[n].dims == a[n].dims, f"{n}: {b[n].dims} != {a[n].dims}"
+        xr.testing.assert_identical(a, b)
+
+
+def test_eval_reads_a_netcdf3_original(cli, made, tmp_path):
+    src = made["a1b_cdf2.nc"]
+    arch = tmp_path / "x.baler"
+    cli("pack", src, "-o", arch, *THREADS, "--error", "rel=1e-3")
+    r = cli("eval", src, arch, "-o", tmp_path / "report", *THREADS, timeout=900)
+    assert "every bound held: yes" in r.stdout, r.stdout
+
+
+def test_dataset_selection(cli, made, tmp_path):
+    src = made["a1b_cdf1.nc"]
+    arch, out = tmp_path / "x.baler", tmp_path / "x.nc"
+    cli("pack", src, "-o", arch, "--dataset", "air_temperature", *THREADS)
+    cli("unpack", arch, "-o", out)
+    with h5py.File(out, "r") as f:
+        assert list(f) == ["air_temperature"]
+    # its dimension scales are not in the file: netCDF still opens it (dimensions by length)
+    with netCDF4.Dataset(out) as d:
+        assert d["air_temperature"].shape == (240, 37, 49)
+
+
+@pytest.mark.parametrize("variant", ["a1b_cdf1.nc", "a1b_cdf5.nc"])
+def test_cut_or_corrupt_file_is_one_clear_error(cli, made, tmp_path, variant):
+    good = made[variant].read_bytes()
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    bad = []
+    for cut in (3, 20, 200, len(good) // 2, len(good) - 1):
+        bad.append((f"cut{cut}.nc", good[:cut]))
+    # the dimension list's tag, and the first dimension's name length, made nonsense
+    tag = good.index(b"\x00\x00\x00\x0a")
+    b1 = bytearray(good)
+    b1[tag + 3] = 0x0D
+    bad.append(("badtag.nc", bytes(b1)))
+    b2 = bytearray(good)
+    width = 8 if variant.endswith("cdf5.nc") else 4
+    at = tag + 4 + width
+    b2[at:at + width] = b"\x7f" + b"\xff" * (width - 1)
+    bad.append(("badname.nc", bytes(b2)))
+    for name, data in bad:
+        src = tmp_path / name
+        src.write_bytes(data)
+        out = outdir / "x.baler"
+        r = cli("pack", src, "-o", out, expect_fail=True)
+        assert_fails(r, src, out=out, outdir=outdir, before=[])
