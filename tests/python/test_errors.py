@@ -71,7 +71,7 @@ def test_input_not_hdf5_root_or_npy(cli, outdir):
     out = outdir / "x.baler"
     r = cli("pack", src, "-o", out, expect_fail=True)
     assert_fails(r, src, out=out, outdir=outdir, before=[])
-    assert "neither an HDF5, netCDF-3, ROOT nor .npy file" in r.stderr
+    assert "neither an HDF5, netCDF-3, ROOT, .npy nor .npz file" in r.stderr
 
 
 def test_input_corrupt_hdf5(cli, hadcm3, outdir):

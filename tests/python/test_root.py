@@ -159,7 +159,7 @@ def test_bad_root_input_is_one_clear_error_and_no_output(cli, tmp_path):
     with uproot.recreate(notree) as f:
         f["h"] = np.histogram(np.arange(10.0), bins=5)
     cases = [
-        ([text], "neither an HDF5, netCDF-3, ROOT nor .npy file"),
+        ([text], "neither an HDF5, netCDF-3, ROOT, .npy nor .npz file"),
         ([trunc], "not a readable ROOT file"),
         ([damaged], "the ROOT reader failed"),
         ([hzz, "--tree", "nope"], "no tree 'nope' (it holds: events)"),
