@@ -33,6 +33,10 @@ pub const METHOD_PREDICTED: u8 = 3;
 pub const METHOD_MODEL_ONLY: u8 = 4;
 
 const FLAG_MODEL: u8 = 1;
+/// The block's exact elements are listed as gaps between indices (an integer block), then their
+/// values (`u64 length, zstd(values)`), instead of `zstd(u64 indices, values)`: a run of fill
+/// values (land in an ocean field) costs a few bytes instead of eight per element.
+const FLAG_GAPS: u8 = 2;
 
 /// Refuse to decode a chunk claiming more than this many bytes per variable: a damaged or hostile
 /// header must not make the decoder allocate without limit.
@@ -328,12 +332,17 @@ impl ChunkCodec {
             ints::encode(&residual, self.level, var.grid, &mut modelled);
         }
         let use_model = pred.is_some() && modelled.len() < plain.len();
+        let gaps = !q.outliers.is_empty();
         out.push(METHOD_PREDICTED);
-        out.push(if use_model { FLAG_MODEL } else { 0 });
+        out.push(if use_model { FLAG_MODEL } else { 0 } | if gaps { FLAG_GAPS } else { 0 });
         out.extend_from_slice(&step.to_le_bytes());
         out.extend_from_slice(&(q.outliers.len() as u64).to_le_bytes());
         out.extend_from_slice(if use_model { &modelled } else { &plain });
-        self.put_outliers(&q.outliers, dtype.size(), data, out);
+        if gaps {
+            self.put_outliers_gaps(&q.outliers, dtype.size(), data, out);
+        } else {
+            self.put_outliers(&q.outliers, dtype.size(), data, out);
+        }
         st.write(out);
         let saved = if use_model { (plain.len() - modelled.len()) as u64 } else { 0 };
         VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }
@@ -350,6 +359,25 @@ impl ChunkCodec {
             raw.extend_from_slice(&data[i * size..(i + 1) * size]);
         }
         let payload = if raw.is_empty() { Vec::new() } else { bytes::compress(&raw, self.level) };
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+
+    /// Exact values of the listed elements as FLAG_GAPS lays them out: `ints(gaps)` (the first
+    /// index, then each index minus the one before), then `u64 length, zstd(values)`.
+    fn put_outliers_gaps(&self, idx: &[u64], size: usize, data: &[u8], out: &mut Vec<u8>) {
+        let gaps: Vec<i64> = idx.iter().scan(0u64, |prev, &i| {
+            let g = i - *prev;
+            *prev = i;
+            Some(g as i64)
+        }).collect();
+        ints::encode(&gaps, self.level, None, out);
+        let mut raw = Vec::with_capacity(idx.len() * size);
+        for &i in idx {
+            let i = i as usize;
+            raw.extend_from_slice(&data[i * size..(i + 1) * size]);
+        }
+        let payload = bytes::compress(&bytes::shuffle(size, &raw), self.level);
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         out.extend_from_slice(&payload);
     }
@@ -480,6 +508,9 @@ pub fn chunk_layout(chunk: &[u8], nvars: usize) -> Result<ChunkLayout, String> {
                     c.u32("code crc")?;
                 }
                 skip_ints(&mut c)?;
+                if flags & FLAG_GAPS != 0 {
+                    skip_ints(&mut c)?;
+                }
                 skip_payload(&mut c)?;
                 errors = Some(ErrStats::read(&mut c)?);
             }
@@ -497,6 +528,31 @@ pub fn chunk_layout(chunk: &[u8], nvars: usize) -> Result<ChunkLayout, String> {
     }
     c.finish("chunk")?;
     Ok(out)
+}
+
+/// `read_outliers` for a FLAG_GAPS block.
+fn read_outliers_gaps(cur: &mut Cursor, k: u64, n: usize, size: usize, out: &mut [u8]) -> Result<(), String> {
+    if k == 0 || k > n as u64 {
+        return Err(format!("{k} gap-listed exact elements in a block of {n}"));
+    }
+    let gaps = ints::decode(cur, k as usize)?;
+    let vlen = cur.u64("exact values length")?;
+    let vals = bytes::unshuffle(size, &bytes::decompress(cur.bytes(vlen, "exact values")?, k as usize * size)?);
+    let mut at: Option<u64> = None;
+    for (j, &g) in gaps.iter().enumerate() {
+        let i = match at {
+            None if g >= 0 => g as u64,
+            Some(p) if g > 0 => p.checked_add(g as u64).ok_or("exact element index overflows")?,
+            _ => return Err(format!("exact element gap {g} out of order")),
+        };
+        if i >= n as u64 {
+            return Err(format!("exact element index {i} beyond the block's {n}"));
+        }
+        at = Some(i);
+        let i = i as usize;
+        out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
+    }
+    Ok(())
 }
 
 /// Overwrites the listed elements of `out` with their stored exact values.
@@ -554,7 +610,7 @@ fn decode_var(cur: &mut Cursor, dtype: DType, n: usize, pred: Option<&[f64]>) ->
                 return Err(format!("quantised block for a {dtype} variable"));
             }
             let flags = if m == METHOD_PREDICTED { cur.u8("flags")? } else { 0 };
-            if flags & !FLAG_MODEL != 0 {
+            if flags & !(FLAG_MODEL | FLAG_GAPS) != 0 {
                 return Err(format!("unknown block flags {flags:#x}"));
             }
             let step = cur.f64("step")?;
@@ -595,7 +651,11 @@ fn decode_var(cur: &mut Cursor, dtype: DType, n: usize, pred: Option<&[f64]>) ->
                 ints::decode(cur, n)?
             };
             let mut out = floats(&codes, step);
-            read_outliers(cur, k, n, size, &mut out)?;
+            if flags & FLAG_GAPS != 0 {
+                read_outliers_gaps(cur, k, n, size, &mut out)?;
+            } else {
+                read_outliers(cur, k, n, size, &mut out)?;
+            }
             if m == METHOD_PREDICTED {
                 ErrStats::read(cur)?;
             }

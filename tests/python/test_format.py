@@ -155,6 +155,42 @@ def lorenzo_undo(r, n, d1, d2):
     return a.reshape(-1)
 
 
+def decode_ints(body, pos, n, ds, var, stats):
+    """An integer block (format spec, method 1) of n values at body[pos:]; ds is None for a
+    block that never uses the Lorenzo predictor (gap lists). Returns (values, next pos)."""
+    width, pred = body[pos], body[pos + 1]
+    pos += 2
+    assert width in (0, 1, 2, 4, 8), f"{var['name']}: code width {width}"
+    assert pred in (0, 1, 2), f"{var['name']}: predictor {pred}"
+    if pred == 2:
+        assert ds is not None, f"{var['name']}: Lorenzo predictor on a gap list"
+        d1, d2 = struct.unpack_from("<II", body, pos)
+        pos += 8
+        row = list(ds["shape"][1:])
+        grid = [1, row[0]] if len(row) == 1 else row[-2:]
+        assert n % (d1 * d2) == 0 and [d1, d2] == grid, f"{var['name']}: grid {d1} x {d2}, shape {ds['shape']}"
+    (plen,) = struct.unpack_from("<Q", body, pos)
+    pos += 8
+    if width == 0:
+        codes = range_decode(body[pos:pos + plen], n, d2 if pred == 2 else 1)
+    else:
+        codes = unshuffle(zdec(body[pos:pos + plen], n * width), width, n).view(f"<u{width}")
+        if n:
+            top = int(codes.max())
+            assert width == 1 or top >= 256 ** (width // 2), \
+                f"{var['name']}: width {width} is not the smallest for max code {top}"
+    pos += plen
+    stats["widths"].add(width)
+    stats["predictors"].add(pred)
+    q = unzigzag(codes)
+    if pred == 1:
+        with np.errstate(over="ignore"):
+            q = np.cumsum(q, dtype=np.int64)
+    elif pred == 2:
+        q = lorenzo_undo(q, n, d1, d2)
+    return q, pos
+
+
 def decode_chunk(body, ds, stats):
     dsi, first, rows, V, L = struct.unpack_from("<IQQII", body, 0)
     pos = 28
@@ -178,43 +214,18 @@ def decode_chunk(body, ds, stats):
             if dt.kind == "f":
                 assert err["mode"] == "lossless" or err.get("abs") == 0.0, f"{var['name']}: raw method with {err}"
         elif method in (1, 2, 3):
+            gaps = False
             if method == 3:
-                # u8 flags (bit 0: coded against the model, which this decoder does not run)
-                assert body[pos] == 0, f"{var['name']}: model-coded block in a --no-model archive"
+                # u8 flags (bit 0: coded against the model, which this decoder does not run;
+                # bit 1: exact elements listed by gaps)
+                assert body[pos] in (0, 2), f"{var['name']}: flags {body[pos]} in a --no-model archive"
+                gaps = body[pos] == 2
                 pos += 1
             if method in (2, 3):
                 # f64 step, u64 outlier count K, then an integer block as in method 1
                 step, K = struct.unpack_from("<dQ", body, pos)
                 pos += 16
-            width, pred = body[pos], body[pos + 1]
-            pos += 2
-            assert width in (0, 1, 2, 4, 8), f"{var['name']}: code width {width}"
-            assert pred in (0, 1, 2), f"{var['name']}: predictor {pred}"
-            if pred == 2:
-                d1, d2 = struct.unpack_from("<II", body, pos)
-                pos += 8
-                row = list(ds["shape"][1:])
-                grid = [1, row[0]] if len(row) == 1 else row[-2:]
-                assert n % (d1 * d2) == 0 and [d1, d2] == grid, f"{var['name']}: grid {d1} x {d2}, shape {ds['shape']}"
-            (plen,) = struct.unpack_from("<Q", body, pos)
-            pos += 8
-            if width == 0:
-                codes = range_decode(body[pos:pos + plen], n, d2 if pred == 2 else 1)
-            else:
-                codes = unshuffle(zdec(body[pos:pos + plen], n * width), width, n).view(f"<u{width}")
-                if n:
-                    top = int(codes.max())
-                    assert width == 1 or top >= 256 ** (width // 2), \
-                        f"{var['name']}: width {width} is not the smallest for max code {top}"
-            pos += plen
-            stats["widths"].add(width)
-            stats["predictors"].add(pred)
-            q = unzigzag(codes)
-            if pred == 1:
-                with np.errstate(over="ignore"):
-                    q = np.cumsum(q, dtype=np.int64)
-            elif pred == 2:
-                q = lorenzo_undo(q, n, d1, d2)
+            q, pos = decode_ints(body, pos, n, ds, var, stats)
             if method == 1:
                 assert dt.kind in "iu", f"{var['name']}: integer method for {var['dtype']}"
                 vals = q.view(np.uint64).astype(dt) if dt.kind == "u" else q.astype(dt)
@@ -223,15 +234,27 @@ def decode_chunk(body, ds, stats):
                 assert err["mode"] in ("abs", "rel") and err["abs"] > 0, f"{var['name']}: {err}"
                 assert step == 2 * err["abs"], f"{var['name']}: step {step!r} != 2*abs {err['abs']!r}"
                 vals = (q.astype(np.float64) * step).astype(dt)
-                (oplen,) = struct.unpack_from("<Q", body, pos)
-                pos += 8
-                assert K > 0 or oplen == 0, f"{var['name']}: outlier payload of {oplen} bytes for K = 0"
-                out = zdec(body[pos:pos + oplen], K * 8 + K * dt.itemsize)
-                pos += oplen
-                idx = np.frombuffer(out[:8 * K], "<u8")
-                assert np.all(idx < n) and np.all(np.diff(idx.astype(np.int64)) > 0), \
+                if gaps:
+                    # bit 1: the exact elements' indices as gaps (an integer block), then
+                    # zstd(byte-shuffled values)
+                    assert K > 0, f"{var['name']}: gap-listed exact elements with K = 0"
+                    g, pos = decode_ints(body, pos, K, None, var, stats)
+                    idx = np.cumsum(g, dtype=np.int64)
+                    (vlen,) = struct.unpack_from("<Q", body, pos)
+                    pos += 8
+                    exact = unshuffle(zdec(body[pos:pos + vlen], K * dt.itemsize), dt.itemsize, K).view(dt)
+                    pos += vlen
+                else:
+                    (oplen,) = struct.unpack_from("<Q", body, pos)
+                    pos += 8
+                    assert K > 0 or oplen == 0, f"{var['name']}: outlier payload of {oplen} bytes for K = 0"
+                    out = zdec(body[pos:pos + oplen], K * 8 + K * dt.itemsize)
+                    pos += oplen
+                    idx = np.frombuffer(out[:8 * K], "<u8").astype(np.int64)
+                    exact = np.frombuffer(out[8 * K:], dt)
+                assert np.all(idx >= 0) and np.all(idx < n) and np.all(np.diff(idx) > 0), \
                     f"{var['name']}: outlier indices not ascending in [0, {n})"
-                vals[idx.astype(np.intp)] = np.frombuffer(out[8 * K:], dt)
+                vals[idx.astype(np.intp)] = exact
                 stats["outliers"] += K
                 if method == 3:
                     # error statistics: u64 n, f64 max|r|, sum|r|, sum r, sum r^2, u64 n_resp,
