@@ -131,6 +131,7 @@ pub fn pack(
     progress: &dyn Progress,
 ) -> Result<PackReport> {
     let layout = source.layout().clone();
+    let carried = source.carried()?;
     let wanted = bound::assign(&opts.errors, &layout.datasets)?;
     let pool = thread_pool(opts.threads)?;
     let mut datasets = layout.datasets.clone();
@@ -197,6 +198,7 @@ pub fn pack(
         models: models.iter().map(|m| m.reference.clone()).collect(),
         model: None,
         skipped: layout.skipped.clone(),
+        root_objects: carried.iter().map(|(o, _)| o.clone()).collect(),
     };
     let codec = ChunkCodec { level: opts.level };
     let mut writer = ArchiveWriter::create(output, &header)?;
@@ -204,6 +206,9 @@ pub fn pack(
         if let Some(bytes) = pm.embed {
             writer.write_attachment(m as u32, bytes)?;
         }
+    }
+    for (i, (_, bytes)) in carried.iter().enumerate() {
+        writer.write_root_object(i as u32, bytes)?;
     }
     let mut reports: Vec<VariableReport> = datasets
         .iter()

@@ -155,9 +155,10 @@ def test_bad_root_input_is_one_clear_error_and_no_output(cli, tmp_path):
     for i in range(len(d) // 3, len(d) // 3 + 64):
         d[i] ^= 0xFF
     damaged.write_bytes(bytes(d))
-    notree = tmp_path / "histogram.root"
-    with uproot.recreate(notree) as f:
-        f["h"] = np.histogram(np.arange(10.0), bins=5)
+    # A file with a histogram packs (test_root_objects.py); an empty one holds nothing.
+    notree = tmp_path / "empty.root"
+    with uproot.recreate(notree):
+        pass
     cases = [
         ([text], "neither an HDF5, ROOT nor .npy file"),
         ([trunc], "not a readable ROOT file"),
@@ -165,7 +166,7 @@ def test_bad_root_input_is_one_clear_error_and_no_output(cli, tmp_path):
         ([hzz, "--tree", "nope"], "no tree 'nope' (it holds: events)"),
         ([hzz, "--branches", "Nothing*"], "no branch matches Nothing*"),
         ([data("uproot-Zmumu.root"), "--strict"], "branch 'Type': a char* (text) branch cannot be packed"),
-        ([notree], "holds no TTree"),
+        ([notree], "holds no TTree and no other object to carry"),
     ]
     for args, want in cases:
         out = tmp_path / "out.baler"
