@@ -207,8 +207,11 @@ pub fn pack(
             writer.write_attachment(m as u32, bytes)?;
         }
     }
-    for (i, (_, bytes)) in carried.iter().enumerate() {
-        writer.write_root_object(i as u32, bytes)?;
+    for (i, (o, bytes)) in carried.iter().enumerate() {
+        // A directory is made anew from its header entry: it has no bytes to keep.
+        if o.kind != crate::header::RootObjectKind::Directory {
+            writer.write_root_object(i as u32, bytes)?;
+        }
     }
     let mut reports: Vec<VariableReport> = datasets
         .iter()

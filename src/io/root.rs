@@ -311,6 +311,11 @@ fn carry(file: &mut RootFile, err: &dyn Fn(String) -> Error) -> Result<(Vec<(Roo
         let si = file.raw_streamer_info().map_err(|e| err(format!("its streamer infos: {e}")))?;
         if let Some(bytes) = si {
             let (class, name, title, cycle) = oxyroot::raw_key_names(&bytes).map_err(|e| err(format!("its streamer infos: {e}")))?;
+            let lost = oxyroot::unwritable_streamer_infos(&bytes).map_err(|e| err(format!("its streamer infos: {e}")))?;
+            for v in lost {
+                let reason = "a streamer info balerfile's ROOT writer cannot write again (readers fall back on their own description of the class)";
+                skipped.push(Skipped { path: format!("/{name}:{}", v.replace(' ', ";")), reason: reason.into() });
+            }
             let o = RootObject { kind: RootObjectKind::Streamers, dir: Vec::new(), name, class, title, cycle, bytes: bytes.len() as u64 };
             carried.push((o, bytes));
         }

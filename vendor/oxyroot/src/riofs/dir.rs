@@ -126,11 +126,10 @@ impl TDirectoryFile {
 
         for i in 0..nkeys {
             trace!("read_keys: i = {:?}", i);
-            let mut k = r.read_object_into::<Key>()?;
+            // The class as the file lists it ("TDirectory" or "TDirectoryFile"): copies of
+            // the file's directories (raw.rs) keep it.
+            let k = r.read_object_into::<Key>()?;
             trace!("read_keys: k = {:?}", k);
-            if k.class() == "TDirectory" {
-                k.set_class("TDirectoryFile");
-            }
 
             self.keys.push(k);
         }

@@ -132,7 +132,6 @@ impl RootFile {
             let what = format!("directory '{}'", raw.name);
             let bytes = self.checked_read(&what, raw.seek, raw.n_bytes as i64, size)?;
             let h = parse_header(&bytes)?;
-            raw.class = h.class_name().to_string();
             if dir.len() >= MAX_DEPTH || !seen.insert(raw.seek) {
                 return Err(damaged(format!("{what}: directories nest in a loop or deeper than {MAX_DEPTH}")));
             }
@@ -285,25 +284,11 @@ impl RootFile {
     }
 
     /// Adds the streamer infos of another file's streamer info record (its key's bytes) to
-    /// those this file writes; a class version already there is not added twice.
+    /// those this file writes; a class version already there is not added twice, and one
+    /// this crate cannot write again (see `unwritable_streamer_infos`) is left out.
     pub fn add_streamer_infos_from(&mut self, bytes: &[u8]) -> Result<()> {
-        let key = parse_header(bytes)?;
-        let obj = payload(&key, bytes)?;
-        let mut v = rtypes::FACTORY.get(key.class_name())?();
-        v.unmarshal(&mut RBuffer::new(&obj, key.key_len() as u32))
-            .map_err(|e| damaged(format!("streamer info record unreadable: {e:?}")))?;
-        let Ok(mut list) = v.downcast::<ReaderList>() else {
-            return Err(damaged(format!("streamer info record is a {}, not a TList", key.class_name())));
-        };
-        for i in 0..list.len() {
-            let obj = list.remove(0);
-            let _ = i;
-            if obj.class() == "TStreamerInfo" {
-                if let Ok(si) = obj.downcast::<StreamerInfo>() {
-                    self.foreign_sinfos.push(*si);
-                }
-            }
-        }
+        let infos = foreign_infos(bytes)?;
+        self.foreign_sinfos.extend(infos.into_iter().filter(writable));
         Ok(())
     }
 
@@ -349,4 +334,43 @@ impl RootFile {
 pub fn raw_key_names(bytes: &[u8]) -> Result<(String, String, String, i16)> {
     let k = parse_header(bytes)?;
     Ok((k.class_name().to_string(), k.name().to_string(), k.title().to_string(), k.cycle() as i16))
+}
+
+/// The `TStreamerInfo`s of a streamer info record (its key's bytes).
+fn foreign_infos(bytes: &[u8]) -> Result<Vec<StreamerInfo>> {
+    let key = parse_header(bytes)?;
+    let obj = payload(&key, bytes)?;
+    let mut v = rtypes::FACTORY.get(key.class_name())?();
+    v.unmarshal(&mut RBuffer::new(&obj, key.key_len() as u32))
+        .map_err(|e| damaged(format!("streamer info record unreadable: {e:?}")))?;
+    let Ok(mut list) = v.downcast::<ReaderList>() else {
+        return Err(damaged(format!("streamer info record is a {}, not a TList", key.class_name())));
+    };
+    let mut out = Vec::new();
+    while !list.is_empty() {
+        let obj = list.remove(0);
+        if obj.class() == "TStreamerInfo" {
+            if let Ok(si) = obj.downcast::<StreamerInfo>() {
+                // A clone: what was read carries no object ids, and the writer would take
+                // every element for a reference to the first one written.
+                out.push((*si).clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether this crate can write `si` again (some element kinds are read but not written).
+fn writable(si: &StreamerInfo) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| si.marshal(&mut WBuffer::new(0)).is_ok())).unwrap_or(false)
+}
+
+/// The class versions ("TClass v3") of a streamer info record that `add_streamer_infos_from`
+/// leaves out because this crate cannot write them again.
+pub fn unwritable_streamer_infos(bytes: &[u8]) -> Result<Vec<String>> {
+    Ok(foreign_infos(bytes)?
+        .iter()
+        .filter(|si| !writable(si))
+        .map(|si| format!("{} v{}", si.name(), si.clsver()))
+        .collect())
 }
