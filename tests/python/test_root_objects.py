@@ -105,13 +105,24 @@ def header_of(cli, arch):
     return json.loads(cli("inspect", arch, "--json").stdout)["header"]
 
 
-def test_histograms_and_profile_come_back_and_the_ntuple_is_named(cli, tmp_path):
+def test_histograms_and_profile_come_back_and_the_ntuple_is_named(cli, container, schema, tmp_path):
+    from jsonschema import Draft202012Validator
     src = data("uproot-hepdata-example.root")
     arch, out = tmp_path / "h.baler", tmp_path / "h.root"
     r = cli("pack", src, "-o", arch)
     skipped = warned(r.stderr)
     assert list(skipped) == ["/ntuple;1"] and "TNtuple" in skipped["/ntuple;1"], r.stderr
     header = header_of(cli, arch)
+    Draft202012Validator(schema).validate(header)
+    # The independent reader finds one chunk per carried key, holding that key's bytes.
+    parsed = container(arch)
+    carried = {c["first_row"]: c["body"] for c in parsed["chunks"] if c.get("root_object")}
+    raw = open(src, "rb").read()
+    with uproot.open(src) as f:
+        for i, o in enumerate(header["root_objects"]):
+            if o["kind"] == "key":
+                k = f.key(o["name"])
+                assert carried[i] == raw[k.fSeekKey:k.fSeekKey + k.fNbytes], o["name"]
     assert [s["path"] for s in header["skipped"]] == ["/ntuple;1"]
     kinds = {(o["name"], o["class"], o["kind"]) for o in header["root_objects"]}
     assert {("hpx", "TH1F", "key"), ("hpxpy", "TH2F", "key"), ("hprof", "TProfile", "key")} <= kinds
@@ -215,4 +226,22 @@ def test_damaged_carried_object_is_one_clear_error_and_no_output(cli, container,
     out = tmp_path / "bad.root"
     r = cli("unpack", bad, "-o", out, expect_fail=True)
     assert r.returncode != 0 and "checksum" in r.stderr and str(bad) in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists(), r.stderr
+
+
+def test_damaged_source_object_is_one_clear_error_and_no_archive(cli, tmp_path):
+    """A key list entry that points outside the file: one error naming the file, no panic."""
+    src = data("uproot-hepdata-example.root")
+    raw = bytearray(open(src, "rb").read())
+    with uproot.open(src) as f:
+        start = f._fSeekKeys
+    # The top directory's key list entry for hpx: its class and name strings sit 26 bytes
+    # after the entry's start (small-file layout), its fSeekKey 18 bytes after it.
+    at = raw.index(b"\x04TH1F\x03hpx", start) - 26
+    raw[at + 18:at + 22] = (0x7FFF0000).to_bytes(4, "big")
+    bad = tmp_path / "bad.root"
+    bad.write_bytes(bytes(raw))
+    out = tmp_path / "bad.baler"
+    r = cli("pack", bad, "-o", out, expect_fail=True)
+    assert r.returncode == 1 and str(bad) in r.stderr and "hpx" in r.stderr and "outside the file" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists(), r.stderr
