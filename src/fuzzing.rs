@@ -375,6 +375,7 @@ fn embedded(manifest: &crate::model::Manifest, decoder: &[u8]) {
         models: vec![r.clone()],
         model: None,
         skipped: Vec::new(),
+        root_objects: Vec::new(),
     };
     let f = Scratch::new(".baler");
     let Ok(mut w) = crate::container::ArchiveWriter::create(&f.0, &header) else { return };

@@ -28,6 +28,44 @@ pub struct Header {
     pub model: Option<()>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+    /// The objects of a ROOT source besides its packed trees (histograms, parameters,
+    /// directories, the streamer infos), carried through unchanged as attachments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_objects: Vec<RootObject>,
+}
+
+/// One object of a ROOT source carried through as its key's bytes (header and object,
+/// compressed as the source had it) in an attachment of the archive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RootObject {
+    pub kind: RootObjectKind,
+    /// Names of the directories holding it, outermost first (empty: the file's top).
+    pub dir: Vec<String>,
+    pub name: String,
+    pub class: String,
+    pub title: String,
+    pub cycle: i16,
+    /// Length of its attachment; 0 for a directory, which has none (it is made anew).
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RootObjectKind {
+    /// A key of a directory (a histogram, a parameter, ...).
+    Key,
+    /// A directory: made again, holding the objects that name it in `dir`.
+    Directory,
+    /// The source's streamer info record, which describes the classes of the objects.
+    Streamers,
+}
+
+impl RootObject {
+    /// "/dir/name", as warnings and `inspect` show it.
+    pub fn path(&self) -> String {
+        self.dir.iter().chain([&self.name]).fold(String::new(), |p, n| p + "/" + n)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -58,7 +58,8 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     for i in 0..reader.index().len() {
         let d = reader.index()[i].dataset;
         let bytes = reader.read_chunk(i)?;
-        if d == crate::container::ATTACHMENT {
+        // Model decoders and carried ROOT objects: checksummed above, no rows to count.
+        if d == crate::container::ATTACHMENT || d == crate::container::ROOT_OBJECT {
             continue;
         }
         let d = d as usize;

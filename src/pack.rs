@@ -140,6 +140,7 @@ pub fn pack(
     // Sources opened through io::view have this done already; it is idempotent.
     let name = layout.name.clone();
     crate::io::view::declare_missing(&mut layout, Path::new(&name))?;
+    let carried = source.carried()?;
     let wanted = bound::assign(&opts.errors, &layout.datasets)?;
     let pool = thread_pool(opts.threads)?;
     let mut datasets = layout.datasets.clone();
@@ -207,12 +208,19 @@ pub fn pack(
         models: models.iter().map(|m| m.reference.clone()).collect(),
         model: None,
         skipped: layout.skipped.clone(),
+        root_objects: carried.iter().map(|(o, _)| o.clone()).collect(),
     };
     let codec = ChunkCodec { level: opts.level };
     let mut writer = ArchiveWriter::create(output, &header)?;
     for (m, pm) in models.iter().enumerate() {
         if let Some(bytes) = pm.embed {
             writer.write_attachment(m as u32, bytes)?;
+        }
+    }
+    for (i, (o, bytes)) in carried.iter().enumerate() {
+        // A directory is made anew from its header entry: it has no bytes to keep.
+        if o.kind != crate::header::RootObjectKind::Directory {
+            writer.write_root_object(i as u32, bytes)?;
         }
     }
     let mut reports: Vec<VariableReport> = datasets

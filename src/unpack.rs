@@ -144,12 +144,29 @@ pub fn decode_chunk(
         .map_err(|what| Error::corrupt(reader.path(), format!("chunk {i} of {}: {what}", ds.path)))
 }
 
-pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn Progress) -> Result<u64> {
+#[derive(Clone, Debug, Default)]
+pub struct UnpackReport {
+    /// Bytes of the datasets written.
+    pub raw_bytes: u64,
+    /// Objects carried from the source (ROOT histograms, ...) that this output cannot hold.
+    pub not_written: Vec<String>,
+}
+
+pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn Progress) -> Result<UnpackReport> {
     let reader = ArchiveReader::open(input)?;
     let codec = codec_of(&reader)?;
     let header = reader.header();
     let selected = io::select(input, &header.datasets, &opts.datasets)?;
     let mut sink = io::create_sink_as(output, opts.format.as_deref(), header, &selected)?;
+    let mut carried = Vec::with_capacity(header.root_objects.len());
+    for (i, o) in header.root_objects.iter().enumerate() {
+        carried.push((o.clone(), reader.root_object(i)?));
+    }
+    let mut not_written = Vec::new();
+    if !carried.is_empty() && !sink.write_carried(carried)? {
+        not_written =
+            header.root_objects.iter().filter(|o| o.kind == crate::header::RootObjectKind::Key).map(|o| format!("{} ({})", o.path(), o.class)).collect();
+    }
     let codings = var_codings(&reader);
     let models = ArchiveModels::load(&reader, &selected, opts)?;
     let mut plans = Vec::with_capacity(header.datasets.len());
@@ -173,5 +190,5 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
     }
     sink.finish()?;
     progress.finish();
-    Ok(total)
+    Ok(UnpackReport { raw_bytes: total, not_written })
 }

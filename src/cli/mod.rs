@@ -607,7 +607,16 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Unpack { input, output, to, datasets, run: RunArgs { threads, quiet }, runtime } => {
             let t = Instant::now();
             let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options(), format: to };
-            let raw = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
+            let report = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
+            if !report.not_written.is_empty() {
+                eprintln!(
+                    "balerfile: warning: {}: {} ROOT objects carried in the archive are written only to a ROOT output (--to root): {}",
+                    output.display(),
+                    report.not_written.len(),
+                    report.not_written.join(", ")
+                );
+            }
+            let raw = report.raw_bytes;
             let secs = t.elapsed().as_secs_f64();
             if quiet {
                 return Ok(());
@@ -1139,6 +1148,14 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
             e.response_mean,
             e.response_rms
         );
+    }
+    let mut carried: std::collections::BTreeMap<&str, usize> = Default::default();
+    for o in h.root_objects.iter().filter(|o| o.kind != balerfile::header::RootObjectKind::Streamers) {
+        *carried.entry(o.class.as_str()).or_default() += 1;
+    }
+    if !carried.is_empty() {
+        let list: Vec<String> = carried.iter().map(|(c, n)| format!("{n} {c}")).collect();
+        println!("carried unchanged (written back by unpack --to root): {}", list.join(", "));
     }
     for s in &h.skipped {
         println!("not packed: {}: {}", s.path, s.reason);

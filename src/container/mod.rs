@@ -17,6 +17,10 @@ pub const INDEX_ENTRY_LEN: u64 = 40;
 /// decoder) instead of rows; its `row_start` is the model's index in the header.
 pub const ATTACHMENT: u32 = u32::MAX;
 
+/// The dataset number of an index entry that holds a carried ROOT object (a key's bytes);
+/// its `row_start` is the object's index in the header's `root_objects`.
+pub const ROOT_OBJECT: u32 = u32::MAX - 1;
+
 /// One footer index entry: where a chunk is and what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkEntry {

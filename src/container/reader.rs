@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ChunkEntry, END_MAGIC, INDEX_ENTRY_LEN, MAGIC, PREAMBLE_LEN, TRAILER_LEN};
 use crate::error::{Error, Result};
-use crate::header::{Header, FORMAT_NAME, FORMAT_VERSION};
+use crate::header::{Header, RootObjectKind, FORMAT_NAME, FORMAT_VERSION};
 use crate::wire::Cursor;
 
 /// An open `.baler` file whose structure has been checked end to end (see the format spec);
@@ -136,6 +136,14 @@ impl ArchiveReader {
         Ok(buf)
     }
 
+    /// The bytes of the header's ROOT object `i` (none for a directory), checksum verified.
+    pub fn root_object(&self, i: usize) -> Result<Vec<u8>> {
+        match self.index.iter().position(|e| e.dataset == super::ROOT_OBJECT && e.row_start == i as u64) {
+            Some(c) => self.read_chunk(c),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The bytes of chunk `i`, checksum verified.
     pub fn read_chunk(&self, i: usize) -> Result<Vec<u8>> {
         let e = self.index[i];
@@ -181,6 +189,7 @@ fn parse_index(footer: &[u8], chunks_start: u64, footer_offset: u64) -> Result<V
 fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
     let mut next_row = vec![0u64; header.datasets.len()];
     let mut attached = vec![false; header.models.len()];
+    let mut carried = vec![false; header.root_objects.len()];
     for (i, e) in index.iter().enumerate() {
         if e.dataset == super::ATTACHMENT {
             let m = e.row_start as usize;
@@ -189,6 +198,18 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
                 return Err(format!("chunk {i} is an attachment for model {m}, which embeds nothing or has one already"));
             }
             attached[m] = true;
+            continue;
+        }
+        if e.dataset == super::ROOT_OBJECT {
+            let k = e.row_start as usize;
+            let o = header.root_objects.get(k);
+            let ok = e.rows == 0
+                && o.is_some_and(|o| o.kind != RootObjectKind::Directory && o.bytes == e.length)
+                && !carried[k];
+            if !ok {
+                return Err(format!("chunk {i} holds ROOT object {k}, which the header does not list with its {} bytes or has already", e.length));
+            }
+            carried[k] = true;
             continue;
         }
         let d = e.dataset as usize;
@@ -204,6 +225,11 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
     for (m, r) in header.models.iter().enumerate() {
         if r.embedded.is_some() && !attached[m] {
             return Err(format!("model {} is marked embedded but the archive holds no copy of it", r.id));
+        }
+    }
+    for (k, o) in header.root_objects.iter().enumerate() {
+        if o.kind != RootObjectKind::Directory && !carried[k] {
+            return Err(format!("ROOT object {} is listed but the archive holds no copy of it", o.path()));
         }
     }
     for (d, ds) in header.datasets.iter().enumerate() {

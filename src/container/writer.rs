@@ -57,6 +57,12 @@ impl ArchiveWriter {
         self.write_chunk(place, bytes)
     }
 
+    /// Stores the bytes of the header's ROOT object `i`.
+    pub fn write_root_object(&mut self, i: u32, bytes: &[u8]) -> Result<()> {
+        let place = crate::codec::ChunkPlace { dataset: super::ROOT_OBJECT, row_start: i as u64, rows: 0 };
+        self.write_chunk(place, bytes)
+    }
+
     /// Writes footer and trailer, syncs, and moves the file to its name. Returns its size.
     pub fn finish(mut self) -> Result<u64> {
         let footer_offset = self.offset;

@@ -32,11 +32,21 @@ pub trait Source {
     fn layout(&self) -> &SourceLayout;
     /// Rows `rows` of dataset `dataset`: one little-endian buffer per variable.
     fn read_rows(&mut self, dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>>;
+    /// Objects carried through unchanged (a ROOT file's histograms, ...): what the header
+    /// lists, with each one's attachment bytes (empty for a directory).
+    fn carried(&mut self) -> Result<Vec<(crate::header::RootObject, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
 }
 
 pub trait Sink {
     /// Rows must arrive in order per dataset; datasets one after another.
     fn write_rows(&mut self, dataset: usize, rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()>;
+    /// Writes objects carried through from the source (the header's `root_objects`, with their
+    /// attachments); false when this output cannot hold them.
+    fn write_carried(&mut self, _objects: Vec<(crate::header::RootObject, Vec<u8>)>) -> Result<bool> {
+        Ok(false)
+    }
     /// Completes the file and moves it to its name; dropping a sink without finishing removes it.
     fn finish(self: Box<Self>) -> Result<()>;
 }

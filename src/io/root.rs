@@ -27,8 +27,8 @@ use crate::bound::ErrorBound;
 use crate::dtype::{ByteOrder, DType};
 use crate::error::{Error, Result};
 use crate::header::{
-    Attribute, Attributes, Container, DatasetInfo, DatasetKind, GroupInfo, Header, Jagged, Skipped, SourceKind,
-    VariableInfo,
+    Attribute, Attributes, Container, DatasetInfo, DatasetKind, GroupInfo, Header, Jagged, RootObject, RootObjectKind,
+    Skipped, SourceKind, VariableInfo,
 };
 
 pub const MAGIC: &[u8; 4] = b"root";
@@ -250,6 +250,69 @@ pub struct RootSource {
     layout: SourceLayout,
     /// Per dataset, per variable: every row's little-endian bytes.
     columns: Vec<Vec<Vec<u8>>>,
+    /// The objects besides the packed trees, with their keys' bytes.
+    carried: Vec<(RootObject, Vec<u8>)>,
+}
+
+/// Classes whose objects point at other records of their file (a tree's baskets, an RNTuple's
+/// pages), so their key's bytes alone are not the object: they cannot be carried.
+fn points_elsewhere(class: &str) -> bool {
+    matches!(class, "TTree" | "TNtuple" | "TNtupleD" | "TChain")
+        || class.starts_with("ROOT::Experimental::RNTuple")
+        || class.starts_with("ROOT::RNTuple")
+}
+
+/// The source's keys besides its top-level trees, as objects to carry (each with its bytes),
+/// and what cannot be carried. The streamer info record comes along when any object does.
+fn carry(file: &mut RootFile, err: &dyn Fn(String) -> Error) -> Result<(Vec<(RootObject, Vec<u8>)>, Vec<Skipped>)> {
+    let keys = file.raw_keys().map_err(|e| err(format!("reading its directories: {e}")))?;
+    let mut carried = Vec::new();
+    let mut skipped = Vec::new();
+    for k in &keys {
+        let top_tree = k.dir.is_empty() && k.class == "TTree";
+        if top_tree {
+            continue;
+        }
+        let mut o = RootObject {
+            kind: RootObjectKind::Key,
+            dir: k.dir.clone(),
+            name: k.name.clone(),
+            class: k.class.clone(),
+            title: k.title.clone(),
+            cycle: k.cycle,
+            bytes: 0,
+        };
+        if points_elsewhere(&k.class) {
+            let why = match (k.class.as_str(), k.dir.is_empty()) {
+                ("TTree", _) => "a TTree inside a directory (balerfile packs the trees at the top of the file)".to_string(),
+                (c, _) => format!("a {c}, whose data lies outside its key (balerfile packs TTrees only)"),
+            };
+            skipped.push(Skipped { path: format!("{};{}", o.path(), k.cycle), reason: why });
+            continue;
+        }
+        if k.is_dir() {
+            o.kind = RootObjectKind::Directory;
+            carried.push((o, Vec::new()));
+            continue;
+        }
+        let bytes = file.raw_bytes(k).map_err(|e| err(format!("object {}: {e}", o.path())))?;
+        o.bytes = bytes.len() as u64;
+        carried.push((o, bytes));
+    }
+    if carried.iter().any(|(o, _)| o.kind == RootObjectKind::Key) {
+        let si = file.raw_streamer_info().map_err(|e| err(format!("its streamer infos: {e}")))?;
+        if let Some(bytes) = si {
+            let (class, name, title, cycle) = oxyroot::raw_key_names(&bytes).map_err(|e| err(format!("its streamer infos: {e}")))?;
+            let lost = oxyroot::unwritable_streamer_infos(&bytes).map_err(|e| err(format!("its streamer infos: {e}")))?;
+            for v in lost {
+                let reason = "a streamer info balerfile's ROOT writer cannot write again (readers fall back on their own description of the class)";
+                skipped.push(Skipped { path: format!("/{name}:{}", v.replace(' ', ";")), reason: reason.into() });
+            }
+            let o = RootObject { kind: RootObjectKind::Streamers, dir: Vec::new(), name, class, title, cycle, bytes: bytes.len() as u64 };
+            carried.push((o, bytes));
+        }
+    }
+    Ok((carried, skipped))
 }
 
 impl RootSource {
@@ -260,6 +323,12 @@ impl RootSource {
     fn read(path: &Path, select: &RootSelect) -> Result<Self> {
         let err = |what: String| Error::input(path, what);
         let mut file = RootFile::open(path).map_err(|e| err(format!("not a readable ROOT file: {e}")))?;
+        let (carried, skipped) = carry(&mut file, &err)?;
+        if select.strict {
+            if let Some(s) = skipped.first() {
+                return Err(err(format!("{}: {} cannot be packed (without --strict it is skipped with a warning)", s.path, s.reason)));
+            }
+        }
         // One name per tree, in file order (a tree saved twice has two cycles, one name).
         let mut names: Vec<String> = Vec::new();
         for k in file.keys().iter().filter(|k| k.class_name() == "TTree") {
@@ -267,8 +336,9 @@ impl RootSource {
                 names.push(k.name().to_string());
             }
         }
-        if names.is_empty() {
-            return Err(err("holds no TTree".into()));
+        if names.is_empty() && carried.is_empty() {
+            let why: Vec<String> = skipped.iter().map(|s| format!("{} ({})", s.path, s.reason)).collect();
+            return Err(err(format!("holds no TTree and no other object to carry{}", if why.is_empty() { String::new() } else { format!("; skipped: {}", why.join("; ")) })));
         }
         if !select.trees.is_empty() {
             for t in &select.trees {
@@ -283,7 +353,7 @@ impl RootSource {
             name: path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             groups: vec![GroupInfo { path: "/".into(), attributes: Attributes::new() }],
             datasets: Vec::new(),
-            skipped: Vec::new(),
+            skipped,
         };
         let mut columns = Vec::new();
         let mut matched_any = select.branches.is_empty();
@@ -417,11 +487,11 @@ impl RootSource {
         if !matched_any {
             return Err(err(format!("no branch matches {}", select.branches.join(", "))));
         }
-        if layout.datasets.is_empty() {
+        if layout.datasets.is_empty() && carried.is_empty() {
             let why: Vec<String> = layout.skipped.iter().map(|s| format!("{} ({})", s.path, s.reason)).collect();
             return Err(err(format!("holds no numeric branch to pack; skipped: {}", why.join("; "))));
         }
-        Ok(RootSource { layout, columns })
+        Ok(RootSource { layout, columns, carried })
     }
 }
 
@@ -474,6 +544,10 @@ impl Source for RootSource {
         &self.layout
     }
 
+    fn carried(&mut self) -> Result<Vec<(RootObject, Vec<u8>)>> {
+        Ok(std::mem::take(&mut self.carried))
+    }
+
     fn read_rows(&mut self, dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>> {
         let ds = &self.layout.datasets[dataset];
         Ok(ds
@@ -496,6 +570,7 @@ pub struct RootSink {
     datasets: Vec<usize>,
     data: BTreeMap<usize, Vec<Vec<u8>>>,
     output: AtomicOutput,
+    carried: Vec<(RootObject, Vec<u8>)>,
 }
 
 impl RootSink {
@@ -517,7 +592,7 @@ impl RootSink {
             }
         }
         let output = AtomicOutput::new(path)?;
-        Ok(RootSink { header: header.clone(), datasets: datasets.to_vec(), data: BTreeMap::new(), output })
+        Ok(RootSink { header: header.clone(), datasets: datasets.to_vec(), data: BTreeMap::new(), output, carried: Vec::new() })
     }
 
     fn tree_name(ds: &DatasetInfo) -> String {
@@ -530,6 +605,8 @@ impl RootSink {
     fn write_all(&mut self, path: &PathBuf) -> Result<()> {
         let fail = |what: String| Error::Input { path: self.output.dest().into(), what };
         let mut file = RootFile::create(path).map_err(|e| fail(format!("cannot create: {e}")))?;
+        // Before the trees, so keys with 32-bit positions land below 2 GiB.
+        write_carried(&mut file, &self.carried).map_err(fail)?;
         let events: Vec<usize> = self.datasets.iter().copied().filter(|&d| self.header.datasets[d].jagged.is_none()).collect();
         for e in events {
             let ds = &self.header.datasets[e];
@@ -594,6 +671,28 @@ impl RootSink {
     }
 }
 
+/// Makes the carried directories and writes the carried keys as they were, checking each
+/// key's bytes against what the header says it is.
+fn write_carried(file: &mut RootFile, objects: &[(RootObject, Vec<u8>)]) -> Result<(), String> {
+    for (o, bytes) in objects {
+        let what = |e: String| format!("carried object {} ({}): {e}", o.path(), o.class);
+        if o.kind == RootObjectKind::Directory {
+            file.mkdir(&o.dir, &o.name, &o.title, o.cycle, &o.class).map_err(|e| what(e.to_string()))?;
+            continue;
+        }
+        let names = oxyroot::raw_key_names(bytes).map_err(|e| what(format!("not a ROOT key: {e}")))?;
+        if names != (o.class.clone(), o.name.clone(), o.title.clone(), o.cycle) {
+            return Err(what(format!("its bytes hold {} '{}';{}, not what the header lists", names.0, names.1, names.3)));
+        }
+        match o.kind {
+            RootObjectKind::Streamers => file.add_streamer_infos_from(bytes),
+            _ => file.put_raw_key(&o.dir, bytes),
+        }
+        .map_err(|e| what(e.to_string()))?;
+    }
+    Ok(())
+}
+
 fn add_flat<T: LeBytes + oxyroot::Marshaler>(t: &mut WriterTree, name: &str, col: Vec<u8>) {
     let s = std::mem::size_of::<T>().max(1);
     let vals: Vec<T> = col.chunks_exact(s).map(T::get).collect();
@@ -617,6 +716,11 @@ impl Sink for RootSink {
             c.extend_from_slice(v);
         }
         Ok(())
+    }
+
+    fn write_carried(&mut self, objects: Vec<(RootObject, Vec<u8>)>) -> Result<bool> {
+        self.carried = objects;
+        Ok(true)
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {

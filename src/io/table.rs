@@ -185,6 +185,10 @@ impl Source for ColumnsSource {
         let ds = &self.layout.datasets[dataset];
         Ok(split_columns(&data[0], ds.variables.len(), ds.variables[0].dtype.size()))
     }
+
+    fn carried(&mut self) -> Result<Vec<(crate::header::RootObject, Vec<u8>)>> {
+        self.inner.carried()
+    }
 }
 
 /// Row-major elements of `cols` columns to one buffer per column.
@@ -251,6 +255,10 @@ impl Sink for ColumnsSink {
             Some(size) => self.inner.write_rows(dataset, rows, &[join_columns(vars, size)]),
             None => self.inner.write_rows(dataset, rows, vars),
         }
+    }
+
+    fn write_carried(&mut self, objects: Vec<(crate::header::RootObject, Vec<u8>)>) -> Result<bool> {
+        self.inner.write_carried(objects)
     }
 
     fn finish(self: Box<Self>) -> Result<()> {

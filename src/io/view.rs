@@ -56,6 +56,10 @@ impl Source for Declared {
     fn read_rows(&mut self, dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>> {
         self.inner.read_rows(dataset, rows)
     }
+
+    fn carried(&mut self) -> Result<Vec<(crate::header::RootObject, Vec<u8>)>> {
+        self.inner.carried()
+    }
 }
 
 /// `--fill-value [VARIABLE:]VALUE|none`: the user's own missing-value marker for float variables

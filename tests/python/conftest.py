@@ -221,6 +221,17 @@ def parse_container(src):
                                first_row=first, rows=0, body=body, attachment=True))
             pos = off + length
             continue
+        if dsi == 0xFFFFFFFE:
+            # a carried ROOT object: the key bytes of header root_objects[first]
+            objs = header.get("root_objects", [])
+            _need(rows == 0 and first < len(objs) and objs[first]["kind"] != "directory"
+                  and objs[first]["bytes"] == length, f"chunk {i}: stray ROOT object")
+            body = data[off:off + length]
+            _need(zlib.crc32(body) == ccrc, f"ROOT object chunk {i} CRC mismatch")
+            chunks.append(dict(index=i, offset=off, length=length, dataset=dsi, crc=ccrc,
+                               first_row=first, rows=0, body=body, root_object=True))
+            pos = off + length
+            continue
         _need(dsi < len(datasets), f"chunk {i} dataset index {dsi}")
         _need(first == next_row[dsi], f"chunk {i}: first row {first}, expected {next_row[dsi]}")
         _need(rows >= 1, f"chunk {i}: {rows} rows")

@@ -201,6 +201,7 @@ mod rvers;
 mod utils;
 
 pub use riofs::file::RootFile;
+pub use riofs::raw::{raw_key_names, unwritable_streamer_infos, RawKey};
 pub use rtree::branch::Branch;
 pub use rtree::tree::reader::ReaderTree;
 

@@ -45,7 +45,7 @@ impl TDirectory {
 pub struct TDirectoryFile {
     ctime: DateTime<Utc>,
     mtime: DateTime<Utc>, //
-    n_bytes_keys: i32,
+    pub(crate) n_bytes_keys: i32,
     pub(crate) n_bytes_name: i32,
     // seekdir: i64,
     // seekparent: i64,
@@ -83,6 +83,17 @@ impl traits::Object for TDirectoryFile {
 }
 
 impl TDirectoryFile {
+    pub(crate) fn set_title(&mut self, title: &str) {
+        self.dir.named.title = title.to_string();
+    }
+
+    // 64-bit seeks, for a directory made beyond 2 GB.
+    pub(crate) fn make_big(&mut self) {
+        if self.dir.rvers < 1000 {
+            self.dir.rvers += 1000;
+        }
+    }
+
     pub(crate) fn new(name: String) -> Self {
         let mut dir = TDirectoryFile::default();
         dir.dir.named.name = name;
@@ -115,11 +126,10 @@ impl TDirectoryFile {
 
         for i in 0..nkeys {
             trace!("read_keys: i = {:?}", i);
-            let mut k = r.read_object_into::<Key>()?;
+            // The class as the file lists it ("TDirectory" or "TDirectoryFile"): copies of
+            // the file's directories (raw.rs) keep it.
+            let k = r.read_object_into::<Key>()?;
             trace!("read_keys: k = {:?}", k);
-            if k.class() == "TDirectory" {
-                k.set_class("TDirectoryFile");
-            }
 
             self.keys.push(k);
         }
@@ -267,7 +277,7 @@ impl TDirectoryFile {
         Ok(())
     }
 
-    fn write_header(&mut self, file: &mut RootFile) -> Result<()> {
+    pub(crate) fn write_header(&mut self, file: &mut RootFile) -> Result<()> {
         self.mtime = utils::now();
 
         let n_bytes = Self::record_size(file.version()) as i32;

@@ -35,6 +35,8 @@ pub enum Error {
     FileIsOpenedWriteOnly,
     FileIsOpenedReadOnly,
     FileIsNotOpened,
+    /// The file's structure is inconsistent (raw.rs checks).
+    Damaged(String),
     // Writer Errors
     NameContainsSlash(String),
     KeyClassMismatch {

@@ -156,6 +156,9 @@ pub struct RootFile {
     sinfos: RootFileStreamerInfoContext,
     dir: TDirectoryFile,
     id: String,
+    // Directories made by `mkdir` and streamer infos of copied keys (raw.rs).
+    pub(crate) subdirs: Vec<crate::riofs::raw::SubDir>,
+    pub(crate) foreign_sinfos: Vec<StreamerInfo>,
 }
 
 impl RootFile {
@@ -338,6 +341,26 @@ impl RootFile {
         Ok(())
     }
 
+    pub(crate) fn sinfos_have(&self, name: &str, version: i32) -> bool {
+        self.sinfos.list().iter().any(|s| s.name() == name && s.clsver() == version)
+    }
+
+    pub(crate) fn add_streamer_info_always(&mut self, si: StreamerInfo) {
+        self.sinfos.push(si);
+    }
+
+    pub(crate) fn streamer_info_span(&self) -> (i64, i32) {
+        (self.header.seek_info, self.header.n_bytes_info)
+    }
+
+    pub(crate) fn path(&self) -> Result<&Path> {
+        match &self.inner {
+            RootFileInner::Reader(r) => Ok(&r.path),
+            RootFileInner::Writer(w) => Ok(&w.path),
+            _ => Err(Error::FileIsNotOpened),
+        }
+    }
+
     pub(crate) fn add_streamer_info(&mut self, si: StreamerInfo) {
         if self.sinfos.list().iter().any(|s| s.name() == si.name()) {
             return;
@@ -351,6 +374,7 @@ impl RootFile {
     }
 
     pub fn close(&mut self) -> Result<()> {
+        self.close_subdirs()?;
         let mut dir = self.dir().clone();
         dir.close(self)?;
         let _ = std::mem::replace(&mut self.dir, dir);
@@ -620,6 +644,7 @@ impl RootFile {
         );
 
         self.find_deep_streamer()?;
+        self.merge_foreign_streamer_infos();
 
         trace!(
             ";RootFile.write_streamer_info.f.sinfos.after_find_deep_streamer.len:{}",

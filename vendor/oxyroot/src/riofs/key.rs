@@ -58,6 +58,10 @@ pub struct Key {
     left: i32,
 
     buffer: Vec<u8>, // buffer of the KEY's value
+
+    // The header as another file wrote it (seek fields already set for this file), for a key
+    // copied unchanged (raw.rs): its datime and lengths must stay byte for byte.
+    pub(crate) raw_header: Option<Vec<u8>>,
 }
 
 impl Default for Key {
@@ -76,6 +80,7 @@ impl Default for Key {
             name: String::new(),
             title: String::new(),
             buffer: Vec::new(),
+            raw_header: None,
         }
     }
 }
@@ -141,6 +146,10 @@ impl Unmarshaler for Key {
 impl Marshaler for Key {
     fn marshal(&self, w: &mut WBuffer) -> crate::rbytes::Result<i64> {
         let beg = w.pos();
+        if let Some(raw) = &self.raw_header {
+            w.write_array_u8(raw)?;
+            return Ok(w.pos() - beg);
+        }
         trace!(";KEY.marshal.{beg}.beg:{:?}", beg);
         trace!(";KEY.marshal.{beg}.n_bytes:{:?}", self.n_bytes);
         trace!(";KEY.marshal.{beg}.seek_key:{:?}", self.seek_key);
@@ -504,6 +513,12 @@ impl Key {
     }
     pub fn class_name(&self) -> &str {
         &self.class
+    }
+    pub(crate) fn set_seek_key(&mut self, seek: i64) {
+        self.seek_key = seek;
+    }
+    pub(crate) fn set_seek_pdir(&mut self, seek: i64) {
+        self.seek_pdir = seek;
     }
     pub fn set_cycle(&mut self, cycle: i16) {
         self.cycle = cycle;

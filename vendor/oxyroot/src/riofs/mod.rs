@@ -4,6 +4,7 @@ pub(crate) mod dir;
 mod error;
 pub mod file;
 mod key;
+pub mod raw;
 pub mod utils;
 
 pub(crate) use key::Key;

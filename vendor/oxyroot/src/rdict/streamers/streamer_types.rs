@@ -566,8 +566,11 @@ pub struct StreamerSTLstring {
 }
 
 impl Marshaler for StreamerSTLstring {
-    fn marshal(&self, _w: &mut WBuffer) -> crate::rbytes::Result<i64> {
-        todo!()
+    fn marshal(&self, w: &mut WBuffer) -> crate::rbytes::Result<i64> {
+        // The mirror of `unmarshal`: a versioned header around the TStreamerSTL base.
+        let hdr = w.write_header(self.class(), rvers::STREAMER_STLSTRING)?;
+        w.write_object(&self.streamer_stl)?;
+        w.set_header(hdr)
     }
 }
 
