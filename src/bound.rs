@@ -58,6 +58,16 @@ pub enum Bound {
     Rel(f64),
 }
 
+/// `NAME:VALUE` or `VALUE`, as every per-variable option takes it (`--error`, `--layout`,
+/// `--fill-value`): the value never holds a ':', so the last one separates a name that may.
+pub fn split_target(spec: &str) -> std::result::Result<(Option<&str>, &str), String> {
+    match spec.rsplit_once(':') {
+        Some((n, v)) if !n.is_empty() => Ok((Some(n), v)),
+        Some(_) => Err("empty variable name before ':'".into()),
+        None => Ok((None, spec)),
+    }
+}
+
 /// One `--error` argument: `rel=1e-3`, `abs=0.5`, `lossless`, or `VARIABLE:rel=1e-4`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ErrorSpec {
@@ -70,12 +80,8 @@ impl std::str::FromStr for ErrorSpec {
 
     fn from_str(spec: &str) -> Result<Self> {
         let bad = |what: &str| Error::ErrorSpec { spec: spec.to_string(), what: what.to_string() };
-        // The bound never contains ':', so the last ':' separates a variable name that may.
-        let (variable, bound) = match spec.rsplit_once(':') {
-            Some((v, b)) if !v.is_empty() => (Some(v.to_string()), b),
-            Some(_) => return Err(bad("empty variable name before ':'")),
-            None => (None, spec),
-        };
+        let (variable, bound) = split_target(spec).map_err(|e| bad(&e))?;
+        let variable = variable.map(str::to_string);
         let bound = bound.trim();
         let bound = if bound == "lossless" {
             Bound::Lossless

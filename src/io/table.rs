@@ -71,10 +71,8 @@ pub struct LayoutSpec {
 impl std::str::FromStr for LayoutSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let (dataset, l) = match s.rsplit_once(':') {
-            Some((d, l)) => (Some(d.trim_start_matches('/').to_string()), l),
-            None => (None, s),
-        };
+        let (dataset, l) = crate::bound::split_target(s).map_err(|e| Error::Usage(format!("--layout {s}: {e}")))?;
+        let dataset = dataset.map(|d| d.trim_start_matches('/').to_string());
         let layout = l.parse().map_err(|e| Error::Usage(format!("--layout {s}: {e}")))?;
         Ok(LayoutSpec { dataset, layout })
     }

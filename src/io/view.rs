@@ -75,10 +75,8 @@ pub struct FillSpec {
 impl std::str::FromStr for FillSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let (variable, v) = match s.rsplit_once(':') {
-            Some((n, v)) if !n.is_empty() => (Some(n.to_string()), v),
-            _ => (None, s),
-        };
+        let (variable, v) = crate::bound::split_target(s).map_err(|e| Error::Usage(format!("--fill-value {s}: {e}")))?;
+        let variable = variable.map(str::to_string);
         let value = match v.trim() {
             "none" => None,
             t => Some(t.parse::<f64>().map_err(|_| Error::Usage(format!("--fill-value {s}: '{t}' is not a number or 'none'")))?),
