@@ -1,6 +1,6 @@
 """Checks an unpacked HDF5 file against its original, independently of balerfile's own report:
-for every packed dataset and variable, the largest |x' - x| against the bound in the archive
-header, and exact equality for lossless variables.
+for every packed dataset and variable (each column of a 2-D array packed as a table), the largest
+|x' - x| against the bound in the archive header, and exact equality for lossless variables.
 
 usage: verify.py ORIGINAL.h5 UNPACKED.h5 ARCHIVE.baler
 """
@@ -30,9 +30,12 @@ def main(orig, unpacked, archive):
         for d in h["datasets"]:
             x, y = a[d["path"]][()], b[d["path"]][()]
             raw += x.nbytes if x.dtype.names is None else sum(x[v["field"]].nbytes for v in d["variables"])
-            for v in d["variables"]:
-                xv = x[v["field"]] if v["field"] else x
-                yv = y[v["field"]] if v["field"] else y
+            for j, v in enumerate(d["variables"]):
+                if d["kind"] == "columns":  # a 2-D array read as a table: variable j is column j
+                    xv, yv = x[:, j], y[:, j]
+                else:
+                    xv = x[v["field"]] if v["field"] else x
+                    yv = y[v["field"]] if v["field"] else y
                 tol = v["error"].get("abs") if v["error"]["mode"] in ("abs", "rel") else None
                 if not tol:
                     if not np.array_equal(np.asarray(xv), np.asarray(yv), equal_nan=xv.dtype.kind == "f"):
