@@ -245,11 +245,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Stats {
-    pub fn update(&mut self, values: &[f64]) {
-        self.update_masked(values, None)
-    }
-
-    /// `update`, leaving out the elements `rule` marks missing.
+    /// Takes in `values`, leaving out of the range the elements `rule` marks missing.
     pub fn update_masked(&mut self, values: &[f64], rule: Option<&crate::missing::MissingRule>) {
         for &v in values {
             if v.is_finite() && rule.is_some_and(|r| r.is_missing(v)) {

@@ -53,11 +53,6 @@ impl MissingRule {
         &self.fills[..self.nfills]
     }
 
-    /// Only NaN is missing.
-    pub fn is_nan_only(&self) -> bool {
-        self.nfills == 0 && self.valid_min.is_none() && self.valid_max.is_none()
-    }
-
     /// Whether `x` (a value of the variable, widened to f64) is missing. NaN always is;
     /// infinities are values (kept exactly, outside every range), unless a valid range excludes
     /// them.

@@ -154,19 +154,21 @@ impl ChunkCodec {
         if let Some(plan) = model {
             // Missing elements (fill values) would drag the model's normalised inputs far out of
             // range: the model sees each one's valid neighbour instead.
-            let filled: Vec<Option<Vec<f64>>> = floats
-                .iter()
-                .zip(vars)
-                .map(|(f, v)| match (f, v.missing) {
-                    (Some(f), Some(rule)) => {
-                        let mut f = f.clone();
-                        crate::missing::fill_values(&mut f, &rule);
+            // Only columns with a rule are copied: this runs on every chunk.
+            let filled: Option<Vec<Option<Vec<f64>>>> = vars.iter().any(|v| v.missing.is_some()).then(|| {
+                floats
+                    .iter()
+                    .zip(vars)
+                    .map(|(f, v)| {
+                        let mut f = f.clone()?;
+                        if let Some(rule) = v.missing {
+                            crate::missing::fill_values(&mut f, &rule);
+                        }
                         Some(f)
-                    }
-                    (f, _) => f.clone(),
-                })
-                .collect();
-            let x = plan.inputs(&filled, epr, rows)?;
+                    })
+                    .collect()
+            });
+            let x = plan.inputs(filled.as_deref().unwrap_or(&floats), epr, rows)?;
             let z = plan.model.encode(&x, rows)?;
             if z.len() != rows * plan.model.latent() {
                 return Err(format!("the encoder gave {} values for {rows} rows of latent {}", z.len(), plan.model.latent()));

@@ -95,7 +95,8 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
         return Err(Error::Usage(format!("{}: the output must not be the input", output.display())));
     }
     let mut source = Hdf5Source::open(input, &[])?;
-    let layout = source.layout().clone();
+    let mut layout = source.layout().clone();
+    crate::io::view::declare_missing(&mut layout, input)?;
     let chosen = crate::io::select(input, &layout.datasets, &opts.datasets)?;
     let bounds = bound::assign(&opts.errors, &layout.datasets)?;
     let mut report = CompressReport::default();
@@ -116,6 +117,17 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
         let layout = if table { Layout::Table } else { Layout::Field };
         let chunk_rows = (opts.chunk_bytes / ds.row_bytes().max(1)).clamp(1, ds.rows());
         let v = &ds.variables[0];
+        // The filter's cd_values carry one fill value; a valid range or further fill values
+        // stay ordinary values there (within the bound, not bit for bit): say so.
+        let rule = v.missing_rule();
+        if let Some(r) = rule.filter(|r| r.fills().len() > 1 || r.valid_min.is_some() || r.valid_max.is_some()) {
+            report.notes.push(format!(
+                "{}: the filter keeps only the fill value {:e} exactly; other missing values ({}) are coded as values within the bound",
+                ds.path,
+                r.fills().first().copied().unwrap_or(f64::NAN),
+                r.describe()
+            ));
+        }
         let params = FilterParams {
             dtype: Some(v.dtype),
             big_endian: v.byte_order == ByteOrder::Be,
@@ -123,6 +135,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
             features: if table { ds.row_elems() as u32 } else { 0 },
             level: opts.level,
             latent: opts.model.latent,
+            fill: rule.and_then(|r| r.fills().first().copied()),
             ..Default::default()
         };
         targets.push(Target { index: d, info: ds.clone(), layout, chunk_rows, params, decoder_bytes: 0 });
@@ -198,15 +211,13 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     Ok(report)
 }
 
-/// Max minus min of a dataset's finite values (0 when there are none).
+/// Max minus min of a dataset's finite values that are not missing (0 when there are none).
 fn dataset_range(source: &mut Hdf5Source, t: &Target, progress: &dyn Progress) -> Result<f64> {
     let mut stats = crate::header::Stats::default();
     let dtype = t.info.variables[0].dtype;
     // Fill values and values outside the valid range are not part of the range a rel bound
     // is relative to (the filter stores them exactly).
-    let rule = crate::missing::from_attributes(dtype, &t.info.attributes)
-        .map_err(|e| Error::input(&t.info.path, e))?
-        .map(|(r, _)| r);
+    let rule = t.info.variables[0].missing_rule();
     progress.start(&format!("scanning {}", t.info.path), t.info.raw_bytes());
     for rows in crate::pack::row_ranges(t.info.rows(), t.chunk_rows) {
         let n = rows.end - rows.start;

@@ -180,3 +180,23 @@ def test_levitus_netcdf3_with_fill_values(cli, tmp_path, rel):
         # netCDF-3 is big-endian and the unpacked file keeps it (`>f4`); netCDF4 reads native
         assert y.dtype.str == ">f4" and y.shape == x.shape, (y.dtype, y.shape)
         check_field(x, y.astype(x.dtype), attrs, rel, f"levitus {var}")
+
+
+def test_h5_compress_keeps_a_quantisable_fill_value_exact(cli, tmp_path):
+    """A fill value inside the data's scale (-999 with a 0.3 K bound) would be quantised like
+    any value; h5 compress hands it to the filter, which keeps it bit for bit."""
+    from test_h5filter import bare_env, read_in_new_process
+    fname, var = FIELDS["nemo"]
+    with h5py.File(_iris_sample(fname), "r") as f:
+        x = f[var][()]
+    x = np.where(x == np.float32(1e20), np.float32(-999.0), x)
+    src, out = tmp_path / "n999.h5", tmp_path / "n999.filtered.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset(var, data=x).attrs["_FillValue"] = np.float32(-999.0)
+    cli("h5", "compress", src, out, "--error", "rel=1e-2")
+    import balerfile_h5
+    with h5py.File(out, "r") as f:
+        _, cd, _ = f[var].id.get_create_plist().get_filter_by_id(balerfile_h5.FILTER_ID)
+    assert balerfile_h5.parse_cd_values(cd)["fill"] == -999.0, "the filter was not told the fill value"
+    y = read_in_new_process(out, var, tmp_path / "y.npy", bare_env())
+    check_field(x, y, {"_FillValue": np.float32(-999.0)}, 1e-2, "h5 compress, fill -999")
