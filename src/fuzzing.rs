@@ -228,14 +228,14 @@ pub fn chunk_decoder(data: &[u8]) {
     });
     let codec = ChunkCodec { level: cfg.level };
     let Ok(decoded) = codec.decode(chunk, place, &cfg.vars, cfg.elems_per_row, plan.as_ref()) else { return };
-    let _ = crate::codec::chunk_layout(chunk, cfg.vars.len());
+    let _ = crate::codec::chunk_layout(chunk, &cfg.vars, cfg.elems_per_row);
 
     // Round trip: what decodes must encode and decode back within each variable's bound.
     let Ok(enc) = codec.encode(place, &cfg.vars, &decoded, cfg.elems_per_row, plan.as_ref()) else { return };
     let again = codec
         .decode(&enc.bytes, place, &cfg.vars, cfg.elems_per_row, plan.as_ref())
         .unwrap_or_else(|e| panic!("a chunk the codec encoded does not decode: {e}"));
-    crate::codec::chunk_layout(&enc.bytes, cfg.vars.len()).unwrap_or_else(|e| panic!("layout of an encoded chunk: {e}"));
+    crate::codec::chunk_layout(&enc.bytes, &cfg.vars, cfg.elems_per_row).unwrap_or_else(|e| panic!("layout of an encoded chunk: {e}"));
     for (v, var) in cfg.vars.iter().enumerate() {
         check_bound(v, var, &decoded[v], &again[v]);
     }

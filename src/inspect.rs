@@ -55,6 +55,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     let mut errs: Vec<Vec<Option<ErrStats>>> = header.datasets.iter().map(|d| vec![None; d.variables.len()]).collect();
     let mut latent_bytes = 0;
     let mut chunks_of_model = vec![0u64; header.models.len()];
+    let codings = crate::unpack::var_codings(&reader);
     for i in 0..reader.index().len() {
         let d = reader.index()[i].dataset;
         let bytes = reader.read_chunk(i)?;
@@ -63,7 +64,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             continue;
         }
         let d = d as usize;
-        let layout = crate::codec::chunk_layout(&bytes, sizes[d].len())
+        let layout = crate::codec::chunk_layout(&bytes, &codings[d], header.datasets[d].row_elems())
             .map_err(|what| Error::corrupt(path, format!("chunk {i}: {what}")))?;
         latent_bytes += layout.latent_bytes;
         if let (true, Some(dm)) = (layout.latent_bytes > 0, &header.datasets[d].model) {

@@ -63,6 +63,53 @@ impl ErrStats {
         }
     }
 
+    /// The compact form of staged blocks: `varint n, f64 max, varint n_resp, u8 f (4: f32,
+    /// 8: f64), then mean |r|, mean r, mean r^2, mean q, mean q^2 as f`. Reports need the means
+    /// to a few digits; they go as f32 unless one does not fit an f32.
+    pub fn write_compact(&self, out: &mut Vec<u8>) {
+        crate::wire::put_varint(out, self.n);
+        out.extend_from_slice(&self.max_abs.to_le_bytes());
+        crate::wire::put_varint(out, self.n_resp);
+        let mean = |s: f64, n: u64| if n > 0 { s / n as f64 } else { 0.0 };
+        let means = [
+            mean(self.sum_abs, self.n),
+            mean(self.sum_res, self.n),
+            mean(self.sum_res2, self.n),
+            mean(self.sum_resp, self.n_resp),
+            mean(self.sum_resp2, self.n_resp),
+        ];
+        if means.iter().all(|&m| (m as f32).is_finite() || !m.is_finite()) {
+            out.push(4);
+            means.iter().for_each(|&m| out.extend_from_slice(&(m as f32).to_le_bytes()));
+        } else {
+            out.push(8);
+            means.iter().for_each(|&m| out.extend_from_slice(&m.to_le_bytes()));
+        }
+    }
+
+    pub fn read_compact(cur: &mut Cursor) -> Result<ErrStats, String> {
+        let n = cur.varint("stats n")?;
+        let max_abs = cur.f64("stats max")?;
+        let n_resp = cur.varint("stats n")?;
+        let mut m = [0f64; 5];
+        match cur.u8("stats width")? {
+            4 => m.iter_mut().try_for_each(|v| cur.f32("stats mean").map(|x| *v = x as f64))?,
+            8 => m.iter_mut().try_for_each(|v| cur.f64("stats mean").map(|x| *v = x))?,
+            w => return Err(format!("stats width {w}")),
+        }
+        let (nf, rf) = (n as f64, n_resp as f64);
+        Ok(ErrStats {
+            n,
+            max_abs,
+            sum_abs: m[0] * nf,
+            sum_res: m[1] * nf,
+            sum_res2: m[2] * nf,
+            n_resp,
+            sum_resp: m[3] * rf,
+            sum_resp2: m[4] * rf,
+        })
+    }
+
     pub fn read(cur: &mut Cursor) -> Result<ErrStats, String> {
         Ok(ErrStats {
             n: cur.u64("stats n")?,

@@ -6,20 +6,9 @@
 //! Predictors run on the integer codes, not on floats, so the decoder inverts them exactly
 //! (wrapping arithmetic: no overflow, no rounding) whatever machine it runs on.
 
-use super::bytes;
+use super::ac::{AcConfig, Context};
+use super::stages::{self, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Offset, Packed, Shuffle, Sign, Zstd, zigzag};
 use crate::wire::Cursor;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Predictor {
-    None = 0,
-    /// Difference from the previous element in C order: wins on smooth fields, loses on tables
-    /// of independent events, so it is chosen per block.
-    Delta = 1,
-    /// Lorenzo over a 3-D grid (rows x d1 x d2 in C order; a 2-D field is d1 = 1): the value
-    /// predicted from its 7 already-coded neighbours, exact for any sum of functions of two of the three indices. SZ's
-    /// first-order predictor, here on the quantised codes.
-    Lorenzo = 2,
-}
 
 /// The trailing two dimensions (d1, d2) of a chunk's grid, C order; the leading dimension is
 /// whatever is left (rows x any other row dimensions). `None` for tables and 1-D data.
@@ -56,13 +45,13 @@ pub fn lorenzo(a: &[i64], x: usize, plane: usize, d2: usize) -> i64 {
     p
 }
 
-fn lorenzo_residuals(codes: &[i64], [d1, d2]: [usize; 2]) -> Vec<i64> {
+pub(super) fn lorenzo_residuals(codes: &[i64], [d1, d2]: [usize; 2]) -> Vec<i64> {
     let plane = d1 * d2;
     (0..codes.len()).map(|x| codes[x].wrapping_sub(lorenzo(codes, x, plane, d2))).collect()
 }
 
 /// Undoes `lorenzo_residuals` in place, in C order.
-fn lorenzo_undo(codes: &mut [i64], [d1, d2]: [usize; 2]) {
+pub(super) fn lorenzo_undo(codes: &mut [i64], [d1, d2]: [usize; 2]) {
     let plane = d1 * d2;
     for x in 0..codes.len() {
         codes[x] = codes[x].wrapping_add(lorenzo(codes, x, plane, d2));
@@ -74,151 +63,116 @@ fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
     grid.filter(|&[d1, d2]| d1 > 0 && d2 > 0 && n % (d1 * d2) == 0 && (n > d1 * d2 || d1 > 1))
 }
 
-#[inline]
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline]
-fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
-}
-
-/// Bits an entropy coder needs at least for these codes, roughly: a cheap stand-in for trying both.
-fn cost(codes: impl Iterator<Item = i64>) -> u64 {
-    codes.map(|v| 64 - zigzag(v).leading_zeros() as u64).sum()
-}
-
-fn deltas(codes: &[i64]) -> impl Iterator<Item = i64> + '_ {
-    codes.iter().scan(0i64, |prev, &c| {
-        let d = c.wrapping_sub(*prev);
-        *prev = c;
-        Some(d)
-    })
-}
-
-/// The width byte of a block whose payload is range coded (`rc`) rather than shuffled + zstd.
-const RANGE_CODED: usize = 0;
-
-/// Encoded integer block: `u8 width (0: range coded), u8 predictor, [u32 d1, u32 d2 for Lorenzo], u64 payload
-/// length, payload`. The cheapest predictor wins; Lorenzo is tried when a grid is given.
-pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
-    let mut best = (Predictor::None, cost(codes.iter().copied()));
-    let c = cost(deltas(codes));
-    if c < best.1 {
-        best = (Predictor::Delta, c);
+/// Bits the `ac` stage spends on these unsigned values, about: the order-0 entropy of their
+/// sub-bins (bucket and top `ESTIMATE_TREE_BITS` bits, what `ac` learns a distribution over),
+/// plus the bits below. Cheap enough to run for every predictor, and close enough to choose one.
+fn cost(u: impl Iterator<Item = u64>) -> f64 {
+    const T: usize = ESTIMATE_TREE_BITS;
+    let mut hist = vec![0u32; 65 << T];
+    let mut below = 0u64;
+    let mut n = 0u64;
+    for v in u {
+        let b = 64 - v.leading_zeros() as usize;
+        let m = b.saturating_sub(1);
+        let t = m.min(T);
+        let top = if m > 0 { ((v >> (m - t)) as usize) & ((1 << t) - 1) } else { 0 };
+        hist[(b << T) | top] += 1;
+        below += (m - t) as u64;
+        n += 1;
     }
-    let grid = fits(grid, codes.len());
-    let lorenzo = grid.map(|g| lorenzo_residuals(codes, g));
-    if let Some(l) = &lorenzo {
-        let c = cost(l.iter().copied());
-        if c < best.1 {
-            best = (Predictor::Lorenzo, c);
+    let nf = n as f64;
+    below as f64 + hist.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (nf / c as f64).log2()).sum::<f64>()
+}
+
+const ESTIMATE_TREE_BITS: usize = 6;
+
+/// The predictor stages tried on a block: none (with an offset to the block's smallest code),
+/// delta, and Lorenzo when a grid tiles the block; the one whose residuals cost least is kept.
+fn predictors(codes: &[i64], grid: Grid) -> (Vec<Box<dyn CodesStage>>, Vec<i64>, Sign, Context) {
+    let min = codes.iter().copied().min().unwrap_or(0);
+    // The offset is only worth its 9 bytes when it shrinks the codes (a column far from 0).
+    let offset = if codes.iter().all(|&c| c.checked_sub(min).is_some()) && min != 0 {
+        Some(min)
+    } else if min == 0 {
+        Some(0)
+    } else {
+        None
+    };
+    let mut best: (Vec<Box<dyn CodesStage>>, Vec<i64>, Sign, Context, f64) = match offset {
+        Some(by) => {
+            let c: Vec<i64> = codes.iter().map(|&c| c - by).collect();
+            let k = cost(c.iter().map(|&v| v as u64));
+            let stages: Vec<Box<dyn CodesStage>> = if by != 0 { vec![Box::new(Offset { by })] } else { vec![] };
+            (stages, c, Sign::Unsigned, Context::None, k)
+        }
+        None => (vec![], codes.to_vec(), Sign::Zigzag, Context::None, cost(codes.iter().map(|&c| zigzag(c)))),
+    };
+    let mut d = codes.to_vec();
+    Delta.encode(&mut d);
+    let k = cost(d.iter().map(|&c| zigzag(c)));
+    if k < best.4 {
+        best = (vec![Box::new(Delta)], d, Sign::Zigzag, Context::Previous, k);
+    }
+    if let Some(g) = fits(grid, codes.len()) {
+        let l = lorenzo_residuals(codes, g);
+        let k = cost(l.iter().map(|&c| zigzag(c)));
+        if k < best.4 {
+            best = (vec![Box::new(Lorenzo { grid: g })], l, Sign::Zigzag, Context::Grid(g[1] as u32), k);
         }
     }
-    let predictor = best.0;
-    let zz: Vec<u64> = match predictor {
-        Predictor::Delta => deltas(codes).map(zigzag).collect(),
-        Predictor::None => codes.iter().map(|&c| zigzag(c)).collect(),
-        Predictor::Lorenzo => lorenzo.unwrap_or_default().into_iter().map(zigzag).collect(),
+    (best.0, best.1, best.2, best.3)
+}
+
+/// Encodes `codes` as an integer block: the predictor stage that costs least, then the smallest
+/// of the entropy stages tried (the `ac` coder under two contexts, and fixed-width packing +
+/// shuffle + zstd, which wins where long repeats make LZ matching pay).
+pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
+    let (stages, residual, sign, context) = predictors(codes, grid);
+    let mut best: Option<Vec<u8>> = None;
+    let mut keep = |chain: Chain| {
+        let mut b = Vec::new();
+        chain.encode_transformed(&residual, &mut b);
+        if std::env::var_os("BALERFILE_AC_DEBUG").is_some() {
+            eprintln!("n={} {} -> {}", residual.len(), chain.describe(), b.len());
+        }
+        if best.as_ref().is_none_or(|x| b.len() < x.len()) {
+            best = Some(b);
+        }
     };
-    // The range coder's statistics use the element a grid row above.
-    let row = match (predictor, grid) {
-        (Predictor::Lorenzo, Some([_, d2])) => d2,
-        _ => 1,
-    };
-    let ranged = super::rc::encode(&zz, row);
-    let max = zz.iter().copied().max().unwrap_or(0);
-    let width = match max {
-        0..=0xff => 1,
-        0x100..=0xffff => 2,
-        0x1_0000..=0xffff_ffff => 4,
-        _ => 8,
-    };
-    let mut packed = Vec::with_capacity(zz.len() * width);
-    for v in zz {
-        packed.extend_from_slice(&v.to_le_bytes()[..width]);
+    let stages_again = |s: &[Box<dyn CodesStage>]| -> Vec<Box<dyn CodesStage>> { s.iter().map(|s| s.boxed_clone()).collect() };
+    let knob = std::env::var("BALERFILE_AC").ok();
+    let (tree_bits, adapt) = knob
+        .as_deref()
+        .and_then(|k| k.split_once(','))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .unwrap_or((6u8, 1000u16));
+    let mut contexts = vec![context];
+    if context != Context::None {
+        contexts.push(Context::None);
+    } else {
+        contexts.push(Context::Previous);
     }
-    let mut payload = bytes::compress(&bytes::shuffle(width, &packed), level);
-    let mut width = width;
-    if ranged.len() < payload.len() {
-        (payload, width) = (ranged, RANGE_CODED);
+    for ctx in contexts {
+        keep(Chain {
+            codes: stages_again(&stages),
+            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt }, sign }),
+            bytes: vec![],
+        });
     }
-    out.push(width as u8);
-    out.push(predictor as u8);
-    if let (Predictor::Lorenzo, Some([d1, d2])) = (predictor, grid) {
-        out.extend_from_slice(&(d1 as u32).to_le_bytes());
-        out.extend_from_slice(&(d2 as u32).to_le_bytes());
-    }
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let packed = Packed::narrowest(&residual, sign);
+    let w = packed.width;
+    keep(Chain { codes: stages_again(&stages), to_bytes: Box::new(packed), bytes: vec![Box::new(Shuffle { width: w }), Box::new(Zstd { level })] });
+    out.extend_from_slice(&best.unwrap_or_default());
 }
 
 pub fn decode(cur: &mut Cursor, n: usize) -> Result<Vec<i64>, String> {
-    let width = cur.u8("code width")? as usize;
-    if ![RANGE_CODED, 1, 2, 4, 8].contains(&width) {
-        return Err(format!("invalid code width {width}"));
-    }
-    let (predictor, grid) = read_predictor(cur, n)?;
-    let len = cur.u64("code payload length")?;
-    let payload = cur.bytes(len, "code payload")?;
-    let mut codes: Vec<i64> = if width == RANGE_CODED {
-        let row = if predictor == Predictor::Lorenzo { grid[1] } else { 1 };
-        // An adaptive binary coder spends at least ~0.02 bits per code, so a payload can hold at
-        // most a few hundred codes per byte: a count beyond that is damage, refused before the
-        // decoder reserves memory for it.
-        if n / 512 > payload.len() + 8 {
-            return Err(format!("{n} range-coded values cannot fit in {} bytes", payload.len()));
-        }
-        super::rc::decode(payload, n, row).into_iter().map(unzigzag).collect()
-    } else {
-        let expected = n.checked_mul(width).ok_or("block too large")?;
-        let packed = bytes::unshuffle(width, &bytes::decompress(payload, expected)?);
-        packed
-            .chunks_exact(width)
-            .map(|b| {
-                let mut w = [0u8; 8];
-                w[..width].copy_from_slice(b);
-                unzigzag(u64::from_le_bytes(w))
-            })
-            .collect()
-    };
-    match predictor {
-        Predictor::None => {}
-        Predictor::Delta => {
-            let mut prev = 0i64;
-            for c in codes.iter_mut() {
-                prev = prev.wrapping_add(*c);
-                *c = prev;
-            }
-        }
-        Predictor::Lorenzo => lorenzo_undo(&mut codes, grid),
-    }
-    Ok(codes)
-}
-
-fn read_predictor(cur: &mut Cursor, n: usize) -> Result<(Predictor, [usize; 2]), String> {
-    match cur.u8("predictor")? {
-        0 => Ok((Predictor::None, [0, 0])),
-        1 => Ok((Predictor::Delta, [0, 0])),
-        2 => {
-            let d1 = cur.u32("grid d1")? as usize;
-            let d2 = cur.u32("grid d2")? as usize;
-            if d1 == 0 || d2 == 0 || n % (d1 * d2) != 0 {
-                return Err(format!("Lorenzo grid {d1} x {d2} does not tile {n} elements"));
-            }
-            Ok((Predictor::Lorenzo, [d1, d2]))
-        }
-        p => Err(format!("unknown predictor {p}")),
-    }
+    let (chain, payload) = stages::read(cur, n)?;
+    chain.decode(payload, n)
 }
 
 /// Steps over an integer block of `n` elements without decoding it.
 pub fn skip(cur: &mut Cursor, n: usize) -> Result<(), String> {
-    cur.u8("code width")?;
-    read_predictor(cur, n)?;
-    let len = cur.u64("code payload length")?;
-    cur.bytes(len, "code payload").map(|_| ())
+    stages::read(cur, n).map(|_| ())
 }
 
 #[cfg(test)]
@@ -248,7 +202,7 @@ mod tests {
         }
         let mut out = Vec::new();
         encode(&(0..1000).collect::<Vec<_>>(), 3, None, &mut out);
-        assert_eq!(out[1], Predictor::Delta as u8, "a ramp is coded as deltas");
+        assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 1), "a ramp is coded as deltas");
     }
 
     #[test]
@@ -274,10 +228,10 @@ mod tests {
         }
         let mut out = Vec::new();
         encode(&codes, 3, Some([d1, d2]), &mut out);
-        assert_eq!(out[1], Predictor::Lorenzo as u8);
+        assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 2), "Lorenzo predicts it");
         assert_eq!(decode(&mut Cursor::new(&out), codes.len()).unwrap(), codes);
         let mut bad = out.clone();
-        bad[2..6].copy_from_slice(&4u32.to_le_bytes());
+        bad[3..7].copy_from_slice(&4u32.to_le_bytes());
         assert!(decode(&mut Cursor::new(&bad), codes.len()).is_err(), "a grid that does not tile is refused");
     }
 }

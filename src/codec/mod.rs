@@ -6,14 +6,17 @@
 //! the prediction the residual is taken against, and its latent goes in the chunk's latent blocks.
 //! The same codec serves the `.baler` container and the HDF5 filter.
 
+pub mod block;
 pub mod bytes;
 pub mod errstats;
 pub mod ints;
 pub mod model_stage;
 pub mod quantise;
+pub mod ac;
 pub mod rc;
+pub mod stages;
 
-use crate::dtype::{values_f64, i64_to_ints, ints_to_i64, push_value, DType};
+use crate::dtype::{values_f64, ints_to_i64, DType};
 use crate::missing::MissingRule;
 use crate::wire::Cursor;
 use errstats::ErrStats;
@@ -23,20 +26,7 @@ use model_stage::{ModelPlan, Predictions};
 /// the entropy stage, which carries its level). A reader refuses any stage not listed here.
 pub const PIPELINE: [&str; 6] = ["split", "model", "quantise", "predict", "shuffle", "zstd"];
 
-pub const METHOD_RAW: u8 = 0;
-pub const METHOD_INTEGER: u8 = 1;
-/// Format 1 before the model stage: quantised codes without error statistics. Still read.
-pub const METHOD_QUANTISED: u8 = 2;
-/// Quantised to the bound, optionally against the model's integer prediction.
-pub const METHOD_PREDICTED: u8 = 3;
-/// The model's output as is (`--error none`): no residual, no bound.
-pub const METHOD_MODEL_ONLY: u8 = 4;
-
-const FLAG_MODEL: u8 = 1;
-/// The block's exact elements are listed as gaps between indices (an integer block), then their
-/// values (`u64 length, zstd(values)`), instead of `zstd(u64 indices, values)`: a run of fill
-/// values (land in an ocean field) costs a few bytes instead of eight per element.
-const FLAG_GAPS: u8 = 2;
+pub use block::{METHOD_INTEGER, METHOD_MODEL_ONLY, METHOD_PREDICTED, METHOD_QUANTISED, METHOD_RAW, METHOD_STAGED};
 
 /// Refuse to decode a chunk claiming more than this many bytes per variable: a damaged or hostile
 /// header must not make the decoder allocate without limit.
@@ -307,7 +297,7 @@ impl ChunkCodec {
         }
         let mut plain = Vec::new();
         ints::encode(&q.codes, self.level, var.grid, &mut plain);
-        let mut modelled = Vec::new();
+        let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>)> = None;
         if let Some((p, noise)) = pred {
             let esc = model_stage::escapes(p, noise, step);
             let mut residual = Vec::with_capacity(values.len());
@@ -321,32 +311,31 @@ impl ChunkCodec {
                 residual.push(r);
                 full.push(r + k);
             }
-            modelled.extend_from_slice(&(esc.len() as u64).to_le_bytes());
+            let mut escapes = Vec::new();
             if !esc.is_empty() {
                 let deltas: Vec<i64> = esc.iter().scan(0u64, |prev, &e| {
                     let d = e - *prev;
                     *prev = e;
                     Some(d as i64)
                 }).collect();
-                ints::encode(&deltas, self.level, None, &mut modelled);
+                ints::encode(&deltas, self.level, None, &mut escapes);
             }
-            modelled.extend_from_slice(&model_stage::codes_crc(&full).to_le_bytes());
-            ints::encode(&residual, self.level, var.grid, &mut modelled);
+            let mut codes = Vec::new();
+            ints::encode(&residual, self.level, var.grid, &mut codes);
+            modelled = Some((escapes, esc.len() as u64, model_stage::codes_crc(&full), codes));
         }
-        let use_model = pred.is_some() && modelled.len() < plain.len();
-        let gaps = !q.outliers.is_empty();
-        out.push(METHOD_PREDICTED);
-        out.push(if use_model { FLAG_MODEL } else { 0 } | if gaps { FLAG_GAPS } else { 0 });
-        out.extend_from_slice(&step.to_le_bytes());
-        out.extend_from_slice(&(q.outliers.len() as u64).to_le_bytes());
-        out.extend_from_slice(if use_model { &modelled } else { &plain });
-        if gaps {
-            self.put_outliers_gaps(&q.outliers, dtype.size(), data, out);
-        } else {
-            self.put_outliers(&q.outliers, dtype.size(), data, out);
-        }
-        st.write(out);
-        let saved = if use_model { (plain.len() - modelled.len()) as u64 } else { 0 };
+        // The model pays when its residuals and escapes (and 5 bytes of count and CRC) cost less.
+        let model_cost = modelled.as_ref().map(|m| m.0.len() + m.3.len() + 5);
+        let use_model = model_cost.is_some_and(|c| c < plain.len());
+        let saved = if use_model { (plain.len() - model_cost.unwrap_or(0)) as u64 } else { 0 };
+        let block = block::StagedBlock {
+            step,
+            model: modelled.as_ref().filter(|_| use_model).map(|m| (&m.0[..], m.1, m.2)),
+            codes: if use_model { &modelled.as_ref().unwrap().3 } else { &plain },
+            exact: &q.outliers,
+            stats: &st,
+        };
+        block.write(dtype.size(), data, self.level, out);
         VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }
     }
 
@@ -361,25 +350,6 @@ impl ChunkCodec {
             raw.extend_from_slice(&data[i * size..(i + 1) * size]);
         }
         let payload = if raw.is_empty() { Vec::new() } else { bytes::compress(&raw, self.level) };
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&payload);
-    }
-
-    /// Exact values of the listed elements as FLAG_GAPS lays them out: `ints(gaps)` (the first
-    /// index, then each index minus the one before), then `u64 length, zstd(values)`.
-    fn put_outliers_gaps(&self, idx: &[u64], size: usize, data: &[u8], out: &mut Vec<u8>) {
-        let gaps: Vec<i64> = idx.iter().scan(0u64, |prev, &i| {
-            let g = i - *prev;
-            *prev = i;
-            Some(g as i64)
-        }).collect();
-        ints::encode(&gaps, self.level, None, out);
-        let mut raw = Vec::with_capacity(idx.len() * size);
-        for &i in idx {
-            let i = i as usize;
-            raw.extend_from_slice(&data[i * size..(i + 1) * size]);
-        }
-        let payload = bytes::compress(&bytes::shuffle(size, &raw), self.level);
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         out.extend_from_slice(&payload);
     }
@@ -426,7 +396,10 @@ impl ChunkCodec {
         let mut out = Vec::with_capacity(vars.len());
         for (i, var) in vars.iter().enumerate() {
             let pred = preds.as_ref().and_then(|p| p.values[i].as_deref());
-            out.push(decode_var(&mut cur, var.dtype, n as usize, pred).map_err(|e| format!("variable {i}: {e}"))?);
+            let decoded = block::read(&mut cur, var.dtype, n as usize)
+                .and_then(|b| block::decode(&b, var.dtype, n as usize, pred))
+                .map_err(|e| format!("variable {i}: {e}"))?;
+            out.push(decoded);
         }
         cur.finish("chunk")?;
         Ok(out)
@@ -453,9 +426,13 @@ pub struct ChunkLayout {
     pub used_model: Vec<bool>,
 }
 
-pub fn chunk_layout(chunk: &[u8], nvars: usize) -> Result<ChunkLayout, String> {
+/// `vars`: the dataset's variables (the header's), `elems_per_row` its elements per row.
+pub fn chunk_layout(chunk: &[u8], vars: &[VarCoding], elems_per_row: u64) -> Result<ChunkLayout, String> {
+    let nvars = vars.len();
     let mut c = Cursor::new(chunk);
-    c.bytes(4 + 8 + 8, "chunk place")?;
+    c.bytes(4 + 8, "chunk place")?;
+    let rows = c.u64("chunk rows")?;
+    let elems = rows.checked_mul(elems_per_row).filter(|&e| e <= MAX_BLOCK_BYTES).ok_or("chunk size overflows")? as usize;
     let n = c.u32("variable count")? as usize;
     if n != nvars {
         return Err(format!("{n} variables where the header has {nvars}"));
@@ -484,201 +461,14 @@ pub fn chunk_layout(chunk: &[u8], nvars: usize) -> Result<ChunkLayout, String> {
         }
         out.latent_bytes = (start - c.remaining()) as u64;
     }
-    for _ in 0..n {
-        let start = c.remaining();
-        let mut errors = None;
-        let mut used = false;
-        match c.u8("method")? {
-            METHOD_RAW => {
-                c.u8("element size")?;
-                skip_payload(&mut c)?;
-            }
-            METHOD_INTEGER => skip_ints(&mut c)?,
-            METHOD_QUANTISED => {
-                c.bytes(16, "step, outliers")?;
-                skip_ints(&mut c)?;
-                skip_payload(&mut c)?;
-            }
-            METHOD_PREDICTED => {
-                let flags = c.u8("flags")?;
-                c.bytes(16, "step, outliers")?;
-                if flags & FLAG_MODEL != 0 {
-                    used = true;
-                    if c.u64("escape count")? > 0 {
-                        skip_ints(&mut c)?;
-                    }
-                    c.u32("code crc")?;
-                }
-                skip_ints(&mut c)?;
-                if flags & FLAG_GAPS != 0 {
-                    skip_ints(&mut c)?;
-                }
-                skip_payload(&mut c)?;
-                errors = Some(ErrStats::read(&mut c)?);
-            }
-            METHOD_MODEL_ONLY => {
-                used = true;
-                c.u64("outliers")?;
-                skip_payload(&mut c)?;
-                errors = Some(ErrStats::read(&mut c)?);
-            }
-            m => return Err(format!("unknown coding method {m}")),
-        }
-        out.block_bytes.push((start - c.remaining()) as u64);
-        out.errors.push(errors);
-        out.used_model.push(used);
+    for var in vars {
+        let b = block::read(&mut c, var.dtype, elems)?;
+        out.block_bytes.push(b.bytes);
+        out.errors.push(b.errors);
+        out.used_model.push(b.used_model());
     }
     c.finish("chunk")?;
     Ok(out)
-}
-
-/// `read_outliers` for a FLAG_GAPS block.
-fn read_outliers_gaps(cur: &mut Cursor, k: u64, n: usize, size: usize, out: &mut [u8]) -> Result<(), String> {
-    if k == 0 || k > n as u64 {
-        return Err(format!("{k} gap-listed exact elements in a block of {n}"));
-    }
-    let gaps = ints::decode(cur, k as usize)?;
-    let vlen = cur.u64("exact values length")?;
-    let vals = bytes::unshuffle(size, &bytes::decompress(cur.bytes(vlen, "exact values")?, k as usize * size)?);
-    let mut at: Option<u64> = None;
-    for (j, &g) in gaps.iter().enumerate() {
-        let i = match at {
-            None if g >= 0 => g as u64,
-            Some(p) if g > 0 => p.checked_add(g as u64).ok_or("exact element index overflows")?,
-            _ => return Err(format!("exact element gap {g} out of order")),
-        };
-        if i >= n as u64 {
-            return Err(format!("exact element index {i} beyond the block's {n}"));
-        }
-        at = Some(i);
-        let i = i as usize;
-        out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
-    }
-    Ok(())
-}
-
-/// Overwrites the listed elements of `out` with their stored exact values.
-fn read_outliers(cur: &mut Cursor, k: u64, n: usize, size: usize, out: &mut [u8]) -> Result<(), String> {
-    if k > n as u64 {
-        return Err(format!("{k} outliers in a block of {n} elements"));
-    }
-    let olen = cur.u64("outlier payload length")?;
-    let opayload = cur.bytes(olen, "outlier payload")?;
-    if k == 0 {
-        return if olen == 0 { Ok(()) } else { Err("outlier payload without outliers".into()) };
-    }
-    let raw = bytes::decompress(opayload, k as usize * (8 + size))?;
-    let (idx, vals) = raw.split_at(k as usize * 8);
-    let mut prev: Option<u64> = None;
-    for (j, ib) in idx.chunks_exact(8).enumerate() {
-        let i = u64::from_le_bytes(ib.try_into().unwrap());
-        if i >= n as u64 || prev.is_some_and(|p| p >= i) {
-            return Err(format!("outlier index {i} out of order or range"));
-        }
-        prev = Some(i);
-        let i = i as usize;
-        out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
-    }
-    Ok(())
-}
-
-fn decode_var(cur: &mut Cursor, dtype: DType, n: usize, pred: Option<&[f64]>) -> Result<Vec<u8>, String> {
-    let size = dtype.size();
-    let floats = |codes: &[i64], step: f64| -> Vec<u8> {
-        let mut out = Vec::with_capacity(n * size);
-        for &c in codes {
-            push_value(dtype, quantise::reconstruct(dtype, 0.0, c, step), &mut out);
-        }
-        out
-    };
-    match cur.u8("method")? {
-        METHOD_RAW => {
-            let es = cur.u8("element size")? as usize;
-            if es != size || !(dtype.is_float() || dtype == DType::Bool) {
-                return Err(format!("raw block of {es}-byte elements for a {dtype} variable"));
-            }
-            let len = cur.u64("payload length")?;
-            let payload = cur.bytes(len, "payload")?;
-            Ok(bytes::unshuffle(size, &bytes::decompress(payload, n * size)?))
-        }
-        METHOD_INTEGER => {
-            if dtype.is_float() || dtype == DType::Bool {
-                return Err(format!("integer block for a {dtype} variable"));
-            }
-            Ok(i64_to_ints(dtype, &ints::decode(cur, n)?))
-        }
-        m @ (METHOD_QUANTISED | METHOD_PREDICTED) => {
-            if dtype == DType::Bool {
-                return Err(format!("quantised block for a {dtype} variable"));
-            }
-            let flags = if m == METHOD_PREDICTED { cur.u8("flags")? } else { 0 };
-            if flags & !(FLAG_MODEL | FLAG_GAPS) != 0 {
-                return Err(format!("unknown block flags {flags:#x}"));
-            }
-            let step = cur.f64("step")?;
-            if !(step.is_finite() && step > 0.0) {
-                return Err(format!("invalid quantisation step {step}"));
-            }
-            let k = cur.u64("outlier count")?;
-            let codes = if flags & FLAG_MODEL != 0 {
-                let p = pred.ok_or("block coded against a model prediction the chunk does not carry")?;
-                let ne = cur.u64("escape count")?;
-                if ne > n as u64 {
-                    return Err(format!("{ne} escapes in a block of {n} elements"));
-                }
-                let mut escaped = vec![false; n];
-                if ne > 0 {
-                    let mut at = 0u64;
-                    for (j, d) in ints::decode(cur, ne as usize)?.into_iter().enumerate() {
-                        at = at.checked_add(d as u64).filter(|&a| a < n as u64 && (j == 0 || d > 0)).ok_or("escape list out of order or range")?;
-                        escaped[at as usize] = true;
-                    }
-                }
-                let crc = cur.u32("code crc")?;
-                let residual = ints::decode(cur, n)?;
-                let codes: Vec<i64> = residual
-                    .iter()
-                    .zip(p)
-                    .zip(&escaped)
-                    .map(|((&r, &p), &e)| r.wrapping_add(model_stage::integer_prediction(p, step, e)))
-                    .collect();
-                if model_stage::codes_crc(&codes) != crc {
-                    return Err("the model's prediction here differs from the one the archive was packed with by more \
-                                than its tolerance (another ONNX Runtime build or execution provider?): refusing to \
-                                return values outside the bound"
-                        .into());
-                }
-                codes
-            } else {
-                ints::decode(cur, n)?
-            };
-            let mut out = floats(&codes, step);
-            if flags & FLAG_GAPS != 0 {
-                read_outliers_gaps(cur, k, n, size, &mut out)?;
-            } else {
-                read_outliers(cur, k, n, size, &mut out)?;
-            }
-            if m == METHOD_PREDICTED {
-                ErrStats::read(cur)?;
-            }
-            Ok(out)
-        }
-        METHOD_MODEL_ONLY => {
-            if dtype == DType::Bool {
-                return Err(format!("model-only block for a {dtype} variable"));
-            }
-            let p = pred.ok_or("model-only block in a chunk without a latent")?;
-            let k = cur.u64("outlier count")?;
-            let mut out = Vec::with_capacity(n * size);
-            for &v in p {
-                push_value(dtype, quantise::reconstruct(dtype, v, 0, 1.0), &mut out);
-            }
-            read_outliers(cur, k, n, size, &mut out)?;
-            ErrStats::read(cur)?;
-            Ok(out)
-        }
-        m => Err(format!("unknown coding method {m}")),
-    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,9 @@ fn context(lengths: &[u8], i: usize, row: usize) -> usize {
     a.min(CTX_CAP) * (CTX_CAP + 1) + b.min(CTX_CAP)
 }
 
-struct Encoder {
+/// The LZMA-style binary range encoder both adaptive coders (`rc` here, `ac`) drive: the caller
+/// turns its probability into `bound`, the share of the range that codes a 0.
+pub(super) struct Encoder {
     low: u64,
     range: u32,
     cache: u8,
@@ -51,7 +53,7 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Encoder { low: 0, range: u32::MAX, cache: 0, cache_size: 1, out: Vec::new() }
     }
 
@@ -73,16 +75,19 @@ impl Encoder {
         self.low = (self.low & 0x00FF_FFFF) << 8;
     }
 
+    /// The range now, for the caller's `bound` (0 < bound < range).
     #[inline]
-    fn bit(&mut self, prob: &mut u16, bit: bool) {
-        let bound = (self.range >> PROB_BITS) * *prob as u32;
+    pub(super) fn range(&self) -> u32 {
+        self.range
+    }
+
+    #[inline]
+    pub(super) fn put(&mut self, bound: u32, bit: bool) {
         if bit {
             self.low += bound as u64;
             self.range -= bound;
-            *prob -= *prob >> MOVE_BITS;
         } else {
             self.range = bound;
-            *prob += ((1 << PROB_BITS) - *prob) >> MOVE_BITS;
         }
         while self.range < TOP {
             self.range <<= 8;
@@ -90,7 +95,17 @@ impl Encoder {
         }
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    #[inline]
+    fn bit(&mut self, prob: &mut u16, bit: bool) {
+        self.put((self.range >> PROB_BITS) * *prob as u32, bit);
+        if bit {
+            *prob -= *prob >> MOVE_BITS;
+        } else {
+            *prob += ((1 << PROB_BITS) - *prob) >> MOVE_BITS;
+        }
+    }
+
+    pub(super) fn finish(mut self) -> Vec<u8> {
         for _ in 0..5 {
             self.shift_low();
         }
@@ -98,7 +113,8 @@ impl Encoder {
     }
 }
 
-struct Decoder<'a> {
+/// The decoder of [`Encoder`]'s streams.
+pub(super) struct Decoder<'a> {
     code: u32,
     range: u32,
     input: &'a [u8],
@@ -106,7 +122,7 @@ struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    fn new(input: &'a [u8]) -> Self {
+    pub(super) fn new(input: &'a [u8]) -> Self {
         let mut d = Decoder { code: 0, range: u32::MAX, input, at: 1 };
         for _ in 0..4 {
             d.code = (d.code << 8) | d.next() as u32;
@@ -124,21 +140,39 @@ impl<'a> Decoder<'a> {
     }
 
     #[inline]
-    fn bit(&mut self, prob: &mut u16) -> bool {
-        let bound = (self.range >> PROB_BITS) * *prob as u32;
+    pub(super) fn range(&self) -> u32 {
+        self.range
+    }
+
+    #[inline]
+    pub(super) fn get(&mut self, bound: u32) -> bool {
         let bit = if self.code < bound {
             self.range = bound;
-            *prob += ((1 << PROB_BITS) - *prob) >> MOVE_BITS;
             false
         } else {
             self.code -= bound;
             self.range -= bound;
-            *prob -= *prob >> MOVE_BITS;
             true
         };
         while self.range < TOP {
             self.range <<= 8;
             self.code = (self.code << 8) | self.next() as u32;
+        }
+        bit
+    }
+
+    /// Bytes read past the end of the input (damage: an intact stream ends within 4 bytes).
+    pub(super) fn overrun(&self) -> usize {
+        self.at.saturating_sub(self.input.len())
+    }
+
+    #[inline]
+    fn bit(&mut self, prob: &mut u16) -> bool {
+        let bit = self.get((self.range >> PROB_BITS) * *prob as u32);
+        if bit {
+            *prob -= *prob >> MOVE_BITS;
+        } else {
+            *prob += ((1 << PROB_BITS) - *prob) >> MOVE_BITS;
         }
         bit
     }

@@ -10,6 +10,10 @@ pub use writer::ArchiveWriter;
 pub const MAGIC: [u8; 8] = *b"\x89BALER\r\n";
 pub const END_MAGIC: [u8; 8] = *b"BALEREND";
 pub const PREAMBLE_LEN: u64 = 24;
+/// Preamble flag bit 0: the header is zstd-compressed JSON (archives before it hold plain JSON).
+pub const FLAG_HEADER_ZSTD: u32 = 1;
+/// A compressed header may not claim to expand beyond this.
+pub const MAX_HEADER_BYTES: u64 = 1 << 30;
 pub const TRAILER_LEN: u64 = 28;
 pub const INDEX_ENTRY_LEN: u64 = 40;
 

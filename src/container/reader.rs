@@ -74,10 +74,21 @@ impl ArchiveReader {
                 what: format!("format version {version}; this balerfile reads version {FORMAT_VERSION}"),
             });
         }
-        if flags != 0 {
+        if flags & !super::FLAG_HEADER_ZSTD != 0 {
             return Err(Error::Unsupported { path: path.into(), what: format!("unknown flags {flags:#x}") });
         }
-        let header: Header = serde_json::from_slice(&head[PREAMBLE_LEN as usize..])
+        let stored = &head[PREAMBLE_LEN as usize..];
+        let json = if flags & super::FLAG_HEADER_ZSTD != 0 {
+            let size = zstd::zstd_safe::get_frame_content_size(stored)
+                .ok()
+                .flatten()
+                .filter(|&n| n <= super::MAX_HEADER_BYTES)
+                .ok_or_else(|| corrupt("compressed header does not say a size up to 1 GiB".into()))?;
+            crate::codec::bytes::decompress(stored, size as usize).map_err(|e| corrupt(format!("compressed header: {e}")))?
+        } else {
+            stored.to_vec()
+        };
+        let header: Header = serde_json::from_slice(&json)
             .map_err(|e| corrupt(format!("header is not a valid version-1 header: {e}")))?;
         if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
             return Err(corrupt(format!("header names format {} {}", header.format, header.format_version)));

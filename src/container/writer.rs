@@ -21,10 +21,13 @@ impl ArchiveWriter {
         let file = File::create(output.tmp_path()).map_err(|e| Error::io(path, e))?;
         let mut w = ArchiveWriter { out: BufWriter::with_capacity(1 << 20, file), output, offset: 0, index: Vec::new() };
         let json = serde_json::to_vec(header).expect("header serialises");
+        // A table's header (names, bounds, statistics of every column) is a few percent of a
+        // well-compressed archive: stored zstd-compressed (flag bit 0), it costs a sixth.
+        let json = crate::codec::bytes::compress(&json, 19);
         let mut pre = Vec::with_capacity(PREAMBLE_LEN as usize + json.len());
         pre.extend_from_slice(&MAGIC);
         pre.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        pre.extend_from_slice(&0u32.to_le_bytes());
+        pre.extend_from_slice(&super::FLAG_HEADER_ZSTD.to_le_bytes());
         pre.extend_from_slice(&(json.len() as u64).to_le_bytes());
         pre.extend_from_slice(&json);
         let crc = crc32fast::hash(&pre);

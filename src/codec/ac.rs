@@ -1,0 +1,270 @@
+//! The `ac` entropy stage: adaptive binary arithmetic coding of integer codes, built to reach
+//! their order-0 entropy (and below it where neighbours predict) on blocks of a few thousand.
+//!
+//! Each unsigned symbol `u` is split into its bucket `b` (its bit length, 0..=64) and the `b - 1`
+//! bits below its leading one. The bucket is coded as 7 binary decisions down a tree (an adaptive
+//! distribution over the 65 buckets) under a context chosen by `Context`; the top `tree_bits`
+//! bits below the leading one go down a tree of their own per bucket (an adaptive distribution
+//! over 2^tree_bits sub-bins of each octave); the bits below those have one adaptive probability
+//! per bucket and position. A column's distribution, whatever its shape, is so learnt to within
+//! a sub-bin, which is what the byte planes of `shuffle + zstd` cannot do.
+//!
+//! Every probability adapts at rate 1/(n + 2) after n observations (Laplace's estimate, so a
+//! context learns fast from nothing), down to 1/(`adapt` + 2), the window over which it then
+//! tracks a drifting distribution. The binary coder is `rc`'s (LZMA's carry-less range coder).
+//! The format spec (baler-format.md, "ac") defines all of it bit for bit.
+
+use super::rc::{Decoder, Encoder};
+
+const P_BITS: u32 = 15;
+const ONE: i32 = 1 << P_BITS;
+/// Probabilities stay in [P_MIN, ONE - P_MIN] so neither outcome's range ever shrinks to 0.
+const P_MIN: i32 = 31;
+const BUCKET_BITS: u32 = 7;
+const BUCKETS: usize = 65;
+/// Neighbour buckets are capped here in the two-neighbour context.
+const NEIGHBOUR_CAP: usize = 15;
+pub const MAX_TREE_BITS: u8 = 10;
+
+/// What the bucket's distribution is conditioned on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// One distribution: independent rows (event tables).
+    None,
+    /// The previous symbol's bucket: ordered rows, runs.
+    Previous,
+    /// The previous symbol's and the one `row` back's buckets (capped at 15): a grid's residuals.
+    Grid(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcConfig {
+    pub tree_bits: u8,
+    pub context: Context,
+    /// The count at which a probability's adaptation rate stops slowing (rate 1/(adapt + 2)).
+    pub adapt: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Bit {
+    /// P(bit = 0) in units of 2^-15.
+    p: u16,
+    n: u16,
+}
+
+impl Bit {
+    const NEW: Bit = Bit { p: (ONE / 2) as u16, n: 0 };
+
+    #[inline]
+    fn bound(self, range: u32) -> u32 {
+        (range >> P_BITS) * self.p as u32
+    }
+
+    #[inline]
+    fn update(&mut self, bit: bool, adapt: u16) {
+        let rate = (65536 / (self.n as u32 + 2)) as i32;
+        if self.n < adapt {
+            self.n += 1;
+        }
+        let p = self.p as i32;
+        let target = if bit { 0 } else { ONE };
+        // (target - p) * rate < 2^15 * 2^15: no overflow; >> on i32 floors (the spec says so).
+        self.p = (p + (((target - p) * rate) >> 16)).clamp(P_MIN, ONE - P_MIN) as u16;
+    }
+}
+
+struct Model {
+    cfg: AcConfig,
+    buckets: Vec<Bit>,
+    tree: Vec<Bit>,
+    low: Vec<Bit>,
+    /// Buckets coded so far, for the contexts.
+    seen: Vec<u8>,
+}
+
+impl Model {
+    fn new(cfg: AcConfig, n: usize) -> Model {
+        let contexts = match cfg.context {
+            Context::None => 1,
+            Context::Previous => BUCKETS,
+            Context::Grid(_) => (NEIGHBOUR_CAP + 1) * (NEIGHBOUR_CAP + 1),
+        };
+        Model {
+            cfg,
+            buckets: vec![Bit::NEW; contexts << BUCKET_BITS],
+            tree: vec![Bit::NEW; BUCKETS << cfg.tree_bits],
+            low: vec![Bit::NEW; BUCKETS * 64],
+            seen: Vec::with_capacity(if cfg.context == Context::None { 0 } else { n }),
+        }
+    }
+
+    #[inline]
+    fn context(&self, i: usize) -> usize {
+        match self.cfg.context {
+            Context::None => 0,
+            Context::Previous => if i > 0 { self.seen[i - 1] as usize } else { 0 },
+            Context::Grid(row) => {
+                let a = if i > 0 { self.seen[i - 1] as usize } else { 0 };
+                let row = row.max(1) as usize;
+                let c = if i >= row { self.seen[i - row] as usize } else { a };
+                a.min(NEIGHBOUR_CAP) * (NEIGHBOUR_CAP + 1) + c.min(NEIGHBOUR_CAP)
+            }
+        }
+    }
+
+    /// Walks symbol `i`'s decisions: `decide(bit probability, the bit when encoding)` returns
+    /// the bit taken. Encoder and decoder share this walk, so they cannot disagree on it. None:
+    /// a bucket beyond 64, which only a damaged stream decodes to.
+    #[inline]
+    fn walk(&mut self, i: usize, u: u64, mut decide: impl FnMut(&mut Bit, bool) -> bool) -> Option<u64> {
+        let ctx = self.context(i) << BUCKET_BITS;
+        let mut node = 1usize;
+        let b = (64 - u.leading_zeros()) as usize;
+        for k in (0..BUCKET_BITS).rev() {
+            let bit = decide(&mut self.buckets[ctx + node], (b >> k) & 1 == 1);
+            node = node * 2 + bit as usize;
+        }
+        let b = node - (1 << BUCKET_BITS);
+        if b > 64 {
+            return None;
+        }
+        if self.cfg.context != Context::None {
+            self.seen.push(b as u8);
+        }
+        if b < 2 {
+            return Some(b as u64);
+        }
+        let m = b - 1;
+        let t = m.min(self.cfg.tree_bits as usize);
+        let tree = b << self.cfg.tree_bits;
+        let mut v = 1u64;
+        let mut node = 1usize;
+        for j in 0..t {
+            let bit = decide(&mut self.tree[tree + node], (u >> (m - 1 - j)) & 1 == 1);
+            node = node * 2 + bit as usize;
+            v = v * 2 + bit as u64;
+        }
+        for pos in (0..m - t).rev() {
+            let bit = decide(&mut self.low[b * 64 + pos], (u >> pos) & 1 == 1);
+            v = v * 2 + bit as u64;
+        }
+        Some(v)
+    }
+}
+
+pub fn encode(values: &[u64], cfg: AcConfig) -> Vec<u8> {
+    let mut m = Model::new(cfg, values.len());
+    let mut e = Encoder::new();
+    let adapt = cfg.adapt;
+    for (i, &u) in values.iter().enumerate() {
+        m.walk(i, u, |p, bit| {
+            e.put(p.bound(e.range()), bit);
+            p.update(bit, adapt);
+            bit
+        });
+    }
+    e.finish()
+}
+
+pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig) -> Result<Vec<u64>, String> {
+    // Each symbol costs at least 7 decisions of probability <= 1 - 2^-10: about 0.01 bits, so
+    // more than ~800 symbols per byte is damage, refused before anything is reserved.
+    if n / 800 > bytes.len() + 8 {
+        return Err(format!("{n} arithmetic-coded values cannot fit in {} bytes", bytes.len()));
+    }
+    let mut m = Model::new(cfg, n);
+    let mut d = Decoder::new(bytes);
+    let adapt = cfg.adapt;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let u = m.walk(i, 0, |p, _| {
+            let bit = d.get(p.bound(d.range()));
+            p.update(bit, adapt);
+            bit
+        });
+        out.push(u.ok_or("arithmetic-coded stream decodes to a bucket beyond 64")?);
+        // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
+        if d.overrun() > 4 {
+            return Err("arithmetic-coded stream ends early".into());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    fn configs() -> Vec<AcConfig> {
+        let mut v = Vec::new();
+        for tree_bits in [0, 3, 6, MAX_TREE_BITS] {
+            for context in [Context::None, Context::Previous, Context::Grid(7)] {
+                for adapt in [0, 30, 1000, u16::MAX] {
+                    v.push(AcConfig { tree_bits, context, adapt });
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn round_trips_extremes_under_every_configuration() {
+        let mut r = xorshift(0x9e37_79b9_7f4a_7c15);
+        let cases: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![0],
+            vec![u64::MAX],
+            vec![7; 1000],
+            vec![u64::MAX, 0, 1, u64::MAX - 1, 1 << 63, 2, 3],
+            (0..64).map(|k| 1u64 << k).chain((0..64).map(|k| (1u64 << k) - 1)).collect(),
+            (0..3000).map(|_| r()).collect(),
+            (0..3000).map(|_| r() % 1000).collect(),
+        ];
+        for cfg in configs() {
+            for v in &cases {
+                let b = encode(v, cfg);
+                assert_eq!(&decode(&b, v.len(), cfg).unwrap(), v, "{cfg:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reaches_the_order0_entropy_of_a_peaked_column() {
+        // A discretised Gaussian-ish column offset far from 0, as a table column's codes are.
+        let mut r = xorshift(42);
+        let v: Vec<u64> = (0..20000).map(|_| 5000 + (0..4).map(|_| r() % 200).sum::<u64>()).collect();
+        let mut counts = std::collections::HashMap::new();
+        for &x in &v {
+            *counts.entry(x).or_insert(0usize) += 1;
+        }
+        let n = v.len() as f64;
+        let h: f64 = counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).log2()).sum();
+        let floor = h * n / 8.0;
+        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000 };
+        let got = encode(&v, cfg).len() as f64;
+        assert!(got < floor * 1.03, "{got} bytes for an order-0 entropy of {floor:.0}");
+    }
+
+    #[test]
+    fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
+        let v: Vec<u64> = (0..5000).map(|i| i % 17).collect();
+        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60 };
+        let mut b = encode(&v, cfg);
+        let mid = b.len() / 2;
+        b[mid] ^= 0x5a;
+        let _ = decode(&b, v.len(), cfg);
+        assert!(decode(&b[..3], v.len(), cfg).is_err());
+        assert!(decode(&[], 1 << 30, cfg).is_err());
+        let _ = decode(&[0xff; 64], 1000, cfg);
+    }
+}

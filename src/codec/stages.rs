@@ -1,0 +1,539 @@
+//! The integer codec as a chain of stages, the way zarrs composes its codecs: array->array
+//! stages on the integer codes (predictors, an offset), one array->bytes stage (an entropy
+//! coder, or fixed-width packing), then bytes->bytes stages (shuffle, zstd). A block written as a
+//! chain names each stage and its configuration (baler-format.md, "integer blocks"), so a reader
+//! needs nothing but the registry below to decode it; a new predictor or coder is a new stage
+//! here, not a new branch in every reader.
+//!
+//! Blocks written before chains existed (width 0, 1, 2, 4 or 8 in the block's first byte) are
+//! read as the chain they amount to (`legacy`), by these same stages.
+
+use super::ac::{self, AcConfig, Context};
+use super::bytes;
+use crate::wire::Cursor;
+
+/// The first byte of an integer block written as a chain (legacy blocks hold a width there).
+pub const CHAIN: u8 = 16;
+
+/// An array->array stage on integer codes; wrapping arithmetic, so it is exact on any input.
+pub trait CodesStage: std::fmt::Debug + Send + Sync {
+    fn id(&self) -> u8;
+    fn write_config(&self, out: &mut Vec<u8>);
+    fn encode(&self, codes: &mut [i64]);
+    fn decode(&self, codes: &mut [i64]);
+    fn boxed_clone(&self) -> Box<dyn CodesStage>;
+}
+
+/// The array->bytes stage: codes to the bytes the bytes->bytes stages see.
+pub trait CodesToBytes: std::fmt::Debug + Send + Sync {
+    fn id(&self) -> u8;
+    fn write_config(&self, out: &mut Vec<u8>);
+    fn encode(&self, codes: &[i64]) -> Vec<u8>;
+    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String>;
+    /// The bytes `encode` makes from `n` codes, when it is fixed (the frame size zstd checks).
+    fn encoded_len(&self, n: usize) -> Option<usize>;
+}
+
+/// A bytes->bytes stage.
+pub trait BytesStage: std::fmt::Debug + Send + Sync {
+    fn id(&self) -> u8;
+    fn write_config(&self, out: &mut Vec<u8>);
+    fn encode(&self, data: Vec<u8>) -> Vec<u8>;
+    /// `expected`: the decoded length, when the stage before says it.
+    fn decode(&self, data: &[u8], expected: Option<usize>) -> Result<Vec<u8>, String>;
+}
+
+// ---- array->array stages ----------------------------------------------------------------
+
+/// Difference from the previous code in C order: smooth fields, ordered rows.
+#[derive(Debug)]
+pub struct Delta;
+
+impl CodesStage for Delta {
+    fn boxed_clone(&self) -> Box<dyn CodesStage> {
+        Box::new(Delta)
+    }
+    fn id(&self) -> u8 {
+        1
+    }
+    fn write_config(&self, _: &mut Vec<u8>) {}
+    fn encode(&self, codes: &mut [i64]) {
+        let mut prev = 0i64;
+        for c in codes.iter_mut() {
+            let v = *c;
+            *c = v.wrapping_sub(prev);
+            prev = v;
+        }
+    }
+    fn decode(&self, codes: &mut [i64]) {
+        let mut prev = 0i64;
+        for c in codes.iter_mut() {
+            prev = prev.wrapping_add(*c);
+            *c = prev;
+        }
+    }
+}
+
+/// Lorenzo over the chunk's grid (`ints::lorenzo`).
+#[derive(Debug)]
+pub struct Lorenzo {
+    pub grid: [usize; 2],
+}
+
+impl CodesStage for Lorenzo {
+    fn boxed_clone(&self) -> Box<dyn CodesStage> {
+        Box::new(Lorenzo { grid: self.grid })
+    }
+    fn id(&self) -> u8 {
+        2
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.grid[0] as u32).to_le_bytes());
+        out.extend_from_slice(&(self.grid[1] as u32).to_le_bytes());
+    }
+    fn encode(&self, codes: &mut [i64]) {
+        let r = super::ints::lorenzo_residuals(codes, self.grid);
+        codes.copy_from_slice(&r);
+    }
+    fn decode(&self, codes: &mut [i64]) {
+        super::ints::lorenzo_undo(codes, self.grid);
+    }
+}
+
+/// Subtracts a constant (the block's smallest code): a column far from 0 becomes small
+/// non-negative numbers instead of large ones, or zigzagged ones twice as large.
+#[derive(Debug)]
+pub struct Offset {
+    pub by: i64,
+}
+
+impl CodesStage for Offset {
+    fn boxed_clone(&self) -> Box<dyn CodesStage> {
+        Box::new(Offset { by: self.by })
+    }
+    fn id(&self) -> u8 {
+        3
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.by.to_le_bytes());
+    }
+    fn encode(&self, codes: &mut [i64]) {
+        codes.iter_mut().for_each(|c| *c = c.wrapping_sub(self.by));
+    }
+    fn decode(&self, codes: &mut [i64]) {
+        codes.iter_mut().for_each(|c| *c = c.wrapping_add(self.by));
+    }
+}
+
+// ---- array->bytes stages ----------------------------------------------------------------
+
+#[inline]
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+pub fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// How an array->bytes stage sees a code as unsigned: zigzag (residuals around 0) or the code's
+/// own bits (non-negative codes, after `Offset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sign {
+    Zigzag = 0,
+    Unsigned = 1,
+}
+
+impl Sign {
+    fn to_u(self, v: i64) -> u64 {
+        match self {
+            Sign::Zigzag => zigzag(v),
+            Sign::Unsigned => v as u64,
+        }
+    }
+    fn from_u(self, u: u64) -> i64 {
+        match self {
+            Sign::Zigzag => unzigzag(u),
+            Sign::Unsigned => u as i64,
+        }
+    }
+    fn read(c: &mut Cursor) -> Result<Sign, String> {
+        match c.u8("sign mapping")? {
+            0 => Ok(Sign::Zigzag),
+            1 => Ok(Sign::Unsigned),
+            k => Err(format!("unknown sign mapping {k}")),
+        }
+    }
+}
+
+/// Each code in `width` little-endian bytes.
+#[derive(Debug)]
+pub struct Packed {
+    pub width: u8,
+    pub sign: Sign,
+}
+
+impl Packed {
+    /// The narrowest width that holds every code.
+    pub fn narrowest(codes: &[i64], sign: Sign) -> Packed {
+        let max = codes.iter().map(|&c| sign.to_u(c)).max().unwrap_or(0);
+        let width = match max {
+            0..=0xff => 1,
+            0x100..=0xffff => 2,
+            0x1_0000..=0xffff_ffff => 4,
+            _ => 8,
+        };
+        Packed { width, sign }
+    }
+}
+
+impl CodesToBytes for Packed {
+    fn id(&self) -> u8 {
+        1
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.push(self.width);
+        out.push(self.sign as u8);
+    }
+    fn encode(&self, codes: &[i64]) -> Vec<u8> {
+        let w = self.width as usize;
+        let mut out = Vec::with_capacity(codes.len() * w);
+        for &c in codes {
+            out.extend_from_slice(&self.sign.to_u(c).to_le_bytes()[..w]);
+        }
+        out
+    }
+    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String> {
+        let w = self.width as usize;
+        if n.checked_mul(w) != Some(bytes.len()) {
+            return Err(format!("{} bytes of {w}-byte codes for {n} values", bytes.len()));
+        }
+        Ok(bytes
+            .chunks_exact(w)
+            .map(|b| {
+                let mut v = [0u8; 8];
+                v[..w].copy_from_slice(b);
+                self.sign.from_u(u64::from_le_bytes(v))
+            })
+            .collect())
+    }
+    fn encoded_len(&self, n: usize) -> Option<usize> {
+        n.checked_mul(self.width as usize)
+    }
+}
+
+/// The adaptive binary range coder of format 1's first release (`rc`), zigzag codes.
+#[derive(Debug)]
+pub struct RangeCoded {
+    pub row: usize,
+}
+
+impl CodesToBytes for RangeCoded {
+    fn id(&self) -> u8 {
+        2
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.row as u32).to_le_bytes());
+    }
+    fn encode(&self, codes: &[i64]) -> Vec<u8> {
+        let zz: Vec<u64> = codes.iter().map(|&c| zigzag(c)).collect();
+        super::rc::encode(&zz, self.row)
+    }
+    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String> {
+        // An adaptive binary coder spends at least ~0.02 bits per code, so a payload can hold
+        // at most a few hundred codes per byte: a count beyond that is damage, refused before
+        // the decoder reserves memory for it.
+        if n / 512 > bytes.len() + 8 {
+            return Err(format!("{n} range-coded values cannot fit in {} bytes", bytes.len()));
+        }
+        Ok(super::rc::decode(bytes, n, self.row).into_iter().map(unzigzag).collect())
+    }
+    fn encoded_len(&self, _: usize) -> Option<usize> {
+        None
+    }
+}
+
+/// The `ac` coder (see `ac`).
+#[derive(Debug)]
+pub struct Arithmetic {
+    pub cfg: AcConfig,
+    pub sign: Sign,
+}
+
+impl CodesToBytes for Arithmetic {
+    fn id(&self) -> u8 {
+        3
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.push(self.sign as u8);
+        out.push(self.cfg.tree_bits);
+        out.extend_from_slice(&self.cfg.adapt.to_le_bytes());
+        match self.cfg.context {
+            Context::None => out.push(0),
+            Context::Previous => out.push(1),
+            Context::Grid(row) => {
+                out.push(2);
+                out.extend_from_slice(&row.to_le_bytes());
+            }
+        }
+    }
+    fn encode(&self, codes: &[i64]) -> Vec<u8> {
+        let u: Vec<u64> = codes.iter().map(|&c| self.sign.to_u(c)).collect();
+        ac::encode(&u, self.cfg)
+    }
+    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String> {
+        Ok(ac::decode(bytes, n, self.cfg)?.into_iter().map(|u| self.sign.from_u(u)).collect())
+    }
+    fn encoded_len(&self, _: usize) -> Option<usize> {
+        None
+    }
+}
+
+// ---- bytes->bytes stages ----------------------------------------------------------------
+
+/// Byte shuffle of `width`-byte elements (`bytes::shuffle`).
+#[derive(Debug)]
+pub struct Shuffle {
+    pub width: u8,
+}
+
+impl BytesStage for Shuffle {
+    fn id(&self) -> u8 {
+        1
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.push(self.width);
+    }
+    fn encode(&self, data: Vec<u8>) -> Vec<u8> {
+        bytes::shuffle(self.width as usize, &data)
+    }
+    fn decode(&self, data: &[u8], expected: Option<usize>) -> Result<Vec<u8>, String> {
+        if expected.is_some_and(|e| e != data.len()) || data.len() % (self.width.max(1) as usize) != 0 {
+            return Err(format!("{} bytes do not unshuffle as {}-byte elements", data.len(), self.width));
+        }
+        Ok(bytes::unshuffle(self.width as usize, data))
+    }
+}
+
+/// zstd at `level` (recorded for the reader's information; decoding ignores it).
+#[derive(Debug)]
+pub struct Zstd {
+    pub level: i32,
+}
+
+impl BytesStage for Zstd {
+    fn id(&self) -> u8 {
+        2
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.push(self.level.clamp(-128, 127) as i8 as u8);
+    }
+    fn encode(&self, data: Vec<u8>) -> Vec<u8> {
+        bytes::compress(&data, self.level)
+    }
+    fn decode(&self, data: &[u8], expected: Option<usize>) -> Result<Vec<u8>, String> {
+        let expected = expected.ok_or("a zstd stage needs the size it decodes to")?;
+        bytes::decompress(data, expected)
+    }
+}
+
+// ---- the chain --------------------------------------------------------------------------
+
+/// One block's stages in encode order.
+#[derive(Debug)]
+pub struct Chain {
+    pub codes: Vec<Box<dyn CodesStage>>,
+    pub to_bytes: Box<dyn CodesToBytes>,
+    pub bytes: Vec<Box<dyn BytesStage>>,
+}
+
+/// Stages a chain may hold, at most: a damaged block cannot make a reader loop long.
+const MAX_STAGES: u8 = 8;
+
+impl Chain {
+    /// Encodes `codes` through the chain: `u8 CHAIN, u8 k, k x (u8 id, config), u8 id, config,
+    /// u8 m, m x (u8 id, config), u64 payload length, payload`.
+    pub fn encode(&self, codes: &[i64], out: &mut Vec<u8>) {
+        let mut c = codes.to_vec();
+        for s in &self.codes {
+            s.encode(&mut c);
+        }
+        self.encode_transformed(&c, out);
+    }
+
+    /// `encode` for codes the array->array stages have already transformed (the encoder
+    /// computes them once to choose a predictor, then tries several coders on them).
+    pub fn encode_transformed(&self, c: &[i64], out: &mut Vec<u8>) {
+        let mut data = self.to_bytes.encode(c);
+        for s in &self.bytes {
+            data = s.encode(data);
+        }
+        out.push(CHAIN);
+        out.push(self.codes.len() as u8);
+        for s in &self.codes {
+            out.push(s.id());
+            s.write_config(out);
+        }
+        out.push(self.to_bytes.id());
+        self.to_bytes.write_config(out);
+        out.push(self.bytes.len() as u8);
+        for s in &self.bytes {
+            out.push(s.id());
+            s.write_config(out);
+        }
+        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        out.extend_from_slice(&data);
+    }
+
+    /// Reads a chain block's stages (after its CHAIN byte) for `n` codes, and its payload.
+    pub fn read<'a>(cur: &mut Cursor<'a>, n: usize) -> Result<(Chain, &'a [u8]), String> {
+        let k = cur.u8("array stage count")?;
+        if k > MAX_STAGES {
+            return Err(format!("{k} array stages"));
+        }
+        let mut codes: Vec<Box<dyn CodesStage>> = Vec::with_capacity(k as usize);
+        for _ in 0..k {
+            codes.push(read_codes_stage(cur, n)?);
+        }
+        let to_bytes = read_to_bytes(cur)?;
+        let m = cur.u8("bytes stage count")?;
+        if m > MAX_STAGES {
+            return Err(format!("{m} bytes stages"));
+        }
+        let mut bytes: Vec<Box<dyn BytesStage>> = Vec::with_capacity(m as usize);
+        for _ in 0..m {
+            bytes.push(read_bytes_stage(cur)?);
+        }
+        let len = cur.u64("code payload length")?;
+        let payload = cur.bytes(len, "code payload")?;
+        Ok((Chain { codes, to_bytes, bytes }, payload))
+    }
+
+    pub fn decode(&self, payload: &[u8], n: usize) -> Result<Vec<i64>, String> {
+        let expected = self.to_bytes.encoded_len(n);
+        let mut data = None::<Vec<u8>>;
+        for (j, s) in self.bytes.iter().enumerate().rev() {
+            // Only the stage next to array->bytes knows its output size; shuffle keeps sizes.
+            let exp = if self.bytes[..j].iter().all(|s| s.id() == 1) { expected } else { None };
+            data = Some(s.decode(data.as_deref().unwrap_or(payload), exp)?);
+        }
+        let mut codes = self.to_bytes.decode(data.as_deref().unwrap_or(payload), n)?;
+        if codes.len() != n {
+            return Err(format!("{} codes where the block holds {n}", codes.len()));
+        }
+        for s in self.codes.iter().rev() {
+            s.decode(&mut codes);
+        }
+        Ok(codes)
+    }
+
+    /// The stage names in encode order, for inspect.
+    pub fn describe(&self) -> String {
+        let mut v: Vec<String> = self.codes.iter().map(|s| format!("{s:?}")).collect();
+        v.push(format!("{:?}", self.to_bytes));
+        v.extend(self.bytes.iter().map(|s| format!("{s:?}")));
+        v.join(" -> ")
+    }
+}
+
+/// The registry of array->array stages.
+fn read_codes_stage(cur: &mut Cursor, n: usize) -> Result<Box<dyn CodesStage>, String> {
+    Ok(match cur.u8("array stage")? {
+        1 => Box::new(Delta),
+        2 => Box::new(Lorenzo { grid: read_grid(cur, n)? }),
+        3 => Box::new(Offset { by: i64::from_le_bytes(cur.bytes(8, "offset")?.try_into().unwrap()) }),
+        k => return Err(format!("unknown array stage {k}")),
+    })
+}
+
+pub fn read_grid(cur: &mut Cursor, n: usize) -> Result<[usize; 2], String> {
+    let d1 = cur.u32("grid d1")? as usize;
+    let d2 = cur.u32("grid d2")? as usize;
+    if d1 == 0 || d2 == 0 || n % (d1 * d2) != 0 {
+        return Err(format!("Lorenzo grid {d1} x {d2} does not tile {n} elements"));
+    }
+    Ok([d1, d2])
+}
+
+/// The registry of array->bytes stages.
+fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
+    Ok(match cur.u8("array->bytes stage")? {
+        1 => {
+            let width = cur.u8("code width")?;
+            if ![1, 2, 4, 8].contains(&width) {
+                return Err(format!("invalid code width {width}"));
+            }
+            Box::new(Packed { width, sign: Sign::read(cur)? })
+        }
+        2 => Box::new(RangeCoded { row: cur.u32("range coder row")?.max(1) as usize }),
+        3 => {
+            let sign = Sign::read(cur)?;
+            let tree_bits = cur.u8("tree bits")?;
+            if tree_bits > ac::MAX_TREE_BITS {
+                return Err(format!("{tree_bits} tree bits (at most {})", ac::MAX_TREE_BITS));
+            }
+            let adapt = u16::from_le_bytes(cur.bytes(2, "adaptation limit")?.try_into().unwrap());
+            let context = match cur.u8("context")? {
+                0 => Context::None,
+                1 => Context::Previous,
+                2 => Context::Grid(cur.u32("context row")?.max(1)),
+                k => return Err(format!("unknown arithmetic coder context {k}")),
+            };
+            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt }, sign })
+        }
+        k => return Err(format!("unknown array->bytes stage {k}")),
+    })
+}
+
+/// The registry of bytes->bytes stages.
+fn read_bytes_stage(cur: &mut Cursor) -> Result<Box<dyn BytesStage>, String> {
+    Ok(match cur.u8("bytes stage")? {
+        1 => {
+            let width = cur.u8("shuffle width")?;
+            if ![1, 2, 4, 8].contains(&width) {
+                return Err(format!("invalid shuffle width {width}"));
+            }
+            Box::new(Shuffle { width })
+        }
+        2 => Box::new(Zstd { level: cur.u8("zstd level")? as i8 as i32 }),
+        k => return Err(format!("unknown bytes stage {k}")),
+    })
+}
+
+/// A block of format 1's first release: `u8 width (0: range coded), u8 predictor (0 none,
+/// 1 delta, 2 Lorenzo + u32 d1, u32 d2), u64 length, payload`, read as the chain it is.
+pub fn legacy<'a>(width: u8, cur: &mut Cursor<'a>, n: usize) -> Result<(Chain, &'a [u8]), String> {
+    if ![0, 1, 2, 4, 8].contains(&width) {
+        return Err(format!("invalid code width {width}"));
+    }
+    let (codes, row): (Vec<Box<dyn CodesStage>>, usize) = match cur.u8("predictor")? {
+        0 => (vec![], 1),
+        1 => (vec![Box::new(Delta)], 1),
+        2 => {
+            let grid = read_grid(cur, n)?;
+            (vec![Box::new(Lorenzo { grid })], grid[1])
+        }
+        p => return Err(format!("unknown predictor {p}")),
+    };
+    let len = cur.u64("code payload length")?;
+    let payload = cur.bytes(len, "code payload")?;
+    let chain = if width == 0 {
+        Chain { codes, to_bytes: Box::new(RangeCoded { row }), bytes: vec![] }
+    } else {
+        Chain {
+            codes,
+            to_bytes: Box::new(Packed { width, sign: Sign::Zigzag }),
+            bytes: vec![Box::new(Shuffle { width }), Box::new(Zstd { level: 0 })],
+        }
+    };
+    Ok((chain, payload))
+}
+
+/// Reads any integer block's chain and payload.
+pub fn read<'a>(cur: &mut Cursor<'a>, n: usize) -> Result<(Chain, &'a [u8]), String> {
+    match cur.u8("code width")? {
+        CHAIN => Chain::read(cur, n),
+        w => legacy(w, cur, n),
+    }
+}
