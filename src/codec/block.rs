@@ -38,8 +38,8 @@ impl<'a> Codes<'a> {
         Ok(Codes { chain, payload, n })
     }
 
-    pub fn decode(&self) -> Result<Vec<i64>, String> {
-        self.chain.decode(self.payload, self.n)
+    pub fn decode(&self, refs: &stages::Refs) -> Result<Vec<i64>, String> {
+        self.chain.decode(self.payload, self.n, refs)
     }
 }
 
@@ -189,7 +189,7 @@ impl Exact<'_> {
                 Ok(())
             }
             Exact::Gaps { k, gaps, values } => {
-                let gaps = gaps.decode()?;
+                let gaps = gaps.decode(&stages::Refs::NONE)?;
                 let vals = bytes::unshuffle(size, &bytes::decompress(values, *k as usize * size)?);
                 let mut at: Option<u64> = None;
                 for (j, &g) in gaps.iter().enumerate() {
@@ -211,13 +211,23 @@ impl Exact<'_> {
     }
 }
 
+/// A decoded block: its elements' bytes, and its integer codes (what later blocks of the chunk
+/// may be predicted from).
+pub struct Decoded {
+    pub bytes: Vec<u8>,
+    pub codes: Option<Vec<i64>>,
+}
+
 /// Decodes a parsed block of `n` elements; `pred` is the model's prediction for the variable
-/// when the chunk carries a latent.
-pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>) -> Result<Vec<u8>, String> {
+/// when the chunk carries a latent, `refs` the codes of the variables decoded before it.
+pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs: &stages::Refs) -> Result<Decoded, String> {
     let size = dtype.size();
     match &block.body {
-        Body::Raw { payload } => Ok(bytes::unshuffle(size, &bytes::decompress(payload, n * size)?)),
-        Body::Integer(codes) => Ok(i64_to_ints(dtype, &codes.decode()?)),
+        Body::Raw { payload } => Ok(Decoded { bytes: bytes::unshuffle(size, &bytes::decompress(payload, n * size)?), codes: None }),
+        Body::Integer(codes) => {
+            let codes = codes.decode(refs)?;
+            Ok(Decoded { bytes: i64_to_ints(dtype, &codes), codes: Some(codes) })
+        }
         Body::Quantised { step, model, codes, exact } => {
             let step = *step;
             let codes = match model {
@@ -226,7 +236,7 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>) -> Re
                     let mut escaped = vec![false; n];
                     if let Some(e) = &m.escapes {
                         let mut at = 0u64;
-                        for (j, d) in e.decode()?.into_iter().enumerate() {
+                        for (j, d) in e.decode(&stages::Refs::NONE)?.into_iter().enumerate() {
                             at = at
                                 .checked_add(d as u64)
                                 .filter(|&a| a < n as u64 && (j == 0 || d > 0))
@@ -234,7 +244,8 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>) -> Re
                             escaped[at as usize] = true;
                         }
                     }
-                    let residual = codes.decode()?;
+                    // Residuals against a model are coded on their own: no reference stages.
+                    let residual = codes.decode(&stages::Refs::NONE)?;
                     let codes: Vec<i64> = residual
                         .iter()
                         .zip(p)
@@ -249,14 +260,14 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>) -> Re
                     }
                     codes
                 }
-                None => codes.decode()?,
+                None => codes.decode(refs)?,
             };
             let mut out = Vec::with_capacity(n * size);
             for &c in &codes {
                 push_value(dtype, quantise::reconstruct(dtype, 0.0, c, step), &mut out);
             }
             exact.apply(n, size, &mut out)?;
-            Ok(out)
+            Ok(Decoded { bytes: out, codes: Some(codes) })
         }
         Body::ModelOnly { exact } => {
             let p = pred.ok_or("model-only block in a chunk without a latent")?;
@@ -265,7 +276,7 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>) -> Re
                 push_value(dtype, quantise::reconstruct(dtype, v, 0, 1.0), &mut out);
             }
             exact.apply(n, size, &mut out)?;
-            Ok(out)
+            Ok(Decoded { bytes: out, codes: None })
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The chunk codec: one chunk of a dataset (a row range of every variable) to bytes and back.
 //!
 //! Per variable the pipeline is: split by kind (quantised float | lossless integer | raw), then
-//! the array->bytes stage (quantise with the bound, or integer codes, or raw bytes), then the
-//! bytes->bytes stages (shuffle, zstd). The model stage slots in before quantisation: it supplies
-//! the prediction the residual is taken against, and its latent goes in the chunk's latent blocks.
-//! The same codec serves the `.baler` container and the HDF5 filter.
+//! quantise with the bound (or take the integers as they are), then a chain of integer stages
+//! (`stages`: predictors, among them a linear prediction from another variable of the chunk,
+//! then an entropy coder, `ac` or packing + shuffle + zstd), chosen per block by what costs
+//! least. The model stage slots in before quantisation: it supplies the prediction the residual
+//! is taken against, and its latent goes in the chunk's latent blocks. One parser (`block`)
+//! reads every block layout any release wrote. The same codec serves the `.baler` container and
+//! the HDF5 filter.
 
 pub mod block;
 pub mod bytes;
@@ -21,10 +24,13 @@ use crate::missing::MissingRule;
 use crate::wire::Cursor;
 use errstats::ErrStats;
 use model_stage::{ModelPlan, Predictions};
+use stages::Refs;
 
 /// The stages of this codec's pipeline in encode order, as the header names them (the last is
-/// the entropy stage, which carries its level). A reader refuses any stage not listed here.
-pub const PIPELINE: [&str; 6] = ["split", "model", "quantise", "predict", "shuffle", "zstd"];
+/// the entropy stage, which carries its level). Each block names its own integer stages
+/// (`stages`); this list says which families an archive may use, and a reader refuses any
+/// stage not listed here.
+pub const PIPELINE: [&str; 7] = ["split", "model", "quantise", "predict", "ac", "shuffle", "zstd"];
 
 pub use block::{METHOD_INTEGER, METHOD_MODEL_ONLY, METHOD_PREDICTED, METHOD_QUANTISED, METHOD_RAW, METHOD_STAGED};
 
@@ -206,12 +212,16 @@ impl ChunkCodec {
     ) -> Result<(Vec<u8>, Vec<VarEncodeStats>), String> {
         let mut blocks = Vec::new();
         let mut stats = Vec::with_capacity(vars.len());
+        // Each variable's codes as the decoder will have them, for the variables after it.
+        let mut codes: Vec<Option<Vec<i64>>> = Vec::with_capacity(vars.len());
         for (i, (var, bytes)) in vars.iter().zip(data).enumerate() {
             let start = blocks.len();
             let pred = preds.and_then(|p| Some((p.values[i].as_deref()?, p.noise[i].as_deref()?)));
-            let mut s = self.encode_var(var, bytes, floats[i].as_deref(), pred, &mut blocks)?;
+            let refs = Refs { codes: &codes };
+            let (mut s, c) = self.encode_var(var, bytes, floats[i].as_deref(), pred, &refs, &mut blocks)?;
             s.bytes = (blocks.len() - start) as u64;
             stats.push(s);
+            codes.push(c);
         }
         Ok((blocks, stats))
     }
@@ -222,8 +232,9 @@ impl ChunkCodec {
         data: &[u8],
         values: Option<&[f64]>,
         pred: Option<(&[f64], &[f64])>,
+        refs: &Refs,
         out: &mut Vec<u8>,
-    ) -> Result<VarEncodeStats, String> {
+    ) -> Result<(VarEncodeStats, Option<Vec<i64>>), String> {
         let dtype = var.dtype;
         match (values, var.tolerance, dtype) {
             (Some(values), _, _) if var.model_only => {
@@ -244,12 +255,12 @@ impl ChunkCodec {
                 out.extend_from_slice(&(outliers.len() as u64).to_le_bytes());
                 self.put_outliers(&outliers, dtype.size(), data, out);
                 st.write(out);
-                Ok(VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true, saved: 0 })
+                Ok((VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true, saved: 0 }, None))
             }
             // A bound so large that its bin width overflows (abs=1e308) promises nothing a
             // decoder could use; such a block is coded exactly, which is within any bound.
             (Some(values), Some(tol), _) if (2.0 * tol).is_finite() && tol > 0.0 => {
-                Ok(self.encode_bounded(var, data, values, tol, pred, out))
+                Ok(self.encode_bounded(var, data, values, tol, pred, refs, out))
             }
             (Some(_), _, _) | (None, _, DType::Bool) => {
                 let payload = bytes::compress(&bytes::shuffle(dtype.size(), data), self.level);
@@ -257,12 +268,13 @@ impl ChunkCodec {
                 out.push(dtype.size() as u8);
                 out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
                 out.extend_from_slice(&payload);
-                Ok(VarEncodeStats::default())
+                Ok((VarEncodeStats::default(), None))
             }
             (None, _, _) => {
                 out.push(METHOD_INTEGER);
-                ints::encode(&ints_to_i64(dtype, data), self.level, var.grid, out);
-                Ok(VarEncodeStats::default())
+                let codes = ints_to_i64(dtype, data);
+                ints::encode_with(&codes, self.level, var.grid, refs, out);
+                Ok((VarEncodeStats::default(), Some(codes)))
             }
         }
     }
@@ -277,8 +289,9 @@ impl ChunkCodec {
         values: &[f64],
         tol: f64,
         pred: Option<(&[f64], &[f64])>,
+        refs: &Refs,
         out: &mut Vec<u8>,
-    ) -> VarEncodeStats {
+    ) -> (VarEncodeStats, Option<Vec<i64>>) {
         let dtype = var.dtype;
         let step = 2.0 * tol;
         let missing = var.missing.map(|r| r.mask(values));
@@ -296,8 +309,8 @@ impl ChunkCodec {
             }
         }
         let mut plain = Vec::new();
-        ints::encode(&q.codes, self.level, var.grid, &mut plain);
-        let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>)> = None;
+        ints::encode_with(&q.codes, self.level, var.grid, refs, &mut plain);
+        let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>, Vec<i64>)> = None;
         if let Some((p, noise)) = pred {
             let esc = model_stage::escapes(p, noise, step);
             let mut residual = Vec::with_capacity(values.len());
@@ -322,7 +335,7 @@ impl ChunkCodec {
             }
             let mut codes = Vec::new();
             ints::encode(&residual, self.level, var.grid, &mut codes);
-            modelled = Some((escapes, esc.len() as u64, model_stage::codes_crc(&full), codes));
+            modelled = Some((escapes, esc.len() as u64, model_stage::codes_crc(&full), codes, full));
         }
         // The model pays when its residuals and escapes (and 5 bytes of count and CRC) cost less.
         let model_cost = modelled.as_ref().map(|m| m.0.len() + m.3.len() + 5);
@@ -336,7 +349,12 @@ impl ChunkCodec {
             stats: &st,
         };
         block.write(dtype.size(), data, self.level, out);
-        VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }
+        // What the decoder will hold as this variable's codes (an outlier's differs with a model).
+        let codes = match modelled {
+            Some(m) if use_model => m.4,
+            _ => q.codes,
+        };
+        (VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, Some(codes))
     }
 
     /// Exact values of the listed elements: `u64 length, zstd(indices, then values)`.
@@ -394,12 +412,15 @@ impl ChunkCodec {
             k => return Err(format!("chunk has {k} latent blocks (at most 1)")),
         };
         let mut out = Vec::with_capacity(vars.len());
+        let mut codes: Vec<Option<Vec<i64>>> = Vec::with_capacity(vars.len());
         for (i, var) in vars.iter().enumerate() {
             let pred = preds.as_ref().and_then(|p| p.values[i].as_deref());
+            let refs = Refs { codes: &codes };
             let decoded = block::read(&mut cur, var.dtype, n as usize)
-                .and_then(|b| block::decode(&b, var.dtype, n as usize, pred))
+                .and_then(|b| block::decode(&b, var.dtype, n as usize, pred, &refs))
                 .map_err(|e| format!("variable {i}: {e}"))?;
-            out.push(decoded);
+            out.push(decoded.bytes);
+            codes.push(decoded.codes);
         }
         cur.finish("chunk")?;
         Ok(out)

@@ -390,8 +390,9 @@ mod tests {
     use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
     use crate::dtype::{values_f64, DType};
 
-    /// A linear "autoencoder" in plain Rust whose decoder output can be nudged, standing in for
-    /// the same network evaluated by another ONNX Runtime build, thread count or device.
+    /// A non-linear "autoencoder" in plain Rust whose decoder output can be nudged, standing in
+    /// for the same network evaluated by another ONNX Runtime build, thread count or device.
+    /// Non-linear, so that the codec's linear prediction from another column cannot do its work.
     struct Linear {
         nudge: f32,
     }
@@ -410,7 +411,8 @@ mod tests {
             // relative nudge, alternating sign: different in the last bits, as runtimes are
             Ok(z.iter().enumerate().flat_map(|(i, &v)| {
                 let s = if i % 2 == 0 { 1.0 + self.nudge } else { 1.0 - self.nudge };
-                [v * s, 2.0 * v * s, -v * s]
+                let v = v * s;
+                [v, v * v, -v * v * v]
             }).collect())
         }
     }
@@ -424,7 +426,7 @@ mod tests {
             let h = (h ^ (h >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             let a = (h >> 11) as f64 / (1u64 << 53) as f64 * 6.0 - 3.0;
             let noise = ((r * 7919) % 101) as f64 * 1e-3;
-            for (c, v) in [a, 2.0 * a + noise, -a - noise].into_iter().enumerate() {
+            for (c, v) in [a, a * a + noise, -a * a * a - noise].into_iter().enumerate() {
                 cols[c].extend_from_slice(&(v as f32).to_le_bytes());
             }
         }

@@ -15,12 +15,30 @@ use crate::wire::Cursor;
 /// The first byte of an integer block written as a chain (legacy blocks hold a width there).
 pub const CHAIN: u8 = 16;
 
+/// What the array->array stages of one block may read besides its own codes: the codes of the
+/// chunk's variables coded before it (quantised codes, or a lossless integer's values), by
+/// variable index. A table's columns are often near copies of one another (systematic
+/// variations of one weight, E and p of one particle), which `Reference` exploits.
+#[derive(Clone, Copy)]
+pub struct Refs<'a> {
+    pub codes: &'a [Option<Vec<i64>>],
+}
+
+impl<'a> Refs<'a> {
+    pub const NONE: Refs<'static> = Refs { codes: &[] };
+
+    pub fn get(&self, var: usize) -> Option<&'a [i64]> {
+        self.codes.get(var)?.as_deref()
+    }
+}
+
 /// An array->array stage on integer codes; wrapping arithmetic, so it is exact on any input.
 pub trait CodesStage: std::fmt::Debug + Send + Sync {
     fn id(&self) -> u8;
     fn write_config(&self, out: &mut Vec<u8>);
-    fn encode(&self, codes: &mut [i64]);
-    fn decode(&self, codes: &mut [i64]);
+    fn encode(&self, codes: &mut [i64], refs: &Refs);
+    /// Fails only when the stage needs a reference the chunk does not hold.
+    fn decode(&self, codes: &mut [i64], refs: &Refs) -> Result<(), String>;
     fn boxed_clone(&self) -> Box<dyn CodesStage>;
 }
 
@@ -57,7 +75,7 @@ impl CodesStage for Delta {
         1
     }
     fn write_config(&self, _: &mut Vec<u8>) {}
-    fn encode(&self, codes: &mut [i64]) {
+    fn encode(&self, codes: &mut [i64], _: &Refs) {
         let mut prev = 0i64;
         for c in codes.iter_mut() {
             let v = *c;
@@ -65,12 +83,13 @@ impl CodesStage for Delta {
             prev = v;
         }
     }
-    fn decode(&self, codes: &mut [i64]) {
+    fn decode(&self, codes: &mut [i64], _: &Refs) -> Result<(), String> {
         let mut prev = 0i64;
         for c in codes.iter_mut() {
             prev = prev.wrapping_add(*c);
             *c = prev;
         }
+        Ok(())
     }
 }
 
@@ -91,12 +110,13 @@ impl CodesStage for Lorenzo {
         out.extend_from_slice(&(self.grid[0] as u32).to_le_bytes());
         out.extend_from_slice(&(self.grid[1] as u32).to_le_bytes());
     }
-    fn encode(&self, codes: &mut [i64]) {
+    fn encode(&self, codes: &mut [i64], _: &Refs) {
         let r = super::ints::lorenzo_residuals(codes, self.grid);
         codes.copy_from_slice(&r);
     }
-    fn decode(&self, codes: &mut [i64]) {
+    fn decode(&self, codes: &mut [i64], _: &Refs) -> Result<(), String> {
         super::ints::lorenzo_undo(codes, self.grid);
+        Ok(())
     }
 }
 
@@ -117,11 +137,62 @@ impl CodesStage for Offset {
     fn write_config(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.by.to_le_bytes());
     }
-    fn encode(&self, codes: &mut [i64]) {
+    fn encode(&self, codes: &mut [i64], _: &Refs) {
         codes.iter_mut().for_each(|c| *c = c.wrapping_sub(self.by));
     }
-    fn decode(&self, codes: &mut [i64]) {
+    fn decode(&self, codes: &mut [i64], _: &Refs) -> Result<(), String> {
         codes.iter_mut().for_each(|c| *c = c.wrapping_add(self.by));
+        Ok(())
+    }
+}
+
+/// Fractional bits of `Reference`'s slope.
+pub const REFERENCE_SHIFT: u32 = 20;
+
+/// A linear prediction from another variable of the chunk, in integer arithmetic so encoder and
+/// decoder agree bit for bit: `code - (off + (slope * ref_code) >> 20)`, the product taken in
+/// 128 bits and the result wrapped to 64.
+#[derive(Debug, Clone, Copy)]
+pub struct Reference {
+    pub var: u32,
+    pub slope: i64,
+    pub off: i64,
+}
+
+impl Reference {
+    #[inline]
+    pub fn predict(&self, r: i64) -> i64 {
+        self.off.wrapping_add(((self.slope as i128 * r as i128) >> REFERENCE_SHIFT) as i64)
+    }
+
+    fn reference<'a>(&self, refs: &Refs<'a>, n: usize) -> Result<&'a [i64], String> {
+        refs.get(self.var as usize)
+            .filter(|r| r.len() == n)
+            .ok_or_else(|| format!("block predicted from variable {}, which holds no codes before it", self.var))
+    }
+}
+
+impl CodesStage for Reference {
+    fn boxed_clone(&self) -> Box<dyn CodesStage> {
+        Box::new(*self)
+    }
+    fn id(&self) -> u8 {
+        4
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.var.to_le_bytes());
+        out.extend_from_slice(&self.slope.to_le_bytes());
+        out.extend_from_slice(&self.off.to_le_bytes());
+    }
+    fn encode(&self, codes: &mut [i64], refs: &Refs) {
+        // The encoder only builds this stage from a reference it holds.
+        let r = self.reference(refs, codes.len()).expect("the encoder's reference");
+        codes.iter_mut().zip(r).for_each(|(c, &r)| *c = c.wrapping_sub(self.predict(r)));
+    }
+    fn decode(&self, codes: &mut [i64], refs: &Refs) -> Result<(), String> {
+        let r = self.reference(refs, codes.len())?;
+        codes.iter_mut().zip(r).for_each(|(c, &r)| *c = c.wrapping_add(self.predict(r)));
+        Ok(())
     }
 }
 
@@ -354,10 +425,10 @@ const MAX_STAGES: u8 = 8;
 impl Chain {
     /// Encodes `codes` through the chain: `u8 CHAIN, u8 k, k x (u8 id, config), u8 id, config,
     /// u8 m, m x (u8 id, config), u64 payload length, payload`.
-    pub fn encode(&self, codes: &[i64], out: &mut Vec<u8>) {
+    pub fn encode(&self, codes: &[i64], refs: &Refs, out: &mut Vec<u8>) {
         let mut c = codes.to_vec();
         for s in &self.codes {
-            s.encode(&mut c);
+            s.encode(&mut c, refs);
         }
         self.encode_transformed(&c, out);
     }
@@ -410,7 +481,7 @@ impl Chain {
         Ok((Chain { codes, to_bytes, bytes }, payload))
     }
 
-    pub fn decode(&self, payload: &[u8], n: usize) -> Result<Vec<i64>, String> {
+    pub fn decode(&self, payload: &[u8], n: usize, refs: &Refs) -> Result<Vec<i64>, String> {
         let expected = self.to_bytes.encoded_len(n);
         let mut data = None::<Vec<u8>>;
         for (j, s) in self.bytes.iter().enumerate().rev() {
@@ -423,17 +494,9 @@ impl Chain {
             return Err(format!("{} codes where the block holds {n}", codes.len()));
         }
         for s in self.codes.iter().rev() {
-            s.decode(&mut codes);
+            s.decode(&mut codes, refs)?;
         }
         Ok(codes)
-    }
-
-    /// The stage names in encode order, for inspect.
-    pub fn describe(&self) -> String {
-        let mut v: Vec<String> = self.codes.iter().map(|s| format!("{s:?}")).collect();
-        v.push(format!("{:?}", self.to_bytes));
-        v.extend(self.bytes.iter().map(|s| format!("{s:?}")));
-        v.join(" -> ")
     }
 }
 
@@ -442,7 +505,8 @@ fn read_codes_stage(cur: &mut Cursor, n: usize) -> Result<Box<dyn CodesStage>, S
     Ok(match cur.u8("array stage")? {
         1 => Box::new(Delta),
         2 => Box::new(Lorenzo { grid: read_grid(cur, n)? }),
-        3 => Box::new(Offset { by: i64::from_le_bytes(cur.bytes(8, "offset")?.try_into().unwrap()) }),
+        3 => Box::new(Offset { by: cur.i64("offset")? }),
+        4 => Box::new(Reference { var: cur.u32("reference variable")?, slope: cur.i64("reference slope")?, off: cur.i64("reference offset")? }),
         k => return Err(format!("unknown array stage {k}")),
     })
 }

@@ -333,28 +333,44 @@ def _craft_version(data, p):
     return b
 
 
+def _with_header(data, p, header_json):
+    """The archive re-laid with another header (zstd-compressed, flag bit 0, as balerfile
+    writes it): chunks move by the change in header length; footer offsets, trailer and every
+    checksum follow, so only the header's content is wrong."""
+    import zstandard
+    stored = zstandard.ZstdCompressor(level=3).compress(bytes(header_json))
+    H = p["H"]
+    delta = len(stored) - H
+    n = len(data)
+    F, flen = struct.unpack_from("<QQ", data, n - 28)
+    pre = bytearray(data[:24])
+    struct.pack_into("<IIQ", pre, 8, 1, 1, len(stored))
+    head = bytes(pre) + stored
+    footer = bytearray(data[F:F + flen])
+    (N,) = struct.unpack_from("<Q", footer, 0)
+    for i in range(N):
+        (off,) = struct.unpack_from("<Q", footer, 8 + 40 * i)
+        struct.pack_into("<Q", footer, 8 + 40 * i, off + delta)
+    trailer = bytearray(data[n - 28:])
+    struct.pack_into("<QQI", trailer, 0, F + delta, flen, zlib.crc32(bytes(footer)))
+    return bytearray(head + struct.pack("<I", zlib.crc32(head)) + data[28 + H:F] + bytes(footer) + bytes(trailer))
+
+
 def _craft_flags(data, p):
     b = bytearray(data)
-    struct.pack_into("<I", b, 12, 1)
+    struct.pack_into("<I", b, 12, 2)  # bit 1: no such flag
     _fix_header_crc(b, p["H"])
     return b
 
 
 def _craft_unknown_stage(data, p):
-    b = bytearray(data)
     hb = p["header_bytes"]
-    i = hb.find(b'"zstd"')
-    assert i >= 0
-    b[24 + i:24 + i + 6] = b'"zzzz"'  # same length, valid JSON, unknown stage
-    _fix_header_crc(b, p["H"])
-    return b
+    assert hb.find(b'"zstd"') >= 0
+    return _with_header(data, p, hb.replace(b'"zstd"', b'"zzzz"'))  # valid JSON, unknown stage
 
 
 def _craft_bad_json(data, p):
-    b = bytearray(data)
-    b[24] = ord("[")  # header no longer a JSON object
-    _fix_header_crc(b, p["H"])
-    return b
+    return _with_header(data, p, b"[" + p["header_bytes"][1:])  # header no longer a JSON object
 
 
 def _craft_chunk_head(data, p):
@@ -399,7 +415,6 @@ def _craft_dataset_index(data, p):
 
 def _craft_header_rows(data, p):
     # header says the dataset has more rows than the chunks cover (same JSON length)
-    b = bytearray(data)
     hb = p["header_bytes"]
     h = json.loads(hb)
     assert h["datasets"][0]["shape"] == [240, 2]
@@ -407,9 +422,7 @@ def _craft_header_rows(data, p):
     spaced = hb.find(b"[240, 2]")
     i, old = (compact, b"[240,2]") if compact >= 0 else (spaced, b"[240, 2]")
     assert i >= 0, hb[:200]
-    b[24 + i:24 + i + len(old)] = old.replace(b"240", b"241")
-    _fix_header_crc(b, p["H"])
-    return b
+    return _with_header(data, p, hb[:i] + old.replace(b"240", b"241") + hb[i + len(old):])
 
 
 CRAFTS = {f.__name__[len("_craft_"):]: f for f in [

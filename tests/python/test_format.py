@@ -4,9 +4,9 @@ On real archives made by the CLI: every structural check of the format (magics, 
 flags, header CRC, trailer, footer CRC, chunk CRCs, chunks tiling the file and each dataset's
 rows, chunk heads equal to their footer entries), every header valid against
 schemas/baler-header.schema.json (Draft 2020-12), `inspect --json` giving the file's header, and
-an independent decoder of the chunk codec (methods 0/1/2/3, byte shuffle, zigzag, the delta and
-Lorenzo predictors, the range coder,
-outliers; zstd via the `zstandard` package) whose output must match the source within the
+an independent decoder of the chunk codec (methods 0/1/2/3/5, chains of stages: the delta,
+Lorenzo, offset and reference predictors, fixed-width packing, zigzag, byte shuffle, the range
+coder and the `ac` coder; outliers; zstd via the `zstandard` package) whose output must match the source within the
 header's bounds and be bit-identical to what `balerfile unpack` writes.
 """
 import json
@@ -155,40 +155,238 @@ def lorenzo_undo(r, n, d1, d2):
     return a.reshape(-1)
 
 
-def decode_ints(body, pos, n, ds, var, stats):
-    """An integer block (format spec, method 1) of n values at body[pos:]; ds is None for a
-    block that never uses the Lorenzo predictor (gap lists). Returns (values, next pos)."""
-    width, pred = body[pos], body[pos + 1]
-    pos += 2
-    assert width in (0, 1, 2, 4, 8), f"{var['name']}: code width {width}"
-    assert pred in (0, 1, 2), f"{var['name']}: predictor {pred}"
-    if pred == 2:
-        assert ds is not None, f"{var['name']}: Lorenzo predictor on a gap list"
-        d1, d2 = struct.unpack_from("<II", body, pos)
+def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row):
+    """The `ac` stage of baler-format.md, written from the spec: buckets down a 7-level tree
+    under a context, then tree_bits bits down a per-bucket tree, the rest per (bucket, position).
+    Each probability P(0) in 2^-15 adapts at 1/(count + 2), the count stopping at `adapt`."""
+    data = bytes(payload)
+    L = len(data)
+    at = 5
+    code = int.from_bytes(data[1:5].ljust(4, b"\0"), "big")
+    rng = 0xFFFFFFFF
+    nctx = 1 if ctx_mode == 0 else 65 if ctx_mode == 1 else 256
+    P = [16384] * (nctx * 128 + (65 << tree_bits) + 65 * 64)
+    N = [0] * len(P)
+    tree0 = nctx * 128
+    low0 = tree0 + (65 << tree_bits)
+    out = [0] * n
+    seen = []
+
+    def bit(j):
+        nonlocal code, rng, at
+        p = P[j]
+        bound = (rng >> 15) * p
+        if code < bound:
+            rng = bound
+            b = 0
+            target = 32768
+        else:
+            code -= bound
+            rng -= bound
+            b = 1
+            target = 0
+        while rng < (1 << 24):
+            rng = (rng << 8) & 0xFFFFFFFF
+            code = ((code << 8) | (data[at] if at < L else 0)) & 0xFFFFFFFF
+            at += 1
+        c = N[j]
+        rate = 65536 // (c + 2)
+        if c < adapt:
+            N[j] = c + 1
+        P[j] = min(max(p + (((target - p) * rate) >> 16), 31), 32768 - 31)
+        return b
+
+    for i in range(n):
+        if ctx_mode == 0:
+            ctx = 0
+        elif ctx_mode == 1:
+            ctx = seen[i - 1] if i else 0
+        else:
+            a = seen[i - 1] if i else 0
+            c = seen[i - row] if i >= row else a
+            ctx = min(a, 15) * 16 + min(c, 15)
+        node = 1
+        for _ in range(7):
+            node = node * 2 + bit(ctx * 128 + node)
+        b = node - 128
+        assert b <= 64, f"bucket {b}"
+        seen.append(b)
+        if b < 2:
+            out[i] = b
+            continue
+        m = b - 1
+        t = min(m, tree_bits)
+        v = 1
+        node = 1
+        for _ in range(t):
+            x = bit(tree0 + (b << tree_bits) + node)
+            node = node * 2 + x
+            v = v * 2 + x
+        for pos in range(m - t - 1, -1, -1):
+            v = v * 2 + bit(low0 + b * 64 + pos)
+        out[i] = v
+    assert at <= L + 4, "ac stream read past its end"
+    return out
+
+
+def varint(body, pos):
+    v = shift = 0
+    while True:
+        b = body[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, pos
+
+
+def wrap64(v):
+    return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
+
+
+def decode_ints(body, pos, n, ds, var, stats, refs=()):
+    """An integer block (format spec, "integer blocks") of n values at body[pos:]: a chain of
+    stages (first byte 16), or a first-release block (width, predictor); ds is None for a block
+    that never uses the Lorenzo predictor (gap lists); refs the codes of the chunk's earlier
+    variables. Returns (values, next pos)."""
+    first = body[pos]
+    pos += 1
+    if first == 16:
+        k = body[pos]
+        pos += 1
+        arr = []
+        for _ in range(k):
+            sid = body[pos]
+            pos += 1
+            if sid == 1:
+                arr.append(("delta",))
+            elif sid == 2:
+                d1, d2 = struct.unpack_from("<II", body, pos)
+                pos += 8
+                arr.append(("lorenzo", d1, d2))
+            elif sid == 3:
+                (by,) = struct.unpack_from("<q", body, pos)
+                pos += 8
+                arr.append(("offset", by))
+            elif sid == 4:
+                rv, slope, off = struct.unpack_from("<Iqq", body, pos)
+                pos += 20
+                arr.append(("reference", rv, slope, off))
+            else:
+                raise AssertionError(f"{var['name']}: array stage {sid}")
+        tb = body[pos]
+        pos += 1
+        if tb == 1:
+            width, sign = body[pos], body[pos + 1]
+            pos += 2
+            to_bytes = ("packed", width, sign)
+        elif tb == 2:
+            (row,) = struct.unpack_from("<I", body, pos)
+            pos += 4
+            to_bytes = ("rc", max(row, 1))
+        elif tb == 3:
+            sign, tree_bits = body[pos], body[pos + 1]
+            (adapt,) = struct.unpack_from("<H", body, pos + 2)
+            ctx = body[pos + 4]
+            pos += 5
+            row = 1
+            if ctx == 2:
+                (row,) = struct.unpack_from("<I", body, pos)
+                pos += 4
+            to_bytes = ("ac", sign, tree_bits, adapt, ctx, max(row, 1))
+        else:
+            raise AssertionError(f"{var['name']}: array->bytes stage {tb}")
+        m = body[pos]
+        pos += 1
+        byte_stages = []
+        for _ in range(m):
+            sid = body[pos]
+            byte_stages.append((sid, body[pos + 1]))
+            pos += 2
+            assert sid in (1, 2), f"{var['name']}: bytes stage {sid}"
+        (plen,) = struct.unpack_from("<Q", body, pos)
         pos += 8
-        row = list(ds["shape"][1:])
-        grid = [1, row[0]] if len(row) == 1 else row[-2:]
-        assert n % (d1 * d2) == 0 and [d1, d2] == grid, f"{var['name']}: grid {d1} x {d2}, shape {ds['shape']}"
-    (plen,) = struct.unpack_from("<Q", body, pos)
-    pos += 8
-    if width == 0:
-        codes = range_decode(body[pos:pos + plen], n, d2 if pred == 2 else 1)
+        payload = body[pos:pos + plen]
+        pos += plen
     else:
-        codes = unshuffle(zdec(body[pos:pos + plen], n * width), width, n).view(f"<u{width}")
-        if n:
-            top = int(codes.max())
-            assert width == 1 or top >= 256 ** (width // 2), \
-                f"{var['name']}: width {width} is not the smallest for max code {top}"
-    pos += plen
-    stats["widths"].add(width)
-    stats["predictors"].add(pred)
-    q = unzigzag(codes)
-    if pred == 1:
+        width, pred = first, body[pos]
+        pos += 1
+        assert width in (0, 1, 2, 4, 8), f"{var['name']}: code width {width}"
+        assert pred in (0, 1, 2), f"{var['name']}: predictor {pred}"
+        arr = []
+        if pred == 1:
+            arr = [("delta",)]
+        elif pred == 2:
+            d1, d2 = struct.unpack_from("<II", body, pos)
+            pos += 8
+            arr = [("lorenzo", d1, d2)]
+        (plen,) = struct.unpack_from("<Q", body, pos)
+        pos += 8
+        payload = body[pos:pos + plen]
+        pos += plen
+        if width == 0:
+            to_bytes, byte_stages = ("rc", arr[0][2] if pred == 2 else 1), []
+        else:
+            to_bytes, byte_stages = ("packed", width, 0), [(1, width), (2, 0)]
+    for st in arr:
+        if st[0] == "lorenzo":
+            assert ds is not None, f"{var['name']}: Lorenzo predictor on a gap list"
+            row = list(ds["shape"][1:])
+            grid = [1, row[0]] if len(row) == 1 else row[-2:]
+            assert n % (st[1] * st[2]) == 0 and [st[1], st[2]] == grid, f"{var['name']}: grid {st[1:]} {ds['shape']}"
+    # bytes->bytes stages, last first; zstd's output size is what the packed stage holds
+    raw = bytes(payload)
+    for sid, cfg in reversed(byte_stages):
+        if sid == 2:
+            raw = zdec(raw, n * to_bytes[1])
+        else:
+            raw = unshuffle(raw, cfg, n).tobytes()
+    if to_bytes[0] == "packed":
+        width, sign = to_bytes[1], to_bytes[2]
+        u = np.frombuffer(raw, f"<u{width}").astype(np.uint64)
+        if width > 1:
+            top = int(u.max()) if n else 0
+            assert top >= 256 ** (width // 2), f"{var['name']}: width {width} is not the smallest for max code {top}"
+        stats["widths"].add(width)
+    elif to_bytes[0] == "rc":
+        u = range_decode(raw, n, to_bytes[1])
+        sign = 0
+        stats["widths"].add(0)
+    else:
+        _, sign, tree_bits, adapt, ctx, row = to_bytes
+        u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row), dtype=np.uint64)
+        stats["widths"].add("ac")
+    q = unzigzag(u) if sign == 0 else u.view(np.int64)
+    for st in reversed(arr):
+        stats["predictors"].add(st[0])
         with np.errstate(over="ignore"):
-            q = np.cumsum(q, dtype=np.int64)
-    elif pred == 2:
-        q = lorenzo_undo(q, n, d1, d2)
+            if st[0] == "delta":
+                q = np.cumsum(q, dtype=np.int64)
+            elif st[0] == "lorenzo":
+                q = lorenzo_undo(q, n, st[1], st[2])
+            elif st[0] == "offset":
+                q = q + np.int64(st[1])
+            else:
+                _, rv, slope, off = st
+                r = refs[rv]
+                assert r is not None and len(r) == n, f"{var['name']}: reference to variable {rv} without codes"
+                pred = np.array([wrap64(off + ((slope * int(x)) >> 20)) for x in r], dtype=np.int64)
+                q = q + pred
+    if not arr:
+        stats["predictors"].add("none")
     return q, pos
+
+
+def decode_exact_gaps(body, pos, K, dt, var, stats, varint_len):
+    g, pos = decode_ints(body, pos, K, None, var, stats)
+    idx = np.cumsum(g, dtype=np.int64)
+    if varint_len:
+        vlen, pos = varint(body, pos)
+    else:
+        (vlen,) = struct.unpack_from("<Q", body, pos)
+        pos += 8
+    exact = unshuffle(zdec(body[pos:pos + vlen], K * dt.itemsize), dt.itemsize, K).view(dt)
+    return idx, exact, pos + vlen
 
 
 def decode_chunk(body, ds, stats):
@@ -197,11 +395,13 @@ def decode_chunk(body, ds, stats):
     # A columns dataset (a 2-D array read as a table) holds one element of each column per row.
     n = rows * (1 if ds["kind"] == "columns" else prod(ds["shape"][1:]))
     values = []
+    refs = []
     for var in ds["variables"]:
         dt = DTYPES[var["dtype"]]
         err = var["error"]
         method = body[pos]
         pos += 1
+        codes = None
         if method == 0:
             es = body[pos]
             (plen,) = struct.unpack_from("<Q", body, pos + 1)
@@ -213,19 +413,23 @@ def decode_chunk(body, ds, stats):
             assert dt.kind in "fb", f"{var['name']}: raw method for {var['dtype']}"
             if dt.kind == "f":
                 assert err["mode"] == "lossless" or err.get("abs") == 0.0, f"{var['name']}: raw method with {err}"
-        elif method in (1, 2, 3):
+        elif method in (1, 2, 3, 5):
             gaps = False
-            if method == 3:
+            if method in (3, 5):
                 # u8 flags (bit 0: coded against the model, which this decoder does not run;
-                # bit 1: exact elements listed by gaps)
-                assert body[pos] in (0, 2), f"{var['name']}: flags {body[pos]} in a --no-model archive"
-                gaps = body[pos] == 2
+                # method 3 bit 1: exact elements listed by gaps, as method 5 always lists them)
+                assert body[pos] in ((0, 2) if method == 3 else (0,)), f"{var['name']}: flags {body[pos]} in a --no-model archive"
+                gaps = body[pos] == 2 or method == 5
                 pos += 1
             if method in (2, 3):
                 # f64 step, u64 outlier count K, then an integer block as in method 1
                 step, K = struct.unpack_from("<dQ", body, pos)
                 pos += 16
-            q, pos = decode_ints(body, pos, n, ds, var, stats)
+            elif method == 5:
+                (step,) = struct.unpack_from("<d", body, pos)
+                K, pos = varint(body, pos + 8)
+            q, pos = decode_ints(body, pos, n, ds, var, stats, refs)
+            codes = q
             if method == 1:
                 assert dt.kind in "iu", f"{var['name']}: integer method for {var['dtype']}"
                 vals = q.view(np.uint64).astype(dt) if dt.kind == "u" else q.astype(dt)
@@ -234,16 +438,13 @@ def decode_chunk(body, ds, stats):
                 assert err["mode"] in ("abs", "rel") and err["abs"] > 0, f"{var['name']}: {err}"
                 assert step == 2 * err["abs"], f"{var['name']}: step {step!r} != 2*abs {err['abs']!r}"
                 vals = (q.astype(np.float64) * step).astype(dt)
-                if gaps:
-                    # bit 1: the exact elements' indices as gaps (an integer block), then
+                if gaps and K > 0:
+                    # the exact elements' indices as gaps (an integer block), then
                     # zstd(byte-shuffled values)
-                    assert K > 0, f"{var['name']}: gap-listed exact elements with K = 0"
-                    g, pos = decode_ints(body, pos, K, None, var, stats)
-                    idx = np.cumsum(g, dtype=np.int64)
-                    (vlen,) = struct.unpack_from("<Q", body, pos)
-                    pos += 8
-                    exact = unshuffle(zdec(body[pos:pos + vlen], K * dt.itemsize), dt.itemsize, K).view(dt)
-                    pos += vlen
+                    idx, exact, pos = decode_exact_gaps(body, pos, K, dt, var, stats, method == 5)
+                elif gaps:
+                    assert method == 5, f"{var['name']}: gap-listed exact elements with K = 0"
+                    idx, exact = np.zeros(0, np.int64), np.zeros(0, dt)
                 else:
                     (oplen,) = struct.unpack_from("<Q", body, pos)
                     pos += 8
@@ -262,10 +463,21 @@ def decode_chunk(body, ds, stats):
                     n_fin, max_abs = struct.unpack_from("<Qd", body, pos)
                     pos += 64
                     assert n_fin <= n and max_abs <= err["abs"], f"{var['name']}: stats {n_fin} {max_abs}"
+                elif method == 5:
+                    # compact statistics: varint n, f64 max|r|, varint n_resp, u8 width (4 or 8),
+                    # then 5 means of that width
+                    n_fin, pos = varint(body, pos)
+                    (max_abs,) = struct.unpack_from("<d", body, pos)
+                    n_resp, pos = varint(body, pos + 8)
+                    w = body[pos]
+                    assert w in (4, 8), f"{var['name']}: stats width {w}"
+                    pos += 1 + 5 * w
+                    assert n_fin <= n and n_resp <= n_fin and max_abs <= err["abs"], f"{var['name']}: stats {n_fin} {max_abs}"
         else:
             raise AssertionError(f"{var['name']}: unknown method {method}")
         stats["methods"].add(method)
         values.append(vals)
+        refs.append(codes)
     assert pos == len(body), f"chunk has {len(body) - pos} trailing bytes after its blocks"
     return values
 
@@ -389,9 +601,11 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
             spec = ("lossless",) if err["mode"] == "lossless" else (err["mode"], err["value"])
             check_float_variable(name_, x_le, mine, spec, var)
     if name in ("hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel"):
-        assert 3 in stats["methods"], stats
+        assert 5 in stats["methods"] and "ac" in stats["widths"], stats
+    if name == "issue63_rel":
+        assert "reference" in stats["predictors"], stats
     if name == "hadcm3_lossless":
-        assert 3 not in stats["methods"], stats
+        assert not {3, 5} & stats["methods"], stats
 
 
 def test_rel_resolution_matches_stats(archives, container):

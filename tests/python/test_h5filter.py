@@ -215,7 +215,8 @@ def test_a_missing_model_or_onnxruntime_fails_the_read_with_its_name(bh5, float_
     _, x = float_table
     out = tmp_path / "needs-model.h5"
     with h5py.File(out, "w") as f:
-        f.create_dataset("t", data=x[:4096], chunks=(4096, 141), **bh5.Baler(error="rel=1e-3", model=table_model))
+        # bound none: every chunk is the model's output, so reading it needs the model
+        f.create_dataset("t", data=x[:4096], chunks=(4096, 141), **bh5.Baler(error="none", model=table_model))
     empty = tmp_path / "empty-store"
     empty.mkdir()
     r = read_in_new_process(out, "t", tmp_path / "x.npy", bare_env(BALER_MODEL_PATH=empty), expect_fail=True)
@@ -358,7 +359,10 @@ def test_h5_compress_trains_filters_tables_and_keeps_everything_else(cli, float_
     src, x = float_table
     out = tmp_path / "compressed.h5"
     r = cli("h5", "compress", src, out, "--error", "rel=1e-3", *FAST_TRAIN)
-    assert "trained model" in r.stdout and "/events/table" in r.stdout, r.stdout
+    # The model is trained and measured; it is kept only where it beats the codec alone, and
+    # the decision is printed either way.
+    kept = "trained model" in r.stdout
+    assert (kept or "model not used, not stored" in r.stdout) and "/events/table" in r.stdout, r.stdout
     with h5py.File(src, "r") as fs, h5py.File(out, "r") as fo:
         assert fo.attrs["source"] == fs.attrs["source"]
         assert list(fo[TABLE].attrs["columns"]) == list(fs[TABLE].attrs["columns"])
@@ -366,7 +370,7 @@ def test_h5_compress_trains_filters_tables_and_keeps_everything_else(cli, float_
         assert fo["events/run"].compression == "gzip"  # copied as it was
         import balerfile_h5
         cd = balerfile_h5.parse_cd_values(fo[TABLE].id.get_create_plist().get_filter(0)[2])
-        assert cd["layout"] == "table" and cd["features"] == 141 and cd["model"], cd
+        assert cd["layout"] == "table" and cd["features"] == 141 and bool(cd["model"]) == kept, cd
     y = read_in_new_process(out, TABLE, tmp_path / "y.npy", bare_env(BALER_MODEL_PATH=model_store))
     column_bound_ok(x, y, 1e-3)
     v = cli("h5", "verify", out)

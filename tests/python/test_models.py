@@ -16,6 +16,7 @@ import pytest
 from conftest import check_h5_roundtrip, parse_container
 
 FAST_TRAIN = ["--epochs", "6", "--patience", "3"]
+NONE_VAR = "WtLoop_nominal.met"
 
 
 def spec(global_spec):
@@ -28,11 +29,13 @@ def inspect_json(cli, arch, **kw):
 
 @pytest.fixture(scope="module")
 def issue63_packed(cli, issue63_h5, tmp_path_factory):
-    """issue63 at rel=1e-3, trained on the input, packed with 2 threads."""
+    """issue63 at rel=1e-3, one column (NONE_VAR) coded by the model alone, trained on the input,
+    packed with 2 threads. The bounded columns alone would not keep a model: the codec predicts
+    issue63's columns from one another, and a quickly trained model does not beat that."""
     d = tmp_path_factory.mktemp("issue63-model")
     arch = d / "a.baler"
-    r = cli("pack", issue63_h5, "-o", arch, "--error", "rel=1e-3", "--auto-model", *FAST_TRAIN,
-            "--chunk-size", "1M", "--threads", "2")
+    r = cli("pack", issue63_h5, "-o", arch, "--error", "rel=1e-3", "--error", f"{NONE_VAR}:none", "--auto-model",
+            *FAST_TRAIN, "--chunk-size", "1M", "--threads", "2")
     return arch, r
 
 
@@ -52,7 +55,7 @@ def test_issue63_trains_packs_and_unpacks_within_bound_on_another_thread_count(
     assert any(struct_l(c) == 1 for c in p["chunks"]), "no chunk used the model"
     out = tmp_path / "out.h5"
     cli("unpack", arch, "-o", out, "--threads", "1")
-    errs = check_h5_roundtrip(issue63_h5, out, h, spec(("rel", 1e-3)))
+    errs = check_h5_roundtrip(issue63_h5, out, h, lambda name, dt, ds: ("none",) if name == NONE_VAR else ("rel", 1e-3))
     assert max(errs.values()) > 0.0
 
 
@@ -78,6 +81,8 @@ def test_issue63_reports_honest_ratios_and_table2_errors(cli, issue63_h5, issue6
             continue
         e = v["errors"]
         assert e is not None, v["name"]
+        if hv["error"]["mode"] == "none":
+            continue
         assert e["max_abs_error"] <= hv["error"]["abs"]
         assert 0 <= e["mean_abs_error"] <= e["max_abs_error"]
         assert e["residual_rms"] >= abs(e["residual_mean"])
@@ -145,7 +150,7 @@ def test_embedded_model_unpacks_with_no_store(cli, issue63_h5, issue63_packed, t
     arch, _ = issue63_packed
     mid = parse_container(arch)["header"]["models"][0]["id"]
     emb = tmp_path / "embedded.baler"
-    cli("pack", issue63_h5, "-o", emb, "--error", "rel=1e-3", "--model", mid, "--embed-model")
+    cli("pack", issue63_h5, "-o", emb, "--error", "rel=1e-3", "--error", f"{NONE_VAR}:none", "--model", mid, "--embed-model")
     p = parse_container(emb)
     assert p["header"]["models"][0]["embedded"]["decoder"]["sha256"] == p["header"]["models"][0]["decoder_sha256"]
     assert any(c.get("attachment") for c in p["chunks"])
@@ -153,7 +158,7 @@ def test_embedded_model_unpacks_with_no_store(cli, issue63_h5, issue63_packed, t
     empty.mkdir()
     out = tmp_path / "out.h5"
     cli("unpack", emb, "-o", out, env={"BALER_MODEL_PATH": str(empty)})
-    check_h5_roundtrip(issue63_h5, out, p["header"], spec(("rel", 1e-3)))
+    check_h5_roundtrip(issue63_h5, out, p["header"], lambda name, dt, ds: ("none",) if name == NONE_VAR else ("rel", 1e-3))
     ins = inspect_json(cli, emb, env={"BALER_MODEL_PATH": str(empty)})
     assert ins["decoder_bytes"] == 0 and ins["ratio_with_decoder"] == ins["ratio"]
 

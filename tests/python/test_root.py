@@ -44,10 +44,11 @@ def skipped_branches(stderr):
     return set(re.findall(r"skipped /([^:]+):([^:]+): branch", stderr))
 
 
-def compare_trees(src, out, rel=REL, trees=None, skipped=None):
+def compare_trees(src, out, rel=REL, trees=None, skipped=None, unbounded=()):
     """Every tree and numeric branch of src (but those `skipped`, default: the text branches)
     is in out, with the same entries, element types, per-entry lengths and values (floats
-    within rel x the branch's range). Returns the max error as a fraction of the bound."""
+    within rel x the branch's range, but those `unbounded`: bound none). Returns the max error as a
+    fraction of the bound."""
     worst = 0.0
     with uproot.open(src) as a, uproot.open(out) as b:
         names = trees or sorted({k.split(";")[0] for k, c in a.classnames().items() if c == "TTree"})
@@ -74,7 +75,7 @@ def compare_trees(src, out, rel=REL, trees=None, skipped=None):
                     continue
                 fin = np.isfinite(fx)
                 assert fx[~fin].tobytes() == fy[~fin].tobytes(), f"{where}: non-finite values changed"
-                if not fin.any():
+                if not fin.any() or br in unbounded:
                     continue
                 x64, y64 = fx[fin].astype("f8"), fy[fin].astype("f8")
                 tol = rel * (x64.max() - x64.min())
@@ -136,12 +137,15 @@ def test_jagged_branches_become_per_object_tables_with_exact_counts(cli, tmp_pat
 def test_root_tables_get_a_model_like_hdf5_tables(cli, tmp_path):
     src = data("uproot-issue63.root")
     arch, out = tmp_path / "m.baler", tmp_path / "m.root"
-    r = cli("pack", src, "--tree", "WtLoop_nominal", "-o", arch, "--error", f"rel={REL}", "--auto-model", *FAST_TRAIN)
+    # One branch coded by the model alone keeps it (the bounded branches alone would not: the
+    # codec predicts issue63's columns from one another better than a quickly trained model).
+    r = cli("pack", src, "--tree", "WtLoop_nominal", "-o", arch, "--error", f"rel={REL}", "--error",
+            "WtLoop_nominal/entries.met:none", "--auto-model", *FAST_TRAIN)
     assert "trained model" in r.stdout, r.stdout
     header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
     assert header["models"] and header["datasets"][0]["model"] is not None
     cli("unpack", arch, "-o", out)
-    compare_trees(src, out, trees=["WtLoop_nominal"])
+    compare_trees(src, out, trees=["WtLoop_nominal"], unbounded={"met"})
 
 
 def test_bad_root_input_is_one_clear_error_and_no_output(cli, tmp_path):
