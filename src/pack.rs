@@ -351,7 +351,8 @@ pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {
         .enumerate()
         .map(|(vi, v)| {
             let c = VarCoding::for_bound(v.dtype, v.error.tolerance(), v.error.mode == BoundMode::None, modelled(vi))
-                .with_missing(v.missing_rule());
+                .with_missing(v.missing_rule())
+                .step_known();
             if ds.kind == DatasetKind::Array { c.on_rows(&ds.shape[1.min(ds.shape.len())..]) } else { c }
         })
         .collect()

@@ -43,6 +43,10 @@ pub struct AcConfig {
     pub context: Context,
     /// The count at which a probability's adaptation rate stops slowing (rate 1/(adapt + 2)).
     pub adapt: u16,
+    /// Before each symbol after the first, one decision: is it the previous symbol again? Pays
+    /// on tables whose rows repeat values (combinatorial ntuples list each object in several
+    /// rows), where zstd's matches would otherwise win.
+    pub repeats: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -80,6 +84,8 @@ struct Model {
     low: Vec<Bit>,
     /// Buckets coded so far, for the contexts.
     seen: Vec<u8>,
+    /// The repeat decision's probability, by whether the previous symbol was a repeat.
+    repeat: [Bit; 2],
 }
 
 impl Model {
@@ -95,6 +101,7 @@ impl Model {
             tree: vec![Bit::NEW; BUCKETS << cfg.tree_bits],
             low: vec![Bit::NEW; BUCKETS * 64],
             seen: Vec::with_capacity(if cfg.context == Context::None { 0 } else { n }),
+            repeat: [Bit::NEW; 2],
         }
     }
 
@@ -150,13 +157,38 @@ impl Model {
         }
         Some(v)
     }
+
+    /// Codes symbol `i`'s repeat decision (when the configuration has them): true when the
+    /// symbol is the previous one again and nothing more is coded for it.
+    #[inline]
+    fn repeat(&mut self, i: usize, was: &mut bool, decide: impl FnOnce(&mut Bit) -> bool) -> bool {
+        if !self.cfg.repeats || i == 0 {
+            return false;
+        }
+        let is = decide(&mut self.repeat[*was as usize]);
+        *was = is;
+        if is && self.cfg.context != Context::None {
+            let b = self.seen[i - 1];
+            self.seen.push(b);
+        }
+        is
+    }
 }
 
 pub fn encode(values: &[u64], cfg: AcConfig) -> Vec<u8> {
     let mut m = Model::new(cfg, values.len());
     let mut e = Encoder::new();
     let adapt = cfg.adapt;
+    let mut was = false;
     for (i, &u) in values.iter().enumerate() {
+        let is = i > 0 && values[i - 1] == u;
+        if m.repeat(i, &mut was, |p| {
+            e.put(p.bound(e.range()), is);
+            p.update(is, adapt);
+            is
+        }) {
+            continue;
+        }
         m.walk(i, u, |p, bit| {
             e.put(p.bound(e.range()), bit);
             p.update(bit, adapt);
@@ -175,8 +207,17 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig) -> Result<Vec<u64>, String>
     let mut m = Model::new(cfg, n);
     let mut d = Decoder::new(bytes);
     let adapt = cfg.adapt;
-    let mut out = Vec::with_capacity(n);
+    let mut out: Vec<u64> = Vec::with_capacity(n);
+    let mut was = false;
     for i in 0..n {
+        if m.repeat(i, &mut was, |p| {
+            let bit = d.get(p.bound(d.range()));
+            p.update(bit, adapt);
+            bit
+        }) {
+            out.push(out[i - 1]);
+            continue;
+        }
         let u = m.walk(i, 0, |p, _| {
             let bit = d.get(p.bound(d.range()));
             p.update(bit, adapt);
@@ -210,7 +251,9 @@ mod tests {
         for tree_bits in [0, 3, 6, MAX_TREE_BITS] {
             for context in [Context::None, Context::Previous, Context::Grid(7)] {
                 for adapt in [0, 30, 1000, u16::MAX] {
-                    v.push(AcConfig { tree_bits, context, adapt });
+                    for repeats in [false, true] {
+                        v.push(AcConfig { tree_bits, context, adapt, repeats });
+                    }
                 }
             }
         }
@@ -250,7 +293,7 @@ mod tests {
         let n = v.len() as f64;
         let h: f64 = counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).log2()).sum();
         let floor = h * n / 8.0;
-        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000 };
+        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false };
         let got = encode(&v, cfg).len() as f64;
         assert!(got < floor * 1.03, "{got} bytes for an order-0 entropy of {floor:.0}");
     }
@@ -258,7 +301,7 @@ mod tests {
     #[test]
     fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
         let v: Vec<u64> = (0..5000).map(|i| i % 17).collect();
-        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60 };
+        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60, repeats: true };
         let mut b = encode(&v, cfg);
         let mid = b.len() / 2;
         b[mid] ^= 0x5a;

@@ -24,6 +24,9 @@ pub const METHOD_STAGED: u8 = 5;
 pub const FLAG_MODEL: u8 = 1;
 /// METHOD_PREDICTED: the exact elements are listed as gaps (always so in METHOD_STAGED).
 pub const FLAG_GAPS: u8 = 2;
+/// METHOD_STAGED: no step in the block; it is twice the variable's tolerance as the header
+/// states it.
+pub const FLAG_STEP_KNOWN: u8 = 2;
 
 /// An integer block's stages and payload, not yet decoded.
 pub struct Codes<'a> {
@@ -100,8 +103,9 @@ fn read_gaps<'a>(cur: &mut Cursor<'a>, k: u64, n: usize, varint_len: bool) -> Re
     Ok(Exact::Gaps { k, gaps, values: cur.bytes(len, "exact values")? })
 }
 
-/// Parses the block of a variable of `dtype` holding `n` elements at the cursor.
-pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize) -> Result<Block<'a>, String> {
+/// Parses the block of a variable of `dtype` holding `n` elements at the cursor; `known_step`
+/// is the quantisation step the reader's header implies (None where it implies none).
+pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option<f64>) -> Result<Block<'a>, String> {
     let start = cur.remaining();
     let method = cur.u8("method")?;
     let numeric = || if dtype == DType::Bool { Err(format!("method {method} block for a {dtype} variable")) } else { Ok(()) };
@@ -124,11 +128,15 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize) -> Result<Block<'a
             numeric()?;
             let staged = method == METHOD_STAGED;
             let flags = if method == METHOD_QUANTISED { 0 } else { cur.u8("flags")? };
-            let known = if staged { FLAG_MODEL } else { FLAG_MODEL | FLAG_GAPS };
+            let known = if staged { FLAG_MODEL | FLAG_STEP_KNOWN } else { FLAG_MODEL | FLAG_GAPS };
             if flags & !known != 0 {
                 return Err(format!("unknown block flags {flags:#x}"));
             }
-            let step = cur.f64("step")?;
+            let step = if staged && flags & FLAG_STEP_KNOWN != 0 {
+                known_step.ok_or("block takes its step from a tolerance the header does not state")?
+            } else {
+                cur.f64("step")?
+            };
             if !(step.is_finite() && step > 0.0) {
                 return Err(format!("invalid quantisation step {step}"));
             }
@@ -285,6 +293,8 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
 /// residuals against the model, `codes` the integer block already encoded.
 pub struct StagedBlock<'a> {
     pub step: f64,
+    /// The decoder knows the step (FLAG_STEP_KNOWN): it is left out.
+    pub step_known: bool,
     pub model: Option<(&'a [u8], u64, u32)>,
     pub codes: &'a [u8],
     pub exact: &'a [u64],
@@ -294,8 +304,10 @@ pub struct StagedBlock<'a> {
 impl StagedBlock<'_> {
     pub fn write(&self, size: usize, data: &[u8], level: i32, out: &mut Vec<u8>) {
         out.push(METHOD_STAGED);
-        out.push(if self.model.is_some() { FLAG_MODEL } else { 0 });
-        out.extend_from_slice(&self.step.to_le_bytes());
+        out.push(if self.model.is_some() { FLAG_MODEL } else { 0 } | if self.step_known { FLAG_STEP_KNOWN } else { 0 });
+        if !self.step_known {
+            out.extend_from_slice(&self.step.to_le_bytes());
+        }
         put_varint(out, self.exact.len() as u64);
         if let Some((escapes, ne, crc)) = self.model {
             put_varint(out, ne);

@@ -224,12 +224,17 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     } else {
         contexts.push(Context::Previous);
     }
+    // Repeats are worth a decision per element only where values do repeat.
+    let repeated = residual.windows(2).filter(|w| w[0] == w[1]).count();
+    let repeats = if repeated * 50 > residual.len() { vec![false, true] } else { vec![false] };
     for ctx in contexts {
-        keep(Chain {
-            codes: stages_again(&stages),
-            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt }, sign }),
-            bytes: vec![],
-        });
+        for &rep in &repeats {
+            keep(Chain {
+                codes: stages_again(&stages),
+                to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt, repeats: rep }, sign }),
+                bytes: vec![],
+            });
+        }
     }
     let packed = Packed::narrowest(&residual, sign);
     let w = packed.width;

@@ -51,6 +51,10 @@ pub struct VarCoding {
     /// are stored exactly and kept out of statistics, model inputs and predictions. Encoder
     /// only: the decoder reads them as exact values.
     pub missing: Option<MissingRule>,
+    /// The decoder knows `tolerance` as the encoder used it (a `.baler` header states it), so a
+    /// block need not repeat its quantisation step. Not so in the HDF5 filter, whose `rel`
+    /// tolerance depends on each chunk's range.
+    pub step_known: bool,
 }
 
 impl VarCoding {
@@ -67,7 +71,7 @@ impl VarCoding {
         } else {
             None
         };
-        VarCoding { dtype, tolerance, model_only: numeric && none, grid: None, missing: None }
+        VarCoding { dtype, tolerance, model_only: numeric && none, grid: None, missing: None, step_known: false }
     }
 
     /// For a variable whose rows have this shape (the dataset's shape without its first
@@ -76,6 +80,17 @@ impl VarCoding {
     pub fn on_rows(mut self, row_shape: &[u64]) -> VarCoding {
         self.grid = ints::row_grid(row_shape);
         self
+    }
+
+    /// For a variable whose tolerance the decoder is told as the encoder used it.
+    pub fn step_known(mut self) -> VarCoding {
+        self.step_known = true;
+        self
+    }
+
+    /// The quantisation step a decoder knows without reading it from the block.
+    fn known_step(&self) -> Option<f64> {
+        self.tolerance.map(|t| 2.0 * t).filter(|s| self.step_known && s.is_finite() && *s > 0.0)
     }
 
     /// For a variable with this missing-value rule (floats only; integers stay lossless).
@@ -343,6 +358,7 @@ impl ChunkCodec {
         let saved = if use_model { (plain.len() - model_cost.unwrap_or(0)) as u64 } else { 0 };
         let block = block::StagedBlock {
             step,
+            step_known: var.known_step() == Some(step),
             model: modelled.as_ref().filter(|_| use_model).map(|m| (&m.0[..], m.1, m.2)),
             codes: if use_model { &modelled.as_ref().unwrap().3 } else { &plain },
             exact: &q.outliers,
@@ -416,7 +432,7 @@ impl ChunkCodec {
         for (i, var) in vars.iter().enumerate() {
             let pred = preds.as_ref().and_then(|p| p.values[i].as_deref());
             let refs = Refs { codes: &codes };
-            let decoded = block::read(&mut cur, var.dtype, n as usize)
+            let decoded = block::read(&mut cur, var.dtype, n as usize, var.known_step())
                 .and_then(|b| block::decode(&b, var.dtype, n as usize, pred, &refs))
                 .map_err(|e| format!("variable {i}: {e}"))?;
             out.push(decoded.bytes);
@@ -483,7 +499,7 @@ pub fn chunk_layout(chunk: &[u8], vars: &[VarCoding], elems_per_row: u64) -> Res
         out.latent_bytes = (start - c.remaining()) as u64;
     }
     for var in vars {
-        let b = block::read(&mut c, var.dtype, elems)?;
+        let b = block::read(&mut c, var.dtype, elems, var.known_step())?;
         out.block_bytes.push(b.bytes);
         out.errors.push(b.errors);
         out.used_model.push(b.used_model());
@@ -510,7 +526,7 @@ mod tests {
                 _ => (0..n * dtype.size()).map(|i| (i * 31 % 251) as u8).collect(),
             };
             for tolerance in [None, Some(0.01)] {
-                vars.push(VarCoding { dtype, tolerance, model_only: false, grid: None, missing: None });
+                vars.push(VarCoding { dtype, tolerance, model_only: false, grid: None, missing: None, step_known: false });
                 data.push(bytes.clone());
             }
         }

@@ -10,7 +10,7 @@
 
 use super::ac::{self, AcConfig, Context};
 use super::bytes;
-use crate::wire::Cursor;
+use crate::wire::{put_varint, Cursor};
 
 /// The first byte of an integer block written as a chain (legacy blocks hold a width there).
 pub const CHAIN: u8 = 16;
@@ -135,7 +135,7 @@ impl CodesStage for Offset {
         3
     }
     fn write_config(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.by.to_le_bytes());
+        put_varint(out, zigzag(self.by));
     }
     fn encode(&self, codes: &mut [i64], _: &Refs) {
         codes.iter_mut().for_each(|c| *c = c.wrapping_sub(self.by));
@@ -180,9 +180,9 @@ impl CodesStage for Reference {
         4
     }
     fn write_config(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.var.to_le_bytes());
-        out.extend_from_slice(&self.slope.to_le_bytes());
-        out.extend_from_slice(&self.off.to_le_bytes());
+        put_varint(out, self.var as u64);
+        put_varint(out, zigzag(self.slope));
+        put_varint(out, zigzag(self.off));
     }
     fn encode(&self, codes: &mut [i64], refs: &Refs) {
         // The encoder only builds this stage from a reference it holds.
@@ -348,6 +348,7 @@ impl CodesToBytes for Arithmetic {
                 out.extend_from_slice(&row.to_le_bytes());
             }
         }
+        out.push(self.cfg.repeats as u8);
     }
     fn encode(&self, codes: &[i64]) -> Vec<u8> {
         let u: Vec<u64> = codes.iter().map(|&c| self.sign.to_u(c)).collect();
@@ -424,7 +425,7 @@ const MAX_STAGES: u8 = 8;
 
 impl Chain {
     /// Encodes `codes` through the chain: `u8 CHAIN, u8 k, k x (u8 id, config), u8 id, config,
-    /// u8 m, m x (u8 id, config), u64 payload length, payload`.
+    /// u8 m, m x (u8 id, config), varint payload length, payload`.
     pub fn encode(&self, codes: &[i64], refs: &Refs, out: &mut Vec<u8>) {
         let mut c = codes.to_vec();
         for s in &self.codes {
@@ -453,7 +454,7 @@ impl Chain {
             out.push(s.id());
             s.write_config(out);
         }
-        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        put_varint(out, data.len() as u64);
         out.extend_from_slice(&data);
     }
 
@@ -476,7 +477,7 @@ impl Chain {
         for _ in 0..m {
             bytes.push(read_bytes_stage(cur)?);
         }
-        let len = cur.u64("code payload length")?;
+        let len = cur.varint("code payload length")?;
         let payload = cur.bytes(len, "code payload")?;
         Ok((Chain { codes, to_bytes, bytes }, payload))
     }
@@ -505,8 +506,11 @@ fn read_codes_stage(cur: &mut Cursor, n: usize) -> Result<Box<dyn CodesStage>, S
     Ok(match cur.u8("array stage")? {
         1 => Box::new(Delta),
         2 => Box::new(Lorenzo { grid: read_grid(cur, n)? }),
-        3 => Box::new(Offset { by: cur.i64("offset")? }),
-        4 => Box::new(Reference { var: cur.u32("reference variable")?, slope: cur.i64("reference slope")?, off: cur.i64("reference offset")? }),
+        3 => Box::new(Offset { by: unzigzag(cur.varint("offset")?) }),
+        4 => {
+            let var = u32::try_from(cur.varint("reference variable")?).map_err(|_| "reference variable out of range")?;
+            Box::new(Reference { var, slope: unzigzag(cur.varint("reference slope")?), off: unzigzag(cur.varint("reference offset")?) })
+        }
         k => return Err(format!("unknown array stage {k}")),
     })
 }
@@ -544,7 +548,12 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
                 2 => Context::Grid(cur.u32("context row")?.max(1)),
                 k => return Err(format!("unknown arithmetic coder context {k}")),
             };
-            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt }, sign })
+            let repeats = match cur.u8("ac options")? {
+                0 => false,
+                1 => true,
+                k => return Err(format!("unknown ac options {k:#x}")),
+            };
+            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats }, sign })
         }
         k => return Err(format!("unknown array->bytes stage {k}")),
     })

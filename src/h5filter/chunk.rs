@@ -156,7 +156,7 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
         return Err(format!("a chunk of {} bytes cannot hold {nvars} columns", body.len()));
     }
     let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
-    let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, missing: None }; nvars];
+    let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, missing: None, step_known: false }; nvars];
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: h.rows };
     let cols = ChunkCodec { level: p.level }.decode(body, place, &vars, epr, model)?;
     let size = h.dtype.size();

@@ -155,7 +155,7 @@ def lorenzo_undo(r, n, d1, d2):
     return a.reshape(-1)
 
 
-def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row):
+def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats):
     """The `ac` stage of baler-format.md, written from the spec: buckets down a 7-level tree
     under a context, then tree_bits bits down a per-bucket tree, the rest per (bucket, position).
     Each probability P(0) in 2^-15 adapts at 1/(count + 2), the count stopping at `adapt`."""
@@ -165,10 +165,12 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row):
     code = int.from_bytes(data[1:5].ljust(4, b"\0"), "big")
     rng = 0xFFFFFFFF
     nctx = 1 if ctx_mode == 0 else 65 if ctx_mode == 1 else 256
-    P = [16384] * (nctx * 128 + (65 << tree_bits) + 65 * 64)
+    P = [16384] * (nctx * 128 + (65 << tree_bits) + 65 * 64 + 2)
     N = [0] * len(P)
     tree0 = nctx * 128
     low0 = tree0 + (65 << tree_bits)
+    rep0 = low0 + 65 * 64
+    was = 0
     out = [0] * n
     seen = []
 
@@ -197,6 +199,13 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row):
         return b
 
     for i in range(n):
+        if repeats and i:
+            # is it the previous symbol again? (probability by whether the previous one was)
+            was = bit(rep0 + was)
+            if was:
+                out[i] = out[i - 1]
+                seen.append(seen[i - 1])
+                continue
         if ctx_mode == 0:
             ctx = 0
         elif ctx_mode == 1:
@@ -240,6 +249,11 @@ def varint(body, pos):
             return v, pos
 
 
+def unzz(u):
+    """zigzag back to a signed integer"""
+    return (u >> 1) ^ -(u & 1)
+
+
 def wrap64(v):
     return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
 
@@ -265,13 +279,13 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
                 pos += 8
                 arr.append(("lorenzo", d1, d2))
             elif sid == 3:
-                (by,) = struct.unpack_from("<q", body, pos)
-                pos += 8
-                arr.append(("offset", by))
+                by, pos = varint(body, pos)
+                arr.append(("offset", unzz(by)))
             elif sid == 4:
-                rv, slope, off = struct.unpack_from("<Iqq", body, pos)
-                pos += 20
-                arr.append(("reference", rv, slope, off))
+                rv, pos = varint(body, pos)
+                slope, pos = varint(body, pos)
+                off, pos = varint(body, pos)
+                arr.append(("reference", rv, unzz(slope), unzz(off)))
             else:
                 raise AssertionError(f"{var['name']}: array stage {sid}")
         tb = body[pos]
@@ -293,7 +307,10 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
             if ctx == 2:
                 (row,) = struct.unpack_from("<I", body, pos)
                 pos += 4
-            to_bytes = ("ac", sign, tree_bits, adapt, ctx, max(row, 1))
+            opts = body[pos]
+            pos += 1
+            assert opts in (0, 1), f"{var['name']}: ac options {opts}"
+            to_bytes = ("ac", sign, tree_bits, adapt, ctx, max(row, 1), opts == 1)
         else:
             raise AssertionError(f"{var['name']}: array->bytes stage {tb}")
         m = body[pos]
@@ -304,8 +321,7 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
             byte_stages.append((sid, body[pos + 1]))
             pos += 2
             assert sid in (1, 2), f"{var['name']}: bytes stage {sid}"
-        (plen,) = struct.unpack_from("<Q", body, pos)
-        pos += 8
+        plen, pos = varint(body, pos)
         payload = body[pos:pos + plen]
         pos += plen
     else:
@@ -353,8 +369,8 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
         sign = 0
         stats["widths"].add(0)
     else:
-        _, sign, tree_bits, adapt, ctx, row = to_bytes
-        u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row), dtype=np.uint64)
+        _, sign, tree_bits, adapt, ctx, row, repeats = to_bytes
+        u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row, repeats), dtype=np.uint64)
         stats["widths"].add("ac")
     q = unzigzag(u) if sign == 0 else u.view(np.int64)
     for st in reversed(arr):
@@ -415,19 +431,26 @@ def decode_chunk(body, ds, stats):
                 assert err["mode"] == "lossless" or err.get("abs") == 0.0, f"{var['name']}: raw method with {err}"
         elif method in (1, 2, 3, 5):
             gaps = False
+            step_known = False
             if method in (3, 5):
                 # u8 flags (bit 0: coded against the model, which this decoder does not run;
-                # method 3 bit 1: exact elements listed by gaps, as method 5 always lists them)
-                assert body[pos] in ((0, 2) if method == 3 else (0,)), f"{var['name']}: flags {body[pos]} in a --no-model archive"
+                # method 3 bit 1: exact elements listed by gaps, as method 5 always lists them;
+                # method 5 bit 1: no step in the block, it is 2 x the header's abs)
+                assert body[pos] in (0, 2), f"{var['name']}: flags {body[pos]} in a --no-model archive"
                 gaps = body[pos] == 2 or method == 5
+                step_known = method == 5 and body[pos] == 2
                 pos += 1
             if method in (2, 3):
                 # f64 step, u64 outlier count K, then an integer block as in method 1
                 step, K = struct.unpack_from("<dQ", body, pos)
                 pos += 16
             elif method == 5:
-                (step,) = struct.unpack_from("<d", body, pos)
-                K, pos = varint(body, pos + 8)
+                if step_known:
+                    step = 2 * err["abs"]
+                else:
+                    (step,) = struct.unpack_from("<d", body, pos)
+                    pos += 8
+                K, pos = varint(body, pos)
             q, pos = decode_ints(body, pos, n, ds, var, stats, refs)
             codes = q
             if method == 1:
