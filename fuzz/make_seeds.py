@@ -61,8 +61,12 @@ def put(target, name, data):
 
 def parse_archive(data):
     """(header, [(offset, length, dataset, row_start, rows)]) of a .baler file."""
-    (hlen,) = struct.unpack_from("<Q", data, 16)
-    header = json.loads(data[24:24 + hlen])
+    flags, hlen = struct.unpack_from("<IQ", data, 12)
+    stored = data[24:24 + hlen]
+    if flags & 1:  # the header is zstd-compressed
+        import zstandard
+        stored = zstandard.ZstdDecompressor().decompress(stored)
+    header = json.loads(stored)
     foff, flen = struct.unpack_from("<QQ", data, len(data) - 28)
     (n,) = struct.unpack_from("<Q", data, foff)
     entries = []
@@ -231,10 +235,76 @@ def onnx_seeds(bundle):
     put("onnx_loader", "dense-manifest-only", struct.pack("<I", len(canon)) + canon)
 
 
+def int_block_seeds(tmp):
+    """Integer blocks as today's codec writes them (chains: offset, delta, Lorenzo, reference;
+    ac with and without repeats; packing + shuffle + zstd), cut from real archives: each seed is
+    the block's element count (u16) and the bytes from the block on."""
+    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    from test_format import decode_ints, varint
+    with h5py.File(ROOT / "fixtures" / "data" / "zmumu.h5") as f:
+        ev = f["events"][:1500]
+    with h5py.File(hadcm3()) as f:
+        air = f["air_temperature"][:3, :20, :30]
+    inputs = []
+    p = tmp / "zmumu1500.h5"
+    with h5py.File(p, "w") as f:
+        f["events"] = ev
+    inputs += [(p, "rel=1e-2"), (p, "rel=1e-4"), (p, "lossless")]
+    p = tmp / "air.npy"
+    np.save(p, air)
+    inputs += [(p, "rel=1e-3")]
+    k = 0
+    for src, err in inputs:
+        arch = tmp / "ib.baler"
+        run("pack", src, "-o", arch, "--no-model", "-q", "--error", err)
+        data = arch.read_bytes()
+        header, entries = parse_archive(data)
+        for off, length, dsi, _, rows in entries:
+            ds = header["datasets"][dsi]
+            n = rows * int(np.prod(ds["shape"][1:])) if ds["kind"] == "array" else rows
+            body = data[off:off + length]
+            pos = 28
+            stats = dict(widths=set(), predictors=set())
+            refs = []
+            for var in ds["variables"]:
+                method = body[pos]
+                pos += 1
+                if method == 0:
+                    (plen,) = struct.unpack_from("<Q", body, pos + 1)
+                    pos += 9 + plen
+                    refs.append(None)
+                    continue
+                if method == 5:
+                    flags = body[pos]
+                    pos += 1 if flags & 2 else 9
+                    kx, pos = varint(body, pos)
+                start = pos
+                q, pos = decode_ints(body, pos, n, ds, var, stats, refs)
+                if n <= 4095:
+                    put("int_block", f"block{k:03d}", struct.pack("<H", n) + body[start:pos])
+                    k += 1
+                refs.append(q)
+                if method == 5:
+                    if kx:
+                        _, pos = decode_ints(body, pos, kx, None, var, stats)
+                        vlen, pos = varint(body, pos)
+                        pos += vlen
+                    _, pos = varint(body, pos)
+                    _, pos = varint(body, pos + 8)
+                    pos += 1 + 5 * body[pos]
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN} is missing: cargo build --release")
-    for t in ["archive_reader", "chunk_decoder", "filter_decode", "onnx_loader"]:
+    if sys.argv[1:] == ["int_block"]:
+        # Only this target's seeds, from today's codec (the others keep older releases' blocks).
+        shutil.rmtree(SEEDS / "int_block", ignore_errors=True)
+        with tempfile.TemporaryDirectory() as t:
+            int_block_seeds(Path(t))
+        print(f"int_block: {len(list((SEEDS / 'int_block').iterdir()))} seeds")
+        return
+    for t in ["archive_reader", "chunk_decoder", "filter_decode", "onnx_loader", "int_block"]:
         shutil.rmtree(SEEDS / t, ignore_errors=True)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -246,6 +316,7 @@ def main():
         archive_seeds(archives(tmp, inputs, bundle))
         filter_seeds(tmp, model_id)
         onnx_seeds(bundle)
+        int_block_seeds(tmp)
     total = sum(p.stat().st_size for p in SEEDS.rglob("*") if p.is_file())
     for t in sorted(SEEDS.iterdir()):
         files = list(t.iterdir())

@@ -8,6 +8,8 @@
 #   chunk_decoder   one codec chunk under codings chosen by its first bytes (+ a stand-in model),
 #                   re-encoded and checked against its bound when it decodes
 #   filter_decode   the HDF5 filter's decode path (cd_values + chunk), as capi::filter runs it
+#   int_block       one integer block (a chain of stages: predictors, reference, ac, packing),
+#                   re-encoded and decoded again when it decodes
 #   onnx_loader     manifest.json + ONNX bytes: the ONNX reader, manifest validation, bundle,
 #                   store and embedded-model checks (never ONNX Runtime's own session builder)
 #
@@ -25,7 +27,7 @@ set -euo pipefail
 
 SECS="${1:-60}"
 shift || true
-ALL=(archive_reader chunk_decoder filter_decode onnx_loader)
+ALL=(archive_reader chunk_decoder filter_decode onnx_loader int_block)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL[@]}"); fi
 RSS_MB="${FUZZ_RSS_MB:-2048}"
 MALLOC_MB="${FUZZ_MALLOC_MB:-1024}"

@@ -263,6 +263,33 @@ fn check_bound(v: usize, var: &VarCoding, want: &[u8], got: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // filter_decode
 
+/// An integer block (a chain of stages, or a first-release block) from untrusted bytes: the
+/// first 2 bytes give the element count (at most 4096); three reference columns made from the
+/// input's tail stand in for the chunk's earlier variables. Whatever decodes is encoded again
+/// (every predictor, reference and entropy stage tried) and must decode to the same codes.
+pub fn int_block(data: &[u8]) {
+    use crate::codec::{ints, stages};
+    let Some((head, rest)) = data.split_first_chunk::<2>() else { return };
+    let n = (u16::from_le_bytes(*head) & 0x0fff) as usize;
+    let refs: Vec<Option<Vec<i64>>> = (0..3)
+        .map(|k| {
+            (k != 1).then(|| (0..n).map(|i| rest.get((i * 7 + k) % rest.len().max(1)).copied().unwrap_or(0) as i64 * (k as i64 * 1000 - 999)).collect())
+        })
+        .collect();
+    let refs = stages::Refs { codes: &refs };
+    let mut cur = crate::wire::Cursor::new(rest);
+    let Ok((chain, payload)) = stages::read(&mut cur, n) else { return };
+    let Ok(codes) = chain.decode(payload, n, &refs) else { return };
+    for grid in [None, Some([2, n.max(1) / 2])] {
+        let mut out = Vec::new();
+        ints::encode_with(&codes, 3, grid, &refs, &mut out);
+        let mut c = crate::wire::Cursor::new(&out);
+        let (chain, payload) = stages::read(&mut c, n).unwrap_or_else(|e| panic!("a block the codec wrote does not parse: {e}"));
+        let again = chain.decode(payload, n, &refs).unwrap_or_else(|e| panic!("a block the codec wrote does not decode: {e}"));
+        assert_eq!(again, codes, "integer block round trip");
+    }
+}
+
 /// The HDF5 filter's decode path as `capi::filter` runs it (cd_values, then the chunk), and for
 /// a chunk that decodes, encode and decode again with the same cd_values.
 pub fn filter_decode(data: &[u8]) {

@@ -55,3 +55,8 @@ fn filter_decode() {
 fn onnx_loader() {
     replay("onnx_loader", balerfile::fuzzing::onnx_loader);
 }
+
+#[test]
+fn int_block() {
+    replay("int_block", balerfile::fuzzing::int_block);
+}
