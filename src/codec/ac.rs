@@ -49,6 +49,17 @@ pub struct AcConfig {
     pub repeats: bool,
 }
 
+/// `65536 / (n + 2)` for the counts below 1024.
+const RATES: [u16; 1024] = {
+    let mut t = [0u16; 1024];
+    let mut n = 0;
+    while n < 1024 {
+        t[n] = (65536 / (n as u32 + 2)) as u16;
+        n += 1;
+    }
+    t
+};
+
 #[derive(Clone, Copy)]
 struct Bit {
     /// P(bit = 0) in units of 2^-15.
@@ -66,7 +77,12 @@ impl Bit {
 
     #[inline]
     fn update(&mut self, bit: bool, adapt: u16) {
-        let rate = (65536 / (self.n as u32 + 2)) as i32;
+        // A division per decision would dominate the coder's time: the usual counts come
+        // from a table.
+        let rate = match RATES.get(self.n as usize) {
+            Some(&r) => r as i32,
+            None => (65536 / (self.n as u32 + 2)) as i32,
+        };
         if self.n < adapt {
             self.n += 1;
         }

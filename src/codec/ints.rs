@@ -68,7 +68,9 @@ fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
 /// plus the bits below. Cheap enough to run for every predictor, and close enough to choose one.
 fn cost(u: impl Iterator<Item = u64>) -> f64 {
     const T: usize = ESTIMATE_TREE_BITS;
-    let mut hist = vec![0u32; 65 << T];
+    // Called dozens of times a block: the bins used are listed, so the sum visits only them.
+    let mut hist = [0u32; 65 << T];
+    let mut used = Vec::new();
     let mut below = 0u64;
     let mut n = 0u64;
     for v in u {
@@ -76,12 +78,16 @@ fn cost(u: impl Iterator<Item = u64>) -> f64 {
         let m = b.saturating_sub(1);
         let t = m.min(T);
         let top = if m > 0 { ((v >> (m - t)) as usize) & ((1 << t) - 1) } else { 0 };
-        hist[(b << T) | top] += 1;
+        let bin = (b << T) | top;
+        if hist[bin] == 0 {
+            used.push(bin);
+        }
+        hist[bin] += 1;
         below += (m - t) as u64;
         n += 1;
     }
     let nf = n as f64;
-    below as f64 + hist.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (nf / c as f64).log2()).sum::<f64>()
+    below as f64 + used.iter().map(|&i| hist[i] as f64 * (nf / hist[i] as f64).log2()).sum::<f64>()
 }
 
 const ESTIMATE_TREE_BITS: usize = 6;
@@ -89,36 +95,40 @@ const ESTIMATE_TREE_BITS: usize = 6;
 /// Variables before a block that `Reference` may predict it from: the nearest this many (a
 /// table's related columns sit together; the search stays linear in the column count).
 const REFERENCE_WINDOW: usize = 24;
-/// Elements the reference search fits and prices on (evenly spaced), per candidate.
-const REFERENCE_SAMPLE: usize = 2048;
+/// Elements the reference search fits and prices each candidate on (evenly spaced), and the
+/// elements the winner's slope and offset are fitted on.
+const REFERENCE_SCREEN: usize = 512;
+const REFERENCE_FIT: usize = 4096;
 
 /// The best linear prediction of `codes` from one of the variables before it: the candidates
 /// are fitted (least squares) and priced on a sample, the winner on every element.
-fn reference(codes: &[i64], refs: &Refs) -> Option<(Reference, Vec<i64>, f64)> {
+fn reference(codes: &[i64], refs: &Refs) -> Option<(Reference, f64)> {
     let n = codes.len();
     if n < 32 {
         return None;
     }
-    let stride = (n / REFERENCE_SAMPLE).max(1);
-    let mut best: Option<(Reference, f64)> = None;
+    let stride = (n / REFERENCE_SCREEN).max(1);
+    let mut best: Option<(u32, f64)> = None;
     let first = refs.codes.len().saturating_sub(REFERENCE_WINDOW);
     for v in first..refs.codes.len() {
         let Some(r) = refs.get(v).filter(|r| r.len() == n) else { continue };
-        let Some(cand) = fit(codes, r, stride, v as u32) else { continue };
+        let Some(cand) = fit(codes, r, stride, v as u32, false) else { continue };
         let k = cost(codes.iter().zip(r).step_by(stride).map(|(&c, &r)| zigzag(c.wrapping_sub(cand.predict(r)))));
         if best.as_ref().is_none_or(|b| k < b.1) {
-            best = Some((cand, k));
+            best = Some((v as u32, k));
         }
     }
-    let (stage, _) = best?;
-    let mut residual = codes.to_vec();
-    stage.encode(&mut residual, refs);
-    let k = cost(residual.iter().map(|&c| zigzag(c)));
-    Some((stage, residual, k))
+    let (v, _) = best?;
+    let r = refs.get(v as usize)?;
+    let stage = fit(codes, r, (n / REFERENCE_FIT).max(1), v, true)?;
+    let k = cost(codes.iter().zip(r).map(|(&c, &r)| zigzag(c.wrapping_sub(stage.predict(r)))));
+    Some((stage, k))
 }
 
-/// Least squares of `codes` on `r` over every `stride`-th element, as the integer stage.
-fn fit(codes: &[i64], r: &[i64], stride: usize, var: u32) -> Option<Reference> {
+/// Least squares of `codes` on `r` over every `stride`-th element, as the integer stage; with
+/// `median`, the offset centres the residuals on their median (zigzag codes stay small), else
+/// it is the least-squares intercept (cheap, for screening).
+fn fit(codes: &[i64], r: &[i64], stride: usize, var: u32, median: bool) -> Option<Reference> {
     let (mut sx, mut sy, mut m) = (0f64, 0f64, 0f64);
     for (&y, &x) in codes.iter().zip(r).step_by(stride) {
         sx += x as f64;
@@ -140,10 +150,14 @@ fn fit(codes: &[i64], r: &[i64], stride: usize, var: u32) -> Option<Reference> {
         return None;
     }
     let mut stage = Reference { var, slope: slope as i64, off: 0 };
-    // The offset that centres the residuals: their median, so zigzag codes stay small.
-    let mut rest: Vec<i64> = codes.iter().zip(r).step_by(stride).map(|(&y, &x)| y.wrapping_sub(stage.predict(x))).collect();
-    let mid = rest.len() / 2;
-    stage.off = *rest.select_nth_unstable(mid).1;
+    if median {
+        let mut rest: Vec<i64> = codes.iter().zip(r).step_by(stride).map(|(&y, &x)| y.wrapping_sub(stage.predict(x))).collect();
+        let mid = rest.len() / 2;
+        stage.off = *rest.select_nth_unstable(mid).1;
+    } else {
+        let intercept = my - (slope / (1u64 << stages::REFERENCE_SHIFT) as f64) * mx;
+        stage.off = if intercept.abs() < 2f64.powi(62) { intercept.round() as i64 } else { 0 };
+    }
     Some(stage)
 }
 
@@ -151,44 +165,65 @@ fn fit(codes: &[i64], r: &[i64], stride: usize, var: u32) -> Option<Reference> {
 /// delta, Lorenzo when a grid tiles the block, and a reference to another variable of the chunk;
 /// the one whose residuals cost least is kept.
 fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> (Vec<Box<dyn CodesStage>>, Vec<i64>, Sign, Context) {
+    // Each candidate is priced from an iterator; only the winner's residuals are materialised.
+    #[derive(Clone, Copy)]
+    enum Pick {
+        Plain,
+        Offset(i64),
+        Delta,
+        Lorenzo([usize; 2]),
+        Reference(Reference),
+    }
     let min = codes.iter().copied().min().unwrap_or(0);
-    // The offset is only worth its 9 bytes when it shrinks the codes (a column far from 0).
-    let offset = if codes.iter().all(|&c| c.checked_sub(min).is_some()) && min != 0 {
-        Some(min)
-    } else if min == 0 {
-        Some(0)
+    let max = codes.iter().copied().max().unwrap_or(0);
+    // An offset to the smallest code makes the codes small and non-negative (a column far
+    // from 0), when their span fits in 63 bits.
+    let (mut pick, mut best) = if max.checked_sub(min).is_some() {
+        (Pick::Offset(min), cost(codes.iter().map(|&c| (c - min) as u64)))
     } else {
-        None
+        (Pick::Plain, cost(codes.iter().map(|&c| zigzag(c))))
     };
-    let mut best: (Vec<Box<dyn CodesStage>>, Vec<i64>, Sign, Context, f64) = match offset {
-        Some(by) => {
-            let c: Vec<i64> = codes.iter().map(|&c| c - by).collect();
-            let k = cost(c.iter().map(|&v| v as u64));
-            let stages: Vec<Box<dyn CodesStage>> = if by != 0 { vec![Box::new(Offset { by })] } else { vec![] };
-            (stages, c, Sign::Unsigned, Context::None, k)
-        }
-        None => (vec![], codes.to_vec(), Sign::Zigzag, Context::None, cost(codes.iter().map(|&c| zigzag(c)))),
-    };
-    let mut d = codes.to_vec();
-    Delta.encode(&mut d, refs);
-    let k = cost(d.iter().map(|&c| zigzag(c)));
-    if k < best.4 {
-        best = (vec![Box::new(Delta)], d, Sign::Zigzag, Context::Previous, k);
+    let k = cost(codes.iter().scan(0i64, |prev, &c| {
+        let d = c.wrapping_sub(*prev);
+        *prev = c;
+        Some(zigzag(d))
+    }));
+    if k < best {
+        (pick, best) = (Pick::Delta, k);
     }
     if let Some(g) = fits(grid, codes.len()) {
-        let l = lorenzo_residuals(codes, g);
-        let k = cost(l.iter().map(|&c| zigzag(c)));
-        if k < best.4 {
-            best = (vec![Box::new(Lorenzo { grid: g })], l, Sign::Zigzag, Context::Grid(g[1] as u32), k);
+        let (plane, d2) = (g[0] * g[1], g[1]);
+        let k = cost((0..codes.len()).map(|x| zigzag(codes[x].wrapping_sub(lorenzo(codes, x, plane, d2)))));
+        if k < best {
+            (pick, best) = (Pick::Lorenzo(g), k);
         }
     }
-    if let Some((stage, r, k)) = reference(codes, refs) {
-        // Its 21 bytes of configuration must be paid for.
-        if k + 168.0 < best.4 {
-            best = (vec![Box::new(stage)], r, Sign::Zigzag, Context::None, k);
+    // A reference's configuration (a few varints) must be paid for.
+    if let Some((stage, k)) = reference(codes, refs).filter(|&(_, k)| k + 64.0 < best) {
+        pick = Pick::Reference(stage);
+    }
+    let mut r = codes.to_vec();
+    match pick {
+        Pick::Plain => (vec![], r, Sign::Zigzag, Context::None),
+        Pick::Offset(by) => {
+            Offset { by }.encode(&mut r, refs);
+            let stages: Vec<Box<dyn CodesStage>> = if by != 0 { vec![Box::new(Offset { by })] } else { vec![] };
+            (stages, r, Sign::Unsigned, Context::None)
+        }
+        Pick::Delta => {
+            Delta.encode(&mut r, refs);
+            (vec![Box::new(Delta)], r, Sign::Zigzag, Context::Previous)
+        }
+        Pick::Lorenzo(grid) => {
+            let l = Lorenzo { grid };
+            l.encode(&mut r, refs);
+            (vec![Box::new(l)], r, Sign::Zigzag, Context::Grid(grid[1] as u32))
+        }
+        Pick::Reference(stage) => {
+            stage.encode(&mut r, refs);
+            (vec![Box::new(stage)], r, Sign::Zigzag, Context::None)
         }
     }
-    (best.0, best.1, best.2, best.3)
 }
 
 /// The `ac` coder's settings: 64 sub-bins an octave learn a column's distribution closely
@@ -198,9 +233,28 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> (Vec<Box<dyn CodesStage
 const AC_TREE_BITS: u8 = 6;
 const AC_ADAPT: u16 = 255;
 
-/// Encodes `codes` as an integer block: the predictor stage that costs least, then the smallest
-/// of the entropy stages tried (the `ac` coder under two contexts, and fixed-width packing +
-/// shuffle + zstd, which wins where long repeats make LZ matching pay).
+/// Blocks up to this many elements also try the `ac` coder's second context.
+const SMALL_BLOCK: usize = 4096;
+
+/// Whether repeat decisions pay: the estimated cost of the values that are not a repeat of the
+/// one before, plus a decision per element, against the cost of them all.
+fn repeats_pay(residual: &[i64], sign: Sign) -> bool {
+    let n = residual.len();
+    let repeated = residual.windows(2).filter(|w| w[0] == w[1]).count();
+    if repeated * 50 <= n {
+        return false;
+    }
+    let u = |c: i64| if sign == Sign::Zigzag { zigzag(c) } else { c as u64 };
+    let all = cost(residual.iter().map(|&c| u(c)));
+    let rest = cost(residual.iter().enumerate().filter(|&(i, &c)| i == 0 || residual[i - 1] != c).map(|(_, &c)| u(c)));
+    let p = repeated as f64 / n as f64;
+    let flags = n as f64 * -(p * p.log2() + (1.0 - p) * (1.0 - p).log2());
+    rest + flags < all
+}
+
+/// Encodes `codes` as an integer block: the predictor stage that costs least, then the `ac`
+/// coder (with repeat decisions where values repeat), or fixed-width packing + shuffle + zstd
+/// where that is smaller (long repeats that LZ matching finds: periodic integers, runs).
 pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
     encode_with(codes, level, grid, &Refs::NONE, out)
 }
@@ -208,38 +262,48 @@ pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
 /// `encode` for a block that may be predicted from the variables coded before it (`refs`).
 pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut Vec<u8>) {
     let (stages, residual, sign, context) = predictors(codes, grid, refs);
-    let mut best: Option<Vec<u8>> = None;
-    let mut keep = |chain: Chain| {
-        let mut b = Vec::new();
-        chain.encode_transformed(&residual, &mut b);
-        if best.as_ref().is_none_or(|x| b.len() < x.len()) {
-            best = Some(b);
-        }
-    };
-    let stages_again = |s: &[Box<dyn CodesStage>]| -> Vec<Box<dyn CodesStage>> { s.iter().map(|s| s.boxed_clone()).collect() };
-    let (tree_bits, adapt) = (AC_TREE_BITS, AC_ADAPT);
+    let again = || -> Vec<Box<dyn CodesStage>> { stages.iter().map(|s| s.boxed_clone()).collect() };
+    // The coder's settings: the predictor's context, and repeat decisions where the estimate
+    // says they pay; a second context is tried only on small blocks, where a table's every
+    // byte shows and a pass costs little.
+    let repeats = repeats_pay(&residual, sign);
     let mut contexts = vec![context];
-    if context != Context::None {
-        contexts.push(Context::None);
-    } else {
-        contexts.push(Context::Previous);
+    if residual.len() <= SMALL_BLOCK {
+        contexts.push(if context == Context::None { Context::Previous } else { Context::None });
     }
-    // Repeats are worth a decision per element only where values do repeat.
-    let repeated = residual.windows(2).filter(|w| w[0] == w[1]).count();
-    let repeats = if repeated * 50 > residual.len() { vec![false, true] } else { vec![false] };
+    let mut best: Vec<u8> = Vec::new();
     for ctx in contexts {
-        for &rep in &repeats {
-            keep(Chain {
-                codes: stages_again(&stages),
-                to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt, repeats: rep }, sign }),
-                bytes: vec![],
-            });
+        let ac = Chain {
+            codes: again(),
+            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits: AC_TREE_BITS, context: ctx, adapt: AC_ADAPT, repeats }, sign }),
+            bytes: vec![],
+        };
+        let mut b = Vec::new();
+        ac.encode_transformed(&residual, &mut b);
+        if best.is_empty() || b.len() < best.len() {
+            best = b;
         }
     }
+    // zstd is tried at its fastest level; only where that comes close is the archive's level
+    // worth its time.
     let packed = Packed::narrowest(&residual, sign);
     let w = packed.width;
-    keep(Chain { codes: stages_again(&stages), to_bytes: Box::new(packed), bytes: vec![Box::new(Shuffle { width: w }), Box::new(Zstd { level })] });
-    out.extend_from_slice(&best.unwrap_or_default());
+    let zstd = |level| Chain { codes: again(), to_bytes: Box::new(Packed { width: w, sign }), bytes: vec![Box::new(Shuffle { width: w }), Box::new(Zstd { level })] };
+    let mut trial = Vec::new();
+    zstd(1).encode_transformed(&residual, &mut trial);
+    if trial.len() * 10 < best.len() * 11 {
+        if level != 1 {
+            let mut full = Vec::new();
+            zstd(level).encode_transformed(&residual, &mut full);
+            if full.len() < trial.len() {
+                trial = full;
+            }
+        }
+        if trial.len() < best.len() {
+            best = trial;
+        }
+    }
+    out.extend_from_slice(&best);
 }
 
 pub fn decode(cur: &mut Cursor, n: usize) -> Result<Vec<i64>, String> {
