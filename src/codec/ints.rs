@@ -199,7 +199,7 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> (Vec<Box<dyn CodesStage
         }
     }
     // A reference's configuration (a few varints) must be paid for.
-    if let Some((stage, k)) = reference(codes, refs).filter(|&(_, k)| k + 64.0 < best) {
+    if let Some((stage, _)) = reference(codes, refs).filter(|&(_, k)| k + 64.0 < best) {
         pick = Pick::Reference(stage);
     }
     let mut r = codes.to_vec();
