@@ -295,7 +295,7 @@ def main():
                 if size is None:
                     print(f"   {label:<12} {'CRASHED':>8}  {more[0]}")
                     continue
-                note = "" if err <= 1.0 else "BROKE its bound: not ranked"
+                note = "" if err <= 1.0 else f"BROKE its bound (worst error {err:.7f} x tol): not ranked"
                 if more and isinstance(more[0], dict):
                     info = more[0]
                     dec = info.get("decoder_bytes") or 0
