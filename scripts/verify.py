@@ -16,8 +16,12 @@ import numpy as np
 def header(path):
     with open(path, "rb") as f:
         pre = f.read(24)
-        (hlen,) = struct.unpack("<Q", pre[16:24])
-        return json.loads(f.read(hlen))
+        flags, hlen = struct.unpack("<IQ", pre[12:24])
+        stored = f.read(hlen)
+    if flags & 1:  # the header is zstd-compressed (schemas/baler-format.md)
+        import zstandard
+        stored = zstandard.ZstdDecompressor().decompress(stored)
+    return json.loads(stored)
 
 
 def main(orig, unpacked, archive):
