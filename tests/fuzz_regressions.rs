@@ -60,3 +60,38 @@ fn onnx_loader() {
 fn int_block() {
     replay("int_block", balerfile::fuzzing::int_block);
 }
+
+/// A short mutation run over the integer-block seeds (cargo-fuzz is not part of CI): 50
+/// deterministic byte flips, truncations and count changes per seed, none of which may panic.
+#[test]
+fn int_block_mutations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/int_block");
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut runs = 0;
+    for e in std::fs::read_dir(&dir).expect("int_block seeds").flatten() {
+        let seed = std::fs::read(e.path()).unwrap();
+        for _ in 0..50 {
+            let mut d = seed.clone();
+            match next() % 3 {
+                0 if !d.is_empty() => {
+                    let i = (next() as usize) % d.len();
+                    d[i] ^= 1 << (next() % 8);
+                }
+                1 => d.truncate((next() as usize) % (d.len() + 1)),
+                _ if d.len() >= 2 => d[..2].copy_from_slice(&((next() % 4096) as u16).to_le_bytes()),
+                _ => {}
+            }
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| balerfile::fuzzing::int_block(&d))) {
+                panic!("{}: mutated input panicked: {:?}", e.path().display(), p.downcast_ref::<String>());
+            }
+            runs += 1;
+        }
+    }
+    assert!(runs >= 1000, "only {runs} runs");
+}
