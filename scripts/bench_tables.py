@@ -46,6 +46,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import best_time as timed  # noqa: E402  (the timing helper bench.py already has)
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = os.environ.get("BALERFILE", str(ROOT / "target" / "release" / "balerfile"))
 RELS = [1e-2, 1e-3, 1e-4]
@@ -105,15 +108,6 @@ def ranges(cols):
 
 
 # ---- peers ----------------------------------------------------------------------------------
-
-def timed(fn, repeat):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
 
 def recipe(cols, tols, repeat):
     import zstandard
