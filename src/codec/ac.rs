@@ -47,6 +47,10 @@ pub struct AcConfig {
     /// on tables whose rows repeat values (combinatorial ntuples list each object in several
     /// rows), where zstd's matches would otherwise win.
     pub repeats: bool,
+    /// With repeats: the variable whose codes condition each repeat decision (did its code
+    /// repeat at this element?). One object's columns repeat together: px, py, pz and E of a
+    /// muon listed again in the next row.
+    pub repeat_side: Option<u32>,
 }
 
 /// `65536 / (n + 2)` for the counts below 1024.
@@ -100,8 +104,9 @@ struct Model {
     low: Vec<Bit>,
     /// Buckets coded so far, for the contexts.
     seen: Vec<u8>,
-    /// The repeat decision's probability, by whether the previous symbol was a repeat.
-    repeat: [Bit; 2],
+    /// The repeat decision's probability, by whether the previous symbol was a repeat and
+    /// whether the side variable's code repeated here.
+    repeat: [Bit; 4],
 }
 
 impl Model {
@@ -117,7 +122,7 @@ impl Model {
             tree: vec![Bit::NEW; BUCKETS << cfg.tree_bits],
             low: vec![Bit::NEW; BUCKETS * 64],
             seen: Vec::with_capacity(if cfg.context == Context::None { 0 } else { n }),
-            repeat: [Bit::NEW; 2],
+            repeat: [Bit::NEW; 4],
         }
     }
 
@@ -177,11 +182,12 @@ impl Model {
     /// Codes symbol `i`'s repeat decision (when the configuration has them): true when the
     /// symbol is the previous one again and nothing more is coded for it.
     #[inline]
-    fn repeat(&mut self, i: usize, was: &mut bool, decide: impl FnOnce(&mut Bit) -> bool) -> bool {
+    fn repeat(&mut self, i: usize, was: &mut bool, side: Option<&[i64]>, decide: impl FnOnce(&mut Bit) -> bool) -> bool {
         if !self.cfg.repeats || i == 0 {
             return false;
         }
-        let is = decide(&mut self.repeat[*was as usize]);
+        let along = side.is_some_and(|s| s[i] == s[i - 1]);
+        let is = decide(&mut self.repeat[*was as usize + 2 * along as usize]);
         *was = is;
         if is && self.cfg.context != Context::None {
             let b = self.seen[i - 1];
@@ -191,14 +197,15 @@ impl Model {
     }
 }
 
-pub fn encode(values: &[u64], cfg: AcConfig) -> Vec<u8> {
+/// `side`: the codes of the variable `cfg.repeat_side` names (as long as `values`).
+pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
     let mut m = Model::new(cfg, values.len());
     let mut e = Encoder::new();
     let adapt = cfg.adapt;
     let mut was = false;
     for (i, &u) in values.iter().enumerate() {
         let is = i > 0 && values[i - 1] == u;
-        if m.repeat(i, &mut was, |p| {
+        if m.repeat(i, &mut was, side, |p| {
             e.put(p.bound(e.range()), is);
             p.update(is, adapt);
             is
@@ -214,7 +221,10 @@ pub fn encode(values: &[u64], cfg: AcConfig) -> Vec<u8> {
     e.finish()
 }
 
-pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig) -> Result<Vec<u64>, String> {
+pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Result<Vec<u64>, String> {
+    if side.is_some_and(|s| s.len() != n) {
+        return Err(format!("repeat side variable of {} values for {n}", side.map_or(0, |s| s.len())));
+    }
     // Each symbol costs at least 7 decisions of probability <= 1 - 2^-10: about 0.01 bits, so
     // more than ~800 symbols per byte is damage, refused before anything is reserved.
     if n / 800 > bytes.len() + 8 {
@@ -226,7 +236,7 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig) -> Result<Vec<u64>, String>
     let mut out: Vec<u64> = Vec::with_capacity(n);
     let mut was = false;
     for i in 0..n {
-        if m.repeat(i, &mut was, |p| {
+        if m.repeat(i, &mut was, side, |p| {
             let bit = d.get(p.bound(d.range()));
             p.update(bit, adapt);
             bit
@@ -268,7 +278,7 @@ mod tests {
             for context in [Context::None, Context::Previous, Context::Grid(7)] {
                 for adapt in [0, 30, 1000, u16::MAX] {
                     for repeats in [false, true] {
-                        v.push(AcConfig { tree_bits, context, adapt, repeats });
+                        v.push(AcConfig { tree_bits, context, adapt, repeats, repeat_side: None });
                     }
                 }
             }
@@ -291,8 +301,9 @@ mod tests {
         ];
         for cfg in configs() {
             for v in &cases {
-                let b = encode(v, cfg);
-                assert_eq!(&decode(&b, v.len(), cfg).unwrap(), v, "{cfg:?}");
+                let side: Vec<i64> = (0..v.len() as i64).map(|i| i / 3).collect();
+                let b = encode(v, cfg, Some(&side));
+                assert_eq!(&decode(&b, v.len(), cfg, Some(&side)).unwrap(), v, "{cfg:?}");
             }
         }
     }
@@ -309,21 +320,21 @@ mod tests {
         let n = v.len() as f64;
         let h: f64 = counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).log2()).sum();
         let floor = h * n / 8.0;
-        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false };
-        let got = encode(&v, cfg).len() as f64;
+        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false, repeat_side: None };
+        let got = encode(&v, cfg, None).len() as f64;
         assert!(got < floor * 1.03, "{got} bytes for an order-0 entropy of {floor:.0}");
     }
 
     #[test]
     fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
         let v: Vec<u64> = (0..5000).map(|i| i % 17).collect();
-        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60, repeats: true };
-        let mut b = encode(&v, cfg);
+        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60, repeats: true, repeat_side: None };
+        let mut b = encode(&v, cfg, None);
         let mid = b.len() / 2;
         b[mid] ^= 0x5a;
-        let _ = decode(&b, v.len(), cfg);
-        assert!(decode(&b[..3], v.len(), cfg).is_err());
-        assert!(decode(&[], 1 << 30, cfg).is_err());
-        let _ = decode(&[0xff; 64], 1000, cfg);
+        let _ = decode(&b, v.len(), cfg, None);
+        assert!(decode(&b[..3], v.len(), cfg, None).is_err());
+        assert!(decode(&[], 1 << 30, cfg, None).is_err());
+        let _ = decode(&[0xff; 64], 1000, cfg, None);
     }
 }

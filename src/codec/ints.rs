@@ -183,6 +183,11 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> (Vec<Box<dyn CodesStage
     } else {
         (Pick::Plain, cost(codes.iter().map(|&c| zigzag(c))))
     };
+    // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so, delta
+    // (which turns repeats into zeros but widens every other value) does not win on them.
+    if let Some(k) = repeats_cost(codes, |c| if matches!(pick, Pick::Offset(_)) { c.wrapping_sub(min) as u64 } else { zigzag(c) }) {
+        best = best.min(k);
+    }
     let k = cost(codes.iter().scan(0i64, |prev, &c| {
         let d = c.wrapping_sub(*prev);
         *prev = c;
@@ -239,17 +244,52 @@ const SMALL_BLOCK: usize = 4096;
 /// Whether repeat decisions pay: the estimated cost of the values that are not a repeat of the
 /// one before, plus a decision per element, against the cost of them all.
 fn repeats_pay(residual: &[i64], sign: Sign) -> bool {
-    let n = residual.len();
-    let repeated = residual.windows(2).filter(|w| w[0] == w[1]).count();
-    if repeated * 50 <= n {
-        return false;
-    }
     let u = |c: i64| if sign == Sign::Zigzag { zigzag(c) } else { c as u64 };
-    let all = cost(residual.iter().map(|&c| u(c)));
-    let rest = cost(residual.iter().enumerate().filter(|&(i, &c)| i == 0 || residual[i - 1] != c).map(|(_, &c)| u(c)));
+    repeats_cost(residual, u).is_some_and(|k| k < cost(residual.iter().map(|&c| u(c))))
+}
+
+/// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
+/// the one before, plus a decision per element; None where under 2 % repeat.
+fn repeats_cost(codes: &[i64], u: impl Fn(i64) -> u64) -> Option<f64> {
+    let n = codes.len();
+    let repeated = codes.windows(2).filter(|w| w[0] == w[1]).count();
+    if repeated * 50 <= n {
+        return None;
+    }
+    let rest = cost(codes.iter().enumerate().filter(|&(i, &c)| i == 0 || codes[i - 1] != c).map(|(_, &c)| u(c)));
     let p = repeated as f64 / n as f64;
-    let flags = n as f64 * -(p * p.log2() + (1.0 - p) * (1.0 - p).log2());
-    rest + flags < all
+    Some(rest + n as f64 * -(p * p.log2() + (1.0 - p) * (1.0 - p).log2()))
+}
+
+/// The earlier variable whose code repeats best predict this block's repeats (an object's
+/// columns repeat together), when conditioning on it saves more than naming it costs: the
+/// repeat flags' entropy given the side variable's, against their plain entropy.
+fn repeat_side(residual: &[i64], refs: &Refs) -> Option<u32> {
+    let n = residual.len();
+    let h2 = |k: usize, of: usize| {
+        if k == 0 || k == of {
+            return 0.0;
+        }
+        let p = k as f64 / of as f64;
+        -(of as f64) * (p * p.log2() + (1.0 - p) * (1.0 - p).log2())
+    };
+    let mine: Vec<bool> = (1..n).map(|i| residual[i] == residual[i - 1]).collect();
+    let plain = h2(mine.iter().filter(|&&m| m).count(), mine.len());
+    let mut best: Option<(u32, f64)> = None;
+    let first = refs.codes.len().saturating_sub(REFERENCE_WINDOW);
+    for v in first..refs.codes.len() {
+        let Some(r) = refs.get(v).filter(|r| r.len() == n) else { continue };
+        // [side repeated][this repeated]
+        let mut c = [[0usize; 2]; 2];
+        for (i, &m) in mine.iter().enumerate() {
+            c[(r[i + 1] == r[i]) as usize][m as usize] += 1;
+        }
+        let k = h2(c[0][1], c[0][0] + c[0][1]) + h2(c[1][1], c[1][0] + c[1][1]);
+        if best.is_none_or(|b| k < b.1) {
+            best = Some((v as u32, k));
+        }
+    }
+    best.filter(|&(_, k)| k + 64.0 < plain).map(|(v, _)| v)
 }
 
 /// Encodes `codes` as an integer block: the predictor stage that costs least, then the `ac`
@@ -267,6 +307,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     // says they pay; a second context is tried only on small blocks, where a table's every
     // byte shows and a pass costs little.
     let repeats = repeats_pay(&residual, sign);
+    let repeat_side = if repeats { repeat_side(&residual, refs) } else { None };
     let mut contexts = vec![context];
     if residual.len() <= SMALL_BLOCK {
         contexts.push(if context == Context::None { Context::Previous } else { Context::None });
@@ -275,11 +316,11 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     for ctx in contexts {
         let ac = Chain {
             codes: again(),
-            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits: AC_TREE_BITS, context: ctx, adapt: AC_ADAPT, repeats }, sign }),
+            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits: AC_TREE_BITS, context: ctx, adapt: AC_ADAPT, repeats, repeat_side }, sign }),
             bytes: vec![],
         };
         let mut b = Vec::new();
-        ac.encode_transformed(&residual, &mut b);
+        ac.encode_transformed(&residual, refs, &mut b);
         if best.is_empty() || b.len() < best.len() {
             best = b;
         }
@@ -290,11 +331,11 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     let w = packed.width;
     let zstd = |level| Chain { codes: again(), to_bytes: Box::new(Packed { width: w, sign }), bytes: vec![Box::new(Shuffle { width: w }), Box::new(Zstd { level })] };
     let mut trial = Vec::new();
-    zstd(1).encode_transformed(&residual, &mut trial);
+    zstd(1).encode_transformed(&residual, refs, &mut trial);
     if trial.len() * 10 < best.len() * 11 {
         if level != 1 {
             let mut full = Vec::new();
-            zstd(level).encode_transformed(&residual, &mut full);
+            zstd(level).encode_transformed(&residual, refs, &mut full);
             if full.len() < trial.len() {
                 trial = full;
             }

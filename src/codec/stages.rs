@@ -46,8 +46,9 @@ pub trait CodesStage: std::fmt::Debug + Send + Sync {
 pub trait CodesToBytes: std::fmt::Debug + Send + Sync {
     fn id(&self) -> u8;
     fn write_config(&self, out: &mut Vec<u8>);
-    fn encode(&self, codes: &[i64]) -> Vec<u8>;
-    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String>;
+    /// `refs`: the chunk's earlier variables, for a coder whose statistics look at one.
+    fn encode(&self, codes: &[i64], refs: &Refs) -> Vec<u8>;
+    fn decode(&self, bytes: &[u8], n: usize, refs: &Refs) -> Result<Vec<i64>, String>;
     /// The bytes `encode` makes from `n` codes, when it is fixed (the frame size zstd checks).
     fn encoded_len(&self, n: usize) -> Option<usize>;
 }
@@ -267,7 +268,7 @@ impl CodesToBytes for Packed {
         out.push(self.width);
         out.push(self.sign as u8);
     }
-    fn encode(&self, codes: &[i64]) -> Vec<u8> {
+    fn encode(&self, codes: &[i64], _: &Refs) -> Vec<u8> {
         let w = self.width as usize;
         let mut out = Vec::with_capacity(codes.len() * w);
         for &c in codes {
@@ -275,7 +276,7 @@ impl CodesToBytes for Packed {
         }
         out
     }
-    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String> {
+    fn decode(&self, bytes: &[u8], n: usize, _: &Refs) -> Result<Vec<i64>, String> {
         let w = self.width as usize;
         if n.checked_mul(w) != Some(bytes.len()) {
             return Err(format!("{} bytes of {w}-byte codes for {n} values", bytes.len()));
@@ -307,11 +308,11 @@ impl CodesToBytes for RangeCoded {
     fn write_config(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.row as u32).to_le_bytes());
     }
-    fn encode(&self, codes: &[i64]) -> Vec<u8> {
+    fn encode(&self, codes: &[i64], _: &Refs) -> Vec<u8> {
         let zz: Vec<u64> = codes.iter().map(|&c| zigzag(c)).collect();
         super::rc::encode(&zz, self.row)
     }
-    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String> {
+    fn decode(&self, bytes: &[u8], n: usize, _: &Refs) -> Result<Vec<i64>, String> {
         // An adaptive binary coder spends at least ~0.02 bits per code, so a payload can hold
         // at most a few hundred codes per byte: a count beyond that is damage, refused before
         // the decoder reserves memory for it.
@@ -332,6 +333,19 @@ pub struct Arithmetic {
     pub sign: Sign,
 }
 
+impl Arithmetic {
+    fn side<'a>(&self, refs: &Refs<'a>, n: usize) -> Result<Option<&'a [i64]>, String> {
+        match self.cfg.repeat_side {
+            None => Ok(None),
+            Some(v) => refs
+                .get(v as usize)
+                .filter(|r| r.len() == n)
+                .map(Some)
+                .ok_or_else(|| format!("repeat decisions conditioned on variable {v}, which holds no codes before it")),
+        }
+    }
+}
+
 impl CodesToBytes for Arithmetic {
     fn id(&self) -> u8 {
         3
@@ -348,14 +362,20 @@ impl CodesToBytes for Arithmetic {
                 out.extend_from_slice(&row.to_le_bytes());
             }
         }
-        out.push(self.cfg.repeats as u8);
+        out.push(self.cfg.repeats as u8 | (self.cfg.repeat_side.is_some() as u8) << 1);
+        if let Some(v) = self.cfg.repeat_side {
+            put_varint(out, v as u64);
+        }
     }
-    fn encode(&self, codes: &[i64]) -> Vec<u8> {
+    fn encode(&self, codes: &[i64], refs: &Refs) -> Vec<u8> {
         let u: Vec<u64> = codes.iter().map(|&c| self.sign.to_u(c)).collect();
-        ac::encode(&u, self.cfg)
+        // The encoder only names a side variable it holds.
+        let side = self.side(refs, codes.len()).expect("the encoder's side variable");
+        ac::encode(&u, self.cfg, side)
     }
-    fn decode(&self, bytes: &[u8], n: usize) -> Result<Vec<i64>, String> {
-        Ok(ac::decode(bytes, n, self.cfg)?.into_iter().map(|u| self.sign.from_u(u)).collect())
+    fn decode(&self, bytes: &[u8], n: usize, refs: &Refs) -> Result<Vec<i64>, String> {
+        let side = self.side(refs, n)?;
+        Ok(ac::decode(bytes, n, self.cfg, side)?.into_iter().map(|u| self.sign.from_u(u)).collect())
     }
     fn encoded_len(&self, _: usize) -> Option<usize> {
         None
@@ -431,13 +451,13 @@ impl Chain {
         for s in &self.codes {
             s.encode(&mut c, refs);
         }
-        self.encode_transformed(&c, out);
+        self.encode_transformed(&c, refs, out);
     }
 
     /// `encode` for codes the array->array stages have already transformed (the encoder
     /// computes them once to choose a predictor, then tries several coders on them).
-    pub fn encode_transformed(&self, c: &[i64], out: &mut Vec<u8>) {
-        let mut data = self.to_bytes.encode(c);
+    pub fn encode_transformed(&self, c: &[i64], refs: &Refs, out: &mut Vec<u8>) {
+        let mut data = self.to_bytes.encode(c, refs);
         for s in &self.bytes {
             data = s.encode(data);
         }
@@ -490,7 +510,7 @@ impl Chain {
             let exp = if self.bytes[..j].iter().all(|s| s.id() == 1) { expected } else { None };
             data = Some(s.decode(data.as_deref().unwrap_or(payload), exp)?);
         }
-        let mut codes = self.to_bytes.decode(data.as_deref().unwrap_or(payload), n)?;
+        let mut codes = self.to_bytes.decode(data.as_deref().unwrap_or(payload), n, refs)?;
         if codes.len() != n {
             return Err(format!("{} codes where the block holds {n}", codes.len()));
         }
@@ -548,12 +568,16 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
                 2 => Context::Grid(cur.u32("context row")?.max(1)),
                 k => return Err(format!("unknown arithmetic coder context {k}")),
             };
-            let repeats = match cur.u8("ac options")? {
-                0 => false,
-                1 => true,
-                k => return Err(format!("unknown ac options {k:#x}")),
+            let options = cur.u8("ac options")?;
+            if options & !3 != 0 || options == 2 {
+                return Err(format!("unknown ac options {options:#x}"));
+            }
+            let repeat_side = if options & 2 != 0 {
+                Some(u32::try_from(cur.varint("repeat side variable")?).map_err(|_| "repeat side variable out of range")?)
+            } else {
+                None
             };
-            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats }, sign })
+            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats: options & 1 != 0, repeat_side }, sign })
         }
         k => return Err(format!("unknown array->bytes stage {k}")),
     })
@@ -652,8 +676,8 @@ mod tests {
                 let to_bytes: Vec<Box<dyn CodesToBytes>> = vec![
                     Box::new(Packed { width: 8, sign: Sign::Zigzag }),
                     Box::new(RangeCoded { row: 3 }),
-                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::Previous, adapt: 255, repeats: true }, sign: Sign::Unsigned }),
-                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 0, context: Context::Grid(5), adapt: 0, repeats: false }, sign: Sign::Zigzag }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::Previous, adapt: 255, repeats: true, repeat_side: Some(0) }, sign: Sign::Unsigned }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 0, context: Context::Grid(5), adapt: 0, repeats: false, repeat_side: None }, sign: Sign::Zigzag }),
                 ];
                 for tb in to_bytes {
                     let packed = tb.id() == 1;

@@ -155,7 +155,7 @@ def lorenzo_undo(r, n, d1, d2):
     return a.reshape(-1)
 
 
-def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats):
+def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats, side=None):
     """The `ac` stage of baler-format.md, written from the spec: buckets down a 7-level tree
     under a context, then tree_bits bits down a per-bucket tree, the rest per (bucket, position).
     Each probability P(0) in 2^-15 adapts at 1/(count + 2), the count stopping at `adapt`."""
@@ -165,7 +165,7 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats):
     code = int.from_bytes(data[1:5].ljust(4, b"\0"), "big")
     rng = 0xFFFFFFFF
     nctx = 1 if ctx_mode == 0 else 65 if ctx_mode == 1 else 256
-    P = [16384] * (nctx * 128 + (65 << tree_bits) + 65 * 64 + 2)
+    P = [16384] * (nctx * 128 + (65 << tree_bits) + 65 * 64 + 4)
     N = [0] * len(P)
     tree0 = nctx * 128
     low0 = tree0 + (65 << tree_bits)
@@ -200,8 +200,10 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats):
 
     for i in range(n):
         if repeats and i:
-            # is it the previous symbol again? (probability by whether the previous one was)
-            was = bit(rep0 + was)
+            # is it the previous symbol again? (probability by whether the previous one was,
+            # and whether the side variable's code repeated here)
+            along = 1 if side is not None and side[i] == side[i - 1] else 0
+            was = bit(rep0 + was + 2 * along)
             if was:
                 out[i] = out[i - 1]
                 seen.append(seen[i - 1])
@@ -309,8 +311,14 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
                 pos += 4
             opts = body[pos]
             pos += 1
-            assert opts in (0, 1), f"{var['name']}: ac options {opts}"
-            to_bytes = ("ac", sign, tree_bits, adapt, ctx, max(row, 1), opts == 1)
+            assert opts in (0, 1, 3), f"{var['name']}: ac options {opts}"
+            side = None
+            if opts & 2:
+                sv, pos = varint(body, pos)
+                side = refs[sv]
+                assert side is not None and len(side) == n, f"{var['name']}: repeat side variable {sv} without codes"
+                stats["predictors"].add("repeat-side")
+            to_bytes = ("ac", sign, tree_bits, adapt, ctx, max(row, 1), opts & 1 == 1, side)
         else:
             raise AssertionError(f"{var['name']}: array->bytes stage {tb}")
         m = body[pos]
@@ -369,8 +377,8 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
         sign = 0
         stats["widths"].add(0)
     else:
-        _, sign, tree_bits, adapt, ctx, row, repeats = to_bytes
-        u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row, repeats), dtype=np.uint64)
+        _, sign, tree_bits, adapt, ctx, row, repeats, side = to_bytes
+        u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row, repeats, side), dtype=np.uint64)
         stats["widths"].add("ac")
     q = unzigzag(u) if sign == 0 else u.view(np.int64)
     for st in reversed(arr):
