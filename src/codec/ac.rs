@@ -225,9 +225,11 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
     if side.is_some_and(|s| s.len() != n) {
         return Err(format!("repeat side variable of {} values for {n}", side.map_or(0, |s| s.len())));
     }
-    // Each symbol costs at least 7 decisions of probability <= 1 - 2^-10: about 0.01 bits, so
-    // more than ~800 symbols per byte is damage, refused before anything is reserved.
-    if n / 800 > bytes.len() + 8 {
+    // A decision costs at least -log2(1 - 31/32768) = 0.00137 bits, and a symbol at least 7
+    // of them (one, a repeat): at most ~840 (~5900) symbols a byte. A count beyond that is
+    // damage, refused before anything is reserved.
+    let per_byte = if cfg.repeats { 8192 } else { 1024 };
+    if n / per_byte > bytes.len() + 16 {
         return Err(format!("{n} arithmetic-coded values cannot fit in {} bytes", bytes.len()));
     }
     let mut m = Model::new(cfg, n);
@@ -323,6 +325,20 @@ mod tests {
         let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false, repeat_side: None };
         let got = encode(&v, cfg, None).len() as f64;
         assert!(got < floor * 1.03, "{got} bytes for an order-0 entropy of {floor:.0}");
+    }
+
+    /// The densest streams there are (one value, millions of times) are not mistaken for damage.
+    #[test]
+    fn a_constant_block_of_millions_decodes() {
+        let v = vec![0u64; 4_000_000];
+        for repeats in [false, true] {
+            let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats, repeat_side: None };
+            let b = encode(&v, cfg, None);
+            assert_eq!(decode(&b, v.len(), cfg, None).unwrap(), v, "repeats {repeats}: {} bytes", b.len());
+        }
+        let w = vec![5u64; 4_000_000];
+        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats: true, repeat_side: None };
+        assert_eq!(decode(&encode(&w, cfg, None), w.len(), cfg, None).unwrap(), w);
     }
 
     #[test]
