@@ -70,10 +70,12 @@ pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
     Ok(h)
 }
 
-/// Whether the codec chunk inside carries a latent block: its count sits after the chunk's
-/// place (4 + 8 + 8 bytes) and variable count (4) in baler-format.md's chunk layout.
+/// Whether the codec chunk inside carries a latent block (the codec reads its own layout); a
+/// chunk too short to say does not, and its decoding reports the damage.
 pub fn uses_latent(bytes: &[u8]) -> bool {
-    bytes.get(HEADER_BYTES + 24..HEADER_BYTES + 28).is_some_and(|b| b != [0u8; 4])
+    bytes
+        .get(HEADER_BYTES..)
+        .is_some_and(|c| c.len() >= crate::codec::LATENT_COUNT_END && crate::codec::has_latent(c))
 }
 
 /// Encodes one chunk as HDF5 hands it to the filter (elements in the file's byte order).
