@@ -289,6 +289,17 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
     }
 }
 
+/// Ascending indices as the block layouts list them: the first, then each minus the one before.
+pub fn index_gaps(idx: &[u64]) -> Vec<i64> {
+    idx.iter()
+        .scan(0u64, |prev, &i| {
+            let g = i - *prev;
+            *prev = i;
+            Some(g as i64)
+        })
+        .collect()
+}
+
 /// Writes a METHOD_STAGED block: `model` is the escape list and code CRC when the codes are
 /// residuals against the model, `codes` the integer block already encoded.
 pub struct StagedBlock<'a> {
@@ -316,16 +327,7 @@ impl StagedBlock<'_> {
         }
         out.extend_from_slice(self.codes);
         if !self.exact.is_empty() {
-            let gaps: Vec<i64> = self
-                .exact
-                .iter()
-                .scan(0u64, |prev, &i| {
-                    let g = i - *prev;
-                    *prev = i;
-                    Some(g as i64)
-                })
-                .collect();
-            super::ints::encode(&gaps, level, None, out);
+            super::ints::encode(&index_gaps(self.exact), level, None, out);
             let mut raw = Vec::with_capacity(self.exact.len() * size);
             for &i in self.exact {
                 let i = i as usize;

@@ -161,10 +161,20 @@ fn fit(codes: &[i64], r: &[i64], stride: usize, var: u32, median: bool) -> Optio
     Some(stage)
 }
 
+/// What the predictor search chose for a block: its stages, the residuals they leave, how the
+/// entropy stage sees them (sign, context) and whether repeat decisions pay on them.
+struct Prediction {
+    stages: Vec<Box<dyn CodesStage>>,
+    residual: Vec<i64>,
+    sign: Sign,
+    context: Context,
+    repeats: bool,
+}
+
 /// The predictor stages tried on a block: none (with an offset to the block's smallest code),
 /// delta, Lorenzo when a grid tiles the block, and a reference to another variable of the chunk;
 /// the one whose residuals cost least is kept.
-fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> (Vec<Box<dyn CodesStage>>, Vec<i64>, Sign, Context) {
+fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
     // Each candidate is priced from an iterator; only the winner's residuals are materialised.
     #[derive(Clone, Copy)]
     enum Pick {
@@ -178,16 +188,15 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> (Vec<Box<dyn CodesStage
     let max = codes.iter().copied().max().unwrap_or(0);
     // An offset to the smallest code makes the codes small and non-negative (a column far
     // from 0), when their span fits in 63 bits.
-    let (mut pick, mut best) = if max.checked_sub(min).is_some() {
-        (Pick::Offset(min), cost(codes.iter().map(|&c| (c - min) as u64)))
-    } else {
-        (Pick::Plain, cost(codes.iter().map(|&c| zigzag(c))))
-    };
+    let (mut pick, plain_sign) = if max.checked_sub(min).is_some() { (Pick::Offset(min), Sign::Unsigned) } else { (Pick::Plain, Sign::Zigzag) };
+    let by = if matches!(pick, Pick::Offset(_)) { min } else { 0 };
+    let u = |c: i64| plain_sign.to_u(c.wrapping_sub(by));
+    let mut best = cost(codes.iter().map(|&c| u(c)));
     // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so, delta
     // (which turns repeats into zeros but widens every other value) does not win on them.
-    if let Some(k) = repeats_cost(codes, |c| if matches!(pick, Pick::Offset(_)) { c.wrapping_sub(min) as u64 } else { zigzag(c) }) {
-        best = best.min(k);
-    }
+    let priced = repeats_cost(codes, u).filter(|&k| k < best);
+    let plain_repeats = priced.is_some();
+    best = priced.unwrap_or(best);
     let k = cost(codes.iter().scan(0i64, |prev, &c| {
         let d = c.wrapping_sub(*prev);
         *prev = c;
@@ -208,27 +217,33 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> (Vec<Box<dyn CodesStage
         pick = Pick::Reference(stage);
     }
     let mut r = codes.to_vec();
-    match pick {
-        Pick::Plain => (vec![], r, Sign::Zigzag, Context::None),
+    let (stages, sign, context): (Vec<Box<dyn CodesStage>>, Sign, Context) = match pick {
+        Pick::Plain => (vec![], Sign::Zigzag, Context::None),
         Pick::Offset(by) => {
             Offset { by }.encode(&mut r, refs);
-            let stages: Vec<Box<dyn CodesStage>> = if by != 0 { vec![Box::new(Offset { by })] } else { vec![] };
-            (stages, r, Sign::Unsigned, Context::None)
+            (if by != 0 { vec![Box::new(Offset { by })] } else { vec![] }, Sign::Unsigned, Context::None)
         }
         Pick::Delta => {
             Delta.encode(&mut r, refs);
-            (vec![Box::new(Delta)], r, Sign::Zigzag, Context::Previous)
+            (vec![Box::new(Delta)], Sign::Zigzag, Context::Previous)
         }
         Pick::Lorenzo(grid) => {
             let l = Lorenzo { grid };
             l.encode(&mut r, refs);
-            (vec![Box::new(l)], r, Sign::Zigzag, Context::Grid(grid[1] as u32))
+            (vec![Box::new(l)], Sign::Zigzag, Context::Grid(grid[1] as u32))
         }
         Pick::Reference(stage) => {
             stage.encode(&mut r, refs);
-            (vec![Box::new(stage)], r, Sign::Zigzag, Context::None)
+            (vec![Box::new(stage)], Sign::Zigzag, Context::None)
         }
-    }
+    };
+    // Without a predictor the repeats were priced above; another predictor's residuals are
+    // priced now.
+    let repeats = match pick {
+        Pick::Plain | Pick::Offset(_) => plain_repeats,
+        _ => repeats_cost(&r, |c| sign.to_u(c)).is_some_and(|k| k < cost(r.iter().map(|&c| sign.to_u(c)))),
+    };
+    Prediction { stages, residual: r, sign, context, repeats }
 }
 
 /// The `ac` coder's settings: 64 sub-bins an octave learn a column's distribution closely
@@ -241,13 +256,6 @@ const AC_ADAPT: u16 = 255;
 /// Blocks up to this many elements also try the `ac` coder's second context.
 const SMALL_BLOCK: usize = 4096;
 
-/// Whether repeat decisions pay: the estimated cost of the values that are not a repeat of the
-/// one before, plus a decision per element, against the cost of them all.
-fn repeats_pay(residual: &[i64], sign: Sign) -> bool {
-    let u = |c: i64| if sign == Sign::Zigzag { zigzag(c) } else { c as u64 };
-    repeats_cost(residual, u).is_some_and(|k| k < cost(residual.iter().map(|&c| u(c))))
-}
-
 /// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
 /// the one before, plus a decision per element; None where under 2 % repeat.
 fn repeats_cost(codes: &[i64], u: impl Fn(i64) -> u64) -> Option<f64> {
@@ -257,8 +265,16 @@ fn repeats_cost(codes: &[i64], u: impl Fn(i64) -> u64) -> Option<f64> {
         return None;
     }
     let rest = cost(codes.iter().enumerate().filter(|&(i, &c)| i == 0 || codes[i - 1] != c).map(|(_, &c)| u(c)));
-    let p = repeated as f64 / n as f64;
-    Some(rest + n as f64 * -(p * p.log2() + (1.0 - p) * (1.0 - p).log2()))
+    Some(rest + flag_bits(repeated, n))
+}
+
+/// Bits of `of` binary decisions, `k` of them 1, at their order-0 entropy.
+fn flag_bits(k: usize, of: usize) -> f64 {
+    if k == 0 || k >= of {
+        return 0.0;
+    }
+    let p = k as f64 / of as f64;
+    -(of as f64) * (p * p.log2() + (1.0 - p) * (1.0 - p).log2())
 }
 
 /// The earlier variable whose code repeats best predict this block's repeats (an object's
@@ -266,13 +282,7 @@ fn repeats_cost(codes: &[i64], u: impl Fn(i64) -> u64) -> Option<f64> {
 /// repeat flags' entropy given the side variable's, against their plain entropy.
 fn repeat_side(residual: &[i64], refs: &Refs) -> Option<u32> {
     let n = residual.len();
-    let h2 = |k: usize, of: usize| {
-        if k == 0 || k == of {
-            return 0.0;
-        }
-        let p = k as f64 / of as f64;
-        -(of as f64) * (p * p.log2() + (1.0 - p) * (1.0 - p).log2())
-    };
+    let h2 = flag_bits;
     let mine: Vec<bool> = (1..n).map(|i| residual[i] == residual[i - 1]).collect();
     let plain = h2(mine.iter().filter(|&&m| m).count(), mine.len());
     let mut best: Option<(u32, f64)> = None;
@@ -301,12 +311,11 @@ pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
 
 /// `encode` for a block that may be predicted from the variables coded before it (`refs`).
 pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut Vec<u8>) {
-    let (stages, residual, sign, context) = predictors(codes, grid, refs);
+    let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs);
     let again = || -> Vec<Box<dyn CodesStage>> { stages.iter().map(|s| s.boxed_clone()).collect() };
     // The coder's settings: the predictor's context, and repeat decisions where the estimate
     // says they pay; a second context is tried only on small blocks, where a table's every
     // byte shows and a pass costs little.
-    let repeats = repeats_pay(&residual, sign);
     let repeat_side = if repeats { repeat_side(&residual, refs) } else { None };
     let mut contexts = vec![context];
     if residual.len() <= SMALL_BLOCK {

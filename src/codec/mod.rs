@@ -341,12 +341,7 @@ impl ChunkCodec {
             }
             let mut escapes = Vec::new();
             if !esc.is_empty() {
-                let deltas: Vec<i64> = esc.iter().scan(0u64, |prev, &e| {
-                    let d = e - *prev;
-                    *prev = e;
-                    Some(d as i64)
-                }).collect();
-                ints::encode(&deltas, self.level, None, &mut escapes);
+                ints::encode(&block::index_gaps(&esc), self.level, None, &mut escapes);
             }
             let mut codes = Vec::new();
             ints::encode(&residual, self.level, var.grid, &mut codes);

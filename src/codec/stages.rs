@@ -60,6 +60,11 @@ pub trait BytesStage: std::fmt::Debug + Send + Sync {
     fn encode(&self, data: Vec<u8>) -> Vec<u8>;
     /// `expected`: the decoded length, when the stage before says it.
     fn decode(&self, data: &[u8], expected: Option<usize>) -> Result<Vec<u8>, String>;
+    /// Whether the stage's output is as long as its input (then the length the array->bytes
+    /// stage fixes holds after it too).
+    fn keeps_len(&self) -> bool {
+        false
+    }
 }
 
 // ---- array->array stages ----------------------------------------------------------------
@@ -218,7 +223,7 @@ pub enum Sign {
 }
 
 impl Sign {
-    fn to_u(self, v: i64) -> u64 {
+    pub fn to_u(self, v: i64) -> u64 {
         match self {
             Sign::Zigzag => zigzag(v),
             Sign::Unsigned => v as u64,
@@ -400,6 +405,9 @@ impl BytesStage for Shuffle {
     fn encode(&self, data: Vec<u8>) -> Vec<u8> {
         bytes::shuffle(self.width as usize, &data)
     }
+    fn keeps_len(&self) -> bool {
+        true
+    }
     fn decode(&self, data: &[u8], expected: Option<usize>) -> Result<Vec<u8>, String> {
         if expected.is_some_and(|e| e != data.len()) || data.len() % (self.width.max(1) as usize) != 0 {
             return Err(format!("{} bytes do not unshuffle as {}-byte elements", data.len(), self.width));
@@ -506,8 +514,8 @@ impl Chain {
         let expected = self.to_bytes.encoded_len(n);
         let mut data = None::<Vec<u8>>;
         for (j, s) in self.bytes.iter().enumerate().rev() {
-            // Only the stage next to array->bytes knows its output size; shuffle keeps sizes.
-            let exp = if self.bytes[..j].iter().all(|s| s.id() == 1) { expected } else { None };
+            // The array->bytes stage fixes a length; it holds through stages that keep lengths.
+            let exp = if self.bytes[..j].iter().all(|s| s.keeps_len()) { expected } else { None };
             data = Some(s.decode(data.as_deref().unwrap_or(payload), exp)?);
         }
         let mut codes = self.to_bytes.decode(data.as_deref().unwrap_or(payload), n, refs)?;

@@ -218,24 +218,21 @@ def parse_container(src):
         off, length, dsi, ccrc, first, rows = struct.unpack_from("<QQIIQQ", footer, 8 + ENTRY_LEN * i)
         _need(off == pos, f"chunk {i} at {off}, expected {pos} (chunks must tile back to back)")
         _need(off + length <= F, f"chunk {i} runs past the footer")
-        if dsi == 0xFFFFFFFF:
-            # an attachment: the embedded decoder of model `first`
-            _need(rows == 0 and header["models"][first].get("embedded"), f"chunk {i}: stray attachment")
+        if dsi in (0xFFFFFFFF, 0xFFFFFFFE):
+            if dsi == 0xFFFFFFFF:
+                # an attachment: the embedded decoder of model `first`
+                kind = "attachment"
+                _need(rows == 0 and header["models"][first].get("embedded"), f"chunk {i}: stray attachment")
+            else:
+                # a carried ROOT object: the key bytes of header root_objects[first]
+                kind = "root_object"
+                objs = header.get("root_objects", [])
+                _need(rows == 0 and first < len(objs) and objs[first]["kind"] != "directory"
+                      and objs[first]["bytes"] == length, f"chunk {i}: stray ROOT object")
             body = data[off:off + length]
-            _need(zlib.crc32(body) == ccrc, f"attachment {i} CRC mismatch")
+            _need(zlib.crc32(body) == ccrc, f"{kind} chunk {i} CRC mismatch")
             chunks.append(dict(index=i, offset=off, length=length, dataset=dsi, crc=ccrc,
-                               first_row=first, rows=0, body=body, attachment=True))
-            pos = off + length
-            continue
-        if dsi == 0xFFFFFFFE:
-            # a carried ROOT object: the key bytes of header root_objects[first]
-            objs = header.get("root_objects", [])
-            _need(rows == 0 and first < len(objs) and objs[first]["kind"] != "directory"
-                  and objs[first]["bytes"] == length, f"chunk {i}: stray ROOT object")
-            body = data[off:off + length]
-            _need(zlib.crc32(body) == ccrc, f"ROOT object chunk {i} CRC mismatch")
-            chunks.append(dict(index=i, offset=off, length=length, dataset=dsi, crc=ccrc,
-                               first_row=first, rows=0, body=body, root_object=True))
+                               first_row=first, rows=0, body=body, **{kind: True}))
             pos = off + length
             continue
         _need(dsi < len(datasets), f"chunk {i} dataset index {dsi}")
