@@ -255,6 +255,9 @@ const AC_ADAPT: u16 = 255;
 
 /// Blocks up to this many elements also try the `ac` coder's second context.
 const SMALL_BLOCK: usize = 4096;
+/// Blocks up to this many elements also try coarser sub-bin trees: on a few hundred elements
+/// learning 64 sub-bins an octave costs more than it saves (HZZ's electrons: 3-5 % of a block).
+const TINY_BLOCK: usize = 1024;
 
 /// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
 /// the one before, plus a decision per element; None where under 2 % repeat.
@@ -322,10 +325,11 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
         contexts.push(if context == Context::None { Context::Previous } else { Context::None });
     }
     let mut best: Vec<u8> = Vec::new();
-    for ctx in contexts {
+    let trees: &[u8] = if residual.len() <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
+    for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))) {
         let ac = Chain {
             codes: again(),
-            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits: AC_TREE_BITS, context: ctx, adapt: AC_ADAPT, repeats, repeat_side }, sign }),
+            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt: AC_ADAPT, repeats, repeat_side }, sign }),
             bytes: vec![],
         };
         let mut b = Vec::new();
