@@ -4,7 +4,7 @@
 
 use super::errstats::ErrStats;
 use super::stages::{self, Chain};
-use super::{bytes, model_stage, quantise};
+use super::{bytes, interp, model_stage, quantise};
 use crate::dtype::{i64_to_ints, push_value, DType};
 use crate::wire::{put_varint, Cursor};
 
@@ -27,6 +27,9 @@ pub const FLAG_GAPS: u8 = 2;
 /// METHOD_STAGED: no step in the block; it is twice the variable's tolerance as the header
 /// states it.
 pub const FLAG_STEP_KNOWN: u8 = 2;
+/// METHOD_STAGED: the codes are symbols of in-loop quantisation along an interpolation walk
+/// (`interp`), in walk order; its configuration follows the exact-element count.
+pub const FLAG_INTERP: u8 = 4;
 
 /// An integer block's stages and payload, not yet decoded.
 pub struct Codes<'a> {
@@ -64,7 +67,7 @@ pub struct ModelPart<'a> {
 pub enum Body<'a> {
     Raw { payload: &'a [u8] },
     Integer(Codes<'a>),
-    Quantised { step: f64, model: Option<ModelPart<'a>>, codes: Codes<'a>, exact: Exact<'a> },
+    Quantised { step: f64, model: Option<ModelPart<'a>>, interp: Option<interp::Config>, codes: Codes<'a>, exact: Exact<'a> },
     ModelOnly { exact: Exact<'a> },
 }
 
@@ -128,8 +131,8 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
             numeric()?;
             let staged = method == METHOD_STAGED;
             let flags = if method == METHOD_QUANTISED { 0 } else { cur.u8("flags")? };
-            let known = if staged { FLAG_MODEL | FLAG_STEP_KNOWN } else { FLAG_MODEL | FLAG_GAPS };
-            if flags & !known != 0 {
+            let known = if staged { FLAG_MODEL | FLAG_STEP_KNOWN | FLAG_INTERP } else { FLAG_MODEL | FLAG_GAPS };
+            if flags & !known != 0 || (flags & (FLAG_MODEL | FLAG_INTERP)) == (FLAG_MODEL | FLAG_INTERP) {
                 return Err(format!("unknown block flags {flags:#x}"));
             }
             let step = if staged && flags & FLAG_STEP_KNOWN != 0 {
@@ -141,6 +144,7 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
                 return Err(format!("invalid quantisation step {step}"));
             }
             let k = if staged { cur.varint("outlier count")? } else { cur.u64("outlier count")? };
+            let interp = if staged && flags & FLAG_INTERP != 0 { Some(interp::Config::read(cur, n)?) } else { None };
             let model = if flags & FLAG_MODEL != 0 {
                 let ne = if staged { cur.varint("escape count")? } else { cur.u64("escape count")? };
                 if ne > n as u64 {
@@ -163,7 +167,7 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
                 METHOD_STAGED => Some(ErrStats::read_compact(cur)?),
                 _ => None,
             };
-            (Body::Quantised { step, model, codes, exact }, errors)
+            (Body::Quantised { step, model, interp, codes, exact }, errors)
         }
         METHOD_MODEL_ONLY => {
             numeric()?;
@@ -236,7 +240,17 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             let codes = codes.decode(refs)?;
             Ok(Decoded { bytes: i64_to_ints(dtype, &codes), codes: Some(codes) })
         }
-        Body::Quantised { step, model, codes, exact } => {
+        Body::Quantised { step, interp: Some(cfg), codes, exact, .. } => {
+            // Symbols of the walk: no reference stages on them, and none for later variables.
+            let symbols = codes.decode(&stages::Refs::NONE)?;
+            let mut out = Vec::with_capacity(n * size);
+            for v in interp::dequantise(cfg, dtype, &symbols, *step) {
+                push_value(dtype, v, &mut out);
+            }
+            exact.apply(n, size, &mut out)?;
+            Ok(Decoded { bytes: out, codes: None })
+        }
+        Body::Quantised { step, model, interp: None, codes, exact } => {
             let step = *step;
             let codes = match model {
                 Some(m) => {
@@ -307,6 +321,8 @@ pub struct StagedBlock<'a> {
     /// The decoder knows the step (FLAG_STEP_KNOWN): it is left out.
     pub step_known: bool,
     pub model: Option<(&'a [u8], u64, u32)>,
+    /// The codes are in-loop interpolation symbols (never with `model`).
+    pub interp: Option<interp::Config>,
     pub codes: &'a [u8],
     pub exact: &'a [u64],
     pub stats: &'a ErrStats,
@@ -315,11 +331,18 @@ pub struct StagedBlock<'a> {
 impl StagedBlock<'_> {
     pub fn write(&self, size: usize, data: &[u8], level: i32, out: &mut Vec<u8>) {
         out.push(METHOD_STAGED);
-        out.push(if self.model.is_some() { FLAG_MODEL } else { 0 } | if self.step_known { FLAG_STEP_KNOWN } else { 0 });
+        out.push(
+            if self.model.is_some() { FLAG_MODEL } else { 0 }
+                | if self.step_known { FLAG_STEP_KNOWN } else { 0 }
+                | if self.interp.is_some() { FLAG_INTERP } else { 0 },
+        );
         if !self.step_known {
             out.extend_from_slice(&self.step.to_le_bytes());
         }
         put_varint(out, self.exact.len() as u64);
+        if let Some(cfg) = &self.interp {
+            cfg.write(out);
+        }
         if let Some((escapes, ne, crc)) = self.model {
             put_varint(out, ne);
             out.extend_from_slice(escapes);

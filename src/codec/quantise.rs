@@ -8,7 +8,7 @@
 use crate::dtype::{round_to, DType};
 
 /// Codes that fit f64's 53-bit mantissa convert to f64 and back exactly.
-const MAX_CODE: f64 = (1u64 << 52) as f64;
+pub const MAX_CODE: f64 = (1u64 << 52) as f64;
 
 pub struct Quantised {
     pub codes: Vec<i64>,
