@@ -1,25 +1,28 @@
-//! Multilevel interpolation over a chunk's 3-D grid, on the integer codes (the predictor SZ3
-//! and QoZ made the state of the art at loose bounds): the grid is visited coarse to fine, and
-//! each element is predicted by linear or cubic interpolation between elements of coarser levels
-//! along one dimension. Smooth fields are predicted from both sides, where Lorenzo only
-//! extrapolates from one corner, so at wide bins the residuals are smaller.
+//! Multilevel interpolation with in-loop quantisation, the predictor SZ3 and QoZ made the state
+//! of the art for smooth fields at loose bounds. The chunk's grid is walked coarse to fine; each
+//! element is predicted by linear or cubic interpolation along one dimension between elements
+//! the decoder has already rebuilt, and its symbol is `round((x - p) / bin)`. A smooth field is
+//! so predicted from both sides (Lorenzo only extrapolates from one corner), and only the
+//! rounding of `x` itself enters its residual (a prediction from pre-quantised codes carries the
+//! neighbours' rounding too), which at wide bins is most of it.
 //!
-//! Because it runs on the quantised codes (not on reconstructed floats), every prediction is an
-//! integer function of codes the decoder already holds: it inverts exactly on any machine, and
-//! the bound stays the quantiser's.
+//! The guarantee stays the codec's: the encoder rebuilds every element exactly as the decoder
+//! will (fixed IEEE operations, rounded to the variable's dtype), and stores any element that
+//! misses the bound exactly.
 //!
-//! The walk (baler-format.md, "interp"): dimensions (d0, d1, d2), `L` the least level with
-//! `2^L >= max(d)`. Element (0, 0, 0) comes first, predicted by 0. Then for each stride `s` =
-//! 2^(L-1), ..., 2, 1, for each dimension `k` in the stage's order: every element whose `k`
-//! index is an odd multiple of `s`, whose index along the dimensions before `k` in the order is
-//! a multiple of `s` and along those after a multiple of `2s`, in C order. Its neighbours along
-//! `k` at -3s, -s, +s, +3s are all of coarser levels (or done earlier at this one).
+//! The walk (baler-format.md, "interpolation"): dimensions (d0, d1, d2, d3), `L` the least
+//! level with `2^L >= max(d)`. Element 0 comes first, predicted by 0. Then for each stride `s` =
+//! 2^(L-1), ..., 2, 1 and each dimension `k` in the block's order: every element whose index
+//! along `k` is an odd multiple of `s`, along the dimensions before `k` in the order a multiple
+//! of `s`, along those after it a multiple of `2s`, in C order. Its neighbours along `k` at
+//! -3s, -s, +s, +3s are of coarser levels, or done earlier in this one.
 
 use super::quantise;
 use crate::dtype::DType;
+use crate::wire::{put_varint, Cursor};
 
-/// Dimension orders a stage may name: index into this list.
-pub const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+/// Dimensions of a walk: the chunk's leading (rows x whatever the grid leaves) and three more.
+pub const RANK: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -27,149 +30,90 @@ pub enum Kind {
     Cubic = 1,
 }
 
-/// The arithmetic of the predictions, for integer codes and for reconstructed floats: each is
-/// a fixed sequence of operations, so encoder and decoder compute the same bits on any machine.
-pub trait Interpolate: Copy {
-    /// Between b (at -1) and c (at +1).
-    fn linear(b: Self, c: Self) -> Self;
-    /// Lagrange weights at 0 of the nodes -3, -1, 1, 3 (units of s): (-1, 9, 9, -1) / 16.
-    fn cubic(a: Self, b: Self, c: Self, d: Self) -> Self;
-    /// Nodes -1, 1, 3: (3, 6, -1) / 8.
-    fn quad_left(b: Self, c: Self, d: Self) -> Self;
-    /// Nodes -3, -1, 1: (-1, 6, 3) / 8.
-    fn quad_right(a: Self, b: Self, c: Self) -> Self;
-}
-
-/// Integer weights, floor division (an arithmetic shift), wrapping.
-impl Interpolate for i64 {
-    #[inline]
-    fn linear(b: i64, c: i64) -> i64 {
-        (b >> 1) + (c >> 1) + (b & c & 1)
-    }
-    #[inline]
-    fn cubic(a: i64, b: i64, c: i64, d: i64) -> i64 {
-        b.wrapping_add(c).wrapping_mul(9).wrapping_sub(a).wrapping_sub(d).wrapping_add(8) >> 4
-    }
-    #[inline]
-    fn quad_left(b: i64, c: i64, d: i64) -> i64 {
-        b.wrapping_mul(3).wrapping_add(c.wrapping_mul(6)).wrapping_sub(d).wrapping_add(4) >> 3
-    }
-    #[inline]
-    fn quad_right(a: i64, b: i64, c: i64) -> i64 {
-        b.wrapping_mul(6).wrapping_add(c.wrapping_mul(3)).wrapping_sub(a).wrapping_add(4) >> 3
-    }
-}
-
-/// IEEE f64 in the order written (Rust never contracts to FMA on its own); the divisions are by
-/// powers of two, so exact.
-impl Interpolate for f64 {
-    #[inline]
-    fn linear(b: f64, c: f64) -> f64 {
-        (b + c) * 0.5
-    }
-    #[inline]
-    fn cubic(a: f64, b: f64, c: f64, d: f64) -> f64 {
-        ((b + c) * 9.0 - a - d) * 0.0625
-    }
-    #[inline]
-    fn quad_left(b: f64, c: f64, d: f64) -> f64 {
-        (b * 3.0 + c * 6.0 - d) * 0.125
-    }
-    #[inline]
-    fn quad_right(a: f64, b: f64, c: f64) -> f64 {
-        (b * 6.0 + c * 3.0 - a) * 0.125
-    }
-}
-
-/// The prediction at `i` along a line `a[base + j * step]` of `len` elements, from the
-/// elements at `i - s` (always there), `i + s`, `i - 3s`, `i + 3s` where they exist.
-#[inline]
-fn predict<T: Interpolate>(a: &[T], at: usize, i: usize, s: usize, len: usize, step: usize, kind: Kind) -> T {
-    let b = a[at - s * step];
-    if i + s >= len {
-        return b;
-    }
-    let c = a[at + s * step];
-    if kind == Kind::Linear {
-        return T::linear(b, c);
-    }
-    match (i >= 3 * s, i + 3 * s < len) {
-        (true, true) => T::cubic(a[at - 3 * s * step], b, c, a[at + 3 * s * step]),
-        (false, true) => T::quad_left(b, c, a[at + 3 * s * step]),
-        (true, false) => T::quad_right(a[at - 3 * s * step], b, c),
-        (false, false) => T::linear(b, c),
-    }
-}
-
-/// Walks the grid `dims` (product = `a.len()`) coarse to fine in dimension order `order`,
-/// calling `visit(slot, prediction)` once per element, the first with prediction 0. The
-/// prediction reads only elements visited before, so the encoder (which leaves `a` as it is and
-/// records `slot - prediction`) and the decoder (which sets `slot = residual + prediction`)
-/// see the same predictions.
-pub fn walk<T: Interpolate>(a: &mut [T], dims: [usize; 3], order: [usize; 3], kind: Kind, zero: T, mut visit: impl FnMut(usize, usize, &mut T, T)) {
-    debug_assert_eq!(dims.iter().product::<usize>(), a.len());
-    if a.is_empty() {
-        return;
-    }
-    let strides = [dims[1] * dims[2], dims[2], 1];
-    let top = dims.iter().copied().max().unwrap_or(1);
-    let levels = usize::BITS - (top - 1).leading_zeros(); // least L with 2^L >= top
-    visit(0, 1 << levels, &mut a[0], zero);
-    for level in (0..levels).rev() {
-        let s = 1usize << level;
-        for (j, &k) in order.iter().enumerate() {
-            if s >= dims[k] {
-                continue;
-            }
-            // (start, step) of each dimension's indices in this pass.
-            let mut range = [(0usize, 2 * s); 3];
-            range[k] = (s, 2 * s);
-            for &m in &order[..j] {
-                range[m] = (0, s);
-            }
-            let (len, step) = (dims[k], strides[k]);
-            for i0 in (range[0].0..dims[0]).step_by(range[0].1) {
-                for i1 in (range[1].0..dims[1]).step_by(range[1].1) {
-                    let row = i0 * strides[0] + i1 * strides[1];
-                    for i2 in (range[2].0..dims[2]).step_by(range[2].1) {
-                        let at = row + i2;
-                        let i = [i0, i1, i2][k];
-                        let p = predict(a, at, i, s, len, step, kind);
-                        visit(at, s, &mut a[at], p);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// An interpolation's settings as a block records them: the chunk's grid (d1, d2; the leading
-/// dimension is what is left), the formula, and the dimension order (index into `ORDERS`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub grid: [usize; 2],
-    pub kind: Kind,
-    pub order: u8,
-    /// Index into `LEVELWISE`.
-    pub levelwise: u8,
-}
-
 /// Level-wise bins (QoZ's, SZ3 3.3's): the bin of the level of stride 2^l is the block's
 /// divided by min(alpha^l, beta), so the coarse elements every finer level is predicted from
 /// are more precise. (alpha, beta); (1, 1) is one bin for all.
 pub const LEVELWISE: [(f64, f64); 2] = [(1.0, 1.0), (1.25, 2.0)];
 
+/// An interpolation as a block records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The trailing three dimensions of the block's grid; the leading one is what is left.
+    pub grid: [usize; 3],
+    pub kind: Kind,
+    /// The dimensions (0 leading .. 3 fastest) in the order each level interpolates along them.
+    pub order: [u8; RANK],
+    /// Index into `LEVELWISE`.
+    pub levelwise: u8,
+}
+
+/// The dimension orders tried: slowest axis first, and fastest first (SZ3's two).
+const ORDERS: [[u8; RANK]; 2] = [[0, 1, 2, 3], [3, 2, 1, 0]];
+
+/// The walks `pack` and the filter try on a grid: cubic in both dimension orders, and linear
+/// (rough data); each with one bin for all levels and with level-wise bins.
+pub fn candidates(grid: [usize; 3]) -> Vec<Config> {
+    let walks = [(Kind::Cubic, ORDERS[0]), (Kind::Cubic, ORDERS[1]), (Kind::Linear, ORDERS[0])];
+    walks
+        .into_iter()
+        .flat_map(|(kind, order)| (0..LEVELWISE.len() as u8).map(move |levelwise| Config { grid, kind, order, levelwise }))
+        .collect()
+}
+
+/// Whether `grid`'s trailing dimensions tile `n` elements.
+fn tiles(grid: [usize; 3], n: usize) -> bool {
+    let plane = grid.iter().try_fold(1usize, |p, &d| p.checked_mul(d)).unwrap_or(0);
+    plane > 0 && n % plane == 0
+}
+
+/// Whether a walk over `grid` is worth trying on a block of `n` elements.
+pub fn fits(grid: [usize; 3], n: usize) -> bool {
+    tiles(grid, n) && n > 1
+}
+
 impl Config {
-    pub fn dims(&self, n: usize) -> [usize; 3] {
-        [n / (self.grid[0] * self.grid[1]), self.grid[0], self.grid[1]]
+    pub fn dims(&self, n: usize) -> [usize; RANK] {
+        let [a, b, c] = self.grid;
+        [n / (a * b * c), a, b, c]
+    }
+
+    fn order(&self) -> [usize; RANK] {
+        self.order.map(|k| k as usize)
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
-        crate::wire::put_varint(out, self.grid[0] as u64);
-        crate::wire::put_varint(out, self.grid[1] as u64);
+        self.grid.iter().for_each(|&d| put_varint(out, d as u64));
         out.push(self.kind as u8);
-        out.push(self.order);
+        out.extend_from_slice(&self.order);
         out.push(self.levelwise);
+    }
+
+    /// Reads a configuration for a block of `n` elements, refusing one that does not tile it.
+    pub fn read(cur: &mut Cursor, n: usize) -> Result<Config, String> {
+        let mut grid = [0usize; 3];
+        for g in grid.iter_mut() {
+            *g = usize::try_from(cur.varint("interpolation grid")?).map_err(|_| "interpolation grid out of range")?;
+        }
+        if !tiles(grid, n) {
+            return Err(format!("interpolation grid {grid:?} does not tile {n} elements"));
+        }
+        let kind = match cur.u8("interpolation kind")? {
+            0 => Kind::Linear,
+            1 => Kind::Cubic,
+            k => return Err(format!("unknown interpolation kind {k}")),
+        };
+        let mut order = [0u8; RANK];
+        order.copy_from_slice(cur.bytes(RANK as u64, "interpolation order")?);
+        let mut sorted = order;
+        sorted.sort_unstable();
+        if sorted != [0, 1, 2, 3] {
+            return Err(format!("interpolation order {order:?} is not an order of the 4 dimensions"));
+        }
+        let levelwise = cur.u8("interpolation level-wise bins")?;
+        if levelwise as usize >= LEVELWISE.len() {
+            return Err(format!("unknown level-wise bins {levelwise}"));
+        }
+        Ok(Config { grid, kind, order, levelwise })
     }
 
     /// The bin width of each level (index: log2 of its stride), from the block's `step`: a fixed
@@ -184,73 +128,136 @@ impl Config {
         }
         out
     }
+}
 
-    /// Reads a configuration for a block of `n` elements, refusing one that does not tile it.
-    pub fn read(cur: &mut crate::wire::Cursor, n: usize) -> Result<Config, String> {
-        let mut grid = [0usize; 2];
-        for (g, what) in grid.iter_mut().zip(["interpolation grid d1", "interpolation grid d2"]) {
-            *g = usize::try_from(cur.varint(what)?).map_err(|_| format!("{what} out of range"))?;
-        }
-        let [d1, d2] = grid;
-        if d1 == 0 || d2 == 0 || d1.checked_mul(d2).is_none_or(|p| n % p != 0) {
-            return Err(format!("interpolation grid {d1} x {d2} does not tile {n} elements"));
-        }
-        let kind = match cur.u8("interpolation kind")? {
-            0 => Kind::Linear,
-            1 => Kind::Cubic,
-            k => return Err(format!("unknown interpolation kind {k}")),
-        };
-        let order = cur.u8("interpolation order")?;
-        if order as usize >= ORDERS.len() {
-            return Err(format!("unknown interpolation dimension order {order}"));
-        }
-        let levelwise = cur.u8("interpolation level-wise bins")?;
-        if levelwise as usize >= LEVELWISE.len() {
-            return Err(format!("unknown level-wise bins {levelwise}"));
-        }
-        Ok(Config { grid, kind, order, levelwise })
+/// The prediction at index `i` of a line through `at` whose elements lie `step` apart, `len`
+/// of them: from the elements at `i - s` (always there), `i + s`, `i - 3s`, `i + 3s` where they
+/// exist. Lagrange weights at 0 of the nodes used, in f64, in the order written (Rust never
+/// contracts to FMA on its own; the divisions are by powers of two, so exact).
+#[inline]
+fn predict(a: &[f64], at: usize, i: usize, s: usize, len: usize, step: usize, kind: Kind) -> f64 {
+    let b = a[at - s * step];
+    if i + s >= len {
+        return b;
     }
+    let c = a[at + s * step];
+    if kind == Kind::Linear {
+        return (b + c) * 0.5;
+    }
+    match (i >= 3 * s, i + 3 * s < len) {
+        // Nodes -3, -1, 1, 3 (units of s): (-1, 9, 9, -1) / 16.
+        (true, true) => ((b + c) * 9.0 - a[at - 3 * s * step] - a[at + 3 * s * step]) * 0.0625,
+        // Nodes -1, 1, 3: (3, 6, -1) / 8.
+        (false, true) => (b * 3.0 + c * 6.0 - a[at + 3 * s * step]) * 0.125,
+        // Nodes -3, -1, 1: (-1, 6, 3) / 8.
+        (true, false) => (b * 6.0 + c * 3.0 - a[at - 3 * s * step]) * 0.125,
+        (false, false) => (b + c) * 0.5,
+    }
+}
 
-    fn run(&self, a: &mut [f64], visit: impl FnMut(usize, usize, &mut f64, f64)) {
-        let dims = self.dims(a.len());
-        walk(a, dims, ORDERS[self.order as usize], self.kind, 0.0, visit)
+/// The least L with 2^L >= the largest dimension.
+fn levels(dims: &[usize; RANK]) -> u32 {
+    let top = dims.iter().copied().max().unwrap_or(1).max(1);
+    usize::BITS - (top - 1).leading_zeros()
+}
+
+/// (start, step) of each dimension's indices in the pass along `order[j]` at stride `s`.
+fn pass_ranges(order: &[usize; RANK], j: usize, s: usize) -> [(usize, usize); RANK] {
+    let mut range = [(0usize, 2 * s); RANK];
+    range[order[j]] = (s, 2 * s);
+    for &m in &order[..j] {
+        range[m] = (0, s);
     }
+    range
+}
+
+/// Walks the grid `dims` (product = `a.len()`) coarse to fine, calling `visit(index, stride,
+/// slot, prediction)` once per element, the first with prediction 0. Predictions read only
+/// elements visited before, so the encoder (which writes each rebuilt value into its slot) and
+/// the decoder (the same) see the same predictions.
+fn walk(a: &mut [f64], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl FnMut(usize, usize, &mut f64, f64)) {
+    if a.is_empty() {
+        return;
+    }
+    let strides = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
+    let levels = levels(&dims);
+    visit(0, 1 << levels, &mut a[0], 0.0);
+    for level in (0..levels).rev() {
+        let s = 1usize << level;
+        for (j, &k) in order.iter().enumerate() {
+            if s >= dims[k] {
+                continue;
+            }
+            let r = pass_ranges(&order, j, s);
+            let (len, step) = (dims[k], strides[k]);
+            for i0 in (r[0].0..dims[0]).step_by(r[0].1) {
+                for i1 in (r[1].0..dims[1]).step_by(r[1].1) {
+                    for i2 in (r[2].0..dims[2]).step_by(r[2].1) {
+                        let row = i0 * strides[0] + i1 * strides[1] + i2 * strides[2];
+                        for i3 in (r[3].0..dims[3]).step_by(r[3].1) {
+                            let at = row + i3;
+                            let i = [i0, i1, i2, i3][k];
+                            let p = predict(a, at, i, s, len, step, kind);
+                            visit(at, s, &mut a[at], p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How many elements each pass of the walk visits, in walk order (the anchor first).
+fn pass_lengths(dims: [usize; RANK], order: [usize; RANK]) -> Vec<usize> {
+    let count = |(start, step): (usize, usize), d: usize| if start >= d { 0 } else { (d - start).div_ceil(step) };
+    let mut out = vec![usize::from(dims.iter().product::<usize>() > 0)];
+    for level in (0..levels(&dims)).rev() {
+        let s = 1usize << level;
+        for (j, &k) in order.iter().enumerate() {
+            if s < dims[k] {
+                let r = pass_ranges(&order, j, s);
+                out.push((0..RANK).map(|m| count(r[m], dims[m])).product());
+            }
+        }
+    }
+    out
 }
 
 /// One element's value as the decoder rebuilds it from its prediction and symbol, and as the
 /// predictions after it see it: never infinite or NaN, so one bad element cannot spread.
 #[inline]
-fn rebuilt(dtype: DType, p: f64, q: i64, step: f64) -> (f64, f64) {
+fn rebuilt(dtype: DType, p: f64, q: i64, step: f64) -> f64 {
     let p = if p.is_finite() { p } else { 0.0 };
     let r = quantise::reconstruct(dtype, p, q, step);
-    (p, if r.is_finite() { r } else { p })
+    if r.is_finite() {
+        r
+    } else {
+        p
+    }
 }
 
-/// In-loop quantisation along the walk (SZ3's way, on floats): each element's prediction comes
-/// from the values the decoder will have rebuilt, and its symbol is `round((x - p) / step)`.
-/// Only the rounding of `x` itself enters the residual (a prediction from pre-quantised codes
-/// carries its neighbours' rounding too), which at wide bins is most of it.
 pub struct Walked {
     /// In walk order.
     pub symbols: Vec<i64>,
-    /// Elements to store exactly (ascending): not `valid`, or beyond the bound once rebuilt.
+    /// Elements to store exactly (ascending): not valid, or beyond the bound once rebuilt.
     pub exact: Vec<u64>,
     /// What the decoder rebuilds for each element, before the exact ones are put back.
     pub rebuilt: Vec<f64>,
 }
 
-/// `valid(i)`: the element is a value to bound (not missing, finite). Invalid elements get
-/// symbol 0, so they take their prediction's value in the walk: a mask, not a jump to a fill.
+/// Quantises `values` to `tol` along `cfg`'s walk. `valid(i)`: the element is a value to bound
+/// (not missing). Other elements, and those that miss the bound, are listed to be stored
+/// exactly; a missing one gets symbol 0, so it takes its prediction's value in the walk: a mask,
+/// not a jump to a fill value.
 pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize) -> bool, tol: f64) -> Walked {
-    let step = 2.0 * tol;
     let n = values.len();
+    let steps = cfg.level_steps(2.0 * tol);
     let mut symbols = Vec::with_capacity(n);
     let mut exact = Vec::new();
     let mut a = vec![0f64; n];
-    let steps = cfg.level_steps(step);
-    cfg.run(&mut a, |i, s, slot, p| {
+    walk(&mut a, cfg.dims(n), cfg.order(), cfg.kind, |i, s, slot, p| {
         let x = values[i];
-        // A level's finer bin is a choice of the encoder; the promise is `tol`.
+        // A level's finer bin is the encoder's choice; the promise is `tol`.
         let step = steps[s.trailing_zeros() as usize];
         let mut q = 0i64;
         let mut kept = false;
@@ -266,53 +273,22 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
             exact.push(i as u64);
         }
         symbols.push(q);
-        *slot = rebuilt(dtype, p, q, step).1;
+        *slot = rebuilt(dtype, p, q, step);
     });
     exact.sort_unstable();
     Walked { symbols, exact, rebuilt: a }
 }
 
-/// Undoes `quantise`: symbols in walk order to the rebuilt values in C order.
+/// Undoes `quantise`: the symbols (walk order) of a block whose bin is `step`, to the rebuilt
+/// values in C order.
 pub fn dequantise(cfg: &Config, dtype: DType, symbols: &[i64], step: f64) -> Vec<f64> {
+    let steps = cfg.level_steps(step);
     let mut a = vec![0f64; symbols.len()];
     let mut next = symbols.iter();
-    let steps = cfg.level_steps(step);
-    cfg.run(&mut a, |_, s, slot, p| *slot = rebuilt(dtype, p, next.next().copied().unwrap_or(0), steps[s.trailing_zeros() as usize]).1);
+    walk(&mut a, cfg.dims(symbols.len()), cfg.order(), cfg.kind, |_, s, slot, p| {
+        *slot = rebuilt(dtype, p, next.next().copied().unwrap_or(0), steps[s.trailing_zeros() as usize]);
+    });
     a
-}
-
-/// The walks `pack` and the filter try on a grid: cubic in the two dimension orders SZ3 tries
-/// (slowest axis first, fastest first), and linear (rough data); each with one bin for all
-/// levels and with level-wise bins.
-pub fn candidates(grid: [usize; 2]) -> Vec<Config> {
-    let walks = [(Kind::Cubic, 0), (Kind::Cubic, 5), (Kind::Linear, 0)];
-    walks
-        .into_iter()
-        .flat_map(|(kind, order)| (0..LEVELWISE.len() as u8).map(move |levelwise| Config { grid, kind, order, levelwise }))
-        .collect()
-}
-
-/// How many elements each pass of the walk visits, in walk order (the anchor first).
-pub fn pass_lengths(dims: [usize; 3], order: [usize; 3]) -> Vec<usize> {
-    let count = |start: usize, step: usize, d: usize| if start >= d { 0 } else { (d - start).div_ceil(step) };
-    let mut out = vec![usize::from(dims.iter().product::<usize>() > 0)];
-    let top = dims.iter().copied().max().unwrap_or(1).max(1);
-    let levels = usize::BITS - (top - 1).leading_zeros();
-    for level in (0..levels).rev() {
-        let s = 1usize << level;
-        for (j, &k) in order.iter().enumerate() {
-            if s >= dims[k] {
-                continue;
-            }
-            let mut range = [(0usize, 2 * s); 3];
-            range[k] = (s, 2 * s);
-            for &m in &order[..j] {
-                range[m] = (0, s);
-            }
-            out.push((0..3).map(|m| count(range[m].0, range[m].1, dims[m])).product());
-        }
-    }
-    out
 }
 
 /// Bits the `ac` stage spends on a walk's symbols, about: the order-0 cost of each pass on its
@@ -322,7 +298,7 @@ pub fn pass_lengths(dims: [usize; 3], order: [usize; 3]) -> Vec<usize> {
 pub fn estimate(cfg: &Config, symbols: &[i64]) -> f64 {
     use super::{ints::cost, stages::zigzag};
     let (mut at, mut plain, mut delta) = (0, 0.0, 0.0);
-    for len in pass_lengths(cfg.dims(symbols.len()), ORDERS[cfg.order as usize]) {
+    for len in pass_lengths(cfg.dims(symbols.len()), cfg.order()) {
         let end = (at + len).min(symbols.len());
         let pass = &symbols[at..end];
         plain += cost(pass.iter().map(|&c| zigzag(c)));
@@ -332,54 +308,65 @@ pub fn estimate(cfg: &Config, symbols: &[i64]) -> f64 {
     plain.min(delta)
 }
 
-/// The residuals of `a` in walk order.
-pub fn residuals(a: &[i64], dims: [usize; 3], order: [usize; 3], kind: Kind) -> Vec<i64> {
-    let mut out = Vec::with_capacity(a.len());
-    // The walk only reads `a`; it takes it mutably because the decoder writes through it.
-    let mut copy = a.to_vec();
-    walk(&mut copy, dims, order, kind, 0, |_, _, slot, p| out.push(slot.wrapping_sub(p)));
-    out
-}
-
-/// Undoes `residuals`: `r` in walk order to the codes in C order.
-pub fn undo(r: &[i64], dims: [usize; 3], order: [usize; 3], kind: Kind) -> Vec<i64> {
-    let mut a = vec![0i64; r.len()];
-    let mut next = r.iter();
-    walk(&mut a, dims, order, kind, 0, |_, _, slot, p| *slot = next.next().copied().unwrap_or(0).wrapping_add(p));
-    a
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn shapes() -> Vec<[usize; 3]> {
-        vec![[1, 1, 1], [1, 1, 2], [1, 1, 7], [3, 1, 1], [2, 2, 2], [5, 7, 9], [1, 33, 17], [16, 16, 16], [4, 1, 100], [9, 1, 1]]
+        vec![[1, 1, 1], [1, 1, 2], [1, 1, 7], [1, 2, 2], [1, 7, 9], [3, 5, 4], [1, 33, 17], [4, 4, 16], [1, 1, 100]]
+    }
+
+    fn xorshift(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
     }
 
     #[test]
-    fn visits_every_element_once_and_inverts_exactly() {
-        let mut s = 0x9e37_79b9_7f4a_7c15u64;
-        for dims in shapes() {
-            let n: usize = dims.iter().product();
-            for order in ORDERS {
-                for kind in [Kind::Linear, Kind::Cubic] {
+    fn visits_every_element_once() {
+        for grid in shapes() {
+            for rows in [1, 2, 5] {
+                let cfg = Config { grid, kind: Kind::Cubic, order: ORDERS[0], levelwise: 0 };
+                let n = rows * grid.iter().product::<usize>();
+                for order in [ORDERS[0], ORDERS[1], [2, 0, 3, 1]] {
+                    let dims = cfg.dims(n);
+                    let order = order.map(|k| k as usize);
                     let mut seen = vec![0u8; n];
-                    let mut a: Vec<i64> = (0..n as i64).collect();
-                    walk(&mut a, dims, order, kind, 0, |_, _, slot, _| seen[*slot as usize] += 1);
+                    walk(&mut vec![0.0; n], dims, order, Kind::Cubic, |i, _, _, _| seen[i] += 1);
                     assert!(seen.iter().all(|&c| c == 1), "{dims:?} {order:?}");
-                    assert_eq!(pass_lengths(dims, order).iter().sum::<usize>(), n);
-                    for extreme in [false, true] {
-                        let codes: Vec<i64> = (0..n)
-                            .map(|_| {
-                                s ^= s << 13;
-                                s ^= s >> 7;
-                                s ^= s << 17;
-                                if extreme { s as i64 } else { (s % 200) as i64 - 100 }
-                            })
-                            .collect();
-                        let r = residuals(&codes, dims, order, kind);
-                        assert_eq!(undo(&r, dims, order, kind), codes, "{dims:?} {order:?} {kind:?}");
+                    assert_eq!(pass_lengths(dims, order).iter().sum::<usize>(), n, "{dims:?} {order:?}");
+                }
+            }
+        }
+    }
+
+    /// Every element within the bound or listed exact, on smooth data, noise, extremes and
+    /// non-finite values, for every configuration, f32 and f64; the decoder rebuilds the same.
+    #[test]
+    fn bound_holds_and_decoder_agrees() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for grid in shapes() {
+            let n = 3 * grid.iter().product::<usize>();
+            let smooth: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 50.0 + 280.0).collect();
+            let noise: Vec<f64> = (0..n).map(|_| (xorshift(&mut s) % 10_000) as f64 * 1e-3 - 5.0).collect();
+            let mut wild: Vec<f64> = (0..n).map(|_| f64::from_bits(xorshift(&mut s))).collect();
+            wild.iter_mut().step_by(3).for_each(|v| *v = f64::NAN);
+            for values in [smooth, noise, wild] {
+                for cfg in candidates(grid) {
+                    for (dtype, tol) in [(DType::F32, 1e-2), (DType::F64, 1e-7), (DType::F32, 1e30)] {
+                        let values: Vec<f64> = values.iter().map(|&v| crate::dtype::round_to(dtype, v)).collect();
+                        let w = quantise(&cfg, dtype, &values, |i| i % 17 != 5, tol);
+                        let back = dequantise(&cfg, dtype, &w.symbols, 2.0 * tol);
+                        assert_eq!(back, w.rebuilt, "{cfg:?}");
+                        let exact: std::collections::HashSet<u64> = w.exact.iter().copied().collect();
+                        for (i, (&x, &y)) in values.iter().zip(&back).enumerate() {
+                            if i % 17 == 5 {
+                                assert!(exact.contains(&(i as u64)));
+                            } else if !exact.contains(&(i as u64)) {
+                                assert!((x - y).abs() <= tol, "{cfg:?} {dtype} i={i} x={x:e} y={y:e}");
+                            }
+                        }
                     }
                 }
             }
@@ -388,19 +375,35 @@ mod tests {
 
     #[test]
     fn predicts_smooth_grids_from_both_sides() {
-        // A quadratic along every axis: cubic interpolation is exact inside (its stencil is
-        // exact on cubics), so away from the edges the residuals are rounding only.
-        let dims = [9, 17, 33];
-        let mut codes = Vec::new();
-        for i in 0..dims[0] as i64 {
-            for j in 0..dims[1] as i64 {
-                for k in 0..dims[2] as i64 {
-                    codes.push(1000 + 3 * i * i + 16 * j - k * k);
+        // A quadratic along every axis: cubic interpolation (and its three-node edge formulas)
+        // is exact on it, so away from the far edges every symbol is 0.
+        let grid = [1, 17, 33];
+        let mut values = Vec::new();
+        for i in 0..9 {
+            for j in 0..17 {
+                for k in 0..33 {
+                    values.push(1000.0 + 3.0 * (i * i) as f64 + 16.0 * j as f64 - (k * k) as f64 * 0.5);
                 }
             }
         }
-        let r = residuals(&codes, dims, ORDERS[0], Kind::Cubic);
-        let small = r.iter().skip(1).filter(|&&x| x.abs() <= 1).count();
-        assert!(small * 10 >= r.len() * 9, "{small} of {}", r.len());
+        let cfg = Config { grid, kind: Kind::Cubic, order: ORDERS[0], levelwise: 0 };
+        let w = quantise(&cfg, DType::F64, &values, |_| true, 0.01);
+        let zeros = w.symbols.iter().filter(|&&q| q == 0).count();
+        assert!(zeros * 10 >= w.symbols.len() * 9, "{zeros} of {}", w.symbols.len());
+        assert!(w.exact.is_empty());
+    }
+
+    #[test]
+    fn damaged_configurations_are_refused() {
+        let mut out = Vec::new();
+        Config { grid: [1, 4, 5], kind: Kind::Cubic, order: [3, 2, 1, 0], levelwise: 1 }.write(&mut out);
+        assert!(Config::read(&mut Cursor::new(&out), 40).is_ok());
+        assert!(Config::read(&mut Cursor::new(&out), 41).is_err(), "a grid that does not tile");
+        for (at, v) in [(3, 7u8), (4, 1), (8, 9)] {
+            let mut bad = out.clone();
+            bad[at] = v;
+            assert!(Config::read(&mut Cursor::new(&bad), 40).is_err(), "byte {at} = {v}");
+        }
+        assert!(Config::read(&mut Cursor::new(&out[..5]), 40).is_err());
     }
 }

@@ -7,8 +7,7 @@
 //! (wrapping arithmetic: no overflow, no rounding) whatever machine it runs on.
 
 use super::ac::{AcConfig, Context};
-use super::interp;
-use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Interp, Lorenzo, Offset, Packed, Reference, Refs, Shuffle, Sign, Zstd};
+use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Offset, Packed, Reference, Refs, Shuffle, Sign, Zstd};
 use crate::wire::Cursor;
 
 /// The trailing two dimensions (d1, d2) of a chunk's grid, C order; the leading dimension is
@@ -46,7 +45,6 @@ pub fn lorenzo(a: &[i64], x: usize, plane: usize, d2: usize) -> i64 {
     p
 }
 
-pub fn lorenzo_residuals_pub(codes: &[i64], g: [usize; 2]) -> Vec<i64> { lorenzo_residuals(codes, g) }
 pub(super) fn lorenzo_residuals(codes: &[i64], [d1, d2]: [usize; 2]) -> Vec<i64> {
     let plane = d1 * d2;
     (0..codes.len()).map(|x| codes[x].wrapping_sub(lorenzo(codes, x, plane, d2))).collect()
@@ -61,7 +59,7 @@ pub(super) fn lorenzo_undo(codes: &mut [i64], [d1, d2]: [usize; 2]) {
 }
 
 /// Whether a grid's planes tile `n` elements (a grid that does not is ignored).
-pub fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
+fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
     grid.filter(|&[d1, d2]| d1 > 0 && d2 > 0 && n % (d1 * d2) == 0 && (n > d1 * d2 || d1 > 1))
 }
 
@@ -178,12 +176,12 @@ struct Prediction {
 /// the one whose residuals cost least is kept.
 fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
     // Each candidate is priced from an iterator; only the winner's residuals are materialised.
+    #[derive(Clone, Copy)]
     enum Pick {
         Plain,
         Offset(i64),
         Delta,
         Lorenzo([usize; 2]),
-        Interp(Interp, Vec<i64>),
         Reference(Reference),
     }
     let min = codes.iter().copied().min().unwrap_or(0);
@@ -213,28 +211,13 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
         if k < best {
             (pick, best) = (Pick::Lorenzo(g), k);
         }
-        // Interpolation: cubic in the two dimension orders SZ3 tries, and linear (rough data).
-        let dims = [codes.len() / plane, g[0], g[1]];
-        for (kind, order) in [(interp::Kind::Cubic, 0u8), (interp::Kind::Cubic, 5), (interp::Kind::Linear, 0)] {
-            let r = interp::residuals(codes, dims, interp::ORDERS[order as usize], kind);
-            let k = cost(r.iter().map(|&c| zigzag(c)));
-            if k < best {
-                (pick, best) = (Pick::Interp(Interp { grid: g, kind, order }, r), k);
-            }
-        }
     }
     // A reference's configuration (a few varints) must be paid for.
     if let Some((stage, _)) = reference(codes, refs).filter(|&(_, k)| k + 64.0 < best) {
         pick = Pick::Reference(stage);
     }
-    let predicted = !matches!(pick, Pick::Plain | Pick::Offset(_));
     let mut r = codes.to_vec();
     let (stages, sign, context): (Vec<Box<dyn CodesStage>>, Sign, Context) = match pick {
-        // Residuals in walk order: a level's magnitudes follow each other.
-        Pick::Interp(stage, residual) => {
-            r = residual;
-            (vec![Box::new(stage)], Sign::Zigzag, Context::Previous)
-        }
         Pick::Plain => (vec![], Sign::Zigzag, Context::None),
         Pick::Offset(by) => {
             Offset { by }.encode(&mut r, refs);
@@ -256,9 +239,9 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
     };
     // Without a predictor the repeats were priced above; another predictor's residuals are
     // priced now.
-    let repeats = match predicted {
-        false => plain_repeats,
-        true => repeats_cost(&r, |c| sign.to_u(c)).is_some_and(|k| k < cost(r.iter().map(|&c| sign.to_u(c)))),
+    let repeats = match pick {
+        Pick::Plain | Pick::Offset(_) => plain_repeats,
+        _ => repeats_cost(&r, |c| sign.to_u(c)).is_some_and(|k| k < cost(r.iter().map(|&c| sign.to_u(c)))),
     };
     Prediction { stages, residual: r, sign, context, repeats }
 }
@@ -440,12 +423,7 @@ mod tests {
         }
         let mut out = Vec::new();
         encode(&codes, 3, Some([d1, d2]), &mut out);
-        assert_eq!((out[0], out[1]), (stages::CHAIN, 1));
-        assert!([2, 5].contains(&out[2]), "a grid predictor (Lorenzo or interpolation) predicts it");
-        assert_eq!(decode(&mut Cursor::new(&out), codes.len()).unwrap(), codes);
-        let lorenzo = Chain { codes: vec![Box::new(Lorenzo { grid: [d1, d2] })], to_bytes: Box::new(Packed { width: 8, sign: Sign::Zigzag }), bytes: vec![] };
-        out.clear();
-        lorenzo.encode(&codes, &Refs::NONE, &mut out);
+        assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 2), "Lorenzo predicts it");
         assert_eq!(decode(&mut Cursor::new(&out), codes.len()).unwrap(), codes);
         let mut bad = out.clone();
         bad[3..7].copy_from_slice(&4u32.to_le_bytes());

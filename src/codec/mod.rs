@@ -48,6 +48,8 @@ pub struct VarCoding {
     pub model_only: bool,
     /// The grid the elements lie on, for the Lorenzo predictor (fields); None for tables.
     pub grid: ints::Grid,
+    /// The trailing three dimensions of the grid, for interpolation (`interp`); None for tables.
+    pub walk_grid: Option<[usize; 3]>,
     /// What marks an element missing (fill values, a valid range; NaN always is): such elements
     /// are stored exactly and kept out of statistics, model inputs and predictions. Encoder
     /// only: the decoder reads them as exact values.
@@ -56,6 +58,19 @@ pub struct VarCoding {
     /// block need not repeat its quantisation step. Not so in the HDF5 filter, whose `rel`
     /// tolerance depends on each chunk's range.
     pub step_known: bool,
+}
+
+/// The trailing three dimensions of a row shape (a dataset's shape without its first axis),
+/// padded with 1s; the leading ones fold into the chunk's first. None for rows of one element.
+fn walk_grid(row_shape: &[u64]) -> Option<[usize; 3]> {
+    if row_shape.is_empty() {
+        return None;
+    }
+    let mut g = [1usize; 3];
+    for (d, &r) in g.iter_mut().rev().zip(row_shape.iter().rev()) {
+        *d = usize::try_from(r).ok()?;
+    }
+    Some(g)
 }
 
 impl VarCoding {
@@ -72,7 +87,7 @@ impl VarCoding {
         } else {
             None
         };
-        VarCoding { dtype, tolerance, model_only: numeric && none, grid: None, missing: None, step_known: false }
+        VarCoding { dtype, tolerance, model_only: numeric && none, grid: None, walk_grid: None, missing: None, step_known: false }
     }
 
     /// For a variable whose rows have this shape (the dataset's shape without its first
@@ -80,6 +95,15 @@ impl VarCoding {
     /// Lorenzo predictor over (rows, d1, d2).
     pub fn on_rows(mut self, row_shape: &[u64]) -> VarCoding {
         self.grid = ints::row_grid(row_shape);
+        self.walk_grid = walk_grid(row_shape);
+        self
+    }
+
+    /// For a variable whose chunks lie on a grid with these trailing two dimensions (a filter's
+    /// chunk), the leading one folding whatever is left.
+    pub fn on_grid(mut self, grid: ints::Grid) -> VarCoding {
+        self.grid = grid;
+        self.walk_grid = grid.map(|[d1, d2]| [1, d1, d2]);
         self
     }
 
@@ -365,7 +389,7 @@ impl ChunkCodec {
         block.write(dtype.size(), data, self.level, &mut mine);
         // A grid without a model may be smaller interpolated (wide bins, smooth fields).
         if !use_model {
-            if let Some(grid) = ints::fits(var.grid, values.len()) {
+            if let Some(grid) = var.walk_grid.filter(|&g| interp::fits(g, values.len())) {
                 if let Some((bytes, st, exact)) = self.encode_interp(var, grid, data, values, tol, missing.as_deref(), mine.len()) {
                     out.extend_from_slice(&bytes);
                     return (VarEncodeStats { bytes: 0, outliers: exact, errors: Some(st), used_model: false, saved: 0 }, None);
@@ -388,7 +412,7 @@ impl ChunkCodec {
     fn encode_interp(
         &self,
         var: &VarCoding,
-        grid: [usize; 2],
+        grid: [usize; 3],
         data: &[u8],
         values: &[f64],
         tol: f64,
@@ -597,7 +621,7 @@ mod tests {
                 _ => (0..n * dtype.size()).map(|i| (i * 31 % 251) as u8).collect(),
             };
             for tolerance in [None, Some(0.01)] {
-                vars.push(VarCoding { dtype, tolerance, model_only: false, grid: None, missing: None, step_known: false });
+                vars.push(VarCoding { dtype, tolerance, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false });
                 data.push(bytes.clone());
             }
         }

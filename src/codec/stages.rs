@@ -9,7 +9,6 @@
 //! read as the chain they amount to (`legacy`), by these same stages.
 
 use super::ac::{self, AcConfig, Context};
-use super::interp;
 use super::bytes;
 use crate::wire::{put_varint, Cursor};
 
@@ -199,46 +198,6 @@ impl CodesStage for Reference {
     fn decode(&self, codes: &mut [i64], refs: &Refs) -> Result<(), String> {
         let r = self.reference(refs, codes.len())?;
         codes.iter_mut().zip(r).for_each(|(c, &r)| *c = c.wrapping_add(self.predict(r)));
-        Ok(())
-    }
-}
-
-/// Multilevel interpolation over the chunk's grid (`interp`): residuals in the walk's order,
-/// coarse to fine, so an adaptive coder sees each level's magnitudes together.
-#[derive(Debug, Clone, Copy)]
-pub struct Interp {
-    pub grid: [usize; 2],
-    pub kind: interp::Kind,
-    /// Index into `interp::ORDERS`.
-    pub order: u8,
-}
-
-impl Interp {
-    fn dims(&self, n: usize) -> [usize; 3] {
-        [n / (self.grid[0] * self.grid[1]), self.grid[0], self.grid[1]]
-    }
-}
-
-impl CodesStage for Interp {
-    fn boxed_clone(&self) -> Box<dyn CodesStage> {
-        Box::new(*self)
-    }
-    fn id(&self) -> u8 {
-        5
-    }
-    fn write_config(&self, out: &mut Vec<u8>) {
-        put_varint(out, self.grid[0] as u64);
-        put_varint(out, self.grid[1] as u64);
-        out.push(self.kind as u8);
-        out.push(self.order);
-    }
-    fn encode(&self, codes: &mut [i64], _: &Refs) {
-        let r = interp::residuals(codes, self.dims(codes.len()), interp::ORDERS[self.order as usize], self.kind);
-        codes.copy_from_slice(&r);
-    }
-    fn decode(&self, codes: &mut [i64], _: &Refs) -> Result<(), String> {
-        let a = interp::undo(codes, self.dims(codes.len()), interp::ORDERS[self.order as usize], self.kind);
-        codes.copy_from_slice(&a);
         Ok(())
     }
 }
@@ -580,26 +539,6 @@ fn read_codes_stage(cur: &mut Cursor, n: usize) -> Result<Box<dyn CodesStage>, S
             let var = u32::try_from(cur.varint("reference variable")?).map_err(|_| "reference variable out of range")?;
             Box::new(Reference { var, slope: unzigzag(cur.varint("reference slope")?), off: unzigzag(cur.varint("reference offset")?) })
         }
-        5 => {
-            let mut grid = [0usize; 2];
-            for (g, what) in grid.iter_mut().zip(["interpolation grid d1", "interpolation grid d2"]) {
-                *g = usize::try_from(cur.varint(what)?).map_err(|_| format!("{what} out of range"))?;
-            }
-            let [d1, d2] = grid;
-            if d1 == 0 || d2 == 0 || d1.checked_mul(d2).is_none_or(|p| n % p != 0) {
-                return Err(format!("interpolation grid {d1} x {d2} does not tile {n} elements"));
-            }
-            let kind = match cur.u8("interpolation kind")? {
-                0 => interp::Kind::Linear,
-                1 => interp::Kind::Cubic,
-                k => return Err(format!("unknown interpolation kind {k}")),
-            };
-            let order = cur.u8("interpolation order")?;
-            if order as usize >= interp::ORDERS.len() {
-                return Err(format!("unknown interpolation dimension order {order}"));
-            }
-            Box::new(Interp { grid, kind, order })
-        }
         k => return Err(format!("unknown array stage {k}")),
     })
 }
@@ -740,8 +679,6 @@ mod tests {
                 vec![Box::new(Offset { by: i64::MIN })],
                 vec![Box::new(Reference { var: 0, slope: -(3 << 19), off: i64::MAX }), Box::new(Delta)],
                 vec![Box::new(Lorenzo { grid: [1, n.max(1)] })],
-                vec![Box::new(Interp { grid: [1, n.max(1)], kind: interp::Kind::Cubic, order: 0 })],
-                vec![Box::new(Interp { grid: [1, 1], kind: interp::Kind::Linear, order: 5 }), Box::new(Delta)],
             ];
             for array in &arrays {
                 let to_bytes: Vec<Box<dyn CodesToBytes>> = vec![

@@ -114,11 +114,11 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
             FilterBound::Rel(e) => Some(e * range(&values_f64(dtype, col), missing.as_ref())).filter(|&t| t > 0.0),
         };
         let mut v = VarCoding::for_bound(dtype, tolerance, p.bound == FilterBound::None, model.is_some()).with_missing(missing);
-        v.grid = match layout {
+        v = v.on_grid(match layout {
             Layout::Field | Layout::Auto => super::params::field_grid(p.features),
             Layout::Wedge => model.and_then(|m| m.grid),
             Layout::Table => None,
-        };
+        });
         vars.push(v);
     }
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
@@ -158,7 +158,7 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
         return Err(format!("a chunk of {} bytes cannot hold {nvars} columns", body.len()));
     }
     let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
-    let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, missing: None, step_known: false }; nvars];
+    let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false }; nvars];
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: h.rows };
     let cols = ChunkCodec { level: p.level }.decode(body, place, &vars, epr, model)?;
     let size = h.dtype.size();
