@@ -41,7 +41,9 @@ viridis-like colour scale over the slice's valid range; the error is blue (-tol)
 red (+tol); fill is grey. No matplotlib: the PNG writer of fixtures/make_tpc_wedges.py.
 """
 import argparse
+import multiprocessing
 import os
+import queue
 import re
 import shlex
 import shutil
@@ -56,6 +58,8 @@ import hdf5plugin
 import numpy as np
 
 from bench import best_time  # scripts/ is on sys.path when a script here runs
+
+import balerfile_h5  # noqa: E402  (registers the filter with h5py's HDF5)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = os.environ.get("BALERFILE", str(ROOT / "target" / "release" / "balerfile"))
@@ -255,17 +259,76 @@ def h5_filter_row(field, codec, level, filt, tol, tmp, repeat):
     return row(field, codec, level, size, field.check(back, tol), tp, tu), None
 
 
+def _child(q, fn, args):
+    try:
+        q.put(("ok", fn(*args)))
+    except Exception as e:                       # noqa: BLE001  (any failure is the peer's result)
+        q.put(("error", f"{type(e).__name__}: {str(e)[:160]}"))
+
+
+def in_child(fn, *args):
+    """fn(*args) in a fresh child process (spawned: HDF5 is not fork-safe): (result, None), or
+    (None, why) when it raised or died (SPERR segfaults on fields with 1e34-like fill values): a
+    crash is reported, not fatal."""
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, fn, args))
+    p.start()
+    res = None
+    while res is None:
+        try:
+            res = q.get(timeout=1)
+        except queue.Empty:
+            if not p.is_alive():
+                break
+    p.join()
+    if res is None:
+        return None, f"crashed (exit code {p.exitcode})"
+    return (res[1], None) if res[0] == "ok" else (None, res[1])
+
+
+def pysz_row(field, f, repeat):
+    """SZ3 3.3 (PyPI pysz) in process, ABS mode, on the field as stored (fill values
+    included: pysz has no notion of them)."""
+    from pysz import sz, szConfig, szErrorBoundMode
+    x = np.ascontiguousarray(field.data)
+    tol = field.tol(f)
+
+    def pack():
+        c = szConfig()
+        c.setDims(x.shape)
+        c.errorBoundMode = szErrorBoundMode.ABS
+        c.absErrorBound = tol
+        return sz.compress(x, c)[0]
+    tp, blob = best_time(pack, repeat)
+    tu, back = best_time(lambda: sz.decompress(blob, x.dtype, x.shape)[0], repeat)
+    return row(field, "SZ3 3.3 (pysz)", f"rel={f:g}", len(blob), field.check(back, tol), tp, tu)
+
+
 def bench_peers(field, tmp, repeat, notes):
     rows = []
-    for codec, mk in [("SZ3 abs", lambda t: dict(hdf5plugin.SZ3(absolute=t))),
-                      ("ZFP accuracy", lambda t: dict(hdf5plugin.Zfp(accuracy=t)))]:
+    peers = [("SZ3 abs", lambda t: dict(hdf5plugin.SZ3(absolute=t))),
+             ("ZFP accuracy", lambda t: dict(hdf5plugin.Zfp(accuracy=t))),
+             ("balerfile filter", lambda t: dict(balerfile_h5.Baler(error=f"abs={t!r}", fill=field.fill)))]
+    if field.data.ndim in (2, 3):                # hdf5plugin's SPERR takes 2-D and 3-D chunks only
+        peers.append(("SPERR abs", lambda t: dict(hdf5plugin.Sperr(absolute=t))))
+    elif f"SPERR: skipped on {field.name} ({field.data.ndim}-D; the plugin takes 2-D and 3-D)" not in notes:
+        notes.append(f"SPERR: skipped on {field.name} ({field.data.ndim}-D; the plugin takes 2-D and 3-D)")
+    for codec, mk in peers:
         for f in RELS:
             tol = field.tol(f)
-            r, why = h5_filter_row(field, codec, f"rel={f:g}", mk(tol), tol, tmp, repeat)
+            got, crash = in_child(h5_filter_row, field, codec, f"rel={f:g}", mk(tol), tol, tmp, repeat)
+            r, why = got if got else (None, f"{codec} on {field.name} at rel={f:g}: {crash}")
             if r:
                 rows.append(r)
             elif why not in notes:
                 notes.append(why)
+    for f in RELS:
+        r, crash = in_child(pysz_row, field, f, repeat)
+        if r:
+            rows.append(r)
+        else:
+            notes.append(f"SZ3 3.3 (pysz) on {field.name} at rel={f:g}: {crash}")
     r, how = zstd_row(field, repeat)
     if r:
         rows.append(r)
@@ -419,6 +482,19 @@ def main():
         print(f"| {r['field']} | {r['codec']} | {r['level']} | {r['pct']:.2f} | {fmt(r['pct_dec'], '.2f')} | "
               f"{r['err']:.4g} | {'yes' if r['ok'] else 'NO'} | {fmt(r['pack'], '.1f')} | "
               f"{fmt(r['unpack'], '.1f')} |")
+    print()
+    # The compass: balerfile (the CLI, no model) against the smallest peer that held its bound.
+    print("| field | error level | balerfile % | best peer that held its bound | its % | balerfile / best |")
+    print("|---|---|---:|---|---:|---:|")
+    for f in fields:
+        for lv in (f"rel={x:g}" for x in RELS):
+            mine = [r for r in all_rows if r["field"] == f.name and r["level"] == lv and r["codec"] == "balerfile --no-model"]
+            peers = [r for r in all_rows if r["field"] == f.name and r["level"] in (lv, "lossless") and r["ok"]
+                     and not r["codec"].startswith("balerfile")]
+            if mine and peers:
+                best = min(peers, key=lambda r: r["pct"])
+                print(f"| {f.name} | {lv} | {mine[0]['pct']:.2f} | {best['codec']} | {best['pct']:.2f} | "
+                      f"{mine[0]['pct'] / best['pct']:.2f} |")
     print()
     model_notes = sorted({f"{r['field']}: {r['note']}" for r in all_rows if r["note"]})
     for n in model_notes + notes + ([png_note] if png_note else []):

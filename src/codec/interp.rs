@@ -207,22 +207,6 @@ fn walk(a: &mut [f64], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mu
     }
 }
 
-/// How many elements each pass of the walk visits, in walk order (the anchor first).
-fn pass_lengths(dims: [usize; RANK], order: [usize; RANK]) -> Vec<usize> {
-    let count = |(start, step): (usize, usize), d: usize| if start >= d { 0 } else { (d - start).div_ceil(step) };
-    let mut out = vec![usize::from(dims.iter().product::<usize>() > 0)];
-    for level in (0..levels(&dims)).rev() {
-        let s = 1usize << level;
-        for (j, &k) in order.iter().enumerate() {
-            if s < dims[k] {
-                let r = pass_ranges(&order, j, s);
-                out.push((0..RANK).map(|m| count(r[m], dims[m])).product());
-            }
-        }
-    }
-    out
-}
-
 /// One element's value as the decoder rebuilds it from its prediction and symbol, and as the
 /// predictions after it see it: never infinite or NaN, so one bad element cannot spread.
 #[inline]
@@ -291,23 +275,6 @@ pub fn dequantise(cfg: &Config, dtype: DType, symbols: &[i64], step: f64) -> Vec
     a
 }
 
-/// Bits the `ac` stage spends on a walk's symbols, about: the order-0 cost of each pass on its
-/// own, since the coder adapts as the walk moves from coarse levels (large residuals) to fine;
-/// and of the symbols or their differences, whichever is less, as `ints` chooses (a field whose
-/// residuals along one axis are smooth, like an ensemble's anomalies, leaves them correlated).
-pub fn estimate(cfg: &Config, symbols: &[i64]) -> f64 {
-    use super::{ints::cost, stages::zigzag};
-    let (mut at, mut plain, mut delta) = (0, 0.0, 0.0);
-    for len in pass_lengths(cfg.dims(symbols.len()), cfg.order()) {
-        let end = (at + len).min(symbols.len());
-        let pass = &symbols[at..end];
-        plain += cost(pass.iter().map(|&c| zigzag(c)));
-        delta += cost(pass.iter().scan(0i64, |prev, &c| Some(zigzag(c.wrapping_sub(std::mem::replace(prev, c))))));
-        at = end;
-    }
-    plain.min(delta)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,7 +302,6 @@ mod tests {
                     let mut seen = vec![0u8; n];
                     walk(&mut vec![0.0; n], dims, order, Kind::Cubic, |i, _, _, _| seen[i] += 1);
                     assert!(seen.iter().all(|&c| c == 1), "{dims:?} {order:?}");
-                    assert_eq!(pass_lengths(dims, order).iter().sum::<usize>(), n, "{dims:?} {order:?}");
                 }
             }
         }

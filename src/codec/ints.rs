@@ -66,7 +66,7 @@ fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
 /// Bits the `ac` stage spends on these unsigned values, about: the order-0 entropy of their
 /// sub-bins (bucket and top `ESTIMATE_TREE_BITS` bits, what `ac` learns a distribution over),
 /// plus the bits below. Cheap enough to run for every predictor, and close enough to choose one.
-pub fn cost(u: impl Iterator<Item = u64>) -> f64 {
+fn cost(u: impl Iterator<Item = u64>) -> f64 {
     const T: usize = ESTIMATE_TREE_BITS;
     // Called dozens of times a block: the bins used are listed, so the sum visits only them.
     let mut hist = [0u32; 65 << T];

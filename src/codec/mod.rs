@@ -348,6 +348,18 @@ impl ChunkCodec {
                 st.add(x, quantise::reconstruct(dtype, 0.0, c, step));
             }
         }
+        // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
+        let walk = match (pred, var.walk_grid) {
+            (None, Some(g)) if interp::fits(g, values.len()) => self.choose_walk(var, g, values, tol, missing.as_deref(), &q.codes),
+            _ => None,
+        };
+        let walked = |beat| self.encode_walk(var, walk?.0, data, values, tol, missing.as_deref(), beat);
+        if walk.is_some_and(|w| w.1) {
+            if let Some((bytes, st, exact)) = walked(usize::MAX) {
+                out.extend_from_slice(&bytes);
+                return (VarEncodeStats { bytes: 0, outliers: exact, errors: Some(st), used_model: false, saved: 0 }, None);
+            }
+        }
         let mut plain = Vec::new();
         ints::encode_with(&q.codes, self.level, var.grid, refs, &mut plain);
         let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>, Vec<i64>)> = None;
@@ -387,13 +399,11 @@ impl ChunkCodec {
         };
         let mut mine = Vec::new();
         block.write(dtype.size(), data, self.level, &mut mine);
-        // A grid without a model may be smaller interpolated (wide bins, smooth fields).
-        if !use_model {
-            if let Some(grid) = var.walk_grid.filter(|&g| interp::fits(g, values.len())) {
-                if let Some((bytes, st, exact)) = self.encode_interp(var, grid, data, values, tol, missing.as_deref(), mine.len()) {
-                    out.extend_from_slice(&bytes);
-                    return (VarEncodeStats { bytes: 0, outliers: exact, errors: Some(st), used_model: false, saved: 0 }, None);
-                }
+        // Too close to call on the sample: both are coded, the smaller kept.
+        if walk.is_some_and(|w| !w.1) {
+            if let Some((bytes, st, exact)) = walked(mine.len()) {
+                out.extend_from_slice(&bytes);
+                return (VarEncodeStats { bytes: 0, outliers: exact, errors: Some(st), used_model: false, saved: 0 }, None);
             }
         }
         out.extend_from_slice(&mine);
@@ -405,14 +415,63 @@ impl ChunkCodec {
         (VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, Some(codes))
     }
 
-    /// The block of `values` quantised in-loop along an interpolation walk, when it is smaller
-    /// than `beat` bytes: (block, error statistics, exact elements). Of the walks tried, those
-    /// whose symbols cost least by `interp::estimate` are coded.
+    /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
+    /// (the chunk's leading rows, about `WALK_SAMPLE` elements), and whether it beats Lorenzo on
+    /// the pre-quantised `codes` there clearly (true: only the walk is coded), or too narrowly to
+    /// call (false: both are); None where Lorenzo clearly wins. Coded for real, not estimated:
+    /// an order-0 estimate misranks walks by a few percent, as much as they differ.
+    fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: &[i64]) -> Option<(interp::Config, bool)> {
+        const WALK_SAMPLE: usize = 1 << 16;
+        let [_, t1, t2, t3] = interp::Config { grid, kind: interp::Kind::Linear, order: [0, 1, 2, 3], levelwise: 0 }.dims(values.len());
+        let dims = [values.len() / (t1 * t2 * t3), t1, t2, t3];
+        // A box at the chunk's origin, its longest side halved until it is small enough: it
+        // keeps every dimension the walks interpolate along.
+        let mut b = dims;
+        while b.iter().product::<usize>() > WALK_SAMPLE {
+            let k = (0..4).max_by_key(|&k| b[k]).unwrap_or(0);
+            b[k] = b[k].div_ceil(2);
+        }
+        let mut at = Vec::with_capacity(b.iter().product());
+        for i0 in 0..b[0] {
+            for i1 in 0..b[1] {
+                for i2 in 0..b[2] {
+                    let row = ((i0 * dims[1] + i1) * dims[2] + i2) * dims[3];
+                    at.extend(row..row + b[3]);
+                }
+            }
+        }
+        let xs: Vec<f64> = at.iter().map(|&i| values[i]).collect();
+        let valid: Vec<bool> = at.iter().map(|&i| !missing.is_some_and(|m| m[i])).collect();
+        let (size, cfg) = interp::candidates([b[1], b[2], b[3]])
+            .into_iter()
+            .map(|cfg| {
+                let w = interp::quantise(&cfg, var.dtype, &xs, |i| valid[i], tol);
+                let mut trial = Vec::new();
+                ints::encode_with(&w.symbols, self.level, None, &Refs::NONE, &mut trial);
+                (trial.len() + w.exact.len() * var.dtype.size(), cfg)
+            })
+            .min_by_key(|t| t.0)?;
+        let box_codes: Vec<i64> = at.iter().map(|&i| codes[i]).collect();
+        let mut lorenzo = Vec::new();
+        ints::encode_with(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]), &Refs::NONE, &mut lorenzo);
+        // Both store the elements they cannot bound exactly (missing ones alike).
+        let exact = xs.iter().zip(&valid).filter(|&(x, &v)| !v || !x.is_finite()).count();
+        let (w, l) = (size as f64, (lorenzo.len() + exact * var.dtype.size()) as f64);
+        let cfg = interp::Config { grid, ..cfg };
+        match () {
+            _ if w < l * 0.97 => Some((cfg, true)),
+            _ if l < w * 0.97 => None,
+            _ => Some((cfg, false)),
+        }
+    }
+
+    /// The block of `values` quantised in-loop along the walk `cfg`, when it is smaller than
+    /// `beat` bytes: (block, error statistics, exact elements).
     #[allow(clippy::too_many_arguments)]
-    fn encode_interp(
+    fn encode_walk(
         &self,
         var: &VarCoding,
-        grid: [usize; 3],
+        cfg: interp::Config,
         data: &[u8],
         values: &[f64],
         tol: f64,
@@ -421,51 +480,32 @@ impl ChunkCodec {
     ) -> Option<(Vec<u8>, ErrStats, u64)> {
         let dtype = var.dtype;
         let is_missing = |i: usize| missing.is_some_and(|m| m[i]);
-        let mut walks: Vec<(f64, interp::Config, interp::Walked)> = interp::candidates(grid)
-            .into_iter()
-            .map(|cfg| {
-                let w = interp::quantise(&cfg, dtype, values, |i| !is_missing(i), tol);
-                (interp::estimate(&cfg, &w.symbols), cfg, w)
-            })
-            .collect();
-        walks.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // The estimate is within about 5 % of the coder: every walk that close to the best is
-        // coded, and none when the best is clearly behind.
-        let first = walks.first()?.0;
-        let mut best: Option<(Vec<u8>, ErrStats, u64)> = None;
-        for (k, cfg, w) in walks.into_iter().take_while(|w| w.0 <= first * 1.08) {
-            if k / 8.0 > beat as f64 * 1.15 {
-                break;
-            }
-            let mut st = ErrStats::default();
-            let mut ei = w.exact.iter().peekable();
-            for (i, (&x, &r)) in values.iter().zip(&w.rebuilt).enumerate() {
-                if ei.next_if_eq(&&(i as u64)).is_some() {
-                    if !is_missing(i) {
-                        st.add(x, x);
-                    }
-                } else {
-                    st.add(x, r);
+        let w = interp::quantise(&cfg, dtype, values, |i| !is_missing(i), tol);
+        let mut st = ErrStats::default();
+        let mut ei = w.exact.iter().peekable();
+        for (i, (&x, &r)) in values.iter().zip(&w.rebuilt).enumerate() {
+            if ei.next_if_eq(&&(i as u64)).is_some() {
+                if !is_missing(i) {
+                    st.add(x, x);
                 }
-            }
-            let mut codes = Vec::new();
-            ints::encode_with(&w.symbols, self.level, None, &Refs::NONE, &mut codes);
-            let block = block::StagedBlock {
-                step: 2.0 * tol,
-                step_known: var.known_step() == Some(2.0 * tol),
-                model: None,
-                interp: Some(cfg),
-                codes: &codes,
-                exact: &w.exact,
-                stats: &st,
-            };
-            let mut bytes = Vec::new();
-            block.write(dtype.size(), data, self.level, &mut bytes);
-            if bytes.len() < best.as_ref().map_or(beat, |b| b.0.len()) {
-                best = Some((bytes, st, w.exact.len() as u64));
+            } else {
+                st.add(x, r);
             }
         }
-        best
+        let mut codes = Vec::new();
+        ints::encode_with(&w.symbols, self.level, None, &Refs::NONE, &mut codes);
+        let block = block::StagedBlock {
+            step: 2.0 * tol,
+            step_known: var.known_step() == Some(2.0 * tol),
+            model: None,
+            interp: Some(cfg),
+            codes: &codes,
+            exact: &w.exact,
+            stats: &st,
+        };
+        let mut bytes = Vec::new();
+        block.write(dtype.size(), data, self.level, &mut bytes);
+        (bytes.len() < beat).then(|| (bytes, st, w.exact.len() as u64))
     }
 
     /// Exact values of the listed elements: `u64 length, zstd(indices, then values)`.

@@ -11,6 +11,8 @@ archive uses the model; `--error none` (the model's output alone) is what exerci
 """
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from conftest import SCHEMA_PATH, _iris_sample, check_float_variable
+from conftest import ROOT, SCHEMA_PATH, _iris_sample, check_float_variable
 from test_h5filter import bare_env, read_in_new_process
 
 VAR = "air_temperature"
@@ -177,9 +179,47 @@ def test_fields_of_every_rank_and_shape_are_within_bound(cli, container, air, tm
         data[case] = v
     v = data[case]
     src = write_h5(tmp_path / f"{case}.h5", v)
-    for spec in ("rel=1e-3", "rel=1e-4"):
+    # 1e-2: wide bins, where interpolation wins; 1e-4: Lorenzo
+    for spec in ("rel=1e-2", "rel=1e-3", "rel=1e-4"):
         _, header, y, _ = pack_unpack(cli, container, src, tmp_path, f"{case}{spec}", spec, "--no-model")
         check_bound(v, y, spec, header)
+
+
+@pytest.fixture(scope="module")
+def real_fields(tmp_path_factory):
+    """The real fields of fixtures/make_fields.py (those whose package is installed here)."""
+    d = tmp_path_factory.mktemp("real-fields")
+    subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_fields.py"), str(d)], check=True,
+                   capture_output=True)
+    paths = sorted(d.glob("*.h5"))
+    assert len(paths) >= 7, [p.name for p in paths]
+    return paths
+
+
+@pytest.mark.parametrize("rel", [1e-2, 1e-3, 1e-4])
+def test_real_fields_are_within_every_bound_and_keep_fills_exact(cli, container, real_fields, tmp_path, rel):
+    """Every real field (climate, ocean with land, 4-D forecasts) at every bound, the way a user
+    states it: the valid values within rel x their range (abs= where a fill value marks land),
+    fill values bit for bit. At 1e-2 the interpolation walk codes some of them."""
+    walked = 0
+    for p in real_fields:
+        with h5py.File(p, "r") as f:
+            (name,) = list(f)
+            x = f[name][()]
+            fill = f[name].attrs.get("_FillValue")
+        missing = ~np.isfinite(x) if fill is None else (x == np.float32(fill)) | ~np.isfinite(x)
+        v = x[~missing].astype(np.float64)
+        tol = float(rel * (v.max() - v.min()))
+        spec = f"rel={rel}" if fill is None else f"abs={tol!r}"
+        out, header, y, _ = pack_unpack(cli, container, p, tmp_path, f"{p.stem}-{rel}", spec, "--no-model", dataset=name)
+        assert y.shape == x.shape and y.dtype == x.dtype, p.name
+        err = np.abs(y[~missing].astype(np.float64) - v)
+        assert err.max() <= tol, f"{p.name} at {spec}: max error {err.max():.6g} > {tol:.6g}"
+        assert np.array_equal(y[missing].view(np.uint32), x[missing].view(np.uint32)), f"{p.name}: fills not exact"
+        # a chunk's one block follows its 28-byte head (no latent): method 5, flag bit 2 = walked
+        walked += any(c["body"][28] == 5 and c["body"][29] & 4 for c in container(out)["chunks"])
+    if rel == 1e-2:
+        assert walked >= 3, f"the interpolation walk coded {walked} of {len(real_fields)} fields"
 
 
 # --------------------------------------------------------------------------------------------

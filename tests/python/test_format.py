@@ -6,7 +6,7 @@ rows, chunk heads equal to their footer entries), every header valid against
 schemas/baler-header.schema.json (Draft 2020-12), `inspect --json` giving the file's header, and
 an independent decoder of the chunk codec (methods 0/1/2/3/5, chains of stages: the delta,
 Lorenzo, offset and reference predictors, fixed-width packing, zigzag, byte shuffle, the range
-coder and the `ac` coder; outliers; zstd via the `zstandard` package) whose output must match the source within the
+coder and the `ac` coder; in-loop interpolation; outliers; zstd via the `zstandard` package) whose output must match the source within the
 header's bounds and be bit-identical to what `balerfile unpack` writes.
 """
 import json
@@ -401,6 +401,89 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
     return q, pos
 
 
+def interp_config(body, pos):
+    """Method 5 flag bit 2's configuration (format spec, "Interpolation")."""
+    grid = []
+    for _ in range(3):
+        t, pos = varint(body, pos)
+        grid.append(t)
+    kind = body[pos]
+    order = list(body[pos + 1:pos + 5])
+    lw = body[pos + 5]
+    assert kind in (0, 1) and sorted(order) == [0, 1, 2, 3] and lw in (0, 1), (kind, order, lw)
+    return dict(grid=grid, kind=kind, order=order, levelwise=lw), pos + 6
+
+
+def interp_rebuild(q, n, cfg, step, dt):
+    """The spec's walk, one pass at a time (a pass reads only coarser levels and earlier passes,
+    so each is one numpy expression): symbols q in walk order -> values in C order."""
+    t1, t2, t3 = cfg["grid"]
+    assert n % (t1 * t2 * t3) == 0
+    d = [n // (t1 * t2 * t3), t1, t2, t3]
+    alpha, beta = [(1.0, 1.0), (1.25, 2.0)][cfg["levelwise"]]
+    a = np.zeros(d, np.float64)
+    q = np.asarray(q, np.int64)
+    at = 0
+
+    def rebuild(p, sym, lev):
+        f = 1.0
+        for _ in range(lev):
+            f *= alpha
+        b = step / min(f, beta)
+        p = np.where(np.isfinite(p), p, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = (p + sym.astype(np.float64) * b).astype(dt).astype(np.float64)
+        return np.where(np.isfinite(x), x, p)
+
+    top = max(d)
+    L = 0
+    while (1 << L) < top:
+        L += 1
+    a[0, 0, 0, 0] = rebuild(np.zeros(1), q[:1], L)[0]
+    at = 1
+    for lev in range(L - 1, -1, -1):
+        s = 1 << lev
+        for j, k in enumerate(cfg["order"]):
+            if s >= d[k]:
+                continue
+            sl = [slice(0, None, 2 * s)] * 4
+            for m in cfg["order"][:j]:
+                sl[m] = slice(0, None, s)
+            sl[k] = slice(s, None, 2 * s)
+            idx = np.arange(s, d[k], 2 * s)
+
+            def along(off):
+                j_ = idx + off
+                ok = (j_ >= 0) & (j_ < d[k])
+                full = list(sl)
+                full[k] = slice(None)
+                line = a[tuple(full)]
+                v = np.take(line, np.clip(j_, 0, d[k] - 1), axis=k)
+                shape = [1] * 4
+                shape[k] = len(idx)
+                return v, ok.reshape(shape)
+
+            b, _ = along(-s)
+            c, okc = along(s)
+            a0, oka = along(-3 * s)
+            dd, okd = along(3 * s)
+            with np.errstate(over="ignore", invalid="ignore"):
+                lin = (b + c) * 0.5
+                if cfg["kind"] == 0:
+                    p = lin
+                else:
+                    cub = ((b + c) * 9.0 - a0 - dd) * 0.0625
+                    left = (b * 3.0 + c * 6.0 - dd) * 0.125
+                    right = (b * 6.0 + c * 3.0 - a0) * 0.125
+                    p = np.where(oka & okd, cub, np.where(okd, left, np.where(oka, right, lin)))
+                p = np.where(okc, p, b)
+            cnt = p.size
+            a[tuple(sl)] = rebuild(p, q[at:at + cnt].reshape(p.shape), lev)
+            at += cnt
+    assert at == n, (at, n)
+    return a.reshape(-1).astype(dt)
+
+
 def decode_exact_gaps(body, pos, K, dt, var, stats, varint_len):
     g, pos = decode_ints(body, pos, K, None, var, stats)
     idx = np.cumsum(g, dtype=np.int64)
@@ -440,13 +523,17 @@ def decode_chunk(body, ds, stats):
         elif method in (1, 2, 3, 5):
             gaps = False
             step_known = False
+            interp = None
             if method in (3, 5):
                 # u8 flags (bit 0: coded against the model, which this decoder does not run;
                 # method 3 bit 1: exact elements listed by gaps, as method 5 always lists them;
                 # method 5 bit 1: no step in the block, it is 2 x the header's abs)
-                assert body[pos] in (0, 2), f"{var['name']}: flags {body[pos]} in a --no-model archive"
-                gaps = body[pos] == 2 or method == 5
-                step_known = method == 5 and body[pos] == 2
+                # method 5 bit 2: the codes are interpolation symbols (configuration after K)
+                flags = body[pos]
+                assert flags in ((0, 2, 4, 6) if method == 5 else (0, 2)), f"{var['name']}: flags {flags} in a --no-model archive"
+                gaps = flags & 2 == 2 or method == 5
+                step_known = method == 5 and flags & 2 == 2
+                interp = method == 5 and flags & 4 == 4
                 pos += 1
             if method in (2, 3):
                 # f64 step, u64 outlier count K, then an integer block as in method 1
@@ -459,8 +546,11 @@ def decode_chunk(body, ds, stats):
                     (step,) = struct.unpack_from("<d", body, pos)
                     pos += 8
                 K, pos = varint(body, pos)
+                if interp:
+                    interp, pos = interp_config(body, pos)
             q, pos = decode_ints(body, pos, n, ds, var, stats, refs)
-            codes = q
+            # an interpolation block's symbols are nobody's reference
+            codes = None if interp else q
             if method == 1:
                 assert dt.kind in "iu", f"{var['name']}: integer method for {var['dtype']}"
                 vals = q.view(np.uint64).astype(dt) if dt.kind == "u" else q.astype(dt)
@@ -468,7 +558,11 @@ def decode_chunk(body, ds, stats):
                 assert dt.kind == "f", f"{var['name']}: quantised method for {var['dtype']}"
                 assert err["mode"] in ("abs", "rel") and err["abs"] > 0, f"{var['name']}: {err}"
                 assert step == 2 * err["abs"], f"{var['name']}: step {step!r} != 2*abs {err['abs']!r}"
-                vals = (q.astype(np.float64) * step).astype(dt)
+                if interp:
+                    vals = interp_rebuild(q, n, interp, step, dt)
+                    stats["predictors"].add("interp-cubic" if interp["kind"] == 1 else "interp-linear")
+                else:
+                    vals = (q.astype(np.float64) * step).astype(dt)
                 if gaps and K > 0:
                     # the exact elements' indices as gaps (an integer block), then
                     # zstd(byte-shuffled values)
@@ -635,6 +729,9 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
         assert 5 in stats["methods"] and "ac" in stats["widths"], stats
     if name == "issue63_rel":
         assert "reference" in stats["predictors"], stats
+    if name in ("npy_rel", "hadcm3_abs_level"):
+        # wide bins on a smooth field: interpolation wins
+        assert {"interp-cubic", "interp-linear"} & stats["predictors"], stats
     if name == "hadcm3_lossless":
         assert not {3, 5} & stats["methods"], stats
 
