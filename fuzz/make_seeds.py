@@ -294,9 +294,37 @@ def int_block_seeds(tmp):
                     pos += 1 + 5 * body[pos]
 
 
+def walk_seeds(tmp):
+    """chunk_decoder seeds whose blocks are interpolation walks (method 5, flag bit 2): small
+    3-D and 4-D fields at wide bins, where the walk wins."""
+    with h5py.File(hadcm3()) as f:
+        air = f["air_temperature"][:8, :12, :16]
+    made = 0
+    for name, arr in [("walk3d", air), ("walk4d", air.reshape(4, 2, 12, 16))]:
+        src = tmp / f"{name}.npy"
+        np.save(src, arr)
+        for err in ["rel=1e-2", "rel=3e-2"]:
+            arch = tmp / f"{name}.baler"
+            run("pack", src, "-o", arch, "--no-model", "-q", "--error", err, "--chunk-size", "8K")
+            data = arch.read_bytes()
+            header, entries = parse_archive(data)
+            for off, length, d, row, _ in entries:
+                chunk = data[off:off + length]
+                if chunk[28] == 5 and chunk[29] & 4:
+                    put("chunk_decoder", f"{name}-{err.replace('=', '')}-chunk{row}", chunk_config(header["datasets"][d]) + chunk)
+                    made += 1
+    assert made >= 2, f"only {made} walk-coded chunks"
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN} is missing: cargo build --release")
+    if sys.argv[1:] == ["walk"]:
+        # Only the walk-coded chunk_decoder seeds, added to the others.
+        with tempfile.TemporaryDirectory() as t:
+            walk_seeds(Path(t))
+        print(f"chunk_decoder: {len(list((SEEDS / 'chunk_decoder').iterdir()))} seeds")
+        return
     if sys.argv[1:] == ["int_block"]:
         # Only this target's seeds, from today's codec (the others keep older releases' blocks).
         shutil.rmtree(SEEDS / "int_block", ignore_errors=True)
@@ -317,6 +345,7 @@ def main():
         filter_seeds(tmp, model_id)
         onnx_seeds(bundle)
         int_block_seeds(tmp)
+        walk_seeds(tmp)
     total = sum(p.stat().st_size for p in SEEDS.rglob("*") if p.is_file())
     for t in sorted(SEEDS.iterdir()):
         files = list(t.iterdir())

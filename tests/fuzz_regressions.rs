@@ -95,3 +95,43 @@ fn int_block_mutations() {
     }
     assert!(runs >= 1000, "only {runs} runs");
 }
+
+/// Mutations of the chunks whose block is an interpolation walk (the walk's configuration and
+/// symbols sit in a float block, which int_block does not reach): 400 deterministic byte flips
+/// and truncations per seed, none of which may panic.
+#[test]
+fn walk_chunk_mutations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/chunk_decoder");
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut runs = 0;
+    for e in std::fs::read_dir(&dir).expect("chunk_decoder seeds").flatten() {
+        if !e.file_name().to_string_lossy().starts_with("walk") {
+            continue;
+        }
+        let seed = std::fs::read(e.path()).unwrap();
+        // 8 config bytes, the chunk's 28-byte head, then the block: flip bytes of the block.
+        let block = 8 + 28;
+        for _ in 0..400 {
+            let mut d = seed.clone();
+            if next() % 4 == 0 {
+                d.truncate(block + (next() as usize) % (d.len() - block + 1));
+            } else {
+                // the configuration (the first ~20 bytes of the block) more often than the rest
+                let span = if next() % 2 == 0 { 24.min(d.len() - block) } else { d.len() - block };
+                let i = block + (next() as usize) % span;
+                d[i] ^= 1 << (next() % 8);
+            }
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| balerfile::fuzzing::chunk_decoder(&d))) {
+                panic!("{}: mutated input panicked: {:?}", e.path().display(), p.downcast_ref::<String>());
+            }
+            runs += 1;
+        }
+    }
+    assert!(runs >= 800, "only {runs} runs: are the walk seeds there (fuzz/make_seeds.py walk)?");
+}
