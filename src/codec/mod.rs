@@ -333,9 +333,14 @@ impl ChunkCodec {
         out: &mut Vec<u8>,
     ) -> (VarEncodeStats, Option<Vec<i64>>) {
         let dtype = var.dtype;
-        let step = 2.0 * tol;
         let missing = var.missing.map(|r| r.mask(values));
-        let q = quantise::quantise_masked(dtype, values, tol, missing.as_deref());
+        // Values on a lattice coarser than the bin are coded on it: exactly, as the check that
+        // no kept element's error exceeds the bound confirms.
+        let lattice = quantise::lattice(values, |i| !missing.as_ref().is_some_and(|m| m[i]), 2.0 * tol)
+            .map(|s| (s, quantise::quantise_masked(dtype, values, s / 2.0, missing.as_deref())))
+            .filter(|(_, q)| q.max_error <= tol);
+        let on_lattice = lattice.is_some();
+        let (step, q) = lattice.unwrap_or_else(|| (2.0 * tol, quantise::quantise_masked(dtype, values, tol, missing.as_deref())));
         let mut st = ErrStats::default();
         let mut oi = q.outliers.iter().peekable();
         for (i, (&x, &c)) in values.iter().zip(&q.codes).enumerate() {
@@ -350,7 +355,7 @@ impl ChunkCodec {
         }
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
         let walk = match (pred, var.walk_grid) {
-            (None, Some(g)) if interp::fits(g, values.len()) => self.choose_walk(var, g, values, tol, missing.as_deref(), &q.codes),
+            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => self.choose_walk(var, g, values, tol, missing.as_deref(), &q.codes),
             _ => None,
         };
         let walked = |beat| self.encode_walk(var, walk?.0, data, values, tol, missing.as_deref(), beat);

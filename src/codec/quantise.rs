@@ -78,6 +78,34 @@ pub fn quantise_masked(dtype: DType, values: &[f64], tol: f64, missing: Option<&
     q
 }
 
+/// The coarsest power-of-two spacing every `valid` finite value is a multiple of, when it is
+/// wider than `step` (and the values' multiples of it fit 52 bits): data stored at a coarser
+/// resolution than the bound asks for (a forecast packed at 1/8 K, counts kept as floats) code
+/// exactly on that lattice, in fewer bits than on the bound's bins. None otherwise.
+pub fn lattice(values: &[f64], valid: impl Fn(usize) -> bool, step: f64) -> Option<f64> {
+    let mut low = i32::MAX;
+    let mut top = 0f64;
+    for (i, &x) in values.iter().enumerate() {
+        if !valid(i) || !x.is_finite() || x == 0.0 {
+            continue;
+        }
+        let bits = x.to_bits();
+        let (exp, mant) = (((bits >> 52) & 0x7ff) as i32, bits & ((1u64 << 52) - 1));
+        // x = m * 2^e with m odd: e is the exponent of its lowest set bit.
+        let e = if exp == 0 { -1074 + mant.trailing_zeros() as i32 } else { exp - 1075 + (mant | 1 << 52).trailing_zeros() as i32 };
+        low = low.min(e);
+        top = top.max(x.abs());
+        if (low as f64) <= step.log2() {
+            return None;
+        }
+    }
+    if low == i32::MAX {
+        return None;
+    }
+    let spacing = 2f64.powi(low);
+    (spacing > step && top / spacing <= MAX_CODE).then_some(spacing)
+}
+
 pub fn dequantise(dtype: DType, codes: &[i64], prediction: Option<&[f64]>, step: f64) -> Vec<f64> {
     codes
         .iter()
@@ -112,6 +140,24 @@ mod tests {
             }
         }
         q.outliers.len()
+    }
+
+    #[test]
+    fn lattice_is_found_only_where_it_is_coarser_than_the_bin() {
+        let eighths: Vec<f64> = (0..100).map(|i| 285.0 + i as f64 * 0.125).collect();
+        assert_eq!(lattice(&eighths, |_| true, 0.002), Some(0.125));
+        assert_eq!(lattice(&eighths, |_| true, 0.2), None, "the bin is coarser");
+        let mut off = eighths.clone();
+        off[50] += 0.01;
+        assert_eq!(lattice(&off, |_| true, 0.002), None);
+        assert_eq!(lattice(&off, |i| i != 50, 0.002), Some(0.125), "a missing value does not count");
+        assert_eq!(lattice(&[3.0, -7.0, 0.0, 1e6], |_| true, 0.5), Some(1.0));
+        assert_eq!(lattice(&[0.0, f64::NAN], |_| true, 0.5), None);
+        assert_eq!(lattice(&[2f64.powi(60)], |_| true, 0.5), Some(2f64.powi(60)));
+        assert_eq!(lattice(&[2f64.powi(60) + 2f64.powi(8)], |_| true, 0.5), None, "codes beyond 52 bits");
+        // On the lattice the codes rebuild every value exactly.
+        let q = quantise(DType::F32, &eighths, None, 0.0625);
+        assert!(q.outliers.is_empty() && q.max_error == 0.0);
     }
 
     #[test]

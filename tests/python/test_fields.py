@@ -185,6 +185,18 @@ def test_fields_of_every_rank_and_shape_are_within_bound(cli, container, air, tm
         check_bound(v, y, spec, header)
 
 
+def test_values_on_a_coarser_lattice_than_the_bound_come_back_exact(cli, container, air, tmp_path):
+    """A field stored at 1/8 K (as UKV's is) with a bound far finer than that: coded on its own
+    lattice, so every value comes back bit for bit, in far fewer bytes than on the bound's bins."""
+    x = air["A1B"][:60]
+    eighths = (np.round(x * 8) / 8).astype(x.dtype)
+    a, ha, ya, _ = pack_unpack(cli, container, write_h5(tmp_path / "e.h5", eighths), tmp_path, "e", "rel=1e-5", "--no-model")
+    b, hb, yb, _ = pack_unpack(cli, container, write_h5(tmp_path / "x.h5", x), tmp_path, "x", "rel=1e-5", "--no-model")
+    assert np.array_equal(ya.view(np.uint32), eighths.view(np.uint32))
+    check_bound(x, yb, "rel=1e-5", hb)
+    assert a.stat().st_size < 0.6 * b.stat().st_size, (a.stat().st_size, b.stat().st_size)
+
+
 @pytest.fixture(scope="module")
 def real_fields(tmp_path_factory):
     """The real fields of fixtures/make_fields.py (those whose package is installed here)."""
