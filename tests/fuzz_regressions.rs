@@ -61,18 +61,22 @@ fn int_block() {
     replay("int_block", balerfile::fuzzing::int_block);
 }
 
+/// Deterministic mutations: no dependency, the same on every run.
+fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
 /// A short mutation run over the integer-block seeds (cargo-fuzz is not part of CI): 50
 /// deterministic byte flips, truncations and count changes per seed, none of which may panic.
 #[test]
 fn int_block_mutations() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/int_block");
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut runs = 0;
     for e in std::fs::read_dir(&dir).expect("int_block seeds").flatten() {
         let seed = std::fs::read(e.path()).unwrap();
@@ -102,13 +106,7 @@ fn int_block_mutations() {
 #[test]
 fn walk_chunk_mutations() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/chunk_decoder");
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let mut runs = 0;
     for e in std::fs::read_dir(&dir).expect("chunk_decoder seeds").flatten() {
         if !e.file_name().to_string_lossy().starts_with("walk") {
