@@ -60,6 +60,32 @@ pub struct VarCoding {
     pub step_known: bool,
 }
 
+/// What a sample of a field chunk says: code the interpolation walk, code both it and Lorenzo
+/// and keep the smaller, or Lorenzo alone.
+#[derive(Clone, Copy)]
+enum FieldChoice {
+    Walk(interp::Config),
+    Close(interp::Config),
+    Lorenzo,
+}
+
+/// A block's error statistics: its exact elements count as exact (missing ones not at all),
+/// every other element as the decoder will rebuild it.
+fn error_stats(values: &[f64], exact: &[u64], missing: Option<&[bool]>, rebuilt: impl Fn(usize) -> f64) -> ErrStats {
+    let mut st = ErrStats::default();
+    let mut ei = exact.iter().peekable();
+    for (i, &x) in values.iter().enumerate() {
+        if ei.next_if_eq(&&(i as u64)).is_some() {
+            if !missing.is_some_and(|m| m[i]) {
+                st.add(x, x);
+            }
+        } else {
+            st.add(x, rebuilt(i));
+        }
+    }
+    st
+}
+
 /// The trailing three dimensions of a row shape (a dataset's shape without its first axis),
 /// padded with 1s; the leading ones fold into the chunk's first. None for rows of one element.
 fn walk_grid(row_shape: &[u64]) -> Option<[usize; 3]> {
@@ -341,30 +367,19 @@ impl ChunkCodec {
             .filter(|(_, q)| q.max_error <= tol);
         let on_lattice = lattice.is_some();
         let (step, q) = lattice.unwrap_or_else(|| (2.0 * tol, quantise::quantise_masked(dtype, values, tol, missing.as_deref())));
-        let mut st = ErrStats::default();
-        let mut oi = q.outliers.iter().peekable();
-        for (i, (&x, &c)) in values.iter().zip(&q.codes).enumerate() {
-            if oi.peek() == Some(&&(i as u64)) {
-                oi.next();
-                if !missing.as_ref().is_some_and(|m| m[i]) {
-                    st.add(x, x);
-                }
-            } else {
-                st.add(x, quantise::reconstruct(dtype, 0.0, c, step));
-            }
-        }
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
-        let walk = match (pred, var.walk_grid) {
+        let sample = match (pred, var.walk_grid) {
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => self.choose_walk(var, g, values, tol, missing.as_deref(), &q.codes),
-            _ => None,
+            _ => FieldChoice::Lorenzo,
         };
-        let walked = |beat| self.encode_walk(var, walk?.0, data, values, tol, missing.as_deref(), beat);
-        if walk.is_some_and(|w| w.1) {
-            if let Some((bytes, st, exact)) = walked(usize::MAX) {
+        let walked = |cfg, beat| self.encode_walk(var, cfg, data, values, tol, missing.as_deref(), beat);
+        if let FieldChoice::Walk(cfg) = sample {
+            if let Some((bytes, stats)) = walked(cfg, usize::MAX) {
                 out.extend_from_slice(&bytes);
-                return (VarEncodeStats { bytes: 0, outliers: exact, errors: Some(st), used_model: false, saved: 0 }, None);
+                return (stats, None);
             }
         }
+        let st = error_stats(values, &q.outliers, missing.as_deref(), |i| quantise::reconstruct(dtype, 0.0, q.codes[i], step));
         let mut plain = Vec::new();
         ints::encode_with(&q.codes, self.level, var.grid, refs, &mut plain);
         let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>, Vec<i64>)> = None;
@@ -405,10 +420,10 @@ impl ChunkCodec {
         let mut mine = Vec::new();
         block.write(dtype.size(), data, self.level, &mut mine);
         // Too close to call on the sample: both are coded, the smaller kept.
-        if walk.is_some_and(|w| !w.1) {
-            if let Some((bytes, st, exact)) = walked(mine.len()) {
+        if let FieldChoice::Close(cfg) = sample {
+            if let Some((bytes, stats)) = walked(cfg, mine.len()) {
                 out.extend_from_slice(&bytes);
-                return (VarEncodeStats { bytes: 0, outliers: exact, errors: Some(st), used_model: false, saved: 0 }, None);
+                return (stats, None);
             }
         }
         out.extend_from_slice(&mine);
@@ -421,13 +436,13 @@ impl ChunkCodec {
     }
 
     /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
-    /// (the chunk's leading rows, about `WALK_SAMPLE` elements), and whether it beats Lorenzo on
-    /// the pre-quantised `codes` there clearly (true: only the walk is coded), or too narrowly to
-    /// call (false: both are); None where Lorenzo clearly wins. Coded for real, not estimated:
-    /// an order-0 estimate misranks walks by a few percent, as much as they differ.
-    fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: &[i64]) -> Option<(interp::Config, bool)> {
+    /// (a box of at most `WALK_SAMPLE` elements at the chunk's origin), and whether it beats
+    /// Lorenzo on the pre-quantised `codes` there clearly, too narrowly to call, or not at all.
+    /// Coded for real, not estimated: an order-0 estimate misranks walks by a few percent, as
+    /// much as they differ.
+    fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: &[i64]) -> FieldChoice {
         const WALK_SAMPLE: usize = 1 << 16;
-        let [_, t1, t2, t3] = interp::Config { grid, kind: interp::Kind::Linear, order: [0, 1, 2, 3], levelwise: 0 }.dims(values.len());
+        let [t1, t2, t3] = grid;
         let dims = [values.len() / (t1 * t2 * t3), t1, t2, t3];
         // A box at the chunk's origin, its longest side halved until it is small enough: it
         // keeps every dimension the walks interpolate along.
@@ -455,7 +470,8 @@ impl ChunkCodec {
                 ints::encode_with(&w.symbols, self.level, None, &Refs::NONE, &mut trial);
                 (trial.len() + w.exact.len() * var.dtype.size(), cfg)
             })
-            .min_by_key(|t| t.0)?;
+            .min_by_key(|t| t.0)
+            .expect("candidates() is not empty");
         let box_codes: Vec<i64> = at.iter().map(|&i| codes[i]).collect();
         let mut lorenzo = Vec::new();
         ints::encode_with(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]), &Refs::NONE, &mut lorenzo);
@@ -464,14 +480,14 @@ impl ChunkCodec {
         let (w, l) = (size as f64, (lorenzo.len() + exact * var.dtype.size()) as f64);
         let cfg = interp::Config { grid, ..cfg };
         match () {
-            _ if w < l * 0.97 => Some((cfg, true)),
-            _ if l < w * 0.97 => None,
-            _ => Some((cfg, false)),
+            _ if w < l * 0.97 => FieldChoice::Walk(cfg),
+            _ if l < w * 0.97 => FieldChoice::Lorenzo,
+            _ => FieldChoice::Close(cfg),
         }
     }
 
-    /// The block of `values` quantised in-loop along the walk `cfg`, when it is smaller than
-    /// `beat` bytes: (block, error statistics, exact elements).
+    /// The block of `values` quantised in-loop along the walk `cfg`, and its statistics, when it
+    /// is smaller than `beat` bytes.
     #[allow(clippy::too_many_arguments)]
     fn encode_walk(
         &self,
@@ -482,21 +498,10 @@ impl ChunkCodec {
         tol: f64,
         missing: Option<&[bool]>,
         beat: usize,
-    ) -> Option<(Vec<u8>, ErrStats, u64)> {
+    ) -> Option<(Vec<u8>, VarEncodeStats)> {
         let dtype = var.dtype;
-        let is_missing = |i: usize| missing.is_some_and(|m| m[i]);
-        let w = interp::quantise(&cfg, dtype, values, |i| !is_missing(i), tol);
-        let mut st = ErrStats::default();
-        let mut ei = w.exact.iter().peekable();
-        for (i, (&x, &r)) in values.iter().zip(&w.rebuilt).enumerate() {
-            if ei.next_if_eq(&&(i as u64)).is_some() {
-                if !is_missing(i) {
-                    st.add(x, x);
-                }
-            } else {
-                st.add(x, r);
-            }
-        }
+        let w = interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol);
+        let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
         let mut codes = Vec::new();
         ints::encode_with(&w.symbols, self.level, None, &Refs::NONE, &mut codes);
         let block = block::StagedBlock {
@@ -508,9 +513,10 @@ impl ChunkCodec {
             exact: &w.exact,
             stats: &st,
         };
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(codes.len() + 64);
         block.write(dtype.size(), data, self.level, &mut bytes);
-        (bytes.len() < beat).then(|| (bytes, st, w.exact.len() as u64))
+        let stats = VarEncodeStats { bytes: 0, outliers: w.exact.len() as u64, errors: Some(st), used_model: false, saved: 0 };
+        (bytes.len() < beat).then_some((bytes, stats))
     }
 
     /// Exact values of the listed elements: `u64 length, zstd(indices, then values)`.

@@ -85,6 +85,9 @@ pub fn quantise_masked(dtype: DType, values: &[f64], tol: f64, missing: Option<&
 pub fn lattice(values: &[f64], valid: impl Fn(usize) -> bool, step: f64) -> Option<f64> {
     let mut low = i32::MAX;
     let mut top = 0f64;
+    // A spacing of 2^floor or less is no coarser than the bin: the scan stops at the first
+    // value that shows it (on most data, the first value).
+    let floor = step.log2().floor() as i32;
     for (i, &x) in values.iter().enumerate() {
         if !valid(i) || !x.is_finite() || x == 0.0 {
             continue;
@@ -95,7 +98,7 @@ pub fn lattice(values: &[f64], valid: impl Fn(usize) -> bool, step: f64) -> Opti
         let e = if exp == 0 { -1074 + mant.trailing_zeros() as i32 } else { exp - 1075 + (mant | 1 << 52).trailing_zeros() as i32 };
         low = low.min(e);
         top = top.max(x.abs());
-        if (low as f64) <= step.log2() {
+        if low <= floor {
             return None;
         }
     }

@@ -423,7 +423,6 @@ def interp_rebuild(q, n, cfg, step, dt):
     alpha, beta = [(1.0, 1.0), (1.25, 2.0)][cfg["levelwise"]]
     a = np.zeros(d, np.float64)
     q = np.asarray(q, np.int64)
-    at = 0
 
     def rebuild(p, sym, lev):
         f = 1.0
