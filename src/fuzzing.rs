@@ -276,7 +276,8 @@ pub fn int_block(data: &[u8]) {
             (k != 1).then(|| (0..n).map(|i| rest.get((i * 7 + k) % rest.len().max(1)).copied().unwrap_or(0) as i64 * (k as i64 * 1000 - 999)).collect())
         })
         .collect();
-    let refs = stages::Refs { codes: &refs };
+    // Scales let the encoder try the norm of the reference columns too.
+    let refs = stages::Refs { codes: &refs, scales: &[1.0, f64::NAN, 0.25] };
     let mut cur = crate::wire::Cursor::new(rest);
     let Ok((chain, payload)) = stages::read(&mut cur, n) else { return };
     let Ok(codes) = chain.decode(payload, n, &refs) else { return };

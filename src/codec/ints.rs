@@ -7,7 +7,7 @@
 //! (wrapping arithmetic: no overflow, no rounding) whatever machine it runs on.
 
 use super::ac::{AcConfig, Context};
-use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Offset, Packed, Reference, Refs, Shuffle, Sign, Zstd};
+use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Norm, Offset, Packed, Reference, Refs, Shuffle, Sign, Zstd};
 use crate::wire::Cursor;
 
 /// The trailing two dimensions (d1, d2) of a chunk's grid, C order; the leading dimension is
@@ -125,6 +125,63 @@ fn reference(codes: &[i64], refs: &Refs) -> Option<(Reference, f64)> {
     Some((stage, k))
 }
 
+/// The best `Norm` prediction of `codes`: the Euclidean norm of a run of 2 or 3 consecutive
+/// variables before it (a four-vector's components sit together, E or pt after them). The
+/// parts' ratios are their steps (the components of one vector are in one unit), times one
+/// factor fitted to this block (the median of code / norm), and the offset is the median
+/// residual (a jet's mass); each run is priced on a sample, the winner on every element.
+fn norm(codes: &[i64], refs: &Refs) -> Option<(Norm, f64)> {
+    let n = codes.len();
+    if n < 32 {
+        return None;
+    }
+    let stride = (n / REFERENCE_SCREEN).max(1);
+    let first = refs.codes.len().saturating_sub(REFERENCE_WINDOW);
+    let mut best: Option<(Norm, f64)> = None;
+    for k in [2, 3] {
+        for start in first..(refs.codes.len() + 1).saturating_sub(k) {
+            let Some(stage) = fit_norm(codes, refs, start..start + k, stride) else { continue };
+            let parts = norm_parts(&stage, refs);
+            let c = cost((0..n).step_by(stride).map(|i| zigzag(codes[i].wrapping_sub(Norm::norm_at(&parts, i).wrapping_add(stage.off)))));
+            if best.as_ref().is_none_or(|b| c < b.1) {
+                best = Some((stage, c));
+            }
+        }
+    }
+    let (stage, _) = best?;
+    let parts = norm_parts(&stage, refs);
+    let c = cost((0..n).map(|i| zigzag(codes[i].wrapping_sub(Norm::norm_at(&parts, i).wrapping_add(stage.off)))));
+    Some((stage, c))
+}
+
+fn norm_parts<'a>(stage: &Norm, refs: &Refs<'a>) -> Vec<(&'a [i64], f64)> {
+    stage.parts.iter().filter_map(|&(v, r)| Some((refs.get(v as usize)?, r as f64))).collect()
+}
+
+fn fit_norm(codes: &[i64], refs: &Refs, vars: std::ops::Range<usize>, stride: usize) -> Option<Norm> {
+    let n = codes.len();
+    let mut parts = Vec::new();
+    for v in vars {
+        let c = refs.get(v).filter(|c| c.len() == n)?;
+        parts.push((v as u32, c, refs.scale(v)?));
+    }
+    let physical: Vec<(&[i64], f64)> = parts.iter().map(|&(_, c, s)| (c, s)).collect();
+    let norm = |i: usize| physical.iter().map(|&(c, s)| (c[i] as f64 * s).powi(2)).sum::<f64>().sqrt();
+    let mut factors: Vec<f64> = (0..n).step_by(stride).filter_map(|i| Some(codes[i] as f64 / norm(i)).filter(|f| f.is_finite() && *f > 0.0)).collect();
+    if factors.len() < 16 {
+        return None;
+    }
+    let mid = factors.len() / 2;
+    let g = *factors.select_nth_unstable_by(mid, f64::total_cmp).1;
+    let ratios: Option<Vec<f32>> = parts.iter().map(|&(_, _, s)| Some((s * g) as f32).filter(|r| r.is_finite() && *r > 0.0)).collect();
+    let mut stage = Norm { parts: parts.iter().map(|p| p.0).zip(ratios?).collect(), off: 0 };
+    let exact = norm_parts(&stage, refs);
+    let mut rest: Vec<i64> = (0..n).step_by(stride).map(|i| codes[i].wrapping_sub(Norm::norm_at(&exact, i))).collect();
+    let mid = rest.len() / 2;
+    stage.off = *rest.select_nth_unstable(mid).1;
+    Some(stage)
+}
+
 /// Least squares of `codes` on `r` over every `stride`-th element, as the integer stage; with
 /// `median`, the offset centres the residuals on their median (zigzag codes stay small), else
 /// it is the least-squares intercept (cheap, for screening).
@@ -183,6 +240,7 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
         Delta,
         Lorenzo([usize; 2]),
         Reference(Reference),
+        Norm,
     }
     let min = codes.iter().copied().min().unwrap_or(0);
     let max = codes.iter().copied().max().unwrap_or(0);
@@ -212,10 +270,17 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
             (pick, best) = (Pick::Lorenzo(g), k);
         }
     }
-    // A reference's configuration (a few varints) must be paid for.
-    if let Some((stage, _)) = reference(codes, refs).filter(|&(_, k)| k + 64.0 < best) {
-        pick = Pick::Reference(stage);
+    // A reference's configuration (a few varints), a norm's (a few more, and a ratio a part)
+    // must be paid for.
+    if let Some((stage, k)) = reference(codes, refs).filter(|&(_, k)| k + 64.0 < best) {
+        (pick, best) = (Pick::Reference(stage), k + 64.0);
     }
+    let mut by_norm = None;
+    if let Some((stage, k)) = norm(codes, refs).filter(|(s, k)| k + 8.0 * ((4 + 6 * s.parts.len()) as f64) < best) {
+        (pick, best) = (Pick::Norm, k);
+        by_norm = Some(stage);
+    }
+    let _ = best;
     let mut r = codes.to_vec();
     let (stages, sign, context): (Vec<Box<dyn CodesStage>>, Sign, Context) = match pick {
         Pick::Plain => (vec![], Sign::Zigzag, Context::None),
@@ -233,6 +298,11 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
             (vec![Box::new(l)], Sign::Zigzag, Context::Grid(grid[1] as u32))
         }
         Pick::Reference(stage) => {
+            stage.encode(&mut r, refs);
+            (vec![Box::new(stage)], Sign::Zigzag, Context::None)
+        }
+        Pick::Norm => {
+            let stage = by_norm.expect("picked with its stage");
             stage.encode(&mut r, refs);
             (vec![Box::new(stage)], Sign::Zigzag, Context::None)
         }
@@ -398,6 +468,35 @@ mod tests {
         let mut out = Vec::new();
         encode(&(0..1000).collect::<Vec<_>>(), 3, None, &mut out);
         assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 1), "a ramp is coded as deltas");
+    }
+
+    /// E = |p| of massless particles, each component on its own step: the norm of the three
+    /// components before it predicts E's codes, and they decode exactly.
+    #[test]
+    fn norm_predicts_energy_from_momentum() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut r = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let steps = [0.5, 0.7, 1.3, 0.9];
+        let n = 3000;
+        let p: Vec<[f64; 3]> = (0..n).map(|_| [r() * 200.0, r() * 150.0, r() * 900.0]).collect();
+        let q = |x: f64, k: usize| (x / steps[k]).round() as i64;
+        let comps: Vec<Option<Vec<i64>>> = (0..3).map(|k| Some(p.iter().map(|v| q(v[k], k)).collect())).collect();
+        let e: Vec<i64> = p.iter().map(|v| q((v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt(), 3)).collect();
+        let refs = Refs { codes: &comps, scales: &steps[..3] };
+        let mut out = Vec::new();
+        encode_with(&e, 3, None, &refs, &mut out);
+        assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 5), "the norm predicts E");
+        let mut plain = Vec::new();
+        encode(&e, 3, None, &mut plain);
+        assert!(out.len() * 2 < plain.len(), "{} bytes with the norm, {} without", out.len(), plain.len());
+        let (chain, payload) = stages::read(&mut Cursor::new(&out), n).unwrap();
+        assert_eq!(chain.decode(payload, n, &Refs::codes(&comps)).unwrap(), e);
+        assert!(chain.decode(payload, n, &Refs::codes(&comps[..2])).is_err(), "a missing part is an error");
     }
 
     #[test]

@@ -280,14 +280,17 @@ impl ChunkCodec {
         let mut stats = Vec::with_capacity(vars.len());
         // Each variable's codes as the decoder will have them, for the variables after it.
         let mut codes: Vec<Option<Vec<i64>>> = Vec::with_capacity(vars.len());
+        let mut scales: Vec<f64> = Vec::with_capacity(vars.len());
         for (i, (var, bytes)) in vars.iter().zip(data).enumerate() {
             let start = blocks.len();
             let pred = preds.and_then(|p| Some((p.values[i].as_deref()?, p.noise[i].as_deref()?)));
-            let refs = Refs { codes: &codes };
+            let refs = Refs { codes: &codes, scales: &scales };
             let (mut s, c) = self.encode_var(var, bytes, floats[i].as_deref(), pred, &refs, &mut blocks)?;
             s.bytes = (blocks.len() - start) as u64;
             stats.push(s);
+            let (c, scale) = c.map_or((None, f64::NAN), |(c, s)| (Some(c), s));
             codes.push(c);
+            scales.push(scale);
         }
         Ok((blocks, stats))
     }
@@ -300,7 +303,7 @@ impl ChunkCodec {
         pred: Option<(&[f64], &[f64])>,
         refs: &Refs,
         out: &mut Vec<u8>,
-    ) -> Result<(VarEncodeStats, Option<Vec<i64>>), String> {
+    ) -> Result<(VarEncodeStats, Option<(Vec<i64>, f64)>), String> {
         let dtype = var.dtype;
         match (values, var.tolerance, dtype) {
             (Some(values), _, _) if var.model_only => {
@@ -340,7 +343,7 @@ impl ChunkCodec {
                 out.push(METHOD_INTEGER);
                 let codes = ints_to_i64(dtype, data);
                 ints::encode_with(&codes, self.level, var.grid, refs, out);
-                Ok((VarEncodeStats::default(), Some(codes)))
+                Ok((VarEncodeStats::default(), Some((codes, 1.0))))
             }
         }
     }
@@ -357,7 +360,7 @@ impl ChunkCodec {
         pred: Option<(&[f64], &[f64])>,
         refs: &Refs,
         out: &mut Vec<u8>,
-    ) -> (VarEncodeStats, Option<Vec<i64>>) {
+    ) -> (VarEncodeStats, Option<(Vec<i64>, f64)>) {
         let dtype = var.dtype;
         let missing = var.missing.map(|r| r.mask(values));
         // Values on a lattice coarser than the bin are coded on it: exactly, as the check that
@@ -432,7 +435,7 @@ impl ChunkCodec {
             Some(m) if use_model => m.4,
             _ => q.codes,
         };
-        (VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, Some(codes))
+        (VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, Some((codes, step)))
     }
 
     /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
@@ -577,7 +580,7 @@ impl ChunkCodec {
         let mut codes: Vec<Option<Vec<i64>>> = Vec::with_capacity(vars.len());
         for (i, var) in vars.iter().enumerate() {
             let pred = preds.as_ref().and_then(|p| p.values[i].as_deref());
-            let refs = Refs { codes: &codes };
+            let refs = Refs::codes(&codes);
             let decoded = block::read(&mut cur, var.dtype, n as usize, var.known_step())
                 .and_then(|b| block::decode(&b, var.dtype, n as usize, pred, &refs))
                 .map_err(|e| format!("variable {i}: {e}"))?;

@@ -22,10 +22,25 @@ pub const CHAIN: u8 = 16;
 #[derive(Clone, Copy)]
 pub struct Refs<'a> {
     pub codes: &'a [Option<Vec<i64>>],
+    /// The encoder's hint: the value one step of each variable's codes stands for (its
+    /// quantisation step; 1 for an integer's values), by variable index, NaN where unknown. Only
+    /// the search for a predictor reads it; a stage's configuration carries what decoding needs,
+    /// so decoders pass none.
+    pub scales: &'a [f64],
 }
 
 impl<'a> Refs<'a> {
-    pub const NONE: Refs<'static> = Refs { codes: &[] };
+    pub const NONE: Refs<'static> = Refs { codes: &[], scales: &[] };
+
+    /// Codes only, for decoding.
+    pub fn codes(codes: &'a [Option<Vec<i64>>]) -> Refs<'a> {
+        Refs { codes, scales: &[] }
+    }
+
+    /// The step variable `var`'s codes are on, where the encoder knows it.
+    pub fn scale(&self, var: usize) -> Option<f64> {
+        self.scales.get(var).copied().filter(|s| s.is_finite() && *s > 0.0)
+    }
 
     pub fn get(&self, var: usize) -> Option<&'a [i64]> {
         self.codes.get(var)?.as_deref()
@@ -200,6 +215,96 @@ impl CodesStage for Reference {
         codes.iter_mut().zip(r).for_each(|(c, &r)| *c = c.wrapping_add(self.predict(r)));
         Ok(())
     }
+}
+
+/// Most variables a `Norm` combines (a four-vector's spatial part is three).
+pub const MAX_NORM_PARTS: usize = 4;
+
+/// The Euclidean norm of other variables of the chunk, as a prediction: a particle's energy
+/// from its momentum components (E = |p| for a massless one, close to it for a jet), its
+/// transverse momentum from px and py. No linear stage sees this, and a table of four-vectors
+/// is most of HEP's data. In IEEE f64 with a fixed order of operations and no fused
+/// multiply-add, so every machine predicts the same integer:
+/// `s = sum_j (c_j as f64 * r_j as f64)^2` in order, `p = round_half_away(sqrt(s))` saturated to
+/// i64, `code - (p + off)` wrapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Norm {
+    /// (variable, the ratio of its step to this block's), in the order summed.
+    pub parts: Vec<(u32, f32)>,
+    pub off: i64,
+}
+
+impl Norm {
+    /// The norm of element `i` of the parts, rounded to a code (before `off`).
+    #[inline]
+    pub fn norm_at(parts: &[(&[i64], f64)], i: usize) -> i64 {
+        let mut s = 0f64;
+        for &(c, r) in parts {
+            let t = c[i] as f64 * r;
+            s += t * t;
+        }
+        // `as` saturates (inf to i64::MAX); s >= 0, so no NaN reaches it.
+        s.sqrt().round() as i64
+    }
+
+    fn parts<'a>(&self, refs: &Refs<'a>, n: usize) -> Result<Vec<(&'a [i64], f64)>, String> {
+        self.parts
+            .iter()
+            .map(|&(v, r)| {
+                let c = refs.get(v as usize).filter(|c| c.len() == n);
+                c.map(|c| (c, r as f64)).ok_or_else(|| format!("block predicted from the norm of variable {v}, which holds no codes before it"))
+            })
+            .collect()
+    }
+
+    fn predictions(&self, refs: &Refs, n: usize) -> Result<Vec<i64>, String> {
+        let parts = self.parts(refs, n)?;
+        Ok((0..n).map(|i| Self::norm_at(&parts, i).wrapping_add(self.off)).collect())
+    }
+}
+
+impl CodesStage for Norm {
+    fn boxed_clone(&self) -> Box<dyn CodesStage> {
+        Box::new(self.clone())
+    }
+    fn id(&self) -> u8 {
+        5
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.parts.len() as u64);
+        for &(v, r) in &self.parts {
+            put_varint(out, v as u64);
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        put_varint(out, zigzag(self.off));
+    }
+    fn encode(&self, codes: &mut [i64], refs: &Refs) {
+        // The encoder only builds this stage from references it holds.
+        let p = self.predictions(refs, codes.len()).expect("the encoder's references");
+        codes.iter_mut().zip(p).for_each(|(c, p)| *c = c.wrapping_sub(p));
+    }
+    fn decode(&self, codes: &mut [i64], refs: &Refs) -> Result<(), String> {
+        let p = self.predictions(refs, codes.len())?;
+        codes.iter_mut().zip(p).for_each(|(c, p)| *c = c.wrapping_add(p));
+        Ok(())
+    }
+}
+
+fn read_norm(cur: &mut Cursor) -> Result<Norm, String> {
+    let k = cur.varint("norm part count")?;
+    if !(2..=MAX_NORM_PARTS as u64).contains(&k) {
+        return Err(format!("norm of {k} variables (2 to {MAX_NORM_PARTS})"));
+    }
+    let mut parts = Vec::with_capacity(k as usize);
+    for _ in 0..k {
+        let v = u32::try_from(cur.varint("norm variable")?).map_err(|_| "norm variable out of range")?;
+        let r = f32::from_le_bytes(cur.bytes(4, "norm ratio")?.try_into().unwrap());
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!("norm ratio {r} (must be finite and positive)"));
+        }
+        parts.push((v, r));
+    }
+    Ok(Norm { parts, off: unzigzag(cur.varint("norm offset")?) })
 }
 
 // ---- array->bytes stages ----------------------------------------------------------------
@@ -539,6 +644,7 @@ fn read_codes_stage(cur: &mut Cursor, n: usize) -> Result<Box<dyn CodesStage>, S
             let var = u32::try_from(cur.varint("reference variable")?).map_err(|_| "reference variable out of range")?;
             Box::new(Reference { var, slope: unzigzag(cur.varint("reference slope")?), off: unzigzag(cur.varint("reference offset")?) })
         }
+        5 => Box::new(read_norm(cur)?),
         k => return Err(format!("unknown array stage {k}")),
     })
 }
@@ -672,13 +778,14 @@ mod tests {
         for codes in blocks() {
             let n = codes.len();
             let refs_store = vec![Some(codes.iter().map(|c| c.wrapping_mul(3).wrapping_add(5)).collect::<Vec<i64>>()), None];
-            let refs = Refs { codes: &refs_store };
+            let refs = Refs::codes(&refs_store);
             let arrays: Vec<Vec<Box<dyn CodesStage>>> = vec![
                 vec![],
                 vec![Box::new(Delta)],
                 vec![Box::new(Offset { by: i64::MIN })],
                 vec![Box::new(Reference { var: 0, slope: -(3 << 19), off: i64::MAX }), Box::new(Delta)],
                 vec![Box::new(Lorenzo { grid: [1, n.max(1)] })],
+                vec![Box::new(Norm { parts: vec![(0, 1.5), (0, 3e38), (0, 1e-30)], off: i64::MIN }), Box::new(Delta)],
             ];
             for array in &arrays {
                 let to_bytes: Vec<Box<dyn CodesToBytes>> = vec![
@@ -711,7 +818,7 @@ mod tests {
     fn damaged_blocks_are_refused_without_panicking() {
         let codes: Vec<i64> = (0..500).map(|i| (i * 7919) % 101).collect();
         let refs_store = vec![Some(codes.clone())];
-        let refs = Refs { codes: &refs_store };
+        let refs = Refs::codes(&refs_store);
         let mut out = Vec::new();
         crate::codec::ints::encode_with(&codes, 3, None, &refs, &mut out);
         for cut in 0..out.len() {
@@ -733,6 +840,18 @@ mod tests {
         let chain = Chain { codes: vec![Box::new(Reference { var: 3, slope: 1, off: 0 })], to_bytes: Box::new(Packed { width: 1, sign: Sign::Zigzag }), bytes: vec![] };
         let err = chain.decode(&[0; 4], 4, &refs).unwrap_err();
         assert!(err.contains("variable 3"), "{err}");
+        let chain = Chain { codes: vec![Box::new(Norm { parts: vec![(0, 1.0), (1, 1.0)], off: 0 })], to_bytes: Box::new(Packed { width: 1, sign: Sign::Zigzag }), bytes: vec![] };
+        let err = chain.decode(&[0; 500], 500, &refs).unwrap_err();
+        assert!(err.contains("norm of variable 1"), "{err}");
+        let nan = f32::NAN.to_le_bytes();
+        for bad in [
+            vec![CHAIN, 1, 5, 1, 0, 0, 0, 128, 63, 0],
+            vec![CHAIN, 1, 5, 5, 0, 0, 0, 128, 63, 0],
+            vec![CHAIN, 1, 5, 2, 0, 0, 0, 128, 63, 0, nan[0], nan[1], nan[2], nan[3], 0],
+            vec![CHAIN, 1, 5, 2, 0, 0, 0, 128, 63, 0, 0, 0, 128, 191, 0],
+        ] {
+            assert!(read(&mut Cursor::new(&bad), 4).is_err(), "{bad:?}");
+        }
         for bad in [vec![CHAIN, 1, 99], vec![CHAIN, 0, 99], vec![CHAIN, 0, 1, 3, 0], vec![CHAIN, 9], vec![CHAIN, 0, 3, 0, 11, 0, 0, 0, 0, 0]] {
             assert!(read(&mut Cursor::new(&bad), 4).is_err(), "{bad:?}");
         }

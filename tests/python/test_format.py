@@ -20,11 +20,11 @@ from jsonschema import Draft202012Validator
 
 from conftest import DTYPES, THREADS, check_float_variable, check_stats, h5_datasets
 
-ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr"]
+ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel"]
 
 
 @pytest.fixture(scope="module")
-def archives(cli, hadcm3, issue63_h5, vlstr_nc, tmp_path_factory):
+def archives(cli, hadcm3, issue63_h5, vlstr_nc, zmumu_h5, tmp_path_factory):
     d = tmp_path_factory.mktemp("format")
     with h5py.File(hadcm3, "r") as f:
         air = f["air_temperature"][:48]
@@ -37,6 +37,7 @@ def archives(cli, hadcm3, issue63_h5, vlstr_nc, tmp_path_factory):
         "issue63_rel": (issue63_h5, ["--error", "rel=1e-4"]),
         "npy_rel": (npy, ["--error", "rel=1e-2"]),
         "vlstr": (vlstr_nc, []),
+        "zmumu_rel": (zmumu_h5, ["--error", "rel=1e-3"]),
     }
     out = {}
     for name, (src, args) in recipes.items():
@@ -288,6 +289,17 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
                 slope, pos = varint(body, pos)
                 off, pos = varint(body, pos)
                 arr.append(("reference", rv, unzz(slope), unzz(off)))
+            elif sid == 5:
+                k, pos = varint(body, pos)
+                assert 2 <= k <= 4, f"{var['name']}: norm of {k} variables"
+                parts = []
+                for _ in range(k):
+                    rv, pos = varint(body, pos)
+                    (ratio,) = struct.unpack_from("<f", body, pos)
+                    pos += 4
+                    parts.append((rv, ratio))
+                off, pos = varint(body, pos)
+                arr.append(("norm", parts, unzz(off)))
             else:
                 raise AssertionError(f"{var['name']}: array stage {sid}")
         tb = body[pos]
@@ -390,6 +402,22 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
                 q = lorenzo_undo(q, n, st[1], st[2])
             elif st[0] == "offset":
                 q = q + np.int64(st[1])
+            elif st[0] == "norm":
+                _, parts, off = st
+                acc = np.zeros(n)
+                for rv, ratio in parts:
+                    r = refs[rv]
+                    assert r is not None and len(r) == n, f"{var['name']}: norm of variable {rv} without codes"
+                    t = r.astype(np.float64) * np.float64(ratio)
+                    acc = acc + t * t
+                root = np.sqrt(acc)
+                whole = np.trunc(root)
+                # halves away from 0 (root >= 0), saturated as a cast to i64 saturates
+                p = whole + (root - whole >= 0.5)
+                big = p >= 2.0 ** 63
+                p = np.where(big, 0.0, p).astype(np.int64)
+                p[big] = np.iinfo(np.int64).max
+                q = q + (p + np.int64(off))
             else:
                 _, rv, slope, off = st
                 r = refs[rv]
@@ -730,6 +758,9 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
         assert 5 in stats["methods"] and "ac" in stats["widths"], stats
     if name == "issue63_rel":
         assert "reference" in stats["predictors"], stats
+    if name == "zmumu_rel":
+        # pt1 and pt2 are the norms of (px, py) before them
+        assert "norm" in stats["predictors"], stats
     if name in ("npy_rel", "hadcm3_abs_level"):
         # wide bins on a smooth field: interpolation wins
         assert {"interp-cubic", "interp-linear"} & stats["predictors"], stats
