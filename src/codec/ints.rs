@@ -135,7 +135,13 @@ fn norm(codes: &[i64], refs: &Refs) -> Option<(Norm, f64)> {
     if n < 32 {
         return None;
     }
-    let stride = (n / REFERENCE_SCREEN).max(1);
+    let stride = (n / NORM_SCREEN).max(1);
+    // A norm is never negative (nor is a mass added to it): a column of signed values is not
+    // one, and is spared the search.
+    let negative = (0..n).step_by(stride).filter(|&i| codes[i] < 0).count();
+    if negative * 20 > n / stride {
+        return None;
+    }
     let first = refs.codes.len().saturating_sub(REFERENCE_WINDOW);
     let mut best: Option<(Norm, f64)> = None;
     for k in [2, 3] {
@@ -153,6 +159,10 @@ fn norm(codes: &[i64], refs: &Refs) -> Option<(Norm, f64)> {
     let c = cost((0..n).map(|i| zigzag(codes[i].wrapping_sub(Norm::norm_at(&parts, i).wrapping_add(stage.off)))));
     Some((stage, c))
 }
+
+/// Elements each norm candidate is fitted and priced on: a table has dozens of runs of columns
+/// to try for each column, and a norm that predicts wins by bits per element, not fractions.
+const NORM_SCREEN: usize = 128;
 
 fn norm_parts<'a>(stage: &Norm, refs: &Refs<'a>) -> Vec<(&'a [i64], f64)> {
     stage.parts.iter().filter_map(|&(v, r)| Some((refs.get(v as usize)?, r as f64))).collect()
