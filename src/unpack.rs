@@ -20,6 +20,7 @@ pub struct UnpackOptions {
     pub runtime: crate::runtime::RuntimeOptions,
     /// The output format (h5, root, npy); None: from the output's extension.
     pub format: Option<String>,
+    pub sink: io::SinkOptions,
 }
 
 /// The models an archive's datasets need, loaded for decoding (decoders only).
@@ -157,7 +158,7 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
     let codec = codec_of(&reader)?;
     let header = reader.header();
     let selected = io::select(input, &header.datasets, &opts.datasets)?;
-    let mut sink = io::create_sink_as(output, opts.format.as_deref(), header, &selected)?;
+    let mut sink = io::create_sink_as(output, opts.format.as_deref(), header, &selected, &opts.sink)?;
     let mut carried = Vec::with_capacity(header.root_objects.len());
     for (i, o) in header.root_objects.iter().enumerate() {
         carried.push((o.clone(), reader.root_object(i)?));

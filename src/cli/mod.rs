@@ -119,6 +119,10 @@ enum Command {
         /// Unpack only this dataset (repeatable).
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
+        /// ROOT output: how baskets are compressed: zstd, zlib, lz4 or lzma with an optional
+        /// :LEVEL, none, or ROOT's number (505 = zstd level 5, ROOT's default).
+        #[arg(long, value_name = "ALGO[:LEVEL]", default_value = "zstd:5")]
+        root_compression: balerfile::io::RootCompression,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
@@ -604,9 +608,10 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Model { command } => model_command(command),
         Command::H5 { command } => h5::run(command, &bar),
-        Command::Unpack { input, output, to, datasets, run: RunArgs { threads, quiet }, runtime } => {
+        Command::Unpack { input, output, to, datasets, root_compression, run: RunArgs { threads, quiet }, runtime } => {
             let t = Instant::now();
-            let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options(), format: to };
+            let sink = balerfile::io::SinkOptions { root_compression };
+            let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options(), format: to, sink };
             let report = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
             if !report.not_written.is_empty() {
                 eprintln!(

@@ -123,28 +123,77 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     Err(Error::input(path, "neither an HDF5, netCDF-3, ROOT, .npy nor .npz file"))
 }
 
+/// ROOT's compression setting for what a ROOT output holds: algorithm x 100 + level (1xx zlib,
+/// 2xx LZMA, 4xx LZ4, 5xx ZSTD; 0 stores). ZSTD level 5 (505), ROOT's own default since 6.30,
+/// unless asked otherwise: a file balerfile gives back is no larger than a ROOT-written one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootCompression(pub i32);
+
+impl Default for RootCompression {
+    fn default() -> Self {
+        RootCompression(505)
+    }
+}
+
+impl std::str::FromStr for RootCompression {
+    type Err = String;
+    /// `zstd`, `zlib`, `lz4`, `lzma` with an optional `:LEVEL` (1-9; zstd 1-19), `none`, or
+    /// ROOT's number (505).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("'{s}': use zstd, zlib, lz4 or lzma, each with an optional :LEVEL (zstd:5), none, or ROOT's number (505)");
+        let s = s.trim().to_ascii_lowercase();
+        if s == "none" || s == "0" {
+            return Ok(RootCompression(0));
+        }
+        if let Ok(n) = s.parse::<i32>() {
+            let (algo, level) = (n / 100, n % 100);
+            return if [1, 2, 4, 5].contains(&algo) && (1..=if algo == 5 { 19 } else { 9 }).contains(&level) { Ok(RootCompression(n)) } else { Err(bad()) };
+        }
+        let (name, level) = s.split_once(':').map_or((s.as_str(), None), |(a, l)| (a, Some(l)));
+        let (algo, default, max) = match name {
+            "zlib" => (1, 1, 9),
+            "lzma" => (2, 7, 9),
+            "lz4" => (4, 4, 9),
+            "zstd" => (5, 5, 19),
+            _ => return Err(bad()),
+        };
+        let level = match level {
+            None => default,
+            Some(l) => l.parse::<i32>().ok().filter(|l| (1..=max).contains(l)).ok_or_else(bad)?,
+        };
+        Ok(RootCompression(algo * 100 + level))
+    }
+}
+
+/// How a sink writes what it could write in more than one way.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SinkOptions {
+    pub root_compression: RootCompression,
+}
+
 /// Creates the output for `unpack` by its extension: .npy, .npz, .root, or HDF5 (.h5, .hdf5,
 /// .he5, .nc, .nc4).
 pub fn create_sink(path: &Path, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
-    create_sink_as(path, None, header, datasets)
+    create_sink_as(path, None, header, datasets, &SinkOptions::default())
 }
 
 /// `create_sink` for the named format (`h5`, `root`, `npy`, `npz`) whatever the output's extension.
-pub fn create_sink_as(path: &Path, format: Option<&str>, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
+pub fn create_sink_as(path: &Path, format: Option<&str>, header: &Header, datasets: &[usize], opts: &SinkOptions) -> Result<Box<dyn Sink>> {
     let ext = format
         .map(str::to_string)
         .unwrap_or_else(|| path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase());
-    table::ColumnsSink::wrap(header, |header| create_array_sink(path, &ext, header, datasets))
+    table::ColumnsSink::wrap(header, |header| create_array_sink(path, &ext, header, datasets, opts))
 }
 
-fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize]) -> Result<Box<dyn Sink>> {
+fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize], opts: &SinkOptions) -> Result<Box<dyn Sink>> {
+    let _ = opts;
     match ext {
         "npy" => Ok(Box::new(npy::NpySink::create(path, header, datasets)?)),
         "npz" => Ok(Box::new(npz::NpzSink::create(path, header, datasets)?)),
         #[cfg(feature = "hdf5")]
         "h5" | "hdf5" | "he5" | "nc" | "nc4" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
         #[cfg(feature = "root")]
-        "root" => Ok(Box::new(root::RootSink::create(path, header, datasets)?)),
+        "root" => Ok(Box::new(root::RootSink::create(path, header, datasets, opts.root_compression)?)),
         _ => Err(Error::Usage(format!(
             "{}: unknown output type '.{ext}': use .h5 (HDF5), .root (ROOT), .npz or .npy",
             path.display()

@@ -562,7 +562,7 @@ impl Source for RootSource {
     }
 }
 
-/// Writes the archive's tables back as TTrees (uncompressed: oxyroot writes no compression).
+/// Writes the archive's tables back as TTrees, compressed as asked (ZSTD by default, as ROOT).
 /// Jagged tables come back as `std::vector` branches (oxyroot writes no C arrays), next to
 /// their counter branch.
 pub struct RootSink {
@@ -571,10 +571,11 @@ pub struct RootSink {
     data: BTreeMap<usize, Vec<Vec<u8>>>,
     output: AtomicOutput,
     carried: Vec<(RootObject, Vec<u8>)>,
+    compression: super::RootCompression,
 }
 
 impl RootSink {
-    pub fn create(path: &Path, header: &Header, datasets: &[usize]) -> Result<Self> {
+    pub fn create(path: &Path, header: &Header, datasets: &[usize], compression: super::RootCompression) -> Result<Self> {
         for &d in datasets {
             let ds = &header.datasets[d];
             if ds.shape.len() != 1 {
@@ -592,7 +593,7 @@ impl RootSink {
             }
         }
         let output = AtomicOutput::new(path)?;
-        Ok(RootSink { header: header.clone(), datasets: datasets.to_vec(), data: BTreeMap::new(), output, carried: Vec::new() })
+        Ok(RootSink { header: header.clone(), datasets: datasets.to_vec(), data: BTreeMap::new(), output, carried: Vec::new(), compression })
     }
 
     fn tree_name(ds: &DatasetInfo) -> String {
@@ -605,6 +606,7 @@ impl RootSink {
     fn write_all(&mut self, path: &PathBuf) -> Result<()> {
         let fail = |what: String| Error::Input { path: self.output.dest().into(), what };
         let mut file = RootFile::create(path).map_err(|e| fail(format!("cannot create: {e}")))?;
+        file.set_compression(self.compression.0);
         // Before the trees, so keys with 32-bit positions land below 2 GiB.
         write_carried(&mut file, &self.carried).map_err(fail)?;
         let events: Vec<usize> = self.datasets.iter().copied().filter(|&d| self.header.datasets[d].jagged.is_none()).collect();

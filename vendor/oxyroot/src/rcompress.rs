@@ -122,25 +122,52 @@ fn root_compress_algo_level(algo: i32) -> (Kind, i32) {
     (kind, level)
 }
 
+/// Compresses an object's bytes as ROOT does for `compression` (algorithm x 100 + level:
+/// 1xx zlib, 2xx LZMA, 4xx LZ4, 5xx ZSTD; level 0 or 1 stores): blocks of at most 2^24 - 1
+/// input bytes, each behind its 9-byte header (LZ4's followed by the big-endian XXH64 of its
+/// compressed bytes). Objects under 512 bytes, and any that would not shrink, are stored as
+/// they are (a reader tells by the key's object length equalling its stored length).
 pub fn compress(src: Vec<u8>, compression: i32) -> Result<Vec<u8>> {
-    assert_eq!(compression, 1);
-
     let (kind, level) = root_compress_algo_level(compression);
-
-    if kind == Kind::UseGlobal || level == 0 || src.len() < 512 {
-        // no compression
-        // let mut dst = Vec::new();
-        //std::io::copy(src, &mut dst)?;
+    if matches!(kind, Kind::UseGlobal | Kind::OldCompression | Kind::UndefinedCompression) || level == 0 || src.len() < 512 {
         return Ok(src);
     }
-
-    unimplemented!();
-
-    // let mut dst = Vec::new();
-    // {
-    //     let mut w = flate2::write::ZlibEncoder::new(&mut dst, flate2::Compression::default());
-    //     std::io::copy(&mut src, &mut w)?;
-    // }
-    //
-    // Ok(dst)
+    let mut out = Vec::with_capacity(src.len() / 2);
+    for block in src.chunks(K_MAX_COMPRESSED_BLOCK_SIZE) {
+        let (tag, method, body): (&[u8; 2], u8, Vec<u8>) = match kind {
+            Kind::Zlib => {
+                use std::io::Write;
+                let mut w = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level.clamp(1, 9) as u32));
+                w.write_all(block)?;
+                (b"ZL", 8, w.finish()?)
+            }
+            Kind::Lzma => {
+                use std::io::Write;
+                let mut w = liblzma::write::XzEncoder::new(Vec::new(), level.clamp(1, 9) as u32);
+                w.write_all(block)?;
+                (b"XZ", 0, w.finish()?)
+            }
+            Kind::LZ4 => {
+                let mode = if level >= 4 { lz4::block::CompressionMode::HIGHCOMPRESSION(level) } else { lz4::block::CompressionMode::DEFAULT };
+                let packed = lz4::block::compress(block, Some(mode), false)?;
+                let mut body = xxhash_rust::xxh64::xxh64(&packed, 0).to_be_bytes().to_vec();
+                body.extend_from_slice(&packed);
+                (b"L4", 1, body)
+            }
+            Kind::Zstd => (b"ZS", 1, zstd::bulk::compress(block, level)?),
+            _ => unreachable!("stored above"),
+        };
+        if body.len() >= block.len() || body.len() > K_MAX_COMPRESSED_BLOCK_SIZE {
+            return Ok(src);
+        }
+        out.extend_from_slice(tag);
+        out.push(method);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+        out.extend_from_slice(&(block.len() as u32).to_le_bytes()[..3]);
+        out.extend_from_slice(&body);
+    }
+    if out.len() >= src.len() {
+        return Ok(src);
+    }
+    Ok(out)
 }

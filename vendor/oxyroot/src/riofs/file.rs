@@ -949,6 +949,12 @@ impl RootFile {
     pub fn compression(&self) -> i32 {
         self.header.compression()
     }
+
+    /// The compression of the objects written after this (ROOT's setting: algorithm x 100 +
+    /// level; 1 and 0 store), recorded in the file header as ROOT does.
+    pub fn set_compression(&mut self, compression: i32) {
+        self.header.compression = compression;
+    }
 }
 
 #[derive(Default, Clone, Debug)]
