@@ -8,6 +8,8 @@ pub mod npy;
 pub mod npz;
 #[cfg(feature = "root")]
 pub mod root;
+#[cfg(feature = "root")]
+pub mod rntuple;
 pub mod table;
 pub mod view;
 mod zip;

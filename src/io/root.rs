@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use oxyroot::{Named, RootFile, Slice, UnmarshalerInto, WriterTree};
 
-use super::{RootSelect, Sink, Source, SourceLayout};
+use super::{rntuple, RootSelect, Sink, Source, SourceLayout};
 use crate::atomic::AtomicOutput;
 use crate::bound::ErrorBound;
 use crate::dtype::{ByteOrder, DType};
@@ -269,8 +269,8 @@ fn carry(file: &mut RootFile, err: &dyn Fn(String) -> Error) -> Result<(Vec<(Roo
     let mut carried = Vec::new();
     let mut skipped = Vec::new();
     for k in &keys {
-        let top_tree = k.dir.is_empty() && k.class == "TTree";
-        if top_tree {
+        let packed = k.dir.is_empty() && (k.class == "TTree" || k.class == rntuple::ANCHOR_CLASS);
+        if packed {
             continue;
         }
         let mut o = RootObject {
@@ -285,7 +285,8 @@ fn carry(file: &mut RootFile, err: &dyn Fn(String) -> Error) -> Result<(Vec<(Roo
         if points_elsewhere(&k.class) {
             let why = match (k.class.as_str(), k.dir.is_empty()) {
                 ("TTree", _) => "a TTree inside a directory (balerfile packs the trees at the top of the file)".to_string(),
-                (c, _) => format!("a {c}, whose data lies outside its key (balerfile packs TTrees only)"),
+                (rntuple::ANCHOR_CLASS, _) => "an RNTuple inside a directory (balerfile packs the RNTuples at the top of the file)".to_string(),
+                (c, _) => format!("a {c}, whose data lies outside its key (balerfile packs TTrees and RNTuples of format 1.0)"),
             };
             skipped.push(Skipped { path: format!("{};{}", o.path(), k.cycle), reason: why });
             continue;
@@ -336,17 +337,31 @@ impl RootSource {
                 names.push(k.name().to_string());
             }
         }
-        if names.is_empty() && carried.is_empty() {
+        let anchors: Vec<oxyroot::RawKey> = file
+            .raw_keys()
+            .map_err(|e| err(format!("reading its directories: {e}")))?
+            .into_iter()
+            .filter(|k| k.dir.is_empty() && k.class == rntuple::ANCHOR_CLASS)
+            .collect();
+        let mut ntuples: Vec<oxyroot::RawKey> = Vec::new();
+        for k in anchors {
+            if !ntuples.iter().any(|n| n.name == k.name) && !names.contains(&k.name) {
+                ntuples.push(k);
+            }
+        }
+        if names.is_empty() && ntuples.is_empty() && carried.is_empty() {
             let why: Vec<String> = skipped.iter().map(|s| format!("{} ({})", s.path, s.reason)).collect();
-            return Err(err(format!("holds no TTree and no other object to carry{}", if why.is_empty() { String::new() } else { format!("; skipped: {}", why.join("; ")) })));
+            return Err(err(format!("holds no TTree, no RNTuple and no other object to carry{}", if why.is_empty() { String::new() } else { format!("; skipped: {}", why.join("; ")) })));
         }
         if !select.trees.is_empty() {
             for t in &select.trees {
-                if !names.contains(t) {
-                    return Err(err(format!("no tree '{t}' (it holds: {})", names.join(", "))));
+                if !names.contains(t) && !ntuples.iter().any(|n| &n.name == t) {
+                    let all: Vec<&str> = names.iter().map(String::as_str).chain(ntuples.iter().map(|n| n.name.as_str())).collect();
+                    return Err(err(format!("no tree or RNTuple '{t}' (it holds: {})", all.join(", "))));
                 }
             }
             names.retain(|n| select.trees.contains(n));
+            ntuples.retain(|n| select.trees.contains(&n.name));
         }
         let mut layout = SourceLayout {
             kind: SourceKind::Root,
@@ -484,8 +499,20 @@ impl RootSource {
                 columns.push(c);
             }
         }
+        for k in &ntuples {
+            let wanted = |n: &str| select.branches.is_empty() || select.branches.iter().any(|g| glob_match(g, n));
+            let (tables, any) = rntuple_tables(&file, path, k, select, &wanted, &mut layout.skipped)?;
+            matched_any |= any;
+            if let Some((group, tables)) = tables {
+                layout.groups.push(group);
+                for (d, c) in tables {
+                    layout.datasets.push(d);
+                    columns.push(c);
+                }
+            }
+        }
         if !matched_any {
-            return Err(err(format!("no branch matches {}", select.branches.join(", "))));
+            return Err(err(format!("no branch or field matches {}", select.branches.join(", "))));
         }
         if layout.datasets.is_empty() && carried.is_empty() {
             let why: Vec<String> = layout.skipped.iter().map(|s| format!("{} ({})", s.path, s.reason)).collect();
@@ -493,6 +520,78 @@ impl RootSource {
         }
         Ok(RootSource { layout, columns, carried })
     }
+}
+
+/// The attribute of an event table whose source was an RNTuple (the sink writes one back).
+pub const RNTUPLE_ATTR: &str = "root_rntuple";
+
+/// The tables of RNTuple `k`: its event table (the flat fields, and each collection's sizes)
+/// and a per-object table per collection; None when no field was selected or could be kept.
+/// Also whether any field matched the selection.
+#[allow(clippy::type_complexity)]
+fn rntuple_tables(
+    file: &RootFile,
+    path: &Path,
+    k: &oxyroot::RawKey,
+    select: &RootSelect,
+    wanted: &dyn Fn(&str) -> bool,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(Option<(GroupInfo, Vec<(DatasetInfo, Vec<Vec<u8>>)>)>, bool)> {
+    let name = &k.name;
+    let err = |what: String| Error::input(path, format!("RNTuple '{name}': {what}"));
+    let bytes = file.raw_bytes(k).map_err(|e| err(format!("its anchor: {e}")))?;
+    let be = |o: usize, n: usize| bytes.get(o..o + n).map(|b| b.iter().fold(0u64, |a, &x| a << 8 | x as u64));
+    let (obj_len, key_len) = be(6, 4).zip(be(14, 2)).ok_or_else(|| err("its anchor key is truncated".into()))?;
+    let payload = bytes.get(key_len as usize..).ok_or_else(|| err("its anchor key is truncated".into()))?.to_vec();
+    let anchor = rntuple::read::inflate(payload, obj_len, "its anchor").map_err(err)?;
+    let nt = rntuple::RNTuple::open(path, name, &anchor).map_err(err)?;
+    let mut matched = false;
+    let (parts, left) = nt.parts(wanted).map_err(err)?;
+    for (f, why) in left {
+        if select.strict {
+            return Err(err(format!("field '{f}' is {why} and cannot be packed (without --strict it is skipped with a warning)")));
+        }
+        skipped.push(Skipped { path: format!("/{name}:{f}"), reason: format!("field {why}") });
+    }
+    let group = format!("/{name}");
+    let events = format!("{group}/{ENTRIES}");
+    let mut flat: Vec<(VariableInfo, Vec<u8>)> = Vec::new();
+    let mut objects: Vec<(DatasetInfo, Vec<Vec<u8>>)> = Vec::new();
+    let mut order = Vec::new();
+    for p in parts {
+        matched = true;
+        match p {
+            rntuple::Part::Flat { name: f, dtype, bytes } => {
+                order.push(f.clone());
+                flat.push((variable(&events, &f, dtype), bytes));
+            }
+            rntuple::Part::Jagged { name: f, members, counts } => {
+                order.push(f.clone());
+                let counter = format!("{f}.size");
+                let mut cb = Vec::with_capacity(counts.len() * 4);
+                for &c in &counts {
+                    cb.extend_from_slice(&u32::try_from(c).map_err(|_| err(format!("field '{f}': an entry of {c} items")))?.to_le_bytes());
+                }
+                flat.push((variable(&events, &counter, DType::U32), cb));
+                let dtypes: Vec<(String, DType)> = members.iter().map(|(m, d, _)| (m.clone(), *d)).collect();
+                let gpath = format!("{group}/{}", unique_name(&f, &counter, &dtypes, &objects, &Container::Vector));
+                let rows: u64 = counts.iter().sum();
+                let vars = members.iter().map(|(m, d, _)| variable(&gpath, m, *d)).collect();
+                let jagged = Jagged { events: events.clone(), counts: counter, container: Container::Vector };
+                objects.push((table(gpath, rows, vars, Attributes::new(), Some(jagged)), members.into_iter().map(|m| m.2).collect()));
+            }
+        }
+    }
+    if flat.is_empty() {
+        return Ok((None, matched));
+    }
+    let mut attrs = Attributes::new();
+    attrs.insert(BRANCHES_ATTR.into(), Attribute::strings(&order));
+    attrs.insert(RNTUPLE_ATTR.into(), Attribute::strings(&[name.clone()]));
+    let (vars, cols): (Vec<_>, Vec<_>) = flat.into_iter().unzip();
+    let mut tables = vec![(table(events, nt.entries, vars, attrs, None), cols)];
+    tables.extend(objects);
+    Ok((Some((GroupInfo { path: group, attributes: Attributes::new() }, tables)), matched))
 }
 
 /// The name of a per-object table: the branches' common prefix (`Jet_Px`, `Jet_Py` -> `Jet`),
@@ -624,6 +723,12 @@ impl RootSink {
                 .filter_map(|&o| self.header.datasets[o].jagged.as_ref().filter(|j| j.container == Container::Vector).map(|j| j.counts.as_str()))
                 .collect();
             let cols = self.data.remove(&e).unwrap_or_else(|| vec![Vec::new(); ds.variables.len()]);
+            if let Some(name) = ds.attributes.get(RNTUPLE_ATTR).and_then(|a| a.value.as_array()).and_then(|a| a.first()?.as_str().map(String::from)) {
+                let fields = Self::rntuple_fields(&self.header, &mut self.data, e, &objects, cols, &synthetic).map_err(fail)?;
+                let entries = self.header.datasets[e].rows();
+                rntuple::write::write(&mut file, &name, entries, &fields, self.compression.0).map_err(|e| fail(format!("writing RNTuple {name}: {e}")))?;
+                continue;
+            }
             // Branch order as the source had it, where the archive says.
             let mut branches: Vec<(String, Box<dyn FnOnce(&mut WriterTree)>)> = Vec::new();
             let mut counts_of = BTreeMap::new();
@@ -670,6 +775,85 @@ impl RootSink {
         // oxyroot flushes the file header only when the file is dropped.
         drop(file);
         Ok(())
+    }
+}
+
+impl RootSink {
+    /// The fields of the RNTuple that event table `e` came from: its flat variables, and a
+    /// collection per per-object table (its counts are the table's `.size` variable), nested
+    /// into records where a name has dots (`rec.a`), in the source's order.
+    fn rntuple_fields(
+        header: &Header,
+        data: &mut BTreeMap<usize, Vec<Vec<u8>>>,
+        e: usize,
+        objects: &[usize],
+        cols: Vec<Vec<u8>>,
+        synthetic: &[&str],
+    ) -> Result<Vec<rntuple::write::Field>, String> {
+        use rntuple::write::Field;
+        let ds = &header.datasets[e];
+        let mut out: Vec<Field> = Vec::new();
+        let mut counts_by_name: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut leaves: Vec<(String, Field)> = Vec::new();
+        for (v, col) in ds.variables.iter().zip(cols) {
+            let field = v.field.clone().unwrap_or_else(|| v.name.clone());
+            if synthetic.contains(&field.as_str()) {
+                let c = crate::dtype::ints_to_i64(v.dtype, &col);
+                if c.iter().any(|&x| x < 0) {
+                    return Err(format!("{}: negative sizes in {field}", ds.path));
+                }
+                counts_by_name.insert(field, c.into_iter().map(|x| x as u64).collect());
+                continue;
+            }
+            leaves.push((field.clone(), Field::Leaf { name: field, dtype: v.dtype, bytes: col }));
+        }
+        for &o in objects {
+            let od = &header.datasets[o];
+            let j = od.jagged.as_ref().expect("a per-object table");
+            let group = j.counts.strip_suffix(".size").unwrap_or(&j.counts).to_string();
+            let counts = counts_by_name.get(&j.counts).cloned().ok_or_else(|| format!("{}: its sizes {} are missing", od.path, j.counts))?;
+            let total: u64 = counts.iter().sum();
+            if total != od.rows() {
+                return Err(format!("{}: sizes in {} add up to {total}, the table has {} rows", od.path, j.counts, od.rows()));
+            }
+            let ocols = data.remove(&o).unwrap_or_default();
+            let members = od
+                .variables
+                .iter()
+                .zip(ocols)
+                .map(|(v, col)| {
+                    let f = v.field.clone().unwrap_or_else(|| v.name.clone());
+                    let m = if f == group { String::new() } else { f.strip_prefix(&format!("{group}.")).unwrap_or(&f).to_string() };
+                    (m, v.dtype, col)
+                })
+                .collect();
+            leaves.push((group.clone(), Field::Vector { name: group, members, counts }));
+        }
+        if let Some(order) = ds.attributes.get(BRANCHES_ATTR).and_then(|a| a.value.as_array()) {
+            let pos = |n: &str| order.iter().position(|o| o.as_str() == Some(n)).unwrap_or(usize::MAX);
+            leaves.sort_by_key(|(n, _)| pos(n));
+        }
+        // Dotted names back into records.
+        for (path, mut f) in leaves {
+            let parts: Vec<&str> = path.split('.').collect();
+            match &mut f {
+                Field::Leaf { name, .. } | Field::Vector { name, .. } | Field::Record { name, .. } => *name = parts[parts.len() - 1].to_string(),
+            }
+            let mut level = &mut out;
+            for p in &parts[..parts.len() - 1] {
+                let i = match level.iter().position(|x| matches!(x, Field::Record { name, .. } if name == p)) {
+                    Some(i) => i,
+                    None => {
+                        level.push(Field::Record { name: p.to_string(), children: Vec::new() });
+                        level.len() - 1
+                    }
+                };
+                let Field::Record { children, .. } = &mut level[i] else { unreachable!() };
+                level = children;
+            }
+            level.push(f);
+        }
+        Ok(out)
     }
 }
 

@@ -201,6 +201,8 @@ mod rvers;
 mod utils;
 
 pub use riofs::file::RootFile;
+/// ROOT's compressed blocks (9-byte headers), for formats that frame their own blobs (RNTuple).
+pub use rcompress::{compress as compress_blocks, decompress as decompress_blocks};
 pub use riofs::raw::{raw_key_names, unwritable_streamer_infos, RawKey};
 pub use rtree::branch::Branch;
 pub use rtree::tree::reader::ReaderTree;

@@ -283,6 +283,23 @@ impl RootFile {
         Ok(())
     }
 
+    /// Writes `payload` as it is, in a new key of `class` at the end of the file, and returns
+    /// the file offset of the payload's first byte. `listed` puts the key in the top
+    /// directory's key list (an RNTuple's anchor); otherwise it is found only by that offset
+    /// (an RNTuple's RBlobs, which frame their own compression, as ROOT writes them).
+    pub fn put_stored_key(&mut self, class: &str, name: &str, title: &str, payload: Vec<u8>, listed: bool) -> Result<i64> {
+        let len = i32::try_from(payload.len()).map_err(|_| damaged(format!("a {class} key of {} bytes (over 2 GiB)", payload.len())))?;
+        let mut key = Key::new(name.to_string(), title.to_string(), class.to_string(), len, self)?;
+        key.set_cycle(1);
+        key.set_buffer(payload, false);
+        key.write_to_file(self.writer()?)?;
+        let at = key.seek_key() + key.key_len() as i64;
+        if listed {
+            self.mut_dir().keys.push(key);
+        }
+        Ok(at)
+    }
+
     /// Adds the streamer infos of another file's streamer info record (its key's bytes) to
     /// those this file writes; a class version already there is not added twice, and one
     /// this crate cannot write again (see `unwritable_streamer_infos`) is left out.
