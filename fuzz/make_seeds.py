@@ -316,6 +316,28 @@ def walk_seeds(tmp):
     assert made >= 2, f"only {made} walk-coded chunks"
 
 
+def rntuple_seeds(tmp):
+    """rntuple_reader seeds: a small RNTuple as uproot writes it (flat, jagged, a record; two
+    clusters, zlib pages, uncompressed envelopes) and the one balerfile writes back from it
+    (split columns, zstd pages and envelopes, page checksums)."""
+    import awkward as ak
+    import uproot
+    n = 60
+    rng = np.random.default_rng(7)
+    jets = ak.unflatten(rng.normal(50, 20, 90).astype(np.float32), rng.multinomial(90, np.ones(n) / n))
+    arrays = {"x": rng.normal(size=n), "n": np.arange(n, dtype=np.int32), "ok": np.arange(n) % 3 == 0,
+              "jet_pt": jets, "met": ak.zip({"px": rng.normal(size=n).astype(np.float32), "py": rng.normal(size=n)})}
+    src = tmp / "in.root"
+    with uproot.recreate(src) as f:
+        f["events"] = {k: v[:30] for k, v in arrays.items()}
+        f["events"].extend({k: v[30:] for k, v in arrays.items()})
+    put("rntuple_reader", "uproot-2clusters.root", src.read_bytes())
+    arch, out = tmp / "a.baler", tmp / "out.root"
+    run("pack", src, "-o", arch, "-q", "--error", "rel=1e-2")
+    run("unpack", arch, "-o", out, "-q")
+    put("rntuple_reader", "balerfile-zstd.root", out.read_bytes())
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN} is missing: cargo build --release")
@@ -324,6 +346,12 @@ def main():
         with tempfile.TemporaryDirectory() as t:
             walk_seeds(Path(t))
         print(f"chunk_decoder: {len(list((SEEDS / 'chunk_decoder').iterdir()))} seeds")
+        return
+    if sys.argv[1:] == ["rntuple"]:
+        shutil.rmtree(SEEDS / "rntuple_reader", ignore_errors=True)
+        with tempfile.TemporaryDirectory() as t:
+            rntuple_seeds(Path(t))
+        print(f"rntuple_reader: {len(list((SEEDS / 'rntuple_reader').iterdir()))} seeds")
         return
     if sys.argv[1:] == ["int_block"]:
         # Only this target's seeds, from today's codec (the others keep older releases' blocks).

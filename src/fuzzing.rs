@@ -419,3 +419,32 @@ fn embedded(manifest: &crate::model::Manifest, decoder: &[u8]) {
         let _ = (b.manifest.input_width(), b.manifest.row_shape());
     }
 }
+
+/// A ROOT file from untrusted bytes, through the RNTuple reader: the file's keys are listed by
+/// oxyroot (whose panics `pack` catches, so they are not this target's business), then every
+/// RNTuple anchor is opened and every field read by balerfile's own reader, which must never
+/// panic. The readers take paths, so the bytes go through a temporary file.
+#[cfg(feature = "root")]
+pub fn rntuple_reader(data: &[u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let p = std::env::temp_dir().join(format!("balerfile-fuzz-{}-{}.root", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    if std::fs::write(&p, data).is_err() {
+        return;
+    }
+    let anchors = std::panic::catch_unwind(|| -> Option<Vec<(String, Vec<u8>)>> {
+        let mut f = oxyroot::RootFile::open(&p).ok()?;
+        let keys = f.raw_keys().ok()?;
+        Some(keys.iter().filter(|k| k.class == crate::io::rntuple::ANCHOR_CLASS).filter_map(|k| Some((k.name.clone(), f.raw_bytes(k).ok()?))).collect())
+    });
+    if let Ok(Some(anchors)) = anchors {
+        for (name, bytes) in anchors {
+            if let Ok(payload) = crate::io::root::anchor_payload(&bytes) {
+                if let Ok(nt) = crate::io::rntuple::RNTuple::open(&p, &name, &payload) {
+                    let _ = nt.parts(&|_| true);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&p);
+}

@@ -61,6 +61,11 @@ fn int_block() {
     replay("int_block", balerfile::fuzzing::int_block);
 }
 
+#[test]
+fn rntuple_reader() {
+    replay("rntuple_reader", balerfile::fuzzing::rntuple_reader);
+}
+
 /// Deterministic mutations: no dependency, the same on every run.
 fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
     move || {
@@ -132,4 +137,33 @@ fn walk_chunk_mutations() {
         }
     }
     assert!(runs >= 800, "only {runs} runs: are the walk seeds there (fuzz/make_seeds.py walk)?");
+}
+
+/// A short mutation run over the RNTuple seeds (an uproot-written file and one balerfile wrote):
+/// bytes flipped anywhere after the file header, and truncations; the reader may refuse them
+/// but never panic.
+#[test]
+fn rntuple_mutations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/rntuple_reader");
+    let mut next = xorshift(0x1234_5678_9abc_def1);
+    let mut runs = 0;
+    for e in std::fs::read_dir(&dir).expect("rntuple_reader seeds").flatten() {
+        let seed = std::fs::read(e.path()).unwrap();
+        for _ in 0..300 {
+            let mut d = seed.clone();
+            if next() % 5 == 0 {
+                d.truncate(100 + (next() as usize) % (d.len() - 100));
+            } else {
+                for _ in 0..1 + next() % 3 {
+                    let i = 100 + (next() as usize) % (d.len() - 100);
+                    d[i] ^= 1 << (next() % 8);
+                }
+            }
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| balerfile::fuzzing::rntuple_reader(&d))) {
+                panic!("{}: mutated input panicked: {:?}", e.path().display(), p.downcast_ref::<String>());
+            }
+            runs += 1;
+        }
+    }
+    assert!(runs >= 600, "only {runs} runs: are the seeds there (fuzz/make_seeds.py rntuple)?");
 }

@@ -522,6 +522,15 @@ impl RootSource {
     }
 }
 
+/// An RNTuple anchor key's object (its bytes as on disk: key header, then the object, which
+/// ROOT 6.38 compresses).
+pub fn anchor_payload(key: &[u8]) -> Result<Vec<u8>, String> {
+    let be = |o: usize, n: usize| key.get(o..o + n).map(|b| b.iter().fold(0u64, |a, &x| a << 8 | x as u64));
+    let (obj_len, key_len) = be(6, 4).zip(be(14, 2)).ok_or("its anchor key is truncated")?;
+    let payload = key.get(key_len as usize..).ok_or("its anchor key is truncated")?.to_vec();
+    rntuple::read::inflate(payload, obj_len, "its anchor")
+}
+
 /// The attribute of an event table whose source was an RNTuple (the sink writes one back).
 pub const RNTUPLE_ATTR: &str = "root_rntuple";
 
@@ -540,10 +549,7 @@ fn rntuple_tables(
     let name = &k.name;
     let err = |what: String| Error::input(path, format!("RNTuple '{name}': {what}"));
     let bytes = file.raw_bytes(k).map_err(|e| err(format!("its anchor: {e}")))?;
-    let be = |o: usize, n: usize| bytes.get(o..o + n).map(|b| b.iter().fold(0u64, |a, &x| a << 8 | x as u64));
-    let (obj_len, key_len) = be(6, 4).zip(be(14, 2)).ok_or_else(|| err("its anchor key is truncated".into()))?;
-    let payload = bytes.get(key_len as usize..).ok_or_else(|| err("its anchor key is truncated".into()))?.to_vec();
-    let anchor = rntuple::read::inflate(payload, obj_len, "its anchor").map_err(err)?;
+    let anchor = anchor_payload(&bytes).map_err(err)?;
     let nt = rntuple::RNTuple::open(path, name, &anchor).map_err(err)?;
     let mut matched = false;
     let (parts, left) = nt.parts(wanted).map_err(err)?;

@@ -115,6 +115,24 @@ impl<'a> Schema<'a> {
     }
 }
 
+/// The unsplit column type of a split one: same values, each element's bytes together. Split
+/// byte planes suit most columns; a column whose values repeat row after row (an event listed
+/// once per muon pair) compresses better unsplit, where LZ matching sees whole repeated values.
+fn unsplit(t: u16) -> Option<u16> {
+    Some(match t {
+        ty::SPLIT_INT16 => ty::INT16,
+        ty::SPLIT_UINT16 => ty::UINT16,
+        ty::SPLIT_INT32 => ty::INT32,
+        ty::SPLIT_UINT32 => ty::UINT32,
+        ty::SPLIT_INT64 => ty::INT64,
+        ty::SPLIT_UINT64 => ty::UINT64,
+        ty::SPLIT_REAL32 => ty::REAL32,
+        ty::SPLIT_REAL64 => ty::REAL64,
+        ty::SPLIT_INDEX64 => ty::INDEX64,
+        _ => return None,
+    })
+}
+
 /// Elements a page holds at most: ROOT's default page is at most 1 MiB uncompressed.
 fn page_elements(bits: u16) -> usize {
     ((1usize << 23) / bits as usize).max(1)
@@ -124,11 +142,14 @@ fn page_elements(bits: u16) -> usize {
 /// signed integers, delta within the page for offsets, bits LSB first for booleans.
 fn encode_page(t: u16, data: &Data, range: std::ops::Range<usize>) -> Vec<u8> {
     let n = range.len();
+    let split = unsplit(t).is_some();
     let (w, vals): (usize, Vec<u64>) = match data {
+        Data::Offsets(o) if !split => (8, o[range].to_vec()),
         Data::Offsets(o) => {
             let mut prev = None;
             (8, o[range].iter().map(|&v| prev.replace(v).map_or(v, |p| v.wrapping_sub(p))).collect())
         }
+        Data::Values(d, bytes) if !split && *d != DType::Bool => return bytes[range.start * d.size()..range.end * d.size()].to_vec(),
         Data::Values(d, bytes) => {
             let s = d.size();
             let b = &bytes[range.start * s..range.end * s];
@@ -161,6 +182,9 @@ fn encode_page(t: u16, data: &Data, range: std::ops::Range<usize>) -> Vec<u8> {
             (s, vals)
         }
     };
+    if !split {
+        return vals.iter().flat_map(|v| v.to_le_bytes()[..w].to_vec()).collect();
+    }
     let mut out = vec![0u8; n * w];
     for (i, v) in vals.iter().enumerate() {
         for (k, byte) in v.to_le_bytes()[..w].iter().enumerate() {
@@ -168,6 +192,24 @@ fn encode_page(t: u16, data: &Data, range: std::ops::Range<usize>) -> Vec<u8> {
         }
     }
     out
+}
+
+fn column_len(data: &Data) -> usize {
+    match data {
+        Data::Offsets(o) => o.len(),
+        Data::Values(d, b) => b.len() / d.size(),
+    }
+}
+
+/// Split or not, whichever compresses the column's first page smaller.
+fn choose_encoding(t: u16, bits: u16, data: &Data, compression: i32) -> Result<u16, String> {
+    let Some(plain) = unsplit(t) else { return Ok(t) };
+    if compression <= 0 {
+        return Ok(plain);
+    }
+    let page = 0..column_len(data).min(page_elements(bits));
+    let size = |t| oxyroot::compress_blocks(encode_page(t, data, page.clone()), compression).map(|b| b.len()).map_err(|e| format!("{e:?}"));
+    Ok(if size(plain)? < size(t)? { plain } else { t })
 }
 
 fn put_blob(file: &mut RootFile, payload: Vec<u8>) -> Result<u64, String> {
@@ -187,6 +229,9 @@ fn put_envelope(file: &mut RootFile, env: Vec<u8>, compression: i32) -> Result<(
 pub fn write(file: &mut RootFile, name: &str, entries: u64, fields: &[Field], compression: i32) -> Result<(), String> {
     let mut schema = Schema { fields: Vec::new(), columns: Vec::new() };
     fields.iter().for_each(|f| schema.field(None, f));
+    for c in &mut schema.columns {
+        c.0 = choose_encoding(c.0, c.1, &c.3, compression)?;
+    }
     let mut h = Writer::new();
     h.u64(0);
     h.string(name);
@@ -225,10 +270,7 @@ pub fn write(file: &mut RootFile, name: &str, entries: u64, fields: &[Field], co
     // Pages, column by column, each followed by its checksum.
     let mut pages: Vec<Vec<(u64, Locator)>> = Vec::with_capacity(schema.columns.len());
     for (t, bits, _, data) in &schema.columns {
-        let n = match data {
-            Data::Offsets(o) => o.len(),
-            Data::Values(d, b) => b.len() / d.size(),
-        };
+        let n = column_len(data);
         let mut list = Vec::new();
         let step = page_elements(*bits);
         let mut at = 0;
