@@ -119,8 +119,8 @@ enum Command {
         /// Unpack only this dataset (repeatable).
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
-        /// ROOT output: how baskets are compressed: zstd, zlib, lz4 or lzma with an optional
-        /// :LEVEL, none, or ROOT's number (505 = zstd level 5, ROOT's default).
+        /// ROOT output: how baskets and pages are compressed: zstd, zlib, lz4 or lzma with an
+        /// optional :LEVEL (ROOT's 1-9), none, or ROOT's number (505 = zstd:5, ROOT's default).
         #[arg(long, value_name = "ALGO[:LEVEL]", default_value = "zstd:5")]
         root_compression: balerfile::io::RootCompression,
         #[command(flatten)]

@@ -125,9 +125,9 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
     Err(Error::input(path, "neither an HDF5, netCDF-3, ROOT, .npy nor .npz file"))
 }
 
-/// ROOT's compression setting for what a ROOT output holds: algorithm x 100 + level (1xx zlib,
-/// 2xx LZMA, 4xx LZ4, 5xx ZSTD; 0 stores). ZSTD level 5 (505), ROOT's own default since 6.30,
-/// unless asked otherwise: a file balerfile gives back is no larger than a ROOT-written one.
+/// ROOT's compression setting for what a ROOT output holds: algorithm x 100 + level 1-9 (1xx
+/// zlib, 2xx LZMA, 4xx LZ4, 5xx ZSTD, whose level n is zstd's 2n as in ROOT; 0 stores). 505,
+/// ROOT's own default since 6.30, unless asked otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RootCompression(pub i32);
 
@@ -139,8 +139,8 @@ impl Default for RootCompression {
 
 impl std::str::FromStr for RootCompression {
     type Err = String;
-    /// `zstd`, `zlib`, `lz4`, `lzma` with an optional `:LEVEL` (1-9; zstd 1-19), `none`, or
-    /// ROOT's number (505).
+    /// `zstd`, `zlib`, `lz4`, `lzma` with an optional `:LEVEL` (ROOT's 1-9), `none`, or ROOT's
+    /// number (505).
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let bad = || format!("'{s}': use zstd, zlib, lz4 or lzma, each with an optional :LEVEL (zstd:5), none, or ROOT's number (505)");
         let s = s.trim().to_ascii_lowercase();
@@ -149,19 +149,19 @@ impl std::str::FromStr for RootCompression {
         }
         if let Ok(n) = s.parse::<i32>() {
             let (algo, level) = (n / 100, n % 100);
-            return if [1, 2, 4, 5].contains(&algo) && (1..=if algo == 5 { 19 } else { 9 }).contains(&level) { Ok(RootCompression(n)) } else { Err(bad()) };
+            return if [1, 2, 4, 5].contains(&algo) && (1..=9).contains(&level) { Ok(RootCompression(n)) } else { Err(bad()) };
         }
         let (name, level) = s.split_once(':').map_or((s.as_str(), None), |(a, l)| (a, Some(l)));
-        let (algo, default, max) = match name {
-            "zlib" => (1, 1, 9),
-            "lzma" => (2, 7, 9),
-            "lz4" => (4, 4, 9),
-            "zstd" => (5, 5, 19),
+        let (algo, default) = match name {
+            "zlib" => (1, 1),
+            "lzma" => (2, 7),
+            "lz4" => (4, 4),
+            "zstd" => (5, 5),
             _ => return Err(bad()),
         };
         let level = match level {
             None => default,
-            Some(l) => l.parse::<i32>().ok().filter(|l| (1..=max).contains(l)).ok_or_else(bad)?,
+            Some(l) => l.parse::<i32>().ok().filter(|l| (1..=9).contains(l)).ok_or_else(bad)?,
         };
         Ok(RootCompression(algo * 100 + level))
     }

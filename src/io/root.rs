@@ -762,16 +762,39 @@ impl RootSink {
                 let od = &self.header.datasets[o];
                 let counts = counts_of.remove(&o).unwrap_or_default();
                 let ocols = self.data.remove(&o).unwrap_or_default();
+                let j = od.jagged.as_ref().expect("a per-object table");
                 for (v, col) in od.variables.iter().zip(ocols) {
                     let name = v.field.clone().unwrap_or_else(|| v.name.clone());
                     let (n, d, counts) = (name.clone(), v.dtype, counts.clone());
-                    branches.push((name, Box::new(move |t: &mut WriterTree| per_dtype!(d, add_jagged, t, &n, col, &counts))));
+                    // C arrays come back as C arrays (`Jet_Px[NJet]`): values back to back, where
+                    // a std::vector would add 10 bytes of header an entry.
+                    if j.container == Container::Carray {
+                        let counter = j.counts.clone();
+                        branches.push((name, Box::new(move |t: &mut WriterTree| per_dtype!(d, add_counted, t, &n, &counter, col, &counts))));
+                    } else {
+                        branches.push((name, Box::new(move |t: &mut WriterTree| per_dtype!(d, add_jagged, t, &n, col, &counts))));
+                    }
                 }
             }
+            let mut rank: BTreeMap<String, usize> = BTreeMap::new();
             if let Some(order) = ds.attributes.get(BRANCHES_ATTR).and_then(|a| a.value.as_array()) {
-                let pos = |n: &str| order.iter().position(|o| o.as_str() == Some(n)).unwrap_or(usize::MAX);
-                branches.sort_by_key(|(n, _)| pos(n));
+                for (i, o) in order.iter().enumerate() {
+                    if let Some(n) = o.as_str() {
+                        rank.entry(n.to_string()).or_insert(i);
+                    }
+                }
             }
+            // A counter is written before the arrays it counts (their leaves refer to its leaf).
+            for &o in &objects {
+                let j = self.header.datasets[o].jagged.as_ref().expect("a per-object table");
+                if j.container == Container::Carray {
+                    let first = self.header.datasets[o].variables.iter().map(|v| rank.get(v.field.as_deref().unwrap_or(&v.name)).copied().unwrap_or(usize::MAX)).min();
+                    if let (Some(first), Some(c)) = (first, rank.get_mut(&j.counts)) {
+                        *c = (*c).min(first);
+                    }
+                }
+            }
+            branches.sort_by_key(|(n, _)| (rank.get(n).copied().unwrap_or(usize::MAX), !rank.contains_key(n) as u8));
             for (_, add) in branches {
                 add(&mut tree);
             }
@@ -899,6 +922,13 @@ where
     let mut vals = col.chunks_exact(s).map(T::get);
     let rows: Vec<Vec<T>> = counts.iter().map(|&c| vals.by_ref().take(c as usize).collect()).collect();
     t.new_branch(name, rows.into_iter());
+}
+
+fn add_counted<T: LeBytes + oxyroot::Marshaler>(t: &mut WriterTree, name: &str, counter: &str, col: Vec<u8>, counts: &[i64]) {
+    let s = std::mem::size_of::<T>().max(1);
+    let mut vals = col.chunks_exact(s).map(T::get);
+    let rows: Vec<Vec<T>> = counts.iter().map(|&c| vals.by_ref().take(c as usize).collect()).collect();
+    t.new_counted_branch(name, counter, rows.into_iter());
 }
 
 impl Sink for RootSink {

@@ -154,7 +154,8 @@ pub fn compress(src: Vec<u8>, compression: i32) -> Result<Vec<u8>> {
                 body.extend_from_slice(&packed);
                 (b"L4", 1, body)
             }
-            Kind::Zstd => (b"ZS", 1, zstd::bulk::compress(block, level)?),
+            // ROOT's ZSTD levels 1-9 are zstd's 2-18 (core/zstd/src/ZipZSTD.cxx): 505 is level 10.
+            Kind::Zstd => (b"ZS", 1, zstd::bulk::compress(block, (2 * level).clamp(1, 22))?),
             _ => unreachable!("stored above"),
         };
         if body.len() >= block.len() || body.len() > K_MAX_COMPRESSED_BLOCK_SIZE {

@@ -31,6 +31,9 @@ pub struct WBuffer {
     offset: u32,
     refs_p: HashMap<usize, i64>, // refs: HashMap<i64, crate::rbytes::rbuffer::RBufferRefsItem>,
     refs_s: HashMap<String, i64>, // refs: HashMap<i64, crate::rbytes::rbuffer::RBufferRefsItem>,
+    /// Leaves written so far, by name, with their map offsets: a counted leaf's `fLeafCount`
+    /// refers to its counter's.
+    leaf_refs: HashMap<String, i64>,
 }
 
 impl WBuffer {
@@ -182,6 +185,24 @@ impl WBuffer {
         self.w.write_in_place(p0, pos)
     }
 
+    /// Notes that the object written at `addr` was leaf `name`.
+    pub(crate) fn name_leaf(&mut self, addr: usize, name: &str) {
+        if let Some(&r) = self.refs_p.get(&addr) {
+            self.leaf_refs.insert(name.to_string(), r);
+        }
+    }
+
+    /// A reference to leaf `name` written before in this buffer, as ROOT writes a pointer to an
+    /// object already streamed: its map offset alone.
+    pub(crate) fn write_leaf_ref(&mut self, name: &str) -> Result<i64> {
+        let r = *self
+            .leaf_refs
+            .get(name)
+            .ok_or_else(|| crate::rbytes::Error::Misc(format!("counter leaf '{name}' is written after the leaves it counts")))?;
+        self.write_u32(r as u32)?;
+        Ok(4)
+    }
+
     pub(crate) fn write_object_nil(&mut self) -> Result<i64> {
         self.write_u32(0)?;
         Ok(0)
@@ -327,6 +348,7 @@ impl WBuffer {
             offset,
             refs_p: HashMap::new(),
             refs_s: HashMap::new(),
+            leaf_refs: HashMap::new(),
         }
     }
 
@@ -339,6 +361,7 @@ impl WBuffer {
             offset,
             refs_p: HashMap::new(),
             refs_s: HashMap::new(),
+            leaf_refs: HashMap::new(),
         };
         w.w.p.resize(size, 0);
         w

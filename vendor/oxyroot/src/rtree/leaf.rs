@@ -202,6 +202,26 @@ impl Leaf {
     }
 }
 
+impl Leaf {
+    /// Makes this leaf hold `leaf[counter]`: as many values an entry as the counter leaf says.
+    pub(crate) fn count_by(&mut self, counter: &str) {
+        let t: &mut TLeaf = match self {
+            Leaf::Base(l) => l,
+            Leaf::Element(l) => &mut l.tleaf,
+            Leaf::I(l) => &mut l.tleaf,
+            Leaf::S(l) => &mut l.tleaf,
+            Leaf::D(l) => &mut l.tleaf,
+            Leaf::F(l) => &mut l.tleaf,
+            Leaf::B(l) => &mut l.tleaf,
+            Leaf::L(l) => &mut l.tleaf,
+            Leaf::O(l) => &mut l.tleaf,
+            Leaf::C(l) => &mut l.tleaf,
+        };
+        t.named.title = format!("{}[{counter}]", t.named.name);
+        t.count = Some(LeafCount { name: counter.to_string() });
+    }
+}
+
 impl<'a> From<&'a Leaf> for &'a TLeaf {
     fn from(l: &'a Leaf) -> Self {
         match l {
@@ -253,8 +273,11 @@ impl From<Box<dyn FactoryItemRead>> for Leaf {
         }
     }
 }
+/// The counter of a variable-length leaf (`x[n]`), by the counter leaf's name.
 #[derive(Debug)]
-struct LeafCount {}
+pub(crate) struct LeafCount {
+    name: String,
+}
 
 #[derive(Default, Debug)]
 pub struct TLeaf {
@@ -293,6 +316,16 @@ impl TLeaf {
 
     pub(crate) fn with_etype(mut self, etype: i32) -> Self {
         self.etype = etype;
+        self
+    }
+
+    pub(crate) fn leaf_name(&self) -> &str {
+        &self.named.name
+    }
+
+    /// A leaf of as many values an entry as leaf `counter` says (`name[counter]`).
+    pub(crate) fn with_count(mut self, counter: &str) -> Self {
+        self.count = Some(LeafCount { name: counter.to_string() });
         self
     }
 
@@ -341,7 +374,7 @@ impl Unmarshaler for TLeaf {
 
                     //  todo!("");
 
-                    self.count = Some(LeafCount {});
+                    self.count = Some(LeafCount { name: String::new() });
                 } else {
                     todo!("can not read ptr:{}", p.class())
                 }
@@ -391,7 +424,7 @@ impl Marshaler for TLeaf {
                 w.write_object_nil()?;
             }
             Some(c) => {
-                todo!(";TLeaf.marshal.count:{:?}", c);
+                w.write_leaf_ref(&c.name)?;
             }
         }
         trace!(";TLeaf.marshal.buf.value:{:?}", &w.p()[len..]);

@@ -734,6 +734,10 @@ impl Marshaler for TBranch {
                 leaves.push(b, std::ptr::addr_of!(*b) as usize);
             }
             w.write_object(&leaves)?;
+            for b in self.leaves.iter() {
+                let l: &crate::rtree::leaf::TLeaf = b.into();
+                w.name_leaf(std::ptr::addr_of!(*b) as usize, l.leaf_name());
+            }
         }
         trace!(";TBranch.marshal.buf.pos.after_leaves:{:?}", w.pos());
         {

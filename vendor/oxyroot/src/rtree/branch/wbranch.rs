@@ -108,6 +108,27 @@ where
         branch
     }
 
+    /// A branch of `name[counter]` values of `U` an entry (a C array whose length is leaf
+    /// `counter`'s value, written before it), from `it`'s per-entry values (`Counted<U>`).
+    pub(crate) fn new_counted<U: 'static>(name: &str, counter: &str, it: impl Iterator<Item = T> + 'static, tree: &mut WriterTree) -> Self
+    where
+        U: Marshaler,
+    {
+        let mut tbanch = TBranch::new(name.to_string());
+        tbanch.iobits = tree.iobits();
+        tbanch.basket_size = DEFAULT_BASKET_SIZE;
+        tbanch.max_baskets = DEFAULT_MAX_BASKETS;
+        tbanch.basket_entry.push(0);
+        // Entries of varying length: the baskets keep each entry's offset, as ROOT does.
+        tbanch.entry_offset_len = 1000;
+        tbanch.named.title = format!("{name}[{counter}]/{}", U::root_code());
+        let mut leaf = Leaf::new::<U>(&tbanch);
+        leaf.count_by(counter);
+        let mut branch = Self { branch: Branch::Base(tbanch), iterator: Box::new(it), basket: None };
+        branch.branch.tbranch_mut().leaves.push(leaf);
+        branch
+    }
+
     pub fn write(
         &mut self,
         tree: &WriterTree,

@@ -105,6 +105,19 @@ impl WriterTree {
         self.tree.branches.push(wbranchwb);
     }
 
+    /// Adds a branch of C arrays, `name[counter]`: each entry's values, as many as branch
+    /// `counter` (added before this one) holds at that entry. ROOT's layout for jagged data
+    /// (`Jet_Px[NJet]`): the values back to back, no per-entry header.
+    pub fn new_counted_branch<T, S>(&mut self, name: S, counter: &str, provider: impl Iterator<Item = Vec<T>> + 'static)
+    where
+        T: Marshaler + 'static,
+        S: AsRef<str>,
+    {
+        let it = provider.map(|x| Box::new(Counted(x)) as Box<dyn Marshaler>);
+        let wbranch = WBranch::new_counted::<T>(name.as_ref(), counter, it, self);
+        self.tree.branches.push(wbranch);
+    }
+
     /// Effectively write the tree to the file.
     ///
     /// The branches are written until all provided iterator are exhausted. The branches are written all
@@ -302,5 +315,18 @@ impl Named for WriterTree {
 impl RVersioner for WriterTree {
     fn rversion(&self) -> i16 {
         rvers::TREE
+    }
+}
+
+/// One entry of a counted branch: its values back to back, each as the leaf writes it.
+struct Counted<T>(Vec<T>);
+
+impl<T: Marshaler> Marshaler for Counted<T> {
+    fn marshal(&self, w: &mut crate::rbytes::wbuffer::WBuffer) -> crate::rbytes::Result<i64> {
+        let mut n = 0;
+        for x in &self.0 {
+            n += x.marshal(w)?;
+        }
+        Ok(n)
     }
 }
