@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark balerfile on real ROOT files against the files as stored, uproot rewrites and SZ3, in one run.
 
-Usage: .venv/bin/python scripts/bench_root.py [--quick] [--out DIR] [--threads N] [--zstd-level N] [--lzma-level N]
+Usage: .venv/bin/python scripts/bench_root.py [--quick] [--round-trips-only] [--out DIR] [--threads N]
+       [--zstd-level N] [--lzma-level N]
+
+First table: round trips (ROOT in, ROOT out): each TTree test file, and the same data written by
+uproot as RNTuples (uproot 5.7's default), packed at rel=1e-3 and losslessly, unpacked with
+unpack's defaults (a TTree comes back as a TTree, an RNTuple as an RNTuple, ZSTD 505): the
+sizes of the input, the archive and the output, and whether uproot reads the output back within
+the bound.
 
 Files (skhep_testdata): uproot-HZZ.root (1 tree, jagged C-array branches with counters),
 uproot-Zmumu.root (1 flat tree, one text branch), uproot-issue63.root (3 flat trees, text
@@ -397,6 +404,72 @@ def print_variants(rows):
     print()
 
 
+# ----------------------------------------------------------------------------------- round trips
+
+
+def rntuple_of(data, path, compression):
+    """The file's first tree's numeric branches as the RNTuple uproot 5.7 writes for
+    `f[name] = {...}` (its default since 5.7), with this compression."""
+    tname = data.trees[0][0]
+    with uproot.recreate(path, compression=compression) as f:
+        f[tname] = {b.name: b.array for b in data.tree_branches(tname)}
+    return tname
+
+
+def check_rntuple(src, out, name, rel):
+    """Every field of src in out as an RNTuple: same type and lengths, floats within rel x range."""
+    with uproot.open(src) as a, uproot.open(out) as b:
+        if b.classnames().get(f"{name};1") != "ROOT::RNTuple":
+            return False
+        x, y = a[name].arrays(), b[name].arrays()
+        for k in x.fields:
+            if k not in y.fields or str(ak.type(x[k])) != str(ak.type(y[k])):
+                return False
+            fx, fy = ak.to_numpy(ak.flatten(x[k], axis=None)), ak.to_numpy(ak.flatten(y[k], axis=None))
+            if x[k].ndim > 1 and not np.array_equal(ak.num(x[k]), ak.num(y[k])):
+                return False
+            if fx.dtype.kind != "f" or not rel:
+                if not np.array_equal(fx, fy):
+                    return False
+            elif fx.size and np.abs(fx.astype("f8") - fy.astype("f8")).max() > rel * (fx.max() - fx.min()):
+                return False
+    return True
+
+
+def round_trips(work, env):
+    """ROOT in, ROOT out: every TTree file of skhep_testdata's HZZ (every compression), Zmumu and
+    issue63, and the same data as uproot-written RNTuples (zlib, uproot's default, and ZSTD),
+    packed at rel=1e-3 and losslessly and unpacked to ROOT with unpack's defaults (ZSTD 505)."""
+    print("## Round trips: the ROOT file pack reads, and the one unpack writes back\n")
+    print("| input | kind | input bytes | .baler rel=1e-3 | output rel=1e-3 | .baler lossless | output lossless | "
+          "output / input (rel=1e-3, lossless) | read back ok |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    inputs = [(n, skhep_testdata.data_path(n), "TTree", None) for n in HZZ_VARIANTS + ["uproot-Zmumu.root", "uproot-issue63.root"]]
+    for label, fname in FILES:
+        data = RootData(label, skhep_testdata.data_path(fname))
+        for cname, comp in (("zlib", uproot.ZLIB(1)), ("zstd", uproot.ZSTD(5))):
+            p = work / f"{label}-rntuple-{cname}.root"
+            name = rntuple_of(data, p, comp)
+            inputs.append((f"{label} RNTuple ({cname}, by uproot)", str(p), "RNTuple", name))
+    for label, path, kind, name in inputs:
+        row, ok = [], True
+        for rel in (1e-3, 0.0):
+            arch, out = work / "rt.baler", work / "rt.root"
+            out.unlink(missing_ok=True)
+            cli(["pack", path, "-o", arch, *(["--error", f"rel={rel:g}"] if rel else []), "-q"], env)
+            cli(["unpack", arch, "-o", out, "-q"], env)
+            if kind == "RNTuple":
+                ok &= check_rntuple(path, out, name, rel)
+            else:
+                data = RootData(label, path)
+                ok &= compare(data, read_root(out, data), rel)[1]
+            row += [arch.stat().st_size, out.stat().st_size]
+        size = os.path.getsize(path)
+        print(f"| {Path(label).name} | {kind} | {size} | {row[0]} | {row[1]} | {row[2]} | {row[3]} | "
+              f"{row[1] / size:.2f}, {row[3] / size:.2f} | {'yes' if ok else 'NO'} |")
+    print()
+
+
 # ----------------------------------------------------------------------------------- main
 
 
@@ -408,6 +481,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="balerfile --threads (0: all cores)")
     ap.add_argument("--zstd-level", type=int, default=5, help="uproot.ZSTD level of the rewrite")
     ap.add_argument("--lzma-level", type=int, default=8, help="uproot.LZMA level of the rewrite")
+    ap.add_argument("--round-trips-only", action="store_true", help="only the ROOT in / ROOT out sizes table")
     args = ap.parse_args()
     if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
         sys.exit(f"bench_root: balerfile binary not found at {BIN} (build it or set BALERFILE)")
@@ -420,6 +494,12 @@ def main():
     print_header(args)
     t0 = time.perf_counter()
     notes = []
+
+    rt = args.out / "round-trips"
+    rt.mkdir(exist_ok=True)
+    round_trips(rt, env)
+    if args.round_trips_only:
+        return
 
     variants = []
     for name in HZZ_VARIANTS:

@@ -65,7 +65,8 @@ pub struct ModelPart<'a> {
 }
 
 pub enum Body<'a> {
-    Raw { payload: &'a [u8] },
+    /// `width`: the byte shuffle's element size, the dtype's or 1 (bytes as they come).
+    Raw { width: usize, payload: &'a [u8] },
     Integer(Codes<'a>),
     Quantised { step: f64, model: Option<ModelPart<'a>>, interp: Option<interp::Config>, codes: Codes<'a>, exact: Exact<'a> },
     ModelOnly { exact: Exact<'a> },
@@ -114,12 +115,12 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
     let numeric = || if dtype == DType::Bool { Err(format!("method {method} block for a {dtype} variable")) } else { Ok(()) };
     let (body, errors) = match method {
         METHOD_RAW => {
-            let es = cur.u8("element size")? as usize;
-            if es != dtype.size() || !(dtype.is_float() || dtype == DType::Bool) {
-                return Err(format!("raw block of {es}-byte elements for a {dtype} variable"));
+            let width = cur.u8("shuffle width")? as usize;
+            if !(width == dtype.size() || width == 1) || !(dtype.is_float() || dtype == DType::Bool) {
+                return Err(format!("raw block shuffled as {width}-byte elements for a {dtype} variable"));
             }
             let len = cur.u64("payload length")?;
-            (Body::Raw { payload: cur.bytes(len, "payload")? }, None)
+            (Body::Raw { width, payload: cur.bytes(len, "payload")? }, None)
         }
         METHOD_INTEGER => {
             if dtype.is_float() || dtype == DType::Bool {
@@ -235,7 +236,7 @@ pub struct Decoded {
 pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs: &stages::Refs) -> Result<Decoded, String> {
     let size = dtype.size();
     match &block.body {
-        Body::Raw { payload } => Ok(Decoded { bytes: bytes::unshuffle(size, &bytes::decompress(payload, n * size)?), codes: None }),
+        Body::Raw { width, payload } => Ok(Decoded { bytes: bytes::unshuffle(*width, &bytes::decompress(payload, n * size)?), codes: None }),
         Body::Integer(codes) => {
             let codes = codes.decode(refs)?;
             Ok(Decoded { bytes: i64_to_ints(dtype, &codes), codes: Some(codes) })
