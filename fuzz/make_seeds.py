@@ -33,8 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 BIN = os.environ.get("BALERFILE", str(ROOT / "target" / "release" / "balerfile"))
 SEEDS = ROOT / "fuzz" / "seeds"
-sys.path.insert(0, str(ROOT / "python" / "balerfile-h5"))
-import balerfile_h5  # noqa: E402  (registers the filter plugin with h5py's HDF5)
+import balerfile_h5  # noqa: E402  (the installed package; registers the filter plugin with h5py's HDF5)
 
 DTYPES = ["bool", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64"]  # DType::ALL
 

@@ -11,7 +11,8 @@ SUDO=""
 need=()
 # chromium + chromium-driver: tests/python/test_eval.py opens the eval report in headless Chromium.
 # ferret-datasets: real netCDF-3 ocean climatologies with fill values (tests/python/test_missing.py).
-for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config chromium chromium-driver ferret-datasets; do
+# openmpi-bin + python3-h5py-mpi + python3-mpi4py: parallel HDF5 through the filter (tests/python/test_mpi.py).
+for pkg in libhdf5-dev hdf5-tools hdf5-helpers pkg-config chromium chromium-driver ferret-datasets openmpi-bin python3-h5py-mpi python3-mpi4py; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
@@ -42,8 +43,23 @@ cargo build --release --locked --quiet --all-targets
 # The HDF5 filter plugin, on its own: built with the CLI, cargo would unify features and link
 # libhdf5 and burn into it.
 cargo build --release --locked --quiet -p h5z-baler
-# The h5py helper, installed from this checkout (it finds the plugin in target/release).
-if ! .venv/bin/python -c "import balerfile_h5" 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check -e python/balerfile-h5
+# The Python package (pyproject.toml: the command, the filter plugin, the in-process API, the
+# zarr and numcodecs codecs), built once as a wheel from the artifacts above (setuptools-rust runs
+# cargo on the same target folder) and installed into .venv (the tests' balerfile_h5) and into
+# .venv-pkg, a venv holding only the wheel and the clients tests/package drives.
+.venv/bin/pip install -q --disable-pip-version-check "setuptools>=68" "setuptools-rust>=1.9" wheel
+rm -rf target/wheels
+CARGO_TARGET_DIR="$PWD/target" .venv/bin/pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w target/wheels .
+rm -rf build
+.venv/bin/pip uninstall -q -y balerfile-h5 2>/dev/null || true
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall target/wheels/balerfile-*.whl
+if [ ! -x .venv-pkg/bin/python ]; then
+  python3 -m venv .venv-pkg
 fi
+if ! .venv-pkg/bin/python -c "import pytest, h5py, zarr, numcodecs, dask, distributed, xarray, h5netcdf, uproot, iris_sample_data, skhep_testdata" 2>/dev/null; then
+  echo "setup: installing the package tests' clients into .venv-pkg"
+  .venv-pkg/bin/pip install -q --disable-pip-version-check -r tests/package/requirements.txt
+  .venv-pkg/bin/pip install -q --disable-pip-version-check --no-deps scikit-hep-testdata==0.3.12
+fi
+.venv-pkg/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall target/wheels/balerfile-*.whl
 echo "setup: ok ($(target/release/balerfile --version); HDF5 filter plugin in $PWD/target/release)"

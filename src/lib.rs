@@ -21,6 +21,7 @@ pub mod inspect;
 pub mod io;
 pub mod layout;
 pub mod loaded_objects;
+pub mod memory;
 pub mod missing;
 pub mod model;
 #[cfg(feature = "train")]

@@ -11,7 +11,7 @@ use crate::bound::{self, BoundMode, ErrorSpec};
 use crate::codec::errstats::{ErrStats, ErrSummary};
 use crate::codec::model_stage::{LatentCoding, ModelSpec};
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
-use crate::container::ArchiveWriter;
+use crate::container::{ArchiveWriter, Target};
 use crate::dtype::values_f64;
 use crate::error::{Error, Result};
 use crate::header::{CodecInfo, DatasetKind, DatasetModel, Header, Producer, StageInfo, Stats, FORMAT_NAME, FORMAT_VERSION};
@@ -136,6 +136,18 @@ pub fn pack(
     uses: &[Option<DatasetUse>],
     progress: &dyn Progress,
 ) -> Result<PackReport> {
+    pack_to(source, Target::File(output), opts, models, uses, progress).map(|(r, _)| r)
+}
+
+/// `pack` into a file or into memory; the archive's bytes come back when written to memory.
+pub fn pack_to(
+    source: &mut dyn Source,
+    output: Target<'_>,
+    opts: &PackOptions,
+    models: &[PackModel],
+    uses: &[Option<DatasetUse>],
+    progress: &dyn Progress,
+) -> Result<(PackReport, Option<Vec<u8>>)> {
     let mut layout = source.layout().clone();
     // Sources opened through io::view have this done already; it is idempotent.
     let name = layout.name.clone();
@@ -211,7 +223,7 @@ pub fn pack(
         root_objects: carried.iter().map(|(o, _)| o.clone()).collect(),
     };
     let codec = ChunkCodec { level: opts.level };
-    let mut writer = ArchiveWriter::create(output, &header)?;
+    let mut writer = ArchiveWriter::to(output, &header)?;
     for (m, pm) in models.iter().enumerate() {
         if let Some(bytes) = pm.embed {
             writer.write_attachment(m as u32, bytes)?;
@@ -315,7 +327,7 @@ pub fn pack(
             });
         }
     }
-    let archive_bytes = writer.finish()?;
+    let (archive_bytes, bytes) = writer.finish_bytes()?;
     progress.finish();
     for (r, e) in reports.iter_mut().zip(&errs) {
         if let Some(e) = e {
@@ -327,7 +339,7 @@ pub fn pack(
     let decoder_bytes: u64 =
         models.iter().zip(&model_chunks).filter(|(m, &n)| m.embed.is_none() && n > 0).map(|(m, _)| m.external_bytes).sum();
     let ratio = |d: u64| if d > 0 { raw_total as f64 / d as f64 } else { 0.0 };
-    Ok(PackReport {
+    let report = PackReport {
         raw_bytes: raw_total,
         archive_bytes,
         decoder_bytes,
@@ -340,7 +352,8 @@ pub fn pack(
         variables: reports,
         skipped: layout.skipped,
         sparse_scores,
-    })
+    };
+    Ok((report, bytes))
 }
 
 /// How the codec codes each variable of a dataset, from its header entry.

@@ -155,10 +155,21 @@ pub struct UnpackReport {
 
 pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn Progress) -> Result<UnpackReport> {
     let reader = ArchiveReader::open(input)?;
-    let codec = codec_of(&reader)?;
+    unpack_into(&reader, |header, selected| io::create_sink_as(output, opts.format.as_deref(), header, selected, &opts.sink), opts, progress)
+}
+
+/// Decodes the datasets `opts` selects of an open archive into the sink `make_sink` makes for
+/// them (a file by its type, or memory).
+pub fn unpack_into(
+    reader: &ArchiveReader,
+    make_sink: impl FnOnce(&crate::header::Header, &[usize]) -> Result<Box<dyn io::Sink>>,
+    opts: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport> {
+    let codec = codec_of(reader)?;
     let header = reader.header();
-    let selected = io::select(input, &header.datasets, &opts.datasets)?;
-    let mut sink = io::create_sink_as(output, opts.format.as_deref(), header, &selected, &opts.sink)?;
+    let selected = io::select(reader.path(), &header.datasets, &opts.datasets)?;
+    let mut sink = make_sink(header, &selected)?;
     let mut carried = Vec::with_capacity(header.root_objects.len());
     for (i, o) in header.root_objects.iter().enumerate() {
         carried.push((o.clone(), reader.root_object(i)?));
@@ -168,8 +179,8 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
         not_written =
             header.root_objects.iter().filter(|o| o.kind == crate::header::RootObjectKind::Key).map(|o| format!("{} ({})", o.path(), o.class)).collect();
     }
-    let codings = var_codings(&reader);
-    let models = ArchiveModels::load(&reader, &selected, opts)?;
+    let codings = var_codings(reader);
+    let models = ArchiveModels::load(reader, &selected, opts)?;
     let mut plans = Vec::with_capacity(header.datasets.len());
     for d in 0..header.datasets.len() {
         plans.push(if selected.contains(&d) { models.plan(header, d)? } else { None });
@@ -182,7 +193,7 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
     let batch = pool.current_num_threads().max(1) * 2;
     for group in chunks.chunks(batch) {
         let decoded: Vec<Result<Vec<Vec<u8>>>> =
-            pool.install(|| group.par_iter().map(|&i| decode_chunk(&reader, &codec, &codings, &plans, i)).collect());
+            pool.install(|| group.par_iter().map(|&i| decode_chunk(reader, &codec, &codings, &plans, i)).collect());
         for (&i, data) in group.iter().zip(decoded) {
             let e = reader.index()[i];
             sink.write_rows(e.dataset as usize, e.row_start..e.row_start + e.rows, &data?)?;

@@ -5,7 +5,7 @@ mod reader;
 mod writer;
 
 pub use reader::ArchiveReader;
-pub use writer::ArchiveWriter;
+pub use writer::{ArchiveWriter, Target};
 
 pub const MAGIC: [u8; 8] = *b"\x89BALER\r\n";
 pub const END_MAGIC: [u8; 8] = *b"BALEREND";

@@ -10,10 +10,38 @@ use crate::wire::Cursor;
 /// chunks are read on demand, from any thread.
 pub struct ArchiveReader {
     path: PathBuf,
-    file: File,
+    data: Data,
     header: Header,
     index: Vec<ChunkEntry>,
     size: u64,
+}
+
+/// Where the archive's bytes are: a file read with positioned reads (any thread, no shared
+/// cursor), or bytes already in memory (`balerfile.decompress`, a zarr chunk).
+enum Data {
+    File(File),
+    Bytes(Vec<u8>),
+}
+
+impl Data {
+    fn len(&self, path: &Path) -> Result<u64> {
+        match self {
+            Data::File(f) => Ok(f.metadata().map_err(|e| Error::io(path, e))?.len()),
+            Data::Bytes(b) => Ok(b.len() as u64),
+        }
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Data::File(f) => read_at(f, buf, offset),
+            Data::Bytes(b) => {
+                let range = usize::try_from(offset).ok().and_then(|o| Some(o..o.checked_add(buf.len())?)).filter(|r| r.end <= b.len());
+                let range = range.ok_or(std::io::ErrorKind::UnexpectedEof)?;
+                buf.copy_from_slice(&b[range]);
+                Ok(())
+            }
+        }
+    }
 }
 
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
@@ -38,11 +66,20 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
 impl ArchiveReader {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Self::with_data(path, Data::File(file))
+    }
+
+    /// An archive held in memory; `name` stands for it in error messages.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<Self> {
+        Self::with_data(name, Data::Bytes(bytes))
+    }
+
+    fn with_data(path: &Path, file: Data) -> Result<Self> {
+        let size = file.len(path)?;
         let corrupt = |what: String| Error::corrupt(path, what);
         let read = |off: u64, len: u64| -> Result<Vec<u8>> {
             let mut buf = vec![0u8; len as usize];
-            read_at(&file, &mut buf, off).map_err(|e| Error::io(path, e))?;
+            file.read_at(&mut buf, off).map_err(|e| Error::io(path, e))?;
             Ok(buf)
         };
 
@@ -114,7 +151,7 @@ impl ArchiveReader {
         }
         let index = parse_index(&footer, chunks_start, footer_offset).map_err(corrupt)?;
         check_rows(&header, &index).map_err(corrupt)?;
-        Ok(ArchiveReader { path: path.into(), file, header, index, size })
+        Ok(ArchiveReader { path: path.into(), data: file, header, index, size })
     }
 
     pub fn path(&self) -> &Path {
@@ -143,7 +180,7 @@ impl ArchiveReader {
     pub fn chunk_head(&self, i: usize, n: usize) -> Result<Vec<u8>> {
         let e = self.index[i];
         let mut buf = vec![0u8; (e.length as usize).min(n)];
-        read_at(&self.file, &mut buf, e.offset).map_err(|err| Error::io(&self.path, err))?;
+        self.data.read_at(&mut buf, e.offset).map_err(|err| Error::io(&self.path, err))?;
         Ok(buf)
     }
 
@@ -159,7 +196,7 @@ impl ArchiveReader {
     pub fn read_chunk(&self, i: usize) -> Result<Vec<u8>> {
         let e = self.index[i];
         let mut buf = vec![0u8; e.length as usize];
-        read_at(&self.file, &mut buf, e.offset).map_err(|err| Error::io(&self.path, err))?;
+        self.data.read_at(&mut buf, e.offset).map_err(|err| Error::io(&self.path, err))?;
         if crc32fast::hash(&buf) != e.crc {
             return Err(Error::corrupt(&self.path, format!("chunk {i} checksum mismatch")));
         }

@@ -9,17 +9,39 @@ use crate::header::{Header, FORMAT_VERSION};
 
 /// Writes a `.baler` file chunk by chunk; memory holds only the index, never the chunks.
 pub struct ArchiveWriter {
-    out: BufWriter<File>,
-    output: AtomicOutput,
+    out: Out,
     offset: u64,
     index: Vec<ChunkEntry>,
 }
 
+/// A file that appears under its name only once finished, or bytes in memory.
+enum Out {
+    File { out: BufWriter<File>, output: AtomicOutput },
+    Memory(Vec<u8>),
+}
+
+/// Where `pack` writes the archive.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    File(&'a Path),
+    Memory,
+}
+
 impl ArchiveWriter {
     pub fn create(path: &Path, header: &Header) -> Result<Self> {
-        let output = AtomicOutput::new(path)?;
-        let file = File::create(output.tmp_path()).map_err(|e| Error::io(path, e))?;
-        let mut w = ArchiveWriter { out: BufWriter::with_capacity(1 << 20, file), output, offset: 0, index: Vec::new() };
+        Self::to(Target::File(path), header)
+    }
+
+    pub fn to(target: Target<'_>, header: &Header) -> Result<Self> {
+        let out = match target {
+            Target::File(path) => {
+                let output = AtomicOutput::new(path)?;
+                let file = File::create(output.tmp_path()).map_err(|e| Error::io(path, e))?;
+                Out::File { out: BufWriter::with_capacity(1 << 20, file), output }
+            }
+            Target::Memory => Out::Memory(Vec::new()),
+        };
+        let mut w = ArchiveWriter { out, offset: 0, index: Vec::new() };
         let json = serde_json::to_vec(header).expect("header serialises");
         // A table's header (names, bounds, statistics of every column) is a few percent of a
         // well-compressed archive: stored zstd-compressed (flag bit 0), it costs a sixth (level
@@ -38,7 +60,10 @@ impl ArchiveWriter {
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).map_err(|e| Error::io(self.output.dest(), e))?;
+        match &mut self.out {
+            Out::File { out, output } => out.write_all(bytes).map_err(|e| Error::io(output.dest(), e))?,
+            Out::Memory(v) => v.extend_from_slice(bytes),
+        }
         self.offset += bytes.len() as u64;
         Ok(())
     }
@@ -68,7 +93,12 @@ impl ArchiveWriter {
     }
 
     /// Writes footer and trailer, syncs, and moves the file to its name. Returns its size.
-    pub fn finish(mut self) -> Result<u64> {
+    pub fn finish(self) -> Result<u64> {
+        self.finish_bytes().map(|(n, _)| n)
+    }
+
+    /// `finish`, also returning the archive's bytes when it was written to memory.
+    pub fn finish_bytes(mut self) -> Result<(u64, Option<Vec<u8>>)> {
         let footer_offset = self.offset;
         let mut footer = Vec::with_capacity(8 + self.index.len() * INDEX_ENTRY_LEN as usize);
         footer.extend_from_slice(&(self.index.len() as u64).to_le_bytes());
@@ -87,11 +117,16 @@ impl ArchiveWriter {
         trailer.extend_from_slice(&END_MAGIC);
         self.put(&footer)?;
         self.put(&trailer)?;
-        let dest = self.output.dest().to_path_buf();
-        let file = self.out.into_inner().map_err(|e| Error::io(&dest, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&dest, e))?;
-        drop(file);
-        self.output.commit()?;
-        Ok(self.offset)
+        match self.out {
+            Out::File { out, output } => {
+                let dest = output.dest().to_path_buf();
+                let file = out.into_inner().map_err(|e| Error::io(&dest, e.into_error()))?;
+                file.sync_all().map_err(|e| Error::io(&dest, e))?;
+                drop(file);
+                output.commit()?;
+                Ok((self.offset, None))
+            }
+            Out::Memory(v) => Ok((self.offset, Some(v))),
+        }
     }
 }

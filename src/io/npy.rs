@@ -340,18 +340,39 @@ fn header_bytes(descr: &str, shape: &[u64]) -> Vec<u8> {
 
 pub struct NpySource {
     path: PathBuf,
-    file: File,
+    data: Data,
     npy: NpyLayout,
     layout: SourceLayout,
 }
 
+/// A `.npy` file, or its bytes in memory (an array handed over in process).
+enum Data {
+    File(File),
+    Bytes(Vec<u8>),
+}
+
 impl NpySource {
     pub fn open(path: &Path, datasets: &[String]) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let npy = NpyHeader::read(&mut file)
-            .and_then(|h| h.layout())
-            .map_err(|what| Error::input(path, format!("bad .npy file: {what}")))?;
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Self::with_data(path, Data::File(file), datasets)
+    }
+
+    /// The `.npy` image `bytes` (what `numpy.save` writes); `name` stands for it in messages
+    /// and names its dataset.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<Self> {
+        Self::with_data(name, Data::Bytes(bytes), &[])
+    }
+
+    fn with_data(path: &Path, mut data: Data, datasets: &[String]) -> Result<Self> {
+        let head = match &mut data {
+            Data::File(f) => NpyHeader::read(f),
+            Data::Bytes(b) => NpyHeader::read(&mut b.as_slice()),
+        };
+        let npy = head.and_then(|h| h.layout()).map_err(|what| Error::input(path, format!("bad .npy file: {what}")))?;
+        let file_len = match &data {
+            Data::File(f) => f.metadata().map_err(|e| Error::io(path, e))?.len(),
+            Data::Bytes(b) => b.len() as u64,
+        };
         if npy.data_bytes().is_none_or(|n| npy.data_offset + n > file_len) {
             return Err(Error::input(path, format!("truncated .npy: shape {:?} needs more data than the file holds", npy.shape)));
         }
@@ -365,7 +386,7 @@ impl NpySource {
             datasets: vec![ds],
             skipped: Vec::new(),
         };
-        Ok(NpySource { path: path.into(), file, npy, layout })
+        Ok(NpySource { path: path.into(), data, npy, layout })
     }
 }
 
@@ -376,9 +397,16 @@ impl Source for NpySource {
 
     fn read_rows(&mut self, _dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>> {
         let range = self.npy.byte_range(&rows);
-        let mut buf = vec![0u8; (range.end - range.start) as usize];
-        self.file.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io(&self.path, e))?;
-        self.file.read_exact(&mut buf).map_err(|e| Error::io(&self.path, e))?;
+        let buf = match &mut self.data {
+            Data::File(file) => {
+                let mut buf = vec![0u8; (range.end - range.start) as usize];
+                file.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io(&self.path, e))?;
+                file.read_exact(&mut buf).map_err(|e| Error::io(&self.path, e))?;
+                buf
+            }
+            // In range: `with_data` checked that the data fit in the bytes.
+            Data::Bytes(b) => b[range.start as usize..range.end as usize].to_vec(),
+        };
         Ok(self.npy.split(buf))
     }
 }
@@ -396,9 +424,15 @@ fn extract(buf: &[u8], itemsize: usize, f: &Field) -> Vec<u8> {
 }
 
 pub struct NpySink {
-    out: BufWriter<File>,
-    output: AtomicOutput,
+    out: SinkOut,
     npy: NpyLayout,
+}
+
+/// A file that appears under its name once finished, or a buffer the caller reads after
+/// `finish`.
+enum SinkOut {
+    File { out: BufWriter<File>, output: AtomicOutput },
+    Memory(std::sync::Arc<std::sync::Mutex<Vec<u8>>>),
 }
 
 impl NpySink {
@@ -418,7 +452,19 @@ impl NpySink {
         let file = File::create(output.tmp_path()).map_err(|e| Error::io(path, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&npy.header_bytes(ds.kind == DatasetKind::Compound)).map_err(|e| Error::io(path, e))?;
-        Ok(NpySink { out, output, npy })
+        Ok(NpySink { out: SinkOut::File { out, output }, npy })
+    }
+
+    /// A sink writing the `.npy` image of dataset `d` into `buf`.
+    pub fn to_memory(header: &Header, d: usize, buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> Self {
+        let ds = &header.datasets[d];
+        let npy = NpyLayout::of_dataset(ds);
+        {
+            let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
+            b.clear();
+            b.extend_from_slice(&npy.header_bytes(ds.kind == DatasetKind::Compound));
+        }
+        NpySink { out: SinkOut::Memory(buf), npy }
     }
 }
 
@@ -430,11 +476,17 @@ fn descr_of(f: &Field) -> String {
 
 impl Sink for NpySink {
     fn write_rows(&mut self, _dataset: usize, _rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()> {
-        self.out.write_all(&self.npy.join(vars)).map_err(|e| Error::io(self.output.dest(), e))
+        match &mut self.out {
+            SinkOut::File { out, output } => out.write_all(&self.npy.join(vars)).map_err(|e| Error::io(output.dest(), e)),
+            SinkOut::Memory(buf) => {
+                buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&self.npy.join(vars));
+                Ok(())
+            }
+        }
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
-        let NpySink { out, output, .. } = *self;
+        let SinkOut::File { out, output } = self.out else { return Ok(()) };
         let file = out.into_inner().map_err(|e| Error::io(output.dest(), e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(output.dest(), e))?;
         drop(file);

@@ -29,6 +29,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# These tests drive the checkout's build: the filter plugin beside the CLI under test, not the
+# copy inside the installed wheel (tests/package tests that one).
+os.environ.setdefault("BALERFILE_H5_PLUGIN", str(ROOT / "target" / "release" / "libh5z_baler.so"))
 BIN = os.environ.get("BALERFILE", str(ROOT / "target" / "release" / "balerfile"))
 SCHEMA_PATH = ROOT / "schemas" / "baler-header.schema.json"
 FIXTURE_SCRIPT = ROOT / "fixtures" / "make_table_h5.py"

@@ -1,18 +1,18 @@
 """Write and read balerfile-compressed HDF5 datasets from h5py.
 
-    import h5py, balerfile_h5
+    import h5py, balerfile
     with h5py.File("out.h5", "w") as f:
         f.create_dataset("jets", data=table, chunks=(4096, table.shape[1]),
-                         **balerfile_h5.Baler(error="rel=1e-3", model="3f2a9c01"))
+                         **balerfile.h5.Baler(error="rel=1e-3", model="3f2a9c01"))
 
-Importing this module finds the filter plugin (``libh5z_baler.so``) and registers it with h5py's
-own copy of HDF5, so neither writing nor reading in this process needs HDF5_PLUGIN_PATH. Other
-programs (C, h5dump, h5py without this module) find the plugin through HDF5_PLUGIN_PATH; see
-``plugin_dir()``.
+Importing balerfile registers the filter plugin (``libh5z_baler*.so``, shipped in the package's
+``plugins`` folder) with h5py's own copy of HDF5, so neither writing nor reading in this process
+needs HDF5_PLUGIN_PATH. Other programs (C, h5dump, h5py without balerfile imported) find the
+plugin through HDF5_PLUGIN_PATH=``balerfile.PLUGIN_PATH``.
 
-The plugin is looked for in: $BALERFILE_H5_PLUGIN (the file, or its folder), the folders of
-HDF5_PLUGIN_PATH, beside the ``balerfile`` program on PATH, and the ``target/release`` folder of
-a balerfile checkout this package was installed from (``pip install -e``).
+The plugin is looked for in: $BALERFILE_H5_PLUGIN (the file, or its folder), the package's
+``plugins`` folder, the folders of HDF5_PLUGIN_PATH, beside the ``balerfile`` program on PATH,
+and the ``target/release`` folder of a balerfile checkout.
 """
 import ctypes
 import json
@@ -40,6 +40,8 @@ def _candidates():
     if env:
         p = Path(env)
         yield p / PLUGIN_NAME if p.is_dir() else p
+    # The copy built into the wheel; its name carries Python's extension suffix.
+    yield from sorted((Path(__file__).resolve().parent / "plugins").glob("libh5z_baler*.so"))
     for d in os.environ.get("HDF5_PLUGIN_PATH", "").split(os.pathsep):
         if d:
             yield Path(d) / PLUGIN_NAME
@@ -79,7 +81,7 @@ def register():
     if f is None:
         looked = ", ".join(str(c) for c in _candidates())
         raise RuntimeError(
-            f"balerfile_h5: the filter plugin {PLUGIN_NAME} was not found (looked in: {looked}); "
+            f"balerfile: the filter plugin {PLUGIN_NAME} was not found (looked in: {looked}); "
             "build it with `cargo build --release -p h5z-baler` and set BALERFILE_H5_PLUGIN to it"
         )
     # Later files opened by h5py in this process also find it by path.
@@ -90,7 +92,7 @@ def register():
     # hdf5plugin's convention: the plugin calls into (and registers with) the HDF5 that h5py's
     # extension modules link, which is h5py's private copy.
     if lib.init_filter(h5py.h5z.__file__.encode()) < 0:
-        raise RuntimeError(f"balerfile_h5: {f} could not register with h5py's HDF5 (see the message above)")
+        raise RuntimeError(f"balerfile: {f} could not register with h5py's HDF5 (see the message above)")
     _registered = f
     return f
 
@@ -276,15 +278,3 @@ class Baler(Mapping):
 
     def __repr__(self):
         return f"Baler(compression={FILTER_ID}, compression_opts={self.filter_options})"
-
-
-def _auto_register():
-    try:
-        register()
-    except Exception as e:  # reported when used, not at import: reading raw datasets still works
-        import warnings
-
-        warnings.warn(str(e), RuntimeWarning, stacklevel=3)
-
-
-_auto_register()

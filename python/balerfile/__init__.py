@@ -1,0 +1,110 @@
+"""balerfile: error-bounded compression of scientific arrays and tables, in process.
+
+    import numpy as np, balerfile
+    data = balerfile.compress(field, error="rel=1e-3")   # a .baler stream (bytes)
+    back = balerfile.decompress(data)                    # every element within its bound
+
+The stream is the same self-describing, checksummed container `balerfile pack` writes: saved to
+a file, `balerfile unpack` and `balerfile inspect` read it. Plain and structured arrays, any
+byte order. The coding runs in Rust with the GIL released.
+
+Importing the package also registers the HDF5 filter with h5py when h5py is installed (as
+hdf5plugin does), so `h5py` reads and writes `balerfile.h5.Baler(...)` datasets with no
+HDF5_PLUGIN_PATH. `balerfile.zarr.Baler` is a zarr v3 codec, `balerfile.numcodecs.Baler` a
+numcodecs codec (id "balerfile"); both are registered by entry points, so a fresh process
+opens a store written with them without importing anything.
+"""
+import io as _io
+import os as _os
+from pathlib import Path as _Path
+
+import numpy as _np
+
+from . import _native
+from ._native import BalerfileError
+
+__all__ = ["compress", "decompress", "BalerfileError", "PLUGIN_PATH", "__version__"]
+__version__ = _native.__version__
+
+#: The folder holding the HDF5 filter plugin: put it on HDF5_PLUGIN_PATH for C programs,
+#: h5dump, h5repack and other processes that do not import balerfile.
+PLUGIN_PATH = str(_Path(__file__).resolve().parent / "plugins")
+
+
+def _error_specs(error):
+    """`error` as pack's --error specs: a string ("rel=1e-3", "lossless", "abs=0.5",
+    "x:rel=1e-2"), a list of them, or a mapping {variable: spec}; None is lossless."""
+    if error is None:
+        return []
+    if isinstance(error, str):
+        return [error]
+    if isinstance(error, dict):
+        return [f"{k}:{v}" for k, v in error.items()]
+    try:
+        specs = list(error)
+    except TypeError:
+        raise TypeError(f"error must be a string, a list of strings or a dict, not {type(error).__name__}") from None
+    if not all(isinstance(s, str) for s in specs):
+        raise TypeError("error: every spec must be a string such as 'rel=1e-3'")
+    return specs
+
+
+def _npy_image(array):
+    if not isinstance(array, _np.ndarray):
+        raise TypeError(f"compress takes a numpy array, not {type(array).__name__}")
+    if array.dtype.hasobject:
+        raise TypeError(f"compress: dtype {array.dtype} holds Python objects, which cannot be coded")
+    buf = _io.BytesIO()
+    _np.lib.format.write_array(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def compress(array, error=None, *, layout=None, level=None, threads=0, chunk_bytes=None, verbose=False):
+    """Packs `array` into a .baler stream (bytes).
+
+    error: the bound, as `balerfile pack --error`: "rel=1e-3" (of each variable's range of valid
+        values; per column of a table), "abs=0.01", "lossless" (the default), or per variable
+        ("px:rel=1e-4", or a dict). Integers and booleans are always lossless; NaN and fill
+        values are kept exactly.
+    layout: "table" or "field" for a 2-D float array (default: pack's rule, which reads a narrow
+        2-D array as a table of columns, each with its own bound).
+    threads: coding threads (0: all cores). verbose: print how the array was read.
+    """
+    layouts = [] if layout is None else [layout] if isinstance(layout, str) else list(layout)
+    blob, choices = _native.compress(_npy_image(array), _error_specs(error), layouts, level, int(threads), chunk_bytes)
+    if verbose:
+        for c in choices:
+            print("balerfile: " + c.replace("--layout field", "layout='field'").replace("--layout", "layout="))
+    return blob
+
+
+def decompress(data, *, dataset=None, threads=0):
+    """The array a .baler stream (or a .baler file's bytes) holds, as numpy.ndarray."""
+    if isinstance(data, (str, _os.PathLike)):
+        raise TypeError("decompress takes the stream's bytes; for a file, pass open(path, 'rb').read()")
+    if not isinstance(data, bytes):
+        try:
+            data = bytes(memoryview(data))
+        except TypeError:
+            raise TypeError(f"decompress takes bytes, not {type(data).__name__}") from None
+    npy = _native.decompress(data, int(threads), dataset)
+    return _np.lib.format.read_array(_io.BytesIO(npy), allow_pickle=False)
+
+
+def _register_h5py():
+    """Registers the filter with h5py's HDF5 when h5py is installed (hdf5plugin's convention)."""
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        return
+    from . import h5
+
+    try:
+        h5.register()
+    except RuntimeError as e:  # reading other datasets must still work; say why once
+        import warnings
+
+        warnings.warn(str(e), RuntimeWarning, stacklevel=3)
+
+
+_register_h5py()

@@ -1,0 +1,299 @@
+"""The installed Python package, as a user gets it from `pip install .`: run in a venv holding only
+the wheel and the outside clients (h5py, zarr, numcodecs, dask, xarray) with real data. Nothing
+here points at the checkout: no BALERFILE, no HDF5_PLUGIN_PATH, no sys.path tricks."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import balerfile
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def clean_env():
+    for k in ("BALERFILE", "BALERFILE_H5_PLUGIN", "HDF5_PLUGIN_PATH"):
+        assert k not in os.environ, f"{k} is set: these tests check the package alone"
+    assert not str(Path(balerfile.__file__)).startswith(str(HERE.parent.parent / "python")), \
+        "balerfile imported from the checkout, not from the installed package"
+
+
+def fresh_python(code, cwd):
+    """Runs `code` in a new interpreter of this venv (nothing imported, no environment added)."""
+    r = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"child failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data
+
+
+@pytest.fixture(scope="module")
+def field():
+    """HadCM3 A1B air temperature over North America: 240 x 37 x 49 f32 (iris-sample-data)."""
+    import iris_sample_data
+
+    p = Path(iris_sample_data.__file__).parent / "sample_data" / "A1B_north_america.nc"
+    with h5py.File(p, "r") as f:
+        a = f["air_temperature"][()]
+    assert a.shape == (240, 37, 49) and a.dtype == np.float32
+    return a
+
+
+@pytest.fixture(scope="module")
+def zmumu():
+    """Real CMS dimuon events (uproot-Zmumu.root) as a structured array of its numeric branches."""
+    import skhep_testdata
+    import uproot
+
+    t = uproot.open(skhep_testdata.data_path("uproot-Zmumu.root"))["events"]
+    cols = {k: t[k].array(library="np") for k in t.keys() if t[k].typename in ("double", "int32_t")}
+    out = np.zeros(len(next(iter(cols.values()))), dtype=[(k, v.dtype) for k, v in cols.items()])
+    for k, v in cols.items():
+        out[k] = v
+    assert out.shape == (2304,) and len(out.dtype.names) == 19
+    return out
+
+
+def within(x, y, tol):
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    return bool(np.all(np.abs(x - y) <= tol))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command and the in-process API
+
+
+def test_cli_installed():
+    exe = shutil.which("balerfile", path=str(Path(sys.executable).parent))
+    assert exe, "pip install did not put `balerfile` in the venv's bin"
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("balerfile "), r
+    assert balerfile.__version__ in r.stdout
+
+
+@pytest.mark.parametrize("rel", [1e-2, 1e-4])
+def test_field_within_bound(field, rel):
+    blob = balerfile.compress(field, error=f"rel={rel}")
+    assert isinstance(blob, bytes) and blob[:8] == b"\x89BALER\r\n"
+    back = balerfile.decompress(blob)
+    assert back.dtype == field.dtype and back.shape == field.shape
+    tol = rel * (float(field.max()) - float(field.min()))
+    assert within(back, field, tol)
+    assert len(blob) < field.nbytes / 4
+
+
+def test_table_per_column(zmumu, tmp_path):
+    blob = balerfile.compress(zmumu, error="rel=1e-3")
+    back = balerfile.decompress(blob)
+    assert back.dtype == zmumu.dtype and back.shape == zmumu.shape
+    for name in zmumu.dtype.names:
+        x = zmumu[name]
+        if x.dtype.kind == "i":
+            assert np.array_equal(back[name], x), name
+        else:
+            assert within(back[name], x, 1e-3 * (x.max() - x.min())), name
+    # The stream is a .baler file: the installed CLI reads it.
+    p = tmp_path / "z.baler"
+    p.write_bytes(blob)
+    exe = shutil.which("balerfile", path=str(Path(sys.executable).parent))
+    r = subprocess.run([exe, "inspect", "--json", str(p)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["header"]["datasets"][0]["kind"] == "compound"
+
+
+def test_big_endian_and_lossless(field):
+    be = field.astype(">f4")
+    back = balerfile.decompress(balerfile.compress(be))
+    assert back.dtype == np.dtype(">f4")
+    assert back.tobytes() == be.tobytes()
+    ints = np.arange(-500, 500, dtype=">i8").reshape(20, 50)
+    back = balerfile.decompress(balerfile.compress(ints, error="rel=1e-2"))
+    assert back.dtype == ints.dtype and np.array_equal(back, ints)
+
+
+def test_nan_kept(field):
+    a = field[:24].copy()
+    a[0, :5, :5] = np.nan
+    back = balerfile.decompress(balerfile.compress(a, error="abs=0.05"))
+    assert np.isnan(back[0, :5, :5]).all()
+    ok = ~np.isnan(a)
+    assert within(back[ok], a[ok], 0.05)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: balerfile.compress([1.0, 2.0]), "numpy array"),
+        (lambda: balerfile.compress(np.array([1, "a"], dtype=object)), "Python objects"),
+        (lambda: balerfile.compress(np.ones(10), error="rel=2"), "rel"),
+        (lambda: balerfile.compress(np.ones(10), error="tight"), "error"),
+        (lambda: balerfile.decompress(b"not a baler stream at all, just bytes"), "magic"),
+        (lambda: balerfile.decompress(42), "bytes"),
+    ],
+)
+def test_bad_input_is_an_exception(call, message):
+    with pytest.raises((TypeError, ValueError)) as e:
+        call()
+    assert message in str(e.value)
+
+
+def test_damaged_stream_refused(field):
+    blob = bytearray(balerfile.compress(field[:24], error="rel=1e-3"))
+    for at in (len(blob) // 2, len(blob) - 40, 30):
+        bad = bytearray(blob)
+        bad[at] ^= 0x40
+        with pytest.raises(balerfile.BalerfileError):
+            balerfile.decompress(bytes(bad))
+    with pytest.raises(balerfile.BalerfileError, match="truncated"):
+        balerfile.decompress(bytes(blob[:-100]))
+
+
+def test_threads_share_the_codec(field):
+    """The GIL is released while coding: threads give the same streams as one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = [field[i : i + 60] for i in range(0, 240, 60)]
+    one = [balerfile.compress(p, error="rel=1e-3", threads=1) for p in parts]
+    with ThreadPoolExecutor(4) as ex:
+        many = list(ex.map(lambda p: balerfile.compress(p, error="rel=1e-3", threads=1), parts))
+    assert one == many
+
+
+# ---------------------------------------------------------------------------------------------
+# h5py, with nothing set
+
+
+def test_h5py_filter_without_environment(field, tmp_path):
+    p = tmp_path / "f.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("air", data=field, chunks=(24, 37, 49), **balerfile.h5.Baler(error="abs=0.01"))
+    with h5py.File(p, "r") as f:
+        assert within(f["air"][()], field, 0.01)
+    # A new process: importing balerfile (or its old name) is all it takes.
+    for mod in ("balerfile", "balerfile_h5"):
+        out = fresh_python(
+            f"import h5py, numpy as np, {mod}\n"
+            f"with h5py.File({str(p)!r}) as f: a = f['air'][()]\n"
+            "print(a.shape, float(a.mean()))",
+            tmp_path,
+        )
+        assert "(240, 37, 49)" in out
+    # Other programs find the plugin through balerfile.PLUGIN_PATH.
+    env = dict(os.environ, HDF5_PLUGIN_PATH=balerfile.PLUGIN_PATH)
+    r = subprocess.run(
+        [sys.executable, "-c", f"import h5py; f = h5py.File({str(p)!r}); print(f['air'][0, 0, :3])"],
+        capture_output=True, text=True, env=env,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# zarr v3 and numcodecs
+
+
+def test_zarr_v3_reopened_by_a_fresh_process(field, tmp_path):
+    import zarr
+
+    from balerfile.zarr import Baler
+
+    path = tmp_path / "air.zarr"
+    z = zarr.create_array(
+        str(path), shape=field.shape, chunks=(24, 37, 49), dtype=field.dtype,
+        serializer=Baler(error="rel=1e-3"), compressors=None,
+    )
+    z[:] = field
+    meta = json.loads((path / "zarr.json").read_text())
+    assert {"name": "balerfile", "configuration": {"error": "rel=1e-3"}} in meta["codecs"]
+    tol = 1e-3 * (float(field.max()) - float(field.min()))
+    assert within(zarr.open_array(str(path))[:], field, tol)
+    # Nothing imported but zarr: the entry point finds the codec.
+    np.save(tmp_path / "ref.npy", field)
+    out = fresh_python(
+        "import zarr, numpy as np, sys\n"
+        f"a = zarr.open_array({str(path)!r})[:]\n"
+        f"ref = np.load({str(tmp_path / 'ref.npy')!r})\n"
+        f"print(float(np.abs(a.astype('f8') - ref).max()) <= {tol!r})",
+        tmp_path,
+    )
+    assert out.strip() == "True"
+    stored = sum(f.stat().st_size for f in (path / "c").rglob("*") if f.is_file())
+    assert stored < field.nbytes / 4
+
+
+def test_zarr_codec_refuses_bad_bound():
+    from balerfile.zarr import Baler
+
+    with pytest.raises(ValueError, match="rel"):
+        Baler(error="rel=5")
+
+
+def test_numcodecs(zmumu, field):
+    import numcodecs
+
+    codec = numcodecs.get_codec({"id": "balerfile", "error": "rel=1e-3"})
+    assert codec.get_config() == {"id": "balerfile", "error": "rel=1e-3"}
+    enc = codec.encode(field)
+    out = np.empty_like(field)
+    codec.decode(enc, out=out)
+    assert within(out, field, 1e-3 * (float(field.max()) - float(field.min())))
+    back = codec.decode(codec.encode(zmumu))
+    assert np.array_equal(back["Run"], zmumu["Run"])
+
+
+def test_zarr_v2_with_numcodecs(field, tmp_path):
+    import zarr
+    from balerfile.numcodecs import Baler
+
+    path = tmp_path / "v2.zarr"
+    z = zarr.create_array(str(path), shape=field.shape, chunks=(60, 37, 49), dtype=field.dtype, zarr_format=2,
+                          compressors=Baler(error="abs=0.02"), filters=None)
+    z[:] = field
+    assert within(zarr.open_array(str(path))[:], field, 0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dask across processes, xarray
+
+
+def test_dask_workers_write_zarr(field, tmp_path):
+    import dask.array as da
+    import zarr
+    from distributed import Client, LocalCluster
+
+    from balerfile.zarr import Baler
+
+    path = tmp_path / "dask.zarr"
+    z = zarr.create_array(str(path), shape=field.shape, chunks=(24, 37, 49), dtype=field.dtype,
+                          serializer=Baler(error="abs=0.05"), compressors=None)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        pids = set(client.run(os.getpid).values())
+        assert len(pids) == 2 and os.getpid() not in pids
+        da.from_array(field, chunks=(24, 37, 49)).store(z, lock=False, compute=True)
+        back = da.from_zarr(str(path)).compute()
+    assert within(back, field, 0.05)
+
+
+def test_xarray_zarr_and_h5netcdf(field, tmp_path):
+    import xarray as xr
+
+    from balerfile.zarr import Baler
+
+    ds = xr.Dataset({"air": (("time", "lat", "lon"), field)})
+    zpath = tmp_path / "x.zarr"
+    ds.to_zarr(zpath, zarr_format=3, encoding={"air": {"serializer": Baler(error="abs=0.01"), "compressors": None, "chunks": (24, 37, 49)}})
+    assert within(xr.open_zarr(zpath)["air"].values, field, 0.01)
+    npath = tmp_path / "x.nc"
+    ds.to_netcdf(npath, engine="h5netcdf", encoding={"air": {**balerfile.h5.Baler(error="abs=0.01"), "chunksizes": (24, 37, 49)}})
+    with h5py.File(npath) as f:
+        assert balerfile.h5.FILTER_ID in f["air"]._filters or str(balerfile.h5.FILTER_ID) in f["air"]._filters
+    assert within(xr.open_dataset(npath, engine="h5netcdf")["air"].values, field, 0.01)
