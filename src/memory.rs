@@ -11,6 +11,7 @@ use crate::container::{ArchiveReader, Target};
 use crate::error::{Error, Result};
 use crate::io::npy::{NpySink, NpySource};
 use crate::io::table::{ColumnsSink, LayoutSpec};
+use crate::model::prepare::{ModelChoice, ModelOptions};
 use crate::pack::{PackOptions, PackReport};
 use crate::progress::Silent;
 use crate::unpack::UnpackOptions;
@@ -26,18 +27,32 @@ pub struct CompressOptions {
     pub level: i32,
     pub threads: usize,
     pub chunk_bytes: u64,
+    /// A model from the store (id, id prefix or bundle folder) for the model stage; None: the
+    /// codec alone (no model is trained in process).
+    pub model: Option<String>,
+    /// Embed the model's decoder in the stream, so it decodes without the store.
+    pub embed_model: bool,
 }
 
 impl Default for CompressOptions {
     fn default() -> Self {
         let p = PackOptions::default();
-        CompressOptions { errors: Vec::new(), layouts: Vec::new(), level: p.level, threads: p.threads, chunk_bytes: p.chunk_bytes }
+        CompressOptions {
+            errors: Vec::new(),
+            layouts: Vec::new(),
+            level: p.level,
+            threads: p.threads,
+            chunk_bytes: p.chunk_bytes,
+            model: None,
+            embed_model: false,
+        }
     }
 }
 
 pub struct Compressed {
     pub bytes: Vec<u8>,
-    /// How the array was read (table or field), in `pack`'s words.
+    /// How the array was read (table or field) and what the model stage decided, in `pack`'s
+    /// words.
     pub choices: Vec<String>,
     pub report: PackReport,
 }
@@ -48,10 +63,19 @@ pub fn compress(npy: Vec<u8>, opts: &CompressOptions) -> Result<Compressed> {
     let name = Path::new(ARRAY);
     let source = Box::new(NpySource::from_bytes(name, npy)?);
     let (mut source, choices) = crate::io::view::as_meant(source, name, &opts.layouts, &[])?;
+    let choice = match &opts.model {
+        None => ModelChoice::None,
+        Some(m) => ModelChoice::Use(m.clone()),
+    };
+    let mopts = ModelOptions { choice, embed: opts.embed_model, ..Default::default() };
+    let prepared = crate::model::prepare::prepare(source.as_mut(), &opts.errors, &mopts, &Silent)?;
+    let models = prepared.pack_models(opts.embed_model);
     let popts = PackOptions { errors: opts.errors.clone(), chunk_bytes: opts.chunk_bytes, level: opts.level, threads: opts.threads };
-    let (report, bytes) = crate::pack::pack_to(source.as_mut(), Target::Memory, &popts, &[], &[], &Silent)?;
+    let (report, bytes) = crate::pack::pack_to(source.as_mut(), Target::Memory, &popts, &models, &prepared.uses, &Silent)?;
     let bytes = bytes.expect("an archive written to memory comes back");
-    Ok(Compressed { bytes, choices: choices.iter().map(|c| c.describe()).collect(), report })
+    let mut notes: Vec<String> = choices.iter().map(|c| c.describe()).collect();
+    notes.extend(prepared.notes.iter().cloned());
+    Ok(Compressed { bytes, choices: notes, report })
 }
 
 /// The `.npy` image of the one array a `.baler` stream holds.

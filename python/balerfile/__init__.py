@@ -59,19 +59,27 @@ def _npy_image(array):
     return buf.getvalue()
 
 
-def compress(array, error=None, *, layout=None, level=None, threads=0, chunk_bytes=None, verbose=False):
+def compress(array, error=None, *, model=None, embed_model=False, layout=None, level=None, threads=0, chunk_bytes=None,
+             verbose=False):
     """Packs `array` into a .baler stream (bytes).
 
     error: the bound, as `balerfile pack --error`: "rel=1e-3" (of each variable's range of valid
         values; per column of a table), "abs=0.01", "lossless" (the default), or per variable
         ("px:rel=1e-4", or a dict). Integers and booleans are always lossless; NaN and fill
         values are kept exactly.
+    model: a model from the balerfile model store (id, id prefix or bundle folder, as `pack
+        --model`), run through ONNX Runtime (the `onnxruntime` package's library is found
+        automatically); the stream references its decoder by content hash, or holds it with
+        embed_model=True. Default: the codec alone.
     layout: "table" or "field" for a 2-D float array (default: pack's rule, which reads a narrow
         2-D array as a table of columns, each with its own bound).
     threads: coding threads (0: all cores). verbose: print how the array was read.
     """
     layouts = [] if layout is None else [layout] if isinstance(layout, str) else list(layout)
-    blob, choices = _native.compress(_npy_image(array), _error_specs(error), layouts, level, int(threads), chunk_bytes)
+    if model is not None:
+        model = str(model)
+    blob, choices = _native.compress(_npy_image(array), _error_specs(error), layouts, level, int(threads), chunk_bytes,
+                                     model, bool(embed_model))
     if verbose:
         for c in choices:
             print("balerfile: " + c.replace("--layout field", "layout='field'").replace("--layout", "layout="))

@@ -297,3 +297,40 @@ def test_xarray_zarr_and_h5netcdf(field, tmp_path):
     with h5py.File(npath) as f:
         assert balerfile.h5.FILTER_ID in f["air"]._filters or str(balerfile.h5.FILTER_ID) in f["air"]._filters
     assert within(xr.open_dataset(npath, engine="h5netcdf")["air"].values, field, 0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# A model, through ONNX Runtime from the onnxruntime package
+
+
+def test_model_embedded_in_the_stream(zmumu, tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    monkeypatch.setenv("BALER_MODEL_PATH", str(store))
+    npy = tmp_path / "z.npy"
+    np.save(npy, zmumu)
+    exe = shutil.which("balerfile", path=str(Path(sys.executable).parent))
+    bundle = tmp_path / "bundle"
+    r = subprocess.run([exe, "train", str(npy), "-o", str(bundle), "--latent", "4", "--hidden", "32,16", "--epochs", "6",
+                        "--patience", "3"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    blob = balerfile.compress(zmumu, error="rel=1e-4", model=str(bundle), embed_model=True)
+    p = tmp_path / "z.baler"
+    p.write_bytes(blob)
+    info = json.loads(subprocess.run([exe, "inspect", "--json", str(p)], capture_output=True, text=True, check=True).stdout)
+    (model,) = info["header"]["models"]
+    assert model.get("embedded"), model
+    # A fresh process with an empty model store: the decoder travels in the stream.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = dict(os.environ, BALER_MODEL_PATH=str(empty))
+    r = subprocess.run([sys.executable, "-c", "import balerfile, numpy as np, sys\n"
+                        f"a = balerfile.decompress(open({str(p)!r}, 'rb').read())\n"
+                        f"np.save({str(tmp_path / 'back.npy')!r}, a)"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    back = np.load(tmp_path / "back.npy")
+    for name in zmumu.dtype.names:
+        x = zmumu[name]
+        if x.dtype.kind == "f":
+            assert within(back[name], x, 1e-4 * (x.max() - x.min())), name
+        else:
+            assert np.array_equal(back[name], x), name

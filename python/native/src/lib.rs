@@ -29,7 +29,7 @@ where
 /// Packs the array whose `.npy` image is `npy` into a `.baler` stream. Returns the stream and
 /// how each dataset was read (table or field).
 #[pyfunction]
-#[pyo3(signature = (npy, errors, layouts=Vec::new(), level=None, threads=0, chunk_bytes=None))]
+#[pyo3(signature = (npy, errors, layouts=Vec::new(), level=None, threads=0, chunk_bytes=None, model=None, embed_model=false))]
 fn compress<'py>(
     py: Python<'py>,
     npy: &[u8],
@@ -38,8 +38,17 @@ fn compress<'py>(
     level: Option<i32>,
     threads: usize,
     chunk_bytes: Option<u64>,
+    model: Option<String>,
+    embed_model: bool,
 ) -> PyResult<(Bound<'py, PyBytes>, Vec<String>)> {
-    let mut opts = CompressOptions { errors: parse::<ErrorSpec>("error", &errors)?, layouts: parse::<LayoutSpec>("layout", &layouts)?, threads, ..Default::default() };
+    let mut opts = CompressOptions {
+        errors: parse::<ErrorSpec>("error", &errors)?,
+        layouts: parse::<LayoutSpec>("layout", &layouts)?,
+        threads,
+        model,
+        embed_model,
+        ..Default::default()
+    };
     if let Some(l) = level {
         opts.level = l;
     }
