@@ -36,6 +36,7 @@ import numpy as np
 import balerfile
 
 
+# bench.py has best_time, but imports hdf5plugin, which this venv (the wheel and its clients) lacks.
 def best(fn, repeat):
     t_best, out = float("inf"), None
     for _ in range(repeat):

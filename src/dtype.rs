@@ -28,6 +28,25 @@ pub enum ByteOrder {
 }
 
 impl DType {
+    /// The dtype of a C++ scalar type as ROOT files name it: ROOT's typedefs (TTree leaves),
+    /// C names, and the `<cstdint>` names RNTuple normalises to.
+    pub fn from_cpp(t: &str) -> Option<DType> {
+        Some(match t {
+            "bool" | "Bool_t" => DType::Bool,
+            "char" | "Char_t" | "int8_t" | "std::int8_t" => DType::I8,
+            "unsigned char" | "UChar_t" | "uint8_t" | "std::uint8_t" | "std::byte" => DType::U8,
+            "short" | "Short_t" | "int16_t" | "std::int16_t" => DType::I16,
+            "unsigned short" | "UShort_t" | "uint16_t" | "std::uint16_t" => DType::U16,
+            "int" | "Int_t" | "int32_t" | "std::int32_t" => DType::I32,
+            "unsigned int" | "UInt_t" | "uint32_t" | "std::uint32_t" => DType::U32,
+            "long" | "Long64_t" | "int64_t" | "std::int64_t" => DType::I64,
+            "unsigned long" | "ULong64_t" | "uint64_t" | "std::uint64_t" => DType::U64,
+            "float" | "Float_t" => DType::F32,
+            "double" | "Double_t" => DType::F64,
+            _ => return None,
+        })
+    }
+
     pub const ALL: [DType; 11] = [
         DType::Bool,
         DType::I8,

@@ -76,23 +76,6 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     go(&pattern.chars().collect::<Vec<_>>(), &name.chars().collect::<Vec<_>>())
 }
 
-fn scalar_dtype(cpp: &str) -> Option<DType> {
-    Some(match cpp {
-        "bool" => DType::Bool,
-        "int8_t" | "char" | "Char_t" => DType::I8,
-        "uint8_t" | "unsigned char" | "UChar_t" => DType::U8,
-        "int16_t" | "short" => DType::I16,
-        "uint16_t" | "unsigned short" => DType::U16,
-        "int32_t" | "int" => DType::I32,
-        "uint32_t" | "unsigned int" => DType::U32,
-        "int64_t" | "Long64_t" | "long" => DType::I64,
-        "uint64_t" | "ULong64_t" | "unsigned long" => DType::U64,
-        "float" => DType::F32,
-        "double" => DType::F64,
-        _ => return None,
-    })
-}
-
 /// What a branch holds, as far as balerfile codes it.
 #[derive(Clone, Debug, PartialEq)]
 enum Shape {
@@ -105,7 +88,7 @@ enum Shape {
 
 fn shape_of(b: &oxyroot::Branch) -> Shape {
     let ty = b.item_type_name();
-    if let Some(d) = scalar_dtype(&ty) {
+    if let Some(d) = DType::from_cpp(&ty) {
         return Shape::Flat(d);
     }
     if let Some(inner) = ty.strip_suffix("[]") {
@@ -114,13 +97,13 @@ fn shape_of(b: &oxyroot::Branch) -> Shape {
             let close = t[open..].find(']')? + open;
             Some(t[open + 1..close].to_string())
         });
-        return match (scalar_dtype(inner), counter) {
+        return match (DType::from_cpp(inner), counter) {
             (Some(d), Some(c)) if !c.is_empty() && !c.chars().all(|ch| ch.is_ascii_digit()) => Shape::CArray(d, c),
             _ => Shape::Unsupported(format!("{ty} (an array without a counter branch)")),
         };
     }
     if let Some(inner) = ty.strip_prefix("vector<").and_then(|r| r.strip_suffix('>')) {
-        if let Some(d) = scalar_dtype(inner.trim()) {
+        if let Some(d) = DType::from_cpp(inner.trim()) {
             return Shape::Vector(d);
         }
     }

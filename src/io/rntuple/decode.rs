@@ -277,24 +277,6 @@ pub enum Part {
     Jagged { name: String, members: Vec<(String, DType, Vec<u8>)>, counts: Vec<u64> },
 }
 
-/// The dtype of a leaf field's C++ type, as ROOT normalises it.
-pub fn field_dtype(t: &str) -> Option<DType> {
-    Some(match t {
-        "bool" => DType::Bool,
-        "char" | "std::int8_t" | "int8_t" => DType::I8,
-        "std::uint8_t" | "uint8_t" | "std::byte" => DType::U8,
-        "std::int16_t" | "int16_t" => DType::I16,
-        "std::uint16_t" | "uint16_t" => DType::U16,
-        "std::int32_t" | "int32_t" => DType::I32,
-        "std::uint32_t" | "uint32_t" => DType::U32,
-        "std::int64_t" | "int64_t" => DType::I64,
-        "std::uint64_t" | "uint64_t" => DType::U64,
-        "float" => DType::F32,
-        "double" => DType::F64,
-        _ => return None,
-    })
-}
-
 impl RNTuple {
     fn children(&self, f: usize) -> Vec<usize> {
         (0..self.fields.len()).filter(|&c| c != f && self.fields[c].parent as usize == f).collect()
@@ -306,7 +288,7 @@ impl RNTuple {
         let cols = self.columns_of(f);
         let ok = fd.role == ROLE_LEAF && fd.repetition.is_none() && fd.flags & FIELD_PROJECTED == 0 && cols.len() == 1;
         let all_known = (0..self.columns.len()).filter(|&c| self.columns[c].field as usize == f).all(|c| known(self.columns[c].ty));
-        field_dtype(&fd.type_name).filter(|_| ok && all_known)
+        DType::from_cpp(&fd.type_name).filter(|_| ok && all_known)
     }
 
     /// The top-level fields as table parts, and the fields left out with why.
