@@ -340,24 +340,20 @@ def rntuple_seeds(tmp):
 def main():
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN} is missing: cargo build --release")
-    if sys.argv[1:] == ["walk"]:
-        # Only the walk-coded chunk_decoder seeds, added to the others.
+    # One target's seeds from today's binary, the others kept (older releases' seeds among them):
+    # argument -> (the target's folder, whether its old seeds go, the maker).
+    only = {
+        "walk": ("chunk_decoder", False, walk_seeds),  # the walk-coded chunks, added
+        "rntuple": ("rntuple_reader", True, rntuple_seeds),
+        "int_block": ("int_block", True, int_block_seeds),
+    }
+    if len(sys.argv) == 2 and sys.argv[1] in only:
+        target, fresh, make = only[sys.argv[1]]
+        if fresh:
+            shutil.rmtree(SEEDS / target, ignore_errors=True)
         with tempfile.TemporaryDirectory() as t:
-            walk_seeds(Path(t))
-        print(f"chunk_decoder: {len(list((SEEDS / 'chunk_decoder').iterdir()))} seeds")
-        return
-    if sys.argv[1:] == ["rntuple"]:
-        shutil.rmtree(SEEDS / "rntuple_reader", ignore_errors=True)
-        with tempfile.TemporaryDirectory() as t:
-            rntuple_seeds(Path(t))
-        print(f"rntuple_reader: {len(list((SEEDS / 'rntuple_reader').iterdir()))} seeds")
-        return
-    if sys.argv[1:] == ["int_block"]:
-        # Only this target's seeds, from today's codec (the others keep older releases' blocks).
-        shutil.rmtree(SEEDS / "int_block", ignore_errors=True)
-        with tempfile.TemporaryDirectory() as t:
-            int_block_seeds(Path(t))
-        print(f"int_block: {len(list((SEEDS / 'int_block').iterdir()))} seeds")
+            make(Path(t))
+        print(f"{target}: {len(list((SEEDS / target).iterdir()))} seeds")
         return
     for t in ["archive_reader", "chunk_decoder", "filter_decode", "onnx_loader", "int_block"]:
         shutil.rmtree(SEEDS / t, ignore_errors=True)
