@@ -17,7 +17,7 @@ use crate::progress::Silent;
 use crate::unpack::UnpackOptions;
 
 /// Stands for the array in messages and names its dataset in the archive.
-const ARRAY: &str = "array.npy";
+const ARRAY: &str = "array";
 const STREAM: &str = "<.baler bytes>";
 
 pub struct CompressOptions {

@@ -54,6 +54,9 @@ def _npy_image(array):
         raise TypeError(f"compress takes a numpy array, not {type(array).__name__}")
     if array.dtype.hasobject:
         raise TypeError(f"compress: dtype {array.dtype} holds Python objects, which cannot be coded")
+    # Fortran-ordered and strided arrays are coded in C order, and come back so.
+    if not array.flags.c_contiguous:
+        array = _np.ascontiguousarray(array)
     buf = _io.BytesIO()
     _np.lib.format.write_array(buf, array, allow_pickle=False)
     return buf.getvalue()

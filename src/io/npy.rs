@@ -354,21 +354,22 @@ enum Data {
 impl NpySource {
     pub fn open(path: &Path, datasets: &[String]) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        Self::with_data(path, Data::File(file), datasets)
+        Self::with_data(path, Data::File(file), datasets, "bad .npy file")
     }
 
     /// The `.npy` image `bytes` (what `numpy.save` writes); `name` stands for it in messages
     /// and names its dataset.
     pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<Self> {
-        Self::with_data(name, Data::Bytes(bytes), &[])
+        Self::with_data(name, Data::Bytes(bytes), &[], "cannot be coded")
     }
 
-    fn with_data(path: &Path, mut data: Data, datasets: &[String]) -> Result<Self> {
+    /// `bad`: what a refusal says the input is (a file, or an array handed over).
+    fn with_data(path: &Path, mut data: Data, datasets: &[String], bad: &str) -> Result<Self> {
         let head = match &mut data {
             Data::File(f) => NpyHeader::read(f),
             Data::Bytes(b) => NpyHeader::read(&mut b.as_slice()),
         };
-        let npy = head.and_then(|h| h.layout()).map_err(|what| Error::input(path, format!("bad .npy file: {what}")))?;
+        let npy = head.and_then(|h| h.layout()).map_err(|what| Error::input(path, format!("{bad}: {what}")))?;
         let file_len = match &data {
             Data::File(f) => f.metadata().map_err(|e| Error::io(path, e))?.len(),
             Data::Bytes(b) => b.len() as u64,
