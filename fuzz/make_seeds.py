@@ -62,9 +62,11 @@ def parse_archive(data):
     """(header, [(offset, length, dataset, row_start, rows)]) of a .baler file."""
     flags, hlen = struct.unpack_from("<IQ", data, 12)
     stored = data[24:24 + hlen]
-    if flags & 1:  # the header is zstd-compressed
+    if flags & 1:  # the header is zstd-compressed; bit 1: against the format's dictionary
         import zstandard
-        stored = zstandard.ZstdDecompressor().decompress(stored)
+        dict_path = Path(__file__).resolve().parents[1] / "schemas" / "baler-header-dict-1.bin"
+        d = zstandard.ZstdCompressionDict(dict_path.read_bytes(), dict_type=zstandard.DICT_TYPE_RAWCONTENT) if flags & 2 else None
+        stored = (zstandard.ZstdDecompressor(dict_data=d) if d else zstandard.ZstdDecompressor()).decompress(stored)
     header = json.loads(stored)
     foff, flen = struct.unpack_from("<QQ", data, len(data) - 28)
     (n,) = struct.unpack_from("<Q", data, foff)

@@ -8,6 +8,7 @@ import json
 import os
 import struct
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,9 +19,11 @@ def header(path):
         pre = f.read(24)
         flags, hlen = struct.unpack("<IQ", pre[12:24])
         stored = f.read(hlen)
-    if flags & 1:  # the header is zstd-compressed (schemas/baler-format.md)
+    if flags & 1:  # the header is zstd-compressed; bit 1: against the format's dictionary
         import zstandard
-        stored = zstandard.ZstdDecompressor().decompress(stored)
+        dict_path = Path(__file__).resolve().parents[1] / "schemas" / "baler-header-dict-1.bin"
+        d = zstandard.ZstdCompressionDict(dict_path.read_bytes(), dict_type=zstandard.DICT_TYPE_RAWCONTENT) if flags & 2 else None
+        stored = (zstandard.ZstdDecompressor(dict_data=d) if d else zstandard.ZstdDecompressor()).decompress(stored)
     return json.loads(stored)
 
 

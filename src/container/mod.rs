@@ -12,6 +12,14 @@ pub const END_MAGIC: [u8; 8] = *b"BALEREND";
 pub const PREAMBLE_LEN: u64 = 24;
 /// Preamble flag bit 0: the header is zstd-compressed JSON (archives before it hold plain JSON).
 pub const FLAG_HEADER_ZSTD: u32 = 1;
+/// Preamble flag bit 1 (with bit 0): that zstd frame was made with `HEADER_DICT_1`.
+pub const FLAG_HEADER_DICT_1: u32 = 2;
+/// A zstd raw-content dictionary for headers: four typical headers (a ROOT file's trees, a
+/// climate field, an array, an HDF5 table). Most of a small archive's header is the same keys,
+/// names and settings as these: a 5-column table's header takes 107 bytes with it, 565 without,
+/// which on a 3 KB table is a sixth of the file. Its bytes are part of the format: never change
+/// them (a new dictionary is a new flag).
+pub static HEADER_DICT_1: &[u8] = include_bytes!("../../schemas/baler-header-dict-1.bin");
 /// A compressed header may not claim to expand beyond this.
 pub const MAX_HEADER_BYTES: u64 = 1 << 30;
 pub const TRAILER_LEN: u64 = 28;

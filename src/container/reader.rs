@@ -111,8 +111,12 @@ impl ArchiveReader {
                 what: format!("format version {version}; this balerfile reads version {FORMAT_VERSION}"),
             });
         }
-        if flags & !super::FLAG_HEADER_ZSTD != 0 {
+        let known = super::FLAG_HEADER_ZSTD | super::FLAG_HEADER_DICT_1;
+        if flags & !known != 0 {
             return Err(Error::Unsupported { path: path.into(), what: format!("unknown flags {flags:#x}") });
+        }
+        if flags & super::FLAG_HEADER_DICT_1 != 0 && flags & super::FLAG_HEADER_ZSTD == 0 {
+            return Err(corrupt(format!("flags {flags:#x}: a header dictionary without compression")));
         }
         let stored = &head[PREAMBLE_LEN as usize..];
         let json = if flags & super::FLAG_HEADER_ZSTD != 0 {
@@ -121,7 +125,14 @@ impl ArchiveReader {
                 .flatten()
                 .filter(|&n| n <= super::MAX_HEADER_BYTES)
                 .ok_or_else(|| corrupt("compressed header does not say a size up to 1 GiB".into()))?;
-            crate::codec::bytes::decompress(stored, size as usize).map_err(|e| corrupt(format!("compressed header: {e}")))?
+            if flags & super::FLAG_HEADER_DICT_1 != 0 {
+                zstd::bulk::Decompressor::with_dictionary(super::HEADER_DICT_1)
+                    .and_then(|mut d| d.decompress(stored, size as usize))
+                    .map_err(|e| corrupt(format!("compressed header: {e}")))
+                    .and_then(|v| if v.len() as u64 == size { Ok(v) } else { Err(corrupt("compressed header is shorter than it says".into())) })?
+            } else {
+                crate::codec::bytes::decompress(stored, size as usize).map_err(|e| corrupt(format!("compressed header: {e}")))?
+            }
         } else {
             stored.to_vec()
         };

@@ -191,15 +191,19 @@ def parse_container(src):
     _need(data[:8] == MAGIC, f"bad magic {data[:8]!r}")
     version, flags, H = struct.unpack_from("<IIQ", data, 8)
     _need(version == 1, f"version {version}")
-    _need(flags in (0, 1), f"flags {flags:#x}")
+    _need(flags in (0, 1, 3), f"flags {flags:#x}")
     _need(24 + H + 4 <= n - TRAILER_LEN, f"header length {H} does not fit in {n} bytes")
     stored = data[24:24 + H]
     (hcrc,) = struct.unpack_from("<I", data, 24 + H)
     _need(hcrc == zlib.crc32(data[:24 + H]), "header CRC mismatch")
-    # flag bit 0: the header is zstd-compressed JSON
+    # flag bit 0: the header is zstd-compressed JSON; bit 1: against the format's dictionary
     if flags & 1:
         import zstandard
-        header_bytes = zstandard.ZstdDecompressor().decompress(stored)
+        d = None
+        if flags & 2:
+            d = zstandard.ZstdCompressionDict((ROOT / "schemas" / "baler-header-dict-1.bin").read_bytes(),
+                                              dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        header_bytes = (zstandard.ZstdDecompressor(dict_data=d) if d else zstandard.ZstdDecompressor()).decompress(stored)
     else:
         header_bytes = stored
     header = json.loads(header_bytes.decode("utf-8"))
