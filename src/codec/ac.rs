@@ -22,6 +22,9 @@ const ONE: i32 = 1 << P_BITS;
 const P_MIN: i32 = 31;
 const BUCKET_BITS: u32 = 7;
 const BUCKETS: usize = 65;
+/// The short bucket tree (`AcConfig::short_buckets`): its depth, and its escape leaf.
+const SHORT_BITS: u32 = 4;
+const ESCAPE: usize = (1 << SHORT_BITS) - 1;
 /// Neighbour buckets are capped here in the two-neighbour context.
 const NEIGHBOUR_CAP: usize = 15;
 pub const MAX_TREE_BITS: u8 = 10;
@@ -51,6 +54,12 @@ pub struct AcConfig {
     /// repeat at this element?). One object's columns repeat together: px, py, pz and E of a
     /// muon listed again in the next row.
     pub repeat_side: Option<u32>,
+    /// The bucket goes down a 4-level tree whose leaves are buckets 0..=14 and an escape (15 and
+    /// above, then coded down the full 7-level tree). Residual buckets of fields and tables sit
+    /// far below 15, so each symbol takes 4 binary decisions for its bucket instead of 7: the
+    /// three top ones were nearly certain anyway (they cost bits almost nothing), but each costs
+    /// a full step of the decoder's serial chain.
+    pub short_buckets: bool,
 }
 
 /// `65536 / (n + 2)` for the counts below 1024.
@@ -107,6 +116,8 @@ struct Model {
     /// The repeat decision's probability, by whether the previous symbol was a repeat and
     /// whether the side variable's code repeated here.
     repeat: [Bit; 4],
+    /// The full bucket tree after the short tree's escape (one distribution, no context).
+    escape: [Bit; 1 << BUCKET_BITS],
 }
 
 impl Model {
@@ -123,6 +134,7 @@ impl Model {
             low: vec![Bit::NEW; BUCKETS * 64],
             seen: Vec::with_capacity(if cfg.context == Context::None { 0 } else { n }),
             repeat: [Bit::NEW; 4],
+            escape: [Bit::NEW; 1 << BUCKET_BITS],
         }
     }
 
@@ -146,13 +158,38 @@ impl Model {
     #[inline]
     fn walk(&mut self, i: usize, u: u64, mut decide: impl FnMut(&mut Bit, bool) -> bool) -> Option<u64> {
         let ctx = self.context(i) << BUCKET_BITS;
-        let mut node = 1usize;
         let b = (64 - u.leading_zeros()) as usize;
-        for k in (0..BUCKET_BITS).rev() {
-            let bit = decide(&mut self.buckets[ctx + node], (b >> k) & 1 == 1);
-            node = node * 2 + bit as usize;
-        }
-        let b = node - (1 << BUCKET_BITS);
+        let b = if self.cfg.short_buckets {
+            let mut node = 1usize;
+            let leaf = b.min(ESCAPE);
+            for k in (0..SHORT_BITS).rev() {
+                let bit = decide(&mut self.buckets[ctx + node], (leaf >> k) & 1 == 1);
+                node = node * 2 + bit as usize;
+            }
+            let leaf = node - (1 << SHORT_BITS);
+            if leaf < ESCAPE {
+                leaf
+            } else {
+                let mut node = 1usize;
+                for k in (0..BUCKET_BITS).rev() {
+                    let bit = decide(&mut self.escape[node], (b >> k) & 1 == 1);
+                    node = node * 2 + bit as usize;
+                }
+                // Below the escape only a damaged stream decodes: the encoder escapes 15 and up.
+                let b = node - (1 << BUCKET_BITS);
+                if b < ESCAPE {
+                    return None;
+                }
+                b
+            }
+        } else {
+            let mut node = 1usize;
+            for k in (0..BUCKET_BITS).rev() {
+                let bit = decide(&mut self.buckets[ctx + node], (b >> k) & 1 == 1);
+                node = node * 2 + bit as usize;
+            }
+            node - (1 << BUCKET_BITS)
+        };
         if b > 64 {
             return None;
         }
@@ -251,7 +288,7 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
             p.update(bit, adapt);
             bit
         });
-        out.push(u.ok_or("arithmetic-coded stream decodes to a bucket beyond 64")?);
+        out.push(u.ok_or("arithmetic-coded stream decodes to an impossible bucket")?);
         // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
         if d.overrun() > 4 {
             return Err("arithmetic-coded stream ends early".into());
@@ -280,7 +317,9 @@ mod tests {
             for context in [Context::None, Context::Previous, Context::Grid(7)] {
                 for adapt in [0, 30, 1000, u16::MAX] {
                     for repeats in [false, true] {
-                        v.push(AcConfig { tree_bits, context, adapt, repeats, repeat_side: None });
+                        for short_buckets in [false, true] {
+                            v.push(AcConfig { tree_bits, context, adapt, repeats, repeat_side: None, short_buckets });
+                        }
                     }
                 }
             }
@@ -322,9 +361,11 @@ mod tests {
         let n = v.len() as f64;
         let h: f64 = counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).log2()).sum();
         let floor = h * n / 8.0;
-        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false, repeat_side: None };
-        let got = encode(&v, cfg, None).len() as f64;
-        assert!(got < floor * 1.03, "{got} bytes for an order-0 entropy of {floor:.0}");
+        for short_buckets in [false, true] {
+            let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false, repeat_side: None, short_buckets };
+            let got = encode(&v, cfg, None).len() as f64;
+            assert!(got < floor * 1.03, "{got} bytes for an order-0 entropy of {floor:.0} (short tree {short_buckets})");
+        }
     }
 
     /// The densest streams there are (one value, millions of times) are not mistaken for damage.
@@ -332,19 +373,19 @@ mod tests {
     fn a_constant_block_of_millions_decodes() {
         let v = vec![0u64; 4_000_000];
         for repeats in [false, true] {
-            let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats, repeat_side: None };
+            let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats, repeat_side: None, short_buckets: false };
             let b = encode(&v, cfg, None);
             assert_eq!(decode(&b, v.len(), cfg, None).unwrap(), v, "repeats {repeats}: {} bytes", b.len());
         }
         let w = vec![5u64; 4_000_000];
-        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats: true, repeat_side: None };
+        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats: true, repeat_side: None, short_buckets: false };
         assert_eq!(decode(&encode(&w, cfg, None), w.len(), cfg, None).unwrap(), w);
     }
 
     #[test]
     fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
         let v: Vec<u64> = (0..5000).map(|i| i % 17).collect();
-        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60, repeats: true, repeat_side: None };
+        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60, repeats: true, repeat_side: None, short_buckets: true };
         let mut b = encode(&v, cfg, None);
         let mid = b.len() / 2;
         b[mid] ^= 0x5a;

@@ -409,7 +409,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))) {
         let ac = Chain {
             codes: again(),
-            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt: AC_ADAPT, repeats, repeat_side }, sign }),
+            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true }, sign }),
             bytes: vec![],
         };
         let mut b = Vec::new();

@@ -472,7 +472,7 @@ impl CodesToBytes for Arithmetic {
                 out.extend_from_slice(&row.to_le_bytes());
             }
         }
-        out.push(self.cfg.repeats as u8 | (self.cfg.repeat_side.is_some() as u8) << 1);
+        out.push(self.cfg.repeats as u8 | (self.cfg.repeat_side.is_some() as u8) << 1 | (self.cfg.short_buckets as u8) << 2);
         if let Some(v) = self.cfg.repeat_side {
             put_varint(out, v as u64);
         }
@@ -683,7 +683,7 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
                 k => return Err(format!("unknown arithmetic coder context {k}")),
             };
             let options = cur.u8("ac options")?;
-            if options & !3 != 0 || options == 2 {
+            if options & !7 != 0 || options & 3 == 2 {
                 return Err(format!("unknown ac options {options:#x}"));
             }
             let repeat_side = if options & 2 != 0 {
@@ -691,7 +691,7 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
             } else {
                 None
             };
-            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats: options & 1 != 0, repeat_side }, sign })
+            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats: options & 1 != 0, repeat_side, short_buckets: options & 4 != 0 }, sign })
         }
         k => return Err(format!("unknown array->bytes stage {k}")),
     })
@@ -791,8 +791,8 @@ mod tests {
                 let to_bytes: Vec<Box<dyn CodesToBytes>> = vec![
                     Box::new(Packed { width: 8, sign: Sign::Zigzag }),
                     Box::new(RangeCoded { row: 3 }),
-                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::Previous, adapt: 255, repeats: true, repeat_side: Some(0) }, sign: Sign::Unsigned }),
-                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 0, context: Context::Grid(5), adapt: 0, repeats: false, repeat_side: None }, sign: Sign::Zigzag }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::Previous, adapt: 255, repeats: true, repeat_side: Some(0), short_buckets: true }, sign: Sign::Unsigned }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 0, context: Context::Grid(5), adapt: 0, repeats: false, repeat_side: None, short_buckets: false }, sign: Sign::Zigzag }),
                 ];
                 for tb in to_bytes {
                     let packed = tb.id() == 1;

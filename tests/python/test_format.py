@@ -157,9 +157,10 @@ def lorenzo_undo(r, n, d1, d2):
     return a.reshape(-1)
 
 
-def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats, side=None):
+def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats, side=None, short=False):
     """The `ac` stage of baler-format.md, written from the spec: buckets down a 7-level tree
-    under a context, then tree_bits bits down a per-bucket tree, the rest per (bucket, position).
+    (or, short, a 4-level tree whose leaf 15 escapes to a 7-level tree of its own) under a
+    context, then tree_bits bits down a per-bucket tree, the rest per (bucket, position).
     Each probability P(0) in 2^-15 adapts at 1/(count + 2), the count stopping at `adapt`."""
     data = bytes(payload)
     L = len(data)
@@ -167,11 +168,12 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats, side=None):
     code = int.from_bytes(data[1:5].ljust(4, b"\0"), "big")
     rng = 0xFFFFFFFF
     nctx = 1 if ctx_mode == 0 else 65 if ctx_mode == 1 else 256
-    P = [16384] * (nctx * 128 + (65 << tree_bits) + 65 * 64 + 4)
+    P = [16384] * (nctx * 128 + (65 << tree_bits) + 65 * 64 + 4 + 128)
     N = [0] * len(P)
     tree0 = nctx * 128
     low0 = tree0 + (65 << tree_bits)
     rep0 = low0 + 65 * 64
+    esc0 = rep0 + 4
     was = 0
     out = [0] * n
     seen = []
@@ -219,9 +221,15 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats, side=None):
             c = seen[i - row] if i >= row else a
             ctx = min(a, 15) * 16 + min(c, 15)
         node = 1
-        for _ in range(7):
+        for _ in range(4 if short else 7):
             node = node * 2 + bit(ctx * 128 + node)
-        b = node - 128
+        b = node - (16 if short else 128)
+        if short and b == 15:
+            node = 1
+            for _ in range(7):
+                node = node * 2 + bit(esc0 + node)
+            b = node - 128
+            assert b >= 15, f"escaped bucket {b}"
         assert b <= 64, f"bucket {b}"
         seen.append(b)
         if b < 2:
@@ -324,14 +332,16 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
                 pos += 4
             opts = body[pos]
             pos += 1
-            assert opts in (0, 1, 3), f"{var['name']}: ac options {opts}"
+            assert opts & 3 in (0, 1, 3) and opts < 8, f"{var['name']}: ac options {opts}"
             side = None
             if opts & 2:
                 sv, pos = varint(body, pos)
                 side = refs[sv]
                 assert side is not None and len(side) == n, f"{var['name']}: repeat side variable {sv} without codes"
                 stats["predictors"].add("repeat-side")
-            to_bytes = ("ac", sign, tree_bits, adapt, ctx, max(row, 1), opts & 1 == 1, side)
+            to_bytes = ("ac", sign, tree_bits, adapt, ctx, max(row, 1), opts & 1 == 1, side, opts & 4 == 4)
+            if opts & 4:
+                stats["predictors"].add("short-buckets")
         else:
             raise AssertionError(f"{var['name']}: array->bytes stage {tb}")
         m = body[pos]
@@ -390,8 +400,8 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
         sign = 0
         stats["widths"].add(0)
     else:
-        _, sign, tree_bits, adapt, ctx, row, repeats, side = to_bytes
-        u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row, repeats, side), dtype=np.uint64)
+        _, sign, tree_bits, adapt, ctx, row, repeats, side, short = to_bytes
+        u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row, repeats, side, short), dtype=np.uint64)
         stats["widths"].add("ac")
     q = unzigzag(u) if sign == 0 else u.view(np.int64)
     for st in reversed(arr):
@@ -758,6 +768,8 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
             check_float_variable(name_, x_le, mine, spec, var)
     if name in ("hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel"):
         assert 5 in stats["methods"] and "ac" in stats["widths"], stats
+        # buckets down the short tree (4 decisions, escaping to the 7-level one)
+        assert "short-buckets" in stats["predictors"], stats
     if name == "issue63_rel":
         assert "reference" in stats["predictors"], stats
     if name == "zmumu_rel":
