@@ -149,7 +149,7 @@ def _f64_of(lo, hi):
 
 # Version 2's word 1: (first bit, bit count) of each field.
 _BITS = {"dtype": (0, 4), "big_endian": (4, 1), "layout": (5, 2), "bound": (7, 2), "latent": (9, 5),
-         "level": (14, 6), "has_fill": (20, 1)}
+         "level": (14, 6), "has_fill": (20, 1), "piece": (21, 5)}
 
 
 def _pack_flags(**fields):
@@ -163,20 +163,22 @@ def _pack_flags(**fields):
 def parse_cd_values(cd):
     """A filter's cd_values (either layout version) as a dict: version, dtype code, big_endian,
     layout ('field', 'table', 'wedge', 'auto'), features, bound ('lossless', 'abs', 'rel',
-    'none'), value, level, latent, model (hex id or None), fill (None when absent)."""
+    'none'), value, level, latent, model (hex id or None), fill (None when absent), piece_size
+    (bytes; None: the default)."""
     cd = [int(x) for x in cd] + [0] * 18
     names = {v: k for k, v in LAYOUTS.items()}
     bounds = ["lossless", "abs", "rel", "none"]
     if cd[0] == 1:
         d = dict(version=1, dtype=cd[1], big_endian=bool(cd[2]), layout=names[cd[3]], features=cd[4],
                  bound=bounds[cd[5]], value=_f64_of(cd[6], cd[7]), level=cd[8], latent=cd[9], model=cd[10:18],
-                 fill=None)
+                 fill=None, piece_size=None)
     elif cd[0] == 2:
         f = {k: (cd[1] >> at) & ((1 << n) - 1) for k, (at, n) in _BITS.items()}
         level = f["level"] - 64 if f["level"] >= 32 else f["level"]
         d = dict(version=2, dtype=f["dtype"], big_endian=bool(f["big_endian"]), layout=names[f["layout"]],
                  features=cd[2], bound=bounds[f["bound"]], value=_f64_of(cd[3], cd[4]), level=level,
-                 latent=f["latent"], model=cd[7:15], fill=_f64_of(cd[5], cd[6]) if f["has_fill"] else None)
+                 latent=f["latent"], model=cd[7:15], fill=_f64_of(cd[5], cd[6]) if f["has_fill"] else None,
+                 piece_size=1 << f["piece"] if f["piece"] else None)
     else:
         raise ValueError(f"cd_values of layout version {cd[0]} (this helper reads 1 and 2)")
     m = struct.pack("<8I", *d["model"])
@@ -224,9 +226,14 @@ class Baler(Mapping):
             prediction). Default: the dataset's fill value when its writer set one
             (create_dataset(..., fillvalue=x), netCDF _FillValue); NaN is always missing.
     level:  zstd level (default 3). latent: 'f16' (default) or a bit count 2..16.
+    piece_size: bytes (a power of two, 64 KiB to 1 GiB; default 4 MiB). A chunk at least twice
+            this size is cut along its first dimension into pieces of about it, coded and
+            decoded in parallel (BALERFILE_THREADS threads, default: every core), since HDF5
+            hands the filter one chunk at a time. Smaller pieces read a large chunk faster on
+            many cores and cost some ratio (each piece starts its predictors afresh).
     """
 
-    def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16", fill=None):
+    def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16", fill=None, piece_size=None):
         mode, value = _parse_error(error)
         model_id = find_model(model) if model is not None else None
         # bcae2d and conv models take whole rows of the dataset (the row layout).
@@ -249,8 +256,14 @@ class Baler(Mapping):
             raise ValueError("latent: 'f16' or a bit count from 2 to 16")
         if fill is not None:
             fill = float(fill)
+        piece = 0
+        if piece_size is not None:
+            piece = int(piece_size).bit_length() - 1
+            if int(piece_size) != 1 << piece or not 16 <= piece <= 30:
+                raise ValueError(f"piece_size={piece_size!r}: a power of two from 65536 (64 KiB) to 2**30 (1 GiB)")
         layout = LAYOUTS["wedge" if wedge else "auto" if table == "auto" else "table" if table else "field"]
-        flags = _pack_flags(layout=layout, bound=mode, latent=bits, level=int(level), has_fill=fill is not None)
+        flags = _pack_flags(layout=layout, bound=mode, latent=bits, level=int(level), has_fill=fill is not None,
+                            piece=piece)
         words = [0] * 8
         if model_id:
             words = list(struct.unpack("<8I", bytes.fromhex(model_id)))

@@ -1,9 +1,12 @@
 //! One HDF5 chunk through the library's chunk codec, and back.
 //!
 //! A filtered chunk is a 24-byte header (`schemas/h5-filter.md`) then the codec's chunk as the
-//! `.baler` container stores it. The header repeats what decoding needs (element type, row
-//! width, rows), so a chunk decodes with nothing but its bytes and the model, and its CRC-32
-//! turns a damaged chunk into an error instead of wrong numbers.
+//! `.baler` container stores it, or (version 2) a chunk large enough to be cut into pieces:
+//! slabs along its first dimension, each a codec chunk of its own, coded and decoded on
+//! parallel threads. HDF5 hands a filter one chunk at a time, so the pieces are the only
+//! parallelism a reader of one dataset gets. The header repeats what decoding needs (element
+//! type, row width, rows), so a chunk decodes with nothing but its bytes and the model, and its
+//! CRC-32 turns a damaged chunk into an error instead of wrong numbers.
 
 use super::params::{dtype_code, dtype_of_code, FilterBound, FilterParams, Layout};
 use crate::codec::model_stage::ModelPlan;
@@ -13,12 +16,18 @@ use crate::missing::MissingRule;
 use crate::wire::Cursor;
 
 pub const MAGIC: [u8; 4] = *b"BLH5";
+/// One codec chunk.
 pub const CHUNK_VERSION: u8 = 1;
+/// Pieces: `u32 P`, P x `u64 rows`, P x `u64 bytes`, then P codec chunks.
+pub const PIECES_VERSION: u8 = 2;
 pub const HEADER_BYTES: usize = 24;
+/// More pieces than this in one chunk is damage (a 1 GiB chunk of 64 KiB pieces has 16384).
+const MAX_PIECES: u64 = 1 << 16;
 
 /// What a filtered chunk's header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkHeader {
+    pub version: u8,
     pub dtype: DType,
     pub layout: Layout,
     pub row_elems: u32,
@@ -39,8 +48,8 @@ pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
         return Err("not a balerfile-filtered chunk (bad magic)".into());
     }
     let version = c.u8("chunk version")?;
-    if version != CHUNK_VERSION {
-        return Err(format!("chunk format version {version}; this balerfile reads {CHUNK_VERSION}"));
+    if version != CHUNK_VERSION && version != PIECES_VERSION {
+        return Err(format!("chunk format version {version}; this balerfile reads {CHUNK_VERSION} and {PIECES_VERSION}"));
     }
     let code = c.u8("element type")?;
     let dtype = dtype_of_code(code as u32).ok_or_else(|| format!("element type code {code} in the chunk header"))?;
@@ -63,7 +72,7 @@ pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
     if row_elems == 0 || row_elems > most || (layout == Layout::Field && row_elems != 1) {
         return Err(format!("{row_elems} elements per row in the chunk header"));
     }
-    let h = ChunkHeader { dtype, layout, row_elems, rows, crc };
+    let h = ChunkHeader { version, dtype, layout, row_elems, rows, crc };
     if rows.checked_mul(row_elems as u64).and_then(|n| n.checked_mul(dtype.size() as u64)).is_none_or(|b| b > crate::codec::MAX_BLOCK_BYTES) {
         return Err(format!("chunk header claims {rows} rows of {row_elems}: more than a chunk may hold"));
     }
@@ -73,9 +82,57 @@ pub fn read_header(bytes: &[u8]) -> Result<ChunkHeader, String> {
 /// Whether the codec chunk inside carries a latent block (the codec reads its own layout); a
 /// chunk too short to say does not, and its decoding reports the damage.
 pub fn uses_latent(bytes: &[u8]) -> bool {
-    bytes
-        .get(HEADER_BYTES..)
-        .is_some_and(|c| c.len() >= crate::codec::LATENT_COUNT_END && crate::codec::has_latent(c))
+    // Chunks coded with a model are never cut into pieces.
+    bytes.get(4) == Some(&CHUNK_VERSION)
+        && bytes
+            .get(HEADER_BYTES..)
+            .is_some_and(|c| c.len() >= crate::codec::LATENT_COUNT_END && crate::codec::has_latent(c))
+}
+
+/// The pieces (first codec row, rows) of a chunk of `rows` codec rows of `row_bytes` each, cut
+/// only between whole `unit`s of rows (a field's planes, so every piece keeps the grid the
+/// predictors walk), each about `piece_bytes`; one piece when the chunk is under twice that.
+/// It depends on nothing but the shape and the parameters, so a file's bytes do not depend on
+/// the writer's thread count.
+fn pieces(rows: usize, unit: usize, row_bytes: usize, piece_bytes: usize) -> Vec<(usize, usize)> {
+    let unit = unit.max(1);
+    let units = rows / unit;
+    let want = (rows.saturating_mul(row_bytes) / piece_bytes.max(1)).min(units);
+    if want < 2 || rows % unit != 0 {
+        return vec![(0, rows)];
+    }
+    let per = units.div_ceil(want) * unit;
+    (0..rows).step_by(per).map(|start| (start, per.min(rows - start))).collect()
+}
+
+/// Threads for a chunk's pieces: BALERFILE_THREADS, else the machine's cores. Threads are
+/// scoped to the call (no pool outlives it), so a process that forks after reading (Python's
+/// multiprocessing, Dask) hands its children nothing half-alive.
+fn piece_threads() -> Result<usize, String> {
+    match std::env::var("BALERFILE_THREADS") {
+        Ok(t) => t.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| format!("BALERFILE_THREADS={t}: a number > 0")),
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// `f(i)` for every i in 0..n, on up to `threads` scoped threads (each taking every
+/// threads-th index), in order; the first error wins.
+fn in_parallel<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> Result<T, String> + Sync) -> Result<Vec<T>, String> {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return (0..n).map(f).collect();
+    }
+    let f = &f;
+    let parts: Vec<Vec<(usize, Result<T, String>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || (t..n).step_by(threads).map(|i| (i, f(i))).collect::<Vec<_>>())).collect();
+        // A panic in a piece's thread is re-raised here, where the filter's C boundary catches it.
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut out: Vec<Option<Result<T, String>>> = (0..n).map(|_| None).collect();
+    for (i, r) in parts.into_iter().flatten() {
+        out[i] = Some(r);
+    }
+    out.into_iter().map(|r| r.expect("every index is computed once")).collect()
 }
 
 /// Encodes one chunk as HDF5 hands it to the filter (elements in the file's byte order).
@@ -121,11 +178,43 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
         });
         vars.push(v);
     }
-    let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
-    let enc = ChunkCodec { level: p.level }.encode(place, &vars, &cols, epr, model)?;
-    let mut out = Vec::with_capacity(HEADER_BYTES + enc.bytes.len());
+    // Pieces: a field's whole planes of its grid, a table's rows; never with a model (its
+    // runtime has threads of its own, and wedges are few and large).
+    let unit = match layout {
+        Layout::Field | Layout::Auto => super::params::field_grid(p.features).map_or(1, |[a, b]| a * b),
+        Layout::Table | Layout::Wedge => 1,
+    };
+    let cuts = if model.is_some() || layout == Layout::Wedge { vec![(0, rows)] } else { pieces(rows, unit, size * f, p.piece_bytes()) };
+    let codec = ChunkCodec { level: p.level };
+    let col_bytes = size * epr as usize;
+    let coded = in_parallel(cuts.len(), if cuts.len() > 1 { piece_threads()? } else { 1 }, |k| {
+        let (start, len) = cuts[k];
+        let place = ChunkPlace { dataset: 0, row_start: start as u64, rows: len as u64 };
+        if cuts.len() == 1 {
+            return codec.encode(place, &vars, &cols, epr, model).map(|e| e.bytes);
+        }
+        let piece: Vec<Vec<u8>> = cols.iter().map(|c| c[start * col_bytes..(start + len) * col_bytes].to_vec()).collect();
+        codec.encode(place, &vars, &piece, epr, model).map(|e| e.bytes)
+    })?;
+    let mut body = Vec::new();
+    let version = if coded.len() == 1 {
+        CHUNK_VERSION
+    } else {
+        body.extend_from_slice(&(coded.len() as u32).to_le_bytes());
+        for &(_, len) in &cuts {
+            body.extend_from_slice(&(len as u64).to_le_bytes());
+        }
+        for c in &coded {
+            body.extend_from_slice(&(c.len() as u64).to_le_bytes());
+        }
+        PIECES_VERSION
+    };
+    for c in &coded {
+        body.extend_from_slice(c);
+    }
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
     out.extend_from_slice(&MAGIC);
-    out.push(CHUNK_VERSION);
+    out.push(version);
     out.push(dtype_code(dtype).unwrap_or(0) as u8);
     out.push(match layout {
         Layout::Field | Layout::Auto => 0,
@@ -135,8 +224,8 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
     out.push(0);
     out.extend_from_slice(&(f as u32).to_le_bytes());
     out.extend_from_slice(&(rows as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&enc.bytes).to_le_bytes());
-    out.extend_from_slice(&enc.bytes);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
     Ok(out)
 }
 
@@ -159,14 +248,62 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
     }
     let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
     let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false }; nvars];
-    let place = ChunkPlace { dataset: 0, row_start: 0, rows: h.rows };
-    let cols = ChunkCodec { level: p.level }.decode(body, place, &vars, epr, model)?;
+    let codec = ChunkCodec { level: p.level };
+    let cols = if h.version == CHUNK_VERSION {
+        codec.decode(body, ChunkPlace { dataset: 0, row_start: 0, rows: h.rows }, &vars, epr, model)?
+    } else {
+        let cuts = read_pieces(body, h.rows)?;
+        let decoded = in_parallel(cuts.len(), piece_threads()?, |k| {
+            let (start, len, at, bytes) = cuts[k];
+            codec.decode(&body[at..at + bytes], ChunkPlace { dataset: 0, row_start: start, rows: len }, &vars, epr, None).map_err(|e| format!("piece {k} of {}: {e}", cuts.len()))
+        })?;
+        let mut cols: Vec<Vec<u8>> = (0..nvars).map(|_| Vec::with_capacity(h.raw_bytes() as usize / nvars)).collect();
+        for piece in decoded {
+            for (col, part) in cols.iter_mut().zip(piece) {
+                col.extend_from_slice(&part);
+            }
+        }
+        cols
+    };
     let size = h.dtype.size();
     let le = match h.layout {
         Layout::Field | Layout::Wedge | Layout::Auto => cols.into_iter().next().unwrap_or_default(),
         Layout::Table => untranspose(&cols, h.rows as usize, size),
     };
     Ok(if p.big_endian { swap(&le, size) } else { le })
+}
+
+/// A version-2 body's pieces as (first row, rows, byte offset in the body, bytes), checked to
+/// tile the chunk's rows and the body's bytes exactly.
+fn read_pieces(body: &[u8], rows: u64) -> Result<Vec<(u64, u64, usize, usize)>, String> {
+    let mut c = Cursor::new(body);
+    let n = c.u32("piece count")? as u64;
+    if !(2..=MAX_PIECES).contains(&n) || n > rows {
+        return Err(format!("{n} pieces in a chunk of {rows} rows"));
+    }
+    let mut lens = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        lens.push(c.u64("piece rows")?);
+    }
+    let mut sizes = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        sizes.push(c.u64("piece bytes")?);
+    }
+    let (mut row, mut at) = (0u64, body.len() - c.remaining());
+    let mut out = Vec::with_capacity(n as usize);
+    for (&len, &bytes) in lens.iter().zip(&sizes) {
+        let bytes = usize::try_from(bytes).ok().filter(|&b| b <= body.len() - at).ok_or("the pieces' sizes run past the chunk")?;
+        if len == 0 {
+            return Err("a piece of 0 rows".into());
+        }
+        out.push((row, len, at, bytes));
+        row = row.checked_add(len).ok_or("the pieces' rows overflow")?;
+        at += bytes;
+    }
+    if row != rows || at != body.len() {
+        return Err(format!("the pieces hold {row} rows in {at} bytes; the chunk has {rows} rows in {} bytes", body.len()));
+    }
+    Ok(out)
 }
 
 fn swap(data: &[u8], size: usize) -> Vec<u8> {
@@ -327,6 +464,95 @@ mod tests {
         assert!(decode(&p, &enc[..10], None).is_err());
         let p32 = FilterParams { dtype: Some(DType::F32), ..Default::default() };
         assert!(decode(&p32, &encode(&p, &raw, None).unwrap(), None).unwrap_err().contains("f64"));
+    }
+
+    #[test]
+    fn pieces_cut_whole_units_of_about_the_piece_size() {
+        assert_eq!(pieces(100, 10, 4, 1 << 20), vec![(0, 100)], "small chunks stay whole");
+        assert_eq!(pieces(64 * 600, 600, 4, 1 << 16), vec![(0, 32 * 600), (32 * 600, 32 * 600)]);
+        // 7 pieces asked of 10 units: 2 units each, the last short
+        assert_eq!(pieces(10, 1, 7, 10), vec![(0, 2), (2, 2), (4, 2), (6, 2), (8, 2)]);
+        for (rows, unit, rb, pb) in [(1000, 7, 8, 100), (12345, 1, 4, 4096), (1 << 20, 1 << 10, 4, 1 << 16)] {
+            let p = pieces(rows, unit, rb, pb);
+            assert_eq!(p.iter().map(|x| x.1).sum::<usize>(), rows);
+            assert!(p.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0 && w[0].1 % unit == 0));
+        }
+        assert_eq!(pieces(1003, 7, 8, 100), vec![(0, 1003)], "rows that are not whole units are not cut");
+    }
+
+    #[test]
+    fn parallel_results_come_back_in_order_and_errors_are_reported() {
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(in_parallel(10, threads, |i| Ok::<_, String>(i * i)).unwrap(), (0..10).map(|i| i * i).collect::<Vec<_>>());
+            let e = in_parallel(10, threads, |i| if i == 7 { Err(format!("bad {i}")) } else { Ok(i) }).unwrap_err();
+            assert_eq!(e, "bad 7");
+        }
+    }
+
+    /// A field chunk of 64 planes and a table of 20000 rows, with 64 KiB pieces: cut, within
+    /// bound, fills exact, and a damaged piece table refused (the CRC made to match).
+    #[test]
+    fn pieces_round_trip_within_bound_and_damage_is_refused() {
+        let (planes, d1, d2) = (64usize, 20usize, 30usize);
+        let fill = -1e10f32;
+        let v: Vec<f32> = (0..planes * d1 * d2)
+            .map(|i| if i % 97 == 0 { fill } else { 280.0 + 10.0 * ((i / (d1 * d2)) as f32 * 0.2).sin() + ((i % d2) as f32 * 0.3).cos() })
+            .collect();
+        let p = FilterParams {
+            dtype: Some(DType::F32),
+            layout: Layout::Field,
+            features: super::super::params::field_grid_word(&[d1 as u64, d2 as u64]),
+            bound: FilterBound::Abs(0.01),
+            fill: Some(fill as f64),
+            piece_log2: 16,
+            ..Default::default()
+        };
+        let enc = encode(&p, &bytes32(&v, false), None).unwrap();
+        assert_eq!(enc[4], PIECES_VERSION);
+        assert_eq!(u32::from_le_bytes(enc[24..28].try_into().unwrap()), 2, "two pieces of 32 planes");
+        let dec = decode(&p, &enc, None).unwrap();
+        for (i, (&want, b)) in v.iter().zip(dec.chunks_exact(4)).enumerate() {
+            let got = f32::from_le_bytes(b.try_into().unwrap());
+            if want == fill {
+                assert_eq!(got.to_bits(), want.to_bits(), "fill {i}");
+            } else {
+                assert!((got - want).abs() as f64 <= 0.01, "element {i}: {got} vs {want}");
+            }
+        }
+        let whole = FilterParams { piece_log2: 0, ..p.clone() };
+        let one = encode(&whole, &bytes32(&v, false), None).unwrap();
+        assert_eq!(one[4], CHUNK_VERSION, "under the default piece size a chunk stays one piece");
+        assert_eq!(decode(&whole, &one, None).unwrap().len(), dec.len());
+
+        let (rows, f) = (20000usize, 3usize);
+        let t: Vec<f64> = (0..rows * f).map(|i| if i == 5000 { f64::NAN } else { ((i / f) as f64 * 0.001).sin() * (1 + i % f) as f64 }).collect();
+        let raw: Vec<u8> = t.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let p = FilterParams { dtype: Some(DType::F64), layout: Layout::Table, features: f as u32, bound: FilterBound::Rel(1e-4), piece_log2: 16, ..Default::default() };
+        let enc = encode(&p, &raw, None).unwrap();
+        assert_eq!(enc[4], PIECES_VERSION);
+        let dec = decode(&p, &enc, None).unwrap();
+        for j in 0..f {
+            let col: Vec<f64> = (0..rows).map(|r| t[r * f + j]).filter(|x| x.is_finite()).collect();
+            let tol = 1e-4 * (col.iter().cloned().fold(f64::MIN, f64::max) - col.iter().cloned().fold(f64::MAX, f64::min));
+            for r in 0..rows {
+                let got = f64::from_le_bytes(dec[(r * f + j) * 8..(r * f + j + 1) * 8].try_into().unwrap());
+                let want = t[r * f + j];
+                if want.is_nan() {
+                    assert!(got.is_nan());
+                } else {
+                    assert!((got - want).abs() <= tol, "col {j} row {r}");
+                }
+            }
+        }
+        // Damage in the piece table, with the CRC made to match: an error, never a panic.
+        let n = u32::from_le_bytes(enc[24..28].try_into().unwrap()) as usize;
+        for (at, v) in [(24usize, 0u8), (24, 0xff), (28, 0), (28 + 8 * n, 0x7f), (28 + 16 * n - 1, 0x40), (27, 1)] {
+            let mut bad = enc.clone();
+            bad[at] = v;
+            let crc = crc32fast::hash(&bad[HEADER_BYTES..]);
+            bad[20..24].copy_from_slice(&crc.to_le_bytes());
+            assert!(decode(&p, &bad, None).is_err(), "byte {at} set to {v:#x}");
+        }
     }
 
     #[test]

@@ -146,6 +146,44 @@ def test_h5py_helper_writes_and_a_bare_h5py_reads_in_a_new_process(bh5, float_ta
     column_bound_ok(x[:3000, :9], y.astype("<f4"), 1e-3)
 
 
+def test_large_chunks_are_cut_into_pieces_read_alike_on_any_thread_count(bh5, float_table, tmp_path):
+    """A whole-dataset chunk (5.5 MB table) with 1 MiB pieces: version-2 chunks, the same bytes
+    whatever the writer's thread count, and every reader (one thread, every core, h5dump)
+    within bound."""
+    _, x = float_table
+    files = {}
+    for threads in ("1", "4"):
+        out = tmp_path / f"pieces{threads}.h5"
+        code = textwrap.dedent(f"""
+            import h5py, numpy as np
+            import balerfile_h5
+            x = np.load({str(tmp_path / "x.npy")!r})
+            with h5py.File({str(out)!r}, "w") as f:
+                f.create_dataset("t", data=x, chunks=x.shape, **balerfile_h5.Baler(error="rel=1e-3", table=True, piece_size=1 << 20))
+        """)
+        np.save(tmp_path / "x.npy", x)
+        env = dict(os.environ, BALERFILE_THREADS=threads, BALERFILE_H5_PLUGIN=str(PLUGIN))
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        with h5py.File(out, "r") as f:
+            assert bh5.parse_cd_values(f["t"].id.get_create_plist().get_filter(0)[2])["piece_size"] == 1 << 20
+            _, chunk = f["t"].id.read_direct_chunk((0, 0))
+        assert chunk[:5] == b"BLH5\x02", chunk[:8]
+        files[threads] = chunk
+    assert files["1"] == files["4"], "a chunk's bytes depend on the writer's thread count"
+    assert int.from_bytes(files["1"][24:28], "little") == 5, "5.5 MB in 1 MiB pieces"
+    for threads in ("1", "3"):
+        y = read_in_new_process(tmp_path / "pieces1.h5", "t", tmp_path / "y.npy", bare_env(BALERFILE_THREADS=threads))
+        column_bound_ok(x, y, 1e-3)
+    y = read_in_new_process(tmp_path / "pieces1.h5", "t", tmp_path / "y.npy", bare_env(BALERFILE_THREADS="x"), expect_fail=True)
+    assert "BALERFILE_THREADS=x" in y.stderr, y.stderr
+    r = subprocess.run(["h5dump", "-d", "/t", "-s", "9000,0", "-c", "2,3", str(tmp_path / "pieces1.h5")], env=bare_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "DATA {" in r.stdout, r.stderr
+    with pytest.raises(ValueError, match="piece_size"):
+        bh5.Baler(error="rel=1e-3", piece_size=3 << 20)
+
+
 def test_a_type_the_filter_cannot_code_is_refused_at_creation(bh5, tmp_path):
     with h5py.File(tmp_path / "ints.h5", "w") as f:
         # The filter's reason reaches h5py's exception through HDF5's error stack.
