@@ -219,6 +219,28 @@ def filter_seeds(tmp, model_id):
                 put("filter_decode", f"{name}-{i}", head + bytes(raw))
 
 
+def pieces_seeds(tmp):
+    """Filtered chunks cut into pieces (chunk format 2): 64 KiB pieces of a 145 KB field chunk
+    and of a 147 KB table chunk, under the fuzzer's element limit (65536)."""
+    with h5py.File(hadcm3()) as f:
+        air = f["air_temperature"][:20]
+    with h5py.File(ROOT / "fixtures" / "data" / "zmumu.h5") as f:
+        ev = f["events"][()]
+    names = [n for n in ev.dtype.names if ev.dtype[n].kind == "f"][:8]
+    table = np.stack([ev[n] for n in names], axis=1).astype("<f8")
+    p = tmp / "pieces.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("field", data=air, chunks=air.shape, **balerfile_h5.Baler(error="rel=1e-3", piece_size=1 << 16))
+        f.create_dataset("table", data=table, chunks=table.shape, **balerfile_h5.Baler(error="rel=1e-3", table=True, piece_size=1 << 16))
+    with h5py.File(p) as f:
+        for name in ("field", "table"):
+            ds = f[name]
+            _flags, cd, _name = ds.id.get_create_plist().get_filter_by_id(balerfile_h5.FILTER_ID)
+            _mask, raw = ds.id.read_direct_chunk((0,) * ds.ndim)
+            assert raw[4] == 2, f"{name}: chunk format {raw[4]}, not pieces"
+            put("filter_decode", f"pieces-{name}-0", bytes([len(cd)]) + struct.pack(f"<{len(cd)}I", *cd) + bytes(raw))
+
+
 def train_model(tmp):
     """A tiny dense model on the 4-column table; its bundle folder."""
     out = tmp / "bundle"
@@ -348,6 +370,7 @@ def main():
         "walk": ("chunk_decoder", False, walk_seeds),  # the walk-coded chunks, added
         "rntuple": ("rntuple_reader", True, rntuple_seeds),
         "int_block": ("int_block", True, int_block_seeds),
+        "pieces": ("filter_decode", False, pieces_seeds),  # chunks cut into pieces, added
     }
     if len(sys.argv) == 2 and sys.argv[1] in only:
         target, fresh, make = only[sys.argv[1]]
@@ -368,6 +391,7 @@ def main():
         (model_id,) = [d.name for d in store.iterdir() if (d / "manifest.json").is_file()]
         archive_seeds(archives(tmp, inputs, bundle))
         filter_seeds(tmp, model_id)
+        pieces_seeds(tmp)
         onnx_seeds(bundle)
         int_block_seeds(tmp)
         walk_seeds(tmp)

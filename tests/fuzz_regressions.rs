@@ -139,6 +139,40 @@ fn walk_chunk_mutations() {
     assert!(runs >= 800, "only {runs} runs: are the walk seeds there (fuzz/make_seeds.py walk)?");
 }
 
+/// Mutations of the filtered chunks cut into pieces (chunk format 2): the piece table (count,
+/// rows, lengths) right after the 24-byte header more often than the pieces, and truncations;
+/// filter_decode also retries each with the CRC made to match, so damage reaches the parser.
+#[test]
+fn pieces_mutations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/filter_decode");
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    let mut runs = 0;
+    for e in std::fs::read_dir(&dir).expect("filter_decode seeds").flatten() {
+        if !e.file_name().to_string_lossy().starts_with("pieces") {
+            continue;
+        }
+        let seed = std::fs::read(e.path()).unwrap();
+        // u8 k, k cd_values words, then the chunk: its 24-byte header, then the piece table.
+        let chunk = 1 + 4 * seed[0] as usize;
+        let table = chunk + 24;
+        for _ in 0..300 {
+            let mut d = seed.clone();
+            if next() % 5 == 0 {
+                d.truncate(table + (next() as usize) % (d.len() - table + 1));
+            } else {
+                let span = if next() % 2 == 0 { 44.min(d.len() - table) } else { d.len() - table };
+                let i = table + (next() as usize) % span;
+                d[i] ^= 1 << (next() % 8);
+            }
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| balerfile::fuzzing::filter_decode(&d))) {
+                panic!("{}: mutated input panicked: {:?}", e.path().display(), p.downcast_ref::<String>());
+            }
+            runs += 1;
+        }
+    }
+    assert!(runs >= 600, "only {runs} runs: are the pieces seeds there (fuzz/make_seeds.py pieces)?");
+}
+
 /// A short mutation run over the RNTuple seeds (an uproot-written file and one balerfile wrote):
 /// bytes flipped anywhere after the file header, and truncations; the reader may refuse them
 /// but never panic.
