@@ -105,71 +105,55 @@ fn int_block_mutations() {
     assert!(runs >= 1000, "only {runs} runs");
 }
 
-/// Mutations of the chunks whose block is an interpolation walk (the walk's configuration and
-/// symbols sit in a float block, which int_block does not reach): 400 deterministic byte flips
-/// and truncations per seed, none of which may panic.
-#[test]
-fn walk_chunk_mutations() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/chunk_decoder");
-    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+/// Byte flips and truncations of the seeds of `target` whose names start with `prefix`, after
+/// their first `start(seed)` bytes (what the mutations must get past), the next `focus` bytes
+/// (a configuration, a table) as often as all the rest; `per_seed` runs a seed, none of which
+/// may panic. Returns the number of runs.
+fn mutate(target: &str, prefix: &str, rng: u64, per_seed: usize, start: fn(&[u8]) -> usize, focus: usize, run: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+    let mut next = xorshift(rng);
     let mut runs = 0;
-    for e in std::fs::read_dir(&dir).expect("chunk_decoder seeds").flatten() {
-        if !e.file_name().to_string_lossy().starts_with("walk") {
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{target} seeds: {e}")).flatten() {
+        if !e.file_name().to_string_lossy().starts_with(prefix) {
             continue;
         }
         let seed = std::fs::read(e.path()).unwrap();
-        // 8 config bytes, the chunk's 28-byte head, then the block: flip bytes of the block.
-        let block = 8 + 28;
-        for _ in 0..400 {
+        let at = start(&seed);
+        for _ in 0..per_seed {
             let mut d = seed.clone();
             if next() % 4 == 0 {
-                d.truncate(block + (next() as usize) % (d.len() - block + 1));
+                d.truncate(at + (next() as usize) % (d.len() - at + 1));
             } else {
-                // the configuration (the first ~20 bytes of the block) more often than the rest
-                let span = if next() % 2 == 0 { 24.min(d.len() - block) } else { d.len() - block };
-                let i = block + (next() as usize) % span;
+                let span = if next() % 2 == 0 { focus.min(d.len() - at) } else { d.len() - at };
+                let i = at + (next() as usize) % span;
                 d[i] ^= 1 << (next() % 8);
             }
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| balerfile::fuzzing::chunk_decoder(&d))) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| run(&d))) {
                 panic!("{}: mutated input panicked: {:?}", e.path().display(), p.downcast_ref::<String>());
             }
             runs += 1;
         }
     }
+    runs
+}
+
+/// Mutations of the chunks whose block is an interpolation walk (the walk's configuration and
+/// symbols sit in a float block, which int_block does not reach): 400 deterministic byte flips
+/// and truncations per seed after the 8 config bytes and the chunk's 28-byte head, the walk's
+/// configuration (the block's first ~24 bytes) as often as the rest.
+#[test]
+fn walk_chunk_mutations() {
+    let runs = mutate("chunk_decoder", "walk", 0x2545_f491_4f6c_dd1d, 400, |_| 8 + 28, 24, balerfile::fuzzing::chunk_decoder);
     assert!(runs >= 800, "only {runs} runs: are the walk seeds there (fuzz/make_seeds.py walk)?");
 }
 
-/// Mutations of the filtered chunks cut into pieces (chunk format 2): the piece table (count,
-/// rows, lengths) right after the 24-byte header more often than the pieces, and truncations;
-/// filter_decode also retries each with the CRC made to match, so damage reaches the parser.
+/// Mutations of the filtered chunks cut into pieces (chunk format 2): after u8 k, k cd_values
+/// words and the chunk's 24-byte header, the piece table (count, rows, lengths) as often as the
+/// pieces; filter_decode also retries each with the CRC made to match, so damage reaches the
+/// parser.
 #[test]
 fn pieces_mutations() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/filter_decode");
-    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
-    let mut runs = 0;
-    for e in std::fs::read_dir(&dir).expect("filter_decode seeds").flatten() {
-        if !e.file_name().to_string_lossy().starts_with("pieces") {
-            continue;
-        }
-        let seed = std::fs::read(e.path()).unwrap();
-        // u8 k, k cd_values words, then the chunk: its 24-byte header, then the piece table.
-        let chunk = 1 + 4 * seed[0] as usize;
-        let table = chunk + 24;
-        for _ in 0..300 {
-            let mut d = seed.clone();
-            if next() % 5 == 0 {
-                d.truncate(table + (next() as usize) % (d.len() - table + 1));
-            } else {
-                let span = if next() % 2 == 0 { 44.min(d.len() - table) } else { d.len() - table };
-                let i = table + (next() as usize) % span;
-                d[i] ^= 1 << (next() % 8);
-            }
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| balerfile::fuzzing::filter_decode(&d))) {
-                panic!("{}: mutated input panicked: {:?}", e.path().display(), p.downcast_ref::<String>());
-            }
-            runs += 1;
-        }
-    }
+    let runs = mutate("filter_decode", "pieces", 0x9e37_79b9_7f4a_7c15, 300, |s| 1 + 4 * s[0] as usize + 24, 44, balerfile::fuzzing::filter_decode);
     assert!(runs >= 600, "only {runs} runs: are the pieces seeds there (fuzz/make_seeds.py pieces)?");
 }
 
