@@ -168,9 +168,9 @@ pub struct FilterParams {
     pub piece_log2: u8,
 }
 
-/// Pieces of 4 MiB: measured on real 3-D and 4-D fields (CLI chunks of that size), cutting
-/// there cost at most 0.2 % of size, where 1 MiB pieces cost 0.3-6 % (GloSea4's ensemble, whose
-/// walk interpolates across members).
+/// Pieces of 4 MiB: measured on real 3-D and 4-D fields (CLI chunks of that size against one
+/// chunk), cutting there cost at most 1.4 % of size, where 1 MiB pieces cost 0.3-8 % (the most
+/// on GloSea4's ensemble, whose walk interpolates across members).
 pub const DEFAULT_PIECE_LOG2: u8 = 22;
 /// Piece sizes a writer may ask for: 64 KiB to 1 GiB.
 pub const PIECE_LOG2: std::ops::RangeInclusive<u8> = 16..=30;
