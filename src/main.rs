@@ -6,16 +6,21 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     // The codec's buffers are a few bytes an element and short-lived, chunk after chunk. glibc
-    // hands allocations this large out as fresh mmaps, so every chunk paid the kernel to fault in
-    // and zero its pages again (a quarter of `pack`'s time on a 1.7 MB field); from the heap,
-    // freed pages are reused. Process-wide, which is why only the program sets it, never the
-    // library or the filter plugin, whose host owns its allocator.
+    // hands allocations over 128 KiB out as fresh mmaps, so every chunk paid the kernel to fault
+    // in and zero its pages again (a quarter of `pack`'s time on a 1.7 MB field); from the heap,
+    // freed pages are reused. 32 MiB is the most glibc accepts on 64-bit (some versions refuse
+    // more); the trim threshold is raised only when that took, since setting it alone turns off
+    // glibc's own adaptive threshold and would make every large allocation an mmap. Process-wide,
+    // which is why only the program sets it, never the library or the filter plugin, whose host
+    // owns its allocator.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets glibc's allocator parameters; it is called before any thread
-    // starts, and its failure (a return of 0) leaves the defaults, which are correct anyway.
+    // SAFETY: mallopt only sets glibc's allocator parameters, before any thread starts; a refusal
+    // (a return of 0) leaves glibc's defaults, which are correct, only slower.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        let most = (4 << 20) * std::mem::size_of::<libc::c_long>() as libc::c_int;
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, most) == 1 {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * most);
+        }
     }
     std::process::exit(balerfile_cli::run());
 }

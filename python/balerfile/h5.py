@@ -226,11 +226,13 @@ class Baler(Mapping):
             prediction). Default: the dataset's fill value when its writer set one
             (create_dataset(..., fillvalue=x), netCDF _FillValue); NaN is always missing.
     level:  zstd level (default 3). latent: 'f16' (default) or a bit count 2..16.
-    piece_size: bytes (a power of two, 64 KiB to 1 GiB; default 4 MiB). A chunk at least twice
-            this size is cut along its first dimension into pieces of about it, coded and
-            decoded in parallel (BALERFILE_THREADS threads, default: every core), since HDF5
-            hands the filter one chunk at a time. Smaller pieces read a large chunk faster on
-            many cores and cost some ratio (each piece starts its predictors afresh).
+    piece_size: bytes (a power of two, 64 KiB to 1 GiB; default 4 MiB). A table chunk, or a
+            field chunk of 3 or more dimensions, at least twice this size is cut along its
+            first dimension into pieces of about it (a field's in whole planes of its last two
+            dimensions), coded and decoded in parallel (BALERFILE_THREADS threads, default:
+            every core), since HDF5 hands the filter one chunk at a time. Smaller pieces read a
+            large chunk faster on many cores and cost some ratio (each piece starts its
+            predictors afresh). Chunks coded with a model are not cut.
     """
 
     def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16", fill=None, piece_size=None):
@@ -258,8 +260,9 @@ class Baler(Mapping):
             fill = float(fill)
         piece = 0
         if piece_size is not None:
-            piece = int(piece_size).bit_length() - 1
-            if int(piece_size) != 1 << piece or not 16 <= piece <= 30:
+            ok = isinstance(piece_size, int) and not isinstance(piece_size, bool) and piece_size > 0
+            piece = piece_size.bit_length() - 1 if ok else 0
+            if not ok or piece_size != 1 << piece or not 16 <= piece <= 30:
                 raise ValueError(f"piece_size={piece_size!r}: a power of two from 65536 (64 KiB) to 2**30 (1 GiB)")
         layout = LAYOUTS["wedge" if wedge else "auto" if table == "auto" else "table" if table else "field"]
         flags = _pack_flags(layout=layout, bound=mode, latent=bits, level=int(level), has_fill=fill is not None,

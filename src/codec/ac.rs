@@ -263,9 +263,15 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
         return Err(format!("repeat side variable of {} values for {n}", side.map_or(0, |s| s.len())));
     }
     // A decision costs at least -log2(1 - 31/32768) = 0.00137 bits, and a symbol at least 7
-    // of them (one, a repeat): at most ~840 (~5900) symbols a byte. A count beyond that is
-    // damage, refused before anything is reserved.
-    let per_byte = if cfg.repeats { 8192 } else { 1024 };
+    // of them (4 down the short bucket tree, 1 for a repeat): at most ~840 (~1460, ~5900)
+    // symbols a byte. A count beyond that is damage, refused before anything is reserved.
+    let per_byte = if cfg.repeats {
+        8192
+    } else if cfg.short_buckets {
+        2048
+    } else {
+        1024
+    };
     if n / per_byte > bytes.len() + 16 {
         return Err(format!("{n} arithmetic-coded values cannot fit in {} bytes", bytes.len()));
     }
@@ -373,9 +379,15 @@ mod tests {
     fn a_constant_block_of_millions_decodes() {
         let v = vec![0u64; 4_000_000];
         for repeats in [false, true] {
-            let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats, repeat_side: None, short_buckets: false };
-            let b = encode(&v, cfg, None);
-            assert_eq!(decode(&b, v.len(), cfg, None).unwrap(), v, "repeats {repeats}: {} bytes", b.len());
+            for short_buckets in [false, true] {
+                // adapt 0: every probability moves halfway at each decision, the fastest to its
+                // limit, so the densest stream of all
+                for adapt in [0, 5, 255] {
+                    let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt, repeats, repeat_side: None, short_buckets };
+                    let b = encode(&v, cfg, None);
+                    assert_eq!(decode(&b, v.len(), cfg, None).unwrap(), v, "{cfg:?}: {} bytes", b.len());
+                }
+            }
         }
         let w = vec![5u64; 4_000_000];
         let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats: true, repeat_side: None, short_buckets: false };

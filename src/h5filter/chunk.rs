@@ -97,7 +97,7 @@ pub fn uses_latent(bytes: &[u8]) -> bool {
 fn pieces(rows: usize, unit: usize, row_bytes: usize, piece_bytes: usize) -> Vec<(usize, usize)> {
     let unit = unit.max(1);
     let units = rows / unit;
-    let want = (rows.saturating_mul(row_bytes) / piece_bytes.max(1)).min(units);
+    let want = (rows.saturating_mul(row_bytes) / piece_bytes.max(1)).min(units).min(MAX_PIECES as usize);
     if want < 2 || rows % unit != 0 {
         return vec![(0, rows)];
     }
@@ -123,10 +123,20 @@ fn in_parallel<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> Result<T,
         return (0..n).map(f).collect();
     }
     let f = &f;
+    let share = move |t: usize| (t..n).step_by(threads).map(|i| (i, f(i))).collect::<Vec<_>>();
     let parts: Vec<Vec<(usize, Result<T, String>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || (t..n).step_by(threads).map(|i| (i, f(i))).collect::<Vec<_>>())).collect();
-        // A panic in a piece's thread is re-raised here, where the filter's C boundary catches it.
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        // A thread the system refuses (a process limit, many MPI ranks a node) leaves its share
+        // to this one: slower, never an error.
+        let handles: Vec<_> = (0..threads).map(|t| (t, std::thread::Builder::new().spawn_scoped(s, move || share(t)).ok())).collect();
+        handles
+            .into_iter()
+            .map(|(t, h)| match h {
+                // A panic in a piece's thread is re-raised here, where the filter's C boundary
+                // catches it.
+                Some(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                None => share(t),
+            })
+            .collect()
     });
     let mut out: Vec<Option<Result<T, String>>> = (0..n).map(|_| None).collect();
     for (i, r) in parts.into_iter().flatten() {
@@ -478,6 +488,8 @@ mod tests {
             assert!(p.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0 && w[0].1 % unit == 0));
         }
         assert_eq!(pieces(1003, 7, 8, 100), vec![(0, 1003)], "rows that are not whole units are not cut");
+        let many = pieces(1 << 20, 1, 1, 1);
+        assert_eq!((many.len() as u64, many[0].1), (MAX_PIECES, 16), "at most MAX_PIECES pieces");
     }
 
     #[test]

@@ -441,6 +441,9 @@ impl FilterParams {
 
     /// What must hold between the fields whoever set them.
     pub fn check(&self) -> Result<(), String> {
+        if self.piece_log2 != 0 && !PIECE_LOG2.contains(&self.piece_log2) {
+            return Err(format!("piece size 2^{} bytes (0 = default, {}..{} = 64 KiB to 1 GiB)", self.piece_log2, PIECE_LOG2.start(), PIECE_LOG2.end()));
+        }
         if self.bound == FilterBound::None && self.model.is_none() {
             return Err("bound 'none' keeps only the model's output, and no model is named".into());
         }
@@ -543,6 +546,17 @@ mod tests {
             let q = FilterParams { level, layout, fill, latent, model: None, dtype: Some(DType::F32), ..p.clone() };
             assert_eq!(FilterParams::from_cd_values(&q.to_cd_values()).unwrap(), q, "{q:?}");
         }
+    }
+
+    #[test]
+    fn a_piece_size_out_of_range_is_refused_whoever_set_it() {
+        for k in [1u8, 15, 31, 64, 200] {
+            let p = FilterParams { piece_log2: k, ..Default::default() };
+            assert!(p.check().unwrap_err().contains("piece size"), "2^{k}");
+        }
+        let p = FilterParams { piece_log2: 16, ..Default::default() };
+        assert_eq!(p.piece_bytes(), 65536);
+        assert_eq!(FilterParams::default().piece_bytes(), 4 << 20);
     }
 
     #[test]

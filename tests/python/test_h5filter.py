@@ -180,8 +180,9 @@ def test_large_chunks_are_cut_into_pieces_read_alike_on_any_thread_count(bh5, fl
     r = subprocess.run(["h5dump", "-d", "/t", "-s", "9000,0", "-c", "2,3", str(tmp_path / "pieces1.h5")], env=bare_env(),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "DATA {" in r.stdout, r.stderr
-    with pytest.raises(ValueError, match="piece_size"):
-        bh5.Baler(error="rel=1e-3", piece_size=3 << 20)
+    for bad in (3 << 20, 0, -65536, 65536.5, 1 << 31, "1M"):
+        with pytest.raises(ValueError, match="piece_size"):
+            bh5.Baler(error="rel=1e-3", piece_size=bad)
 
 
 def test_a_type_the_filter_cannot_code_is_refused_at_creation(bh5, tmp_path):
