@@ -12,6 +12,7 @@
 #                   re-encoded and decoded again when it decodes
 #   onnx_loader     manifest.json + ONNX bytes: the ONNX reader, manifest validation, bundle,
 #                   store and embedded-model checks (never ONNX Runtime's own session builder)
+#   rntuple_reader  a ROOT file holding an RNTuple: anchor, envelopes, page lists, every field
 #
 # Each target starts from its committed seeds (fuzz/seeds/<target>/, made by
 # fuzz/make_seeds.py) and a working corpus (fuzz/corpus/<target>/, gitignored, kept between
@@ -27,7 +28,7 @@ set -euo pipefail
 
 SECS="${1:-60}"
 shift || true
-ALL=(archive_reader chunk_decoder filter_decode onnx_loader int_block)
+ALL=(archive_reader chunk_decoder filter_decode onnx_loader int_block rntuple_reader)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL[@]}"); fi
 RSS_MB="${FUZZ_RSS_MB:-2048}"
 MALLOC_MB="${FUZZ_MALLOC_MB:-1024}"

@@ -54,6 +54,19 @@ fn kind_of(buf: &[u8]) -> Kind {
     }
 }
 
+/// The uncompressed bytes the block headers of `src` declare, walked without decompressing,
+/// stopping once `want` are reached or a header is truncated: a reader checks an object's
+/// length against it before allocating the object.
+pub fn declared_len(mut src: &[u8], want: usize) -> usize {
+    let mut total = 0usize;
+    while total < want && src.len() >= HEADER_SIZE {
+        let srcsz = src[3] as usize | (src[4] as usize) << 8 | (src[5] as usize) << 16;
+        total += src[6] as usize | (src[7] as usize) << 8 | (src[8] as usize) << 16;
+        src = src.get(HEADER_SIZE + srcsz..).unwrap_or(&[]);
+    }
+    total
+}
+
 /// Decompresses ROOT's blocks (each a 9-byte header: two letters naming the algorithm, a method
 /// byte, 3 bytes of compressed size, 3 bytes of uncompressed size; then the payload) from `src`
 /// until `dst` is full. A malformed or truncated block, or an algorithm not implemented here,

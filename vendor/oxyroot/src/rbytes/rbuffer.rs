@@ -26,20 +26,29 @@ impl<'a> Rbuff<'a> {
     //     Ok(buf)
     // }
 
+    /// `n` bytes from the cursor, or an error when the buffer holds fewer (a damaged file):
+    /// never a panic.
+    fn bytes_here(&self, n: usize) -> Result<&'a [u8]> {
+        self.c
+            .checked_add(n)
+            .and_then(|end| self.p.get(self.c..end))
+            .ok_or_else(|| Misc(format!("read of {n} bytes at {} runs past the end of a {}-byte buffer", self.c, self.p.len())))
+    }
+
     fn extract_const_n<const N: usize>(&mut self) -> Result<&[u8]> {
-        let buf = &self.p[self.c..(self.c + N)];
+        let buf = self.bytes_here(N)?;
         self.c += N;
         Ok(buf)
     }
 
     fn extract_as_array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let buf: [u8; N] = self.p[self.c..(self.c + N)].as_ref().try_into()?;
+        let buf: [u8; N] = self.bytes_here(N)?.try_into()?;
         self.c += N;
         Ok(buf)
     }
 
     fn extract_n(&mut self, n: usize) -> Result<&[u8]> {
-        let buf = &self.p[self.c..(self.c + n)];
+        let buf = self.bytes_here(n)?;
         self.c += n;
         Ok(buf)
     }
@@ -48,8 +57,9 @@ impl<'a> Rbuff<'a> {
     where
         F: FnMut(&u8) -> bool,
     {
-        let m = min(self.c + n, self.p.len());
-        let buf = &self.p[self.c..m];
+        let start = min(self.c, self.p.len());
+        let m = min(self.c.saturating_add(n), self.p.len()).max(start);
+        let buf = &self.p[start..m];
         let mut iter = buf.split(pred);
         if let Some(buf) = iter.next() {
             self.c += buf.len() + 1;
@@ -69,9 +79,11 @@ impl<'a> Read for Rbuff<'a> {
             return Ok(0);
         }
 
-        buf.copy_from_slice(&self.p[self.c..self.c + buf.len()]);
-        self.c += buf.len();
-        Ok(buf.len())
+        // A short read where the buffer ends (Read's contract), not a panic.
+        let n = buf.len().min(self.p.len() - self.c);
+        buf[..n].copy_from_slice(&self.p[self.c..self.c + n]);
+        self.c += n;
+        Ok(n)
 
         // fn copy_slice(dst: &mut [u8], src: &[u8]) -> usize {
         //     let mut c = 0;

@@ -140,19 +140,16 @@ impl TDirectoryFile {
 
     pub fn read_dir_info(file: &mut RootFile) -> Result<TDirectoryFile> {
         let nbytesname = file.n_bytes_name() as i64;
-        let nbytes = nbytesname as u64 + TDirectoryFile::record_size(file.version()) as u64;
-        let begin = file.begin() as u64;
-
-        trace!(
-            "have to read nbytes = {} from {} to {}",
-            nbytes,
-            begin,
-            begin + nbytes
-        );
-
-        if (nbytes + begin) > (file.end() as u64) {
+        // A damaged header's lengths are refused, never overflowed.
+        let record = TDirectoryFile::record_size(file.version()) as u64;
+        let (Ok(name_len), Ok(begin), Ok(end)) = (u64::try_from(nbytesname), u64::try_from(file.begin() as i64), u64::try_from(file.end() as i64)) else {
+            return Err(crate::riofs::error::Error::FileHasAnIncorrectHeaderLength);
+        };
+        let nbytes = name_len.saturating_add(record);
+        if begin.saturating_add(nbytes) > end {
             return Err(crate::riofs::error::Error::FileHasAnIncorrectHeaderLength);
         }
+        trace!("have to read nbytes = {} from {} to {}", nbytes, begin, begin + nbytes);
 
         let data = file.read_at(begin, nbytes)?;
         let nbytesname = nbytesname as usize;

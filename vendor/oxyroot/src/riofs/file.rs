@@ -85,6 +85,14 @@ impl RootFileReader {
     }
 
     pub(crate) fn read_at(&mut self, start: u64, len: u64) -> Result<Vec<u8>> {
+        // A damaged length is refused before it is allocated: the bytes must lie in the file.
+        let size = self.reader.as_ref().expect("ERROR").get_ref().metadata()?.len();
+        if start.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{len} bytes at {start} lie beyond the end of the file ({size} bytes)"),
+            )));
+        }
         self.reader
             .as_mut()
             .expect("ERROR")
@@ -420,7 +428,9 @@ impl RootFile {
 
         trace!("magic = {:?}", magic);
 
-        assert_eq!(magic, ROOT_MAGIC.as_bytes());
+        if magic != ROOT_MAGIC.as_bytes() {
+            return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a ROOT file (no \"root\" magic at its start)")));
+        }
 
         let version = r.read_i32()?;
         trace!("version = {}", version);

@@ -407,10 +407,20 @@ impl Key {
     }
 
     fn load(&self, file: &mut RootFileReader) -> Result<Vec<u8>> {
+        // Lengths from a damaged key are refused before anything is allocated for them.
+        let bad = |what: String| crate::riofs::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
+        if self.obj_len < 0 || self.key_len < 0 || self.n_bytes < self.key_len || self.seek_key < 0 {
+            return Err(bad(format!("key {:?}: lengths {} / {} / {}", self.name, self.n_bytes, self.key_len, self.obj_len)));
+        }
         if self.is_compressed() {
-            let mut buf = vec![0; self.obj_len as usize];
             let start = self.seek_key as u64 + self.key_len as u64;
             let sr = file.read_at(start, (self.n_bytes as u64) - (self.key_len as u64))?;
+            // The blocks' headers must declare at least the object's length.
+            let declared = rcompress::declared_len(&sr, self.obj_len as usize);
+            if declared < self.obj_len as usize {
+                return Err(bad(format!("key {:?}: its compressed blocks hold {declared} of {} bytes", self.name, self.obj_len)));
+            }
+            let mut buf = vec![0; self.obj_len as usize];
 
             rcompress::decompress(&mut buf, &sr)?;
 
