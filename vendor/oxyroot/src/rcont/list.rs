@@ -96,13 +96,16 @@ impl Unmarshaler for ReaderList {
         let size = r.read_i32()?;
 
         for _ in 0..size {
-            let obj = r.read_object_any_into()?.expect("something is wrong");
+            // A damaged list is an error, never a panic.
+            let obj = r
+                .read_object_any_into()?
+                .ok_or_else(|| crate::rbytes::Error::Misc("a TList entry without its object".into()))?;
             self.objs.push(obj);
 
             let n = r.read_u8()?;
 
             if n > 0 {
-                unimplemented!()
+                return Err(crate::rbytes::Error::Misc("TList entry options are not supported".into()));
             }
 
             // todo!()

@@ -114,10 +114,11 @@ impl TDirectoryFile {
 
         trace!("read_keys: hdr = {:?}", hdr);
 
-        let data = file.read_at(
-            self.seek_keys as u64 + hdr.key_len() as u64,
-            hdr.obj_len() as u64,
-        )?;
+        // A damaged key list's lengths are refused, never overflowed.
+        let (Ok(key_len), Ok(obj_len)) = (u64::try_from(hdr.key_len()), u64::try_from(hdr.obj_len())) else {
+            return Err(Error::CantLoadKeyPayload(format!("key list with lengths {} / {}", hdr.key_len(), hdr.obj_len())));
+        };
+        let data = file.read_at((self.seek_keys as u64).saturating_add(key_len), obj_len)?;
 
         let mut r = RBuffer::new(&data, 0);
         let nkeys = r.read_i32()?;
