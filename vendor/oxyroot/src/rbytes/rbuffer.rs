@@ -420,9 +420,11 @@ impl<'a> RBuffer<'a> {
 
             // trace!(";rbuffer.ReadObjectAny.default.{}.uref: {}", tag64, uref);
 
-            let fct = self.refs.get(&uref);
-            assert!(fct.is_some());
-            let fct = fct.unwrap();
+            // A reference to a class the buffer never named is damage: an error, not a panic.
+            let fct = self
+                .refs
+                .get(&uref)
+                .ok_or_else(|| Misc(format!("object reference {uref} to a class not read before")))?;
 
             // let fct = if let Func(fct) = fct {
             //     fct
