@@ -106,6 +106,18 @@ impl Bit {
     }
 }
 
+/// The `depth` bits of `v`, highest first, down a binary tree whose node `k` (the root 1, its
+/// children 2k and 2k + 1) decides with `probs[k]`: the value the decisions took.
+#[inline(always)]
+fn descend(probs: &mut [Bit], depth: u32, v: usize, decide: &mut impl FnMut(&mut Bit, bool) -> bool) -> usize {
+    let mut node = 1usize;
+    for k in (0..depth).rev() {
+        let bit = decide(&mut probs[node], (v >> k) & 1 == 1);
+        node = node * 2 + bit as usize;
+    }
+    node - (1 << depth)
+}
+
 struct Model {
     cfg: AcConfig,
     buckets: Vec<Bit>,
@@ -160,35 +172,19 @@ impl Model {
         let ctx = self.context(i) << BUCKET_BITS;
         let b = (64 - u.leading_zeros()) as usize;
         let b = if self.cfg.short_buckets {
-            let mut node = 1usize;
-            let leaf = b.min(ESCAPE);
-            for k in (0..SHORT_BITS).rev() {
-                let bit = decide(&mut self.buckets[ctx + node], (leaf >> k) & 1 == 1);
-                node = node * 2 + bit as usize;
-            }
-            let leaf = node - (1 << SHORT_BITS);
+            let leaf = descend(&mut self.buckets[ctx..], SHORT_BITS, b.min(ESCAPE), &mut decide);
             if leaf < ESCAPE {
                 leaf
             } else {
-                let mut node = 1usize;
-                for k in (0..BUCKET_BITS).rev() {
-                    let bit = decide(&mut self.escape[node], (b >> k) & 1 == 1);
-                    node = node * 2 + bit as usize;
-                }
                 // Below the escape only a damaged stream decodes: the encoder escapes 15 and up.
-                let b = node - (1 << BUCKET_BITS);
+                let b = descend(&mut self.escape, BUCKET_BITS, b, &mut decide);
                 if b < ESCAPE {
                     return None;
                 }
                 b
             }
         } else {
-            let mut node = 1usize;
-            for k in (0..BUCKET_BITS).rev() {
-                let bit = decide(&mut self.buckets[ctx + node], (b >> k) & 1 == 1);
-                node = node * 2 + bit as usize;
-            }
-            node - (1 << BUCKET_BITS)
+            descend(&mut self.buckets[ctx..], BUCKET_BITS, b, &mut decide)
         };
         if b > 64 {
             return None;

@@ -109,40 +109,33 @@ fn pieces(rows: usize, unit: usize, row_bytes: usize, piece_bytes: usize) -> Vec
 /// scoped to the call (no pool outlives it), so a process that forks after reading (Python's
 /// multiprocessing, Dask) hands its children nothing half-alive.
 fn piece_threads() -> Result<usize, String> {
-    match std::env::var("BALERFILE_THREADS") {
-        Ok(t) => t.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| format!("BALERFILE_THREADS={t}: a number > 0")),
-        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-    }
+    Ok(super::threads_from_env()?.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
 }
 
-/// `f(i)` for every i in 0..n, on up to `threads` scoped threads (each taking every
-/// threads-th index), in order; the first error wins.
+/// `f(i)` for every i in 0..n, on up to `threads` scoped threads (each taking a contiguous run
+/// of indices), in order; the first error wins.
 fn in_parallel<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> Result<T, String> + Sync) -> Result<Vec<T>, String> {
     let threads = threads.clamp(1, n.max(1));
     if threads == 1 {
         return (0..n).map(f).collect();
     }
     let f = &f;
-    let share = move |t: usize| (t..n).step_by(threads).map(|i| (i, f(i))).collect::<Vec<_>>();
-    let parts: Vec<Vec<(usize, Result<T, String>)>> = std::thread::scope(|s| {
-        // A thread the system refuses (a process limit, many MPI ranks a node) leaves its share
+    let run = move |t: usize| (t * n / threads..(t + 1) * n / threads).map(f).collect::<Vec<_>>();
+    let parts: Vec<Vec<Result<T, String>>> = std::thread::scope(|s| {
+        // A thread the system refuses (a process limit, many MPI ranks a node) leaves its run
         // to this one: slower, never an error.
-        let handles: Vec<_> = (0..threads).map(|t| (t, std::thread::Builder::new().spawn_scoped(s, move || share(t)).ok())).collect();
+        let handles: Vec<_> = (0..threads).map(|t| (t, std::thread::Builder::new().spawn_scoped(s, move || run(t)).ok())).collect();
         handles
             .into_iter()
             .map(|(t, h)| match h {
                 // A panic in a piece's thread is re-raised here, where the filter's C boundary
                 // catches it.
                 Some(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                None => share(t),
+                None => run(t),
             })
             .collect()
     });
-    let mut out: Vec<Option<Result<T, String>>> = (0..n).map(|_| None).collect();
-    for (i, r) in parts.into_iter().flatten() {
-        out[i] = Some(r);
-    }
-    out.into_iter().map(|r| r.expect("every index is computed once")).collect()
+    parts.into_iter().flatten().collect()
 }
 
 /// Encodes one chunk as HDF5 hands it to the filter (elements in the file's byte order).
@@ -200,11 +193,14 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
     let coded = in_parallel(cuts.len(), if cuts.len() > 1 { piece_threads()? } else { 1 }, |k| {
         let (start, len) = cuts[k];
         let place = ChunkPlace { dataset: 0, row_start: start as u64, rows: len as u64 };
-        if cuts.len() == 1 {
-            return codec.encode(place, &vars, &cols, epr, model).map(|e| e.bytes);
-        }
-        let piece: Vec<Vec<u8>> = cols.iter().map(|c| c[start * col_bytes..(start + len) * col_bytes].to_vec()).collect();
-        codec.encode(place, &vars, &piece, epr, model).map(|e| e.bytes)
+        let piece: Vec<Vec<u8>>;
+        let part = if cuts.len() == 1 {
+            &cols
+        } else {
+            piece = cols.iter().map(|c| c[start * col_bytes..(start + len) * col_bytes].to_vec()).collect();
+            &piece
+        };
+        codec.encode(place, &vars, part, epr, model).map(|e| e.bytes)
     })?;
     let mut body = Vec::new();
     let version = if coded.len() == 1 {

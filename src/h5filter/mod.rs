@@ -41,6 +41,15 @@ pub fn decode_chunk(p: &FilterParams, bytes: &[u8]) -> Result<Vec<u8>, String> {
     with_plan(p, false, |plan| chunk::decode(p, bytes, plan))
 }
 
+/// BALERFILE_THREADS, the thread count a host process without a command line gives the filter
+/// (ONNX Runtime's intra-op threads, and the threads of a chunk's pieces); None when unset.
+pub(crate) fn threads_from_env() -> Result<Option<usize>, String> {
+    match std::env::var("BALERFILE_THREADS") {
+        Ok(t) => t.parse().ok().filter(|&n: &usize| n > 0).map(Some).ok_or_else(|| format!("BALERFILE_THREADS={t}: a number > 0")),
+        Err(_) => Ok(None),
+    }
+}
+
 fn with_plan<T>(
     p: &FilterParams,
     encoder: bool,

@@ -20,8 +20,8 @@ fn options() -> Result<RuntimeOptions, String> {
     if let Ok(d) = std::env::var("BALERFILE_DEVICE") {
         o.device = d.parse::<Device>().map_err(|e| format!("BALERFILE_DEVICE: {e}"))?;
     }
-    if let Ok(t) = std::env::var("BALERFILE_THREADS") {
-        o.intra_threads = t.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("BALERFILE_THREADS={t}: a number > 0"))?;
+    if let Some(t) = super::threads_from_env()? {
+        o.intra_threads = t;
     }
     Ok(o)
 }

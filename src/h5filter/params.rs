@@ -359,17 +359,8 @@ impl Codes {
             b => return Err(format!("latent coding {b} in {} (0 = f16, 2..16 bits)", at.latent)),
         };
         let model = (self.model != [0u8; 32]).then_some(self.model);
-        let piece_log2 = match self.piece {
-            0 => 0,
-            k if PIECE_LOG2.contains(&(k as u8)) => k as u8,
-            k => {
-                return Err(format!(
-                    "piece size 2^{k} bytes in cd_values[1] bits 21..25 (0 = default, {}..{} = 64 KiB to 1 GiB)",
-                    PIECE_LOG2.start(),
-                    PIECE_LOG2.end()
-                ))
-            }
-        };
+        // A 5-bit field: check() refuses what is outside PIECE_LOG2.
+        let piece_log2 = self.piece as u8;
         let p = FilterParams { dtype, big_endian, layout, features: self.features, bound, level, latent, model, fill: self.fill, piece_log2 };
         p.check()?;
         Ok(p)
@@ -442,7 +433,12 @@ impl FilterParams {
     /// What must hold between the fields whoever set them.
     pub fn check(&self) -> Result<(), String> {
         if self.piece_log2 != 0 && !PIECE_LOG2.contains(&self.piece_log2) {
-            return Err(format!("piece size 2^{} bytes (0 = default, {}..{} = 64 KiB to 1 GiB)", self.piece_log2, PIECE_LOG2.start(), PIECE_LOG2.end()));
+            return Err(format!(
+                "piece size 2^{} bytes (cd_values[1] bits 21..25: 0 = default, {}..{} = 64 KiB to 1 GiB)",
+                self.piece_log2,
+                PIECE_LOG2.start(),
+                PIECE_LOG2.end()
+            ));
         }
         if self.bound == FilterBound::None && self.model.is_none() {
             return Err("bound 'none' keeps only the model's output, and no model is named".into());

@@ -60,11 +60,17 @@ fn kind_of(buf: &[u8]) -> Kind {
 pub fn declared_len(mut src: &[u8], want: usize) -> usize {
     let mut total = 0usize;
     while total < want && src.len() >= HEADER_SIZE {
-        let srcsz = src[3] as usize | (src[4] as usize) << 8 | (src[5] as usize) << 16;
-        total += src[6] as usize | (src[7] as usize) << 8 | (src[8] as usize) << 16;
+        let (srcsz, tgtsz) = block_sizes(&src[..HEADER_SIZE]);
+        total += tgtsz;
         src = src.get(HEADER_SIZE + srcsz..).unwrap_or(&[]);
     }
     total
+}
+
+/// A block header's (compressed, uncompressed) sizes: 3 little-endian bytes each, at 3 and 6.
+fn block_sizes(hdr: &[u8]) -> (usize, usize) {
+    let u24 = |at: usize| hdr[at] as usize | (hdr[at + 1] as usize) << 8 | (hdr[at + 2] as usize) << 16;
+    (u24(3), u24(6))
 }
 
 /// Decompresses ROOT's blocks (each a 9-byte header: two letters naming the algorithm, a method
@@ -81,8 +87,7 @@ pub fn decompress(dst: &mut [u8], mut src: &[u8]) -> Result<usize> {
             return Err(bad(format!("compressed block header truncated ({} bytes left)", src.len())));
         }
         let hdr = &src[..HEADER_SIZE];
-        let srcsz = hdr[3] as usize | (hdr[4] as usize) << 8 | (hdr[5] as usize) << 16;
-        let tgtsz = hdr[6] as usize | (hdr[7] as usize) << 8 | (hdr[8] as usize) << 16;
+        let (srcsz, tgtsz) = block_sizes(hdr);
         let body = src
             .get(HEADER_SIZE..HEADER_SIZE + srcsz)
             .ok_or_else(|| bad(format!("compressed block of {srcsz} bytes truncated")))?;

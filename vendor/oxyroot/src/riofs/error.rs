@@ -48,7 +48,13 @@ pub enum Error {
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "IO/Root Error: {:?}", self)
+        // What a damaged file produces, in words a user can act on; the rest as before.
+        match self {
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Rbytes(crate::rbytes::Error::Misc(s)) | Error::CantLoadKeyPayload(s) => write!(f, "{s}"),
+            Error::FileHasAnIncorrectHeaderLength => write!(f, "its header's lengths point beyond the file (truncated or damaged)"),
+            _ => write!(f, "IO/Root Error: {:?}", self),
+        }
     }
 }
 
