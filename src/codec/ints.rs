@@ -7,7 +7,8 @@
 //! (wrapping arithmetic: no overflow, no rounding) whatever machine it runs on.
 
 use super::ac::{AcConfig, Context};
-use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Norm, Offset, Packed, Reference, Refs, Shuffle, Sign, Zstd};
+use super::rans;
+use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Norm, Offset, Packed, Rans, Reference, Refs, Shuffle, Sign, Zstd};
 use crate::wire::Cursor;
 
 /// The trailing two dimensions (d1, d2) of a chunk's grid, C order; the leading dimension is
@@ -339,6 +340,15 @@ const SMALL_BLOCK: usize = 4096;
 /// learning 64 sub-bins an octave costs more than it saves (HZZ's electrons: 3-5 % of a block).
 const TINY_BLOCK: usize = 1024;
 
+/// Blocks of at least this many codes also try the `rans` stage (smaller ones are a table's
+/// columns, where every byte shows and decoding speed does not).
+const RANS_MIN: usize = 4096;
+/// The share of a block `ac` must save to be kept over `rans`. Measured on the 9 real fields
+/// (`scripts/bench_fields.py`): `rans` decodes a field's block 4-8 times as fast, and codes
+/// interpolation residuals within 0-3 % of `ac`; Lorenzo residuals, where `ac`'s two-neighbour
+/// context pays, 5-12 % larger, so those keep `ac`.
+const AC_MARGIN: f64 = 0.03;
+
 /// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
 /// the one before, plus a decision per element; None where under 2 % repeat.
 fn repeats_cost(codes: &[i64], u: impl Fn(i64) -> u64) -> Option<f64> {
@@ -405,6 +415,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
         contexts.push(if context == Context::None { Context::Previous } else { Context::None });
     }
     let mut best: Vec<u8> = Vec::new();
+    let mut by_ac = true;
     let trees: &[u8] = if residual.len() <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
     for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))) {
         let ac = Chain {
@@ -435,6 +446,19 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
         }
         if trial.len() < best.len() {
             best = trial;
+            by_ac = false;
+        }
+    }
+    // A large block is also coded with `rans`, which decodes several times as fast as `ac`:
+    // it is kept unless `ac` saves more than `AC_MARGIN` of the block.
+    if residual.len() >= RANS_MIN {
+        let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
+        let r = Chain { codes: again(), to_bytes: Box::new(Rans { cfg: rans::choose(&u), sign }), bytes: vec![] };
+        let mut b = Vec::new();
+        r.encode_transformed(&residual, refs, &mut b);
+        let margin = if by_ac { 1.0 + AC_MARGIN } else { 1.0 };
+        if (b.len() as f64) < best.len() as f64 * margin {
+            best = b;
         }
     }
     out.extend_from_slice(&best);

@@ -17,6 +17,7 @@ pub mod ints;
 pub mod model_stage;
 pub mod quantise;
 pub mod ac;
+pub mod rans;
 pub mod rc;
 pub mod stages;
 

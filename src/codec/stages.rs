@@ -10,6 +10,7 @@
 
 use super::ac::{self, AcConfig, Context};
 use super::bytes;
+use super::rans::{self, RansConfig};
 use crate::wire::{put_varint, Cursor};
 
 /// The first byte of an integer block written as a chain (legacy blocks hold a width there).
@@ -492,6 +493,35 @@ impl CodesToBytes for Arithmetic {
     }
 }
 
+/// The `rans` coder (see `rans`): static tables, for blocks whose decoding speed counts.
+#[derive(Debug)]
+pub struct Rans {
+    pub cfg: RansConfig,
+    pub sign: Sign,
+}
+
+impl CodesToBytes for Rans {
+    fn id(&self) -> u8 {
+        4
+    }
+    fn write_config(&self, out: &mut Vec<u8>) {
+        out.push(self.sign as u8);
+        out.push(self.cfg.prob_bits);
+        out.push(self.cfg.segment_log2);
+        out.push(self.cfg.contexts);
+    }
+    fn encode(&self, codes: &[i64], _: &Refs) -> Vec<u8> {
+        let u: Vec<u64> = codes.iter().map(|&c| self.sign.to_u(c)).collect();
+        rans::encode(&u, self.cfg)
+    }
+    fn decode(&self, bytes: &[u8], n: usize, _: &Refs) -> Result<Vec<i64>, String> {
+        Ok(rans::decode(bytes, n, self.cfg)?.into_iter().map(|u| self.sign.from_u(u)).collect())
+    }
+    fn encoded_len(&self, _: usize) -> Option<usize> {
+        None
+    }
+}
+
 // ---- bytes->bytes stages ----------------------------------------------------------------
 
 /// Byte shuffle of `width`-byte elements (`bytes::shuffle`).
@@ -692,6 +722,12 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
                 None
             };
             Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats: options & 1 != 0, repeat_side, short_buckets: options & 4 != 0 }, sign })
+        }
+        4 => {
+            let sign = Sign::read(cur)?;
+            let prob_bits = cur.u8("rans table bits")?;
+            let segment_log2 = cur.u8("rans segment length")?;
+            Box::new(Rans { cfg: RansConfig { prob_bits, segment_log2, contexts: cur.u8("rans contexts")? }.check()?, sign })
         }
         k => return Err(format!("unknown array->bytes stage {k}")),
     })

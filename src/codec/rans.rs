@@ -1,0 +1,554 @@
+//! The `rans` entropy stage: static-table range asymmetric numeral systems (Duda's rANS, in the
+//! interleaved 32-bit form of Giesen's `rans_word`) over a small alphabet of tokens, for blocks
+//! where decoding speed counts: one table lookup and one multiply a symbol, against `ac`'s
+//! chain of 5-10 dependent binary decisions.
+//!
+//! Each unsigned symbol `u` becomes a token: `u` itself below 32, else 32 + 8 (bit length - 6)
+//! + the three bits below its leading one, with the bits under those written raw to a separate
+//! stream (SZ3 and zstd split symbols the same way: what an entropy coder can learn sits in the
+//! token). The block is cut into segments of 2^k symbols, each with its own frequency table of
+//! 2^`prob_bits`, so the tables follow an interpolation walk's levels, whose residuals differ;
+//! the encoder chooses k by the exact cost of tables and symbols. Four states interleave over
+//! one stream of 16-bit words, so the decoder's four dependency chains overlap.
+//!
+//! The format spec (baler-format.md, "rans") defines all of it bit for bit.
+
+use crate::wire::{put_varint, Cursor};
+
+/// Tokens below this are the value itself.
+const DIRECT: u64 = 32;
+/// Tokens a table may have: 32 direct, then 8 sub-bins for each bit length 6..=64.
+pub const TOKENS: usize = DIRECT as usize + 8 * 59;
+/// The rANS lower bound: states live in [L, 2^32), words are 16 bits.
+const L: u32 = 1 << 16;
+const LANES: usize = 4;
+/// The table resolution the encoder writes; readers take any in `PROB_BITS_RANGE`.
+pub const PROB_BITS: u8 = 12;
+/// At least 2^10, so every token can have a slot.
+const PROB_BITS_RANGE: std::ops::RangeInclusive<u8> = 10..=14;
+/// The shortest segment the encoder considers (2^k symbols) and the longest it names.
+const MIN_SEGMENT_LOG2: u8 = 12;
+pub const MAX_SEGMENT_LOG2: u8 = 40;
+pub const MAX_CONTEXTS: u8 = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RansConfig {
+    pub prob_bits: u8,
+    pub segment_log2: u8,
+    /// Tables a segment has, one for each class of the symbol before (its bit length, capped
+    /// at `contexts - 1`): the magnitude of a residual predicts the next one's.
+    pub contexts: u8,
+}
+
+impl RansConfig {
+    pub fn check(self) -> Result<RansConfig, String> {
+        if !PROB_BITS_RANGE.contains(&self.prob_bits) {
+            return Err(format!("rans table of 2^{} (2^10 to 2^14)", self.prob_bits));
+        }
+        if self.segment_log2 > MAX_SEGMENT_LOG2 {
+            return Err(format!("rans segments of 2^{} symbols (at most 2^{MAX_SEGMENT_LOG2})", self.segment_log2));
+        }
+        if !(1..=MAX_CONTEXTS).contains(&self.contexts) {
+            return Err(format!("rans with {} contexts (1 to {MAX_CONTEXTS})", self.contexts));
+        }
+        Ok(self)
+    }
+}
+
+/// `u`'s token, and the count of raw bits under it.
+#[inline]
+fn token(u: u64) -> (usize, u32) {
+    if u < DIRECT {
+        return (u as usize, 0);
+    }
+    let b = 64 - u.leading_zeros();
+    let raw = b - 4;
+    (DIRECT as usize + 8 * (b as usize - 6) + ((u >> raw) & 7) as usize, raw)
+}
+
+/// The value of token `t` before its raw bits, and their count.
+#[inline]
+fn token_base(t: usize) -> (u64, u32) {
+    if t < DIRECT as usize {
+        return (t as u64, 0);
+    }
+    let k = t - DIRECT as usize;
+    let raw = (k / 8 + 2) as u32;
+    ((8 | (k % 8) as u64) << raw, raw)
+}
+
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    bits: u32,
+}
+
+impl BitWriter {
+    /// `v` in `n` bits (at most 60), least significant first.
+    #[inline]
+    fn put(&mut self, v: u64, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let v = v & ((1u64 << n) - 1);
+        self.acc |= v << self.bits;
+        let room = 64 - self.bits;
+        if n >= room {
+            self.out.extend_from_slice(&self.acc.to_le_bytes());
+            self.acc = if room == 64 { 0 } else { v >> room };
+            self.bits = n - room;
+        } else {
+            self.bits += n;
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        let bytes = self.bits.div_ceil(8) as usize;
+        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
+        self.out
+    }
+}
+
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    /// Up to 56 bits at bit `pos`.
+    #[inline]
+    fn peek56(&self) -> u64 {
+        let at = self.pos / 8;
+        let w = match self.data.get(at..at + 8) {
+            Some(b) => u64::from_le_bytes(b.try_into().unwrap()),
+            None => {
+                let mut b = [0u8; 8];
+                let tail = self.data.get(at..).unwrap_or(&[]);
+                b[..tail.len()].copy_from_slice(tail);
+                u64::from_le_bytes(b)
+            }
+        };
+        w >> (self.pos % 8)
+    }
+
+    #[inline]
+    fn get(&mut self, n: u32) -> u64 {
+        if n <= 56 {
+            let v = self.peek56() & ((1u64 << n) - 1);
+            self.pos += n as usize;
+            v
+        } else {
+            let lo = self.get(32);
+            lo | self.get(n - 32) << 32
+        }
+    }
+
+    fn overrun(&self) -> bool {
+        self.pos > self.data.len() * 8
+    }
+}
+
+/// Frequencies summing to 2^`bits` for these counts: every token that occurs keeps at least 1,
+/// and what rounding leaves over is taken from (or given to) the most frequent tokens.
+fn normalise(counts: &[u32], bits: u8) -> Vec<u32> {
+    let total: u64 = counts.iter().map(|&c| c as u64).sum();
+    let one = 1u64 << bits;
+    let mut f: Vec<u32> = counts
+        .iter()
+        .map(|&c| if c == 0 { 0 } else { ((c as u64 * one + total / 2) / total).max(1) as u32 })
+        .collect();
+    let mut sum: i64 = f.iter().map(|&x| x as i64).sum();
+    let mut order: Vec<usize> = (0..f.len()).filter(|&t| f[t] > 0).collect();
+    order.sort_by_key(|&t| std::cmp::Reverse(counts[t]));
+    while sum != one as i64 {
+        let mut moved = false;
+        for &t in &order {
+            if sum > one as i64 && f[t] > 1 {
+                // Take from each in proportion to its share, at least 1.
+                let take = ((sum - one as i64) as u64).min(f[t] as u64 - 1).min((f[t] as u64 / 16).max(1));
+                f[t] -= take as u32;
+                sum -= take as i64;
+                moved = true;
+            } else if sum < one as i64 {
+                f[t] += (one as i64 - sum) as u32;
+                sum = one as i64;
+                moved = true;
+            }
+            if sum == one as i64 {
+                break;
+            }
+        }
+        debug_assert!(moved, "at most {TOKENS} tokens of 1 each fit in 2^{bits}");
+        if !moved {
+            break;
+        }
+    }
+    f
+}
+
+/// Bytes a table takes: its token count, then each token's frequency, as varints.
+fn table_bytes(f: &[u32]) -> usize {
+    let t = f.iter().rposition(|&x| x > 0).map_or(0, |p| p + 1);
+    varint_len(t as u64) + f[..t].iter().map(|&x| varint_len(x as u64)).sum::<usize>()
+}
+
+fn varint_len(v: u64) -> usize {
+    ((64 - v.leading_zeros()).max(1) as usize).div_ceil(7)
+}
+
+fn write_table(f: &[u32], out: &mut Vec<u8>) {
+    let t = f.iter().rposition(|&x| x > 0).map_or(0, |p| p + 1);
+    put_varint(out, t as u64);
+    f[..t].iter().for_each(|&x| put_varint(out, x as u64));
+}
+
+/// Bits the symbols of a segment with these counts cost under these frequencies.
+fn coded_bits(counts: &[u32], f: &[u32], bits: u8) -> f64 {
+    counts.iter().zip(f).filter(|(&c, _)| c > 0).map(|(&c, &x)| c as f64 * (bits as f64 - (x as f64).log2())).sum()
+}
+
+/// The context class of a symbol after `u`: its bit length, capped.
+#[inline]
+fn class(u: u64, contexts: u8) -> usize {
+    ((64 - u.leading_zeros()) as usize).min(contexts as usize - 1)
+}
+
+/// The tokens of `values` with each one's context (the class of the symbol before it; the
+/// first has 0), and their raw bits, written in order.
+fn tokens(values: &[u64], contexts: u8) -> (Vec<u16>, Vec<u8>, Vec<u8>) {
+    let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
+    let mut ctx = Vec::with_capacity(values.len());
+    let mut prev = 0u8;
+    let toks = values
+        .iter()
+        .map(|&u| {
+            let (t, raw) = token(u);
+            w.put(u, raw);
+            ctx.push(prev);
+            prev = class(u, contexts) as u8;
+            t as u16
+        })
+        .collect();
+    (toks, ctx, w.finish())
+}
+
+/// Token counts by segment of 2^`seg_log2` and context.
+fn histograms(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8) -> Vec<Vec<Vec<u32>>> {
+    let seg = 1usize << seg_log2;
+    toks.chunks(seg)
+        .zip(ctx.chunks(seg))
+        .map(|(t, c)| {
+            let mut h = vec![vec![0u32; TOKENS]; contexts as usize];
+            t.iter().zip(c).for_each(|(&t, &c)| h[c as usize][t as usize] += 1);
+            h
+        })
+        .collect()
+}
+
+/// What a segment's tables and symbols cost, in bits.
+fn segment_bits(h: &[Vec<u32>]) -> f64 {
+    h.iter()
+        .map(|h| {
+            if h.iter().all(|&c| c == 0) {
+                return 8.0;
+            }
+            let f = normalise(h, PROB_BITS);
+            coded_bits(h, &f, PROB_BITS) + 8.0 * table_bytes(&f) as f64
+        })
+        .sum()
+}
+
+/// The context counts the encoder tries.
+const CONTEXT_CHOICES: [u8; 2] = [1, 6];
+
+/// The context count and segment length (log2) that code `values` smallest, tables counted.
+pub fn choose(values: &[u64]) -> RansConfig {
+    let n = values.len();
+    let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).max(MIN_SEGMENT_LOG2 as u32) as u8;
+    let mut best = (f64::INFINITY, RansConfig { prob_bits: PROB_BITS, segment_log2: whole, contexts: 1 });
+    for contexts in CONTEXT_CHOICES {
+        let (toks, ctx, _) = tokens(values, contexts);
+        let mut level = histograms(&toks, &ctx, contexts, MIN_SEGMENT_LOG2);
+        for k in MIN_SEGMENT_LOG2..=whole {
+            let cost: f64 = level.iter().map(|h| segment_bits(h)).sum();
+            if cost < best.0 {
+                best = (cost, RansConfig { prob_bits: PROB_BITS, segment_log2: k, contexts });
+            }
+            level = level
+                .chunks(2)
+                .map(|p| {
+                    let mut h = p[0].clone();
+                    if let Some(q) = p.get(1) {
+                        h.iter_mut().zip(q).for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+                    }
+                    h
+                })
+                .collect();
+        }
+    }
+    best.1
+}
+
+/// `values` coded as `cfg` says: each segment's tables (one a context), the raw bits (varint
+/// length first), the four final states (u32 each), then the 16-bit words in the order the
+/// decoder reads them.
+pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
+    let bits = cfg.prob_bits as u32;
+    let (toks, ctx, raw) = tokens(values, cfg.contexts);
+    let seg_log2 = cfg.segment_log2.min(63);
+    let mut out = Vec::new();
+    // (frequency, cumulative) by segment, context and token.
+    let mut tables: Vec<Vec<(u32, u32)>> = Vec::new();
+    for h in histograms(&toks, &ctx, cfg.contexts, seg_log2) {
+        let mut t = Vec::with_capacity(cfg.contexts as usize * TOKENS);
+        for h in h {
+            let f = if h.iter().all(|&c| c == 0) { vec![0; TOKENS] } else { normalise(&h, cfg.prob_bits) };
+            write_table(&f, &mut out);
+            let mut cum = 0;
+            t.extend(f.iter().map(|&x| {
+                let e = (x, cum);
+                cum += x;
+                e
+            }));
+        }
+        tables.push(t);
+    }
+    put_varint(&mut out, raw.len() as u64);
+    out.extend_from_slice(&raw);
+    let mut x = [L; LANES];
+    let mut words: Vec<u16> = Vec::with_capacity(values.len() / 4);
+    for i in (0..toks.len()).rev() {
+        let (f, c) = tables[i >> seg_log2][ctx[i] as usize * TOKENS + toks[i] as usize];
+        let s = &mut x[i % LANES];
+        if (*s as u64) >= (f as u64) << (32 - bits) {
+            words.push(*s as u16);
+            *s >>= 16;
+        }
+        *s = ((*s / f) << bits) + *s % f + c;
+    }
+    x.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
+    words.iter().rev().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+    out
+}
+
+/// One slot of a decoding table: the token whose range holds it, its frequency, the slot's
+/// offset into that range, and the context the next symbol is decoded in.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    freq: u16,
+    bias: u16,
+    token: u16,
+    next: u16,
+}
+
+/// Reads one context's table into `slots` (2^bits of them); an empty table (a context the
+/// segment never uses) decodes as one token that leaves the state as it is.
+fn read_table(cur: &mut Cursor, bits: u8, contexts: u8, slots: &mut [Slot]) -> Result<(), String> {
+    let t = cur.varint("rans token count")?;
+    if t > TOKENS as u64 {
+        return Err(format!("rans table of {t} tokens (at most {TOKENS})"));
+    }
+    let one = 1usize << bits;
+    if t == 0 {
+        slots.iter_mut().enumerate().for_each(|(k, s)| *s = Slot { freq: one as u16, bias: k as u16, token: 0, next: 0 });
+        return Ok(());
+    }
+    let mut at = 0usize;
+    for token in 0..t as usize {
+        let f = cur.varint("rans frequency")?;
+        if f > (one - at) as u64 {
+            return Err(format!("rans frequencies sum past 2^{bits}"));
+        }
+        let (base, _) = token_base(token);
+        let next = class(base, contexts) as u16;
+        for (k, s) in slots[at..at + f as usize].iter_mut().enumerate() {
+            *s = Slot { freq: f as u16, bias: k as u16, token: token as u16, next };
+        }
+        at += f as usize;
+    }
+    if at != one {
+        return Err(format!("rans frequencies sum to {at}, not 2^{bits}"));
+    }
+    Ok(())
+}
+
+pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, String> {
+    let cfg = cfg.check()?;
+    let bits = cfg.prob_bits as u32;
+    let seg_log2 = cfg.segment_log2.min(63) as u32;
+    let segments = if n == 0 { 0 } else { ((n - 1) >> seg_log2) + 1 };
+    // Each table takes at least a byte: a damaged count is refused before anything is reserved.
+    let contexts = cfg.contexts as usize;
+    if segments.saturating_mul(contexts) > bytes.len() {
+        return Err(format!("{n} rans-coded values in segments of 2^{seg_log2} cannot fit in {} bytes", bytes.len()));
+    }
+    let mut cur = Cursor::new(bytes);
+    let one = 1usize << bits;
+    let mut tables = vec![Slot::default(); segments * contexts * one];
+    for t in tables.chunks_mut(one) {
+        read_table(&mut cur, cfg.prob_bits, cfg.contexts, t)?;
+    }
+    let raw_len = cur.varint("rans raw bits length")?;
+    let raw = cur.bytes(raw_len, "rans raw bits")?;
+    let mut x = [0u32; LANES];
+    for s in x.iter_mut() {
+        *s = cur.u32("rans state")?;
+    }
+    let words = cur.bytes(cur.remaining() as u64, "rans words")?;
+    if words.len() % 2 != 0 {
+        return Err("rans words of an odd byte count".into());
+    }
+    let mut w = 0usize;
+    let mask = (1u32 << bits) - 1;
+    let mut toks: Vec<u16> = Vec::with_capacity(n);
+    let seg = 1usize << seg_log2;
+    let mut ctx = 0usize;
+    for (k, table) in tables.chunks(contexts * one).enumerate() {
+        let start = k * seg;
+        let end = start.saturating_add(seg).min(n);
+        for i in start..end {
+            let s = &mut x[i % LANES];
+            let e = table[ctx * one + (*s & mask) as usize];
+            // freq <= 2^bits and s >> bits < 2^(32 - bits): no overflow.
+            let v = e.freq as u32 * (*s >> bits) + e.bias as u32;
+            *s = if v < L {
+                let word = match words.get(w..w + 2) {
+                    Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
+                    None => 0,
+                };
+                w += 2;
+                (v << 16) | word
+            } else {
+                v
+            };
+            ctx = e.next as usize;
+            toks.push(e.token);
+        }
+    }
+    if w != words.len() || x.iter().any(|&s| s != L) {
+        return Err("rans stream does not decode to its end (damaged)".into());
+    }
+    let mut r = BitReader { data: raw, pos: 0 };
+    let out: Vec<u64> = toks
+        .iter()
+        .map(|&t| {
+            let (base, n) = token_base(t as usize);
+            base | r.get(n)
+        })
+        .collect();
+    if r.overrun() {
+        return Err("rans raw bits end early".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    #[test]
+    fn tokens_cover_every_value() {
+        for u in (0..5000u64).chain((0..64).flat_map(|k| [1u64 << k, (1u64 << k) - 1, (1u64 << k) + 1])).chain([u64::MAX]) {
+            let (t, raw) = token(u);
+            assert!(t < TOKENS, "{u}");
+            let (base, n) = token_base(t);
+            assert_eq!(n, raw, "{u}");
+            assert_eq!(base | (u & ((1u64 << raw) - 1)), u, "{u}");
+        }
+    }
+
+    #[test]
+    fn round_trips_extremes_under_every_segment_length() {
+        let mut r = xorshift(0x9e37_79b9_7f4a_7c15);
+        let cases: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![0],
+            vec![u64::MAX],
+            vec![7; 10_000],
+            vec![u64::MAX, 0, 1, u64::MAX - 1, 1 << 63, 2, 3],
+            (0..64).map(|k| 1u64 << k).chain((0..64).map(|k| (1u64 << k) - 1)).collect(),
+            (0..30_000).map(|_| r()).collect(),
+            (0..30_000).map(|_| r() % 1000).collect(),
+            (0..70_000).map(|i| if i < 40_000 { r() % 3 } else { r() % 300 }).collect(),
+        ];
+        for v in &cases {
+            for segment_log2 in [0, 5, 12, 14, 40] {
+                for (prob_bits, contexts) in [(10, 1), (12, 6), (14, 16)] {
+                    if segment_log2 < 5 && v.len() > 1000 {
+                        continue;
+                    }
+                    let cfg = RansConfig { prob_bits, segment_log2, contexts };
+                    let b = encode(v, cfg);
+                    assert_eq!(&decode(&b, v.len(), cfg).unwrap(), v, "{cfg:?}");
+                }
+            }
+            let cfg = choose(v);
+            assert_eq!(&decode(&encode(v, cfg), v.len(), cfg).unwrap(), v, "{cfg:?}");
+        }
+    }
+
+    #[test]
+    fn reaches_the_order0_entropy_and_follows_a_drift() {
+        let mut r = xorshift(42);
+        // Residuals whose spread grows along the block, as a walk's levels do.
+        let v: Vec<u64> = (0..1 << 18)
+            .map(|i| {
+                let s = if i < 1 << 16 { 40 } else { 3 };
+                let g = (0..4).map(|_| r() % s).sum::<u64>() as i64 - 2 * (s as i64 - 1);
+                super::super::stages::zigzag(g)
+            })
+            .collect();
+        let cfg = choose(&v);
+        let got = encode(&v, cfg).len() as f64;
+        let h = |s: &[u64]| {
+            let mut c = std::collections::HashMap::new();
+            s.iter().for_each(|&x| *c.entry(x).or_insert(0usize) += 1);
+            let n = s.len() as f64;
+            c.values().map(|&k| -(k as f64) * (k as f64 / n).log2()).sum::<f64>() / 8.0
+        };
+        let split = h(&v[..1 << 16]) + h(&v[1 << 16..]);
+        assert!(cfg.segment_log2 <= 16, "{cfg:?}");
+        assert!(got < split * 1.02, "{got} bytes against {split:.0} of entropy by part");
+        assert!(got < h(&v) * 0.95, "segments beat one table");
+    }
+
+    #[test]
+    fn a_constant_block_of_millions_costs_its_tables() {
+        let v = vec![0u64; 4_000_000];
+        let cfg = choose(&v);
+        let b = encode(&v, cfg);
+        assert!(b.len() < 64, "{} bytes", b.len());
+        assert_eq!(decode(&b, v.len(), cfg).unwrap(), v);
+    }
+
+    #[test]
+    fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
+        let mut r = xorshift(7);
+        let v: Vec<u64> = (0..20_000).map(|_| r() % 200).collect();
+        let cfg = RansConfig { prob_bits: 12, segment_log2: 12, contexts: 6 };
+        let b = encode(&v, cfg);
+        for cut in [0, 1, 3, b.len() / 2, b.len() - 1] {
+            assert!(decode(&b[..cut], v.len(), cfg).is_err(), "cut at {cut}");
+        }
+        for i in (0..b.len()).step_by(7) {
+            for flip in [1u8, 0x80] {
+                let mut bad = b.clone();
+                bad[i] ^= flip;
+                let _ = decode(&bad, v.len(), cfg);
+            }
+        }
+        assert!(decode(&b, v.len() + 1, cfg).is_err());
+        assert!(decode(&[], 1 << 40, cfg).is_err());
+        assert!(decode(&b, v.len(), RansConfig { prob_bits: 15, segment_log2: 12, contexts: 6 }).is_err());
+    }
+}
