@@ -478,18 +478,15 @@ impl ChunkCodec {
             .into_iter()
             .map(|cfg| {
                 let w = interp::quantise(&cfg, var.dtype, &xs, |i| valid[i], tol);
-                let mut trial = Vec::new();
-                ints::encode_with(&w.symbols, self.level, None, &Refs::NONE, &mut trial);
-                (trial.len() + w.exact.len() * var.dtype.size(), cfg)
+                (ints::trial_len(&w.symbols, self.level, None) + w.exact.len() * var.dtype.size(), cfg)
             })
             .min_by_key(|t| t.0)
             .expect("candidates() is not empty");
         let box_codes: Vec<i64> = at.iter().map(|&i| codes[i]).collect();
-        let mut lorenzo = Vec::new();
-        ints::encode_with(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]), &Refs::NONE, &mut lorenzo);
+        let lorenzo = ints::trial_len(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]));
         // Both store the elements they cannot bound exactly (missing ones alike).
         let exact = xs.iter().zip(&valid).filter(|&(x, &v)| !v || !x.is_finite()).count();
-        let (w, l) = (size as f64, (lorenzo.len() + exact * var.dtype.size()) as f64);
+        let (w, l) = (size as f64, (lorenzo + exact * var.dtype.size()) as f64);
         let cfg = interp::Config { grid, ..cfg };
         match () {
             _ if w < l * 0.97 => FieldChoice::Walk(cfg),

@@ -131,15 +131,18 @@ impl BitReader<'_> {
         w >> (self.pos % 8)
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, n: u32) -> u64 {
         if n <= 56 {
             let v = self.peek56() & ((1u64 << n) - 1);
             self.pos += n as usize;
             v
         } else {
-            let lo = self.get(32);
-            lo | self.get(n - 32) << 32
+            let lo = self.peek56() & 0xffff_ffff;
+            self.pos += 32;
+            let hi = self.peek56() & ((1u64 << (n - 32)) - 1);
+            self.pos += n as usize - 32;
+            lo | hi << 32
         }
     }
 
@@ -341,35 +344,43 @@ struct Slot {
     next: u16,
 }
 
-/// Reads one context's table into `slots` (2^bits of them); an empty table (a context the
-/// segment never uses) decodes as one token that leaves the state as it is.
-fn read_table(cur: &mut Cursor, bits: u8, contexts: u8, slots: &mut [Slot]) -> Result<(), String> {
+/// Reads one table's frequencies (token 0 up; empty for a table no symbol uses).
+fn read_table(cur: &mut Cursor, bits: u8, out: &mut Vec<u16>) -> Result<(), String> {
     let t = cur.varint("rans token count")?;
     if t > TOKENS as u64 {
         return Err(format!("rans table of {t} tokens (at most {TOKENS})"));
     }
-    let one = 1usize << bits;
-    if t == 0 {
-        slots.iter_mut().enumerate().for_each(|(k, s)| *s = Slot { freq: one as u16, bias: k as u16, token: 0, next: 0 });
-        return Ok(());
-    }
-    let mut at = 0usize;
-    for token in 0..t as usize {
+    let one = 1u64 << bits;
+    let mut sum = 0u64;
+    for _ in 0..t {
         let f = cur.varint("rans frequency")?;
-        if f > (one - at) as u64 {
+        sum += f.min(one + 1);
+        if sum > one {
             return Err(format!("rans frequencies sum past 2^{bits}"));
         }
-        let (base, _) = token_base(token);
-        let next = class(base, contexts) as u16;
+        out.push(f as u16);
+    }
+    if t > 0 && sum != one {
+        return Err(format!("rans frequencies sum to {sum}, not 2^{bits}"));
+    }
+    Ok(())
+}
+
+/// Fills one context's decoding table (2^bits slots) from its frequencies; an empty table
+/// decodes as one token that leaves the state as it is.
+fn fill_slots(freqs: &[u16], bits: u8, contexts: u8, slots: &mut [Slot]) {
+    if freqs.is_empty() {
+        slots.iter_mut().enumerate().for_each(|(k, s)| *s = Slot { freq: 1 << bits, bias: k as u16, token: 0, next: 0 });
+        return;
+    }
+    let mut at = 0usize;
+    for (token, &f) in freqs.iter().enumerate() {
+        let next = class(token_base(token).0, contexts) as u16;
         for (k, s) in slots[at..at + f as usize].iter_mut().enumerate() {
-            *s = Slot { freq: f as u16, bias: k as u16, token: token as u16, next };
+            *s = Slot { freq: f, bias: k as u16, token: token as u16, next };
         }
         at += f as usize;
     }
-    if at != one {
-        return Err(format!("rans frequencies sum to {at}, not 2^{bits}"));
-    }
-    Ok(())
 }
 
 pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, String> {
@@ -383,10 +394,13 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
         return Err(format!("{n} rans-coded values in segments of 2^{seg_log2} cannot fit in {} bytes", bytes.len()));
     }
     let mut cur = Cursor::new(bytes);
-    let one = 1usize << bits;
-    let mut tables = vec![Slot::default(); segments * contexts * one];
-    for t in tables.chunks_mut(one) {
-        read_table(&mut cur, cfg.prob_bits, cfg.contexts, t)?;
+    // Frequencies of every table, read up front (the raw bits and words follow them); each
+    // segment's slots are built when it is reached, into one buffer.
+    let mut freqs: Vec<u16> = Vec::new();
+    let mut ends: Vec<usize> = Vec::with_capacity(segments * contexts);
+    for _ in 0..segments * contexts {
+        read_table(&mut cur, cfg.prob_bits, &mut freqs)?;
+        ends.push(freqs.len());
     }
     let raw_len = cur.varint("rans raw bits length")?;
     let raw = cur.bytes(raw_len, "rans raw bits")?;
@@ -399,11 +413,18 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
         return Err("rans words of an odd byte count".into());
     }
     let mut w = 0usize;
+    let one = 1usize << bits;
     let mask = (1u32 << bits) - 1;
     let mut toks: Vec<u16> = Vec::with_capacity(n);
     let seg = 1usize << seg_log2;
     let mut ctx = 0usize;
-    for (k, table) in tables.chunks(contexts * one).enumerate() {
+    let mut table = vec![Slot::default(); contexts * one];
+    for k in 0..segments {
+        for (c, slots) in table.chunks_mut(one).enumerate() {
+            let t = k * contexts + c;
+            let start = if t == 0 { 0 } else { ends[t - 1] };
+            fill_slots(&freqs[start..ends[t]], cfg.prob_bits, cfg.contexts, slots);
+        }
         let start = k * seg;
         let end = start.saturating_add(seg).min(n);
         for i in start..end {
