@@ -159,6 +159,17 @@ pub fn round_to(dtype: DType, v: f64) -> f64 {
 }
 
 /// Appends `v` (already `round_to(dtype, ..)`) as a little-endian `dtype`.
+/// `push_value` for every value, with the type's match taken once (a chunk's decode writes
+/// millions).
+pub fn push_values(dtype: DType, vs: &[f64], out: &mut Vec<u8>) {
+    out.reserve(vs.len() * dtype.size());
+    match dtype {
+        DType::F32 => vs.iter().for_each(|&v| out.extend_from_slice(&(v as f32).to_le_bytes())),
+        DType::F64 => vs.iter().for_each(|&v| out.extend_from_slice(&v.to_le_bytes())),
+        _ => vs.iter().for_each(|&v| push_value(dtype, v, out)),
+    }
+}
+
 pub fn push_value(dtype: DType, v: f64, out: &mut Vec<u8>) {
     match dtype {
         DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),

@@ -5,7 +5,7 @@
 use super::errstats::ErrStats;
 use super::stages::{self, Chain};
 use super::{bytes, interp, model_stage, quantise};
-use crate::dtype::{i64_to_ints, push_value, DType};
+use crate::dtype::{i64_to_ints, push_value, push_values, DType};
 use crate::wire::{put_varint, Cursor};
 
 pub const METHOD_RAW: u8 = 0;
@@ -245,9 +245,7 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             // Symbols of the walk: no reference stages on them, and none for later variables.
             let symbols = codes.decode(&stages::Refs::NONE)?;
             let mut out = Vec::with_capacity(n * size);
-            for v in interp::dequantise(cfg, dtype, &symbols, *step) {
-                push_value(dtype, v, &mut out);
-            }
+            push_values(dtype, &interp::dequantise(cfg, dtype, &symbols, *step), &mut out);
             exact.apply(n, size, &mut out)?;
             Ok(Decoded { bytes: out, codes: None })
         }

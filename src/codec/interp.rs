@@ -130,28 +130,53 @@ impl Config {
     }
 }
 
-/// The prediction at index `i` of a line through `at` whose elements lie `step` apart, `len`
-/// of them: from the elements at `i - s` (always there), `i + s`, `i - 3s`, `i + 3s` where they
-/// exist. Lagrange weights at 0 of the nodes used, in f64, in the order written (Rust never
-/// contracts to FMA on its own; the divisions are by powers of two, so exact).
-#[inline]
-fn predict(a: &[f64], at: usize, i: usize, s: usize, len: usize, step: usize, kind: Kind) -> f64 {
-    let b = a[at - s * step];
+/// Which nodes along a line predict the element at index `i` of it (`len` long), at stride
+/// `s`: the one at `i - s` (always there), `i + s`, `i - 3s`, `i + 3s` where they exist.
+#[derive(Clone, Copy)]
+enum Nodes {
+    /// `i - s` alone (the line's far end).
+    Left,
+    /// `i - s` and `i + s`.
+    Two,
+    /// `i - 3s`, `i - s`, `i + s`, `i + 3s`.
+    Four,
+    /// `i - s`, `i + s`, `i + 3s` (near the line's start).
+    NoFarLeft,
+    /// `i - 3s`, `i - s`, `i + s` (near its end).
+    NoFarRight,
+}
+
+#[inline(always)]
+fn nodes(i: usize, s: usize, len: usize, kind: Kind) -> Nodes {
     if i + s >= len {
-        return b;
+        return Nodes::Left;
     }
-    let c = a[at + s * step];
     if kind == Kind::Linear {
-        return (b + c) * 0.5;
+        return Nodes::Two;
     }
     match (i >= 3 * s, i + 3 * s < len) {
+        (true, true) => Nodes::Four,
+        (false, true) => Nodes::NoFarLeft,
+        (true, false) => Nodes::NoFarRight,
+        (false, false) => Nodes::Two,
+    }
+}
+
+/// The prediction of the element at `at` from `nodes` lying `d` apart in `a`: Lagrange weights
+/// at 0 of the nodes used, in f64, in the order written (Rust never contracts to FMA on its
+/// own; the divisions are by powers of two, so exact).
+#[inline(always)]
+fn predict(a: &[f64], at: usize, d: usize, nodes: Nodes) -> f64 {
+    let b = a[at - d];
+    match nodes {
+        Nodes::Left => b,
+        Nodes::Two => (b + a[at + d]) * 0.5,
         // Nodes -3, -1, 1, 3 (units of s): (-1, 9, 9, -1) / 16.
-        (true, true) => ((b + c) * 9.0 - a[at - 3 * s * step] - a[at + 3 * s * step]) * 0.0625,
+        Nodes::Four => ((b + a[at + d]) * 9.0 - a[at - 3 * d] - a[at + 3 * d]) * 0.0625,
         // Nodes -1, 1, 3: (3, 6, -1) / 8.
-        (false, true) => (b * 3.0 + c * 6.0 - a[at + 3 * s * step]) * 0.125,
+        Nodes::NoFarLeft => (b * 3.0 + a[at + d] * 6.0 - a[at + 3 * d]) * 0.125,
         // Nodes -3, -1, 1: (-1, 6, 3) / 8.
-        (true, false) => (b * 6.0 + c * 3.0 - a[at - 3 * s * step]) * 0.125,
-        (false, false) => (b + c) * 0.5,
+        Nodes::NoFarRight => (b * 6.0 + a[at + d] * 3.0 - a[at - 3 * d]) * 0.125,
     }
 }
 
@@ -189,16 +214,24 @@ fn walk(a: &mut [f64], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mu
                 continue;
             }
             let r = pass_ranges(&order, j, s);
-            let (len, step) = (dims[k], strides[k]);
+            let (len, d) = (dims[k], s * strides[k]);
             for i0 in (r[0].0..dims[0]).step_by(r[0].1) {
                 for i1 in (r[1].0..dims[1]).step_by(r[1].1) {
                     for i2 in (r[2].0..dims[2]).step_by(r[2].1) {
                         let row = i0 * strides[0] + i1 * strides[1] + i2 * strides[2];
-                        for i3 in (r[3].0..dims[3]).step_by(r[3].1) {
-                            let at = row + i3;
-                            let i = [i0, i1, i2, i3][k];
-                            let p = predict(a, at, i, s, len, step, kind);
-                            visit(at, s, &mut a[at], p);
+                        if k == 3 {
+                            for i3 in (r[3].0..dims[3]).step_by(r[3].1) {
+                                let p = predict(a, row + i3, d, nodes(i3, s, len, kind));
+                                visit(row + i3, s, &mut a[row + i3], p);
+                            }
+                        } else {
+                            // Along a slower dimension the index on the line is the same for
+                            // the whole row: its nodes are chosen once.
+                            let nd = nodes([i0, i1, i2][k], s, len, kind);
+                            for i3 in (r[3].0..dims[3]).step_by(r[3].1) {
+                                let p = predict(a, row + i3, d, nd);
+                                visit(row + i3, s, &mut a[row + i3], p);
+                            }
                         }
                     }
                 }

@@ -453,6 +453,9 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
     let out: Vec<u64> = toks
         .iter()
         .map(|&t| {
+            if (t as u64) < DIRECT {
+                return t as u64;
+            }
             let (base, n) = token_base(t as usize);
             base | r.get(n)
         })
