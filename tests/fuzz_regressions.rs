@@ -185,3 +185,46 @@ fn rntuple_mutations() {
     }
     assert!(runs >= 600, "only {runs} runs: are the seeds there (fuzz/make_seeds.py rntuple)?");
 }
+
+/// Mutations of blocks coded with the `rans` stage (which the encoder writes for blocks of 4096
+/// codes and more, beyond the int_block target's 4095): blocks of 4095 residual-like codes in
+/// the layouts it chooses between (one table or several segments, one context or six), then
+/// byte flips and truncations, the tables (the payload's first ~200 bytes) as often as the rest;
+/// int_block decodes each, and re-encodes what decodes. None may panic.
+#[test]
+fn rans_block_mutations() {
+    use balerfile::codec::rans::RansConfig;
+    use balerfile::codec::stages::{Chain, Rans, Refs, Sign};
+    let mut next = xorshift(0x0bad_5eed_1234_5678);
+    let n = 4095usize;
+    let mut runs = 0;
+    for (k, cfg) in [(12u8, 6u8), (40, 1), (10, 6), (40, 16)].into_iter().enumerate() {
+        let codes: Vec<i64> = (0..n)
+            .map(|i| {
+                let spread = if i < n / 3 { 40 } else { 3 };
+                (0..4).map(|_| (next() % spread) as i64).sum::<i64>() - 2 * (spread as i64 - 1) + if i % 97 == 0 { 1 << 20 } else { 0 }
+            })
+            .collect();
+        let chain = Chain { codes: vec![], to_bytes: Box::new(Rans { cfg: RansConfig { prob_bits: 12, segment_log2: cfg.0, contexts: cfg.1 }, sign: Sign::Zigzag }), bytes: vec![] };
+        let mut block = (n as u16).to_le_bytes().to_vec();
+        chain.encode(&codes, &Refs::NONE, &mut block);
+        // The block as written decodes (so the mutations start from a valid stream).
+        balerfile::fuzzing::int_block(&block);
+        let payload_at = block.len().min(16);
+        for _ in 0..400 {
+            let mut d = block.clone();
+            if next() % 4 == 0 {
+                d.truncate(payload_at + (next() as usize) % (d.len() - payload_at + 1));
+            } else {
+                let span = if next() % 2 == 0 { 200.min(d.len() - payload_at) } else { d.len() - payload_at };
+                let i = payload_at + (next() as usize) % span;
+                d[i] ^= 1 << (next() % 8);
+            }
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| balerfile::fuzzing::int_block(&d))) {
+                panic!("layout {k}: mutated rans block panicked: {:?}", p.downcast_ref::<String>());
+            }
+            runs += 1;
+        }
+    }
+    assert!(runs >= 1600, "only {runs} runs");
+}
