@@ -402,6 +402,14 @@ pub fn encode(codes: &[i64], level: i32, grid: Grid, out: &mut Vec<u8>) {
     encode_with(codes, level, grid, &Refs::NONE, out)
 }
 
+/// The grid row of a predictor's context (Lorenzo's), which `rans` may condition on too.
+fn grid_row(context: Context) -> Option<u32> {
+    match context {
+        Context::Grid(row) => Some(row),
+        _ => None,
+    }
+}
+
 /// What `encode_with` would code `codes` in, about, for choosing between predictions: a large
 /// block is coded with `rans` alone (what it most often gets, and within 3 % of the rest), a
 /// small one in full.
@@ -411,9 +419,9 @@ pub fn trial_len(codes: &[i64], level: i32, grid: Grid) -> usize {
         encode_with(codes, level, grid, &Refs::NONE, &mut out);
         return out.len();
     }
-    let Prediction { stages, residual, sign, .. } = predictors(codes, grid, &Refs::NONE);
+    let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE);
     let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
-    let r = Chain { codes: stages, to_bytes: Box::new(Rans { cfg: rans::choose(&u), sign }), bytes: vec![] };
+    let r = Chain { codes: stages, to_bytes: Box::new(Rans { cfg: rans::choose(&u, grid_row(context)), sign }), bytes: vec![] };
     let mut b = Vec::new();
     r.encode_transformed(&residual, &Refs::NONE, &mut b);
     b.len()
@@ -470,7 +478,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     // it is kept unless `ac` saves more than `AC_MARGIN` of the block.
     if residual.len() >= RANS_MIN {
         let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
-        let r = Chain { codes: again(), to_bytes: Box::new(Rans { cfg: rans::choose(&u), sign }), bytes: vec![] };
+        let r = Chain { codes: again(), to_bytes: Box::new(Rans { cfg: rans::choose(&u, grid_row(context)), sign }), bytes: vec![] };
         let mut b = Vec::new();
         r.encode_transformed(&residual, refs, &mut b);
         let margin = if by_ac { 1.0 + AC_MARGIN } else { 1.0 };

@@ -35,9 +35,12 @@ pub const MAX_CONTEXTS: u8 = 16;
 pub struct RansConfig {
     pub prob_bits: u8,
     pub segment_log2: u8,
-    /// Tables a segment has, one for each class of the symbol before (its bit length, capped
-    /// at `contexts - 1`): the magnitude of a residual predicts the next one's.
+    /// Tables a segment has. With `row` 0, one for each class of the symbol before (its bit
+    /// length, capped at `contexts - 1`): the magnitude of a residual predicts the next one's.
+    /// With a `row`, `contexts` is k * k, one for each pair of classes (capped at k - 1) of the
+    /// symbol before and the one `row` back: a grid's residuals, as `ac`'s grid context.
     pub contexts: u8,
+    pub row: u32,
 }
 
 impl RansConfig {
@@ -51,7 +54,20 @@ impl RansConfig {
         if !(1..=MAX_CONTEXTS).contains(&self.contexts) {
             return Err(format!("rans with {} contexts (1 to {MAX_CONTEXTS})", self.contexts));
         }
+        if self.row > 0 && ![4, 9, 16].contains(&self.contexts) {
+            return Err(format!("rans grid contexts of {} (4, 9 or 16)", self.contexts));
+        }
         Ok(self)
+    }
+
+    /// Classes each neighbour's bit length is capped to.
+    fn side(self) -> u8 {
+        match (self.row, self.contexts) {
+            (0, c) => c,
+            (_, 4) => 2,
+            (_, 9) => 3,
+            _ => 4,
+        }
     }
 }
 
@@ -216,19 +232,28 @@ fn class(u: u64, contexts: u8) -> usize {
     ((64 - u.leading_zeros()) as usize).min(contexts as usize - 1)
 }
 
-/// The tokens of `values` with each one's context (the class of the symbol before it; the
-/// first has 0), and their raw bits, written in order.
-fn tokens(values: &[u64], contexts: u8) -> (Vec<u16>, Vec<u8>, Vec<u8>) {
+/// The tokens of `values` with each one's context (`RansConfig::contexts`; the first symbol's
+/// neighbours count as class 0, and one `row` back before the first row as the one before),
+/// and their raw bits, written in order.
+fn tokens(values: &[u64], cfg: RansConfig) -> (Vec<u16>, Vec<u8>, Vec<u8>) {
     let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
+    let side = cfg.side();
+    let row = cfg.row as usize;
     let mut ctx = Vec::with_capacity(values.len());
     let mut prev = 0u8;
     let toks = values
         .iter()
-        .map(|&u| {
+        .enumerate()
+        .map(|(i, &u)| {
             let (t, raw) = token(u);
             w.put(u, raw);
-            ctx.push(prev);
-            prev = class(u, contexts) as u8;
+            ctx.push(if row == 0 {
+                prev
+            } else {
+                let up = if i >= row { class(values[i - row], side) as u8 } else { prev };
+                prev * side + up
+            });
+            prev = class(u, side) as u8;
             t as u16
         })
         .collect();
@@ -261,21 +286,23 @@ fn segment_bits(h: &[Vec<u32>]) -> f64 {
         .sum()
 }
 
-/// The context counts the encoder tries.
-const CONTEXT_CHOICES: [u8; 2] = [1, 6];
-
-/// The context count and segment length (log2) that code `values` smallest, tables counted.
-pub fn choose(values: &[u64]) -> RansConfig {
+/// The contexts and segment length (log2) that code `values` smallest, tables counted: one
+/// table a segment, or six by the symbol before, or with a grid `row` (the predictor's) 16 by
+/// the symbols before and above.
+pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
     let n = values.len();
     let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).max(MIN_SEGMENT_LOG2 as u32) as u8;
-    let mut best = (f64::INFINITY, RansConfig { prob_bits: PROB_BITS, segment_log2: whole, contexts: 1 });
-    for contexts in CONTEXT_CHOICES {
-        let (toks, ctx, _) = tokens(values, contexts);
-        let mut level = histograms(&toks, &ctx, contexts, MIN_SEGMENT_LOG2);
+    let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
+    let mut best = (f64::INFINITY, at(whole, (1, 0)));
+    let mut layouts = vec![(1u8, 0u32), (6, 0)];
+    layouts.extend(row.filter(|&r| r > 0 && (r as usize) < n).map(|r| (16, r)));
+    for layout in layouts {
+        let (toks, ctx, _) = tokens(values, at(whole, layout));
+        let mut level = histograms(&toks, &ctx, layout.0, MIN_SEGMENT_LOG2);
         for k in MIN_SEGMENT_LOG2..=whole {
             let cost: f64 = level.iter().map(|h| segment_bits(h)).sum();
             if cost < best.0 {
-                best = (cost, RansConfig { prob_bits: PROB_BITS, segment_log2: k, contexts });
+                best = (cost, at(k, layout));
             }
             level = level
                 .chunks(2)
@@ -297,7 +324,7 @@ pub fn choose(values: &[u64]) -> RansConfig {
 /// decoder reads them.
 pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
     let bits = cfg.prob_bits as u32;
-    let (toks, ctx, raw) = tokens(values, cfg.contexts);
+    let (toks, ctx, raw) = tokens(values, cfg);
     let seg_log2 = cfg.segment_log2.min(63);
     let mut out = Vec::new();
     // (frequency, cumulative) by segment, context and token.
@@ -368,14 +395,14 @@ fn read_table(cur: &mut Cursor, bits: u8, out: &mut Vec<u16>) -> Result<(), Stri
 
 /// Fills one context's decoding table (2^bits slots) from its frequencies; an empty table
 /// decodes as one token that leaves the state as it is.
-fn fill_slots(freqs: &[u16], bits: u8, contexts: u8, slots: &mut [Slot]) {
+fn fill_slots(freqs: &[u16], bits: u8, side: u8, slots: &mut [Slot]) {
     if freqs.is_empty() {
         slots.iter_mut().enumerate().for_each(|(k, s)| *s = Slot { freq: 1 << bits, bias: k as u16, token: 0, next: 0 });
         return;
     }
     let mut at = 0usize;
     for (token, &f) in freqs.iter().enumerate() {
-        let next = class(token_base(token).0, contexts) as u16;
+        let next = class(token_base(token).0, side) as u16;
         for (k, s) in slots[at..at + f as usize].iter_mut().enumerate() {
             *s = Slot { freq: f, bias: k as u16, token: token as u16, next };
         }
@@ -417,19 +444,28 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
     let mask = (1u32 << bits) - 1;
     let mut toks: Vec<u16> = Vec::with_capacity(n);
     let seg = 1usize << seg_log2;
-    let mut ctx = 0usize;
+    let (side, row) = (cfg.side(), cfg.row as usize);
+    let mut prev = 0usize;
+    // The classes of the symbols decoded so far, for the grid context.
+    let mut classes: Vec<u8> = Vec::with_capacity(if row > 0 { n } else { 0 });
     let mut table = vec![Slot::default(); contexts * one];
     for k in 0..segments {
         for (c, slots) in table.chunks_mut(one).enumerate() {
             let t = k * contexts + c;
             let start = if t == 0 { 0 } else { ends[t - 1] };
-            fill_slots(&freqs[start..ends[t]], cfg.prob_bits, cfg.contexts, slots);
+            fill_slots(&freqs[start..ends[t]], cfg.prob_bits, side, slots);
         }
         let start = k * seg;
         let end = start.saturating_add(seg).min(n);
         for i in start..end {
             let s = &mut x[i % LANES];
-            let e = table[ctx * one + (*s & mask) as usize];
+            let c = if row == 0 {
+                prev
+            } else {
+                let up = if i >= row { classes[i - row] } else { prev as u8 };
+                prev * side as usize + up as usize
+            };
+            let e = table[c * one + (*s & mask) as usize];
             // freq <= 2^bits and s >> bits < 2^(32 - bits): no overflow.
             let v = e.freq as u32 * (*s >> bits) + e.bias as u32;
             *s = if v < L {
@@ -442,7 +478,10 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
             } else {
                 v
             };
-            ctx = e.next as usize;
+            prev = e.next as usize;
+            if row > 0 {
+                classes.push(e.next as u8);
+            }
             toks.push(e.token);
         }
     }
@@ -507,16 +546,16 @@ mod tests {
         ];
         for v in &cases {
             for segment_log2 in [0, 5, 12, 14, 40] {
-                for (prob_bits, contexts) in [(10, 1), (12, 6), (14, 16)] {
+                for (prob_bits, contexts, row) in [(10, 1, 0), (12, 6, 0), (14, 16, 0), (12, 16, 7), (12, 4, 1), (10, 9, 100_000)] {
                     if segment_log2 < 5 && v.len() > 1000 {
                         continue;
                     }
-                    let cfg = RansConfig { prob_bits, segment_log2, contexts };
+                    let cfg = RansConfig { prob_bits, segment_log2, contexts, row };
                     let b = encode(v, cfg);
                     assert_eq!(&decode(&b, v.len(), cfg).unwrap(), v, "{cfg:?}");
                 }
             }
-            let cfg = choose(v);
+            let cfg = choose(v, Some(9));
             assert_eq!(&decode(&encode(v, cfg), v.len(), cfg).unwrap(), v, "{cfg:?}");
         }
     }
@@ -532,7 +571,7 @@ mod tests {
                 super::super::stages::zigzag(g)
             })
             .collect();
-        let cfg = choose(&v);
+        let cfg = choose(&v, None);
         let got = encode(&v, cfg).len() as f64;
         let h = |s: &[u64]| {
             let mut c = std::collections::HashMap::new();
@@ -549,7 +588,7 @@ mod tests {
     #[test]
     fn a_constant_block_of_millions_costs_its_tables() {
         let v = vec![0u64; 4_000_000];
-        let cfg = choose(&v);
+        let cfg = choose(&v, None);
         let b = encode(&v, cfg);
         assert!(b.len() < 64, "{} bytes", b.len());
         assert_eq!(decode(&b, v.len(), cfg).unwrap(), v);
@@ -559,7 +598,7 @@ mod tests {
     fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
         let mut r = xorshift(7);
         let v: Vec<u64> = (0..20_000).map(|_| r() % 200).collect();
-        let cfg = RansConfig { prob_bits: 12, segment_log2: 12, contexts: 6 };
+        let cfg = RansConfig { prob_bits: 12, segment_log2: 12, contexts: 6, row: 0 };
         let b = encode(&v, cfg);
         for cut in [0, 1, 3, b.len() / 2, b.len() - 1] {
             assert!(decode(&b[..cut], v.len(), cfg).is_err(), "cut at {cut}");
@@ -573,6 +612,7 @@ mod tests {
         }
         assert!(decode(&b, v.len() + 1, cfg).is_err());
         assert!(decode(&[], 1 << 40, cfg).is_err());
-        assert!(decode(&b, v.len(), RansConfig { prob_bits: 15, segment_log2: 12, contexts: 6 }).is_err());
+        assert!(decode(&b, v.len(), RansConfig { prob_bits: 15, segment_log2: 12, contexts: 6, row: 0 }).is_err());
+        assert!(decode(&b, v.len(), RansConfig { prob_bits: 12, segment_log2: 12, contexts: 6, row: 3 }).is_err(), "grid contexts must be k * k");
     }
 }

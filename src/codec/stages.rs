@@ -509,6 +509,7 @@ impl CodesToBytes for Rans {
         out.push(self.cfg.prob_bits);
         out.push(self.cfg.segment_log2);
         out.push(self.cfg.contexts);
+        put_varint(out, self.cfg.row as u64);
     }
     fn encode(&self, codes: &[i64], _: &Refs) -> Vec<u8> {
         let u: Vec<u64> = codes.iter().map(|&c| self.sign.to_u(c)).collect();
@@ -727,7 +728,9 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
             let sign = Sign::read(cur)?;
             let prob_bits = cur.u8("rans table bits")?;
             let segment_log2 = cur.u8("rans segment length")?;
-            Box::new(Rans { cfg: RansConfig { prob_bits, segment_log2, contexts: cur.u8("rans contexts")? }.check()?, sign })
+            let contexts = cur.u8("rans contexts")?;
+            let row = u32::try_from(cur.varint("rans context row")?).map_err(|_| "rans context row out of range")?;
+            Box::new(Rans { cfg: RansConfig { prob_bits, segment_log2, contexts, row }.check()?, sign })
         }
         k => return Err(format!("unknown array->bytes stage {k}")),
     })

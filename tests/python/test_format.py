@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from conftest import DTYPES, THREADS, check_float_variable, check_stats, h5_datasets
+from conftest import DTYPES, THREADS, cf_missing, check_float_variable, check_stats, h5_datasets
 
-ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless"]
+ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel"]
 
 
 @pytest.fixture(scope="module")
 def archives(cli, hadcm3, issue63_h5, vlstr_nc, zmumu_h5, tmp_path_factory):
+    from conftest import _iris_sample
     d = tmp_path_factory.mktemp("format")
     with h5py.File(hadcm3, "r") as f:
         air = f["air_temperature"][:48]
@@ -39,6 +40,8 @@ def archives(cli, hadcm3, issue63_h5, vlstr_nc, zmumu_h5, tmp_path_factory):
         "vlstr": (vlstr_nc, []),
         "zmumu_rel": (zmumu_h5, ["--error", "rel=1e-3"]),
         "zmumu_lossless": (zmumu_h5, []),
+        # land as fill values (26 %), Lorenzo residuals under rans's grid contexts
+        "ostia_rel": (_iris_sample("ostia_monthly.nc"), ["--error", "rel=1e-3"]),
     }
     out = {}
     for name, (src, args) in recipes.items():
@@ -250,11 +253,12 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats, side=None, s
     return out
 
 
-def rans_decode(payload, n, P, S, C):
+def rans_decode(payload, n, P, S, C, R):
     """The `rans` stage of baler-format.md, written from the spec: segments of 2^S symbols,
     C tables each (by the bit length of the symbol before), four interleaved rANS states, raw
     bits under tokens of 32 and up."""
-    assert 10 <= P <= 14 and S <= 40 and 1 <= C <= 16, (P, S, C)
+    assert 10 <= P <= 14 and S <= 40 and 1 <= C <= 16 and (R == 0 or C in (4, 9, 16)), (P, S, C, R)
+    side = C if R == 0 else {4: 2, 9: 3, 16: 4}[C]
     pos = 0
     segments = -(-n // (1 << S)) if n else 0
     tables = []
@@ -282,8 +286,13 @@ def rans_decode(payload, n, P, S, C):
     out = [0] * n
     rawpos = 0
     prev_len = 0
+    lengths = []
     for i in range(n):
-        slot_token, freqs, cum = tables[(i >> S) * C + min(C - 1, prev_len)]
+        x_ctx = min(side - 1, prev_len)
+        if R:
+            up = lengths[i - R] if i >= R else prev_len
+            x_ctx = x_ctx * side + min(side - 1, up)
+        slot_token, freqs, cum = tables[(i >> S) * C + x_ctx]
         j = i & 3
         slot = x[j] & mask
         t = int(slot_token[slot])
@@ -300,6 +309,7 @@ def rans_decode(payload, n, P, S, C):
             rawpos += nraw
         out[i] = u
         prev_len = u.bit_length()
+        lengths.append(prev_len)
     assert x == [1 << 16] * 4 and w == len(words), "rans stream does not end where it should"
     assert rawpos <= 8 * rlen, "rans raw bits read past their end"
     return out
@@ -399,8 +409,10 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
                 stats["predictors"].add("short-buckets")
         elif tb == 4:
             sign, P, S, C = body[pos:pos + 4]
-            pos += 4
-            to_bytes = ("rans", sign, P, S, C)
+            R, pos = varint(body, pos + 4)
+            to_bytes = ("rans", sign, P, S, C, R)
+            if R:
+                stats["predictors"].add("rans-grid")
         else:
             raise AssertionError(f"{var['name']}: array->bytes stage {tb}")
         m = body[pos]
@@ -459,8 +471,8 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
         sign = 0
         stats["widths"].add(0)
     elif to_bytes[0] == "rans":
-        _, sign, P, S, C = to_bytes
-        u = np.array(rans_decode(raw, n, P, S, C), dtype=np.uint64)
+        _, sign, P, S, C, R = to_bytes
+        u = np.array(rans_decode(raw, n, P, S, C, R), dtype=np.uint64)
         stats["widths"].add("rans")
     else:
         _, sign, tree_bits, adapt, ctx, row, repeats, side, short = to_bytes
@@ -825,19 +837,26 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
                 assert var["error"]["mode"] == "lossless"
                 assert np.array_equal(mine, x_le), f"{name_}: integer/bool decode differs from source"
                 continue
-            check_stats(name_, x_le, var)
+            missing = None
+            if "missing" in var:
+                # fill values (from the source's own CF attributes) come back bit for bit
+                with h5py.File(a["src"], "r") as f:
+                    missing = cf_missing(x_le, dict(f[ds["path"]].attrs))
+            check_stats(name_, x_le, var, missing)
             err = var["error"]
             spec = ("lossless",) if err["mode"] == "lossless" else (err["mode"], err["value"])
-            check_float_variable(name_, x_le, mine, spec, var)
+            check_float_variable(name_, x_le, mine, spec, var, missing)
     if name in ("hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel"):
         assert 5 in stats["methods"], stats
     if name in ("hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel"):
         assert "ac" in stats["widths"], stats
         # buckets down the short tree (4 decisions, escaping to the 7-level one)
         assert "short-buckets" in stats["predictors"], stats
-    if name in ("hadcm3_abs_level", "issue63_rel", "npy_rel"):
+    if name in ("hadcm3_abs_level", "issue63_rel", "npy_rel", "ostia_rel"):
         # blocks of 4096 codes and more where `ac` saves under 3 %: the fast static coder
         assert "rans" in stats["widths"], stats
+    if name == "ostia_rel":
+        assert "rans-grid" in stats["predictors"], stats
     if name == "issue63_rel":
         assert "reference" in stats["predictors"], stats
     if name == "zmumu_rel":
