@@ -348,6 +348,11 @@ const RANS_MIN: usize = 4096;
 /// interpolation residuals within 0-3 % of `ac`; Lorenzo residuals, where `ac`'s two-neighbour
 /// context pays, 5-12 % larger, so those keep `ac`.
 const AC_MARGIN: f64 = 0.03;
+/// The run a block of twice this many codes or more first compares `ac` and `rans` on, and how
+/// far that comparison may be off (`ac` learns from nothing on the run, `rans` pays tables for
+/// it alone).
+const AC_SAMPLE: usize = 1 << 16;
+const AC_SAMPLE_SLACK: f64 = 0.02;
 
 /// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
 /// the one before, plus a decision per element; None where under 2 % repeat.
@@ -441,13 +446,31 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     }
     let mut best: Vec<u8> = Vec::new();
     let mut by_ac = true;
-    let trees: &[u8] = if residual.len() <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
-    for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))) {
-        let ac = Chain {
-            codes: again(),
-            to_bytes: Box::new(Arithmetic { cfg: AcConfig { tree_bits, context: ctx, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true }, sign }),
-            bytes: vec![],
-        };
+    let n = residual.len();
+    let u: Vec<u64> = if n >= RANS_MIN { residual.iter().map(|&c| sign.to_u(c)).collect() } else { Vec::new() };
+    let rans_block = (n >= RANS_MIN).then(|| {
+        let r = Chain { codes: again(), to_bytes: Box::new(Rans { cfg: rans::choose(&u, grid_row(context)), sign }), bytes: vec![] };
+        let mut b = Vec::new();
+        r.encode_transformed(&residual, refs, &mut b);
+        b
+    });
+    let trees: &[u8] = if n <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
+    let ac_cfg = |context, tree_bits| AcConfig { tree_bits, context, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true };
+    // On a large block `ac` (the slowest stage to encode) is coded in full only where a run from
+    // the block's middle says it may save more than `AC_MARGIN` over `rans`.
+    let try_ac = n < 2 * AC_SAMPLE || {
+        let run = n / 2 - AC_SAMPLE / 2..n / 2 + AC_SAMPLE / 2;
+        let side = repeat_side.and_then(|v| refs.get(v as usize)).map(|s| &s[run.clone()]);
+        let a = super::ac::encode(&u[run.clone()], ac_cfg(context, AC_TREE_BITS), side).len();
+        let r = rans::encode(&u[run.clone()], rans::choose(&u[run], grid_row(context))).len();
+        (a as f64) * (1.0 + AC_MARGIN) < r as f64 * (1.0 + AC_SAMPLE_SLACK)
+    };
+    if !try_ac {
+        best = rans_block.clone().expect("large blocks are rans-coded");
+        by_ac = false;
+    }
+    for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))).filter(|_| try_ac) {
+        let ac = Chain { codes: again(), to_bytes: Box::new(Arithmetic { cfg: ac_cfg(ctx, tree_bits), sign }), bytes: vec![] };
         let mut b = Vec::new();
         ac.encode_transformed(&residual, refs, &mut b);
         if best.is_empty() || b.len() < best.len() {
@@ -476,11 +499,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     }
     // A large block is also coded with `rans`, which decodes several times as fast as `ac`:
     // it is kept unless `ac` saves more than `AC_MARGIN` of the block.
-    if residual.len() >= RANS_MIN {
-        let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
-        let r = Chain { codes: again(), to_bytes: Box::new(Rans { cfg: rans::choose(&u, grid_row(context)), sign }), bytes: vec![] };
-        let mut b = Vec::new();
-        r.encode_transformed(&residual, refs, &mut b);
+    if let Some(b) = rans_block {
         let margin = if by_ac { 1.0 + AC_MARGIN } else { 1.0 };
         if (b.len() as f64) < best.len() as f64 * margin {
             best = b;

@@ -205,12 +205,6 @@ fn normalise(counts: &[u32], bits: u8) -> Vec<u32> {
     f
 }
 
-/// Bytes a table takes: its token count, then each token's frequency, as varints.
-fn table_bytes(f: &[u32]) -> usize {
-    let t = f.iter().rposition(|&x| x > 0).map_or(0, |p| p + 1);
-    varint_len(t as u64) + f[..t].iter().map(|&x| varint_len(x as u64)).sum::<usize>()
-}
-
 fn varint_len(v: u64) -> usize {
     ((64 - v.leading_zeros()).max(1) as usize).div_ceil(7)
 }
@@ -219,11 +213,6 @@ fn write_table(f: &[u32], out: &mut Vec<u8>) {
     let t = f.iter().rposition(|&x| x > 0).map_or(0, |p| p + 1);
     put_varint(out, t as u64);
     f[..t].iter().for_each(|&x| put_varint(out, x as u64));
-}
-
-/// Bits the symbols of a segment with these counts cost under these frequencies.
-fn coded_bits(counts: &[u32], f: &[u32], bits: u8) -> f64 {
-    counts.iter().zip(f).filter(|(&c, _)| c > 0).map(|(&c, &x)| c as f64 * (bits as f64 - (x as f64).log2())).sum()
 }
 
 /// The context class of a symbol after `u`: its bit length, capped.
@@ -273,22 +262,33 @@ fn histograms(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8) -> Vec<Vec<V
         .collect()
 }
 
-/// What a segment's tables and symbols cost, in bits.
-fn segment_bits(h: &[Vec<u32>]) -> f64 {
-    h.iter()
-        .map(|h| {
-            if h.iter().all(|&c| c == 0) {
-                return 8.0;
-            }
-            let f = normalise(h, PROB_BITS);
-            coded_bits(h, &f, PROB_BITS) + 8.0 * table_bytes(&f) as f64
-        })
-        .sum()
+/// About the bits one table and its symbols cost: the symbols at their counts' entropy (the
+/// frequencies' rounding left out), the table as written.
+fn table_estimate(h: &[u32]) -> f64 {
+    let total: u64 = h.iter().map(|&c| c as u64).sum();
+    if total == 0 {
+        return 8.0;
+    }
+    let (n, one) = (total as f64, (1u64 << PROB_BITS) as f64);
+    let mut bits = 0.0;
+    let mut table = 0usize;
+    let mut last = 0usize;
+    for (t, &c) in h.iter().enumerate() {
+        if c > 0 {
+            let c = c as f64;
+            bits += c * (n / c).log2();
+            table += varint_len(((c * one / n).round() as u64).max(1));
+            last = t + 1;
+        }
+    }
+    // Tokens below the last that do not occur take a byte each.
+    table += last - h[..last].iter().filter(|&&c| c > 0).count() + varint_len(last as u64);
+    bits + 8.0 * table as f64
 }
 
 /// The contexts and segment length (log2) that code `values` smallest, tables counted: one
 /// table a segment, or six by the symbol before, or with a grid `row` (the predictor's) 16 by
-/// the symbols before and above.
+/// the symbols before and above. Priced from counts, not coded.
 pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
     let n = values.len();
     let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).max(MIN_SEGMENT_LOG2 as u32) as u8;
@@ -296,22 +296,37 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
     let mut best = (f64::INFINITY, at(whole, (1, 0)));
     let mut layouts = vec![(1u8, 0u32), (6, 0)];
     layouts.extend(row.filter(|&r| r > 0 && (r as usize) < n).map(|r| (16, r)));
+    let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
+    let lens: Vec<u8> = values.iter().map(|&u| (64 - u.leading_zeros()) as u8).collect();
     for layout in layouts {
-        let (toks, ctx, _) = tokens(values, at(whole, layout));
-        let mut level = histograms(&toks, &ctx, layout.0, MIN_SEGMENT_LOG2);
+        let cfg = at(whole, layout);
+        let (side, r, contexts) = (cfg.side(), layout.1 as usize, layout.0 as usize);
+        let cls = |i: usize| if i == 0 { 0 } else { lens[i - 1].min(side - 1) as usize };
+        // Counts by (segment of 2^MIN_SEGMENT_LOG2, context, token), flat; merged pairwise for
+        // each longer segment.
+        let seg0 = 1usize << MIN_SEGMENT_LOG2;
+        let mut level = vec![0u32; n.div_ceil(seg0).max(1) * contexts * TOKENS];
+        for (i, &t) in toks.iter().enumerate() {
+            let x = if r == 0 {
+                cls(i)
+            } else {
+                let up = if i >= r { lens[i - r].min(side - 1) as usize } else { cls(i) };
+                cls(i) * side as usize + up
+            };
+            level[((i / seg0) * contexts + x) * TOKENS + t as usize] += 1;
+        }
+        let table = contexts * TOKENS;
         for k in MIN_SEGMENT_LOG2..=whole {
-            let cost: f64 = level.iter().map(|h| segment_bits(h)).sum();
+            let cost: f64 = level.chunks(TOKENS).map(table_estimate).sum();
             if cost < best.0 {
                 best = (cost, at(k, layout));
             }
-            level = level
-                .chunks(2)
-                .map(|p| {
-                    let mut h = p[0].clone();
-                    if let Some(q) = p.get(1) {
-                        h.iter_mut().zip(q).for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
-                    }
-                    h
+            let segs = level.len() / table;
+            level = (0..segs.div_ceil(2))
+                .flat_map(|p| {
+                    let a = &level[2 * p * table..(2 * p + 1) * table];
+                    let b = level.get((2 * p + 1) * table..(2 * p + 2) * table);
+                    (0..table).map(move |j| a[j] + b.map_or(0, |b| b[j]))
                 })
                 .collect();
         }
