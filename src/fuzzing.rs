@@ -226,7 +226,7 @@ pub fn chunk_decoder(data: &[u8]) {
     let plan = cfg.model.as_ref().filter(|m| !m.0.is_empty()).map(|(features, widths, _, coding)| {
         ModelPlan::new(&stand_in, &offset[..features.len()], &scale[..features.len()], features, *coding).with_widths(widths)
     });
-    let codec = ChunkCodec { level: cfg.level };
+    let codec = ChunkCodec { level: cfg.level, threads: 1 };
     let Ok(decoded) = codec.decode(chunk, place, &cfg.vars, cfg.elems_per_row, plan.as_ref()) else { return };
     let _ = crate::codec::chunk_layout(chunk, &cfg.vars, cfg.elems_per_row);
 

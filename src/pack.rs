@@ -222,7 +222,8 @@ pub fn pack_to(
         skipped: layout.skipped.clone(),
         root_objects: carried.iter().map(|(o, _)| o.clone()).collect(),
     };
-    let codec = ChunkCodec { level: opts.level };
+    // Chunks are coded in parallel (rayon, --threads); each on one thread.
+    let codec = ChunkCodec { level: opts.level, threads: 1 };
     let mut writer = ArchiveWriter::to(output, &header)?;
     for (m, pm) in models.iter().enumerate() {
         if let Some(bytes) = pm.embed {

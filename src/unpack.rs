@@ -126,7 +126,7 @@ pub fn codec_of(reader: &ArchiveReader) -> Result<ChunkCodec> {
         }
         level = s.level.unwrap_or(level);
     }
-    Ok(ChunkCodec { level })
+    Ok(ChunkCodec { level, threads: 1 })
 }
 
 /// Decodes chunk `i` of the archive into one buffer per variable.

@@ -161,6 +161,9 @@ impl VarCoding {
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkCodec {
     pub level: i32,
+    /// Threads one chunk's encoding may use (the trials of a field's walks run on them); 1 where
+    /// chunks are already coded in parallel. The bytes written do not depend on it.
+    pub threads: usize,
 }
 
 /// What encoding one variable of one chunk did, for reports.
@@ -447,6 +450,31 @@ impl ChunkCodec {
         (VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, Some((codes, step)))
     }
 
+    /// `f` of every item, on up to `self.threads` scoped threads (no pool outlives the call, so
+    /// a forked process inherits none), in the items' order.
+    fn on_threads<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+        let threads = self.threads.clamp(1, items.len().max(1));
+        if threads == 1 {
+            return items.iter().map(&f).collect();
+        }
+        let f = &f;
+        let per = items.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let mut parts = items.chunks(per);
+            let first = parts.next().unwrap_or(&[]);
+            // A thread the system refuses runs its share here instead.
+            let handles: Vec<_> = parts.map(|p| (p, std::thread::Builder::new().spawn_scoped(s, move || p.iter().map(f).collect::<Vec<R>>()).ok())).collect();
+            let mut out: Vec<R> = first.iter().map(f).collect();
+            for (p, h) in handles {
+                match h {
+                    Some(h) => out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+                    None => out.extend(p.iter().map(f)),
+                }
+            }
+            out
+        })
+    }
+
     /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
     /// (a box of at most `WALK_SAMPLE` elements at the chunk's origin), and whether it beats
     /// Lorenzo on the pre-quantised `codes` there clearly, too narrowly to call, or not at all.
@@ -474,14 +502,14 @@ impl ChunkCodec {
         }
         let xs: Vec<f64> = at.iter().map(|&i| values[i]).collect();
         let valid: Vec<bool> = at.iter().map(|&i| !missing.is_some_and(|m| m[i])).collect();
-        let (size, cfg) = interp::candidates([b[1], b[2], b[3]])
-            .into_iter()
-            .map(|cfg| {
-                let w = interp::quantise(&cfg, var.dtype, &xs, |i| valid[i], tol);
-                (ints::trial_len(&w.symbols, self.level, None) + w.exact.len() * var.dtype.size(), cfg)
-            })
-            .min_by_key(|t| t.0)
-            .expect("candidates() is not empty");
+        let trial = |cfg: &interp::Config| {
+            let w = interp::quantise(cfg, var.dtype, &xs, |i| valid[i], tol);
+            ints::trial_len(&w.symbols, self.level, None) + w.exact.len() * var.dtype.size()
+        };
+        let candidates = interp::candidates([b[1], b[2], b[3]]);
+        let sizes = self.on_threads(&candidates, trial);
+        // The first of the smallest, in the candidates' order: the same on any thread count.
+        let (size, cfg) = sizes.into_iter().zip(candidates).min_by_key(|t| t.0).expect("candidates() is not empty");
         let box_codes: Vec<i64> = at.iter().map(|&i| codes[i]).collect();
         let lorenzo = ints::trial_len(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]));
         // Both store the elements they cannot bound exactly (missing ones alike).
@@ -669,7 +697,7 @@ mod tests {
 
     #[test]
     fn chunk_round_trips_every_dtype() {
-        let codec = ChunkCodec { level: 3 };
+        let codec = ChunkCodec { level: 3, threads: 1 };
         let n = 500usize;
         let mut vars = Vec::new();
         let mut data = Vec::new();

@@ -451,7 +451,7 @@ mod tests {
     #[test]
     fn decode_survives_a_runtime_that_differs_in_the_last_bits_and_refuses_one_that_differs_more() {
         let (vars, data, rows) = chunk();
-        let codec = ChunkCodec { level: 3 };
+        let codec = ChunkCodec { level: 3, threads: 1 };
         let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
         let exact = Linear { nudge: 0.0 };
         let enc = codec.encode(place, &vars, &data, 1, Some(&plan(&exact))).unwrap();
@@ -477,7 +477,7 @@ mod tests {
     #[test]
     fn latent_codings_round_trip() {
         let (vars, data, rows) = chunk();
-        let codec = ChunkCodec { level: 3 };
+        let codec = ChunkCodec { level: 3, threads: 1 };
         let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
         let m = Linear { nudge: 0.0 };
         for latent in [LatentCoding::F16, LatentCoding::Bits(8), LatentCoding::Bits(12)] {

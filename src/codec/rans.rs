@@ -26,8 +26,10 @@ const LANES: usize = 4;
 pub const PROB_BITS: u8 = 12;
 /// At least 2^10, so every token can have a slot.
 const PROB_BITS_RANGE: std::ops::RangeInclusive<u8> = 10..=14;
-/// The shortest segment the encoder considers (2^k symbols) and the longest it names.
-const MIN_SEGMENT_LOG2: u8 = 12;
+/// The shortest segment the encoder considers (2^k symbols) and the longest it names. A decoder
+/// fills 2^PROB_BITS slots a table: at 2^14 symbols a segment of six tables that is already a
+/// slot and a half a symbol.
+const MIN_SEGMENT_LOG2: u8 = 14;
 pub const MAX_SEGMENT_LOG2: u8 = 40;
 pub const MAX_CONTEXTS: u8 = 16;
 
@@ -262,8 +264,8 @@ fn histograms(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8) -> Vec<Vec<V
         .collect()
 }
 
-/// About the bits one table and its symbols cost: the symbols at their counts' entropy (the
-/// frequencies' rounding left out), the table as written.
+/// About the bits one table and its symbols cost: the symbols at their rounded frequencies
+/// (the rounding's correction to 2^PROB_BITS left out), the table as written.
 fn table_estimate(h: &[u32]) -> f64 {
     let total: u64 = h.iter().map(|&c| c as u64).sum();
     if total == 0 {
@@ -275,9 +277,11 @@ fn table_estimate(h: &[u32]) -> f64 {
     let mut last = 0usize;
     for (t, &c) in h.iter().enumerate() {
         if c > 0 {
-            let c = c as f64;
-            bits += c * (n / c).log2();
-            table += varint_len(((c * one / n).round() as u64).max(1));
+            // At its frequency as written (at least 1 of 2^PROB_BITS): a rare token in a short
+            // segment costs more than its share says.
+            let f = ((c as f64 * one / n).round() as u64).max(1);
+            bits += c as f64 * (PROB_BITS as f64 - (f as f64).log2());
+            table += varint_len(f);
             last = t + 1;
         }
     }

@@ -243,7 +243,7 @@ fn trial_saving(
     // The trial chunk holds one variable per feature, in the model's order.
     let identity: Vec<[u64; 2]> = (0..f as u64).map(|j| [j, 0]).collect();
     let plan = model.plan_with(&identity, latent);
-    let codec = ChunkCodec { level: crate::pack::DEFAULT_LEVEL };
+    let codec = ChunkCodec { level: crate::pack::DEFAULT_LEVEL, threads: 1 };
     let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
     let with = codec.encode(place, &vars, &cols, 1, Some(&plan)).map_err(Error::Runtime)?;
     let without = codec.encode(place, &vars, &cols, 1, None).map_err(Error::Runtime)?;

@@ -185,6 +185,33 @@ def test_large_chunks_are_cut_into_pieces_read_alike_on_any_thread_count(bh5, fl
             bh5.Baler(error="rel=1e-3", piece_size=bad)
 
 
+def test_one_field_chunk_is_the_same_bytes_on_any_thread_count(hadcm3, tmp_path):
+    """A field chunk too small for pieces tries its interpolation walks on the writer's threads:
+    the bytes written must not depend on how many, and they read back within bound."""
+    with h5py.File(hadcm3, "r") as f:
+        x = f["air_temperature"][:96]
+    np.save(tmp_path / "x.npy", x)
+    files = {}
+    for threads in ("1", "3"):
+        out = tmp_path / f"field{threads}.h5"
+        code = textwrap.dedent(f"""
+            import h5py, numpy as np
+            import balerfile_h5
+            x = np.load({str(tmp_path / "x.npy")!r})
+            with h5py.File({str(out)!r}, "w") as f:
+                f.create_dataset("v", data=x, chunks=x.shape, **balerfile_h5.Baler(error="rel=1e-2"))
+        """)
+        env = dict(os.environ, BALERFILE_THREADS=threads, BALERFILE_H5_PLUGIN=str(PLUGIN))
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        with h5py.File(out, "r") as f:
+            _, files[threads] = f["v"].id.read_direct_chunk((0, 0, 0))
+    assert files["1"] == files["3"], "a field chunk's bytes depend on the writer's thread count"
+    y = read_in_new_process(tmp_path / "field3.h5", "v", tmp_path / "y.npy", bare_env())
+    tol = 1e-2 * (float(x.max()) - float(x.min()))
+    assert np.abs(y.astype("f8") - x.astype("f8")).max() <= tol
+
+
 def test_a_type_the_filter_cannot_code_is_refused_at_creation(bh5, tmp_path):
     with h5py.File(tmp_path / "ints.h5", "w") as f:
         # The filter's reason reaches h5py's exception through HDF5's error stack.
