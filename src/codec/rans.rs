@@ -291,15 +291,19 @@ fn table_estimate(h: &[u32]) -> f64 {
 }
 
 /// The contexts and segment length (log2) that code `values` smallest, tables counted: one
-/// table a segment, or six by the symbol before, or with a grid `row` (the predictor's) 16 by
-/// the symbols before and above. Priced from counts, not coded.
+/// table a segment, or six by the symbol before, or 16 by the symbols before and a grid `row`
+/// (the predictor's) above, or two back where there is no grid. Priced from counts, not coded.
 pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
     let n = values.len();
     let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).max(MIN_SEGMENT_LOG2 as u32) as u8;
     let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
     let mut best = (f64::INFINITY, at(whole, (1, 0)));
     let mut layouts = vec![(1u8, 0u32), (6, 0)];
-    layouts.extend(row.filter(|&r| r > 0 && (r as usize) < n).map(|r| (16, r)));
+    // With no grid, the symbols one and two back (delta residuals in a walk's order).
+    let r = row.filter(|&r| r > 0).unwrap_or(2);
+    if (r as usize) < n {
+        layouts.push((16, r));
+    }
     let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
     let lens: Vec<u8> = values.iter().map(|&u| (64 - u.leading_zeros()) as u8).collect();
     for layout in layouts {
