@@ -9,6 +9,18 @@
 //! reads every block layout any release wrote. The same codec serves the `.baler` container and
 //! the HDF5 filter.
 
+/// A deterministic stream of test numbers (xorshift64) for the codec's tests.
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
 pub mod block;
 pub mod bytes;
 pub mod errstats;

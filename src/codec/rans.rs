@@ -531,16 +531,7 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        }
-    }
+    use crate::codec::xorshift;
 
     #[test]
     fn tokens_cover_every_value() {

@@ -146,25 +146,31 @@ def test_h5py_helper_writes_and_a_bare_h5py_reads_in_a_new_process(bh5, float_ta
     column_bound_ok(x[:3000, :9], y.astype("<f4"), 1e-3)
 
 
+def write_on_threads(npy, out, name, baler_args, threads):
+    """Writes the array in `npy` as one whole-array chunk through the filter, in a new process
+    with BALERFILE_THREADS=threads; `baler_args` are Baler()'s arguments as Python source."""
+    code = textwrap.dedent(f"""
+        import h5py, numpy as np
+        import balerfile_h5
+        x = np.load({str(npy)!r})
+        with h5py.File({str(out)!r}, "w") as f:
+            f.create_dataset({name!r}, data=x, chunks=x.shape, **balerfile_h5.Baler({baler_args}))
+    """)
+    env = dict(os.environ, BALERFILE_THREADS=threads, BALERFILE_H5_PLUGIN=str(PLUGIN))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
 def test_large_chunks_are_cut_into_pieces_read_alike_on_any_thread_count(bh5, float_table, tmp_path):
     """A whole-dataset chunk (5.5 MB table) with 1 MiB pieces: version-2 chunks, the same bytes
     whatever the writer's thread count, and every reader (one thread, every core, h5dump)
     within bound."""
     _, x = float_table
     files = {}
+    np.save(tmp_path / "x.npy", x)
     for threads in ("1", "4"):
         out = tmp_path / f"pieces{threads}.h5"
-        code = textwrap.dedent(f"""
-            import h5py, numpy as np
-            import balerfile_h5
-            x = np.load({str(tmp_path / "x.npy")!r})
-            with h5py.File({str(out)!r}, "w") as f:
-                f.create_dataset("t", data=x, chunks=x.shape, **balerfile_h5.Baler(error="rel=1e-3", table=True, piece_size=1 << 20))
-        """)
-        np.save(tmp_path / "x.npy", x)
-        env = dict(os.environ, BALERFILE_THREADS=threads, BALERFILE_H5_PLUGIN=str(PLUGIN))
-        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
+        write_on_threads(tmp_path / "x.npy", out, "t", 'error="rel=1e-3", table=True, piece_size=1 << 20', threads)
         with h5py.File(out, "r") as f:
             assert bh5.parse_cd_values(f["t"].id.get_create_plist().get_filter(0)[2])["piece_size"] == 1 << 20
             _, chunk = f["t"].id.read_direct_chunk((0, 0))
@@ -194,16 +200,7 @@ def test_one_field_chunk_is_the_same_bytes_on_any_thread_count(hadcm3, tmp_path)
     files = {}
     for threads in ("1", "3"):
         out = tmp_path / f"field{threads}.h5"
-        code = textwrap.dedent(f"""
-            import h5py, numpy as np
-            import balerfile_h5
-            x = np.load({str(tmp_path / "x.npy")!r})
-            with h5py.File({str(out)!r}, "w") as f:
-                f.create_dataset("v", data=x, chunks=x.shape, **balerfile_h5.Baler(error="rel=1e-2"))
-        """)
-        env = dict(os.environ, BALERFILE_THREADS=threads, BALERFILE_H5_PLUGIN=str(PLUGIN))
-        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
+        write_on_threads(tmp_path / "x.npy", out, "v", 'error="rel=1e-2"', threads)
         with h5py.File(out, "r") as f:
             _, files[threads] = f["v"].id.read_direct_chunk((0, 0, 0))
     assert files["1"] == files["3"], "a field chunk's bytes depend on the writer's thread count"
