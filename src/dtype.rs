@@ -158,7 +158,6 @@ pub fn round_to(dtype: DType, v: f64) -> f64 {
     v.round().clamp(lo, hi)
 }
 
-/// Appends `v` (already `round_to(dtype, ..)`) as a little-endian `dtype`.
 /// `push_value` for every value, with the type's match taken once (a chunk's decode writes
 /// millions).
 pub fn push_values(dtype: DType, vs: &[f64], out: &mut Vec<u8>) {
@@ -170,6 +169,7 @@ pub fn push_values(dtype: DType, vs: &[f64], out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `v` (already `round_to(dtype, ..)`) as a little-endian `dtype`.
 pub fn push_value(dtype: DType, v: f64, out: &mut Vec<u8>) {
     match dtype {
         DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),

@@ -8,7 +8,7 @@
 //! stream (SZ3 and zstd split symbols the same way: what an entropy coder can learn sits in the
 //! token). The block is cut into segments of 2^k symbols, each with its own frequency table of
 //! 2^`prob_bits`, so the tables follow an interpolation walk's levels, whose residuals differ;
-//! the encoder chooses k by the exact cost of tables and symbols. Four states interleave over
+//! the encoder chooses k (and the contexts) by the cost of tables and symbols, priced from counts. Four states interleave over
 //! one stream of 16-bit words, so the decoder's four dependency chains overlap.
 //!
 //! The format spec (baler-format.md, "rans") defines all of it bit for bit.
@@ -50,8 +50,10 @@ impl RansConfig {
         if !PROB_BITS_RANGE.contains(&self.prob_bits) {
             return Err(format!("rans table of 2^{} (2^10 to 2^14)", self.prob_bits));
         }
-        if self.segment_log2 > MAX_SEGMENT_LOG2 {
-            return Err(format!("rans segments of 2^{} symbols (at most 2^{MAX_SEGMENT_LOG2})", self.segment_log2));
+        // A segment is at least as long as a table has slots: a decoder fills every table of
+        // every segment, so shorter ones would let a few bytes cost it 2^14 writes each.
+        if self.segment_log2 < self.prob_bits || self.segment_log2 > MAX_SEGMENT_LOG2 {
+            return Err(format!("rans segments of 2^{} symbols (2^{} to 2^{MAX_SEGMENT_LOG2})", self.segment_log2, self.prob_bits));
         }
         if !(1..=MAX_CONTEXTS).contains(&self.contexts) {
             return Err(format!("rans with {} contexts (1 to {MAX_CONTEXTS})", self.contexts));
@@ -295,7 +297,7 @@ fn table_estimate(h: &[u32]) -> f64 {
 /// (the predictor's) above, or two back where there is no grid. Priced from counts, not coded.
 pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
     let n = values.len();
-    let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).max(MIN_SEGMENT_LOG2 as u32) as u8;
+    let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).clamp(MIN_SEGMENT_LOG2 as u32, MAX_SEGMENT_LOG2 as u32) as u8;
     let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
     let mut best = (f64::INFINITY, at(whole, (1, 0)));
     let mut layouts = vec![(1u8, 0u32), (6, 0)];
@@ -346,6 +348,7 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
 /// length first), the four final states (u32 each), then the 16-bit words in the order the
 /// decoder reads them.
 pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
+    debug_assert!(cfg.check().is_ok(), "{cfg:?}");
     let bits = cfg.prob_bits as u32;
     let (toks, ctx, raw) = tokens(values, cfg);
     let seg_log2 = cfg.segment_log2.min(63);
@@ -437,7 +440,7 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
     let cfg = cfg.check()?;
     let bits = cfg.prob_bits as u32;
     let seg_log2 = cfg.segment_log2.min(63) as u32;
-    let segments = if n == 0 { 0 } else { ((n - 1) >> seg_log2) + 1 };
+    let segments = if n == 0 { 0 } else { ((n as u64 - 1) >> seg_log2) as usize + 1 };
     // Each table takes at least a byte: a damaged count is refused before anything is reserved.
     let contexts = cfg.contexts as usize;
     if segments.saturating_mul(contexts) > bytes.len() {
@@ -466,7 +469,7 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
     let one = 1usize << bits;
     let mask = (1u32 << bits) - 1;
     let mut toks: Vec<u16> = Vec::with_capacity(n);
-    let seg = 1usize << seg_log2;
+    let seg = usize::try_from(1u64 << seg_log2).unwrap_or(usize::MAX);
     let (side, row) = (cfg.side(), cfg.row as usize);
     let mut prev = 0usize;
     // The classes of the symbols decoded so far, for the grid context.
@@ -559,9 +562,9 @@ mod tests {
             (0..70_000).map(|i| if i < 40_000 { r() % 3 } else { r() % 300 }).collect(),
         ];
         for v in &cases {
-            for segment_log2 in [0, 5, 12, 14, 40] {
+            for segment_log2 in [10, 12, 14, 40] {
                 for (prob_bits, contexts, row) in [(10, 1, 0), (12, 6, 0), (14, 16, 0), (12, 16, 7), (12, 4, 1), (10, 9, 100_000)] {
-                    if segment_log2 < 5 && v.len() > 1000 {
+                    if segment_log2 < prob_bits {
                         continue;
                     }
                     let cfg = RansConfig { prob_bits, segment_log2, contexts, row };
@@ -628,5 +631,6 @@ mod tests {
         assert!(decode(&[], 1 << 40, cfg).is_err());
         assert!(decode(&b, v.len(), RansConfig { prob_bits: 15, segment_log2: 12, contexts: 6, row: 0 }).is_err());
         assert!(decode(&b, v.len(), RansConfig { prob_bits: 12, segment_log2: 12, contexts: 6, row: 3 }).is_err(), "grid contexts must be k * k");
+        assert!(decode(&b, v.len(), RansConfig { prob_bits: 12, segment_log2: 11, contexts: 6, row: 0 }).is_err(), "segments shorter than a table");
     }
 }

@@ -257,7 +257,7 @@ def rans_decode(payload, n, P, S, C, R):
     """The `rans` stage of baler-format.md, written from the spec: segments of 2^S symbols,
     C tables each (by the bit length of the symbol before), four interleaved rANS states, raw
     bits under tokens of 32 and up."""
-    assert 10 <= P <= 14 and S <= 40 and 1 <= C <= 16 and (R == 0 or C in (4, 9, 16)), (P, S, C, R)
+    assert 10 <= P <= 14 and P <= S <= 40 and 1 <= C <= 16 and (R == 0 or C in (4, 9, 16)), (P, S, C, R)
     side = C if R == 0 else {4: 2, 9: 3, 16: 4}[C]
     pos = 0
     segments = -(-n // (1 << S)) if n else 0
@@ -280,6 +280,7 @@ def rans_decode(payload, n, P, S, C, R):
     pos += rlen
     x = list(struct.unpack_from("<4I", payload, pos))
     pos += 16
+    assert (len(payload) - pos) % 2 == 0, "rans words of an odd byte count"
     words = np.frombuffer(bytes(payload[pos:]), "<u2")
     w = 0
     mask = (1 << P) - 1
