@@ -8,7 +8,7 @@
 #   chunk_decoder   one codec chunk under codings chosen by its first bytes (+ a stand-in model),
 #                   re-encoded and checked against its bound when it decodes
 #   filter_decode   the HDF5 filter's decode path (cd_values + chunk), as capi::filter runs it
-#   int_block       one integer block (a chain of stages: predictors, reference, ac, packing),
+#   int_block       one integer block (a chain of stages: predictors, reference, ac, rans, packing),
 #                   re-encoded and decoded again when it decodes
 #   onnx_loader     manifest.json + ONNX bytes: the ONNX reader, manifest validation, bundle,
 #                   store and embedded-model checks (never ONNX Runtime's own session builder)
