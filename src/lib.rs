@@ -27,6 +27,7 @@ pub mod model;
 #[cfg(feature = "train")]
 pub mod onnx;
 pub mod pack;
+pub mod parallel;
 pub mod progress;
 #[cfg(feature = "runtime")]
 pub mod runtime;

@@ -426,10 +426,16 @@ pub fn trial_len(codes: &[i64], level: i32, grid: Grid) -> usize {
     }
     let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE);
     let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
-    let r = Chain { codes: stages, to_bytes: Box::new(Rans { cfg: rans::choose(&u, grid_row(context)), sign }), bytes: vec![] };
+    rans_block(stages, &residual, &u, sign, context, &Refs::NONE).len()
+}
+
+/// The block `residual` (whose unsigned forms are `u`) makes with `stages` and the `rans` layout
+/// that suits it.
+fn rans_block(stages: Vec<Box<dyn CodesStage>>, residual: &[i64], u: &[u64], sign: Sign, context: Context, refs: &Refs) -> Vec<u8> {
+    let chain = Chain { codes: stages, to_bytes: Box::new(Rans { cfg: rans::choose(u, grid_row(context)), sign }), bytes: vec![] };
     let mut b = Vec::new();
-    r.encode_transformed(&residual, &Refs::NONE, &mut b);
-    b.len()
+    chain.encode_transformed(residual, refs, &mut b);
+    b
 }
 
 /// `encode` for a block that may be predicted from the variables coded before it (`refs`).
@@ -448,12 +454,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     let mut by_ac = true;
     let n = residual.len();
     let u: Vec<u64> = if n >= RANS_MIN { residual.iter().map(|&c| sign.to_u(c)).collect() } else { Vec::new() };
-    let rans_block = (n >= RANS_MIN).then(|| {
-        let r = Chain { codes: again(), to_bytes: Box::new(Rans { cfg: rans::choose(&u, grid_row(context)), sign }), bytes: vec![] };
-        let mut b = Vec::new();
-        r.encode_transformed(&residual, refs, &mut b);
-        b
-    });
+    let mut by_rans = (n >= RANS_MIN).then(|| rans_block(again(), &residual, &u, sign, context, refs));
     let trees: &[u8] = if n <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
     let ac_cfg = |context, tree_bits| AcConfig { tree_bits, context, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true };
     // On a large block `ac` (the slowest stage to encode) is coded in full only where a run from
@@ -466,7 +467,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
         (a as f64) * (1.0 + AC_MARGIN) < r as f64 * (1.0 + AC_SAMPLE_SLACK)
     };
     if !try_ac {
-        best = rans_block.clone().expect("large blocks are rans-coded");
+        best = by_rans.take().expect("large blocks are rans-coded");
         by_ac = false;
     }
     for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))).filter(|_| try_ac) {
@@ -499,7 +500,7 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
     }
     // A large block is also coded with `rans`, which decodes several times as fast as `ac`:
     // it is kept unless `ac` saves more than `AC_MARGIN` of the block.
-    if let Some(b) = rans_block {
+    if let Some(b) = by_rans {
         let margin = if by_ac { 1.0 + AC_MARGIN } else { 1.0 };
         if (b.len() as f64) < best.len() as f64 * margin {
             best = b;

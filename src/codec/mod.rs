@@ -462,31 +462,6 @@ impl ChunkCodec {
         (VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, Some((codes, step)))
     }
 
-    /// `f` of every item, on up to `self.threads` scoped threads (no pool outlives the call, so
-    /// a forked process inherits none), in the items' order.
-    fn on_threads<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-        let threads = self.threads.clamp(1, items.len().max(1));
-        if threads == 1 {
-            return items.iter().map(&f).collect();
-        }
-        let f = &f;
-        let per = items.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let mut parts = items.chunks(per);
-            let first = parts.next().unwrap_or(&[]);
-            // A thread the system refuses runs its share here instead.
-            let handles: Vec<_> = parts.map(|p| (p, std::thread::Builder::new().spawn_scoped(s, move || p.iter().map(f).collect::<Vec<R>>()).ok())).collect();
-            let mut out: Vec<R> = first.iter().map(f).collect();
-            for (p, h) in handles {
-                match h {
-                    Some(h) => out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-                    None => out.extend(p.iter().map(f)),
-                }
-            }
-            out
-        })
-    }
-
     /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
     /// (a box of at most `WALK_SAMPLE` elements at the chunk's origin), and whether it beats
     /// Lorenzo on the pre-quantised `codes` there clearly, too narrowly to call, or not at all.
@@ -523,7 +498,7 @@ impl ChunkCodec {
             ints::trial_len(&w.symbols, self.level, None) + w.exact.len() * var.dtype.size()
         };
         let candidates = interp::candidates([b[1], b[2], b[3]]);
-        let sizes = self.on_threads(&candidates, trial);
+        let sizes = crate::parallel::map(candidates.len(), self.threads, |k| trial(&candidates[k]));
         // The first of the smallest, in the candidates' order: the same on any thread count.
         let (size, cfg) = sizes.into_iter().zip(candidates).min_by_key(|t| t.0).expect("candidates() is not empty");
         let box_codes: Vec<i64> = at.iter().map(|&i| codes[i]).collect();

@@ -6,10 +6,11 @@
 //! Each unsigned symbol `u` becomes a token: `u` itself below 32, else 32 + 8 (bit length - 6)
 //! + the three bits below its leading one, with the bits under those written raw to a separate
 //! stream (SZ3 and zstd split symbols the same way: what an entropy coder can learn sits in the
-//! token). The block is cut into segments of 2^k symbols, each with its own frequency table of
-//! 2^`prob_bits`, so the tables follow an interpolation walk's levels, whose residuals differ;
-//! the encoder chooses k (and the contexts) by the cost of tables and symbols, priced from counts. Four states interleave over
-//! one stream of 16-bit words, so the decoder's four dependency chains overlap.
+//! token). The block is cut into segments of 2^k symbols, each with its own frequency tables of
+//! 2^`prob_bits` (one per context: the magnitudes of the symbols before), so the tables follow
+//! an interpolation walk's levels, whose residuals differ; the encoder chooses k and the contexts
+//! by the cost of tables and symbols, priced from counts. Four states interleave over one stream
+//! of 16-bit words, so the decoder's four dependency chains overlap.
 //!
 //! The format spec (baler-format.md, "rans") defines all of it bit for bit.
 
@@ -219,51 +220,47 @@ fn write_table(f: &[u32], out: &mut Vec<u8>) {
     f[..t].iter().for_each(|&x| put_varint(out, x as u64));
 }
 
-/// The context class of a symbol after `u`: its bit length, capped.
+/// The class `u` gives the contexts after it: its bit length, capped at `side - 1`.
 #[inline]
-fn class(u: u64, contexts: u8) -> usize {
-    ((64 - u.leading_zeros()) as usize).min(contexts as usize - 1)
+fn class(u: u64, side: u8) -> usize {
+    ((64 - u.leading_zeros()) as usize).min(side as usize - 1)
 }
 
-/// The tokens of `values` with each one's context (`RansConfig::contexts`; the first symbol's
-/// neighbours count as class 0, and one `row` back before the first row as the one before),
-/// and their raw bits, written in order.
-fn tokens(values: &[u64], cfg: RansConfig) -> (Vec<u16>, Vec<u8>, Vec<u8>) {
+/// The tokens of `values`, and their raw bits, written in order.
+fn tokens(values: &[u64]) -> (Vec<u16>, Vec<u8>) {
     let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
-    let side = cfg.side();
-    let row = cfg.row as usize;
-    let mut ctx = Vec::with_capacity(values.len());
-    let mut prev = 0u8;
     let toks = values
         .iter()
-        .enumerate()
-        .map(|(i, &u)| {
+        .map(|&u| {
             let (t, raw) = token(u);
             w.put(u, raw);
-            ctx.push(if row == 0 {
-                prev
-            } else {
-                let up = if i >= row { class(values[i - row], side) as u8 } else { prev };
-                prev * side + up
-            });
-            prev = class(u, side) as u8;
             t as u16
         })
         .collect();
-    (toks, ctx, w.finish())
+    (toks, w.finish())
 }
 
-/// Token counts by segment of 2^`seg_log2` and context.
-fn histograms(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8) -> Vec<Vec<Vec<u32>>> {
-    let seg = 1usize << seg_log2;
-    toks.chunks(seg)
-        .zip(ctx.chunks(seg))
-        .map(|(t, c)| {
-            let mut h = vec![vec![0u32; TOKENS]; contexts as usize];
-            t.iter().zip(c).for_each(|(&t, &c)| h[c as usize][t as usize] += 1);
-            h
+/// Each symbol's context under `cfg` (`RansConfig::contexts`): the first symbol's neighbours
+/// count as class 0, and the one `row` back before the first row as the one before.
+fn contexts(values: &[u64], cfg: RansConfig) -> Vec<u8> {
+    let (side, row) = (cfg.side(), cfg.row as usize);
+    let cls = |i: usize| if i == 0 { 0 } else { class(values[i - 1], side) as u8 };
+    (0..values.len())
+        .map(|i| match row {
+            0 => cls(i),
+            r => cls(i) * side + if i >= r { class(values[i - r], side) as u8 } else { cls(i) },
         })
         .collect()
+}
+
+/// Token counts by segment of 2^`seg_log2`, context and token, flat.
+fn counts(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8) -> Vec<u32> {
+    let seg = 1usize << seg_log2;
+    let mut h = vec![0u32; toks.len().div_ceil(seg) * contexts as usize * TOKENS];
+    for (i, (&t, &c)) in toks.iter().zip(ctx).enumerate() {
+        h[((i >> seg_log2) * contexts as usize + c as usize) * TOKENS + t as usize] += 1;
+    }
+    h
 }
 
 /// About the bits one table and its symbols cost: the symbols at their rounded frequencies
@@ -307,25 +304,10 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
         layouts.push((16, r));
     }
     let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
-    let lens: Vec<u8> = values.iter().map(|&u| (64 - u.leading_zeros()) as u8).collect();
     for layout in layouts {
-        let cfg = at(whole, layout);
-        let (side, r, contexts) = (cfg.side(), layout.1 as usize, layout.0 as usize);
-        let cls = |i: usize| if i == 0 { 0 } else { lens[i - 1].min(side - 1) as usize };
-        // Counts by (segment of 2^MIN_SEGMENT_LOG2, context, token), flat; merged pairwise for
-        // each longer segment.
-        let seg0 = 1usize << MIN_SEGMENT_LOG2;
-        let mut level = vec![0u32; n.div_ceil(seg0).max(1) * contexts * TOKENS];
-        for (i, &t) in toks.iter().enumerate() {
-            let x = if r == 0 {
-                cls(i)
-            } else {
-                let up = if i >= r { lens[i - r].min(side - 1) as usize } else { cls(i) };
-                cls(i) * side as usize + up
-            };
-            level[((i / seg0) * contexts + x) * TOKENS + t as usize] += 1;
-        }
-        let table = contexts * TOKENS;
+        // Counts by segment of 2^MIN_SEGMENT_LOG2, merged pairwise for each longer segment.
+        let mut level = counts(&toks, &contexts(values, at(whole, layout)), layout.0, MIN_SEGMENT_LOG2);
+        let table = layout.0 as usize * TOKENS;
         for k in MIN_SEGMENT_LOG2..=whole {
             let cost: f64 = level.chunks(TOKENS).map(table_estimate).sum();
             if cost < best.0 {
@@ -350,31 +332,28 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
 pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
     debug_assert!(cfg.check().is_ok(), "{cfg:?}");
     let bits = cfg.prob_bits as u32;
-    let (toks, ctx, raw) = tokens(values, cfg);
-    let seg_log2 = cfg.segment_log2.min(63);
+    let (toks, raw) = tokens(values);
+    let ctx = contexts(values, cfg);
+    let seg_log2 = cfg.segment_log2;
     let mut out = Vec::new();
-    // (frequency, cumulative) by segment, context and token.
-    let mut tables: Vec<Vec<(u32, u32)>> = Vec::new();
-    for h in histograms(&toks, &ctx, cfg.contexts, seg_log2) {
-        let mut t = Vec::with_capacity(cfg.contexts as usize * TOKENS);
-        for h in h {
-            let f = if h.iter().all(|&c| c == 0) { vec![0; TOKENS] } else { normalise(&h, cfg.prob_bits) };
-            write_table(&f, &mut out);
-            let mut cum = 0;
-            t.extend(f.iter().map(|&x| {
-                let e = (x, cum);
-                cum += x;
-                e
-            }));
-        }
-        tables.push(t);
+    // (frequency, cumulative) by segment, context and token, as `counts` lays them out.
+    let mut tables: Vec<(u32, u32)> = Vec::new();
+    for h in counts(&toks, &ctx, cfg.contexts, seg_log2).chunks(TOKENS) {
+        let f = if h.iter().all(|&c| c == 0) { vec![0; TOKENS] } else { normalise(h, cfg.prob_bits) };
+        write_table(&f, &mut out);
+        let mut cum = 0;
+        tables.extend(f.iter().map(|&x| {
+            let e = (x, cum);
+            cum += x;
+            e
+        }));
     }
     put_varint(&mut out, raw.len() as u64);
     out.extend_from_slice(&raw);
     let mut x = [L; LANES];
     let mut words: Vec<u16> = Vec::with_capacity(values.len() / 4);
     for i in (0..toks.len()).rev() {
-        let (f, c) = tables[i >> seg_log2][ctx[i] as usize * TOKENS + toks[i] as usize];
+        let (f, c) = tables[((i >> seg_log2) * cfg.contexts as usize + ctx[i] as usize) * TOKENS + toks[i] as usize];
         let s = &mut x[i % LANES];
         if (*s as u64) >= (f as u64) << (32 - bits) {
             words.push(*s as u16);
@@ -439,7 +418,7 @@ fn fill_slots(freqs: &[u16], bits: u8, side: u8, slots: &mut [Slot]) {
 pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, String> {
     let cfg = cfg.check()?;
     let bits = cfg.prob_bits as u32;
-    let seg_log2 = cfg.segment_log2.min(63) as u32;
+    let seg_log2 = cfg.segment_log2 as u32;
     let segments = if n == 0 { 0 } else { ((n as u64 - 1) >> seg_log2) as usize + 1 };
     // Each table takes at least a byte: a damaged count is refused before anything is reserved.
     let contexts = cfg.contexts as usize;

@@ -112,30 +112,10 @@ fn piece_threads() -> Result<usize, String> {
     Ok(super::threads_from_env()?.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
 }
 
-/// `f(i)` for every i in 0..n, on up to `threads` scoped threads (each taking a contiguous run
-/// of indices), in order; the first error wins.
+/// `f(i)` for every i in 0..n on up to `threads` scoped threads (`parallel::map`), in order;
+/// the first error wins.
 fn in_parallel<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> Result<T, String> + Sync) -> Result<Vec<T>, String> {
-    let threads = threads.clamp(1, n.max(1));
-    if threads == 1 {
-        return (0..n).map(f).collect();
-    }
-    let f = &f;
-    let run = move |t: usize| (t * n / threads..(t + 1) * n / threads).map(f).collect::<Vec<_>>();
-    let parts: Vec<Vec<Result<T, String>>> = std::thread::scope(|s| {
-        // A thread the system refuses (a process limit, many MPI ranks a node) leaves its run
-        // to this one: slower, never an error.
-        let handles: Vec<_> = (0..threads).map(|t| (t, std::thread::Builder::new().spawn_scoped(s, move || run(t)).ok())).collect();
-        handles
-            .into_iter()
-            .map(|(t, h)| match h {
-                // A panic in a piece's thread is re-raised here, where the filter's C boundary
-                // catches it.
-                Some(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                None => run(t),
-            })
-            .collect()
-    });
-    parts.into_iter().flatten().collect()
+    crate::parallel::map(n, threads, f).into_iter().collect()
 }
 
 /// Encodes one chunk as HDF5 hands it to the filter (elements in the file's byte order).

@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from conftest import DTYPES, THREADS, cf_missing, check_float_variable, check_stats, h5_datasets
+from conftest import DTYPES, THREADS, _iris_sample, cf_missing, check_float_variable, check_stats, h5_datasets
 
 ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel"]
 
 
 @pytest.fixture(scope="module")
 def archives(cli, hadcm3, issue63_h5, vlstr_nc, zmumu_h5, tmp_path_factory):
-    from conftest import _iris_sample
     d = tmp_path_factory.mktemp("format")
     with h5py.File(hadcm3, "r") as f:
         air = f["air_temperature"][:48]
@@ -255,8 +254,8 @@ def ac_decode(payload, n, tree_bits, adapt, ctx_mode, row, repeats, side=None, s
 
 def rans_decode(payload, n, P, S, C, R):
     """The `rans` stage of baler-format.md, written from the spec: segments of 2^S symbols,
-    C tables each (by the bit length of the symbol before), four interleaved rANS states, raw
-    bits under tokens of 32 and up."""
+    C tables each (by the bit length of the symbol before, or with R > 0 of the symbols before
+    and R back), four interleaved rANS states, raw bits under tokens of 32 and up."""
     assert 10 <= P <= 14 and P <= S <= 40 and 1 <= C <= 16 and (R == 0 or C in (4, 9, 16)), (P, S, C, R)
     side = C if R == 0 else {4: 2, 9: 3, 16: 4}[C]
     pos = 0
