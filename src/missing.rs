@@ -178,10 +178,10 @@ pub fn from_attributes(dtype: DType, attrs: &Attributes) -> Result<Option<(Missi
 }
 
 /// Codes for missing elements that cost nothing and steer no predictor: each repeats the code
-/// before it (the first valid code for leading ones).
+/// before it, 0 for leading ones. It looks only backwards, so a decoder that was not sent them
+/// (a block's FLAG_OMIT) rebuilds them in the order it decodes.
 pub fn fill_codes(codes: &mut [i64], missing: &[bool]) {
-    let first = codes.iter().zip(missing).find(|(_, &m)| !m).map_or(0, |(&c, _)| c);
-    let mut last = first;
+    let mut last = 0;
     for (c, &m) in codes.iter_mut().zip(missing) {
         if m {
             *c = last;
@@ -244,6 +244,6 @@ mod tests {
     fn fill_codes_repeat_the_neighbour() {
         let mut c = vec![9, 1, 9, 9, 2, 9];
         fill_codes(&mut c, &[true, false, true, true, false, true]);
-        assert_eq!(c, [1, 1, 1, 1, 2, 2]);
+        assert_eq!(c, [0, 1, 1, 1, 2, 2]);
     }
 }

@@ -30,6 +30,14 @@ pub const FLAG_STEP_KNOWN: u8 = 2;
 /// METHOD_STAGED: the codes are symbols of in-loop quantisation along an interpolation walk
 /// (`interp`), in walk order; its configuration follows the exact-element count.
 pub const FLAG_INTERP: u8 = 4;
+/// METHOD_STAGED, never with FLAG_MODEL: the codes leave out the exact elements (a mask of fill
+/// values is stored once, not coded again as residuals). Walk symbols: each reads 0. Other
+/// codes: the integer block holds the others' residuals, and its first array stage rebuilds an
+/// exact element's code as the last kept code before it, 0 before the first.
+pub const FLAG_OMIT: u8 = 8;
+/// METHOD_STAGED: the exact elements are listed as runs (`varint e`, then an integer block of
+/// 2e lengths: kept, exact, kept, exact, ...) instead of gaps: a land mask is a few runs a row.
+pub const FLAG_RUNS: u8 = 16;
 
 /// An integer block's stages and payload, not yet decoded.
 pub struct Codes<'a> {
@@ -47,6 +55,11 @@ impl<'a> Codes<'a> {
     pub fn decode(&self, refs: &stages::Refs) -> Result<Vec<i64>, String> {
         self.chain.decode(self.payload, self.n, refs)
     }
+
+    /// `decode` for FLAG_OMIT: the payload holds the codes of the elements not `omitted`.
+    pub fn decode_omitting(&self, refs: &stages::Refs, omitted: &[bool]) -> Result<Vec<i64>, String> {
+        self.chain.decode_omitting(self.payload, self.n, Some(omitted), refs)
+    }
 }
 
 /// Elements stored exactly (outliers, missing values).
@@ -56,6 +69,8 @@ pub enum Exact<'a> {
     Listed { k: u64, payload: &'a [u8] },
     /// Index gaps as an integer block, then `zstd(shuffle(values))`.
     Gaps { k: u64, gaps: Codes<'a>, values: &'a [u8] },
+    /// Run lengths (FLAG_RUNS) as an integer block, then `zstd(shuffle(values))`.
+    Runs { k: u64, runs: Codes<'a>, values: &'a [u8] },
 }
 
 /// What the model stage adds to a quantised block.
@@ -68,7 +83,8 @@ pub enum Body<'a> {
     /// `width`: the byte shuffle's element size, the dtype's or 1 (bytes as they come).
     Raw { width: usize, payload: &'a [u8] },
     Integer(Codes<'a>),
-    Quantised { step: f64, model: Option<ModelPart<'a>>, interp: Option<interp::Config>, codes: Codes<'a>, exact: Exact<'a> },
+    /// `omit`: FLAG_OMIT.
+    Quantised { step: f64, model: Option<ModelPart<'a>>, interp: Option<interp::Config>, codes: Codes<'a>, exact: Exact<'a>, omit: bool },
     ModelOnly { exact: Exact<'a> },
 }
 
@@ -107,6 +123,20 @@ fn read_gaps<'a>(cur: &mut Cursor<'a>, k: u64, n: usize, varint_len: bool) -> Re
     Ok(Exact::Gaps { k, gaps, values: cur.bytes(len, "exact values")? })
 }
 
+fn read_runs<'a>(cur: &mut Cursor<'a>, k: u64, n: usize) -> Result<Exact<'a>, String> {
+    if k == 0 || k > n as u64 {
+        return Err(format!("{k} run-listed exact elements in a block of {n}"));
+    }
+    // Each exact run holds at least one element.
+    let e = cur.varint("exact run count")?;
+    if e == 0 || e > k {
+        return Err(format!("{e} runs of {k} exact elements"));
+    }
+    let runs = Codes::read(cur, 2 * e as usize)?;
+    let len = cur.varint("exact values length")?;
+    Ok(Exact::Runs { k, runs, values: cur.bytes(len, "exact values")? })
+}
+
 /// Parses the block of a variable of `dtype` holding `n` elements at the cursor; `known_step`
 /// is the quantisation step the reader's header implies (None where it implies none).
 pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option<f64>) -> Result<Block<'a>, String> {
@@ -132,8 +162,9 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
             numeric()?;
             let staged = method == METHOD_STAGED;
             let flags = if method == METHOD_QUANTISED { 0 } else { cur.u8("flags")? };
-            let known = if staged { FLAG_MODEL | FLAG_STEP_KNOWN | FLAG_INTERP } else { FLAG_MODEL | FLAG_GAPS };
-            if flags & !known != 0 || (flags & (FLAG_MODEL | FLAG_INTERP)) == (FLAG_MODEL | FLAG_INTERP) {
+            let known = if staged { FLAG_MODEL | FLAG_STEP_KNOWN | FLAG_INTERP | FLAG_OMIT | FLAG_RUNS } else { FLAG_MODEL | FLAG_GAPS };
+            let both = |a: u8, b: u8| flags & (a | b) == a | b;
+            if flags & !known != 0 || both(FLAG_MODEL, FLAG_INTERP) || both(FLAG_MODEL, FLAG_OMIT) {
                 return Err(format!("unknown block flags {flags:#x}"));
             }
             let step = if staged && flags & FLAG_STEP_KNOWN != 0 {
@@ -156,9 +187,16 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
             } else {
                 None
             };
-            let codes = Codes::read(cur, n)?;
+            let omit = flags & FLAG_OMIT != 0;
+            if (omit || flags & FLAG_RUNS != 0) && k == 0 {
+                return Err(format!("block flags {flags:#x} without exact elements"));
+            }
+            // Walk symbols of the kept elements only; other codes name their stages for all
+            // `n` (a Lorenzo grid tiles the block), their payload holding the kept ones.
+            let codes = Codes::read(cur, if omit && interp.is_some() { n - k as usize } else { n })?;
             let exact = match (staged, flags & FLAG_GAPS != 0) {
                 (true, _) if k == 0 => Exact::None,
+                (true, _) if flags & FLAG_RUNS != 0 => read_runs(cur, k, n)?,
                 (true, _) => read_gaps(cur, k, n, true)?,
                 (false, true) => read_gaps(cur, k, n, false)?,
                 (false, false) => read_listed(cur, k, n)?,
@@ -168,7 +206,7 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
                 METHOD_STAGED => Some(ErrStats::read_compact(cur)?),
                 _ => None,
             };
-            (Body::Quantised { step, model, interp, codes, exact }, errors)
+            (Body::Quantised { step, model, interp, codes, exact, omit }, errors)
         }
         METHOD_MODEL_ONLY => {
             numeric()?;
@@ -182,46 +220,84 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
 }
 
 impl Exact<'_> {
-    /// Overwrites the listed elements of `out` (`n` elements of `size` bytes).
-    fn apply(&self, n: usize, size: usize, out: &mut [u8]) -> Result<(), String> {
+    /// The listed elements, ascending, each below `n`, and their values (`size` bytes each).
+    fn listed(&self, n: usize, size: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
+        let below_n = |i: u64| if i < n as u64 { Ok(i as usize) } else { Err(format!("exact element index {i} beyond the block's {n}")) };
+        let values = |k: u64, values: &[u8]| -> Result<Vec<u8>, String> { Ok(bytes::unshuffle(size, &bytes::decompress(values, k as usize * size)?)) };
         match self {
-            Exact::None => Ok(()),
+            Exact::None => Ok((Vec::new(), Vec::new())),
             Exact::Listed { k, payload } => {
-                let raw = bytes::decompress(payload, *k as usize * (8 + size))?;
-                let (idx, vals) = raw.split_at(*k as usize * 8);
-                let mut prev: Option<u64> = None;
-                for (j, ib) in idx.chunks_exact(8).enumerate() {
+                let mut raw = bytes::decompress(payload, *k as usize * (8 + size))?;
+                let vals = raw.split_off(*k as usize * 8);
+                let mut idx = Vec::with_capacity(*k as usize);
+                for ib in raw.chunks_exact(8) {
                     let i = u64::from_le_bytes(ib.try_into().unwrap());
-                    if i >= n as u64 || prev.is_some_and(|p| p >= i) {
+                    if i >= n as u64 || idx.last().is_some_and(|&p| p as u64 >= i) {
                         return Err(format!("outlier index {i} out of order or range"));
                     }
-                    prev = Some(i);
-                    let i = i as usize;
-                    out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
+                    idx.push(i as usize);
                 }
-                Ok(())
+                Ok((idx, vals))
             }
-            Exact::Gaps { k, gaps, values } => {
-                let gaps = gaps.decode(&stages::Refs::NONE)?;
-                let vals = bytes::unshuffle(size, &bytes::decompress(values, *k as usize * size)?);
+            Exact::Gaps { k, gaps, values: v } => {
+                let mut idx = Vec::with_capacity(*k as usize);
                 let mut at: Option<u64> = None;
-                for (j, &g) in gaps.iter().enumerate() {
+                for g in gaps.decode(&stages::Refs::NONE)? {
                     let i = match at {
                         None if g >= 0 => g as u64,
                         Some(p) if g > 0 => p.checked_add(g as u64).ok_or("exact element index overflows")?,
                         _ => return Err(format!("exact element gap {g} out of order")),
                     };
-                    if i >= n as u64 {
-                        return Err(format!("exact element index {i} beyond the block's {n}"));
-                    }
                     at = Some(i);
-                    let i = i as usize;
-                    out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
+                    idx.push(below_n(i)?);
                 }
-                Ok(())
+                Ok((idx, values(*k, v)?))
+            }
+            Exact::Runs { k, runs, values: v } => {
+                let mut idx = Vec::with_capacity(*k as usize);
+                let mut at = 0u64;
+                for (j, pair) in runs.decode(&stages::Refs::NONE)?.chunks_exact(2).enumerate() {
+                    let (skip, take) = (pair[0], pair[1]);
+                    // Only the first kept run may be empty; every exact run holds one or more.
+                    if skip < (j > 0) as i64 || take < 1 || take as u64 > *k - idx.len() as u64 {
+                        return Err(format!("exact element runs {skip}, {take} out of range"));
+                    }
+                    at = at.checked_add(skip as u64).ok_or("exact element index overflows")?;
+                    below_n(at + take as u64 - 1)?;
+                    idx.extend(at as usize..(at + take as u64) as usize);
+                    at += take as u64;
+                }
+                if idx.len() as u64 != *k {
+                    return Err(format!("exact element runs list {} of {k}", idx.len()));
+                }
+                Ok((idx, values(*k, v)?))
             }
         }
     }
+
+    /// Overwrites the listed elements of `out` (`n` elements of `size` bytes).
+    fn apply(&self, n: usize, size: usize, out: &mut [u8]) -> Result<(), String> {
+        let (idx, vals) = self.listed(n, size)?;
+        put_exact(&idx, &vals, size, out)
+    }
+}
+
+/// One flag an element: listed in `idx` or not (FLAG_OMIT's elements).
+fn mask(idx: &[usize], n: usize) -> Vec<bool> {
+    let mut m = vec![false; n];
+    idx.iter().for_each(|&i| m[i] = true);
+    m
+}
+
+/// Writes the exact `vals` (`size` bytes each) of elements `idx` into `out`.
+fn put_exact(idx: &[usize], vals: &[u8], size: usize, out: &mut [u8]) -> Result<(), String> {
+    if vals.len() < idx.len() * size || idx.last().is_some_and(|&i| (i + 1) * size > out.len()) {
+        return Err(format!("{} bytes of exact values for {} elements", vals.len(), idx.len()));
+    }
+    for (j, &i) in idx.iter().enumerate() {
+        out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
+    }
+    Ok(())
 }
 
 /// A decoded block: its elements' bytes, and its integer codes (what later blocks of the chunk
@@ -241,15 +317,31 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             let codes = codes.decode(refs)?;
             Ok(Decoded { bytes: i64_to_ints(dtype, &codes), codes: Some(codes) })
         }
-        Body::Quantised { step, interp: Some(cfg), codes, exact, .. } => {
+        Body::Quantised { step, interp: Some(cfg), codes, exact, omit, .. } => {
             // Symbols of the walk: no reference stages on them, and none for later variables.
             let symbols = codes.decode(&stages::Refs::NONE)?;
             let mut out = Vec::with_capacity(n * size);
-            push_values(dtype, &interp::dequantise(cfg, dtype, &symbols, *step), &mut out);
-            exact.apply(n, size, &mut out)?;
+            if *omit {
+                let (idx, vals) = exact.listed(n, size)?;
+                push_values(dtype, &interp::dequantise_omitting(cfg, dtype, &symbols, &mask(&idx, n), *step), &mut out);
+                put_exact(&idx, &vals, size, &mut out)?;
+            } else {
+                push_values(dtype, &interp::dequantise(cfg, dtype, &symbols, *step), &mut out);
+                exact.apply(n, size, &mut out)?;
+            }
             Ok(Decoded { bytes: out, codes: None })
         }
-        Body::Quantised { step, model, interp: None, codes, exact } => {
+        Body::Quantised { step, interp: None, codes, exact, omit: true, .. } => {
+            let (idx, vals) = exact.listed(n, size)?;
+            let codes = codes.decode_omitting(refs, &mask(&idx, n))?;
+            let mut out = Vec::with_capacity(n * size);
+            for &c in &codes {
+                push_value(dtype, quantise::reconstruct(dtype, 0.0, c, *step), &mut out);
+            }
+            put_exact(&idx, &vals, size, &mut out)?;
+            Ok(Decoded { bytes: out, codes: Some(codes) })
+        }
+        Body::Quantised { step, model, interp: None, codes, exact, omit: false } => {
             let step = *step;
             let codes = match model {
                 Some(m) => {
@@ -323,17 +415,53 @@ pub struct StagedBlock<'a> {
     /// The codes are in-loop interpolation symbols (never with `model`).
     pub interp: Option<interp::Config>,
     pub codes: &'a [u8],
+    /// `codes` leave out the `exact` elements (FLAG_OMIT; never with `model`).
+    pub omit: bool,
     pub exact: &'a [u64],
     pub stats: &'a ErrStats,
 }
 
+/// The run lengths FLAG_RUNS lists ascending indices as: kept, exact, kept, exact, ...
+pub fn index_runs(idx: &[u64]) -> Vec<i64> {
+    let mut runs = Vec::new();
+    let mut next = 0u64;
+    for (j, &i) in idx.iter().enumerate() {
+        if j > 0 && i == next {
+            *runs.last_mut().expect("a run before") += 1;
+        } else {
+            runs.push((i - next) as i64);
+            runs.push(1);
+        }
+        next = i + 1;
+    }
+    runs
+}
+
 impl StagedBlock<'_> {
     pub fn write(&self, size: usize, data: &[u8], level: i32, out: &mut Vec<u8>) {
+        debug_assert!(!(self.omit && (self.model.is_some() || self.exact.is_empty())));
+        // The exact elements as gaps, or as runs where those are smaller (a mask's rows).
+        let mut list = Vec::new();
+        let mut runs = false;
+        if !self.exact.is_empty() {
+            super::ints::encode(&index_gaps(self.exact), level, None, &mut list);
+            let r = index_runs(self.exact);
+            if r.len() < self.exact.len() {
+                let mut by_runs = Vec::new();
+                put_varint(&mut by_runs, r.len() as u64 / 2);
+                super::ints::encode(&r, level, None, &mut by_runs);
+                if by_runs.len() < list.len() {
+                    (list, runs) = (by_runs, true);
+                }
+            }
+        }
         out.push(METHOD_STAGED);
         out.push(
             if self.model.is_some() { FLAG_MODEL } else { 0 }
                 | if self.step_known { FLAG_STEP_KNOWN } else { 0 }
-                | if self.interp.is_some() { FLAG_INTERP } else { 0 },
+                | if self.interp.is_some() { FLAG_INTERP } else { 0 }
+                | if self.omit { FLAG_OMIT } else { 0 }
+                | if runs { FLAG_RUNS } else { 0 },
         );
         if !self.step_known {
             out.extend_from_slice(&self.step.to_le_bytes());
@@ -349,7 +477,7 @@ impl StagedBlock<'_> {
         }
         out.extend_from_slice(self.codes);
         if !self.exact.is_empty() {
-            super::ints::encode(&index_gaps(self.exact), level, None, out);
+            out.extend_from_slice(&list);
             let mut raw = Vec::with_capacity(self.exact.len() * size);
             for &i in self.exact {
                 let i = i as usize;
@@ -360,5 +488,48 @@ impl StagedBlock<'_> {
             out.extend_from_slice(&payload);
         }
         self.stats.write_compact(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exact elements come back at their places with their bytes, listed as runs where they
+    /// cluster (a mask) and as gaps where they scatter; a run list that does not add up to the
+    /// count is refused.
+    #[test]
+    fn exact_elements_listed_as_runs_or_gaps_come_back() {
+        let n = 500usize;
+        let data: Vec<u8> = (0..n as u32).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect();
+        let patterns: Vec<(Vec<u64>, bool)> = vec![
+            (vec![0], false),
+            (vec![n as u64 - 1], false),
+            ((0..n as u64).collect(), true),
+            ((3..6).chain(9..10).chain(20..140).chain(490..500).collect(), true),
+            ((0..n as u64).step_by(3).collect(), false),
+        ];
+        let mut codes = Vec::new();
+        super::super::ints::encode(&vec![0; n], 3, None, &mut codes);
+        for (exact, by_runs) in patterns {
+            let stats = ErrStats::default();
+            let block = StagedBlock { step: 1.0, step_known: false, model: None, interp: None, codes: &codes, omit: false, exact: &exact, stats: &stats };
+            let mut out = Vec::new();
+            block.write(4, &data, 3, &mut out);
+            assert_eq!(out[1] & FLAG_RUNS != 0, by_runs, "{} exact", exact.len());
+            let mut cur = Cursor::new(&out);
+            let Block { body: Body::Quantised { exact: listed, .. }, .. } = read(&mut cur, DType::F32, n, None).unwrap() else { panic!("a quantised block") };
+            cur.finish("block").unwrap();
+            let (idx, vals) = listed.listed(n, 4).unwrap();
+            assert_eq!(idx.iter().map(|&i| i as u64).collect::<Vec<_>>(), exact);
+            let want: Vec<u8> = exact.iter().flat_map(|&i| data[i as usize * 4..i as usize * 4 + 4].to_vec()).collect();
+            assert_eq!(vals, want);
+        }
+        // Runs of 2 + 3 elements where the block says 6 are exact.
+        let mut runs = Vec::new();
+        super::super::ints::encode(&[1, 2, 4, 3], 3, None, &mut runs);
+        let mut cur = Cursor::new(&runs);
+        let bad = Exact::Runs { k: 6, runs: Codes::read(&mut cur, 4).unwrap(), values: &[] };
+        assert!(bad.listed(n, 4).unwrap_err().contains("runs"));
     }
 }

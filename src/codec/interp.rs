@@ -254,7 +254,8 @@ fn rebuilt(dtype: DType, p: f64, q: i64, step: f64) -> f64 {
 }
 
 pub struct Walked {
-    /// In walk order.
+    /// In walk order, of the elements not stored exactly (an exact one's symbol is 0, and
+    /// left out: the block's FLAG_OMIT).
     pub symbols: Vec<i64>,
     /// Elements to store exactly (ascending): not valid, or beyond the bound once rebuilt.
     pub exact: Vec<u64>,
@@ -264,8 +265,8 @@ pub struct Walked {
 
 /// Quantises `values` to `tol` along `cfg`'s walk. `valid(i)`: the element is a value to bound
 /// (not missing). Other elements, and those that miss the bound, are listed to be stored
-/// exactly; a missing one gets symbol 0, so it takes its prediction's value in the walk: a mask,
-/// not a jump to a fill value.
+/// exactly; each gets symbol 0, so it takes its prediction's value in the walk (a mask, not a
+/// jump to a fill value), and no symbol is coded for it.
 pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize) -> bool, tol: f64) -> Walked {
     let n = values.len();
     let steps = cfg.level_steps(2.0 * tol);
@@ -286,10 +287,12 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
                 kept = (quantise::reconstruct(dtype, p, q, step) - x).abs() <= tol;
             }
         }
-        if !kept {
+        if kept {
+            symbols.push(q);
+        } else {
             exact.push(i as u64);
+            q = 0;
         }
-        symbols.push(q);
         *slot = rebuilt(dtype, p, q, step);
     });
     exact.sort_unstable();
@@ -297,13 +300,26 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
 }
 
 /// Undoes `quantise`: the symbols (walk order) of a block whose bin is `step`, to the rebuilt
-/// values in C order.
+/// values in C order. A block written before FLAG_OMIT holds a symbol for every element.
 pub fn dequantise(cfg: &Config, dtype: DType, symbols: &[i64], step: f64) -> Vec<f64> {
     let steps = cfg.level_steps(step);
     let mut a = vec![0f64; symbols.len()];
     let mut next = symbols.iter();
     walk(&mut a, cfg.dims(symbols.len()), cfg.order(), cfg.kind, |_, s, slot, p| {
         *slot = rebuilt(dtype, p, next.next().copied().unwrap_or(0), steps[s.trailing_zeros() as usize]);
+    });
+    a
+}
+
+/// `dequantise` for a block of `omitted.len()` elements whose `omitted` ones (C order) have no
+/// symbol: they read 0. `symbols` holds the others', in walk order.
+pub fn dequantise_omitting(cfg: &Config, dtype: DType, symbols: &[i64], omitted: &[bool], step: f64) -> Vec<f64> {
+    let steps = cfg.level_steps(step);
+    let mut a = vec![0f64; omitted.len()];
+    let mut next = symbols.iter();
+    walk(&mut a, cfg.dims(omitted.len()), cfg.order(), cfg.kind, |i, s, slot, p| {
+        let q = if omitted[i] { 0 } else { next.next().copied().unwrap_or(0) };
+        *slot = rebuilt(dtype, p, q, steps[s.trailing_zeros() as usize]);
     });
     a
 }
@@ -356,7 +372,10 @@ mod tests {
                     for (dtype, tol) in [(DType::F32, 1e-2), (DType::F64, 1e-7), (DType::F32, 1e30)] {
                         let values: Vec<f64> = values.iter().map(|&v| crate::dtype::round_to(dtype, v)).collect();
                         let w = quantise(&cfg, dtype, &values, |i| i % 17 != 5, tol);
-                        let back = dequantise(&cfg, dtype, &w.symbols, 2.0 * tol);
+                        let mut omitted = vec![false; n];
+                        w.exact.iter().for_each(|&i| omitted[i as usize] = true);
+                        assert_eq!(w.symbols.len(), n - w.exact.len(), "a symbol for each kept element");
+                        let back = dequantise_omitting(&cfg, dtype, &w.symbols, &omitted, 2.0 * tol);
                         assert_eq!(back, w.rebuilt, "{cfg:?}");
                         let exact: std::collections::HashSet<u64> = w.exact.iter().copied().collect();
                         for (i, (&x, &y)) in values.iter().zip(&back).enumerate() {

@@ -59,6 +59,21 @@ pub(super) fn lorenzo_undo(codes: &mut [i64], [d1, d2]: [usize; 2]) {
     }
 }
 
+/// `lorenzo_undo` for a block whose `omitted` elements have no residual: each repeats the last
+/// kept code before it, 0 before the first (`missing::fill_codes`, the encoder's rule).
+pub(super) fn lorenzo_undo_omitting(codes: &mut [i64], [d1, d2]: [usize; 2], omitted: &[bool]) {
+    let plane = d1 * d2;
+    let mut last = 0i64;
+    for x in 0..codes.len() {
+        if omitted[x] {
+            codes[x] = last;
+        } else {
+            codes[x] = codes[x].wrapping_add(lorenzo(codes, x, plane, d2));
+            last = codes[x];
+        }
+    }
+}
+
 /// Whether a grid's planes tile `n` elements (a grid that does not is ignored).
 fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
     grid.filter(|&[d1, d2]| d1 > 0 && d2 > 0 && n % (d1 * d2) == 0 && (n > d1 * d2 || d1 > 1))
@@ -418,13 +433,14 @@ fn grid_row(context: Context) -> Option<u32> {
 /// What `encode_with` would code `codes` in, about, for choosing between predictions: a large
 /// block is coded with `rans` alone (what it most often gets, and within 3 % of the rest), a
 /// small one in full.
-pub fn trial_len(codes: &[i64], level: i32, grid: Grid) -> usize {
+pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let mut out = Vec::new();
-        encode_with(codes, level, grid, &Refs::NONE, &mut out);
+        encode_omitting(codes, level, grid, &Refs::NONE, omitted, &mut out);
         return out.len();
     }
     let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE);
+    let residual = kept(residual, omitted);
     let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
     rans_block(stages, &residual, &u, sign, context, &Refs::NONE).len()
 }
@@ -440,7 +456,29 @@ fn rans_block(stages: Vec<Box<dyn CodesStage>>, residual: &[i64], u: &[u64], sig
 
 /// `encode` for a block that may be predicted from the variables coded before it (`refs`).
 pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut Vec<u8>) {
+    encode_omitting(codes, level, grid, refs, None, out)
+}
+
+/// The residuals of the elements not `omitted`, in order: what a block with FLAG_OMIT codes.
+/// `codes` must give each omitted element the code `missing::fill_codes` does, which is what
+/// the decoder rebuilds (`Chain::decode_omitting`).
+fn kept(residual: Vec<i64>, omitted: Option<&[bool]>) -> Vec<i64> {
+    match omitted {
+        None => residual,
+        Some(m) => residual.into_iter().zip(m).filter(|&(_, &o)| !o).map(|(r, _)| r).collect(),
+    }
+}
+
+/// `encode_with` for a block whose `omitted` elements are stored elsewhere (exactly) and left
+/// out of the coded stream (FLAG_OMIT); the predictor still sees them, as `fill_codes` made them.
+pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, out: &mut Vec<u8>) {
     let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs);
+    let residual = kept(residual, omitted);
+    // The omitted elements' residuals were mostly repeats; the rest may hold few.
+    let repeats = repeats && (omitted.is_none() || repeats_cost(&residual, |c| sign.to_u(c)).is_some_and(|k| k < cost(residual.iter().map(|&c| sign.to_u(c)))));
+    // A repeat decision's side variable is read at the same element: with omissions the
+    // coded stream's elements are not the chunk's.
+    let refs = if omitted.is_some() { &Refs::NONE } else { refs };
     let again = || -> Vec<Box<dyn CodesStage>> { stages.iter().map(|s| s.boxed_clone()).collect() };
     // The coder's settings: the predictor's context, and repeat decisions where the estimate
     // says they pay; a second context is tried only on small blocks, where a table's every
@@ -547,6 +585,40 @@ mod tests {
         let mut out = Vec::new();
         encode(&(0..1000).collect::<Vec<_>>(), 3, None, &mut out);
         assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 1), "a ramp is coded as deltas");
+    }
+
+    /// Blocks whose exact elements are left out (FLAG_OMIT): whatever predictor wins (Lorenzo
+    /// on a field, delta on a ramp, an offset or none on noise), the decoder rebuilds every
+    /// code the encoder held, the omitted ones as `fill_codes` made them, for masks that lead,
+    /// trail, cover all but one element, or scatter; large blocks go through `rans`.
+    #[test]
+    fn omitted_elements_decode_to_the_encoders_fill() {
+        let mut r = crate::codec::xorshift(7);
+        for n in [12usize, 600, 9000] {
+            let field: Vec<i64> = (0..n).map(|i| ((i % 30) as i64 - 15).pow(2) + (i / 30) as i64 * 3).collect();
+            let ramp: Vec<i64> = (0..n as i64).map(|i| 1000 + 5 * i).collect();
+            let noise: Vec<i64> = (0..n).map(|_| (r() % 2000) as i64 + 1_000_000).collect();
+            let masks: Vec<Vec<bool>> = vec![
+                (0..n).map(|i| i < n / 3).collect(),
+                (0..n).map(|i| i >= n - 5).collect(),
+                (0..n).map(|i| i != n / 2).collect(),
+                (0..n).map(|i| (i / 7) % 3 == 1 || r() % 50 == 0).collect(),
+            ];
+            for codes in [&field, &ramp, &noise] {
+                for mask in &masks {
+                    let mut filled = codes.clone();
+                    crate::missing::fill_codes(&mut filled, mask);
+                    for grid in [None, Some([6, 5]), Some([2, 30])] {
+                        let mut out = Vec::new();
+                        encode_omitting(&filled, 3, grid, &Refs::NONE, Some(mask), &mut out);
+                        let mut cur = Cursor::new(&out);
+                        let (chain, payload) = stages::read(&mut cur, n).unwrap();
+                        cur.finish("block").unwrap();
+                        assert_eq!(chain.decode_omitting(payload, n, Some(mask), &Refs::NONE).unwrap(), filled, "n {n} grid {grid:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// E = |p| of massless particles, each component on its own step: the norm of the three

@@ -407,8 +407,15 @@ impl ChunkCodec {
             }
         }
         let st = error_stats(values, &q.outliers, missing.as_deref(), |i| quantise::reconstruct(dtype, 0.0, q.codes[i], step));
+        // The exact elements' codes are left out (`quantise_masked` gave them codes the decoder
+        // rebuilds).
+        let omitted = (!q.outliers.is_empty()).then(|| {
+            let mut m = vec![false; values.len()];
+            q.outliers.iter().for_each(|&i| m[i as usize] = true);
+            m
+        });
         let mut plain = Vec::new();
-        ints::encode_with(&q.codes, self.level, var.grid, refs, &mut plain);
+        ints::encode_omitting(&q.codes, self.level, var.grid, refs, omitted.as_deref(), &mut plain);
         let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>, Vec<i64>)> = None;
         if let Some((p, noise)) = pred {
             let esc = model_stage::escapes(p, noise, step);
@@ -441,6 +448,7 @@ impl ChunkCodec {
             model: modelled.as_ref().filter(|_| use_model).map(|m| (&m.0[..], m.1, m.2)),
             interp: None,
             codes: if use_model { &modelled.as_ref().unwrap().3 } else { &plain },
+            omit: !use_model && omitted.is_some(),
             exact: &q.outliers,
             stats: &st,
         };
@@ -495,16 +503,18 @@ impl ChunkCodec {
         let valid: Vec<bool> = at.iter().map(|&i| !missing.is_some_and(|m| m[i])).collect();
         let trial = |cfg: &interp::Config| {
             let w = interp::quantise(cfg, var.dtype, &xs, |i| valid[i], tol);
-            ints::trial_len(&w.symbols, self.level, None) + w.exact.len() * var.dtype.size()
+            ints::trial_len(&w.symbols, self.level, None, None) + w.exact.len() * var.dtype.size()
         };
         let candidates = interp::candidates([b[1], b[2], b[3]]);
         let sizes = crate::parallel::map(candidates.len(), self.threads, |k| trial(&candidates[k]));
         // The first of the smallest, in the candidates' order: the same on any thread count.
         let (size, cfg) = sizes.into_iter().zip(candidates).min_by_key(|t| t.0).expect("candidates() is not empty");
         let box_codes: Vec<i64> = at.iter().map(|&i| codes[i]).collect();
-        let lorenzo = ints::trial_len(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]));
-        // Both store the elements they cannot bound exactly (missing ones alike).
-        let exact = xs.iter().zip(&valid).filter(|&(x, &v)| !v || !x.is_finite()).count();
+        // Both store the elements they cannot bound exactly (missing ones alike), and code no
+        // residual for them.
+        let omitted: Vec<bool> = xs.iter().zip(&valid).map(|(x, &v)| !v || !x.is_finite()).collect();
+        let exact = omitted.iter().filter(|&&o| o).count();
+        let lorenzo = ints::trial_len(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]), (exact > 0).then_some(&omitted[..]));
         let (w, l) = (size as f64, (lorenzo + exact * var.dtype.size()) as f64);
         let cfg = interp::Config { grid, ..cfg };
         match () {
@@ -538,6 +548,7 @@ impl ChunkCodec {
             model: None,
             interp: Some(cfg),
             codes: &codes,
+            omit: !w.exact.is_empty(),
             exact: &w.exact,
             stats: &st,
         };

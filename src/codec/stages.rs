@@ -55,6 +55,16 @@ pub trait CodesStage: std::fmt::Debug + Send + Sync {
     fn encode(&self, codes: &mut [i64], refs: &Refs);
     /// Fails only when the stage needs a reference the chunk does not hold.
     fn decode(&self, codes: &mut [i64], refs: &Refs) -> Result<(), String>;
+    /// `decode` for a block whose `omitted` elements have no residual in the payload (the
+    /// block's FLAG_OMIT; whatever `codes` holds there is ignored): each decodes to the code the
+    /// encoder gave it, the last kept code before it, 0 before the first
+    /// (`missing::fill_codes`). Right as it stands for a stage that predicts an element from
+    /// anything but the codes before it; one that does overrides it.
+    fn decode_omitting(&self, codes: &mut [i64], refs: &Refs, omitted: &[bool]) -> Result<(), String> {
+        self.decode(codes, refs)?;
+        crate::missing::fill_codes(codes, omitted);
+        Ok(())
+    }
     fn boxed_clone(&self) -> Box<dyn CodesStage>;
 }
 
@@ -113,6 +123,17 @@ impl CodesStage for Delta {
         }
         Ok(())
     }
+    fn decode_omitting(&self, codes: &mut [i64], _: &Refs, omitted: &[bool]) -> Result<(), String> {
+        // An omitted code repeats the one before: what `prev` holds.
+        let mut prev = 0i64;
+        for (c, &o) in codes.iter_mut().zip(omitted) {
+            if !o {
+                prev = prev.wrapping_add(*c);
+            }
+            *c = prev;
+        }
+        Ok(())
+    }
 }
 
 /// Lorenzo over the chunk's grid (`ints::lorenzo`).
@@ -138,6 +159,10 @@ impl CodesStage for Lorenzo {
     }
     fn decode(&self, codes: &mut [i64], _: &Refs) -> Result<(), String> {
         super::ints::lorenzo_undo(codes, self.grid);
+        Ok(())
+    }
+    fn decode_omitting(&self, codes: &mut [i64], _: &Refs, omitted: &[bool]) -> Result<(), String> {
+        super::ints::lorenzo_undo_omitting(codes, self.grid, omitted);
         Ok(())
     }
 }
@@ -647,6 +672,40 @@ impl Chain {
     }
 
     pub fn decode(&self, payload: &[u8], n: usize, refs: &Refs) -> Result<Vec<i64>, String> {
+        self.decode_omitting(payload, n, None, refs)
+    }
+
+    /// `decode` for a block of `n` codes whose `omitted` ones (one flag an element) have no
+    /// residual in the payload (FLAG_OMIT): it holds the others', in order, and the first
+    /// array stage decodes the omitted ones (`CodesStage::decode_omitting`).
+    pub fn decode_omitting(&self, payload: &[u8], n: usize, omitted: Option<&[bool]>, refs: &Refs) -> Result<Vec<i64>, String> {
+        let kept = omitted.map_or(n, |m| m.iter().filter(|&&o| !o).count());
+        let mut codes = self.decode_residuals(payload, kept, refs)?;
+        let Some(m) = omitted else {
+            for s in self.codes.iter().rev() {
+                s.decode(&mut codes, refs)?;
+            }
+            return Ok(codes);
+        };
+        if m.len() != n {
+            return Err(format!("{} omission flags for a block of {n}", m.len()));
+        }
+        let mut held = codes.into_iter();
+        let mut codes: Vec<i64> = m.iter().map(|&o| if o { 0 } else { held.next().unwrap_or(0) }).collect();
+        match self.codes.split_first() {
+            None => crate::missing::fill_codes(&mut codes, m),
+            Some((first, rest)) => {
+                for s in rest.iter().rev() {
+                    s.decode(&mut codes, refs)?;
+                }
+                first.decode_omitting(&mut codes, refs, m)?;
+            }
+        }
+        Ok(codes)
+    }
+
+    /// The array->bytes stage's `n` values, through the bytes stages.
+    fn decode_residuals(&self, payload: &[u8], n: usize, refs: &Refs) -> Result<Vec<i64>, String> {
         let expected = self.to_bytes.encoded_len(n);
         let mut data = None::<Vec<u8>>;
         for (j, s) in self.bytes.iter().enumerate().rev() {
@@ -654,12 +713,9 @@ impl Chain {
             let exp = if self.bytes[..j].iter().all(|s| s.keeps_len()) { expected } else { None };
             data = Some(s.decode(data.as_deref().unwrap_or(payload), exp)?);
         }
-        let mut codes = self.to_bytes.decode(data.as_deref().unwrap_or(payload), n, refs)?;
+        let codes = self.to_bytes.decode(data.as_deref().unwrap_or(payload), n, refs)?;
         if codes.len() != n {
             return Err(format!("{} codes where the block holds {n}", codes.len()));
-        }
-        for s in self.codes.iter().rev() {
-            s.decode(&mut codes, refs)?;
         }
         Ok(codes)
     }

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 
 from conftest import DTYPES, THREADS, _iris_sample, cf_missing, check_float_variable, check_stats, h5_datasets
 
-ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel"]
+ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel", "ostia_walk"]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,10 @@ def archives(cli, hadcm3, issue63_h5, vlstr_nc, zmumu_h5, tmp_path_factory):
         "vlstr": (vlstr_nc, []),
         "zmumu_rel": (zmumu_h5, ["--error", "rel=1e-3"]),
         "zmumu_lossless": (zmumu_h5, []),
-        # land as fill values (26 %), Lorenzo residuals under rans's grid contexts
+        # land as fill values (26 %): listed once, as runs, and left out of the Lorenzo
+        # residuals; at a looser bound, out of an interpolation walk's symbols
         "ostia_rel": (_iris_sample("ostia_monthly.nc"), ["--error", "rel=1e-3"]),
+        "ostia_walk": (_iris_sample("ostia_monthly.nc"), ["--error", "rel=1e-2"]),
     }
     out = {}
     for name, (src, args) in recipes.items():
@@ -335,11 +337,43 @@ def wrap64(v):
     return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
 
 
-def decode_ints(body, pos, n, ds, var, stats, refs=()):
+def decode_ints(body, pos, n, ds, var, stats, refs=(), omitted=None):
     """An integer block (format spec, "integer blocks") of n values at body[pos:]: a chain of
     stages (first byte 16), or a first-release block (width, predictor); ds is None for a block
     that never uses the Lorenzo predictor (gap lists); refs the codes of the chunk's earlier
-    variables. Returns (values, next pos)."""
+    variables; omitted (flag FLAG_OMIT) the elements whose residuals the payload leaves out.
+    Returns (values, next pos)."""
+    block, pos = parse_ints(body, pos, n, ds, var, stats, refs)
+    return run_ints(block, omitted), pos
+
+
+def fill_omitted(q, om):
+    """An omitted element's code: the last kept code before it, 0 before the first."""
+    at = np.maximum.accumulate(np.where(om, -1, np.arange(len(q))))
+    q = q.copy()
+    q[om] = np.where(at[om] >= 0, q[np.maximum(at[om], 0)], 0)
+    return q
+
+
+def lorenzo_undo_omitting(r, om, n, d1, d2):
+    """lorenzo_undo where omitted elements take the last kept code (one element at a time)."""
+    a = [0] * n
+    plane, last = d1 * d2, 0
+    r = r.tolist()
+    for x in range(n):
+        if om[x]:
+            a[x] = last
+            continue
+        i, j, k = x >= plane, x % plane >= d2, x % d2 > 0
+        p = (a[x - 1] if k else 0) + (a[x - d2] if j else 0) + (a[x - plane] if i else 0)
+        p -= (a[x - d2 - 1] if j and k else 0) + (a[x - plane - 1] if i and k else 0) + (a[x - plane - d2] if i and j else 0)
+        p += a[x - plane - d2 - 1] if i and j and k else 0
+        a[x] = last = wrap64(r[x] + p)
+    return np.array(a, dtype=np.int64)
+
+
+def parse_ints(body, pos, n, ds, var, stats, refs=()):
+    """decode_ints' parsing half: the block's stages and payload, and the next pos."""
     first = body[pos]
     pos += 1
     if first == 16:
@@ -446,12 +480,25 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
             to_bytes, byte_stages = ("rc", arr[0][2] if pred == 2 else 1), []
         else:
             to_bytes, byte_stages = ("packed", width, 0), [(1, width), (2, 0)]
+    return dict(n=n, ds=ds, var=var, stats=stats, refs=refs, arr=arr, to_bytes=to_bytes, byte_stages=byte_stages, payload=payload), pos
+
+
+def run_ints(block, omitted=None):
+    """decode_ints' decoding half. With omitted, the payload holds the other elements' residuals;
+    the first array stage decodes an omitted element as the last kept code before it."""
+    n, ds, var, stats, refs = block["n"], block["ds"], block["var"], block["stats"], block["refs"]
+    arr, to_bytes, byte_stages, payload = block["arr"], block["to_bytes"], block["byte_stages"], block["payload"]
+    full = n
+    if omitted is not None:
+        assert len(omitted) == n
+        n = int(n - omitted.sum())
+        stats["predictors"].add("omit")
     for st in arr:
         if st[0] == "lorenzo":
             assert ds is not None, f"{var['name']}: Lorenzo predictor on a gap list"
             row = list(ds["shape"][1:])
             grid = [1, row[0]] if len(row) == 1 else row[-2:]
-            assert n % (st[1] * st[2]) == 0 and [st[1], st[2]] == grid, f"{var['name']}: grid {st[1:]} {ds['shape']}"
+            assert full % (st[1] * st[2]) == 0 and [st[1], st[2]] == grid, f"{var['name']}: grid {st[1:]} {ds['shape']}"
     # bytes->bytes stages, last first; zstd's output size is what the packed stage holds
     raw = bytes(payload)
     for sid, cfg in reversed(byte_stages):
@@ -479,13 +526,21 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
         u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row, repeats, side, short), dtype=np.uint64)
         stats["widths"].add("ac")
     q = unzigzag(u) if sign == 0 else u.view(np.int64)
-    for st in reversed(arr):
+    if omitted is not None:
+        q_kept, q = q, np.zeros(full, np.int64)
+        q[~omitted] = q_kept
+        n = full
+        if not arr:
+            q = fill_omitted(q, omitted)
+    for j, st in reversed(list(enumerate(arr))):
         stats["predictors"].add(st[0])
+        # the first stage rebuilds omitted elements' codes; it sees a residual of 0 there
+        om = omitted if j == 0 and omitted is not None else None
         with np.errstate(over="ignore"):
             if st[0] == "delta":
-                q = np.cumsum(q, dtype=np.int64)
+                q = np.cumsum(np.where(om, 0, q) if om is not None else q, dtype=np.int64)
             elif st[0] == "lorenzo":
-                q = lorenzo_undo(q, n, st[1], st[2])
+                q = lorenzo_undo(q, n, st[1], st[2]) if om is None else lorenzo_undo_omitting(q, om, n, st[1], st[2])
             elif st[0] == "offset":
                 q = q + np.int64(st[1])
             elif st[0] == "norm":
@@ -510,9 +565,11 @@ def decode_ints(body, pos, n, ds, var, stats, refs=()):
                 assert r is not None and len(r) == n, f"{var['name']}: reference to variable {rv} without codes"
                 pred = np.array([wrap64(off + ((slope * int(x)) >> 20)) for x in r], dtype=np.int64)
                 q = q + pred
+            if om is not None and st[0] not in ("delta", "lorenzo"):
+                q = fill_omitted(q, om)
     if not arr:
         stats["predictors"].add("none")
-    return q, pos
+    return q
 
 
 def interp_config(body, pos):
@@ -526,6 +583,32 @@ def interp_config(body, pos):
     lw = body[pos + 5]
     assert kind in (0, 1) and sorted(order) == [0, 1, 2, 3] and lw in (0, 1), (kind, order, lw)
     return dict(grid=grid, kind=kind, order=order, levelwise=lw), pos + 6
+
+
+def walk_order(n, cfg):
+    """The C-order index of the element each walk symbol is for, in walk order (interp_rebuild's
+    passes over an array of indices)."""
+    t1, t2, t3 = cfg["grid"]
+    d = [n // (t1 * t2 * t3), t1, t2, t3]
+    ids = np.arange(n).reshape(d)
+    top = max(d)
+    L = 0
+    while (1 << L) < top:
+        L += 1
+    order = [ids[0, 0, 0, 0:1]]
+    for lev in range(L - 1, -1, -1):
+        s = 1 << lev
+        for j, k in enumerate(cfg["order"]):
+            if s >= d[k]:
+                continue
+            sl = [slice(0, None, 2 * s)] * 4
+            for m in cfg["order"][:j]:
+                sl[m] = slice(0, None, s)
+            sl[k] = slice(s, None, 2 * s)
+            order.append(ids[tuple(sl)].reshape(-1))
+    order = np.concatenate(order)
+    assert len(order) == n
+    return order
 
 
 def interp_rebuild(q, n, cfg, step, dt):
@@ -597,9 +680,19 @@ def interp_rebuild(q, n, cfg, step, dt):
     return a.reshape(-1).astype(dt)
 
 
-def decode_exact_gaps(body, pos, K, dt, var, stats, varint_len):
-    g, pos = decode_ints(body, pos, K, None, var, stats)
-    idx = np.cumsum(g, dtype=np.int64)
+def decode_exact_gaps(body, pos, K, dt, var, stats, varint_len, runs=False):
+    if runs:
+        # flag bit 4: varint e, then 2e run lengths (kept, exact, ...; only the first kept run may be 0)
+        e, pos = varint(body, pos)
+        r, pos = decode_ints(body, pos, 2 * e, None, var, stats)
+        kept, take = r[0::2], r[1::2]
+        assert np.all(take >= 1) and np.all(kept[1:] >= 1) and kept[0] >= 0 and take.sum() == K, f"{var['name']}: runs"
+        starts = np.cumsum(kept) + np.concatenate([[0], np.cumsum(take)[:-1]])
+        idx = np.concatenate([np.arange(a, a + t) for a, t in zip(starts, take)])
+        stats["predictors"].add("exact-runs")
+    else:
+        g, pos = decode_ints(body, pos, K, None, var, stats)
+        idx = np.cumsum(g, dtype=np.int64)
     if varint_len:
         vlen, pos = varint(body, pos)
     else:
@@ -635,7 +728,7 @@ def decode_chunk(body, ds, stats):
             if dt.kind == "f":
                 assert err["mode"] == "lossless" or err.get("abs") == 0.0, f"{var['name']}: raw method with {err}"
         elif method in (1, 2, 3, 5):
-            gaps = False
+            gaps = omit = runs = False
             step_known = False
             interp = None
             if method in (3, 5):
@@ -643,8 +736,11 @@ def decode_chunk(body, ds, stats):
                 # method 3 bit 1: exact elements listed by gaps, as method 5 always lists them;
                 # method 5 bit 1: no step in the block, it is 2 x the header's abs)
                 # method 5 bit 2: the codes are interpolation symbols (configuration after K)
+                # method 5 bit 3: the codes leave out the exact elements (FLAG_OMIT)
+                # method 5 bit 4: the exact elements are listed as runs (FLAG_RUNS)
                 flags = body[pos]
-                assert flags in ((0, 2, 4, 6) if method == 5 else (0, 2)), f"{var['name']}: flags {flags} in a --no-model archive"
+                assert (flags & ~(2 | 4 | 8 | 16) == 0 if method == 5 else flags in (0, 2)), f"{var['name']}: flags {flags} in a --no-model archive"
+                omit, runs = flags & 8 == 8, flags & 16 == 16
                 gaps = flags & 2 == 2 or method == 5
                 step_known = method == 5 and flags & 2 == 2
                 interp = method == 5 and flags & 4 == 4
@@ -662,7 +758,19 @@ def decode_chunk(body, ds, stats):
                 K, pos = varint(body, pos)
                 if interp:
                     interp, pos = interp_config(body, pos)
-            q, pos = decode_ints(body, pos, n, ds, var, stats, refs)
+            assert not (omit or runs) or K > 0, f"{var['name']}: flags {flags} without exact elements"
+            # with FLAG_OMIT, walk symbols are the kept elements' only; other codes are rebuilt
+            # once the exact elements are known (they follow the codes)
+            block, pos = parse_ints(body, pos, n - K if omit and interp else n, ds, var, stats, refs)
+            if gaps and K > 0:
+                # the exact elements' indices as gaps or runs (an integer block), then
+                # zstd(byte-shuffled values)
+                idx, exact, pos = decode_exact_gaps(body, pos, K, dt, var, stats, method == 5, runs)
+            omitted = None
+            if omit:
+                omitted = np.zeros(n, bool)
+                omitted[idx] = True
+            q = run_ints(block, None if interp else omitted)
             # an interpolation block's symbols are nobody's reference
             codes = None if interp else q
             if method == 1:
@@ -675,14 +783,19 @@ def decode_chunk(body, ds, stats):
                 assert step == 2 * err["abs"] or (step > 2 * err["abs"] and np.frexp(step)[0] == 0.5), \
                     f"{var['name']}: step {step!r} != 2*abs {err['abs']!r}"
                 if interp:
+                    if omit:
+                        # an exact element has no symbol: it reads 0
+                        kept_in_walk = ~omitted[walk_order(n, interp)]
+                        assert len(q) == kept_in_walk.sum()
+                        stats["predictors"].add("omit-walk")
+                        q_kept, q = q, np.zeros(n, np.int64)
+                        q[kept_in_walk] = q_kept
                     vals = interp_rebuild(q, n, interp, step, dt)
                     stats["predictors"].add("interp-cubic" if interp["kind"] == 1 else "interp-linear")
                 else:
                     vals = (q.astype(np.float64) * step).astype(dt)
                 if gaps and K > 0:
-                    # the exact elements' indices as gaps (an integer block), then
-                    # zstd(byte-shuffled values)
-                    idx, exact, pos = decode_exact_gaps(body, pos, K, dt, var, stats, method == 5)
+                    pass
                 elif gaps:
                     assert method == 5, f"{var['name']}: gap-listed exact elements with K = 0"
                     idx, exact = np.zeros(0, np.int64), np.zeros(0, dt)
@@ -856,6 +969,12 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
         # blocks of 4096 codes and more where `ac` saves under 3 %: the fast static coder
         assert "rans" in stats["widths"], stats
     if name == "ostia_rel":
+        # the land mask is listed once, as runs, and no residual is coded for it
+        assert {"omit", "exact-runs"} <= stats["predictors"], stats
+    if name == "ostia_walk":
+        assert {"omit-walk", "exact-runs"} <= stats["predictors"] and {"interp-cubic", "interp-linear"} & stats["predictors"], stats
+    if name == "hadcm3_abs_level":
+        # rans's contexts from two symbols back
         assert "rans-grid" in stats["predictors"], stats
     if name == "issue63_rel":
         assert "reference" in stats["predictors"], stats
