@@ -347,6 +347,30 @@ def walk_seeds(tmp):
     assert made >= 2, f"only {made} walk-coded chunks"
 
 
+def omit_seeds(tmp):
+    """chunk_decoder seeds whose blocks leave their exact elements out of the codes (method 5,
+    flag bit 3) and list them as runs (bit 4): OSTIA's land under the walk and under Lorenzo."""
+    sd = Path(hadcm3()).parent
+    with h5py.File(sd / "ostia_monthly.nc") as f:
+        v = f["surface_temperature"]
+        sea, fill = v[:2, ::8, ::8], v.attrs["_FillValue"]
+    src = tmp / "ostia.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("surface_temperature", data=sea).attrs["_FillValue"] = fill
+    made = 0
+    for err in ["rel=1e-2", "rel=1e-3"]:
+        arch = tmp / "ostia.baler"
+        run("pack", src, "-o", arch, "--no-model", "-q", "--error", err, "--chunk-size", "8K")
+        data = arch.read_bytes()
+        header, entries = parse_archive(data)
+        for off, length, d, row, _ in entries:
+            chunk = data[off:off + length]
+            if chunk[28] == 5 and chunk[29] & 8:
+                put("chunk_decoder", f"omit-ostia-{err.replace('=', '')}-chunk{row}", chunk_config(header["datasets"][d]) + chunk)
+                made += 1
+    assert made >= 2, f"only {made} chunks that omit exact elements"
+
+
 def rntuple_seeds(tmp):
     """rntuple_reader seeds: a small RNTuple as uproot writes it (flat, jagged, a record; two
     clusters, zlib pages, uncompressed envelopes) and the one balerfile writes back from it
@@ -376,6 +400,7 @@ def main():
     # argument -> (the target's folder, whether its old seeds go, the maker).
     only = {
         "walk": ("chunk_decoder", False, walk_seeds),  # the walk-coded chunks, added
+        "omit": ("chunk_decoder", False, omit_seeds),  # chunks that leave exact elements out, added
         "rntuple": ("rntuple_reader", True, rntuple_seeds),
         "int_block": ("int_block", True, int_block_seeds),
         "pieces": ("filter_decode", False, pieces_seeds),  # chunks cut into pieces, added
@@ -403,6 +428,7 @@ def main():
         onnx_seeds(bundle)
         int_block_seeds(tmp)
         walk_seeds(tmp)
+        omit_seeds(tmp)
     total = sum(p.stat().st_size for p in SEEDS.rglob("*") if p.is_file())
     for t in sorted(SEEDS.iterdir()):
         files = list(t.iterdir())

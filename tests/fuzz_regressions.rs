@@ -147,6 +147,14 @@ fn walk_chunk_mutations() {
     assert!(runs >= 800, "only {runs} runs: are the walk seeds there (fuzz/make_seeds.py walk)?");
 }
 
+/// Mutations of chunks whose blocks leave their exact elements out (flag bit 3) and list
+/// them as runs (bit 4): after the 8 config bytes, the chunk header and the block's first bytes.
+#[test]
+fn omit_chunk_mutations() {
+    let runs = mutate("chunk_decoder", "omit", 0x6a09_e667_f3bc_c909, 400, |_| 8 + 28, 24, balerfile::fuzzing::chunk_decoder);
+    assert!(runs >= 800, "only {runs} runs: are the omit seeds there (fuzz/make_seeds.py omit)?");
+}
+
 /// Mutations of the filtered chunks cut into pieces (chunk format 2): after u8 k, k cd_values
 /// words and the chunk's 24-byte header, the piece table (count, rows, lengths) as often as the
 /// pieces; filter_decode also retries each with the CRC made to match, so damage reaches the
