@@ -27,7 +27,7 @@ pub fn row_grid(row_shape: &[u64]) -> Grid {
 
 /// The Lorenzo prediction of element `x` from the elements before it in C order; neighbours
 /// outside the grid count as 0. `plane = d1 * d2`.
-#[inline]
+#[inline(always)]
 pub fn lorenzo(a: &[i64], x: usize, plane: usize, d2: usize) -> i64 {
     let (i, j, k) = (x >= plane, x % plane >= d2, x % d2 > 0);
     let mut p = 0i64;

@@ -690,8 +690,17 @@ impl Chain {
         if m.len() != n {
             return Err(format!("{} omission flags for a block of {n}", m.len()));
         }
-        let mut held = codes.into_iter();
-        let mut codes: Vec<i64> = m.iter().map(|&o| if o { 0 } else { held.next().unwrap_or(0) }).collect();
+        // Spread in place from the end: the kept code bound for element i sits at or before i.
+        let mut j = codes.len();
+        codes.resize(n, 0);
+        for i in (0..n).rev() {
+            if m[i] {
+                codes[i] = 0;
+            } else {
+                j -= 1;
+                codes[i] = codes[j];
+            }
+        }
         match self.codes.split_first() {
             None => crate::missing::fill_codes(&mut codes, m),
             Some((first, rest)) => {
