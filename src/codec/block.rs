@@ -220,82 +220,81 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
 }
 
 impl Exact<'_> {
-    /// The listed elements, ascending, each below `n`, and their values (`size` bytes each).
-    fn listed(&self, n: usize, size: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
-        let below_n = |i: u64| if i < n as u64 { Ok(i as usize) } else { Err(format!("exact element index {i} beyond the block's {n}")) };
+    /// Which of the `n` elements are listed (each index below `n`, ascending), and their values
+    /// (`size` bytes each), in index order.
+    fn listed(&self, n: usize, size: usize) -> Result<(Vec<bool>, Vec<u8>), String> {
         let values = |k: u64, values: &[u8]| -> Result<Vec<u8>, String> { Ok(bytes::unshuffle(size, &bytes::decompress(values, k as usize * size)?)) };
-        match self {
-            Exact::None => Ok((Vec::new(), Vec::new())),
+        let mut mask = vec![false; n];
+        // Marks element `i` after `prev` (ascending) as listed.
+        let mut mark = |i: u64, prev: Option<u64>| -> Result<u64, String> {
+            if i >= n as u64 || prev.is_some_and(|p| p >= i) {
+                return Err(format!("exact element index {i} out of order or beyond the block's {n}"));
+            }
+            mask[i as usize] = true;
+            Ok(i)
+        };
+        let vals = match self {
+            Exact::None => Vec::new(),
             Exact::Listed { k, payload } => {
                 let mut raw = bytes::decompress(payload, *k as usize * (8 + size))?;
                 let vals = raw.split_off(*k as usize * 8);
-                let mut idx = Vec::with_capacity(*k as usize);
+                let mut prev = None;
                 for ib in raw.chunks_exact(8) {
-                    let i = u64::from_le_bytes(ib.try_into().unwrap());
-                    if i >= n as u64 || idx.last().is_some_and(|&p| p as u64 >= i) {
-                        return Err(format!("outlier index {i} out of order or range"));
-                    }
-                    idx.push(i as usize);
+                    prev = Some(mark(u64::from_le_bytes(ib.try_into().unwrap()), prev)?);
                 }
-                Ok((idx, vals))
+                vals
             }
             Exact::Gaps { k, gaps, values: v } => {
-                let mut idx = Vec::with_capacity(*k as usize);
-                let mut at: Option<u64> = None;
+                let mut prev: Option<u64> = None;
                 for g in gaps.decode(&stages::Refs::NONE)? {
-                    let i = match at {
+                    let i = match prev {
                         None if g >= 0 => g as u64,
                         Some(p) if g > 0 => p.checked_add(g as u64).ok_or("exact element index overflows")?,
                         _ => return Err(format!("exact element gap {g} out of order")),
                     };
-                    at = Some(i);
-                    idx.push(below_n(i)?);
+                    prev = Some(mark(i, prev)?);
                 }
-                Ok((idx, values(*k, v)?))
+                values(*k, v)?
             }
             Exact::Runs { k, runs, values: v } => {
-                let mut idx = Vec::with_capacity(*k as usize);
-                let mut at = 0u64;
+                let (mut at, mut listed) = (0u64, 0u64);
                 for (j, pair) in runs.decode(&stages::Refs::NONE)?.chunks_exact(2).enumerate() {
                     let (skip, take) = (pair[0], pair[1]);
                     // Only the first kept run may be empty; every exact run holds one or more.
-                    if skip < (j > 0) as i64 || take < 1 || take as u64 > *k - idx.len() as u64 {
+                    if skip < (j > 0) as i64 || take < 1 || take as u64 > *k - listed {
                         return Err(format!("exact element runs {skip}, {take} out of range"));
                     }
-                    at = at.checked_add(skip as u64).ok_or("exact element index overflows")?;
-                    below_n(at + take as u64 - 1)?;
-                    idx.extend(at as usize..(at + take as u64) as usize);
+                    at = at.checked_add(skip as u64).filter(|&a| a + take as u64 <= n as u64).ok_or_else(|| format!("exact element runs beyond the block's {n}"))?;
+                    mask[at as usize..(at + take as u64) as usize].fill(true);
                     at += take as u64;
+                    listed += take as u64;
                 }
-                if idx.len() as u64 != *k {
-                    return Err(format!("exact element runs list {} of {k}", idx.len()));
+                if listed != *k {
+                    return Err(format!("exact element runs list {listed} of {k}"));
                 }
-                Ok((idx, values(*k, v)?))
+                values(*k, v)?
             }
-        }
+        };
+        Ok((mask, vals))
     }
 
     /// Overwrites the listed elements of `out` (`n` elements of `size` bytes).
     fn apply(&self, n: usize, size: usize, out: &mut [u8]) -> Result<(), String> {
-        let (idx, vals) = self.listed(n, size)?;
-        put_exact(&idx, &vals, size, out)
+        let (mask, vals) = self.listed(n, size)?;
+        put_exact(&mask, &vals, size, out)
     }
 }
 
-/// One flag an element: listed in `idx` or not (FLAG_OMIT's elements).
-fn mask(idx: &[usize], n: usize) -> Vec<bool> {
-    let mut m = vec![false; n];
-    idx.iter().for_each(|&i| m[i] = true);
-    m
-}
-
-/// Writes the exact `vals` (`size` bytes each) of elements `idx` into `out`.
-fn put_exact(idx: &[usize], vals: &[u8], size: usize, out: &mut [u8]) -> Result<(), String> {
-    if vals.len() < idx.len() * size || idx.last().is_some_and(|&i| (i + 1) * size > out.len()) {
-        return Err(format!("{} bytes of exact values for {} elements", vals.len(), idx.len()));
+/// Writes the exact `vals` (`size` bytes each, in index order) of the elements `mask` flags into
+/// `out`.
+fn put_exact(mask: &[bool], vals: &[u8], size: usize, out: &mut [u8]) -> Result<(), String> {
+    if out.len() < mask.len() * size {
+        return Err(format!("{} bytes for {} elements", out.len(), mask.len()));
     }
-    for (j, &i) in idx.iter().enumerate() {
-        out[i * size..(i + 1) * size].copy_from_slice(&vals[j * size..(j + 1) * size]);
+    let mut v = vals.chunks_exact(size.max(1));
+    for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
+        let x = v.next().ok_or_else(|| format!("{} bytes of exact values for more elements", vals.len()))?;
+        out[i * size..(i + 1) * size].copy_from_slice(x);
     }
     Ok(())
 }
@@ -322,9 +321,9 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             let symbols = codes.decode(&stages::Refs::NONE)?;
             let mut out = Vec::with_capacity(n * size);
             if *omit {
-                let (idx, vals) = exact.listed(n, size)?;
-                push_values(dtype, &interp::dequantise_omitting(cfg, dtype, &symbols, &mask(&idx, n), *step), &mut out);
-                put_exact(&idx, &vals, size, &mut out)?;
+                let (mask, vals) = exact.listed(n, size)?;
+                push_values(dtype, &interp::dequantise_omitting(cfg, dtype, &symbols, &mask, *step), &mut out);
+                put_exact(&mask, &vals, size, &mut out)?;
             } else {
                 push_values(dtype, &interp::dequantise(cfg, dtype, &symbols, *step), &mut out);
                 exact.apply(n, size, &mut out)?;
@@ -332,13 +331,13 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             Ok(Decoded { bytes: out, codes: None })
         }
         Body::Quantised { step, interp: None, codes, exact, omit: true, .. } => {
-            let (idx, vals) = exact.listed(n, size)?;
-            let codes = codes.decode_omitting(refs, &mask(&idx, n))?;
+            let (mask, vals) = exact.listed(n, size)?;
+            let codes = codes.decode_omitting(refs, &mask)?;
             let mut out = Vec::with_capacity(n * size);
             for &c in &codes {
                 push_value(dtype, quantise::reconstruct(dtype, 0.0, c, *step), &mut out);
             }
-            put_exact(&idx, &vals, size, &mut out)?;
+            put_exact(&mask, &vals, size, &mut out)?;
             Ok(Decoded { bytes: out, codes: Some(codes) })
         }
         Body::Quantised { step, model, interp: None, codes, exact, omit: false } => {
@@ -520,8 +519,8 @@ mod tests {
             let mut cur = Cursor::new(&out);
             let Block { body: Body::Quantised { exact: listed, .. }, .. } = read(&mut cur, DType::F32, n, None).unwrap() else { panic!("a quantised block") };
             cur.finish("block").unwrap();
-            let (idx, vals) = listed.listed(n, 4).unwrap();
-            assert_eq!(idx.iter().map(|&i| i as u64).collect::<Vec<_>>(), exact);
+            let (mask, vals) = listed.listed(n, 4).unwrap();
+            assert_eq!((0..n as u64).filter(|&i| mask[i as usize]).collect::<Vec<_>>(), exact);
             let want: Vec<u8> = exact.iter().flat_map(|&i| data[i as usize * 4..i as usize * 4 + 4].to_vec()).collect();
             assert_eq!(vals, want);
         }
