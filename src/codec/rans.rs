@@ -447,12 +447,13 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
     let mut w = 0usize;
     let one = 1usize << bits;
     let mask = (1u32 << bits) - 1;
-    let mut toks: Vec<u16> = Vec::with_capacity(n);
+    // Values straight from tokens and the raw bits (read in symbol order alongside): no token
+    // buffer and no second pass.
+    let mut out: Vec<u64> = Vec::with_capacity(n);
+    let mut r = BitReader { data: raw, pos: 0 };
     let seg = usize::try_from(1u64 << seg_log2).unwrap_or(usize::MAX);
     let (side, row) = (cfg.side(), cfg.row as usize);
     let mut prev = 0usize;
-    // The classes of the symbols decoded so far, for the grid context.
-    let mut classes: Vec<u8> = Vec::with_capacity(if row > 0 { n } else { 0 });
     let mut table = vec![Slot::default(); contexts * one];
     for k in 0..segments {
         for (c, slots) in table.chunks_mut(one).enumerate() {
@@ -467,8 +468,8 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
             let c = if row == 0 {
                 prev
             } else {
-                let up = if i >= row { classes[i - row] } else { prev as u8 };
-                prev * side as usize + up as usize
+                let up = if i >= row { class(out[i - row], side) } else { prev };
+                prev * side as usize + up
             };
             let e = table[c * one + (*s & mask) as usize];
             // freq <= 2^bits and s >> bits < 2^(32 - bits): no overflow.
@@ -484,26 +485,18 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
                 v
             };
             prev = e.next as usize;
-            if row > 0 {
-                classes.push(e.next as u8);
-            }
-            toks.push(e.token);
+            let t = e.token as usize;
+            out.push(if t < DIRECT as usize {
+                t as u64
+            } else {
+                let (base, n) = token_base(t);
+                base | r.get(n)
+            });
         }
     }
     if w != words.len() || x.iter().any(|&s| s != L) {
         return Err("rans stream does not decode to its end (damaged)".into());
     }
-    let mut r = BitReader { data: raw, pos: 0 };
-    let out: Vec<u64> = toks
-        .iter()
-        .map(|&t| {
-            if (t as u64) < DIRECT {
-                return t as u64;
-            }
-            let (base, n) = token_base(t as usize);
-            base | r.get(n)
-        })
-        .collect();
     if r.overrun() {
         return Err("rans raw bits end early".into());
     }
