@@ -5,7 +5,7 @@
 use super::errstats::ErrStats;
 use super::stages::{self, Chain};
 use super::{bytes, interp, model_stage, quantise};
-use crate::dtype::{i64_to_ints, push_value, push_values, DType};
+use crate::dtype::{i64_to_ints, push_value, DType};
 use crate::wire::{put_varint, Cursor};
 
 pub const METHOD_RAW: u8 = 0;
@@ -322,10 +322,13 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             let mut out = Vec::with_capacity(n * size);
             if *omit {
                 let (mask, vals) = exact.listed(n, size)?;
-                push_values(dtype, &interp::dequantise_omitting(cfg, dtype, &symbols, &mask, *step), &mut out);
+                interp::dequantise(cfg, dtype, &symbols, n, Some(&mask), *step, &mut out);
                 put_exact(&mask, &vals, size, &mut out)?;
             } else {
-                push_values(dtype, &interp::dequantise(cfg, dtype, &symbols, *step), &mut out);
+                if symbols.len() != n {
+                    return Err(format!("{} walk symbols for {n} elements", symbols.len()));
+                }
+                interp::dequantise(cfg, dtype, &symbols, n, None, *step, &mut out);
                 exact.apply(n, size, &mut out)?;
             }
             Ok(Decoded { bytes: out, codes: None })

@@ -166,17 +166,48 @@ fn nodes(i: usize, s: usize, len: usize, kind: Kind) -> Nodes {
 /// at 0 of the nodes used, in f64, in the order written (Rust never contracts to FMA on its
 /// own; the divisions are by powers of two, so exact).
 #[inline(always)]
-fn predict(a: &[f64], at: usize, d: usize, nodes: Nodes) -> f64 {
-    let b = a[at - d];
+fn predict<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
+    let v = |k: usize| a[k].get();
+    let b = v(at - d);
     match nodes {
         Nodes::Left => b,
-        Nodes::Two => (b + a[at + d]) * 0.5,
+        Nodes::Two => (b + v(at + d)) * 0.5,
         // Nodes -3, -1, 1, 3 (units of s): (-1, 9, 9, -1) / 16.
-        Nodes::Four => ((b + a[at + d]) * 9.0 - a[at - 3 * d] - a[at + 3 * d]) * 0.0625,
+        Nodes::Four => ((b + v(at + d)) * 9.0 - v(at - 3 * d) - v(at + 3 * d)) * 0.0625,
         // Nodes -1, 1, 3: (3, 6, -1) / 8.
-        Nodes::NoFarLeft => (b * 3.0 + a[at + d] * 6.0 - a[at + 3 * d]) * 0.125,
+        Nodes::NoFarLeft => (b * 3.0 + v(at + d) * 6.0 - v(at + 3 * d)) * 0.125,
         // Nodes -3, -1, 1: (-1, 6, 3) / 8.
-        Nodes::NoFarRight => (b * 6.0 + a[at + d] * 3.0 - a[at - 3 * d]) * 0.125,
+        Nodes::NoFarRight => (b * 6.0 + v(at + d) * 3.0 - v(at - 3 * d)) * 0.125,
+    }
+}
+
+/// What a walk stores its rebuilt elements in: f64, or f32 for an f32 block, whose rebuilt
+/// values are f32 numbers already (`quantise::reconstruct` rounds to the dtype), so the
+/// predictions read the same numbers from half the memory.
+pub trait Cell: Copy + Default {
+    fn get(self) -> f64;
+    fn put(v: f64) -> Self;
+}
+
+impl Cell for f64 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn put(v: f64) -> f64 {
+        v
+    }
+}
+
+impl Cell for f32 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn put(v: f64) -> f32 {
+        v as f32
     }
 }
 
@@ -200,7 +231,7 @@ fn pass_ranges(order: &[usize; RANK], j: usize, s: usize) -> [(usize, usize); RA
 /// slot, prediction)` once per element, the first with prediction 0. Predictions read only
 /// elements visited before, so the encoder (which writes each rebuilt value into its slot) and
 /// the decoder (the same) see the same predictions.
-fn walk(a: &mut [f64], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl FnMut(usize, usize, &mut f64, f64)) {
+fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl FnMut(usize, usize, &mut T, f64)) {
     if a.is_empty() {
         return;
     }
@@ -299,28 +330,34 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
     Walked { symbols, exact, rebuilt: a }
 }
 
-/// Undoes `quantise`: the symbols (walk order) of a block whose bin is `step`, to the rebuilt
-/// values in C order. A block written before FLAG_OMIT holds a symbol for every element.
-pub fn dequantise(cfg: &Config, dtype: DType, symbols: &[i64], step: f64) -> Vec<f64> {
-    let steps = cfg.level_steps(step);
-    let mut a = vec![0f64; symbols.len()];
-    let mut next = symbols.iter();
-    walk(&mut a, cfg.dims(symbols.len()), cfg.order(), cfg.kind, |_, s, slot, p| {
-        *slot = rebuilt(dtype, p, next.next().copied().unwrap_or(0), steps[s.trailing_zeros() as usize]);
-    });
-    a
+/// Undoes `quantise`: the symbols (walk order) of a block of `n` elements whose bin is `step`,
+/// to the rebuilt values in C order, appended to `out` as little-endian `dtype`. With `omitted`
+/// (FLAG_OMIT; one flag an element, C order) those elements have no symbol and read 0; a
+/// block written before FLAG_OMIT holds a symbol for every element.
+pub fn dequantise(cfg: &Config, dtype: DType, symbols: &[i64], n: usize, omitted: Option<&[bool]>, step: f64, out: &mut Vec<u8>) {
+    if dtype == DType::F32 {
+        let a: Vec<f32> = rebuild(cfg, dtype, symbols, n, omitted, step);
+        out.reserve(4 * n);
+        a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    } else {
+        crate::dtype::push_values(dtype, &rebuild::<f64>(cfg, dtype, symbols, n, omitted, step), out);
+    }
 }
 
-/// `dequantise` for a block of `omitted.len()` elements whose `omitted` ones (C order) have no
-/// symbol: they read 0. `symbols` holds the others', in walk order.
-pub fn dequantise_omitting(cfg: &Config, dtype: DType, symbols: &[i64], omitted: &[bool], step: f64) -> Vec<f64> {
+fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &[i64], n: usize, omitted: Option<&[bool]>, step: f64) -> Vec<T> {
     let steps = cfg.level_steps(step);
-    let mut a = vec![0f64; omitted.len()];
+    let mut a = vec![T::default(); n];
     let mut next = symbols.iter();
-    walk(&mut a, cfg.dims(omitted.len()), cfg.order(), cfg.kind, |i, s, slot, p| {
-        let q = if omitted[i] { 0 } else { next.next().copied().unwrap_or(0) };
-        *slot = rebuilt(dtype, p, q, steps[s.trailing_zeros() as usize]);
-    });
+    let dims = cfg.dims(n);
+    match omitted {
+        None => walk(&mut a, dims, cfg.order(), cfg.kind, |_, s, slot, p| {
+            *slot = T::put(rebuilt(dtype, p, next.next().copied().unwrap_or(0), steps[s.trailing_zeros() as usize]));
+        }),
+        Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, |i, s, slot, p| {
+            let q = if m[i] { 0 } else { next.next().copied().unwrap_or(0) };
+            *slot = T::put(rebuilt(dtype, p, q, steps[s.trailing_zeros() as usize]));
+        }),
+    }
     a
 }
 
@@ -375,8 +412,12 @@ mod tests {
                         let mut omitted = vec![false; n];
                         w.exact.iter().for_each(|&i| omitted[i as usize] = true);
                         assert_eq!(w.symbols.len(), n - w.exact.len(), "a symbol for each kept element");
-                        let back = dequantise_omitting(&cfg, dtype, &w.symbols, &omitted, 2.0 * tol);
-                        assert_eq!(back, w.rebuilt, "{cfg:?}");
+                        let mut back = Vec::new();
+                        dequantise(&cfg, dtype, &w.symbols, n, Some(&omitted), 2.0 * tol, &mut back);
+                        let mut want = Vec::new();
+                        crate::dtype::push_values(dtype, &w.rebuilt, &mut want);
+                        assert_eq!(back, want, "{cfg:?}");
+                        let back: Vec<f64> = rebuild(&cfg, dtype, &w.symbols, n, Some(&omitted), 2.0 * tol);
                         let exact: std::collections::HashSet<u64> = w.exact.iter().copied().collect();
                         for (i, (&x, &y)) in values.iter().zip(&back).enumerate() {
                             if i % 17 == 5 {
