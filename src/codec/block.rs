@@ -318,17 +318,24 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
         }
         Body::Quantised { step, interp: Some(cfg), codes, exact, omit, .. } => {
             // Symbols of the walk: no reference stages on them, and none for later variables.
-            let symbols = codes.decode(&stages::Refs::NONE)?;
+            // The walk takes them as `rans` decodes them where the chain allows (no buffer).
+            let (mask, vals) = if *omit { exact.listed(n, size)? } else { (Vec::new(), Vec::new()) };
+            let omitted = omit.then_some(&mask[..]);
             let mut out = Vec::with_capacity(n * size);
+            match codes.chain.stream(codes.payload, codes.n) {
+                Some(stream) => {
+                    let mut stream = stream?;
+                    interp::dequantise(cfg, dtype, || stream.next(), n, omitted, *step, &mut out);
+                    stream.finish()?;
+                }
+                None => {
+                    let symbols = codes.decode(&stages::Refs::NONE)?;
+                    interp::dequantise(cfg, dtype, interp::from_slice(&symbols), n, omitted, *step, &mut out);
+                }
+            }
             if *omit {
-                let (mask, vals) = exact.listed(n, size)?;
-                interp::dequantise(cfg, dtype, &symbols, n, Some(&mask), *step, &mut out);
                 put_exact(&mask, &vals, size, &mut out)?;
             } else {
-                if symbols.len() != n {
-                    return Err(format!("{} walk symbols for {n} elements", symbols.len()));
-                }
-                interp::dequantise(cfg, dtype, &symbols, n, None, *step, &mut out);
                 exact.apply(n, size, &mut out)?;
             }
             Ok(Decoded { bytes: out, codes: None })

@@ -330,35 +330,41 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
     Walked { symbols, exact, rebuilt: a }
 }
 
-/// Undoes `quantise`: the symbols (walk order) of a block of `n` elements whose bin is `step`,
-/// to the rebuilt values in C order, appended to `out` as little-endian `dtype`. With `omitted`
-/// (FLAG_OMIT; one flag an element, C order) those elements have no symbol and read 0; a
-/// block written before FLAG_OMIT holds a symbol for every element.
-pub fn dequantise(cfg: &Config, dtype: DType, symbols: &[i64], n: usize, omitted: Option<&[bool]>, step: f64, out: &mut Vec<u8>) {
+/// Undoes `quantise`: the symbols (walk order, taken one at a time from `symbol`) of a block
+/// of `n` elements whose bin is `step`, to the rebuilt values in C order, appended to `out` as
+/// little-endian `dtype`. With `omitted` (FLAG_OMIT; one flag an element, C order) those
+/// elements take no symbol and read 0; a block written before FLAG_OMIT holds a symbol for
+/// every element.
+pub fn dequantise(cfg: &Config, dtype: DType, symbol: impl FnMut() -> i64, n: usize, omitted: Option<&[bool]>, step: f64, out: &mut Vec<u8>) {
     if dtype == DType::F32 {
-        let a: Vec<f32> = rebuild(cfg, dtype, symbols, n, omitted, step);
+        let a: Vec<f32> = rebuild(cfg, dtype, symbol, n, omitted, step);
         out.reserve(4 * n);
         a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     } else {
-        crate::dtype::push_values(dtype, &rebuild::<f64>(cfg, dtype, symbols, n, omitted, step), out);
+        crate::dtype::push_values(dtype, &rebuild::<f64>(cfg, dtype, symbol, n, omitted, step), out);
     }
 }
 
-fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &[i64], n: usize, omitted: Option<&[bool]>, step: f64) -> Vec<T> {
+fn rebuild<T: Cell>(cfg: &Config, dtype: DType, mut symbol: impl FnMut() -> i64, n: usize, omitted: Option<&[bool]>, step: f64) -> Vec<T> {
     let steps = cfg.level_steps(step);
     let mut a = vec![T::default(); n];
-    let mut next = symbols.iter();
     let dims = cfg.dims(n);
     match omitted {
         None => walk(&mut a, dims, cfg.order(), cfg.kind, |_, s, slot, p| {
-            *slot = T::put(rebuilt(dtype, p, next.next().copied().unwrap_or(0), steps[s.trailing_zeros() as usize]));
+            *slot = T::put(rebuilt(dtype, p, symbol(), steps[s.trailing_zeros() as usize]));
         }),
         Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, |i, s, slot, p| {
-            let q = if m[i] { 0 } else { next.next().copied().unwrap_or(0) };
+            let q = if m[i] { 0 } else { symbol() };
             *slot = T::put(rebuilt(dtype, p, q, steps[s.trailing_zeros() as usize]));
         }),
     }
     a
+}
+
+/// The symbols of `s` one at a time, 0 once they run out (the block's checks say so).
+pub fn from_slice(s: &[i64]) -> impl FnMut() -> i64 + '_ {
+    let mut it = s.iter();
+    move || it.next().copied().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -413,11 +419,11 @@ mod tests {
                         w.exact.iter().for_each(|&i| omitted[i as usize] = true);
                         assert_eq!(w.symbols.len(), n - w.exact.len(), "a symbol for each kept element");
                         let mut back = Vec::new();
-                        dequantise(&cfg, dtype, &w.symbols, n, Some(&omitted), 2.0 * tol, &mut back);
+                        dequantise(&cfg, dtype, from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol, &mut back);
                         let mut want = Vec::new();
                         crate::dtype::push_values(dtype, &w.rebuilt, &mut want);
                         assert_eq!(back, want, "{cfg:?}");
-                        let back: Vec<f64> = rebuild(&cfg, dtype, &w.symbols, n, Some(&omitted), 2.0 * tol);
+                        let back: Vec<f64> = rebuild(&cfg, dtype, from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol);
                         let exact: std::collections::HashSet<u64> = w.exact.iter().copied().collect();
                         for (i, (&x, &y)) in values.iter().zip(&back).enumerate() {
                             if i % 17 == 5 {

@@ -416,91 +416,178 @@ fn fill_slots(freqs: &[u16], bits: u8, side: u8, slots: &mut [Slot]) {
 }
 
 pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, String> {
-    let cfg = cfg.check()?;
-    let bits = cfg.prob_bits as u32;
-    let seg_log2 = cfg.segment_log2 as u32;
-    let segments = if n == 0 { 0 } else { ((n as u64 - 1) >> seg_log2) as usize + 1 };
-    // Each table takes at least a byte: a damaged count is refused before anything is reserved.
-    let contexts = cfg.contexts as usize;
-    if segments.saturating_mul(contexts) > bytes.len() {
-        return Err(format!("{n} rans-coded values in segments of 2^{seg_log2} cannot fit in {} bytes", bytes.len()));
-    }
-    let mut cur = Cursor::new(bytes);
-    // Frequencies of every table, read up front (the raw bits and words follow them); each
-    // segment's slots are built when it is reached, into one buffer.
-    let mut freqs: Vec<u16> = Vec::new();
-    let mut ends: Vec<usize> = Vec::with_capacity(segments * contexts);
-    for _ in 0..segments * contexts {
-        read_table(&mut cur, cfg.prob_bits, &mut freqs)?;
-        ends.push(freqs.len());
-    }
-    let raw_len = cur.varint("rans raw bits length")?;
-    let raw = cur.bytes(raw_len, "rans raw bits")?;
-    let mut x = [0u32; LANES];
-    for s in x.iter_mut() {
-        *s = cur.u32("rans state")?;
-    }
-    let words = cur.bytes(cur.remaining() as u64, "rans words")?;
-    if words.len() % 2 != 0 {
-        return Err("rans words of an odd byte count".into());
-    }
-    let mut w = 0usize;
-    let one = 1usize << bits;
-    let mask = (1u32 << bits) - 1;
-    // Values straight from tokens and the raw bits (read in symbol order alongside): no token
-    // buffer and no second pass.
-    let mut out: Vec<u64> = Vec::with_capacity(n);
-    let mut r = BitReader { data: raw, pos: 0 };
-    let seg = usize::try_from(1u64 << seg_log2).unwrap_or(usize::MAX);
-    let (side, row) = (cfg.side(), cfg.row as usize);
-    let mut prev = 0usize;
-    let mut table = vec![Slot::default(); contexts * one];
-    for k in 0..segments {
-        for (c, slots) in table.chunks_mut(one).enumerate() {
-            let t = k * contexts + c;
-            let start = if t == 0 { 0 } else { ends[t - 1] };
-            fill_slots(&freqs[start..ends[t]], cfg.prob_bits, side, slots);
-        }
-        let start = k * seg;
-        let end = start.saturating_add(seg).min(n);
-        for i in start..end {
-            let s = &mut x[i % LANES];
-            let c = if row == 0 {
-                prev
-            } else {
-                let up = if i >= row { class(out[i - row], side) } else { prev };
-                prev * side as usize + up
-            };
-            let e = table[c * one + (*s & mask) as usize];
-            // freq <= 2^bits and s >> bits < 2^(32 - bits): no overflow.
-            let v = e.freq as u32 * (*s >> bits) + e.bias as u32;
-            *s = if v < L {
-                let word = match words.get(w..w + 2) {
-                    Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
-                    None => 0,
-                };
-                w += 2;
-                (v << 16) | word
-            } else {
-                v
-            };
-            prev = e.next as usize;
-            let t = e.token as usize;
-            out.push(if t < DIRECT as usize {
-                t as u64
-            } else {
-                let (base, n) = token_base(t);
-                base | r.get(n)
-            });
-        }
-    }
-    if w != words.len() || x.iter().any(|&s| s != L) {
-        return Err("rans stream does not decode to its end (damaged)".into());
-    }
-    if r.overrun() {
-        return Err("rans raw bits end early".into());
-    }
+    let mut d = Decoder::new(bytes, n, cfg)?;
+    let out: Vec<u64> = (0..n).map(|_| d.next()).collect();
+    d.finish()?;
     Ok(out)
+}
+
+/// A block's values one at a time, for a consumer that takes each as it comes (the
+/// interpolation walk) and needs no buffer of them. `next` never fails or panics, whatever the
+/// bytes; `finish` says whether the stream decoded to its end, which is when the values can
+/// be trusted.
+pub struct Decoder<'a> {
+    bits: u32,
+    mask: u32,
+    one: usize,
+    side: u8,
+    row: usize,
+    contexts: usize,
+    seg: usize,
+    segments: usize,
+    n: usize,
+    i: usize,
+    /// Where the current segment's tables stop applying (`n` for the last).
+    seg_end: usize,
+    /// The segment whose tables are loaded next.
+    k: usize,
+    freqs: Vec<u16>,
+    ends: Vec<usize>,
+    table: Vec<Slot>,
+    x: [u32; LANES],
+    words: &'a [u8],
+    w: usize,
+    raw: BitReader<'a>,
+    prev: usize,
+    /// The classes of the last symbols (a power of two longer than `row`), for grid contexts.
+    ring: Vec<u8>,
+    /// More values were asked for than the block holds.
+    over: bool,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(bytes: &'a [u8], n: usize, cfg: RansConfig) -> Result<Decoder<'a>, String> {
+        let cfg = cfg.check()?;
+        let seg_log2 = cfg.segment_log2 as u32;
+        let segments = if n == 0 { 0 } else { ((n as u64 - 1) >> seg_log2) as usize + 1 };
+        // Each table takes at least a byte: a damaged count is refused before anything is
+        // reserved.
+        let contexts = cfg.contexts as usize;
+        if segments.saturating_mul(contexts) > bytes.len() {
+            return Err(format!("{n} rans-coded values in segments of 2^{seg_log2} cannot fit in {} bytes", bytes.len()));
+        }
+        let mut cur = Cursor::new(bytes);
+        // Frequencies of every table, read up front (the raw bits and words follow them); each
+        // segment's slots are built when it is reached, into one buffer.
+        let mut freqs: Vec<u16> = Vec::new();
+        let mut ends: Vec<usize> = Vec::with_capacity(segments * contexts);
+        for _ in 0..segments * contexts {
+            read_table(&mut cur, cfg.prob_bits, &mut freqs)?;
+            ends.push(freqs.len());
+        }
+        let raw_len = cur.varint("rans raw bits length")?;
+        let raw = cur.bytes(raw_len, "rans raw bits")?;
+        let mut x = [0u32; LANES];
+        for s in x.iter_mut() {
+            *s = cur.u32("rans state")?;
+        }
+        let words = cur.bytes(cur.remaining() as u64, "rans words")?;
+        if words.len() % 2 != 0 {
+            return Err("rans words of an odd byte count".into());
+        }
+        let one = 1usize << cfg.prob_bits;
+        let row = cfg.row as usize;
+        let ring = if row > 0 && n > 0 { vec![0u8; (row + 1).next_power_of_two()] } else { Vec::new() };
+        Ok(Decoder {
+            bits: cfg.prob_bits as u32,
+            mask: (1u32 << cfg.prob_bits) - 1,
+            one,
+            side: cfg.side(),
+            row,
+            contexts,
+            seg: usize::try_from(1u64 << seg_log2).unwrap_or(usize::MAX),
+            segments,
+            n,
+            i: 0,
+            seg_end: 0,
+            k: 0,
+            freqs,
+            ends,
+            table: vec![Slot::default(); contexts * one],
+            x,
+            words,
+            w: 0,
+            raw: BitReader { data: raw, pos: 0 },
+            prev: 0,
+            ring,
+            over: false,
+        })
+    }
+
+    /// Builds the next segment's slots, or notes that the block has no more values.
+    #[cold]
+    fn load_segment(&mut self) {
+        if self.k >= self.segments {
+            self.over = true;
+            self.seg_end = usize::MAX;
+            return;
+        }
+        for (c, slots) in self.table.chunks_mut(self.one).enumerate() {
+            let t = self.k * self.contexts + c;
+            let start = if t == 0 { 0 } else { self.ends[t - 1] };
+            fill_slots(&self.freqs[start..self.ends[t]], self.bits as u8, self.side, slots);
+        }
+        self.k += 1;
+        self.seg_end = self.i.saturating_add(self.seg).min(self.n);
+    }
+
+    #[inline]
+    pub fn next(&mut self) -> u64 {
+        if self.i == self.seg_end {
+            self.load_segment();
+        }
+        let i = self.i;
+        self.i += 1;
+        let c = if self.row == 0 {
+            self.prev
+        } else {
+            let m = self.ring.len().wrapping_sub(1);
+            let up = if i >= self.row { self.ring.get((i - self.row) & m).copied().unwrap_or(0) as usize } else { self.prev };
+            self.prev * self.side as usize + up
+        };
+        let s = &mut self.x[i % LANES];
+        let e = self.table.get(c * self.one + (*s & self.mask) as usize).copied().unwrap_or_default();
+        // freq <= 2^bits and s >> bits < 2^(32 - bits): no overflow.
+        let v = e.freq as u32 * (*s >> self.bits) + e.bias as u32;
+        *s = if v < L {
+            let word = match self.words.get(self.w..self.w + 2) {
+                Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
+                None => 0,
+            };
+            self.w += 2;
+            (v << 16) | word
+        } else {
+            v
+        };
+        self.prev = e.next as usize;
+        if self.row > 0 {
+            let m = self.ring.len().wrapping_sub(1);
+            if let Some(r) = self.ring.get_mut(i & m) {
+                *r = e.next as u8;
+            }
+        }
+        let t = e.token as usize;
+        if t < DIRECT as usize {
+            t as u64
+        } else {
+            let (base, n) = token_base(t);
+            base | self.raw.get(n)
+        }
+    }
+
+    /// Whether every value was read and the stream ended where it should.
+    pub fn finish(&self) -> Result<(), String> {
+        if self.over || self.i != self.n {
+            return Err(format!("{} of {} rans-coded values read", self.i, self.n));
+        }
+        if self.w != self.words.len() || self.x.iter().any(|&s| s != L) {
+            return Err("rans stream does not decode to its end (damaged)".into());
+        }
+        if self.raw.overrun() {
+            return Err("rans raw bits end early".into());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,10 @@ pub trait CodesStage: std::fmt::Debug + Send + Sync {
         crate::missing::fill_codes(codes, omitted);
         Ok(())
     }
+    /// How the stage undoes itself one code at a time, where it can (`Chain::stream`).
+    fn streamed(&self) -> Option<Streamed> {
+        None
+    }
     fn boxed_clone(&self) -> Box<dyn CodesStage>;
 }
 
@@ -77,6 +81,47 @@ pub trait CodesToBytes: std::fmt::Debug + Send + Sync {
     fn decode(&self, bytes: &[u8], n: usize, refs: &Refs) -> Result<Vec<i64>, String>;
     /// The bytes `encode` makes from `n` codes, when it is fixed (the frame size zstd checks).
     fn encoded_len(&self, n: usize) -> Option<usize>;
+    /// The `rans` configuration and sign, for a stage that can hand its codes out one at a
+    /// time (`Chain::stream`).
+    fn rans(&self) -> Option<(rans::RansConfig, Sign)> {
+        None
+    }
+}
+
+/// An array->array stage undone one code at a time.
+#[derive(Clone, Copy, Debug)]
+pub enum Streamed {
+    Delta,
+    Offset(i64),
+}
+
+/// A chain's codes one at a time, decoded as they are taken: no block-sized buffer between
+/// the coder and a consumer that takes each in order (the interpolation walk).
+pub struct Stream<'a> {
+    dec: rans::Decoder<'a>,
+    sign: Sign,
+    stage: Option<Streamed>,
+    prev: i64,
+}
+
+impl Stream<'_> {
+    #[inline]
+    pub fn next(&mut self) -> i64 {
+        let c = self.sign.from_u(self.dec.next());
+        match self.stage {
+            None => c,
+            Some(Streamed::Offset(by)) => c.wrapping_add(by),
+            Some(Streamed::Delta) => {
+                self.prev = self.prev.wrapping_add(c);
+                self.prev
+            }
+        }
+    }
+
+    /// Whether every code was taken and the stream ended where it should.
+    pub fn finish(&self) -> Result<(), String> {
+        self.dec.finish()
+    }
 }
 
 /// A bytes->bytes stage.
@@ -122,6 +167,9 @@ impl CodesStage for Delta {
             *c = prev;
         }
         Ok(())
+    }
+    fn streamed(&self) -> Option<Streamed> {
+        Some(Streamed::Delta)
     }
     fn decode_omitting(&self, codes: &mut [i64], _: &Refs, omitted: &[bool]) -> Result<(), String> {
         // An omitted code repeats the one before: what `prev` holds.
@@ -190,6 +238,9 @@ impl CodesStage for Offset {
     fn decode(&self, codes: &mut [i64], _: &Refs) -> Result<(), String> {
         codes.iter_mut().for_each(|c| *c = c.wrapping_add(self.by));
         Ok(())
+    }
+    fn streamed(&self) -> Option<Streamed> {
+        Some(Streamed::Offset(self.by))
     }
 }
 
@@ -546,6 +597,9 @@ impl CodesToBytes for Rans {
     fn encoded_len(&self, _: usize) -> Option<usize> {
         None
     }
+    fn rans(&self) -> Option<(rans::RansConfig, Sign)> {
+        Some((self.cfg, self.sign))
+    }
 }
 
 // ---- bytes->bytes stages ----------------------------------------------------------------
@@ -673,6 +727,18 @@ impl Chain {
 
     pub fn decode(&self, payload: &[u8], n: usize, refs: &Refs) -> Result<Vec<i64>, String> {
         self.decode_omitting(payload, n, None, refs)
+    }
+
+    /// The chain's `n` codes as a `Stream`, where its stages allow: `rans` straight, then at
+    /// most one array stage that undoes itself code by code. None otherwise (`decode` then).
+    pub fn stream<'a>(&self, payload: &'a [u8], n: usize) -> Option<Result<Stream<'a>, String>> {
+        let (cfg, sign) = self.to_bytes.rans().filter(|_| self.bytes.is_empty())?;
+        let stage = match &self.codes[..] {
+            [] => None,
+            [s] => Some(s.streamed()?),
+            _ => return None,
+        };
+        Some(rans::Decoder::new(payload, n, cfg).map(|dec| Stream { dec, sign, stage, prev: 0 }))
     }
 
     /// `decode` for a block of `n` codes whose `omitted` ones (one flag an element) have no
