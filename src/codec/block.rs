@@ -449,18 +449,26 @@ pub fn index_runs(idx: &[u64]) -> Vec<i64> {
 impl StagedBlock<'_> {
     pub fn write(&self, size: usize, data: &[u8], level: i32, out: &mut Vec<u8>) {
         debug_assert!(!(self.omit && (self.model.is_some() || self.exact.is_empty())));
-        // The exact elements as gaps, or as runs where those are smaller (a mask's rows).
+        // The exact elements as gaps, or as runs where those are smaller (a mask's rows). Where
+        // the runs are few (a land mask: 2-9 % of its elements on the real fields, and the runs
+        // 15-45 % smaller) or most elements stand alone (outliers), only the likely winner is
+        // coded: a mask's gaps are the slowest list to code.
         let mut list = Vec::new();
         let mut runs = false;
         if !self.exact.is_empty() {
-            super::ints::encode(&index_gaps(self.exact), level, None, &mut list);
+            let k = self.exact.len();
             let r = index_runs(self.exact);
-            if r.len() < self.exact.len() {
-                let mut by_runs = Vec::new();
-                put_varint(&mut by_runs, r.len() as u64 / 2);
-                super::ints::encode(&r, level, None, &mut by_runs);
-                if by_runs.len() < list.len() {
-                    (list, runs) = (by_runs, true);
+            let pairs = r.len() / 2;
+            if pairs * 2 < k {
+                put_varint(&mut list, pairs as u64);
+                super::ints::encode(&r, level, None, &mut list);
+                runs = true;
+            }
+            if pairs * 8 > k {
+                let mut gaps = Vec::new();
+                super::ints::encode(&index_gaps(self.exact), level, None, &mut gaps);
+                if !runs || gaps.len() <= list.len() {
+                    (list, runs) = (gaps, false);
                 }
             }
         }
