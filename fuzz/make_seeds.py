@@ -325,6 +325,23 @@ def int_block_seeds(tmp):
                     pos += 1 + 5 * body[pos]
 
 
+def coded_chunk_seeds(tmp, src, name, errors, wanted):
+    """chunk_decoder seeds from `src` packed at each of `errors` (8K chunks): the chunks whose
+    first block `wanted(method, flags)` picks. Returns how many were written."""
+    made = 0
+    for err in errors:
+        arch = tmp / f"{name}.baler"
+        run("pack", src, "-o", arch, "--no-model", "-q", "--error", err, "--chunk-size", "8K")
+        data = arch.read_bytes()
+        header, entries = parse_archive(data)
+        for off, length, d, row, _ in entries:
+            chunk = data[off:off + length]
+            if wanted(chunk[28], chunk[29]):
+                put("chunk_decoder", f"{name}-{err.replace('=', '')}-chunk{row}", chunk_config(header["datasets"][d]) + chunk)
+                made += 1
+    return made
+
+
 def walk_seeds(tmp):
     """chunk_decoder seeds whose blocks are interpolation walks (method 5, flag bit 2): small
     3-D and 4-D fields at wide bins, where the walk wins."""
@@ -334,16 +351,7 @@ def walk_seeds(tmp):
     for name, arr in [("walk3d", air), ("walk4d", air.reshape(4, 2, 12, 16))]:
         src = tmp / f"{name}.npy"
         np.save(src, arr)
-        for err in ["rel=1e-2", "rel=3e-2"]:
-            arch = tmp / f"{name}.baler"
-            run("pack", src, "-o", arch, "--no-model", "-q", "--error", err, "--chunk-size", "8K")
-            data = arch.read_bytes()
-            header, entries = parse_archive(data)
-            for off, length, d, row, _ in entries:
-                chunk = data[off:off + length]
-                if chunk[28] == 5 and chunk[29] & 4:
-                    put("chunk_decoder", f"{name}-{err.replace('=', '')}-chunk{row}", chunk_config(header["datasets"][d]) + chunk)
-                    made += 1
+        made += coded_chunk_seeds(tmp, src, name, ["rel=1e-2", "rel=3e-2"], lambda method, flags: method == 5 and flags & 4)
     assert made >= 2, f"only {made} walk-coded chunks"
 
 
@@ -357,17 +365,7 @@ def omit_seeds(tmp):
     src = tmp / "ostia.h5"
     with h5py.File(src, "w") as f:
         f.create_dataset("surface_temperature", data=sea).attrs["_FillValue"] = fill
-    made = 0
-    for err in ["rel=1e-2", "rel=1e-3"]:
-        arch = tmp / "ostia.baler"
-        run("pack", src, "-o", arch, "--no-model", "-q", "--error", err, "--chunk-size", "8K")
-        data = arch.read_bytes()
-        header, entries = parse_archive(data)
-        for off, length, d, row, _ in entries:
-            chunk = data[off:off + length]
-            if chunk[28] == 5 and chunk[29] & 8:
-                put("chunk_decoder", f"omit-ostia-{err.replace('=', '')}-chunk{row}", chunk_config(header["datasets"][d]) + chunk)
-                made += 1
+    made = coded_chunk_seeds(tmp, src, "omit-ostia", ["rel=1e-2", "rel=1e-3"], lambda method, flags: method == 5 and flags & 8)
     assert made >= 2, f"only {made} chunks that omit exact elements"
 
 

@@ -585,28 +585,35 @@ def interp_config(body, pos):
     return dict(grid=grid, kind=kind, order=order, levelwise=lw), pos + 6
 
 
+def walk_passes(d, order):
+    """The walk's levels L (2^L >= max(d)), and its passes after the first element, coarse to
+    fine: (level, dimension, the pass's slices of the grid d)."""
+    L = 0
+    while (1 << L) < max(d):
+        L += 1
+
+    def passes():
+        for lev in range(L - 1, -1, -1):
+            s = 1 << lev
+            for j, k in enumerate(order):
+                if s >= d[k]:
+                    continue
+                sl = [slice(0, None, 2 * s)] * 4
+                for m in order[:j]:
+                    sl[m] = slice(0, None, s)
+                sl[k] = slice(s, None, 2 * s)
+                yield lev, k, sl
+    return L, passes()
+
+
 def walk_order(n, cfg):
     """The C-order index of the element each walk symbol is for, in walk order (interp_rebuild's
     passes over an array of indices)."""
     t1, t2, t3 = cfg["grid"]
     d = [n // (t1 * t2 * t3), t1, t2, t3]
     ids = np.arange(n).reshape(d)
-    top = max(d)
-    L = 0
-    while (1 << L) < top:
-        L += 1
-    order = [ids[0, 0, 0, 0:1]]
-    for lev in range(L - 1, -1, -1):
-        s = 1 << lev
-        for j, k in enumerate(cfg["order"]):
-            if s >= d[k]:
-                continue
-            sl = [slice(0, None, 2 * s)] * 4
-            for m in cfg["order"][:j]:
-                sl[m] = slice(0, None, s)
-            sl[k] = slice(s, None, 2 * s)
-            order.append(ids[tuple(sl)].reshape(-1))
-    order = np.concatenate(order)
+    _, passes = walk_passes(d, cfg["order"])
+    order = np.concatenate([ids[0, 0, 0, 0:1]] + [ids[tuple(sl)].reshape(-1) for _, _, sl in passes])
     assert len(order) == n
     return order
 
@@ -631,51 +638,41 @@ def interp_rebuild(q, n, cfg, step, dt):
             x = (p + sym.astype(np.float64) * b).astype(dt).astype(np.float64)
         return np.where(np.isfinite(x), x, p)
 
-    top = max(d)
-    L = 0
-    while (1 << L) < top:
-        L += 1
+    L, passes = walk_passes(d, cfg["order"])
     a[0, 0, 0, 0] = rebuild(np.zeros(1), q[:1], L)[0]
     at = 1
-    for lev in range(L - 1, -1, -1):
+    for lev, k, sl in passes:
         s = 1 << lev
-        for j, k in enumerate(cfg["order"]):
-            if s >= d[k]:
-                continue
-            sl = [slice(0, None, 2 * s)] * 4
-            for m in cfg["order"][:j]:
-                sl[m] = slice(0, None, s)
-            sl[k] = slice(s, None, 2 * s)
-            idx = np.arange(s, d[k], 2 * s)
+        idx = np.arange(s, d[k], 2 * s)
 
-            def along(off):
-                j_ = idx + off
-                ok = (j_ >= 0) & (j_ < d[k])
-                full = list(sl)
-                full[k] = slice(None)
-                line = a[tuple(full)]
-                v = np.take(line, np.clip(j_, 0, d[k] - 1), axis=k)
-                shape = [1] * 4
-                shape[k] = len(idx)
-                return v, ok.reshape(shape)
+        def along(off):
+            j_ = idx + off
+            ok = (j_ >= 0) & (j_ < d[k])
+            full = list(sl)
+            full[k] = slice(None)
+            line = a[tuple(full)]
+            v = np.take(line, np.clip(j_, 0, d[k] - 1), axis=k)
+            shape = [1] * 4
+            shape[k] = len(idx)
+            return v, ok.reshape(shape)
 
-            b, _ = along(-s)
-            c, okc = along(s)
-            a0, oka = along(-3 * s)
-            dd, okd = along(3 * s)
-            with np.errstate(over="ignore", invalid="ignore"):
-                lin = (b + c) * 0.5
-                if cfg["kind"] == 0:
-                    p = lin
-                else:
-                    cub = ((b + c) * 9.0 - a0 - dd) * 0.0625
-                    left = (b * 3.0 + c * 6.0 - dd) * 0.125
-                    right = (b * 6.0 + c * 3.0 - a0) * 0.125
-                    p = np.where(oka & okd, cub, np.where(okd, left, np.where(oka, right, lin)))
-                p = np.where(okc, p, b)
-            cnt = p.size
-            a[tuple(sl)] = rebuild(p, q[at:at + cnt].reshape(p.shape), lev)
-            at += cnt
+        b, _ = along(-s)
+        c, okc = along(s)
+        a0, oka = along(-3 * s)
+        dd, okd = along(3 * s)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lin = (b + c) * 0.5
+            if cfg["kind"] == 0:
+                p = lin
+            else:
+                cub = ((b + c) * 9.0 - a0 - dd) * 0.0625
+                left = (b * 3.0 + c * 6.0 - dd) * 0.125
+                right = (b * 6.0 + c * 3.0 - a0) * 0.125
+                p = np.where(oka & okd, cub, np.where(okd, left, np.where(oka, right, lin)))
+            p = np.where(okc, p, b)
+        cnt = p.size
+        a[tuple(sl)] = rebuild(p, q[at:at + cnt].reshape(p.shape), lev)
+        at += cnt
     assert at == n, (at, n)
     return a.reshape(-1).astype(dt)
 
