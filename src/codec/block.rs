@@ -191,6 +191,9 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
             if (omit || flags & FLAG_RUNS != 0) && k == 0 {
                 return Err(format!("block flags {flags:#x} without exact elements"));
             }
+            if k > n as u64 {
+                return Err(format!("{k} exact elements in a block of {n}"));
+            }
             // Walk symbols of the kept elements only; other codes name their stages for all
             // `n` (a Lorenzo grid tiles the block), their payload holding the kept ones.
             let codes = Codes::read(cur, if omit && interp.is_some() { n - k as usize } else { n })?;
@@ -542,6 +545,15 @@ mod tests {
             let want: Vec<u8> = exact.iter().flat_map(|&i| data[i as usize * 4..i as usize * 4 + 4].to_vec()).collect();
             assert_eq!(vals, want);
         }
+        // A block that says more of its elements are exact than it holds, and omits them.
+        let stats = ErrStats::default();
+        let block = StagedBlock { step: 1.0, step_known: false, model: None, interp: None, codes: &codes, omit: true, exact: &[1, 2], stats: &stats };
+        let mut out = Vec::new();
+        block.write(4, &data, 3, &mut out);
+        let k_at = 2 + 8;
+        assert_eq!(out[k_at], 2, "K follows the flags and the step");
+        out[k_at] = 0x7f;
+        assert!(read(&mut Cursor::new(&out), DType::F32, 100, None).err().unwrap().contains("127 exact elements in a block of 100"));
         // Runs of 2 + 3 elements where the block says 6 are exact.
         let mut runs = Vec::new();
         super::super::ints::encode(&[1, 2, 4, 3], 3, None, &mut runs);
