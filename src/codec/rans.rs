@@ -487,7 +487,9 @@ impl<'a> Decoder<'a> {
         }
         let one = 1usize << cfg.prob_bits;
         let row = cfg.row as usize;
-        let ring = if row > 0 && n > 0 { vec![0u8; (row + 1).next_power_of_two()] } else { Vec::new() };
+        // A row as long as the block or longer is never looked back along: the ring is sized
+        // by what can be read, not by the row a (possibly damaged) config names.
+        let ring = if row > 0 && n > 0 { vec![0u8; (row.min(n) + 1).next_power_of_two()] } else { Vec::new() };
         Ok(Decoder {
             bits: cfg.prob_bits as u32,
             mask: (1u32 << cfg.prob_bits) - 1,

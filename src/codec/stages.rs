@@ -746,7 +746,10 @@ impl Chain {
     /// array stage decodes the omitted ones (`CodesStage::decode_omitting`).
     pub fn decode_omitting(&self, payload: &[u8], n: usize, omitted: Option<&[bool]>, refs: &Refs) -> Result<Vec<i64>, String> {
         let kept = omitted.map_or(n, |m| m.iter().filter(|&&o| !o).count());
-        let mut codes = self.decode_residuals(payload, kept, refs)?;
+        // With omissions the coded stream's elements are not the chunk's: a coder reads no side
+        // variable there (the spec forbids one; the encoder never names one).
+        let coder_refs = if omitted.is_some() { &Refs::NONE } else { refs };
+        let mut codes = self.decode_residuals(payload, kept, coder_refs)?;
         let Some(m) = omitted else {
             for s in self.codes.iter().rev() {
                 s.decode(&mut codes, refs)?;
@@ -756,7 +759,8 @@ impl Chain {
         if m.len() != n {
             return Err(format!("{} omission flags for a block of {n}", m.len()));
         }
-        // Spread in place from the end: the kept code bound for element i sits at or before i.
+        // Spread in place from the end (the kept code bound for element i sits at or before
+        // i); an omitted element holds 0 until the first stage rebuilds it.
         let mut j = codes.len();
         codes.resize(n, 0);
         for i in (0..n).rev() {

@@ -493,6 +493,7 @@ def run_ints(block, omitted=None):
         assert len(omitted) == n
         n = int(n - omitted.sum())
         stats["predictors"].add("omit")
+        assert to_bytes[0] != "ac" or to_bytes[7] is None, f"{var['name']}: a repeat side variable with omitted elements"
     for st in arr:
         if st[0] == "lorenzo":
             assert ds is not None, f"{var['name']}: Lorenzo predictor on a gap list"
@@ -677,15 +678,17 @@ def interp_rebuild(q, n, cfg, step, dt):
     return a.reshape(-1).astype(dt)
 
 
-def decode_exact_gaps(body, pos, K, dt, var, stats, varint_len, runs=False):
+def decode_exact_gaps(body, pos, K, dt, var, stats, varint_len, runs=False, n_block=None):
     if runs:
         # flag bit 4: varint e, then 2e run lengths (kept, exact, ...; only the first kept run may be 0)
         e, pos = varint(body, pos)
+        assert 1 <= e <= K, f"{var['name']}: {e} runs of {K} exact elements"
         r, pos = decode_ints(body, pos, 2 * e, None, var, stats)
         kept, take = r[0::2], r[1::2]
         assert np.all(take >= 1) and np.all(kept[1:] >= 1) and kept[0] >= 0 and take.sum() == K, f"{var['name']}: runs"
         starts = np.cumsum(kept) + np.concatenate([[0], np.cumsum(take)[:-1]])
         idx = np.concatenate([np.arange(a, a + t) for a, t in zip(starts, take)])
+        assert idx[-1] < n_block, f"{var['name']}: exact runs beyond the block's {n_block} elements"
         stats["predictors"].add("exact-runs")
     else:
         g, pos = decode_ints(body, pos, K, None, var, stats)
@@ -762,7 +765,7 @@ def decode_chunk(body, ds, stats):
             if gaps and K > 0:
                 # the exact elements' indices as gaps or runs (an integer block), then
                 # zstd(byte-shuffled values)
-                idx, exact, pos = decode_exact_gaps(body, pos, K, dt, var, stats, method == 5, runs)
+                idx, exact, pos = decode_exact_gaps(body, pos, K, dt, var, stats, method == 5, runs, n)
             omitted = None
             if omit:
                 omitted = np.zeros(n, bool)
