@@ -325,16 +325,12 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             let (mask, vals) = if *omit { exact.listed(n, size)? } else { (Vec::new(), Vec::new()) };
             let omitted = omit.then_some(&mask[..]);
             let mut out = Vec::with_capacity(n * size);
-            match codes.chain.stream(codes.payload, codes.n) {
-                Some(stream) => {
-                    let mut stream = stream?;
-                    interp::dequantise(cfg, dtype, || stream.next(), n, omitted, *step, &mut out);
-                    stream.finish()?;
-                }
-                None => {
-                    let symbols = codes.decode(&stages::Refs::NONE)?;
-                    interp::dequantise(cfg, dtype, interp::from_slice(&symbols), n, omitted, *step, &mut out);
-                }
+            if codes.chain.stream(codes.payload, codes.n).is_some() {
+                let fresh = || codes.chain.stream(codes.payload, codes.n).expect("the chain streams");
+                interp::dequantise(cfg, dtype, fresh, n, omitted, *step, &mut out)?.finish()?;
+            } else {
+                let symbols = codes.decode(&stages::Refs::NONE)?;
+                interp::dequantise(cfg, dtype, || Ok(interp::from_slice(&symbols)), n, omitted, *step, &mut out)?;
             }
             if *omit {
                 put_exact(&mask, &vals, size, &mut out)?;

@@ -166,17 +166,50 @@ fn nodes(i: usize, s: usize, len: usize, kind: Kind) -> Nodes {
 /// at 0 of the nodes used, in f64, in the order written (Rust never contracts to FMA on its
 /// own; the divisions are by powers of two, so exact).
 #[inline(always)]
-fn predict(a: &[f64], at: usize, d: usize, nodes: Nodes) -> f64 {
-    let b = a[at - d];
+fn predict<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
+    let v = |k: usize| a[k].get();
+    let b = v(at - d);
     match nodes {
         Nodes::Left => b,
-        Nodes::Two => (b + a[at + d]) * 0.5,
+        Nodes::Two => (b + v(at + d)) * 0.5,
         // Nodes -3, -1, 1, 3 (units of s): (-1, 9, 9, -1) / 16.
-        Nodes::Four => ((b + a[at + d]) * 9.0 - a[at - 3 * d] - a[at + 3 * d]) * 0.0625,
+        Nodes::Four => ((b + v(at + d)) * 9.0 - v(at - 3 * d) - v(at + 3 * d)) * 0.0625,
         // Nodes -1, 1, 3: (3, 6, -1) / 8.
-        Nodes::NoFarLeft => (b * 3.0 + a[at + d] * 6.0 - a[at + 3 * d]) * 0.125,
+        Nodes::NoFarLeft => (b * 3.0 + v(at + d) * 6.0 - v(at + 3 * d)) * 0.125,
         // Nodes -3, -1, 1: (-1, 6, 3) / 8.
-        Nodes::NoFarRight => (b * 6.0 + a[at + d] * 3.0 - a[at - 3 * d]) * 0.125,
+        Nodes::NoFarRight => (b * 6.0 + v(at + d) * 3.0 - v(at - 3 * d)) * 0.125,
+    }
+}
+
+/// What a walk stores its rebuilt elements in: f64, or f32 for an f32 block, whose rebuilt
+/// values are f32 numbers (`quantise::reconstruct` rounds to the dtype) but for one left at a
+/// prediction beyond f32's range or between its numbers (`rebuilt`'s fallback): `put` says
+/// when a value does not fit, and the walk is then done again in f64.
+pub trait Cell: Copy + Default {
+    fn get(self) -> f64;
+    fn put(v: f64) -> Option<Self>;
+}
+
+impl Cell for f64 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn put(v: f64) -> Option<f64> {
+        Some(v)
+    }
+}
+
+impl Cell for f32 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn put(v: f64) -> Option<f32> {
+        let f = v as f32;
+        (f as f64 == v).then_some(f)
     }
 }
 
@@ -200,7 +233,7 @@ fn pass_ranges(order: &[usize; RANK], j: usize, s: usize) -> [(usize, usize); RA
 /// slot, prediction)` once per element, the first with prediction 0. Predictions read only
 /// elements visited before, so the encoder (which writes each rebuilt value into its slot) and
 /// the decoder (the same) see the same predictions.
-fn walk(a: &mut [f64], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl FnMut(usize, usize, &mut f64, f64)) {
+fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl FnMut(usize, usize, &mut T, f64)) {
     if a.is_empty() {
         return;
     }
@@ -299,38 +332,74 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
     Walked { symbols, exact, rebuilt: a }
 }
 
-/// Undoes `quantise`: the symbols (walk order, taken one at a time from `symbol`) of a block
-/// of `n` elements whose bin is `step`, to the rebuilt values in C order, appended to `out` as
-/// little-endian `dtype`. With `omitted` (FLAG_OMIT; one flag an element, C order) those
-/// elements take no symbol and read 0; a block written before FLAG_OMIT holds a symbol for
-/// every element.
-pub fn dequantise(cfg: &Config, dtype: DType, symbol: impl FnMut() -> i64, n: usize, omitted: Option<&[bool]>, step: f64, out: &mut Vec<u8>) {
-    crate::dtype::push_values(dtype, &rebuild(cfg, dtype, symbol, n, omitted, step), out);
+/// Undoes `quantise`: the symbols (walk order, taken one at a time from a fresh `symbols()`)
+/// of a block of `n` elements whose bin is `step`, to the rebuilt values in C order, appended
+/// to `out` as little-endian `dtype`. With `omitted` (FLAG_OMIT; one flag an element, C order)
+/// those elements take no symbol and read 0; a block written before FLAG_OMIT holds a symbol for
+/// every element. An f32 block is walked in f32 (half the memory), and again in f64 from fresh
+/// symbols in the rare block where a value does not fit an f32 (`Cell`).
+pub fn dequantise<S: Symbols>(
+    cfg: &Config,
+    dtype: DType,
+    mut symbols: impl FnMut() -> Result<S, String>,
+    n: usize,
+    omitted: Option<&[bool]>,
+    step: f64,
+    out: &mut Vec<u8>,
+) -> Result<S, String> {
+    if dtype == DType::F32 {
+        let mut s = symbols()?;
+        if let Some(a) = rebuild::<f32>(cfg, dtype, &mut s, n, omitted, step) {
+            out.reserve(4 * n);
+            a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+            return Ok(s);
+        }
+    }
+    let mut s = symbols()?;
+    let a = rebuild::<f64>(cfg, dtype, &mut s, n, omitted, step).expect("an f64 holds every rebuilt value");
+    crate::dtype::push_values(dtype, &a, out);
+    Ok(s)
 }
 
-/// `dequantise`'s values, in f64: an element `rebuilt` leaves at its prediction may lie beyond
-/// the dtype's range (an exact one, whose stored value replaces it), and the predictions after
-/// it must read what the encoder's f64 walk read.
-fn rebuild(cfg: &Config, dtype: DType, mut symbol: impl FnMut() -> i64, n: usize, omitted: Option<&[bool]>, step: f64) -> Vec<f64> {
+/// `dequantise`'s values, or None where one does not fit a `T`.
+fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &mut impl Symbols, n: usize, omitted: Option<&[bool]>, step: f64) -> Option<Vec<T>> {
     let steps = cfg.level_steps(step);
-    let mut a = vec![0f64; n];
+    let mut a = vec![T::default(); n];
     let dims = cfg.dims(n);
+    let mut fits = true;
+    let mut put = |slot: &mut T, v: f64| match T::put(v) {
+        Some(c) => *slot = c,
+        None => fits = false,
+    };
     match omitted {
         None => walk(&mut a, dims, cfg.order(), cfg.kind, |_, s, slot, p| {
-            *slot = rebuilt(dtype, p, symbol(), steps[s.trailing_zeros() as usize]);
+            put(slot, rebuilt(dtype, p, symbols.take(), steps[s.trailing_zeros() as usize]));
         }),
         Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, |i, s, slot, p| {
-            let q = if m[i] { 0 } else { symbol() };
-            *slot = rebuilt(dtype, p, q, steps[s.trailing_zeros() as usize]);
+            let q = if m[i] { 0 } else { symbols.take() };
+            put(slot, rebuilt(dtype, p, q, steps[s.trailing_zeros() as usize]));
         }),
     }
-    a
+    fits.then_some(a)
 }
 
-/// The symbols of `s` one at a time, 0 once they run out (the block's checks say so).
-pub fn from_slice(s: &[i64]) -> impl FnMut() -> i64 + '_ {
-    let mut it = s.iter();
-    move || it.next().copied().unwrap_or(0)
+/// Where a walk takes its symbols from, one at a time, in walk order.
+pub trait Symbols {
+    fn take(&mut self) -> i64;
+}
+
+/// The symbols of a slice, 0 once they run out (the block's checks say so).
+pub struct FromSlice<'a>(std::slice::Iter<'a, i64>);
+
+impl Symbols for FromSlice<'_> {
+    #[inline]
+    fn take(&mut self) -> i64 {
+        self.0.next().copied().unwrap_or(0)
+    }
+}
+
+pub fn from_slice(s: &[i64]) -> FromSlice<'_> {
+    FromSlice(s.iter())
 }
 
 #[cfg(test)]
@@ -373,6 +442,7 @@ mod tests {
     fn decoder_agrees_at_the_edge_of_f32() {
         let m = f32::MAX as f64;
         let mut r = crate::codec::xorshift(11);
+        let mut wide = 0;
         for _ in 0..200 {
             let n = 16 + (r() % 48) as usize;
             let values: Vec<f64> = (0..n).map(|_| [m, -m, m / 2.0, -m / 2.0, m * 0.99][(r() % 5) as usize]).collect();
@@ -383,13 +453,15 @@ mod tests {
                     let mut omitted = vec![false; n];
                     w.exact.iter().for_each(|&i| omitted[i as usize] = true);
                     let mut back = Vec::new();
-                    dequantise(&cfg, DType::F32, from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol, &mut back);
+                    dequantise(&cfg, DType::F32, || Ok(from_slice(&w.symbols)), n, Some(&omitted), 2.0 * tol, &mut back).unwrap();
                     let mut want = Vec::new();
                     crate::dtype::push_values(DType::F32, &w.rebuilt, &mut want);
                     assert_eq!(back, want, "{cfg:?} {values:?} {missing:?}");
+                    wide += rebuild::<f32>(&cfg, DType::F32, &mut from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol).is_none() as usize;
                 }
             }
         }
+        assert!(wide > 0, "no block needed the f64 walk: the test does not reach the fallback");
     }
 
     /// Every element within the bound or listed exact, on smooth data, noise, extremes and
@@ -412,11 +484,11 @@ mod tests {
                         w.exact.iter().for_each(|&i| omitted[i as usize] = true);
                         assert_eq!(w.symbols.len(), n - w.exact.len(), "a symbol for each kept element");
                         let mut back = Vec::new();
-                        dequantise(&cfg, dtype, from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol, &mut back);
+                        dequantise(&cfg, dtype, || Ok(from_slice(&w.symbols)), n, Some(&omitted), 2.0 * tol, &mut back).unwrap();
                         let mut want = Vec::new();
                         crate::dtype::push_values(dtype, &w.rebuilt, &mut want);
                         assert_eq!(back, want, "{cfg:?}");
-                        let back = rebuild(&cfg, dtype, from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol);
+                        let back = rebuild::<f64>(&cfg, dtype, &mut from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol).unwrap();
                         let exact: std::collections::HashSet<u64> = w.exact.iter().copied().collect();
                         for (i, (&x, &y)) in values.iter().zip(&back).enumerate() {
                             if i % 17 == 5 {

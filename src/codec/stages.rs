@@ -104,6 +104,13 @@ pub struct Stream<'a> {
     prev: i64,
 }
 
+impl super::interp::Symbols for Stream<'_> {
+    #[inline]
+    fn take(&mut self) -> i64 {
+        self.next()
+    }
+}
+
 impl Stream<'_> {
     #[inline]
     pub fn next(&mut self) -> i64 {
