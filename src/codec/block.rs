@@ -450,7 +450,7 @@ impl StagedBlock<'_> {
         debug_assert!(!(self.omit && (self.model.is_some() || self.exact.is_empty())));
         // The exact elements as gaps, or as runs where those are smaller (a mask's rows). Where
         // the runs are few (a land mask: 2-9 % of its elements on the real fields, and the runs
-        // 15-45 % smaller) or most elements stand alone (outliers), only the likely winner is
+        // 7-44 % smaller) or most elements stand alone (outliers), only the likely winner is
         // coded: a mask's gaps are the slowest list to code.
         let mut list = Vec::new();
         let mut runs = false;
