@@ -224,8 +224,12 @@ pub fn read<'a>(cur: &mut Cursor<'a>, dtype: DType, n: usize, known_step: Option
 
 impl Exact<'_> {
     /// Which of the `n` elements are listed (each index below `n`, ascending), and their values
-    /// (`size` bytes each), in index order.
+    /// (`size` bytes each), in index order; both empty where none is (most blocks: no flag an
+    /// element to allocate and scan).
     fn listed(&self, n: usize, size: usize) -> Result<(Vec<bool>, Vec<u8>), String> {
+        if let Exact::None = self {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let values = |k: u64, values: &[u8]| -> Result<Vec<u8>, String> { Ok(bytes::unshuffle(size, &bytes::decompress(values, k as usize * size)?)) };
         let mut mask = vec![false; n];
         // Marks element `i` after `prev` (ascending) as listed.
@@ -320,37 +324,30 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             Ok(Decoded { bytes: i64_to_ints(dtype, &codes), codes: Some(codes) })
         }
         Body::Quantised { step, interp: Some(cfg), codes, exact, omit, .. } => {
-            // Symbols of the walk: no reference stages on them, and none for later variables.
-            // The walk takes them as `rans` decodes them where the chain allows (no buffer).
-            let (mask, vals) = if *omit { exact.listed(n, size)? } else { (Vec::new(), Vec::new()) };
+            let (mask, vals) = exact.listed(n, size)?;
             let omitted = omit.then_some(&mask[..]);
             let mut out = Vec::with_capacity(n * size);
-            if codes.chain.stream(codes.payload, codes.n).is_some() {
-                let fresh = || codes.chain.stream(codes.payload, codes.n).expect("the chain streams");
-                interp::dequantise(cfg, dtype, fresh, n, omitted, *step, &mut out)?.finish()?;
-            } else {
-                let symbols = codes.decode(&stages::Refs::NONE)?;
-                interp::dequantise(cfg, dtype, || Ok(interp::from_slice(&symbols)), n, omitted, *step, &mut out)?;
-            }
-            if *omit {
-                put_exact(&mask, &vals, size, &mut out)?;
-            } else {
-                exact.apply(n, size, &mut out)?;
-            }
-            Ok(Decoded { bytes: out, codes: None })
-        }
-        Body::Quantised { step, interp: None, codes, exact, omit: true, .. } => {
-            let (mask, vals) = exact.listed(n, size)?;
-            let codes = codes.decode_omitting(refs, &mask)?;
-            let mut out = Vec::with_capacity(n * size);
-            for &c in &codes {
-                push_value(dtype, quantise::reconstruct(dtype, 0.0, c, *step), &mut out);
+            // Symbols of the walk: no reference stages on them, and none for later variables.
+            // The walk takes them as `rans` decodes them where the chain allows (no buffer);
+            // the stream built to ask serves the first walk, a second one (`dequantise`'s f64
+            // walk, rare) gets a fresh one.
+            match codes.chain.stream(codes.payload, codes.n) {
+                Some(first) => {
+                    let mut first = Some(first);
+                    let fresh = || first.take().unwrap_or_else(|| codes.chain.stream(codes.payload, codes.n).expect("the chain streams"));
+                    interp::dequantise(cfg, dtype, fresh, n, omitted, *step, &mut out)?.finish()?;
+                }
+                None => {
+                    let symbols = codes.decode(&stages::Refs::NONE)?;
+                    interp::dequantise(cfg, dtype, || Ok(interp::from_slice(&symbols)), n, omitted, *step, &mut out)?;
+                }
             }
             put_exact(&mask, &vals, size, &mut out)?;
-            Ok(Decoded { bytes: out, codes: Some(codes) })
+            Ok(Decoded { bytes: out, codes: None })
         }
-        Body::Quantised { step, model, interp: None, codes, exact, omit: false } => {
+        Body::Quantised { step, model, interp: None, codes, exact, omit } => {
             let step = *step;
+            let (mask, vals) = exact.listed(n, size)?;
             let codes = match model {
                 Some(m) => {
                     let p = pred.ok_or("block coded against a model prediction the chunk does not carry")?;
@@ -381,13 +378,15 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
                     }
                     codes
                 }
+                // The parser refuses FLAG_OMIT with FLAG_MODEL.
+                None if *omit => codes.decode_omitting(refs, &mask)?,
                 None => codes.decode(refs)?,
             };
             let mut out = Vec::with_capacity(n * size);
             for &c in &codes {
                 push_value(dtype, quantise::reconstruct(dtype, 0.0, c, step), &mut out);
             }
-            exact.apply(n, size, &mut out)?;
+            put_exact(&mask, &vals, size, &mut out)?;
             Ok(Decoded { bytes: out, codes: Some(codes) })
         }
         Body::ModelOnly { exact } => {

@@ -364,7 +364,7 @@ const RANS_MIN: usize = 4096;
 /// NCEP winds' walk symbols and one Levitus block (3-4.5 % larger, the winds read 2x as fast
 /// through h5py) and issue63's largest columns (0.2-0.3 % larger, unpack 1.4x as fast); the
 /// jets table and the other fields do not move.
-const AC_MARGIN: f64 = 0.06;
+pub(super) const AC_MARGIN: f64 = 0.06;
 /// The run a block of twice this many codes or more first compares `ac` and `rans` on, and how
 /// far that comparison may be off (`ac` learns from nothing on the run, `rans` pays tables for
 /// it alone).
@@ -432,9 +432,9 @@ fn grid_row(context: Context) -> Option<u32> {
     }
 }
 
-/// What `encode_with` would code `codes` in, about, for choosing between predictions: a large
-/// block is coded with `rans` alone (what it most often gets, and within 3 % of the rest), a
-/// small one in full.
+/// What `encode_omitting` would code `codes` in, about, for choosing between predictions: a
+/// large block is coded with `rans` alone (what it most often gets, and within `AC_MARGIN` of
+/// the rest), a small one in full.
 pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let mut out = Vec::new();

@@ -476,7 +476,8 @@ impl ChunkCodec {
     /// Coded for real, not estimated (an order-0 estimate misranks walks by a few percent, as
     /// much as they differ), with `rans` alone on boxes of 4096 codes and more: the coder a
     /// walk's symbols get. Lorenzo is priced the same way, though `ac` keeps its residuals where
-    /// it is more than 3 % smaller; that leans towards the walk, and measured so: pricing
+    /// it is smaller by more than `ints::AC_MARGIN`; that leans towards the walk, and measured so
+    /// (at a 3 % margin): pricing
     /// Lorenzo in full changed one of the 27 field/bound pairs, COLPEX at 1e-4, 9 % larger
     /// (the box's Lorenzo did not hold on the chunk).
     fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: &[i64]) -> FieldChoice {

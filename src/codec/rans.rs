@@ -417,13 +417,13 @@ fn fill_slots(freqs: &[u16], bits: u8, side: u8, slots: &mut [Slot]) {
 
 pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, String> {
     let mut d = Decoder::new(bytes, n, cfg)?;
-    let out: Vec<u64> = (0..n).map(|_| d.next()).collect();
+    let out: Vec<u64> = (0..n).map(|_| d.value()).collect();
     d.finish()?;
     Ok(out)
 }
 
 /// A block's values one at a time, for a consumer that takes each as it comes (the
-/// interpolation walk) and needs no buffer of them. `next` never fails or panics, whatever the
+/// interpolation walk) and needs no buffer of them. `value` never fails or panics, whatever the
 /// bytes; `finish` says whether the stream decoded to its end, which is when the values can
 /// be trusted.
 pub struct Decoder<'a> {
@@ -534,7 +534,8 @@ impl<'a> Decoder<'a> {
     }
 
     #[inline]
-    pub fn next(&mut self) -> u64 {
+    /// The next value.
+    pub fn value(&mut self) -> u64 {
         if self.i == self.seg_end {
             self.load_segment();
         }

@@ -107,14 +107,7 @@ pub struct Stream<'a> {
 impl super::interp::Symbols for Stream<'_> {
     #[inline]
     fn take(&mut self) -> i64 {
-        self.next()
-    }
-}
-
-impl Stream<'_> {
-    #[inline]
-    pub fn next(&mut self) -> i64 {
-        let c = self.sign.from_u(self.dec.next());
+        let c = self.sign.from_u(self.dec.value());
         match self.stage {
             None => c,
             Some(Streamed::Offset(by)) => c.wrapping_add(by),
@@ -124,7 +117,9 @@ impl Stream<'_> {
             }
         }
     }
+}
 
+impl Stream<'_> {
     /// Whether every code was taken and the stream ended where it should.
     pub fn finish(&self) -> Result<(), String> {
         self.dec.finish()

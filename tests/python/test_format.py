@@ -794,12 +794,10 @@ def decode_chunk(body, ds, stats):
                     stats["predictors"].add("interp-cubic" if interp["kind"] == 1 else "interp-linear")
                 else:
                     vals = (q.astype(np.float64) * step).astype(dt)
-                if gaps and K > 0:
-                    pass
-                elif gaps:
+                if gaps and K == 0:
                     assert method == 5, f"{var['name']}: gap-listed exact elements with K = 0"
                     idx, exact = np.zeros(0, np.int64), np.zeros(0, dt)
-                else:
+                elif not gaps:
                     (oplen,) = struct.unpack_from("<Q", body, pos)
                     pos += 8
                     assert K > 0 or oplen == 0, f"{var['name']}: outlier payload of {oplen} bytes for K = 0"
