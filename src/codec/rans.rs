@@ -417,14 +417,15 @@ fn fill_slots(freqs: &[u16], bits: u8, side: u8, slots: &mut [Slot]) {
 
 pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, String> {
     let mut d = Decoder::new(bytes, n, cfg)?;
-    let out: Vec<u64> = (0..n).map(|_| d.value()).collect();
+    let mut out = vec![0u64; n];
+    d.fill(&mut out);
     d.finish()?;
     Ok(out)
 }
 
-/// A block's values one at a time, for a consumer that takes each as it comes (the
-/// interpolation walk) and needs no buffer of them. `value` never fails or panics, whatever the
-/// bytes; `finish` says whether the stream decoded to its end, which is when the values can
+/// A block's values a batch at a time, for a consumer that takes them as they come (the
+/// interpolation walk) and needs no block-sized buffer of them. `fill` never fails or panics,
+/// whatever the bytes; `finish` says whether the stream decoded to its end, which is when the values can
 /// be trusted.
 pub struct Decoder<'a> {
     bits: u32,
@@ -533,20 +534,47 @@ impl<'a> Decoder<'a> {
         self.seg_end = self.i.saturating_add(self.seg).min(self.n);
     }
 
-    #[inline]
-    /// The next value.
-    pub fn value(&mut self) -> u64 {
-        if self.i == self.seg_end {
-            self.load_segment();
+    /// Values still to come.
+    pub fn remaining(&self) -> usize {
+        self.n.saturating_sub(self.i)
+    }
+
+    /// The next `out.len()` values. The loop over a segment keeps the states in registers: one
+    /// call a batch, not a call a value.
+    pub fn fill(&mut self, out: &mut [u64]) {
+        let mut at = 0;
+        while at < out.len() {
+            if self.i == self.seg_end {
+                self.load_segment();
+            }
+            if self.over {
+                // Asked past the block's end: zeros, and `finish` says so.
+                out[at..].fill(0);
+                self.i = self.i.saturating_add(out.len() - at);
+                return;
+            }
+            let m = (self.seg_end - self.i).min(out.len() - at);
+            let part = &mut out[at..at + m];
+            if self.row == 0 {
+                part.iter_mut().for_each(|o| *o = self.step::<false>());
+            } else {
+                part.iter_mut().for_each(|o| *o = self.step::<true>());
+            }
+            at += m;
         }
+    }
+
+    /// One value inside the current segment; `GRID`: whether contexts look a row back.
+    #[inline(always)]
+    fn step<const GRID: bool>(&mut self) -> u64 {
         let i = self.i;
         self.i += 1;
-        let c = if self.row == 0 {
-            self.prev
-        } else {
+        let c = if GRID {
             let m = self.ring.len().wrapping_sub(1);
             let up = if i >= self.row { self.ring.get((i - self.row) & m).copied().unwrap_or(0) as usize } else { self.prev };
             self.prev * self.side as usize + up
+        } else {
+            self.prev
         };
         let s = &mut self.x[i % LANES];
         let e = self.table.get(c * self.one + (*s & self.mask) as usize).copied().unwrap_or_default();
@@ -563,7 +591,7 @@ impl<'a> Decoder<'a> {
             v
         };
         self.prev = e.next as usize;
-        if self.row > 0 {
+        if GRID {
             let m = self.ring.len().wrapping_sub(1);
             if let Some(r) = self.ring.get_mut(i & m) {
                 *r = e.next as u8;

@@ -95,31 +95,63 @@ pub enum Streamed {
     Offset(i64),
 }
 
-/// A chain's codes one at a time, decoded as they are taken: no block-sized buffer between
-/// the coder and a consumer that takes each in order (the interpolation walk).
+/// A chain's codes one at a time, decoded a small batch ahead of the taker: no block-sized
+/// buffer between the coder and a consumer that takes each in order (the interpolation walk),
+/// and the coder's loop runs a batch at a time, its state in registers.
 pub struct Stream<'a> {
     dec: rans::Decoder<'a>,
     sign: Sign,
     stage: Option<Streamed>,
+    /// The last code handed out, for `Streamed::Delta`.
     prev: i64,
+    raw: Box<[u64; STREAM_BATCH]>,
+    codes: Box<[i64; STREAM_BATCH]>,
+    at: usize,
+    len: usize,
 }
 
+/// Codes a `Stream` decodes at once: a few KiB, so they stay in L1 beside the walk's rows.
+const STREAM_BATCH: usize = 256;
+
 impl super::interp::Symbols for Stream<'_> {
-    #[inline]
+    #[inline(always)]
     fn take(&mut self) -> i64 {
-        let c = self.sign.from_u(self.dec.value());
-        match self.stage {
-            None => c,
-            Some(Streamed::Offset(by)) => c.wrapping_add(by),
-            Some(Streamed::Delta) => {
-                self.prev = self.prev.wrapping_add(c);
-                self.prev
-            }
+        if self.at == self.len {
+            self.refill();
         }
+        let c = self.codes.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        c
     }
 }
 
-impl Stream<'_> {
+impl<'a> Stream<'a> {
+    fn new(dec: rans::Decoder<'a>, sign: Sign, stage: Option<Streamed>) -> Stream<'a> {
+        Stream { dec, sign, stage, prev: 0, raw: Box::new([0; STREAM_BATCH]), codes: Box::new([0; STREAM_BATCH]), at: 0, len: 0 }
+    }
+
+    #[inline(never)]
+    fn refill(&mut self) {
+        // At least one, so a taker past the end gets 0 and `finish` reports the overrun.
+        let k = self.dec.remaining().clamp(1, STREAM_BATCH);
+        self.dec.fill(&mut self.raw[..k]);
+        let (raw, codes) = (&self.raw[..k], &mut self.codes[..k]);
+        match self.sign {
+            Sign::Zigzag => codes.iter_mut().zip(raw).for_each(|(c, &u)| *c = unzigzag(u)),
+            Sign::Unsigned => codes.iter_mut().zip(raw).for_each(|(c, &u)| *c = u as i64),
+        }
+        match self.stage {
+            None => {}
+            Some(Streamed::Offset(by)) => codes.iter_mut().for_each(|c| *c = c.wrapping_add(by)),
+            Some(Streamed::Delta) => codes.iter_mut().for_each(|c| {
+                self.prev = self.prev.wrapping_add(*c);
+                *c = self.prev;
+            }),
+        }
+        self.at = 0;
+        self.len = k;
+    }
+
     /// Whether every code was taken and the stream ended where it should.
     pub fn finish(&self) -> Result<(), String> {
         self.dec.finish()
@@ -740,7 +772,7 @@ impl Chain {
             [s] => Some(s.streamed()?),
             _ => return None,
         };
-        Some(rans::Decoder::new(payload, n, cfg).map(|dec| Stream { dec, sign, stage, prev: 0 }))
+        Some(rans::Decoder::new(payload, n, cfg).map(|dec| Stream::new(dec, sign, stage)))
     }
 
     /// `decode` for a block of `n` codes whose `omitted` ones (one flag an element) have no
