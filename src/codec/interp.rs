@@ -188,6 +188,11 @@ fn predict<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
 pub trait Cell: Copy + Default {
     fn get(self) -> f64;
     fn put(v: f64) -> Option<Self>;
+    /// `put(rebuilt(dtype, p, q, step))`.
+    #[inline(always)]
+    fn rebuild(dtype: DType, p: f64, q: i64, step: f64) -> Option<Self> {
+        Self::put(rebuilt(dtype, p, q, step))
+    }
 }
 
 impl Cell for f64 {
@@ -210,6 +215,18 @@ impl Cell for f32 {
     fn put(v: f64) -> Option<f32> {
         let f = v as f32;
         (f as f64 == v).then_some(f)
+    }
+    /// An f32 block's (dtype F32) common case in one rounding: `rebuilt` rounds `p + q * step`
+    /// to f32 and keeps it when finite, and an f32 round-trips through f64.
+    #[inline(always)]
+    fn rebuild(dtype: DType, p: f64, q: i64, step: f64) -> Option<f32> {
+        debug_assert_eq!(dtype, DType::F32);
+        let f = (p + q as f64 * step) as f32;
+        if p.is_finite() && f.is_finite() {
+            Some(f)
+        } else {
+            Self::put(rebuilt(dtype, p, q, step))
+        }
     }
 }
 
@@ -248,27 +265,74 @@ fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: K
             }
             let r = pass_ranges(&order, j, s);
             let (len, d) = (dims[k], s * strides[k]);
+            let line = Line { s, d, step: r[3].1 };
             for i0 in (r[0].0..dims[0]).step_by(r[0].1) {
                 for i1 in (r[1].0..dims[1]).step_by(r[1].1) {
                     for i2 in (r[2].0..dims[2]).step_by(r[2].1) {
                         let row = i0 * strides[0] + i1 * strides[1] + i2 * strides[2];
                         if k == 3 {
-                            for i3 in (r[3].0..dims[3]).step_by(r[3].1) {
-                                let p = predict(a, row + i3, d, nodes(i3, s, len, kind));
-                                visit(row + i3, s, &mut a[row + i3], p);
+                            // Along the row itself the nodes change only near its ends: the
+                            // elements between, with every node there, run as one loop.
+                            let (lo, hi) = match kind {
+                                Kind::Cubic => (3 * s, len.saturating_sub(3 * s)),
+                                Kind::Linear => (0, len.saturating_sub(s)),
+                            };
+                            let mut i3 = r[3].0;
+                            while i3 < dims[3] && i3 < lo {
+                                line.run(a, row, i3, i3 + 1, nodes(i3, s, len, kind), &mut visit);
+                                i3 += line.step;
+                            }
+                            let inner = if hi > i3 { (hi - i3).div_ceil(line.step) } else { 0 };
+                            let end = i3 + inner * line.step;
+                            let full = if kind == Kind::Cubic { Nodes::Four } else { Nodes::Two };
+                            line.run(a, row, i3, end, full, &mut visit);
+                            i3 = end;
+                            while i3 < dims[3] {
+                                line.run(a, row, i3, i3 + 1, nodes(i3, s, len, kind), &mut visit);
+                                i3 += line.step;
                             }
                         } else {
                             // Along a slower dimension the index on the line is the same for
                             // the whole row: its nodes are chosen once.
                             let nd = nodes([i0, i1, i2][k], s, len, kind);
-                            for i3 in (r[3].0..dims[3]).step_by(r[3].1) {
-                                let p = predict(a, row + i3, d, nd);
-                                visit(row + i3, s, &mut a[row + i3], p);
-                            }
+                            line.run(a, row, r[3].0, dims[3], nd, &mut visit);
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// The elements of one row a pass visits: stride `s`, nodes `d` apart in the flat array,
+/// `step` apart along the row.
+#[derive(Clone, Copy)]
+struct Line {
+    s: usize,
+    d: usize,
+    step: usize,
+}
+
+impl Line {
+    /// Visits the row's elements `from`, `from + step`, ... below `to`, all with nodes `nd`:
+    /// the match is made once, so each arm's loop has no branch on the nodes.
+    #[inline(always)]
+    fn run<T: Cell>(self, a: &mut [T], row: usize, from: usize, to: usize, nd: Nodes, visit: &mut impl FnMut(usize, usize, &mut T, f64)) {
+        match nd {
+            Nodes::Left => self.each(a, row, from, to, Nodes::Left, visit),
+            Nodes::Two => self.each(a, row, from, to, Nodes::Two, visit),
+            Nodes::Four => self.each(a, row, from, to, Nodes::Four, visit),
+            Nodes::NoFarLeft => self.each(a, row, from, to, Nodes::NoFarLeft, visit),
+            Nodes::NoFarRight => self.each(a, row, from, to, Nodes::NoFarRight, visit),
+        }
+    }
+
+    #[inline(always)]
+    fn each<T: Cell>(self, a: &mut [T], row: usize, from: usize, to: usize, nd: Nodes, visit: &mut impl FnMut(usize, usize, &mut T, f64)) {
+        for i3 in (from..to).step_by(self.step) {
+            let at = row + i3;
+            let p = predict(a, at, self.d, nd);
+            visit(at, self.s, &mut a[at], p);
         }
     }
 }
@@ -350,8 +414,10 @@ pub fn dequantise<S: Symbols>(
     if dtype == DType::F32 {
         let mut s = symbols()?;
         if let Some(a) = rebuild::<f32>(cfg, dtype, &mut s, n, omitted, step) {
-            out.reserve(4 * n);
-            a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+            let at = out.len();
+            out.resize(at + 4 * n, 0);
+            // Fixed-size copies the compiler turns into one vector loop.
+            out[at..].chunks_exact_mut(4).zip(&a).for_each(|(b, v)| b.copy_from_slice(&v.to_le_bytes()));
             return Ok(s);
         }
     }
@@ -367,17 +433,17 @@ fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &mut impl Symbols, n: u
     let mut a = vec![T::default(); n];
     let dims = cfg.dims(n);
     let mut fits = true;
-    let mut put = |slot: &mut T, v: f64| match T::put(v) {
+    let mut put = |slot: &mut T, p: f64, q: i64, step: f64| match T::rebuild(dtype, p, q, step) {
         Some(c) => *slot = c,
         None => fits = false,
     };
     match omitted {
         None => walk(&mut a, dims, cfg.order(), cfg.kind, |_, s, slot, p| {
-            put(slot, rebuilt(dtype, p, symbols.take(), steps[s.trailing_zeros() as usize]));
+            put(slot, p, symbols.take(), steps[s.trailing_zeros() as usize]);
         }),
         Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, |i, s, slot, p| {
             let q = if m[i] { 0 } else { symbols.take() };
-            put(slot, rebuilt(dtype, p, q, steps[s.trailing_zeros() as usize]));
+            put(slot, p, q, steps[s.trailing_zeros() as usize]);
         }),
     }
     fits.then_some(a)

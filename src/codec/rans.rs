@@ -398,20 +398,20 @@ fn read_table(cur: &mut Cursor, bits: u8, out: &mut Vec<u16>) -> Result<(), Stri
     Ok(())
 }
 
-/// Fills one context's decoding table (2^bits slots) from its frequencies; an empty table
-/// decodes as one token that leaves the state as it is.
-fn fill_slots(freqs: &[u16], bits: u8, side: u8, slots: &mut [Slot]) {
+/// Fills context `c`'s slots of a segment's decoding table (2^bits slots a context, the
+/// contexts of one slot side by side: `table[slot * contexts + c]`) from its frequencies; an
+/// empty table decodes as one token that leaves the state as it is.
+fn fill_slots(freqs: &[u16], bits: u8, side: u8, table: &mut [Slot], c: usize, contexts: usize) {
+    let mut slots = table.iter_mut().skip(c).step_by(contexts);
     if freqs.is_empty() {
-        slots.iter_mut().enumerate().for_each(|(k, s)| *s = Slot { freq: 1 << bits, bias: k as u16, token: 0, next: 0 });
+        slots.enumerate().for_each(|(k, s)| *s = Slot { freq: 1 << bits, bias: k as u16, token: 0, next: 0 });
         return;
     }
-    let mut at = 0usize;
     for (token, &f) in freqs.iter().enumerate() {
         let next = class(token_base(token).0, side) as u16;
-        for (k, s) in slots[at..at + f as usize].iter_mut().enumerate() {
+        for (k, s) in slots.by_ref().take(f as usize).enumerate() {
             *s = Slot { freq: f, bias: k as u16, token: token as u16, next };
         }
-        at += f as usize;
     }
 }
 
@@ -425,12 +425,11 @@ pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, Strin
 
 /// A block's values a batch at a time, for a consumer that takes them as they come (the
 /// interpolation walk) and needs no block-sized buffer of them. `fill` never fails or panics,
-/// whatever the bytes; `finish` says whether the stream decoded to its end, which is when the values can
-/// be trusted.
+/// whatever the bytes; `finish` says whether the stream decoded to its end, which is when the
+/// values can be trusted.
 pub struct Decoder<'a> {
     bits: u32,
     mask: u32,
-    one: usize,
     side: u8,
     row: usize,
     contexts: usize,
@@ -444,6 +443,7 @@ pub struct Decoder<'a> {
     k: usize,
     freqs: Vec<u16>,
     ends: Vec<usize>,
+    /// The current segment's slots, the contexts of one slot side by side (`fill_slots`).
     table: Vec<Slot>,
     x: [u32; LANES],
     words: &'a [u8],
@@ -454,6 +454,8 @@ pub struct Decoder<'a> {
     ring: Vec<u8>,
     /// More values were asked for than the block holds.
     over: bool,
+    /// What the early loads read (`step`): kept so they are not optimised away.
+    touch: u16,
 }
 
 impl<'a> Decoder<'a> {
@@ -494,7 +496,6 @@ impl<'a> Decoder<'a> {
         Ok(Decoder {
             bits: cfg.prob_bits as u32,
             mask: (1u32 << cfg.prob_bits) - 1,
-            one,
             side: cfg.side(),
             row,
             contexts,
@@ -514,6 +515,7 @@ impl<'a> Decoder<'a> {
             prev: 0,
             ring,
             over: false,
+            touch: 0,
         })
     }
 
@@ -525,10 +527,10 @@ impl<'a> Decoder<'a> {
             self.seg_end = usize::MAX;
             return;
         }
-        for (c, slots) in self.table.chunks_mut(self.one).enumerate() {
+        for c in 0..self.contexts {
             let t = self.k * self.contexts + c;
             let start = if t == 0 { 0 } else { self.ends[t - 1] };
-            fill_slots(&self.freqs[start..self.ends[t]], self.bits as u8, self.side, slots);
+            fill_slots(&self.freqs[start..self.ends[t]], self.bits as u8, self.side, &mut self.table, c, self.contexts);
         }
         self.k += 1;
         self.seg_end = self.i.saturating_add(self.seg).min(self.n);
@@ -577,7 +579,7 @@ impl<'a> Decoder<'a> {
             self.prev
         };
         let s = &mut self.x[i % LANES];
-        let e = self.table.get(c * self.one + (*s & self.mask) as usize).copied().unwrap_or_default();
+        let e = self.table.get((*s & self.mask) as usize * self.contexts + c).copied().unwrap_or_default();
         // freq <= 2^bits and s >> bits < 2^(32 - bits): no overflow.
         let v = e.freq as u32 * (*s >> self.bits) + e.bias as u32;
         *s = if v < L {
@@ -590,6 +592,10 @@ impl<'a> Decoder<'a> {
         } else {
             v
         };
+        // The lane's next symbol, four on, reads one of the slots beside this state's: touching
+        // them now, while the symbols between decode, takes a cache miss off the chain of
+        // context lookups (each symbol's table depends on the one before).
+        self.touch = self.touch.wrapping_add(self.table.get((*s & self.mask) as usize * self.contexts).map_or(0, |e| e.freq));
         self.prev = e.next as usize;
         if GRID {
             let m = self.ring.len().wrapping_sub(1);
