@@ -326,22 +326,23 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
         Body::Quantised { step, interp: Some(cfg), codes, exact, omit, .. } => {
             let (mask, vals) = exact.listed(n, size)?;
             let omitted = omit.then_some(&mask[..]);
-            let mut out = Vec::with_capacity(n * size);
             // Symbols of the walk: no reference stages on them, and none for later variables.
             // The walk takes them as `rans` decodes them where the chain allows (no buffer);
             // the stream built to ask serves the first walk, a second one (`dequantise`'s f64
             // walk, rare) gets a fresh one.
-            match codes.chain.stream(codes.payload, codes.n) {
+            let mut out = match codes.chain.stream(codes.payload, codes.n) {
                 Some(first) => {
                     let mut first = Some(first);
                     let fresh = || first.take().unwrap_or_else(|| codes.chain.stream(codes.payload, codes.n).expect("the chain streams"));
-                    interp::dequantise(cfg, dtype, fresh, n, omitted, *step, &mut out)?.finish()?;
+                    let (out, stream) = interp::dequantise(cfg, dtype, fresh, n, omitted, *step)?;
+                    stream.finish()?;
+                    out
                 }
                 None => {
                     let symbols = codes.decode(&stages::Refs::NONE)?;
-                    interp::dequantise(cfg, dtype, || Ok(interp::from_slice(&symbols)), n, omitted, *step, &mut out)?;
+                    interp::dequantise(cfg, dtype, || Ok(interp::from_slice(&symbols)), n, omitted, *step)?.0
                 }
-            }
+            };
             put_exact(&mask, &vals, size, &mut out)?;
             Ok(Decoded { bytes: out, codes: None })
         }

@@ -181,10 +181,11 @@ fn predict<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
     }
 }
 
-/// What a walk stores its rebuilt elements in: f64, or f32 for an f32 block, whose rebuilt
-/// values are f32 numbers (`quantise::reconstruct` rounds to the dtype) but for one left at a
-/// prediction beyond f32's range or between its numbers (`rebuilt`'s fallback): `put` says
-/// when a value does not fit, and the walk is then done again in f64.
+/// What a walk stores its rebuilt elements in: f64 (the encoder's walk), or a block's own
+/// little-endian bytes (`Le32` for f32, `Le64` for f64), so the decoder's cells are its output.
+/// An f32 block's rebuilt values are f32 numbers (`quantise::reconstruct` rounds to the dtype)
+/// but for one left at a prediction beyond f32's range or between its numbers (`rebuilt`'s
+/// fallback): `put` says when a value does not fit, and the walk is then done again in f64.
 pub trait Cell: Copy + Default {
     fn get(self) -> f64;
     fn put(v: f64) -> Option<Self>;
@@ -206,27 +207,44 @@ impl Cell for f64 {
     }
 }
 
-impl Cell for f32 {
+/// An f32, as the block's output holds it.
+type Le32 = [u8; 4];
+
+impl Cell for Le32 {
     #[inline(always)]
     fn get(self) -> f64 {
-        self as f64
+        f32::from_le_bytes(self) as f64
     }
     #[inline(always)]
-    fn put(v: f64) -> Option<f32> {
+    fn put(v: f64) -> Option<Le32> {
         let f = v as f32;
-        (f as f64 == v).then_some(f)
+        (f as f64 == v).then_some(f.to_le_bytes())
     }
     /// An f32 block's (dtype F32) common case in one rounding: `rebuilt` rounds `p + q * step`
     /// to f32 and keeps it when finite, and an f32 round-trips through f64.
     #[inline(always)]
-    fn rebuild(dtype: DType, p: f64, q: i64, step: f64) -> Option<f32> {
+    fn rebuild(dtype: DType, p: f64, q: i64, step: f64) -> Option<Le32> {
         debug_assert_eq!(dtype, DType::F32);
         let f = (p + q as f64 * step) as f32;
         if p.is_finite() && f.is_finite() {
-            Some(f)
+            Some(f.to_le_bytes())
         } else {
             Self::put(rebuilt(dtype, p, q, step))
         }
+    }
+}
+
+/// An f64, as the block's output holds it.
+type Le64 = [u8; 8];
+
+impl Cell for Le64 {
+    #[inline(always)]
+    fn get(self) -> f64 {
+        f64::from_le_bytes(self)
+    }
+    #[inline(always)]
+    fn put(v: f64) -> Option<Le64> {
+        Some(v.to_le_bytes())
     }
 }
 
@@ -397,11 +415,11 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
 }
 
 /// Undoes `quantise`: the symbols (walk order, taken one at a time from a fresh `symbols()`)
-/// of a block of `n` elements whose bin is `step`, to the rebuilt values in C order, appended
-/// to `out` as little-endian `dtype`. With `omitted` (FLAG_OMIT; one flag an element, C order)
-/// those elements take no symbol and read 0; a block written before FLAG_OMIT holds a symbol for
-/// every element. An f32 block is walked in f32 (half the memory), and again in f64 from fresh
-/// symbols in the rare block where a value does not fit an f32 (`Cell`).
+/// of a block of `n` elements whose bin is `step`, to the rebuilt values in C order as
+/// little-endian `dtype`. With `omitted` (FLAG_OMIT; one flag an element, C order) those
+/// elements take no symbol and read 0; a block written before FLAG_OMIT holds a symbol for
+/// every element. An f32 or f64 block is walked in its own output bytes; an f32 one again in
+/// f64 from fresh symbols in the rare block where a value does not fit an f32 (`Cell`).
 pub fn dequantise<S: Symbols>(
     cfg: &Config,
     dtype: DType,
@@ -409,22 +427,25 @@ pub fn dequantise<S: Symbols>(
     n: usize,
     omitted: Option<&[bool]>,
     step: f64,
-    out: &mut Vec<u8>,
-) -> Result<S, String> {
-    if dtype == DType::F32 {
-        let mut s = symbols()?;
-        if let Some(a) = rebuild::<f32>(cfg, dtype, &mut s, n, omitted, step) {
-            let at = out.len();
-            out.resize(at + 4 * n, 0);
-            // Fixed-size copies the compiler turns into one vector loop.
-            out[at..].chunks_exact_mut(4).zip(&a).for_each(|(b, v)| b.copy_from_slice(&v.to_le_bytes()));
-            return Ok(s);
-        }
-    }
+) -> Result<(Vec<u8>, S), String> {
     let mut s = symbols()?;
+    match dtype {
+        DType::F32 => {
+            if let Some(a) = rebuild::<Le32>(cfg, dtype, &mut s, n, omitted, step) {
+                return Ok((a.into_flattened(), s));
+            }
+            s = symbols()?;
+        }
+        DType::F64 => {
+            let a = rebuild::<Le64>(cfg, dtype, &mut s, n, omitted, step).expect("an f64 holds every rebuilt value");
+            return Ok((a.into_flattened(), s));
+        }
+        _ => {}
+    }
     let a = rebuild::<f64>(cfg, dtype, &mut s, n, omitted, step).expect("an f64 holds every rebuilt value");
-    crate::dtype::push_values(dtype, &a, out);
-    Ok(s)
+    let mut out = Vec::new();
+    crate::dtype::push_values(dtype, &a, &mut out);
+    Ok((out, s))
 }
 
 /// `dequantise`'s values, or None where one does not fit a `T`.
@@ -518,12 +539,11 @@ mod tests {
                     let w = quantise(&cfg, DType::F32, &values, |i| !missing[i], tol);
                     let mut omitted = vec![false; n];
                     w.exact.iter().for_each(|&i| omitted[i as usize] = true);
-                    let mut back = Vec::new();
-                    dequantise(&cfg, DType::F32, || Ok(from_slice(&w.symbols)), n, Some(&omitted), 2.0 * tol, &mut back).unwrap();
+                    let (back, _) = dequantise(&cfg, DType::F32, || Ok(from_slice(&w.symbols)), n, Some(&omitted), 2.0 * tol).unwrap();
                     let mut want = Vec::new();
                     crate::dtype::push_values(DType::F32, &w.rebuilt, &mut want);
                     assert_eq!(back, want, "{cfg:?} {values:?} {missing:?}");
-                    wide += rebuild::<f32>(&cfg, DType::F32, &mut from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol).is_none() as usize;
+                    wide += rebuild::<Le32>(&cfg, DType::F32, &mut from_slice(&w.symbols), n, Some(&omitted), 2.0 * tol).is_none() as usize;
                 }
             }
         }
@@ -549,8 +569,7 @@ mod tests {
                         let mut omitted = vec![false; n];
                         w.exact.iter().for_each(|&i| omitted[i as usize] = true);
                         assert_eq!(w.symbols.len(), n - w.exact.len(), "a symbol for each kept element");
-                        let mut back = Vec::new();
-                        dequantise(&cfg, dtype, || Ok(from_slice(&w.symbols)), n, Some(&omitted), 2.0 * tol, &mut back).unwrap();
+                        let (back, _) = dequantise(&cfg, dtype, || Ok(from_slice(&w.symbols)), n, Some(&omitted), 2.0 * tol).unwrap();
                         let mut want = Vec::new();
                         crate::dtype::push_values(dtype, &w.rebuilt, &mut want);
                         assert_eq!(back, want, "{cfg:?}");
