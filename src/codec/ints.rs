@@ -275,23 +275,22 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
     let (mut pick, plain_sign) = if max.checked_sub(min).is_some() { (Pick::Offset(min), Sign::Unsigned) } else { (Pick::Plain, Sign::Zigzag) };
     let by = if matches!(pick, Pick::Offset(_)) { min } else { 0 };
     let u = |c: i64| plain_sign.to_u(c.wrapping_sub(by));
-    let mut best = cost(codes.iter().map(|&c| u(c)));
+    // The simple predictors are priced on `PriceAt`'s elements, scaled to the whole block (what
+    // a reference or norm is priced at).
+    let at = PriceAt::new(codes.len());
+    let mut best = at.scale(cost(at.iter().map(|i| u(codes[i]))));
     // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so, delta
     // (which turns repeats into zeros but widens every other value) does not win on them.
-    let priced = repeats_cost(codes, u).filter(|&k| k < best);
+    let priced = repeats_cost_at(codes, &at, u).filter(|&k| k < best);
     let plain_repeats = priced.is_some();
     best = priced.unwrap_or(best);
-    let k = cost(codes.iter().scan(0i64, |prev, &c| {
-        let d = c.wrapping_sub(*prev);
-        *prev = c;
-        Some(zigzag(d))
-    }));
+    let k = at.scale(cost(at.iter().map(|i| zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 })))));
     if k < best {
         (pick, best) = (Pick::Delta, k);
     }
     if let Some(g) = fits(grid, codes.len()) {
         let (plane, d2) = (g[0] * g[1], g[1]);
-        let k = cost((0..codes.len()).map(|x| zigzag(codes[x].wrapping_sub(lorenzo(codes, x, plane, d2)))));
+        let k = at.scale(cost(at.iter().map(|x| zigzag(codes[x].wrapping_sub(lorenzo(codes, x, plane, d2))))));
         if k < best {
             (pick, best) = (Pick::Lorenzo(g), k);
         }
@@ -374,13 +373,65 @@ const AC_SAMPLE_SLACK: f64 = 0.02;
 /// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
 /// the one before, plus a decision per element; None where under 2 % repeat.
 fn repeats_cost(codes: &[i64], u: impl Fn(i64) -> u64) -> Option<f64> {
-    let n = codes.len();
-    let repeated = codes.windows(2).filter(|w| w[0] == w[1]).count();
-    if repeated * 50 <= n {
+    repeats_cost_at(codes, &PriceAt::all(codes.len()), u)
+}
+
+/// `repeats_cost` priced on `at`'s elements, scaled to the whole block.
+fn repeats_cost_at(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> Option<f64> {
+    let repeat = |i: usize| i > 0 && codes[i - 1] == codes[i];
+    let repeated = at.iter().filter(|&i| repeat(i)).count();
+    if repeated * 50 <= at.len() {
         return None;
     }
-    let rest = cost(codes.iter().enumerate().filter(|&(i, &c)| i == 0 || codes[i - 1] != c).map(|(_, &c)| u(c)));
-    Some(rest + flag_bits(repeated, n))
+    let rest = cost(at.iter().filter(|&i| !repeat(i)).map(|i| u(codes[i])));
+    Some(at.scale(rest + flag_bits(repeated, at.len())))
+}
+
+/// The elements a block's predictors are priced on: all of a block up to `PRICE_RUNS` runs of
+/// `PRICE_RUN`, else that many runs spread evenly from its start to its end. Pricing is a
+/// pass a predictor over the block; on a field's block of a million codes the passes cost more
+/// than coding the winner, and a sample of 64 Ki ranks predictors as the whole does.
+struct PriceAt {
+    n: usize,
+    runs: usize,
+    run: usize,
+}
+
+const PRICE_RUNS: usize = 16;
+const PRICE_RUN: usize = 4096;
+
+impl PriceAt {
+    fn all(n: usize) -> PriceAt {
+        PriceAt { n, runs: 1, run: n }
+    }
+
+    fn new(n: usize) -> PriceAt {
+        if n <= 2 * PRICE_RUNS * PRICE_RUN {
+            PriceAt::all(n)
+        } else {
+            PriceAt { n, runs: PRICE_RUNS, run: PRICE_RUN }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.runs * self.run
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.runs).flat_map(move |r| {
+            let start = if self.runs > 1 { r * (self.n - self.run) / (self.runs - 1) } else { 0 };
+            start..start + self.run
+        })
+    }
+
+    /// Bits priced on the sample, as bits of the whole block.
+    fn scale(&self, bits: f64) -> f64 {
+        if self.len() == self.n || self.len() == 0 {
+            bits
+        } else {
+            bits * self.n as f64 / self.len() as f64
+        }
+    }
 }
 
 /// Bits of `of` binary decisions, `k` of them 1, at their order-0 entropy.
