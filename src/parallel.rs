@@ -26,3 +26,20 @@ pub fn map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> 
         out
     })
 }
+
+/// `(a(), b())`, `b` on a second scoped thread where `threads` allows one (and the system
+/// gives it), else after `a` on this one.
+pub fn join<A: Send, B: Send>(threads: usize, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    if threads <= 1 {
+        return (a(), b());
+    }
+    // The closure waits in a cell, so a refused spawn leaves it here to call.
+    let b = std::sync::Mutex::new(Some(b));
+    let take = || b.lock().unwrap_or_else(|e| e.into_inner()).take();
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new().spawn_scoped(s, || take().map(|b| b())).ok();
+        let x = a();
+        let y = h.and_then(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).or_else(|| take().map(|b| b()));
+        (x, y.expect("b ran on one thread or the other"))
+    })
+}

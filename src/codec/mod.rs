@@ -399,14 +399,44 @@ impl ChunkCodec {
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => self.choose_walk(var, g, values, tol, missing.as_deref(), &q.codes),
             _ => FieldChoice::Lorenzo,
         };
-        let walked = |cfg, beat| self.encode_walk(var, cfg, data, values, tol, missing.as_deref(), beat);
-        if let FieldChoice::Walk(cfg) = sample {
-            if let Some((bytes, stats)) = walked(cfg, usize::MAX) {
-                out.extend_from_slice(&bytes);
-                return (stats, None);
+        let walked = |cfg| self.encode_walk(var, cfg, data, values, tol, missing.as_deref());
+        let lorenzo = || self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q);
+        let (bytes, stats, codes) = match sample {
+            FieldChoice::Walk(cfg) => {
+                let (bytes, stats) = walked(cfg);
+                (bytes, stats, None)
             }
-        }
-        let st = error_stats(values, &q.outliers, missing.as_deref(), |i| quantise::reconstruct(dtype, 0.0, q.codes[i], step));
+            FieldChoice::Lorenzo => {
+                let (bytes, stats, codes) = lorenzo();
+                (bytes, stats, Some(codes))
+            }
+            // Too close to call on the sample: both are coded (on two threads where the chunk
+            // has them), the smaller kept.
+            FieldChoice::Close(cfg) => match crate::parallel::join(self.threads, lorenzo, || walked(cfg)) {
+                ((bytes, stats, codes), walk) if bytes.len() <= walk.0.len() => (bytes, stats, Some(codes)),
+                (_, (bytes, stats)) => (bytes, stats, None),
+            },
+        };
+        out.extend_from_slice(&bytes);
+        (stats, codes)
+    }
+
+    /// The block of the codes `q` (quantised to `step`), predicted by Lorenzo or by the model's
+    /// `pred`, its statistics, and the codes the decoder will hold.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_quantised(
+        &self,
+        var: &VarCoding,
+        data: &[u8],
+        values: &[f64],
+        pred: Option<(&[f64], &[f64])>,
+        refs: &Refs,
+        missing: Option<&[bool]>,
+        step: f64,
+        q: quantise::Quantised,
+    ) -> (Vec<u8>, VarEncodeStats, (Vec<i64>, f64)) {
+        let dtype = var.dtype;
+        let st = error_stats(values, &q.outliers, missing, |i| quantise::reconstruct(dtype, 0.0, q.codes[i], step));
         // The exact elements' codes are left out (`quantise_masked` gave them codes the decoder
         // rebuilds).
         let omitted = (!q.outliers.is_empty()).then(|| {
@@ -454,20 +484,12 @@ impl ChunkCodec {
         };
         let mut mine = Vec::new();
         block.write(dtype.size(), data, self.level, &mut mine);
-        // Too close to call on the sample: both are coded, the smaller kept.
-        if let FieldChoice::Close(cfg) = sample {
-            if let Some((bytes, stats)) = walked(cfg, mine.len()) {
-                out.extend_from_slice(&bytes);
-                return (stats, None);
-            }
-        }
-        out.extend_from_slice(&mine);
         // What the decoder will hold as this variable's codes (an outlier's differs with a model).
         let codes = match modelled {
             Some(m) if use_model => m.4,
             _ => q.codes,
         };
-        (VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, Some((codes, step)))
+        (mine, VarEncodeStats { bytes: 0, outliers: q.outliers.len() as u64, errors: Some(st), used_model: use_model, saved }, (codes, step))
     }
 
     /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
@@ -525,8 +547,7 @@ impl ChunkCodec {
         }
     }
 
-    /// The block of `values` quantised in-loop along the walk `cfg`, and its statistics, when it
-    /// is smaller than `beat` bytes.
+    /// The block of `values` quantised in-loop along the walk `cfg`, and its statistics.
     #[allow(clippy::too_many_arguments)]
     fn encode_walk(
         &self,
@@ -536,8 +557,7 @@ impl ChunkCodec {
         values: &[f64],
         tol: f64,
         missing: Option<&[bool]>,
-        beat: usize,
-    ) -> Option<(Vec<u8>, VarEncodeStats)> {
+    ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
         let w = interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol);
         let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
@@ -556,7 +576,7 @@ impl ChunkCodec {
         let mut bytes = Vec::with_capacity(codes.len() + 64);
         block.write(dtype.size(), data, self.level, &mut bytes);
         let stats = VarEncodeStats { bytes: 0, outliers: w.exact.len() as u64, errors: Some(st), used_model: false, saved: 0 };
-        (bytes.len() < beat).then_some((bytes, stats))
+        (bytes, stats)
     }
 
     /// Exact values of the listed elements: `u64 length, zstd(indices, then values)`.
