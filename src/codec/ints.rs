@@ -84,26 +84,22 @@ fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
 /// plus the bits below. Cheap enough to run for every predictor, and close enough to choose one.
 fn cost(u: impl Iterator<Item = u64>) -> f64 {
     const T: usize = ESTIMATE_TREE_BITS;
-    // Called dozens of times a block: the bins used are listed, so the sum visits only them.
+    // Called dozens of times a block: the loop has no branch (a bin's top bits are 0 below
+    // 2^T), and the sum visits the bins once at the end.
     let mut hist = [0u32; 65 << T];
-    let mut used = Vec::new();
     let mut below = 0u64;
     let mut n = 0u64;
     for v in u {
         let b = 64 - v.leading_zeros() as usize;
         let m = b.saturating_sub(1);
         let t = m.min(T);
-        let top = if m > 0 { ((v >> (m - t)) as usize) & ((1 << t) - 1) } else { 0 };
-        let bin = (b << T) | top;
-        if hist[bin] == 0 {
-            used.push(bin);
-        }
-        hist[bin] += 1;
+        let top = ((v >> (m - t)) as usize) & ((1 << t) - 1);
+        hist[(b << T) | top] += 1;
         below += (m - t) as u64;
         n += 1;
     }
     let nf = n as f64;
-    below as f64 + used.iter().map(|&i| hist[i] as f64 * (nf / hist[i] as f64).log2()).sum::<f64>()
+    below as f64 + hist.iter().filter(|&&h| h > 0).map(|&h| h as f64 * (nf / h as f64).log2()).sum::<f64>()
 }
 
 const ESTIMATE_TREE_BITS: usize = 6;
