@@ -480,8 +480,9 @@ fn grid_row(context: Context) -> Option<u32> {
 }
 
 /// What `encode_omitting` would code `codes` in, about, for choosing between predictions: a
-/// large block is coded with `rans` alone (what it most often gets, and within `AC_MARGIN` of
-/// the rest), a small one in full.
+/// large block priced as `rans` alone codes it (what it most often gets, and within
+/// `AC_MARGIN` of the rest; `rans::priced`, the same choice as coding it on all 27 field/bound
+/// pairs of the benchmark), a small one coded in full.
 pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let mut out = Vec::new();
@@ -491,7 +492,9 @@ pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>
     let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE);
     let residual = kept(residual, omitted);
     let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
-    rans_block(stages, &residual, &u, sign, context, &Refs::NONE).len()
+    // As `rans` prices it, not coded: the price is within a few bytes of the coding, and the
+    // coding doubled a walk trial's time.
+    (rans::priced(&u, grid_row(context)).1 / 8.0).ceil() as usize + stages.len() * 9
 }
 
 /// The block `residual` (whose unsigned forms are `u`) makes with `stages` and the `rans` layout

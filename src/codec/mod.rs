@@ -495,9 +495,9 @@ impl ChunkCodec {
     /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
     /// (a box of at most `WALK_SAMPLE` elements at the chunk's origin), and whether it beats
     /// Lorenzo on the pre-quantised `codes` there clearly, too narrowly to call, or not at all.
-    /// Coded for real, not estimated (an order-0 estimate misranks walks by a few percent, as
-    /// much as they differ), with `rans` alone on boxes of 4096 codes and more: the coder a
-    /// walk's symbols get. Lorenzo is priced the same way, though `ac` keeps its residuals where
+    /// Priced by the coder itself, not an order-0 estimate (which misranks walks by a few
+    /// percent, as much as they differ): `rans` alone on boxes of 4096 codes and more, the coder
+    /// a walk's symbols get, its tables, tokens and raw bits as it writes them. Lorenzo is priced the same way, though `ac` keeps its residuals where
     /// it is smaller by more than `ints::AC_MARGIN`; that leans towards the walk, and measured so
     /// (at a 3 % margin): pricing
     /// Lorenzo in full changed one of the 27 field/bound pairs, COLPEX at 1e-4, 9 % larger

@@ -293,6 +293,12 @@ fn table_estimate(h: &[u32]) -> f64 {
 /// table a segment, or six by the symbol before, or 16 by the symbols before and a grid `row`
 /// (the predictor's) above, or two back where there is no grid. Priced from counts, not coded.
 pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
+    priced(values, row).0
+}
+
+/// `choose`'s configuration, and about the bits `encode` codes `values` in with it: its
+/// tables and tokens as `choose` prices them, and the raw bits under the tokens.
+pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
     let n = values.len();
     let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).clamp(MIN_SEGMENT_LOG2 as u32, MAX_SEGMENT_LOG2 as u32) as u8;
     let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
@@ -303,7 +309,15 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
     if (r as usize) < n {
         layouts.push((16, r));
     }
-    let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
+    let mut raw = 0u64;
+    let toks: Vec<u16> = values
+        .iter()
+        .map(|&u| {
+            let (t, bits) = token(u);
+            raw += bits as u64;
+            t as u16
+        })
+        .collect();
     for layout in layouts {
         // Counts by segment of 2^MIN_SEGMENT_LOG2, merged pairwise for each longer segment.
         let mut level = counts(&toks, &contexts(values, at(whole, layout)), layout.0, MIN_SEGMENT_LOG2);
@@ -323,7 +337,7 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
                 .collect();
         }
     }
-    best.1
+    (best.1, best.0 + raw as f64)
 }
 
 /// `values` coded as `cfg` says: each segment's tables (one a context), the raw bits (varint
