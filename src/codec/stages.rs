@@ -154,6 +154,10 @@ impl<'a> Stream<'a> {
 
     /// Whether every code was taken and the stream ended where it should.
     pub fn finish(&self) -> Result<(), String> {
+        // Decoded a batch ahead: codes decoded but never taken are codes the walk did not have.
+        if self.at < self.len {
+            return Err(format!("{} coded symbols left over by the walk", self.len - self.at));
+        }
         self.dec.finish()
     }
 }
@@ -978,6 +982,43 @@ mod tests {
             (0..2000).map(|i| 1_000_000_000_000 + (i % 37) * 3).collect(),
             (0..3000).map(|_| (r() % 50) as i64 - 25).collect(),
         ]
+    }
+
+    /// A stream hands out the codes `decode` gives, across batch and segment ends, with every
+    /// stage that streams; taking fewer or more than the block holds is reported by `finish`.
+    #[test]
+    fn streams_give_decodes_codes_and_count_them() {
+        use super::super::interp::Symbols;
+        let mut r = crate::codec::xorshift(5);
+        let long: Vec<i64> = (0..70_000).map(|i| (r() % 9) as i64 - 4 + (i / 20_000) as i64).collect();
+        for codes in blocks().into_iter().chain([long]) {
+            let n = codes.len();
+            for stages in [vec![], vec![Box::new(Delta) as Box<dyn CodesStage>], vec![Box::new(Offset { by: -3 }) as Box<dyn CodesStage>]] {
+                let u: Vec<u64> = codes.iter().map(|&c| zigzag(c)).collect();
+                let cfg = rans::choose(&u, None);
+                let chain = Chain { codes: stages, to_bytes: Box::new(Rans { cfg, sign: Sign::Zigzag }), bytes: vec![] };
+                let mut block = Vec::new();
+                chain.encode(&codes, &Refs::NONE, &mut block);
+                let (chain, payload) = read(&mut Cursor::new(&block), n).unwrap();
+                let want = chain.decode(payload, n, &Refs::NONE).unwrap();
+                let mut s = chain.stream(payload, n).expect("rans and one streamed stage stream").unwrap();
+                let got: Vec<i64> = (0..n).map(|_| s.take()).collect();
+                assert_eq!(got, want);
+                assert!(s.finish().is_ok());
+                if n > 1 {
+                    let mut short = chain.stream(payload, n).unwrap().unwrap();
+                    (0..n - 1).for_each(|_| {
+                        short.take();
+                    });
+                    assert!(short.finish().is_err(), "one code left untaken");
+                }
+                let mut long = chain.stream(payload, n).unwrap().unwrap();
+                (0..n + 1).for_each(|_| {
+                    long.take();
+                });
+                assert!(long.finish().is_err(), "one code past the end");
+            }
+        }
     }
 
     /// Every stage, alone and chained, round-trips every block, including ones that overflow.
