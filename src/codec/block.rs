@@ -383,9 +383,19 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
                 None if *omit => codes.decode_omitting(refs, &mask)?,
                 None => codes.decode(refs)?,
             };
+            let value = |c: i64| quantise::reconstruct(dtype, 0.0, c, step);
             let mut out = Vec::with_capacity(n * size);
-            for &c in &codes {
-                push_value(dtype, quantise::reconstruct(dtype, 0.0, c, step), &mut out);
+            // Fixed-size copies into a sized buffer: one vector loop, not a push an element.
+            match dtype {
+                DType::F32 => {
+                    out.resize(4 * codes.len(), 0);
+                    out.chunks_exact_mut(4).zip(&codes).for_each(|(b, &c)| b.copy_from_slice(&(value(c) as f32).to_le_bytes()));
+                }
+                DType::F64 => {
+                    out.resize(8 * codes.len(), 0);
+                    out.chunks_exact_mut(8).zip(&codes).for_each(|(b, &c)| b.copy_from_slice(&value(c).to_le_bytes()));
+                }
+                _ => codes.iter().for_each(|&c| push_value(dtype, value(c), &mut out)),
             }
             put_exact(&mask, &vals, size, &mut out)?;
             Ok(Decoded { bytes: out, codes: Some(codes) })

@@ -52,24 +52,85 @@ pub(super) fn lorenzo_residuals(codes: &[i64], [d1, d2]: [usize; 2]) -> Vec<i64>
 }
 
 /// Undoes `lorenzo_residuals` in place, in C order.
-pub(super) fn lorenzo_undo(codes: &mut [i64], [d1, d2]: [usize; 2]) {
-    let plane = d1 * d2;
-    for x in 0..codes.len() {
-        codes[x] = codes[x].wrapping_add(lorenzo(codes, x, plane, d2));
-    }
+pub(super) fn lorenzo_undo(codes: &mut [i64], grid: [usize; 2]) {
+    undo_rows::<false>(codes, grid, &[]);
 }
 
 /// `lorenzo_undo` for a block whose `omitted` elements have no residual: each repeats the last
 /// kept code before it, 0 before the first (`missing::fill_codes`, the encoder's rule).
-pub(super) fn lorenzo_undo_omitting(codes: &mut [i64], [d1, d2]: [usize; 2], omitted: &[bool]) {
+pub(super) fn lorenzo_undo_omitting(codes: &mut [i64], grid: [usize; 2], omitted: &[bool]) {
+    undo_rows::<true>(codes, grid, omitted);
+}
+
+/// `lorenzo`'s undo a row at a time: which neighbours exist is known for the whole row (all
+/// but its first element have one before), so the inner loop has no division and no branch on
+/// them. Wrapping sums in any order are the same sums: the codes are `lorenzo`'s.
+fn undo_rows<const OMIT: bool>(codes: &mut [i64], [d1, d2]: [usize; 2], omitted: &[bool]) {
     let plane = d1 * d2;
+    if plane == 0 {
+        return;
+    }
     let mut last = 0i64;
-    for x in 0..codes.len() {
-        if omitted[x] {
-            codes[x] = last;
-        } else {
-            codes[x] = codes[x].wrapping_add(lorenzo(codes, x, plane, d2));
-            last = codes[x];
+    for x0 in (0..codes.len()).step_by(d2) {
+        let end = (x0 + d2).min(codes.len());
+        let row = RowUndo { plane, d2, omitted };
+        match (x0 >= plane, x0 % plane >= d2) {
+            (false, false) => row.run::<OMIT, false, false>(codes, x0, end, &mut last),
+            (false, true) => row.run::<OMIT, false, true>(codes, x0, end, &mut last),
+            (true, false) => row.run::<OMIT, true, false>(codes, x0, end, &mut last),
+            (true, true) => row.run::<OMIT, true, true>(codes, x0, end, &mut last),
+        }
+    }
+}
+
+struct RowUndo<'a> {
+    plane: usize,
+    d2: usize,
+    omitted: &'a [bool],
+}
+
+impl RowUndo<'_> {
+    /// Elements `x0..end` of one row; `I`, `J`: the row has a plane and a row before it.
+    #[inline(always)]
+    fn run<const OMIT: bool, const I: bool, const J: bool>(&self, a: &mut [i64], x0: usize, end: usize, last: &mut i64) {
+        self.one::<OMIT, I, J, false>(a, x0, last);
+        for x in x0 + 1..end {
+            self.one::<OMIT, I, J, true>(a, x, last);
+        }
+    }
+
+    #[inline(always)]
+    fn one<const OMIT: bool, const I: bool, const J: bool, const K: bool>(&self, a: &mut [i64], x: usize, last: &mut i64) {
+        if OMIT && self.omitted[x] {
+            a[x] = *last;
+            return;
+        }
+        let (plane, d2) = (self.plane, self.d2);
+        let mut p = 0i64;
+        if K {
+            p = p.wrapping_add(a[x - 1]);
+        }
+        if J {
+            p = p.wrapping_add(a[x - d2]);
+        }
+        if I {
+            p = p.wrapping_add(a[x - plane]);
+        }
+        if J && K {
+            p = p.wrapping_sub(a[x - d2 - 1]);
+        }
+        if I && K {
+            p = p.wrapping_sub(a[x - plane - 1]);
+        }
+        if I && J {
+            p = p.wrapping_sub(a[x - plane - d2]);
+        }
+        if I && J && K {
+            p = p.wrapping_add(a[x - plane - d2 - 1]);
+        }
+        a[x] = a[x].wrapping_add(p);
+        if OMIT {
+            *last = a[x];
         }
     }
 }
