@@ -29,26 +29,82 @@ pub fn row_grid(row_shape: &[u64]) -> Grid {
 /// outside the grid count as 0. `plane = d1 * d2`.
 #[inline(always)]
 pub fn lorenzo(a: &[i64], x: usize, plane: usize, d2: usize) -> i64 {
-    let (i, j, k) = (x >= plane, x % plane >= d2, x % d2 > 0);
-    let mut p = 0i64;
-    let mut add = |cond: bool, back: usize, sign: bool| {
-        if cond {
-            p = if sign { p.wrapping_add(a[x - back]) } else { p.wrapping_sub(a[x - back]) };
-        }
-    };
-    add(k, 1, true);
-    add(j, d2, true);
-    add(i, plane, true);
-    add(j && k, d2 + 1, false);
-    add(i && k, plane + 1, false);
-    add(i && j, plane + d2, false);
-    add(i && j && k, plane + d2 + 1, true);
-    p
+    let n = Neighbours { plane, d2 };
+    match (x >= plane, x % plane >= d2, x % d2 > 0) {
+        (false, false, false) => n.predict::<false, false, false>(a, x),
+        (false, false, true) => n.predict::<false, false, true>(a, x),
+        (false, true, false) => n.predict::<false, true, false>(a, x),
+        (false, true, true) => n.predict::<false, true, true>(a, x),
+        (true, false, false) => n.predict::<true, false, false>(a, x),
+        (true, false, true) => n.predict::<true, false, true>(a, x),
+        (true, true, false) => n.predict::<true, true, false>(a, x),
+        (true, true, true) => n.predict::<true, true, true>(a, x),
+    }
 }
 
 pub(super) fn lorenzo_residuals(codes: &[i64], [d1, d2]: [usize; 2]) -> Vec<i64> {
     let plane = d1 * d2;
-    (0..codes.len()).map(|x| codes[x].wrapping_sub(lorenzo(codes, x, plane, d2))).collect()
+    if plane == 0 {
+        return codes.to_vec();
+    }
+    let mut r = vec![0i64; codes.len()];
+    // A row at a time, as `undo_rows`.
+    for x0 in (0..codes.len()).step_by(d2) {
+        let (end, row) = ((x0 + d2).min(codes.len()), Neighbours { plane, d2 });
+        match (x0 >= plane, x0 % plane >= d2) {
+            (false, false) => row.residuals::<false, false>(codes, &mut r, x0, end),
+            (false, true) => row.residuals::<false, true>(codes, &mut r, x0, end),
+            (true, false) => row.residuals::<true, false>(codes, &mut r, x0, end),
+            (true, true) => row.residuals::<true, true>(codes, &mut r, x0, end),
+        }
+    }
+    r
+}
+
+/// `lorenzo` with the neighbours that exist known in advance: `I` a plane before, `J` a row
+/// before, `K` an element before.
+#[derive(Clone, Copy)]
+struct Neighbours {
+    plane: usize,
+    d2: usize,
+}
+
+impl Neighbours {
+    #[inline(always)]
+    fn predict<const I: bool, const J: bool, const K: bool>(self, a: &[i64], x: usize) -> i64 {
+        let (plane, d2) = (self.plane, self.d2);
+        let mut p = 0i64;
+        if K {
+            p = p.wrapping_add(a[x - 1]);
+        }
+        if J {
+            p = p.wrapping_add(a[x - d2]);
+        }
+        if I {
+            p = p.wrapping_add(a[x - plane]);
+        }
+        if J && K {
+            p = p.wrapping_sub(a[x - d2 - 1]);
+        }
+        if I && K {
+            p = p.wrapping_sub(a[x - plane - 1]);
+        }
+        if I && J {
+            p = p.wrapping_sub(a[x - plane - d2]);
+        }
+        if I && J && K {
+            p = p.wrapping_add(a[x - plane - d2 - 1]);
+        }
+        p
+    }
+
+    #[inline(always)]
+    fn residuals<const I: bool, const J: bool>(self, c: &[i64], r: &mut [i64], x0: usize, end: usize) {
+        r[x0] = c[x0].wrapping_sub(self.predict::<I, J, false>(c, x0));
+        for x in x0 + 1..end {
+            r[x] = c[x].wrapping_sub(self.predict::<I, J, true>(c, x));
+        }
+    }
 }
 
 /// Undoes `lorenzo_residuals` in place, in C order.
@@ -105,30 +161,7 @@ impl RowUndo<'_> {
             a[x] = *last;
             return;
         }
-        let (plane, d2) = (self.plane, self.d2);
-        let mut p = 0i64;
-        if K {
-            p = p.wrapping_add(a[x - 1]);
-        }
-        if J {
-            p = p.wrapping_add(a[x - d2]);
-        }
-        if I {
-            p = p.wrapping_add(a[x - plane]);
-        }
-        if J && K {
-            p = p.wrapping_sub(a[x - d2 - 1]);
-        }
-        if I && K {
-            p = p.wrapping_sub(a[x - plane - 1]);
-        }
-        if I && J {
-            p = p.wrapping_sub(a[x - plane - d2]);
-        }
-        if I && J && K {
-            p = p.wrapping_add(a[x - plane - d2 - 1]);
-        }
-        a[x] = a[x].wrapping_add(p);
+        a[x] = a[x].wrapping_add(Neighbours { plane: self.plane, d2: self.d2 }.predict::<I, J, K>(a, x));
         if OMIT {
             *last = a[x];
         }
