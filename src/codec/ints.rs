@@ -347,7 +347,7 @@ struct Prediction {
 /// The predictor stages tried on a block: none (with an offset to the block's smallest code),
 /// delta, Lorenzo when a grid tiles the block, and a reference to another variable of the chunk;
 /// the one whose residuals cost least is kept.
-fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
+fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt) -> Prediction {
     // Each candidate is priced from an iterator; only the winner's residuals are materialised.
     #[derive(Clone, Copy)]
     enum Pick {
@@ -367,7 +367,6 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs) -> Prediction {
     let u = |c: i64| plain_sign.to_u(c.wrapping_sub(by));
     // The simple predictors are priced on `PriceAt`'s elements, scaled to the whole block (what
     // a reference or norm is priced at).
-    let at = PriceAt::new(codes.len());
     let mut best = at.scale(cost(at.iter().map(|i| u(codes[i]))));
     // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so, delta
     // (which turns repeats into zeros but widens every other value) does not win on them.
@@ -496,10 +495,14 @@ impl PriceAt {
     }
 
     fn new(n: usize) -> PriceAt {
-        if n <= 2 * PRICE_RUNS * PRICE_RUN {
+        PriceAt::sampled(n, PRICE_RUN)
+    }
+
+    fn sampled(n: usize, run: usize) -> PriceAt {
+        if n <= 2 * PRICE_RUNS * run {
             PriceAt::all(n)
         } else {
-            PriceAt { n, runs: PRICE_RUNS, run: PRICE_RUN }
+            PriceAt { n, runs: PRICE_RUNS, run }
         }
     }
 
@@ -576,14 +579,16 @@ fn grid_row(context: Context) -> Option<u32> {
 /// What `encode_omitting` would code `codes` in, about, for choosing between predictions: a
 /// large block priced as `rans` alone codes it (what it most often gets, and within
 /// `AC_MARGIN` of the rest; `rans::priced`, the same choice as coding it on all 27 field/bound
-/// pairs of the benchmark), a small one coded in full.
+/// pairs of the benchmark), a small one coded in full. Its predictor is priced on runs of 1024
+/// (the full encoding's are 4096: runs of 1024 there moved two of the 27 pairs by 11 %, here
+/// none).
 pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let mut out = Vec::new();
         encode_omitting(codes, level, grid, &Refs::NONE, omitted, &mut out);
         return out.len();
     }
-    let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE);
+    let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024));
     let residual = kept(residual, omitted);
     let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
     // As `rans` prices it, not coded: the price is within a few bytes of the coding, and the
@@ -618,7 +623,7 @@ fn kept(residual: Vec<i64>, omitted: Option<&[bool]>) -> Vec<i64> {
 /// `encode_with` for a block whose `omitted` elements are stored elsewhere (exactly) and left
 /// out of the coded stream (FLAG_OMIT); the predictor still sees them, as `fill_codes` made them.
 pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, out: &mut Vec<u8>) {
-    let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs);
+    let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()));
     let residual = kept(residual, omitted);
     // The omitted elements' residuals were mostly repeats; the rest may hold few.
     let repeats = repeats && (omitted.is_none() || repeats_cost(&residual, |c| sign.to_u(c)).is_some_and(|k| k < cost(residual.iter().map(|&c| sign.to_u(c)))));
