@@ -497,11 +497,11 @@ impl ChunkCodec {
     /// Lorenzo on the pre-quantised `codes` there clearly, too narrowly to call, or not at all.
     /// Priced by the coder itself, not an order-0 estimate (which misranks walks by a few
     /// percent, as much as they differ): `rans` alone on boxes of 4096 codes and more, the coder
-    /// a walk's symbols get, its tables, tokens and raw bits as it writes them. Lorenzo is priced the same way, though `ac` keeps its residuals where
+    /// a walk's symbols get, its tables, tokens and raw bits as it writes them
+    /// (`ints::trial_len`). Lorenzo is priced the same way, though `ac` keeps its residuals where
     /// it is smaller by more than `ints::AC_MARGIN`; that leans towards the walk, and measured so
-    /// (at a 3 % margin): pricing
-    /// Lorenzo in full changed one of the 27 field/bound pairs, COLPEX at 1e-4, 9 % larger
-    /// (the box's Lorenzo did not hold on the chunk).
+    /// (at a 3 % margin): pricing Lorenzo in full changed one of the 27 field/bound pairs, COLPEX
+    /// at 1e-4, 9 % larger (the box's Lorenzo did not hold on the chunk).
     fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: &[i64]) -> FieldChoice {
         const WALK_SAMPLE: usize = 1 << 16;
         let [t1, t2, t3] = grid;
