@@ -135,11 +135,8 @@ impl<'a> Stream<'a> {
         // At least one, so a taker past the end gets 0 and `finish` reports the overrun.
         let k = self.dec.remaining().clamp(1, STREAM_BATCH);
         self.dec.fill(&mut self.raw[..k]);
-        let (raw, codes) = (&self.raw[..k], &mut self.codes[..k]);
-        match self.sign {
-            Sign::Zigzag => codes.iter_mut().zip(raw).for_each(|(c, &u)| *c = unzigzag(u)),
-            Sign::Unsigned => codes.iter_mut().zip(raw).for_each(|(c, &u)| *c = u as i64),
-        }
+        let (raw, codes, sign) = (&self.raw[..k], &mut self.codes[..k], self.sign);
+        codes.iter_mut().zip(raw).for_each(|(c, &u)| *c = sign.from_u(u));
         match self.stage {
             None => {}
             Some(Streamed::Offset(by)) => codes.iter_mut().for_each(|c| *c = c.wrapping_add(by)),
