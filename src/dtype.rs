@@ -161,11 +161,26 @@ pub fn round_to(dtype: DType, v: f64) -> f64 {
 /// `push_value` for every value, with the type's match taken once (a chunk's decode writes
 /// millions).
 pub fn push_values(dtype: DType, vs: &[f64], out: &mut Vec<u8>) {
-    out.reserve(vs.len() * dtype.size());
+    extend_values(dtype, vs.iter().copied(), out);
+}
+
+/// `push_values` for values made as they are written (a block's codes times its step): floats
+/// go as fixed-size copies into the grown buffer, one vector loop, not a push an element.
+pub fn extend_values(dtype: DType, vs: impl ExactSizeIterator<Item = f64>, out: &mut Vec<u8>) {
+    let at = out.len();
     match dtype {
-        DType::F32 => vs.iter().for_each(|&v| out.extend_from_slice(&(v as f32).to_le_bytes())),
-        DType::F64 => vs.iter().for_each(|&v| out.extend_from_slice(&v.to_le_bytes())),
-        _ => vs.iter().for_each(|&v| push_value(dtype, v, out)),
+        DType::F32 => {
+            out.resize(at + 4 * vs.len(), 0);
+            out[at..].chunks_exact_mut(4).zip(vs).for_each(|(b, v)| b.copy_from_slice(&(v as f32).to_le_bytes()));
+        }
+        DType::F64 => {
+            out.resize(at + 8 * vs.len(), 0);
+            out[at..].chunks_exact_mut(8).zip(vs).for_each(|(b, v)| b.copy_from_slice(&v.to_le_bytes()));
+        }
+        _ => {
+            out.reserve(vs.len() * dtype.size());
+            vs.for_each(|v| push_value(dtype, v, out));
+        }
     }
 }
 

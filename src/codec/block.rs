@@ -5,7 +5,7 @@
 use super::errstats::ErrStats;
 use super::stages::{self, Chain};
 use super::{bytes, interp, model_stage, quantise};
-use crate::dtype::{i64_to_ints, push_value, DType};
+use crate::dtype::{extend_values, i64_to_ints, DType};
 use crate::wire::{put_varint, Cursor};
 
 pub const METHOD_RAW: u8 = 0;
@@ -383,29 +383,15 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
                 None if *omit => codes.decode_omitting(refs, &mask)?,
                 None => codes.decode(refs)?,
             };
-            let value = |c: i64| quantise::reconstruct(dtype, 0.0, c, step);
-            let mut out = Vec::with_capacity(n * size);
-            // Fixed-size copies into a sized buffer: one vector loop, not a push an element.
-            match dtype {
-                DType::F32 => {
-                    out.resize(4 * codes.len(), 0);
-                    out.chunks_exact_mut(4).zip(&codes).for_each(|(b, &c)| b.copy_from_slice(&(value(c) as f32).to_le_bytes()));
-                }
-                DType::F64 => {
-                    out.resize(8 * codes.len(), 0);
-                    out.chunks_exact_mut(8).zip(&codes).for_each(|(b, &c)| b.copy_from_slice(&value(c).to_le_bytes()));
-                }
-                _ => codes.iter().for_each(|&c| push_value(dtype, value(c), &mut out)),
-            }
+            let mut out = Vec::new();
+            extend_values(dtype, codes.iter().map(|&c| quantise::reconstruct(dtype, 0.0, c, step)), &mut out);
             put_exact(&mask, &vals, size, &mut out)?;
             Ok(Decoded { bytes: out, codes: Some(codes) })
         }
         Body::ModelOnly { exact } => {
             let p = pred.ok_or("model-only block in a chunk without a latent")?;
-            let mut out = Vec::with_capacity(n * size);
-            for &v in p {
-                push_value(dtype, quantise::reconstruct(dtype, v, 0, 1.0), &mut out);
-            }
+            let mut out = Vec::new();
+            extend_values(dtype, p.iter().map(|&v| quantise::reconstruct(dtype, v, 0, 1.0)), &mut out);
             exact.apply(n, size, &mut out)?;
             Ok(Decoded { bytes: out, codes: None })
         }

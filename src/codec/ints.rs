@@ -9,7 +9,7 @@
 use super::ac::{AcConfig, Context};
 use super::rans;
 use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Norm, Offset, Packed, Rans, Reference, Refs, Shuffle, Sign, Zstd};
-use crate::wire::Cursor;
+use crate::wire::{put_varint, Cursor};
 
 /// The trailing two dimensions (d1, d2) of a chunk's grid, C order; the leading dimension is
 /// whatever is left (rows x any other row dimensions). `None` for tables and 1-D data.
@@ -48,9 +48,10 @@ pub(super) fn lorenzo_residuals(codes: &[i64], [d1, d2]: [usize; 2]) -> Vec<i64>
         return codes.to_vec();
     }
     let mut r = vec![0i64; codes.len()];
+    let row = Neighbours { plane, d2 };
     // A row at a time, as `undo_rows`.
     for x0 in (0..codes.len()).step_by(d2) {
-        let (end, row) = ((x0 + d2).min(codes.len()), Neighbours { plane, d2 });
+        let end = (x0 + d2).min(codes.len());
         match (x0 >= plane, x0 % plane >= d2) {
             (false, false) => row.residuals::<false, false>(codes, &mut r, x0, end),
             (false, true) => row.residuals::<false, true>(codes, &mut r, x0, end),
@@ -127,9 +128,9 @@ fn undo_rows<const OMIT: bool>(codes: &mut [i64], [d1, d2]: [usize; 2], omitted:
         return;
     }
     let mut last = 0i64;
+    let row = RowUndo { at: Neighbours { plane, d2 }, omitted };
     for x0 in (0..codes.len()).step_by(d2) {
         let end = (x0 + d2).min(codes.len());
-        let row = RowUndo { plane, d2, omitted };
         match (x0 >= plane, x0 % plane >= d2) {
             (false, false) => row.run::<OMIT, false, false>(codes, x0, end, &mut last),
             (false, true) => row.run::<OMIT, false, true>(codes, x0, end, &mut last),
@@ -140,8 +141,7 @@ fn undo_rows<const OMIT: bool>(codes: &mut [i64], [d1, d2]: [usize; 2], omitted:
 }
 
 struct RowUndo<'a> {
-    plane: usize,
-    d2: usize,
+    at: Neighbours,
     omitted: &'a [bool],
 }
 
@@ -161,7 +161,7 @@ impl RowUndo<'_> {
             a[x] = *last;
             return;
         }
-        a[x] = a[x].wrapping_add(Neighbours { plane: self.plane, d2: self.d2 }.predict::<I, J, K>(a, x));
+        a[x] = a[x].wrapping_add(self.at.predict::<I, J, K>(a, x));
         if OMIT {
             *last = a[x];
         }
@@ -578,10 +578,10 @@ fn grid_row(context: Context) -> Option<u32> {
 
 /// What `encode_omitting` would code `codes` in, about, for choosing between predictions: a
 /// large block priced as `rans` alone codes it (what it most often gets, and within
-/// `AC_MARGIN` of the rest; `rans::priced`, the same choice as coding it on all 27 field/bound
-/// pairs of the benchmark), a small one coded in full. Its predictor is priced on runs of 1024
-/// (the full encoding's are 4096: runs of 1024 there moved two of the 27 pairs by 11 %, here
-/// none).
+/// `AC_MARGIN` of the rest; `rans::priced`, the same choices as coding it on all 27
+/// field/bound pairs of the benchmark, and packs 0-21 % faster), a small one coded in full. Its
+/// predictor is priced on runs of 1024 (the full encoding's are 4096: runs of 1024 there moved
+/// two of the 27 pairs by 11 %, here none).
 pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let mut out = Vec::new();
@@ -591,9 +591,13 @@ pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>
     let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024));
     let residual = kept(residual, omitted);
     let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
-    // As `rans` prices it, not coded: the price is within a few bytes of the coding, and the
-    // coding doubled a walk trial's time.
-    (rans::priced(&u, grid_row(context)).1 / 8.0).ceil() as usize + stages.len() * 9
+    // The payload as `rans` prices it, not coded; the stages as written.
+    let (cfg, bits) = rans::priced(&u, grid_row(context));
+    let payload = (bits / 8.0).ceil() as u64;
+    let mut head = Vec::new();
+    Chain { codes: stages, to_bytes: Box::new(Rans { cfg, sign }), bytes: vec![] }.write_stages(&mut head);
+    put_varint(&mut head, payload);
+    head.len() + payload as usize
 }
 
 /// The block `residual` (whose unsigned forms are `u`) makes with `stages` and the `rans` layout

@@ -555,8 +555,7 @@ impl<'a> Decoder<'a> {
         self.n.saturating_sub(self.i)
     }
 
-    /// The next `out.len()` values. The loop over a segment keeps the states in registers: one
-    /// call a batch, not a call a value.
+    /// The next `out.len()` values, a segment's part at a time.
     pub fn fill(&mut self, out: &mut [u64]) {
         let mut at = 0;
         while at < out.len() {

@@ -97,20 +97,20 @@ pub enum Streamed {
 
 /// A chain's codes one at a time, decoded a small batch ahead of the taker: no block-sized
 /// buffer between the coder and a consumer that takes each in order (the interpolation walk),
-/// and the coder's loop runs a batch at a time, its state in registers.
+/// and one call to the coder a batch, not a code.
 pub struct Stream<'a> {
     dec: rans::Decoder<'a>,
     sign: Sign,
     stage: Option<Streamed>,
     /// The last code handed out, for `Streamed::Delta`.
     prev: i64,
-    raw: Box<[u64; STREAM_BATCH]>,
-    codes: Box<[i64; STREAM_BATCH]>,
+    /// The batch: the coder's values, turned into codes in place (their bits as u64).
+    batch: Box<[u64; STREAM_BATCH]>,
     at: usize,
     len: usize,
 }
 
-/// Codes a `Stream` decodes at once: a few KiB, so they stay in L1 beside the walk's rows.
+/// Codes a `Stream` decodes at once: 2 KiB, so they stay in L1 beside the walk's rows.
 const STREAM_BATCH: usize = 256;
 
 impl super::interp::Symbols for Stream<'_> {
@@ -119,7 +119,7 @@ impl super::interp::Symbols for Stream<'_> {
         if self.at == self.len {
             self.refill();
         }
-        let c = self.codes.get(self.at).copied().unwrap_or(0);
+        let c = self.batch.get(self.at).map_or(0, |&u| u as i64);
         self.at += 1;
         c
     }
@@ -127,24 +127,28 @@ impl super::interp::Symbols for Stream<'_> {
 
 impl<'a> Stream<'a> {
     fn new(dec: rans::Decoder<'a>, sign: Sign, stage: Option<Streamed>) -> Stream<'a> {
-        Stream { dec, sign, stage, prev: 0, raw: Box::new([0; STREAM_BATCH]), codes: Box::new([0; STREAM_BATCH]), at: 0, len: 0 }
+        Stream { dec, sign, stage, prev: 0, batch: Box::new([0; STREAM_BATCH]), at: 0, len: 0 }
     }
 
     #[inline(never)]
     fn refill(&mut self) {
         // At least one, so a taker past the end gets 0 and `finish` reports the overrun.
         let k = self.dec.remaining().clamp(1, STREAM_BATCH);
-        self.dec.fill(&mut self.raw[..k]);
-        let (raw, codes, sign) = (&self.raw[..k], &mut self.codes[..k], self.sign);
-        codes.iter_mut().zip(raw).for_each(|(c, &u)| *c = sign.from_u(u));
-        match self.stage {
-            None => {}
-            Some(Streamed::Offset(by)) => codes.iter_mut().for_each(|c| *c = c.wrapping_add(by)),
-            Some(Streamed::Delta) => codes.iter_mut().for_each(|c| {
-                self.prev = self.prev.wrapping_add(*c);
-                *c = self.prev;
-            }),
-        }
+        let batch = &mut self.batch[..k];
+        self.dec.fill(batch);
+        let (sign, stage, prev) = (self.sign, self.stage, &mut self.prev);
+        batch.iter_mut().for_each(|u| {
+            let c = sign.from_u(*u);
+            let c = match stage {
+                None => c,
+                Some(Streamed::Offset(by)) => c.wrapping_add(by),
+                Some(Streamed::Delta) => {
+                    *prev = prev.wrapping_add(c);
+                    *prev
+                }
+            };
+            *u = c as u64;
+        });
         self.at = 0;
         self.len = k;
     }
@@ -719,6 +723,14 @@ impl Chain {
         for s in &self.bytes {
             data = s.encode(data);
         }
+        self.write_stages(out);
+        put_varint(out, data.len() as u64);
+        out.extend_from_slice(&data);
+    }
+
+    /// The block's bytes before its payload length: `CHAIN` and each stage with its
+    /// configuration.
+    pub fn write_stages(&self, out: &mut Vec<u8>) {
         out.push(CHAIN);
         out.push(self.codes.len() as u8);
         for s in &self.codes {
@@ -732,8 +744,6 @@ impl Chain {
             out.push(s.id());
             s.write_config(out);
         }
-        put_varint(out, data.len() as u64);
-        out.extend_from_slice(&data);
     }
 
     /// Reads a chain block's stages (after its CHAIN byte) for `n` codes, and its payload.
