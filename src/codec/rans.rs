@@ -299,16 +299,6 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
 /// `choose`'s configuration, and about the bits `encode` codes `values` in with it: its
 /// tables and tokens as `choose` prices them, and the raw bits under the tokens.
 pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
-    let n = values.len();
-    let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).clamp(MIN_SEGMENT_LOG2 as u32, MAX_SEGMENT_LOG2 as u32) as u8;
-    let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
-    let mut best = (f64::INFINITY, at(whole, (1, 0)));
-    let mut layouts = vec![(1u8, 0u32), (6, 0)];
-    // With no grid, the symbols one and two back (delta residuals in a walk's order).
-    let r = row.filter(|&r| r > 0).unwrap_or(2);
-    if (r as usize) < n {
-        layouts.push((16, r));
-    }
     let mut raw = 0u64;
     let toks: Vec<u16> = values
         .iter()
@@ -318,9 +308,37 @@ pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
             t as u16
         })
         .collect();
+    let (cfg, bits, _) = price(values, &toks, row);
+    (cfg, bits + raw as f64)
+}
+
+/// `values` coded in the configuration `choose` gives, and that configuration: one pass for
+/// the tokens and one for the winner's contexts, shared by pricing and coding.
+pub fn encode_chosen(values: &[u64], row: Option<u32>) -> (RansConfig, Vec<u8>) {
+    let (toks, raw) = tokens(values);
+    let (cfg, _, ctx) = price(values, &toks, row);
+    (cfg, code(&toks, &raw, &ctx, cfg))
+}
+
+/// `choose`'s search on the tokens `toks` of `values`: the configuration, its tables' and
+/// tokens' bits (raw bits not counted), and its contexts.
+fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64, Vec<u8>) {
+    let n = values.len();
+    let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).clamp(MIN_SEGMENT_LOG2 as u32, MAX_SEGMENT_LOG2 as u32) as u8;
+    let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
+    let mut best = (f64::INFINITY, at(whole, (1, 0)));
+    let mut best_ctx = Vec::new();
+    let mut layouts = vec![(1u8, 0u32), (6, 0)];
+    // With no grid, the symbols one and two back (delta residuals in a walk's order).
+    let r = row.filter(|&r| r > 0).unwrap_or(2);
+    if (r as usize) < n {
+        layouts.push((16, r));
+    }
     for layout in layouts {
+        let ctx = contexts(values, at(whole, layout));
+        let before = best.0;
         // Counts by segment of 2^MIN_SEGMENT_LOG2, merged pairwise for each longer segment.
-        let mut level = counts(&toks, &contexts(values, at(whole, layout)), layout.0, MIN_SEGMENT_LOG2);
+        let mut level = counts(toks, &ctx, layout.0, MIN_SEGMENT_LOG2);
         let table = layout.0 as usize * TOKENS;
         for k in MIN_SEGMENT_LOG2..=whole {
             let cost: f64 = level.chunks(TOKENS).map(table_estimate).sum();
@@ -336,44 +354,79 @@ pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
                 })
                 .collect();
         }
+        if best.0 < before || best_ctx.is_empty() {
+            best_ctx = ctx;
+        }
     }
-    (best.1, best.0 + raw as f64)
+    (best.1, best.0, best_ctx)
 }
 
 /// `values` coded as `cfg` says: each segment's tables (one a context), the raw bits (varint
 /// length first), the four final states (u32 each), then the 16-bit words in the order the
 /// decoder reads them.
 pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
+    let (toks, raw) = tokens(values);
+    code(&toks, &raw, &contexts(values, cfg), cfg)
+}
+
+/// One table entry as the encoder uses it: `x / freq` is `(x * recip) >> 64` for every 32-bit
+/// state `x` where `recip` is ceil(2^64 / freq) and freq > 1 (Lemire, Kaser and Kurz, "Faster
+/// remainder by direct computation", 2019: exact for 32-bit numerators with a 64-bit
+/// reciprocal), so the symbol loop has no division.
+#[derive(Clone, Copy, Default)]
+struct EncSlot {
+    recip: u64,
+    freq: u32,
+    cum: u32,
+}
+
+impl EncSlot {
+    fn new(freq: u32, cum: u32) -> EncSlot {
+        let recip = if freq > 1 { u64::MAX / freq as u64 + 1 } else { 0 };
+        EncSlot { recip, freq, cum }
+    }
+
+    #[inline(always)]
+    fn div(self, x: u32) -> u32 {
+        if self.freq == 1 {
+            x
+        } else {
+            ((self.recip as u128 * x as u128) >> 64) as u32
+        }
+    }
+}
+
+/// `encode` from its tokens, raw bits and contexts.
+fn code(toks: &[u16], raw: &[u8], ctx: &[u8], cfg: RansConfig) -> Vec<u8> {
     debug_assert!(cfg.check().is_ok(), "{cfg:?}");
     let bits = cfg.prob_bits as u32;
-    let (toks, raw) = tokens(values);
-    let ctx = contexts(values, cfg);
     let seg_log2 = cfg.segment_log2;
     let mut out = Vec::new();
-    // (frequency, cumulative) by segment, context and token, as `counts` lays them out.
-    let mut tables: Vec<(u32, u32)> = Vec::new();
-    for h in counts(&toks, &ctx, cfg.contexts, seg_log2).chunks(TOKENS) {
+    // By segment, context and token, as `counts` lays them out.
+    let mut tables: Vec<EncSlot> = Vec::new();
+    for h in counts(toks, ctx, cfg.contexts, seg_log2).chunks(TOKENS) {
         let f = if h.iter().all(|&c| c == 0) { vec![0; TOKENS] } else { normalise(h, cfg.prob_bits) };
         write_table(&f, &mut out);
         let mut cum = 0;
         tables.extend(f.iter().map(|&x| {
-            let e = (x, cum);
+            let e = EncSlot::new(x, cum);
             cum += x;
             e
         }));
     }
     put_varint(&mut out, raw.len() as u64);
-    out.extend_from_slice(&raw);
+    out.extend_from_slice(raw);
     let mut x = [L; LANES];
-    let mut words: Vec<u16> = Vec::with_capacity(values.len() / 4);
+    let mut words: Vec<u16> = Vec::with_capacity(toks.len() / 4);
     for i in (0..toks.len()).rev() {
-        let (f, c) = tables[((i >> seg_log2) * cfg.contexts as usize + ctx[i] as usize) * TOKENS + toks[i] as usize];
+        let e = tables[((i >> seg_log2) * cfg.contexts as usize + ctx[i] as usize) * TOKENS + toks[i] as usize];
         let s = &mut x[i % LANES];
-        if (*s as u64) >= (f as u64) << (32 - bits) {
+        if (*s as u64) >= (e.freq as u64) << (32 - bits) {
             words.push(*s as u16);
             *s >>= 16;
         }
-        *s = ((*s / f) << bits) + *s % f + c;
+        let q = e.div(*s);
+        *s = (q << bits) + (*s - q * e.freq) + e.cum;
     }
     x.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
     words.iter().rev().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));

@@ -723,9 +723,15 @@ impl Chain {
         for s in &self.bytes {
             data = s.encode(data);
         }
+        self.write_coded(&data, out);
+    }
+
+    /// The block of a `payload` this chain's stages made: its stages, then the payload with
+    /// its length.
+    pub fn write_coded(&self, payload: &[u8], out: &mut Vec<u8>) {
         self.write_stages(out);
-        put_varint(out, data.len() as u64);
-        out.extend_from_slice(&data);
+        put_varint(out, payload.len() as u64);
+        out.extend_from_slice(payload);
     }
 
     /// The block's bytes before its payload length: `CHAIN` and each stage with its
