@@ -1,3 +1,10 @@
+/// The codec allocates and frees buffers of a few bytes an element for every chunk; mimalloc
+/// keeps freed pages for reuse where glibc's malloc returned them to the kernel (the filter
+/// plugin's note, filter-plugin/src/lib.rs). The `mallopt` below still serves the C libraries'
+/// allocations (HDF5, zstd's contexts).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // `balerfile inspect x | head` should end quietly, as Unix tools do, not panic on the
     // closed pipe.

@@ -13,6 +13,11 @@ use balerfile::io::table::LayoutSpec;
 use balerfile::memory::{self, CompressOptions};
 use balerfile::unpack::UnpackOptions;
 
+/// The module's own allocations from mimalloc, as the filter plugin's (filter-plugin/src/lib.rs
+/// says why); arrays and archives cross to Python as copies in Python's memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 create_exception!(_native, BalerfileError, PyValueError, "Bad input or a damaged stream: the message names what is wrong.");
 
 fn fail(e: balerfile::error::Error) -> PyErr {
