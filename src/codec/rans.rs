@@ -699,6 +699,20 @@ mod tests {
     use crate::codec::xorshift;
 
     #[test]
+    fn reciprocal_division_is_exact() {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        for f in 1..=(1u32 << PROB_BITS_RANGE.end()) {
+            let e = EncSlot::new(f, 0);
+            let q = u32::MAX / f;
+            let edges = [0, 1, f - 1, f, f + 1, q * f - 1, q * f, u32::MAX - 1, u32::MAX];
+            let random: Vec<u32> = (0..200).map(|_| next() as u32).collect();
+            for x in edges.into_iter().chain(random) {
+                assert_eq!(e.div(x), x / f, "{x} / {f}");
+            }
+        }
+    }
+
+    #[test]
     fn tokens_cover_every_value() {
         for u in (0..5000u64).chain((0..64).flat_map(|k| [1u64 << k, (1u64 << k) - 1, (1u64 << k) + 1])).chain([u64::MAX]) {
             let (t, raw) = token(u);
