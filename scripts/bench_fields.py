@@ -53,11 +53,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
-import hdf5plugin
-import numpy as np
+# numpy's OpenBLAS starts a pool of threads that spin for a while after any BLAS call; on a
+# 2-core machine they took a fifth of the samples while a codec was being timed (perf, an h5py
+# read loop: 1.28 CPUs used against 0.99 with one BLAS thread). No codec here uses BLAS; one
+# thread keeps the pool off the cores, for every method alike (set before numpy loads, and
+# inherited by the child processes). An explicit setting is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from bench import best_time  # scripts/ is on sys.path when a script here runs
+import h5py  # noqa: E402
+import hdf5plugin  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench import best_time  # noqa: E402  (scripts/ is on sys.path when a script here runs)
 
 import balerfile_h5  # noqa: E402  (registers the filter with h5py's HDF5)
 
@@ -426,7 +433,7 @@ def main():
     ver = subprocess.run([BIN, "--version"], capture_output=True, text=True)
     print("# balerfile on real fields\n")
     print(f"- command: `{' '.join(shlex.quote(a) for a in [sys.executable] + sys.argv)}`")
-    print(f"- machine: nproc = {nproc}, {os.uname().sysname} {os.uname().machine}")
+    print(f"- machine: nproc = {nproc}, {os.uname().sysname} {os.uname().machine}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print(f"- balerfile: `{BIN}` ({(ver.stdout or ver.stderr).strip() or 'version n/a'}), --threads {args.threads}")
     print(f"- h5py {h5py.version.version}, HDF5 {h5py.version.hdf5_version}, hdf5plugin {hdf5plugin.version}, "
           f"numpy {np.__version__}; best of {args.repeat} runs\n")
