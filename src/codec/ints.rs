@@ -463,6 +463,8 @@ const AC_SAMPLE_SLACK: f64 = 0.02;
 /// above at loose bounds, where the whole's ratio was 1.4-1.7), and zstd never came within 2 %
 /// of `rans` on the whole: a run that misjudges costs at most what zstd would have saved.
 const ZSTD_SAMPLE_SLACK: f64 = 0.05;
+/// Blocks from this many codes code `rans` on a second thread where the caller has one.
+const PARALLEL_TRIALS: usize = 1 << 16;
 
 /// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
 /// the one before, plus a decision per element; None where under 2 % repeat.
@@ -590,7 +592,7 @@ fn grid_row(context: Context) -> Option<u32> {
 pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let mut out = Vec::new();
-        encode_omitting(codes, level, grid, &Refs::NONE, omitted, &mut out);
+        encode_omitting(codes, level, grid, &Refs::NONE, omitted, 1, &mut out);
         return out.len();
     }
     let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024));
@@ -616,7 +618,7 @@ fn rans_block(stages: Vec<Box<dyn CodesStage>>, u: &[u64], sign: Sign, context: 
 
 /// `encode` for a block that may be predicted from the variables coded before it (`refs`).
 pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut Vec<u8>) {
-    encode_omitting(codes, level, grid, refs, None, out)
+    encode_omitting(codes, level, grid, refs, None, 1, out)
 }
 
 /// The residuals of the elements not `omitted`, in order: what a block with FLAG_OMIT codes.
@@ -631,7 +633,9 @@ fn kept(residual: Vec<i64>, omitted: Option<&[bool]>) -> Vec<i64> {
 
 /// `encode_with` for a block whose `omitted` elements are stored elsewhere (exactly) and left
 /// out of the coded stream (FLAG_OMIT); the predictor still sees them, as `fill_codes` made them.
-pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, out: &mut Vec<u8>) {
+/// With `threads` > 1 a large block's `rans` coding runs beside its other trials; the choice,
+/// and so the block, is the same on any thread count.
+pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, threads: usize, out: &mut Vec<u8>) {
     let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()));
     let residual = kept(residual, omitted);
     // The omitted elements' residuals were mostly repeats; the rest may hold few.
@@ -648,60 +652,65 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     if residual.len() <= SMALL_BLOCK {
         contexts.push(if context == Context::None { Context::Previous } else { Context::None });
     }
-    let mut best: Vec<u8> = Vec::new();
-    let mut by_ac = true;
     let n = residual.len();
     let u: Vec<u64> = if n >= RANS_MIN { residual.iter().map(|&c| sign.to_u(c)).collect() } else { Vec::new() };
-    let mut by_rans = (n >= RANS_MIN).then(|| rans_block(again(), &u, sign, context));
     let trees: &[u8] = if n <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
     let ac_cfg = |context, tree_bits| AcConfig { tree_bits, context, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true };
     // A large block's middle run, coded with `rans` on its own: what `ac` and zstd are first
     // compared with.
     let mid = (n >= 2 * AC_SAMPLE).then(|| n / 2 - AC_SAMPLE / 2..n / 2 + AC_SAMPLE / 2);
-    let mid_rans = mid.clone().map(|run| rans::encode_chosen(&u[run], grid_row(context)).1.len() as f64);
-    // On a large block `ac` (the slowest stage to encode) is coded in full only where the run
-    // says it may save more than `AC_MARGIN` over `rans`.
-    let try_ac = match (&mid, mid_rans) {
-        (Some(run), Some(r)) => {
-            let side = repeat_side.and_then(|v| refs.get(v as usize)).map(|s| &s[run.clone()]);
-            let a = super::ac::encode(&u[run.clone()], ac_cfg(context, AC_TREE_BITS), side).len();
-            (a as f64) * (1.0 + AC_MARGIN) < r * (1.0 + AC_SAMPLE_SLACK)
-        }
-        _ => true,
-    };
-    if !try_ac {
-        best = by_rans.take().expect("large blocks are rans-coded");
-        by_ac = false;
-    }
-    for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))).filter(|_| try_ac) {
-        let ac = Chain { codes: again(), to_bytes: Box::new(Arithmetic { cfg: ac_cfg(ctx, tree_bits), sign }), bytes: vec![] };
-        let mut b = Vec::new();
-        ac.encode_transformed(&residual, refs, &mut b);
-        if best.is_empty() || b.len() < best.len() {
-            best = b;
-        }
-    }
-    // zstd is tried at its fastest level; only where that comes close is the archive's level
-    // worth its time.
     let packed = Packed::narrowest(&residual, sign);
     let w = packed.width;
     let zstd = |level| Chain { codes: again(), to_bytes: Box::new(Packed { width: w, sign }), bytes: vec![Box::new(Shuffle { width: w }), Box::new(Zstd { level })] };
-    // On a large block zstd is coded in full only where the run says it may come within the
-    // 10 % below: it never came closer than 2 % on a field's large block, and its full pass
-    // costs as much as the `rans` block.
-    let try_zstd = match (&mid, mid_rans) {
-        (Some(run), Some(r)) => {
-            let mut z = Vec::new();
-            zstd(1).encode_transformed(&residual[run.clone()], refs, &mut z);
-            (z.len() as f64) < r * 1.1 * (1.0 + ZSTD_SAMPLE_SLACK)
+    // The trials that do not need the `rans` block's size: `ac` (all of it, or none where the
+    // run rules it out) and zstd at its fastest level. They return the smallest `ac` coding
+    // (empty when ruled out), whether `ac` was tried, and zstd's (empty when ruled out).
+    let others = || {
+        let mid_rans = mid.clone().map(|run| rans::encode_chosen(&u[run], grid_row(context)).1.len() as f64);
+        // On a large block `ac` (the slowest stage to encode) is coded in full only where the
+        // run says it may save more than `AC_MARGIN` over `rans`.
+        let try_ac = match (&mid, mid_rans) {
+            (Some(run), Some(r)) => {
+                let side = repeat_side.and_then(|v| refs.get(v as usize)).map(|s| &s[run.clone()]);
+                let a = super::ac::encode(&u[run.clone()], ac_cfg(context, AC_TREE_BITS), side).len();
+                (a as f64) * (1.0 + AC_MARGIN) < r * (1.0 + AC_SAMPLE_SLACK)
+            }
+            _ => true,
+        };
+        let mut by_ac: Vec<u8> = Vec::new();
+        for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))).filter(|_| try_ac) {
+            let ac = Chain { codes: again(), to_bytes: Box::new(Arithmetic { cfg: ac_cfg(ctx, tree_bits), sign }), bytes: vec![] };
+            let mut b = Vec::new();
+            ac.encode_transformed(&residual, refs, &mut b);
+            if by_ac.is_empty() || b.len() < by_ac.len() {
+                by_ac = b;
+            }
         }
-        _ => true,
+        // On a large block zstd is coded in full only where the run says it may come within the
+        // 10 % below: it never came closer than 2 % on a field's large block, and its full pass
+        // costs as much as the `rans` block.
+        let try_zstd = match (&mid, mid_rans) {
+            (Some(run), Some(r)) => {
+                let mut z = Vec::new();
+                zstd(1).encode_transformed(&residual[run.clone()], refs, &mut z);
+                (z.len() as f64) < r * 1.1 * (1.0 + ZSTD_SAMPLE_SLACK)
+            }
+            _ => true,
+        };
+        let mut fastest = Vec::new();
+        if try_zstd {
+            zstd(1).encode_transformed(&residual, refs, &mut fastest);
+        }
+        (by_ac, try_ac, fastest)
     };
-    let mut trial = Vec::new();
-    if try_zstd {
-        zstd(1).encode_transformed(&residual, refs, &mut trial);
-    }
-    if try_zstd && trial.len() * 10 < best.len() * 11 {
+    let rans_coded = || (n >= RANS_MIN).then(|| rans_block(again(), &u, sign, context));
+    // A thread costs tens of microseconds: only a large block's trials are worth one.
+    let threads = if n >= PARALLEL_TRIALS { threads } else { 1 };
+    let ((by_ac, try_ac, mut trial), mut by_rans) = crate::parallel::join(threads, others, rans_coded);
+    let (mut best, mut by_ac_kept) = if try_ac { (by_ac, true) } else { (by_rans.take().expect("large blocks are rans-coded"), false) };
+    // zstd is tried at its fastest level; only where that comes close is the archive's level
+    // worth its time.
+    if !trial.is_empty() && trial.len() * 10 < best.len() * 11 {
         if level != 1 {
             let mut full = Vec::new();
             zstd(level).encode_transformed(&residual, refs, &mut full);
@@ -711,13 +720,13 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         }
         if trial.len() < best.len() {
             best = trial;
-            by_ac = false;
+            by_ac_kept = false;
         }
     }
     // A large block is also coded with `rans`, which decodes several times as fast as `ac`:
     // it is kept unless `ac` saves more than `AC_MARGIN` of the block.
     if let Some(b) = by_rans {
-        let margin = if by_ac { 1.0 + AC_MARGIN } else { 1.0 };
+        let margin = if by_ac_kept { 1.0 + AC_MARGIN } else { 1.0 };
         if (b.len() as f64) < best.len() as f64 * margin {
             best = b;
         }
@@ -770,6 +779,32 @@ mod tests {
     /// code the encoder held, the omitted ones as `fill_codes` made them, for masks that lead,
     /// trail, cover all but one element, or scatter; large blocks go through `rans`.
     #[test]
+    fn a_large_block_is_the_same_on_any_thread_count() {
+        // Large enough for the middle-run gates and the second thread; a smooth field with noise
+        // (`rans` and `ac` close) and one of repeated zeros (zstd close), with and without a mask.
+        let mut r = crate::codec::xorshift(11);
+        let n = 3 * AC_SAMPLE;
+        let smooth: Vec<i64> = (0..n).map(|i| ((i % 120) as i64 - 60).pow(2) / 9 + (r() % 5) as i64).collect();
+        let sparse: Vec<i64> = (0..n).map(|_| if r() % 40 == 0 { (r() % 9) as i64 - 4 } else { 0 }).collect();
+        let mask: Vec<bool> = (0..n).map(|i| (i / 500) % 4 == 0).collect();
+        for codes in [&smooth, &sparse] {
+            for omitted in [None, Some(&mask[..])] {
+                let coded = |threads| {
+                    let mut out = Vec::new();
+                    encode_omitting(codes, 3, Some([40, 120]), &Refs::NONE, omitted, threads, &mut out);
+                    out
+                };
+                let one = coded(1);
+                assert_eq!(one, coded(2));
+                assert_eq!(one, coded(4));
+                if omitted.is_none() {
+                    assert_eq!(&decode(&mut Cursor::new(&one), n).unwrap(), codes);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn omitted_elements_decode_to_the_encoders_fill() {
         let mut r = crate::codec::xorshift(7);
         for n in [12usize, 600, 9000] {
@@ -788,7 +823,7 @@ mod tests {
                     crate::missing::fill_codes(&mut filled, mask);
                     for grid in [None, Some([6, 5]), Some([2, 30])] {
                         let mut out = Vec::new();
-                        encode_omitting(&filled, 3, grid, &Refs::NONE, Some(mask), &mut out);
+                        encode_omitting(&filled, 3, grid, &Refs::NONE, Some(mask), 1, &mut out);
                         let mut cur = Cursor::new(&out);
                         let (chain, payload) = stages::read(&mut cur, n).unwrap();
                         cur.finish("block").unwrap();

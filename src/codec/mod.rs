@@ -399,8 +399,10 @@ impl ChunkCodec {
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => self.choose_walk(var, g, values, tol, missing.as_deref(), &q.codes),
             _ => FieldChoice::Lorenzo,
         };
-        let walked = |cfg| self.encode_walk(var, cfg, data, values, tol, missing.as_deref());
-        let lorenzo = || self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q);
+        // Too close to call codes both at once, each on half the threads.
+        let threads = if matches!(sample, FieldChoice::Close(_)) { (self.threads / 2).max(1) } else { self.threads };
+        let walked = |cfg| self.encode_walk(var, cfg, data, values, tol, missing.as_deref(), threads);
+        let lorenzo = || self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q, threads);
         let (bytes, stats, codes) = match sample {
             FieldChoice::Walk(cfg) => {
                 let (bytes, stats) = walked(cfg);
@@ -434,6 +436,7 @@ impl ChunkCodec {
         missing: Option<&[bool]>,
         step: f64,
         q: quantise::Quantised,
+        threads: usize,
     ) -> (Vec<u8>, VarEncodeStats, (Vec<i64>, f64)) {
         let dtype = var.dtype;
         let st = error_stats(values, &q.outliers, missing, |i| quantise::reconstruct(dtype, 0.0, q.codes[i], step));
@@ -445,7 +448,7 @@ impl ChunkCodec {
             m
         });
         let mut plain = Vec::new();
-        ints::encode_omitting(&q.codes, self.level, var.grid, refs, omitted.as_deref(), &mut plain);
+        ints::encode_omitting(&q.codes, self.level, var.grid, refs, omitted.as_deref(), threads, &mut plain);
         let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>, Vec<i64>)> = None;
         if let Some((p, noise)) = pred {
             let esc = model_stage::escapes(p, noise, step);
@@ -557,12 +560,13 @@ impl ChunkCodec {
         values: &[f64],
         tol: f64,
         missing: Option<&[bool]>,
+        threads: usize,
     ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
         let w = interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol);
         let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
         let mut codes = Vec::new();
-        ints::encode_with(&w.symbols, self.level, None, &Refs::NONE, &mut codes);
+        ints::encode_omitting(&w.symbols, self.level, None, &Refs::NONE, None, threads, &mut codes);
         let block = block::StagedBlock {
             step: 2.0 * tol,
             step_known: var.known_step() == Some(2.0 * tol),
