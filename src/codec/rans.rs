@@ -308,37 +308,55 @@ pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
             t as u16
         })
         .collect();
-    let (cfg, bits, _) = price(values, &toks, row);
+    let (cfg, bits) = price(values, &toks, row);
     (cfg, bits + raw as f64)
 }
 
 /// `values` coded in the configuration `choose` gives, and that configuration: one pass for
-/// the tokens and one for the winner's contexts, shared by pricing and coding.
+/// the tokens, shared by pricing and coding.
 pub fn encode_chosen(values: &[u64], row: Option<u32>) -> (RansConfig, Vec<u8>) {
     let (toks, raw) = tokens(values);
-    let (cfg, _, ctx) = price(values, &toks, row);
-    (cfg, code(&toks, &raw, &ctx, cfg))
+    let (cfg, _) = price(values, &toks, row);
+    (cfg, code(&toks, &raw, &contexts(values, cfg), cfg))
 }
 
-/// `choose`'s search on the tokens `toks` of `values`: the configuration, its tables' and
-/// tokens' bits (raw bits not counted), and its contexts.
-fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64, Vec<u8>) {
+/// `choose`'s search on the tokens `toks` of `values`: the configuration, and its tables' and
+/// tokens' bits (raw bits not counted).
+fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
     let n = values.len();
     let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).clamp(MIN_SEGMENT_LOG2 as u32, MAX_SEGMENT_LOG2 as u32) as u8;
     let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
     let mut best = (f64::INFINITY, at(whole, (1, 0)));
-    let mut best_ctx = Vec::new();
     let mut layouts = vec![(1u8, 0u32), (6, 0)];
     // With no grid, the symbols one and two back (delta residuals in a walk's order).
     let r = row.filter(|&r| r > 0).unwrap_or(2);
-    if (r as usize) < n {
+    let grid = (r as usize) < n;
+    if grid {
         layouts.push((16, r));
     }
-    for layout in layouts {
-        let ctx = contexts(values, at(whole, layout));
-        let before = best.0;
-        // Counts by segment of 2^MIN_SEGMENT_LOG2, merged pairwise for each longer segment.
-        let mut level = counts(toks, &ctx, layout.0, MIN_SEGMENT_LOG2);
+    // Every layout's counts by segment of 2^MIN_SEGMENT_LOG2, in one pass: each symbol's
+    // contexts as `contexts` gives them (6 classes of the symbol before; 4 x 4 of it and the
+    // one `r` back), not a pass and a buffer a layout.
+    let segs = n.div_ceil(1 << MIN_SEGMENT_LOG2);
+    let mut levels: Vec<Vec<u32>> = layouts.iter().map(|l| vec![0u32; segs * l.0 as usize * TOKENS]).collect();
+    let (side6, side16) = (at(whole, layouts[1]).side(), at(whole, (16, r)).side());
+    let r = r as usize;
+    if let [one, six, rest @ ..] = &mut levels[..] {
+        for (i, &t) in toks.iter().enumerate().take(n) {
+            let (seg, t) = (i >> MIN_SEGMENT_LOG2, t as usize);
+            one[seg * TOKENS + t] += 1;
+            let before = if i == 0 { 0 } else { values[i - 1] };
+            let c6 = if i == 0 { 0 } else { class(before, side6) };
+            six[(seg * 6 + c6) * TOKENS + t] += 1;
+            if let [sixteen] = rest {
+                let a = if i == 0 { 0 } else { class(before, side16) };
+                let up = if i >= r { class(values[i - r], side16) } else { a };
+                sixteen[(seg * 16 + a * side16 as usize + up) * TOKENS + t] += 1;
+            }
+        }
+    }
+    for (layout, mut level) in layouts.into_iter().zip(levels) {
+        // Each longer segment's counts merged pairwise from the shorter ones'.
         let table = layout.0 as usize * TOKENS;
         for k in MIN_SEGMENT_LOG2..=whole {
             let cost: f64 = level.chunks(TOKENS).map(table_estimate).sum();
@@ -354,11 +372,8 @@ fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64, Ve
                 })
                 .collect();
         }
-        if best.0 < before || best_ctx.is_empty() {
-            best_ctx = ctx;
-        }
     }
-    (best.1, best.0, best_ctx)
+    (best.1, best.0)
 }
 
 /// `values` coded as `cfg` says: each segment's tables (one a context), the raw bits (varint
