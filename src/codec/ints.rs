@@ -662,9 +662,8 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     let packed = Packed::narrowest(&residual, sign);
     let w = packed.width;
     let zstd = |level| Chain { codes: again(), to_bytes: Box::new(Packed { width: w, sign }), bytes: vec![Box::new(Shuffle { width: w }), Box::new(Zstd { level })] };
-    // The trials that do not need the `rans` block's size: `ac` (all of it, or none where the
-    // run rules it out) and zstd at its fastest level. They return the smallest `ac` coding
-    // (empty when ruled out), whether `ac` was tried, and zstd's (empty when ruled out).
+    // The trials that do not need the `rans` block's size: `ac`'s smallest coding and zstd's at
+    // its fastest level, each None where the middle run rules it out.
     let others = || {
         let mid_rans = mid.clone().map(|run| rans::encode_chosen(&u[run], grid_row(context)).1.len() as f64);
         // On a large block `ac` (the slowest stage to encode) is coded in full only where the
@@ -677,15 +676,16 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
             }
             _ => true,
         };
-        let mut by_ac: Vec<u8> = Vec::new();
-        for (ctx, tree_bits) in contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))).filter(|_| try_ac) {
-            let ac = Chain { codes: again(), to_bytes: Box::new(Arithmetic { cfg: ac_cfg(ctx, tree_bits), sign }), bytes: vec![] };
-            let mut b = Vec::new();
-            ac.encode_transformed(&residual, refs, &mut b);
-            if by_ac.is_empty() || b.len() < by_ac.len() {
-                by_ac = b;
-            }
-        }
+        let by_ac = try_ac.then(|| {
+            let coded = contexts.iter().flat_map(|&c| trees.iter().map(move |&t| (c, t))).map(|(ctx, tree_bits)| {
+                let ac = Chain { codes: again(), to_bytes: Box::new(Arithmetic { cfg: ac_cfg(ctx, tree_bits), sign }), bytes: vec![] };
+                let mut b = Vec::new();
+                ac.encode_transformed(&residual, refs, &mut b);
+                b
+            });
+            // The first of the smallest, as the trials run.
+            coded.reduce(|best, b| if b.len() < best.len() { b } else { best }).expect("at least one context and tree")
+        });
         // On a large block zstd is coded in full only where the run says it may come within the
         // 10 % below: it never came closer than 2 % on a field's large block, and its full pass
         // costs as much as the `rans` block.
@@ -697,20 +697,22 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
             }
             _ => true,
         };
-        let mut fastest = Vec::new();
-        if try_zstd {
-            zstd(1).encode_transformed(&residual, refs, &mut fastest);
-        }
-        (by_ac, try_ac, fastest)
+        let fastest = try_zstd.then(|| {
+            let mut z = Vec::new();
+            zstd(1).encode_transformed(&residual, refs, &mut z);
+            z
+        });
+        (by_ac, fastest)
     };
     let rans_coded = || (n >= RANS_MIN).then(|| rans_block(again(), &u, sign, context));
     // A thread costs tens of microseconds: only a large block's trials are worth one.
     let threads = if n >= PARALLEL_TRIALS { threads } else { 1 };
-    let ((by_ac, try_ac, mut trial), mut by_rans) = crate::parallel::join(threads, others, rans_coded);
-    let (mut best, mut by_ac_kept) = if try_ac { (by_ac, true) } else { (by_rans.take().expect("large blocks are rans-coded"), false) };
+    let ((by_ac, fastest), mut by_rans) = crate::parallel::join(threads, others, rans_coded);
+    let mut by_ac_kept = by_ac.is_some();
+    let mut best = by_ac.unwrap_or_else(|| by_rans.take().expect("a block `ac` skips is rans-coded"));
     // zstd is tried at its fastest level; only where that comes close is the archive's level
     // worth its time.
-    if !trial.is_empty() && trial.len() * 10 < best.len() * 11 {
+    if let Some(mut trial) = fastest.filter(|t| t.len() * 10 < best.len() * 11) {
         if level != 1 {
             let mut full = Vec::new();
             zstd(level).encode_transformed(&residual, refs, &mut full);
@@ -774,10 +776,7 @@ mod tests {
         assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 1), "a ramp is coded as deltas");
     }
 
-    /// Blocks whose exact elements are left out (FLAG_OMIT): whatever predictor wins (Lorenzo
-    /// on a field, delta on a ramp, an offset or none on noise), the decoder rebuilds every
-    /// code the encoder held, the omitted ones as `fill_codes` made them, for masks that lead,
-    /// trail, cover all but one element, or scatter; large blocks go through `rans`.
+    /// A large block codes to the same bytes on any thread count, and decodes.
     #[test]
     fn a_large_block_is_the_same_on_any_thread_count() {
         // Large enough for the middle-run gates and the second thread; a smooth field with noise
@@ -804,6 +803,10 @@ mod tests {
         }
     }
 
+    /// Blocks whose exact elements are left out (FLAG_OMIT): whatever predictor wins (Lorenzo
+    /// on a field, delta on a ramp, an offset or none on noise), the decoder rebuilds every
+    /// code the encoder held, the omitted ones as `fill_codes` made them, for masks that lead,
+    /// trail, cover all but one element, or scatter; large blocks go through `rans`.
     #[test]
     fn omitted_elements_decode_to_the_encoders_fill() {
         let mut r = crate::codec::xorshift(7);

@@ -244,13 +244,17 @@ fn tokens(values: &[u64]) -> (Vec<u16>, Vec<u8>) {
 /// count as class 0, and the one `row` back before the first row as the one before.
 fn contexts(values: &[u64], cfg: RansConfig) -> Vec<u8> {
     let (side, row) = (cfg.side(), cfg.row as usize);
-    let cls = |i: usize| if i == 0 { 0 } else { class(values[i - 1], side) as u8 };
-    (0..values.len())
-        .map(|i| match row {
-            0 => cls(i),
-            r => cls(i) * side + if i >= r { class(values[i - r], side) as u8 } else { cls(i) },
-        })
-        .collect()
+    (0..values.len()).map(|i| context(values, i, side, row) as u8).collect()
+}
+
+/// Symbol `i`'s context with neighbour classes capped to `side` and grid `row` (0: none).
+#[inline(always)]
+fn context(values: &[u64], i: usize, side: u8, row: usize) -> usize {
+    let before = if i == 0 { 0 } else { class(values[i - 1], side) };
+    match row {
+        0 => before,
+        r => before * side as usize + if i >= r { class(values[i - r], side) } else { before },
+    }
 }
 
 /// Token counts by segment of 2^`seg_log2`, context and token, flat.
@@ -327,35 +331,26 @@ fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
     let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).clamp(MIN_SEGMENT_LOG2 as u32, MAX_SEGMENT_LOG2 as u32) as u8;
     let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
     let mut best = (f64::INFINITY, at(whole, (1, 0)));
-    let mut layouts = vec![(1u8, 0u32), (6, 0)];
-    // With no grid, the symbols one and two back (delta residuals in a walk's order).
+    // One table, six by the symbol before, and (where a row fits) 16 by it and the one `row`
+    // back; with no grid, two back (delta residuals in a walk's order).
     let r = row.filter(|&r| r > 0).unwrap_or(2);
-    let grid = (r as usize) < n;
-    if grid {
-        layouts.push((16, r));
-    }
-    // Every layout's counts by segment of 2^MIN_SEGMENT_LOG2, in one pass: each symbol's
-    // contexts as `contexts` gives them (6 classes of the symbol before; 4 x 4 of it and the
-    // one `r` back), not a pass and a buffer a layout.
+    let (single, prev, grid) = ((1u8, 0u32), (6u8, 0u32), ((r as usize) < n).then_some((16u8, r)));
+    let (side, grid_side) = (at(whole, prev).side(), at(whole, (16, r)).side());
+    // Every layout's counts by segment of 2^MIN_SEGMENT_LOG2, in one pass over the symbols,
+    // not a pass and a context buffer a layout.
     let segs = n.div_ceil(1 << MIN_SEGMENT_LOG2);
-    let mut levels: Vec<Vec<u32>> = layouts.iter().map(|l| vec![0u32; segs * l.0 as usize * TOKENS]).collect();
-    let (side6, side16) = (at(whole, layouts[1]).side(), at(whole, (16, r)).side());
-    let r = r as usize;
-    if let [one, six, rest @ ..] = &mut levels[..] {
-        for (i, &t) in toks.iter().enumerate().take(n) {
-            let (seg, t) = (i >> MIN_SEGMENT_LOG2, t as usize);
-            one[seg * TOKENS + t] += 1;
-            let before = if i == 0 { 0 } else { values[i - 1] };
-            let c6 = if i == 0 { 0 } else { class(before, side6) };
-            six[(seg * 6 + c6) * TOKENS + t] += 1;
-            if let [sixteen] = rest {
-                let a = if i == 0 { 0 } else { class(before, side16) };
-                let up = if i >= r { class(values[i - r], side16) } else { a };
-                sixteen[(seg * 16 + a * side16 as usize + up) * TOKENS + t] += 1;
-            }
+    let zeros = |(contexts, _): (u8, u32)| vec![0u32; segs * contexts as usize * TOKENS];
+    let (mut one, mut six, mut sixteen) = (zeros(single), zeros(prev), grid.map(zeros));
+    for (i, &t) in toks.iter().enumerate() {
+        let (seg, t) = (i >> MIN_SEGMENT_LOG2, t as usize);
+        one[seg * TOKENS + t] += 1;
+        six[(seg * prev.0 as usize + context(values, i, side, 0)) * TOKENS + t] += 1;
+        if let Some(h) = &mut sixteen {
+            h[(seg * 16 + context(values, i, grid_side, r as usize)) * TOKENS + t] += 1;
         }
     }
-    for (layout, mut level) in layouts.into_iter().zip(levels) {
+    let levels = [(single, one), (prev, six)].into_iter().chain(grid.zip(sixteen));
+    for (layout, mut level) in levels {
         // Each longer segment's counts merged pairwise from the shorter ones'.
         let table = layout.0 as usize * TOKENS;
         for k in MIN_SEGMENT_LOG2..=whole {
@@ -388,7 +383,7 @@ pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
 /// state `x` where `recip` is ceil(2^64 / freq) and freq > 1 (Lemire, Kaser and Kurz, "Faster
 /// remainder by direct computation", 2019: exact for 32-bit numerators with a 64-bit
 /// reciprocal), so the symbol loop has no division.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct EncSlot {
     recip: u64,
     freq: u32,
