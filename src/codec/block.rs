@@ -315,7 +315,8 @@ pub struct Decoded {
 
 /// Decodes a parsed block of `n` elements; `pred` is the model's prediction for the variable
 /// when the chunk carries a latent, `refs` the codes of the variables decoded before it.
-pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs: &stages::Refs) -> Result<Decoded, String> {
+/// `threads`: how many the caller can spare (an interpolation walk's coder may run on a second).
+pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs: &stages::Refs, threads: usize) -> Result<Decoded, String> {
     let size = dtype.size();
     match &block.body {
         Body::Raw { width, payload } => Ok(Decoded { bytes: bytes::unshuffle(*width, &bytes::decompress(payload, n * size)?), codes: None }),
@@ -328,16 +329,17 @@ pub fn decode(block: &Block, dtype: DType, n: usize, pred: Option<&[f64]>, refs:
             let omitted = omit.then_some(&mask[..]);
             // Symbols of the walk: no reference stages on them, and none for later variables.
             // The walk takes them as `rans` decodes them where the chain allows (no buffer);
-            // the stream built to ask serves the first walk, a second one (`dequantise`'s f64
-            // walk, rare) gets a fresh one.
+            // the stream built to ask serves the first walk (its coder a ring ahead on a second
+            // thread where there is one), a second one (`dequantise`'s f64 walk, rare) gets a
+            // fresh one.
             let mut out = match codes.chain.stream(codes.payload, codes.n) {
-                Some(first) => {
-                    let mut first = Some(first);
+                Some(first) => first?.ahead(threads, |first| {
+                    let mut first = Some(Ok(first));
                     let fresh = || first.take().unwrap_or_else(|| codes.chain.stream(codes.payload, codes.n).expect("the chain streams"));
                     let (out, stream) = interp::dequantise(cfg, dtype, fresh, n, omitted, *step)?;
                     stream.finish()?;
-                    out
-                }
+                    Ok::<_, String>(out)
+                })?,
                 None => {
                     let symbols = codes.decode(&stages::Refs::NONE)?;
                     interp::dequantise(cfg, dtype, || Ok(interp::from_slice(&symbols)), n, omitted, *step)?.0

@@ -21,6 +21,7 @@ pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
+mod ahead;
 pub mod block;
 pub mod bytes;
 pub mod errstats;
@@ -643,7 +644,7 @@ impl ChunkCodec {
             let pred = preds.as_ref().and_then(|p| p.values[i].as_deref());
             let refs = Refs::codes(&codes);
             let decoded = block::read(&mut cur, var.dtype, n as usize, var.known_step())
-                .and_then(|b| block::decode(&b, var.dtype, n as usize, pred, &refs))
+                .and_then(|b| block::decode(&b, var.dtype, n as usize, pred, &refs, self.threads))
                 .map_err(|e| format!("variable {i}: {e}"))?;
             out.push(decoded.bytes);
             codes.push(decoded.codes);

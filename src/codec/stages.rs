@@ -99,15 +99,64 @@ pub enum Streamed {
 /// buffer between the coder and a consumer that takes each in order (the interpolation walk),
 /// and one call to the coder a batch, not a code.
 pub struct Stream<'a> {
-    dec: rans::Decoder<'a>,
-    sign: Sign,
-    stage: Option<Streamed>,
-    /// The last code handed out, for `Streamed::Delta`.
-    prev: i64,
+    src: Source<'a>,
+    /// Turns the coder's values into codes.
+    undo: Undo,
     /// The batch: the coder's values, turned into codes in place (their bits as u64).
     batch: Box<[u64; STREAM_BATCH]>,
     at: usize,
     len: usize,
+}
+
+/// Where a `Stream`'s values come from: its coder on this thread, or a ring it fills ahead on
+/// another (`Stream::ahead`).
+enum Source<'a> {
+    Here(rans::Decoder<'a>),
+    Ahead(super::ahead::Reader<'a>),
+}
+
+impl Source<'_> {
+    fn remaining(&self) -> usize {
+        match self {
+            Source::Here(d) => d.remaining(),
+            Source::Ahead(r) => r.remaining(),
+        }
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        match self {
+            Source::Here(d) => d.finish(),
+            Source::Ahead(r) => r.finish(),
+        }
+    }
+}
+
+/// The sign mapping and the streamed stage undone, a batch of the coder's values at a time.
+#[derive(Clone, Copy)]
+struct Undo {
+    sign: Sign,
+    stage: Option<Streamed>,
+    /// The last code handed out, for `Streamed::Delta`.
+    prev: i64,
+}
+
+impl Undo {
+    /// The values of `batch` turned into codes in place (their bits as u64).
+    fn apply(&mut self, batch: &mut [u64]) {
+        let (sign, stage, prev) = (self.sign, self.stage, &mut self.prev);
+        batch.iter_mut().for_each(|u| {
+            let c = sign.from_u(*u);
+            let c = match stage {
+                None => c,
+                Some(Streamed::Offset(by)) => c.wrapping_add(by),
+                Some(Streamed::Delta) => {
+                    *prev = prev.wrapping_add(c);
+                    *prev
+                }
+            };
+            *u = c as u64;
+        });
+    }
 }
 
 /// Codes a `Stream` decodes at once: 2 KiB, so they stay in L1 beside the walk's rows.
@@ -126,29 +175,40 @@ impl super::interp::Symbols for Stream<'_> {
 }
 
 impl<'a> Stream<'a> {
-    fn new(dec: rans::Decoder<'a>, sign: Sign, stage: Option<Streamed>) -> Stream<'a> {
-        Stream { dec, sign, stage, prev: 0, batch: Box::new([0; STREAM_BATCH]), at: 0, len: 0 }
+    fn new(src: Source<'a>, undo: Undo) -> Stream<'a> {
+        Stream { src, undo, batch: Box::new([0; STREAM_BATCH]), at: 0, len: 0 }
+    }
+
+    /// `f(stream)`, with this fresh stream's coder run a ring ahead on a second thread where
+    /// `threads` allow one and the block is long enough to pay for it (`ahead`); else `f(self)`.
+    /// The same codes either way.
+    pub fn ahead<R>(self, threads: usize, f: impl FnOnce(Stream<'_>) -> R) -> R {
+        let fresh = self.at == 0 && self.len == 0;
+        let (dec, undo) = match self {
+            Stream { src: Source::Here(dec), undo, .. } if fresh && threads > 1 && dec.remaining() >= super::ahead::MIN_VALUES => (dec, undo),
+            other => return f(other),
+        };
+        let ring = super::ahead::Ring::new(dec.remaining());
+        // The decoder waits in a cell, so a refused spawn leaves it here to use.
+        let cell = std::sync::Mutex::new(Some(dec));
+        let take = || cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+        std::thread::scope(|s| match std::thread::Builder::new().spawn_scoped(s, || take().map(|d| ring.write(d))) {
+            // The codes are undone on this thread: with 16 contexts the coder is the slower side.
+            Ok(_) => f(Stream::new(Source::Ahead(ring.reader()), undo)),
+            Err(_) => f(Stream::new(Source::Here(take().expect("a refused thread never ran")), undo)),
+        })
     }
 
     #[inline(never)]
     fn refill(&mut self) {
         // At least one, so a taker past the end gets 0 and `finish` reports the overrun.
-        let k = self.dec.remaining().clamp(1, STREAM_BATCH);
+        let k = self.src.remaining().clamp(1, STREAM_BATCH);
         let batch = &mut self.batch[..k];
-        self.dec.fill(batch);
-        let (sign, stage, prev) = (self.sign, self.stage, &mut self.prev);
-        batch.iter_mut().for_each(|u| {
-            let c = sign.from_u(*u);
-            let c = match stage {
-                None => c,
-                Some(Streamed::Offset(by)) => c.wrapping_add(by),
-                Some(Streamed::Delta) => {
-                    *prev = prev.wrapping_add(c);
-                    *prev
-                }
-            };
-            *u = c as u64;
-        });
+        match &mut self.src {
+            Source::Here(d) => d.fill(batch),
+            Source::Ahead(r) => r.fill(batch),
+        }
+        self.undo.apply(batch);
         self.at = 0;
         self.len = k;
     }
@@ -159,7 +219,7 @@ impl<'a> Stream<'a> {
         if self.at < self.len {
             return Err(format!("{} coded symbols left over by the walk", self.len - self.at));
         }
-        self.dec.finish()
+        self.src.finish()
     }
 }
 
@@ -789,7 +849,7 @@ impl Chain {
             [s] => Some(s.streamed()?),
             _ => return None,
         };
-        Some(rans::Decoder::new(payload, n, cfg).map(|dec| Stream::new(dec, sign, stage)))
+        Some(rans::Decoder::new(payload, n, cfg).map(|dec| Stream::new(Source::Here(dec), Undo { sign, stage, prev: 0 })))
     }
 
     /// `decode` for a block of `n` codes whose `omitted` ones (one flag an element) have no
@@ -1014,22 +1074,44 @@ mod tests {
                 chain.encode(&codes, &Refs::NONE, &mut block);
                 let (chain, payload) = read(&mut Cursor::new(&block), n).unwrap();
                 let want = chain.decode(payload, n, &Refs::NONE).unwrap();
-                let mut s = chain.stream(payload, n).expect("rans and one streamed stage stream").unwrap();
-                let got: Vec<i64> = (0..n).map(|_| s.take()).collect();
-                assert_eq!(got, want);
-                assert!(s.finish().is_ok());
-                if n > 1 {
-                    let mut short = chain.stream(payload, n).unwrap().unwrap();
-                    (0..n - 1).for_each(|_| {
-                        short.take();
+                // On this thread, and (the long block) with the coder a ring ahead on another.
+                for threads in [1, 2] {
+                    let stream = || chain.stream(payload, n).expect("rans and one streamed stage stream").unwrap();
+                    stream().ahead(threads, |mut s| {
+                        let got: Vec<i64> = (0..n).map(|_| s.take()).collect();
+                        assert_eq!(got, want);
+                        assert!(s.finish().is_ok());
                     });
-                    assert!(short.finish().is_err(), "one code left untaken");
+                    if n > 1 {
+                        stream().ahead(threads, |mut short| {
+                            (0..n - 1).for_each(|_| {
+                                short.take();
+                            });
+                            assert!(short.finish().is_err(), "one code left untaken");
+                        });
+                    }
+                    stream().ahead(threads, |mut long| {
+                        (0..n + 1).for_each(|_| {
+                            long.take();
+                        });
+                        assert!(long.finish().is_err(), "one code past the end");
+                    });
+                    // A taker that stops early and goes: the coder ahead of it stops too.
+                    stream().ahead(threads, |mut s| {
+                        s.take();
+                    });
+                    // Damaged words: the codes are wrong, never a hang or a panic, and `finish`
+                    // says so.
+                    let cut = &payload[..payload.len() - 2];
+                    if let Some(Ok(d)) = chain.stream(cut, n) {
+                        d.ahead(threads, |mut s| {
+                            (0..n).for_each(|_| {
+                                s.take();
+                            });
+                            assert!(s.finish().is_err(), "a stream two bytes short");
+                        });
+                    }
                 }
-                let mut long = chain.stream(payload, n).unwrap().unwrap();
-                (0..n + 1).for_each(|_| {
-                    long.take();
-                });
-                assert!(long.finish().is_err(), "one code past the end");
             }
         }
     }

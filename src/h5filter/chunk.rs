@@ -236,12 +236,15 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
     }
     let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
     let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false }; nvars];
-    let codec = ChunkCodec { level: p.level, threads: 1 };
+    // The threads go to the pieces, or to the one piece's decoding (`ahead`).
+    let threads = piece_threads()?;
     let cols = if h.version == CHUNK_VERSION {
+        let codec = ChunkCodec { level: p.level, threads };
         codec.decode(body, ChunkPlace { dataset: 0, row_start: 0, rows: h.rows }, &vars, epr, model)?
     } else {
         let cuts = read_pieces(body, h.rows)?;
-        let decoded = in_parallel(cuts.len(), piece_threads()?, |k| {
+        let codec = ChunkCodec { level: p.level, threads: if cuts.len() > 1 { 1 } else { threads } };
+        let decoded = in_parallel(cuts.len(), threads, |k| {
             let (start, len, at, bytes) = cuts[k];
             codec.decode(&body[at..at + bytes], ChunkPlace { dataset: 0, row_start: start, rows: len }, &vars, epr, None).map_err(|e| format!("piece {k} of {}: {e}", cuts.len()))
         })?;

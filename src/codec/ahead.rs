@@ -1,0 +1,159 @@
+//! A `rans` stream decoded on a second thread, a ring ahead of its reader. Reading an
+//! interpolation-coded field, the coder and the walk each take about half the time, and one
+//! waits on the other only through the ring: on two cores they overlap. The bytes and what
+//! they decode to are the same as on one thread; only who does the work changes.
+//!
+//! One writer and one reader share the ring through two counters: the writer publishes what it
+//! has written (release), the reader what it has taken (release), and each reads the other's
+//! (acquire) before touching the slots between. Neither side can panic or be left waiting: a
+//! reader that goes away (its walk is done, or fell back to f64) lets the writer stop, and a
+//! writer that stops early leaves the reader zeros and an error.
+
+use super::rans;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Values the ring holds: 128 KiB, in L2 beside the coder's tables and the walk's rows, and
+/// far enough ahead that neither side waits on the other's jitter.
+const RING: usize = 1 << 14;
+/// Values the writer decodes before publishing them.
+const BATCH: usize = 256;
+/// Blocks shorter than this decode on the caller's thread: a thread costs tens of
+/// microseconds, a block of 2^16 values a few hundred.
+pub const MIN_VALUES: usize = 1 << 16;
+
+pub struct Ring {
+    slots: Box<[AtomicU64]>,
+    n: usize,
+    written: AtomicUsize,
+    taken: AtomicUsize,
+    /// The reader is gone: the writer may stop.
+    closed: AtomicBool,
+    /// The writer has stopped (at the end, or early).
+    done: AtomicBool,
+    /// The decoder's `finish`, once it has decoded all `n`.
+    verdict: Mutex<Option<Result<(), String>>>,
+}
+
+impl Ring {
+    pub fn new(n: usize) -> Ring {
+        Ring {
+            slots: (0..RING).map(|_| AtomicU64::new(0)).collect(),
+            n,
+            written: AtomicUsize::new(0),
+            taken: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            verdict: Mutex::new(None),
+        }
+    }
+
+    /// The writer: decodes the block's `n` values into the ring, waiting for room.
+    pub fn write(&self, mut dec: rans::Decoder<'_>) {
+        struct Done<'r>(&'r Ring);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.done.store(true, Ordering::Release);
+            }
+        }
+        let _done = Done(self);
+        let mut batch = [0u64; BATCH];
+        let mut w = 0;
+        while w < self.n {
+            let k = BATCH.min(self.n - w);
+            dec.fill(&mut batch[..k]);
+            let mut spins = 0;
+            while w + k - self.taken.load(Ordering::Acquire) > RING {
+                if self.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                wait(&mut spins);
+            }
+            for (j, &v) in batch[..k].iter().enumerate() {
+                self.slots[(w + j) & (RING - 1)].store(v, Ordering::Relaxed);
+            }
+            w += k;
+            self.written.store(w, Ordering::Release);
+        }
+        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(dec.finish());
+    }
+
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { ring: self, taken: 0, over: false }
+    }
+}
+
+/// The reader's side: `rans::Decoder`'s `fill`, `remaining` and `finish`.
+pub struct Reader<'r> {
+    ring: &'r Ring,
+    taken: usize,
+    /// More values were asked for than the block holds, or the writer stopped short.
+    over: bool,
+}
+
+impl Reader<'_> {
+    pub fn remaining(&self) -> usize {
+        self.ring.n.saturating_sub(self.taken)
+    }
+
+    /// The next `out.len()` values; zeros past the block's end (and `finish` says so).
+    pub fn fill(&mut self, out: &mut [u64]) {
+        let ring = self.ring;
+        let mut j = 0;
+        let mut spins = 0;
+        while j < out.len() {
+            if self.taken >= ring.n {
+                out[j..].fill(0);
+                self.over = true;
+                return;
+            }
+            let w = ring.written.load(Ordering::Acquire);
+            if w == self.taken {
+                // `done` is read before `written` again: a writer that ended has published all.
+                if ring.done.load(Ordering::Acquire) && ring.written.load(Ordering::Acquire) == self.taken {
+                    out[j..].fill(0);
+                    self.over = true;
+                    return;
+                }
+                wait(&mut spins);
+                continue;
+            }
+            let m = (w - self.taken).min(out.len() - j);
+            for (t, o) in out[j..j + m].iter_mut().enumerate() {
+                *o = ring.slots[(self.taken + t) & (RING - 1)].load(Ordering::Relaxed);
+            }
+            self.taken += m;
+            j += m;
+            ring.taken.store(self.taken, Ordering::Release);
+        }
+    }
+
+    /// Whether every value was read and the stream ended where it should.
+    pub fn finish(&self) -> Result<(), String> {
+        if self.over || self.taken != self.ring.n {
+            return Err(format!("{} of {} rans-coded values read", self.taken, self.ring.n));
+        }
+        let mut spins = 0;
+        while !self.ring.done.load(Ordering::Acquire) {
+            wait(&mut spins);
+        }
+        self.ring.verdict.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| Err("rans stream's decoder stopped early".into()))
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        self.ring.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Spins briefly (the other side is usually a batch away), then gives the core up: on a
+/// machine with fewer free cores than threads the other side needs it.
+fn wait(spins: &mut u32) {
+    if *spins < 128 {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
