@@ -109,7 +109,7 @@ fn pieces(rows: usize, unit: usize, row_bytes: usize, piece_bytes: usize) -> Vec
 /// scoped to the call (no pool outlives it), so a process that forks after reading (Python's
 /// multiprocessing, Dask) hands its children nothing half-alive.
 fn piece_threads() -> Result<usize, String> {
-    Ok(super::threads_from_env()?.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
+    Ok(super::threads_from_env()?.unwrap_or_else(crate::parallel::cores))
 }
 
 /// `f(i)` for every i in 0..n on up to `threads` scoped threads (`parallel::map`), in order;
