@@ -222,7 +222,8 @@ pub fn pack_to(
         skipped: layout.skipped.clone(),
         root_objects: carried.iter().map(|(o, _)| o.clone()).collect(),
     };
-    // Chunks are coded in parallel (rayon, --threads); each on one thread.
+    // Chunks are coded in parallel (rayon, --threads); threads a batch of them leaves over go to
+    // each chunk (`ChunkCodec::sharing`).
     let codec = ChunkCodec { level: opts.level, threads: 1 };
     let mut writer = ArchiveWriter::to(output, &header)?;
     for (m, pm) in models.iter().enumerate() {
@@ -277,6 +278,7 @@ pub fn pack_to(
             for rows in group {
                 work.push((rows.clone(), source.read_rows(di, rows.clone())?));
             }
+            let codec = codec.sharing(pool.current_num_threads(), work.len());
             let encoded: Vec<_> = pool.install(|| {
                 work.par_iter()
                     .map(|(rows, data)| {

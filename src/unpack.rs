@@ -192,6 +192,7 @@ pub fn unpack_into(
     progress.start("unpacking", total);
     let batch = pool.current_num_threads().max(1) * 2;
     for group in chunks.chunks(batch) {
+        let codec = codec.sharing(pool.current_num_threads(), group.len());
         let decoded: Vec<Result<Vec<Vec<u8>>>> =
             pool.install(|| group.par_iter().map(|&i| decode_chunk(reader, &codec, &codings, &plans, i)).collect());
         for (&i, data) in group.iter().zip(decoded) {

@@ -174,8 +174,9 @@ impl VarCoding {
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkCodec {
     pub level: i32,
-    /// Threads one chunk's encoding may use (the trials of a field's walks run on them); 1 where
-    /// chunks are already coded in parallel. The bytes written do not depend on it.
+    /// Threads one chunk's coding may use (the trials of a field's walks, a walk's coder ahead
+    /// of it when reading); 1 where chunks are already coded in parallel on every thread. The
+    /// bytes written, and the values read, do not depend on it.
     pub threads: usize,
 }
 
@@ -210,6 +211,13 @@ pub struct ChunkPlace {
 }
 
 impl ChunkCodec {
+    /// This codec for each of `chunks` chunks coded at once on `threads`: the threads the
+    /// chunks leave over go to each chunk's own work (a field packed as one chunk gets them
+    /// all).
+    pub fn sharing(self, threads: usize, chunks: usize) -> ChunkCodec {
+        ChunkCodec { threads: (threads / chunks.max(1)).max(1), ..self }
+    }
+
     /// `data[v]` holds variable `v`'s elements for the chunk, little-endian, `elems_per_row`
     /// per row. With a model plan, the model stage runs first; it fails only if the model does.
     pub fn encode(
