@@ -344,10 +344,24 @@ struct Prediction {
     repeats: bool,
 }
 
+/// The least and greatest code (0, 0 for none), in one pass of scalar compares: baseline x86-64
+/// has no 64-bit vector compare, and the compiler's emulation of one ran at 1.7 ns a code.
+fn min_max(codes: &[i64]) -> (i64, i64) {
+    let Some(&first) = codes.first() else { return (0, 0) };
+    let (mut lo, mut hi) = (first, first);
+    for &c in codes {
+        lo = if c < lo { c } else { lo };
+        hi = if c > hi { c } else { hi };
+    }
+    (lo, hi)
+}
+
 /// The predictor stages tried on a block: none (with an offset to the block's smallest code),
 /// delta, Lorenzo when a grid tiles the block, and a reference to another variable of the chunk;
-/// the one whose residuals cost least is kept.
-fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt) -> Prediction {
+/// the one whose residuals cost least is kept. `repeats`: whether repeat decisions are priced for
+/// the winner (a trial that prices `rans` alone has no use for them: for a predictor's residuals
+/// they are two passes over the whole block).
+fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: bool) -> Prediction {
     // Each candidate is priced from an iterator; only the winner's residuals are materialised.
     #[derive(Clone, Copy)]
     enum Pick {
@@ -358,8 +372,7 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt) -> Prediction
         Reference(Reference),
         Norm,
     }
-    let min = codes.iter().copied().min().unwrap_or(0);
-    let max = codes.iter().copied().max().unwrap_or(0);
+    let (min, max) = min_max(codes);
     // An offset to the smallest code makes the codes small and non-negative (a column far
     // from 0), when their span fits in 63 bits.
     let (mut pick, plain_sign) = if max.checked_sub(min).is_some() { (Pick::Offset(min), Sign::Unsigned) } else { (Pick::Plain, Sign::Zigzag) };
@@ -425,7 +438,7 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt) -> Prediction
     // priced now.
     let repeats = match pick {
         Pick::Plain | Pick::Offset(_) => plain_repeats,
-        _ => repeats_cost(&r, |c| sign.to_u(c)).is_some_and(|k| k < cost(r.iter().map(|&c| sign.to_u(c)))),
+        _ => repeats && repeats_cost(&r, |c| sign.to_u(c)).is_some_and(|k| k < cost(r.iter().map(|&c| sign.to_u(c)))),
     };
     Prediction { stages, residual: r, sign, context, repeats }
 }
@@ -595,7 +608,7 @@ pub fn trial_len(codes: &[i64], level: i32, grid: Grid, omitted: Option<&[bool]>
         encode_omitting(codes, level, grid, &Refs::NONE, omitted, 1, &mut out);
         return out.len();
     }
-    let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024));
+    let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024), false);
     let residual = kept(residual, omitted);
     let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
     // The payload as `rans` prices it, not coded; the stages as written.
@@ -636,7 +649,7 @@ fn kept(residual: Vec<i64>, omitted: Option<&[bool]>) -> Vec<i64> {
 /// With `threads` > 1 a large block's `rans` coding runs beside its other trials; the choice,
 /// and so the block, is the same on any thread count.
 pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, threads: usize, out: &mut Vec<u8>) {
-    let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()));
+    let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()), true);
     let residual = kept(residual, omitted);
     // The omitted elements' residuals were mostly repeats; the rest may hold few.
     let repeats = repeats && (omitted.is_none() || repeats_cost(&residual, |c| sign.to_u(c)).is_some_and(|k| k < cost(residual.iter().map(|&c| sign.to_u(c)))));

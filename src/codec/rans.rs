@@ -337,24 +337,27 @@ fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
     let (single, prev, grid) = ((1u8, 0u32), (6u8, 0u32), ((r as usize) < n).then_some((16u8, r)));
     let (side, grid_side) = (at(whole, prev).side(), at(whole, (16, r)).side());
     // Every layout's counts by segment of 2^MIN_SEGMENT_LOG2, in one pass over the symbols,
-    // not a pass and a context buffer a layout.
+    // not a pass and a context buffer a layout; a count table as wide as the tokens the block
+    // uses, not all of them (a walk's at 1e-2 use a few dozen of 504: the tables' zeros were
+    // most of a trial's pricing).
+    let width = toks.iter().max().map_or(1, |&t| t as usize + 1);
     let segs = n.div_ceil(1 << MIN_SEGMENT_LOG2);
-    let zeros = |(contexts, _): (u8, u32)| vec![0u32; segs * contexts as usize * TOKENS];
+    let zeros = |(contexts, _): (u8, u32)| vec![0u32; segs * contexts as usize * width];
     let (mut one, mut six, mut sixteen) = (zeros(single), zeros(prev), grid.map(zeros));
     for (i, &t) in toks.iter().enumerate() {
         let (seg, t) = (i >> MIN_SEGMENT_LOG2, t as usize);
-        one[seg * TOKENS + t] += 1;
-        six[(seg * prev.0 as usize + context(values, i, side, 0)) * TOKENS + t] += 1;
+        one[seg * width + t] += 1;
+        six[(seg * prev.0 as usize + context(values, i, side, 0)) * width + t] += 1;
         if let Some(h) = &mut sixteen {
-            h[(seg * 16 + context(values, i, grid_side, r as usize)) * TOKENS + t] += 1;
+            h[(seg * 16 + context(values, i, grid_side, r as usize)) * width + t] += 1;
         }
     }
     let levels = [(single, one), (prev, six)].into_iter().chain(grid.zip(sixteen));
     for (layout, mut level) in levels {
         // Each longer segment's counts merged pairwise from the shorter ones'.
-        let table = layout.0 as usize * TOKENS;
+        let table = layout.0 as usize * width;
         for k in MIN_SEGMENT_LOG2..=whole {
-            let cost: f64 = level.chunks(TOKENS).map(table_estimate).sum();
+            let cost: f64 = level.chunks(width).map(table_estimate).sum();
             if cost < best.0 {
                 best = (cost, at(k, layout));
             }
