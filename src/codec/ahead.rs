@@ -10,20 +10,25 @@
 //! writer that stops early leaves the reader zeros and an error.
 
 use super::rans;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Values the ring holds: 128 KiB, in L2 beside the coder's tables and the walk's rows, and
 /// far enough ahead that neither side waits on the other's jitter.
 const RING: usize = 1 << 14;
-/// Values the writer decodes before publishing them.
+/// Values the writer decodes before publishing them; `RING` is a multiple, so a batch never
+/// wraps around the ring's end.
 const BATCH: usize = 256;
 /// Blocks shorter than this decode on the caller's thread: a thread costs tens of
 /// microseconds, a block of 2^16 values a few hundred.
 pub const MIN_VALUES: usize = 1 << 16;
 
 pub struct Ring {
-    slots: Box<[AtomicU64]>,
+    /// Written by the writer between `taken + RING` and what it has published, read by the
+    /// reader between `taken` and `written`: the two counters hand each slot from one side to
+    /// the other, so no slot is ever written and read at once (see `write` and `Reader::fill`).
+    slots: Box<[UnsafeCell<u64>]>,
     n: usize,
     written: AtomicUsize,
     taken: AtomicUsize,
@@ -35,10 +40,16 @@ pub struct Ring {
     verdict: Mutex<Option<Result<(), String>>>,
 }
 
+// SAFETY: the slots are the only state not behind an atomic or a Mutex. Only a `Writer` writes
+// them and only a `Reader` reads them, `split` (taking the ring mutably) makes one of each, and
+// the two hand the slots over through `written` and `taken` (Release/Acquire) so that no slot is
+// touched by both at once.
+unsafe impl Sync for Ring {}
+
 impl Ring {
     pub fn new(n: usize) -> Ring {
         Ring {
-            slots: (0..RING).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..RING).map(|_| UnsafeCell::new(0)).collect(),
             n,
             written: AtomicUsize::new(0),
             taken: AtomicUsize::new(0),
@@ -48,38 +59,52 @@ impl Ring {
         }
     }
 
-    /// The writer: decodes the block's `n` values into the ring, waiting for room.
-    pub fn write(&self, mut dec: rans::Decoder<'_>) {
+    /// The ring's one writer and one reader.
+    pub fn split(&mut self) -> (Writer<'_>, Reader<'_>) {
+        let ring = &*self;
+        (Writer { ring }, Reader { ring, taken: 0, over: false })
+    }
+}
+
+/// The writer's side, to run on its own thread.
+pub struct Writer<'r> {
+    ring: &'r Ring,
+}
+
+impl Writer<'_> {
+    /// Decodes the block's `n` values into the ring, waiting for room.
+    pub fn write(self, mut dec: rans::Decoder<'_>) {
+        let ring = self.ring;
         struct Done<'r>(&'r Ring);
         impl Drop for Done<'_> {
             fn drop(&mut self) {
                 self.0.done.store(true, Ordering::Release);
             }
         }
-        let _done = Done(self);
-        let mut batch = [0u64; BATCH];
+        let _done = Done(ring);
         let mut w = 0;
-        while w < self.n {
-            let k = BATCH.min(self.n - w);
-            dec.fill(&mut batch[..k]);
+        while w < ring.n {
+            let k = BATCH.min(ring.n - w);
             let mut spins = 0;
-            while w + k - self.taken.load(Ordering::Acquire) > RING {
-                if self.closed.load(Ordering::Acquire) {
+            while w + k - ring.taken.load(Ordering::Acquire) > RING {
+                if ring.closed.load(Ordering::Acquire) {
                     return;
                 }
                 wait(&mut spins);
             }
-            for (j, &v) in batch[..k].iter().enumerate() {
-                self.slots[(w + j) & (RING - 1)].store(v, Ordering::Relaxed);
-            }
+            let at = w & (RING - 1);
+            debug_assert!(at + k <= RING);
+            // SAFETY: w + k <= taken + RING, so the reader has taken every value these k slots
+            // held (the Acquire load of `taken` orders its reads of them before these writes),
+            // and it reads none of them until `written` says so below (Release). `at` is a
+            // multiple of BATCH and RING of BATCH, so the k slots are contiguous and inside the
+            // ring; the pointer comes from the whole slice, and UnsafeCell<u64> has u64's layout.
+            let part = unsafe { std::slice::from_raw_parts_mut(UnsafeCell::raw_get(ring.slots.as_ptr().add(at)), k) };
+            dec.fill(part);
             w += k;
-            self.written.store(w, Ordering::Release);
+            ring.written.store(w, Ordering::Release);
         }
-        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(dec.finish());
-    }
-
-    pub fn reader(&self) -> Reader<'_> {
-        Reader { ring: self, taken: 0, over: false }
+        *ring.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(dec.finish());
     }
 }
 
@@ -118,10 +143,14 @@ impl Reader<'_> {
                 wait(&mut spins);
                 continue;
             }
-            let m = (w - self.taken).min(out.len() - j);
-            for (t, o) in out[j..j + m].iter_mut().enumerate() {
-                *o = ring.slots[(self.taken + t) & (RING - 1)].load(Ordering::Relaxed);
-            }
+            let at = self.taken & (RING - 1);
+            // A run up to the ring's end; the rest comes round the loop.
+            let m = (w - self.taken).min(out.len() - j).min(RING - at);
+            // SAFETY: slots taken..w were published by the writer's Release store of `written`
+            // (read above with Acquire), and it writes none of them again until `taken` (below,
+            // Release) passes them. The m slots from `at` stay inside the ring.
+            let run = unsafe { std::slice::from_raw_parts(UnsafeCell::raw_get(ring.slots.as_ptr().add(at)) as *const u64, m) };
+            out[j..j + m].copy_from_slice(run);
             self.taken += m;
             j += m;
             ring.taken.store(self.taken, Ordering::Release);

@@ -181,6 +181,24 @@ fn predict<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
     }
 }
 
+/// `predict` without bounds checks.
+///
+/// # Safety
+/// Every node `nd` reads (from `at - d` or `at - 3d` to `at + d` or `at + 3d`) lies in `a`.
+#[inline(always)]
+unsafe fn predict_at<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
+    // SAFETY: the caller's promise.
+    let v = |k: usize| unsafe { a.get_unchecked(k) }.get();
+    let b = v(at - d);
+    match nodes {
+        Nodes::Left => b,
+        Nodes::Two => (b + v(at + d)) * 0.5,
+        Nodes::Four => ((b + v(at + d)) * 9.0 - v(at - 3 * d) - v(at + 3 * d)) * 0.0625,
+        Nodes::NoFarLeft => (b * 3.0 + v(at + d) * 6.0 - v(at + 3 * d)) * 0.125,
+        Nodes::NoFarRight => (b * 6.0 + v(at + d) * 3.0 - v(at - 3 * d)) * 0.125,
+    }
+}
+
 /// What a walk stores its rebuilt elements in: f64 (the encoder's walk), or a block's own
 /// little-endian bytes (`Le32` for f32, `Le64` for f64), so the decoder's cells are its output.
 /// An f32 block's rebuilt values are f32 numbers (`quantise::reconstruct` rounds to the dtype)
@@ -268,13 +286,13 @@ fn pass_ranges(order: &[usize; RANK], j: usize, s: usize) -> [(usize, usize); RA
 /// slot, prediction)` once per element, the first with prediction 0. Predictions read only
 /// elements visited before, so the encoder (which writes each rebuilt value into its slot) and
 /// the decoder (the same) see the same predictions.
-fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl FnMut(usize, usize, &mut T, f64)) {
+fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl Visit<T>) {
     if a.is_empty() {
         return;
     }
     let strides = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
     let levels = levels(&dims);
-    visit(0, 1 << levels, &mut a[0], 0.0);
+    visit.one(0, 1 << levels, &mut a[0], 0.0);
     for level in (0..levels).rev() {
         let s = 1usize << level;
         for (j, &k) in order.iter().enumerate() {
@@ -322,6 +340,62 @@ fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: K
     }
 }
 
+/// What a walk does with each element it reaches.
+trait Visit<T> {
+    /// The element at `i`, of the level of stride `s`, predicted as `p`.
+    fn one(&mut self, i: usize, s: usize, slot: &mut T, p: f64);
+    /// `count` elements from `at`, `step` apart, each predicted from nodes `nd` lying `d` apart:
+    /// `one` for each, or as one loop where the visitor has a faster way.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run(&mut self, a: &mut [T], at: usize, count: usize, step: usize, d: usize, s: usize, nd: Nodes)
+    where
+        T: Cell,
+    {
+        if !run_fits(a.len(), at, count, step, d, nd) {
+            for j in 0..count {
+                let i = at + j * step;
+                let p = predict(a, i, d, nd);
+                self.one(i, s, &mut a[i], p);
+            }
+            return;
+        }
+        for j in 0..count {
+            let i = at + j * step;
+            // SAFETY: `run_fits`: every element of the run and every node it reads lie in `a`.
+            let p = unsafe { predict_at(a, i, d, nd) };
+            self.one(i, s, unsafe { a.get_unchecked_mut(i) }, p);
+        }
+    }
+}
+
+/// Whether a run (`count` > 0 elements from `at`, `step` apart) and every node `nd` reads for
+/// it (`d` apart) lie in a walk's `len` elements: always, on a walk's own runs, so each run
+/// checks once instead of each element's reads.
+#[inline(always)]
+fn run_fits(len: usize, at: usize, count: usize, step: usize, d: usize, nd: Nodes) -> bool {
+    let (below, above) = match nd {
+        Nodes::Left => (d, 0),
+        Nodes::Two => (d, d),
+        Nodes::Four => (3 * d, 3 * d),
+        Nodes::NoFarLeft => (d, 3 * d),
+        Nodes::NoFarRight => (3 * d, d),
+    };
+    count > 0
+        && at >= below
+        && (count - 1).checked_mul(step).and_then(|x| x.checked_add(at)).and_then(|x| x.checked_add(above)).is_some_and(|top| top < len)
+}
+
+/// A closure as a `Visit`, element by element.
+struct Each<F>(F);
+
+impl<T, F: FnMut(usize, usize, &mut T, f64)> Visit<T> for Each<F> {
+    #[inline(always)]
+    fn one(&mut self, i: usize, s: usize, slot: &mut T, p: f64) {
+        (self.0)(i, s, slot, p)
+    }
+}
+
 /// The elements of one row a pass visits: stride `s`, nodes `d` apart in the flat array,
 /// `step` apart along the row.
 #[derive(Clone, Copy)]
@@ -335,7 +409,7 @@ impl Line {
     /// Visits the row's elements `from`, `from + step`, ... below `to`, all with nodes `nd`:
     /// the match is made once, so each arm's loop has no branch on the nodes.
     #[inline(always)]
-    fn run<T: Cell>(self, a: &mut [T], row: usize, from: usize, to: usize, nd: Nodes, visit: &mut impl FnMut(usize, usize, &mut T, f64)) {
+    fn run<T: Cell>(self, a: &mut [T], row: usize, from: usize, to: usize, nd: Nodes, visit: &mut impl Visit<T>) {
         match nd {
             Nodes::Left => self.each(a, row, from, to, Nodes::Left, visit),
             Nodes::Two => self.each(a, row, from, to, Nodes::Two, visit),
@@ -346,11 +420,9 @@ impl Line {
     }
 
     #[inline(always)]
-    fn each<T: Cell>(self, a: &mut [T], row: usize, from: usize, to: usize, nd: Nodes, visit: &mut impl FnMut(usize, usize, &mut T, f64)) {
-        for i3 in (from..to).step_by(self.step) {
-            let at = row + i3;
-            let p = predict(a, at, self.d, nd);
-            visit(at, self.s, &mut a[at], p);
+    fn each<T: Cell>(self, a: &mut [T], row: usize, from: usize, to: usize, nd: Nodes, visit: &mut impl Visit<T>) {
+        if from < to {
+            visit.run(a, row + from, (to - from).div_ceil(self.step), self.step, self.d, self.s, nd);
         }
     }
 }
@@ -388,7 +460,7 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
     let mut symbols = Vec::with_capacity(n);
     let mut exact = Vec::new();
     let mut a = vec![0f64; n];
-    walk(&mut a, cfg.dims(n), cfg.order(), cfg.kind, |i, s, slot, p| {
+    walk(&mut a, cfg.dims(n), cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut f64, p: f64| {
         let x = values[i];
         // A level's finer bin is the encoder's choice; the promise is `tol`.
         let step = steps[s.trailing_zeros() as usize];
@@ -409,7 +481,7 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
             q = 0;
         }
         *slot = rebuilt(dtype, p, q, step);
-    });
+    }));
     exact.sort_unstable();
     Walked { symbols, exact, rebuilt: a }
 }
@@ -454,39 +526,112 @@ fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &mut impl Symbols, n: u
     let mut a = vec![T::default(); n];
     let dims = cfg.dims(n);
     let mut fits = true;
-    let mut put = |slot: &mut T, p: f64, q: i64, step: f64| match T::rebuild(dtype, p, q, step) {
-        Some(c) => *slot = c,
-        None => fits = false,
-    };
     match omitted {
-        None => walk(&mut a, dims, cfg.order(), cfg.kind, |_, s, slot, p| {
-            put(slot, p, symbols.take(), steps[s.trailing_zeros() as usize]);
-        }),
-        Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, |i, s, slot, p| {
-            let q = if m[i] { 0 } else { symbols.take() };
-            put(slot, p, q, steps[s.trailing_zeros() as usize]);
-        }),
+        None => walk(&mut a, dims, cfg.order(), cfg.kind, Rebuild { symbols, steps, dtype, fits: &mut fits }),
+        Some(m) => {
+            let mut put = |slot: &mut T, p: f64, q: i64, step: f64| match T::rebuild(dtype, p, q, step) {
+                Some(c) => *slot = c,
+                None => fits = false,
+            };
+            walk(&mut a, dims, cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut T, p: f64| {
+                let q = if m[i] { 0 } else { symbols.take() };
+                put(slot, p, q, steps[s.trailing_zeros() as usize]);
+            }))
+        }
     }
     fits.then_some(a)
+}
+
+/// The decoder's visitor where every element has a symbol: a run takes its symbols as a slice
+/// of the stream's batch, its bin once, and reads its nodes with one bounds check for the run.
+struct Rebuild<'a, S> {
+    symbols: &'a mut S,
+    steps: [f64; 65],
+    dtype: DType,
+    fits: &'a mut bool,
+}
+
+impl<T: Cell, S: Symbols> Visit<T> for Rebuild<'_, S> {
+    #[inline(always)]
+    fn one(&mut self, _: usize, s: usize, slot: &mut T, p: f64) {
+        match T::rebuild(self.dtype, p, self.symbols.take(), self.steps[s.trailing_zeros() as usize]) {
+            Some(c) => *slot = c,
+            None => *self.fits = false,
+        }
+    }
+
+    #[inline(always)]
+    fn run(&mut self, a: &mut [T], at: usize, count: usize, step: usize, d: usize, s: usize, nd: Nodes) {
+        if !run_fits(a.len(), at, count, step, d, nd) {
+            for j in 0..count {
+                let i = at + j * step;
+                let p = predict(a, i, d, nd);
+                self.one(i, s, &mut a[i], p);
+            }
+            return;
+        }
+        let bin = self.steps[s.trailing_zeros() as usize];
+        let (dtype, mut fits) = (self.dtype, true);
+        let mut i = at;
+        let mut left = count;
+        while left > 0 {
+            let syms = self.symbols.run(left);
+            for &q in syms {
+                // SAFETY: `run_fits`: every element of the run (i is one: at most `count`
+                // symbols are taken) and every node it reads lie in `a`.
+                let p = unsafe { predict_at(a, i, d, nd) };
+                match T::rebuild(dtype, p, q as i64, bin) {
+                    // SAFETY: as above.
+                    Some(c) => unsafe { *a.get_unchecked_mut(i) = c },
+                    None => fits = false,
+                }
+                i += step;
+            }
+            left -= syms.len();
+        }
+        if !fits {
+            *self.fits = false;
+        }
+    }
 }
 
 /// Where a walk takes its symbols from, one at a time, in walk order.
 pub trait Symbols {
     fn take(&mut self) -> i64;
+    /// The next symbols (their bits as u64), at least one and at most `max` (> 0): what `take`
+    /// would give, as many as are at hand.
+    fn run(&mut self, max: usize) -> &[u64];
 }
 
 /// The symbols of a slice, 0 once they run out (the block's checks say so).
-pub struct FromSlice<'a>(std::slice::Iter<'a, i64>);
+pub struct FromSlice<'a> {
+    rest: &'a [i64],
+    buf: [u64; 256],
+}
 
 impl Symbols for FromSlice<'_> {
     #[inline]
     fn take(&mut self) -> i64 {
-        self.0.next().copied().unwrap_or(0)
+        match self.rest.split_first() {
+            Some((&q, rest)) => {
+                self.rest = rest;
+                q
+            }
+            None => 0,
+        }
+    }
+
+    fn run(&mut self, max: usize) -> &[u64] {
+        let k = max.min(self.buf.len()).min(self.rest.len()).max(1);
+        for j in 0..k {
+            self.buf[j] = self.take() as u64;
+        }
+        &self.buf[..k]
     }
 }
 
 pub fn from_slice(s: &[i64]) -> FromSlice<'_> {
-    FromSlice(s.iter())
+    FromSlice { rest: s, buf: [0; 256] }
 }
 
 #[cfg(test)]
@@ -514,7 +659,7 @@ mod tests {
                     let dims = cfg.dims(n);
                     let order = order.map(|k| k as usize);
                     let mut seen = vec![0u8; n];
-                    walk(&mut vec![0.0; n], dims, order, Kind::Cubic, |i, _, _, _| seen[i] += 1);
+                    walk(&mut vec![0.0; n], dims, order, Kind::Cubic, Each(|i: usize, _: usize, _: &mut f64, _: f64| seen[i] += 1));
                     assert!(seen.iter().all(|&c| c == 1), "{dims:?} {order:?}");
                 }
             }

@@ -172,6 +172,17 @@ impl super::interp::Symbols for Stream<'_> {
         self.at += 1;
         c
     }
+
+    #[inline(always)]
+    fn run(&mut self, max: usize) -> &[u64] {
+        if self.at == self.len {
+            self.refill();
+        }
+        let k = (self.len - self.at).min(max);
+        let run = &self.batch[self.at..self.at + k];
+        self.at += k;
+        run
+    }
 }
 
 impl<'a> Stream<'a> {
@@ -188,13 +199,14 @@ impl<'a> Stream<'a> {
             Stream { src: Source::Here(dec), undo, .. } if fresh && threads > 1 && dec.remaining() >= super::ahead::MIN_VALUES => (dec, undo),
             other => return f(other),
         };
-        let ring = super::ahead::Ring::new(dec.remaining());
+        let mut ring = super::ahead::Ring::new(dec.remaining());
+        let (writer, reader) = ring.split();
         // The decoder waits in a cell, so a refused spawn leaves it here to use.
         let cell = std::sync::Mutex::new(Some(dec));
         let take = || cell.lock().unwrap_or_else(|e| e.into_inner()).take();
-        std::thread::scope(|s| match std::thread::Builder::new().spawn_scoped(s, || take().map(|d| ring.write(d))) {
+        std::thread::scope(|s| match std::thread::Builder::new().spawn_scoped(s, || take().map(|d| writer.write(d))) {
             // The codes are undone on this thread: with 16 contexts the coder is the slower side.
-            Ok(_) => f(Stream::new(Source::Ahead(ring.reader()), undo)),
+            Ok(_) => f(Stream::new(Source::Ahead(reader), undo)),
             Err(_) => f(Stream::new(Source::Here(take().expect("a refused thread never ran")), undo)),
         })
     }
