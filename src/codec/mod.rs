@@ -402,16 +402,42 @@ impl ChunkCodec {
             .map(|s| (s, quantise::quantise_masked(dtype, values, s / 2.0, missing.as_deref())))
             .filter(|(_, q)| q.max_error <= tol);
         let on_lattice = lattice.is_some();
-        let (step, q) = lattice.unwrap_or_else(|| (2.0 * tol, quantise::quantise_masked(dtype, values, tol, missing.as_deref())));
+        // The codes on the bound's bins (Lorenzo's), made only where they are used: a field the
+        // sample gives to the walk never needs them.
+        let mut plain: Option<quantise::Quantised> = None;
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
         let sample = match (pred, var.walk_grid) {
-            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => self.choose_walk(var, g, values, tol, missing.as_deref(), &q.codes),
+            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => {
+                let box_codes = |at: &[usize]| {
+                    // A box with no missing element and no outlier has the codes it would have
+                    // in the whole (only an outlier's code depends on the elements before it).
+                    if missing.is_none() {
+                        let xs: Vec<f64> = at.iter().map(|&i| values[i]).collect();
+                        let q = quantise::quantise(dtype, &xs, None, tol);
+                        if q.outliers.is_empty() {
+                            return q.codes;
+                        }
+                    }
+                    let q = quantise::quantise_masked(dtype, values, tol, missing.as_deref());
+                    let codes = at.iter().map(|&i| q.codes[i]).collect();
+                    plain = Some(q);
+                    codes
+                };
+                self.choose_walk(var, g, values, tol, missing.as_deref(), box_codes)
+            }
             _ => FieldChoice::Lorenzo,
+        };
+        let (step, q) = match lattice {
+            Some((s, q)) => (s, Some(q)),
+            None => (2.0 * tol, plain),
         };
         // Too close to call codes both at once, each on half the threads.
         let threads = if matches!(sample, FieldChoice::Close(_)) { (self.threads / 2).max(1) } else { self.threads };
         let walked = |cfg| self.encode_walk(var, cfg, data, values, tol, missing.as_deref(), threads);
-        let lorenzo = || self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q, threads);
+        let lorenzo = || {
+            let q = q.unwrap_or_else(|| quantise::quantise_masked(dtype, values, tol, missing.as_deref()));
+            self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q, threads)
+        };
         let (bytes, stats, codes) = match sample {
             FieldChoice::Walk(cfg) => {
                 let (bytes, stats) = walked(cfg);
@@ -506,7 +532,7 @@ impl ChunkCodec {
 
     /// For a field chunk without a model: the interpolation walk that codes smallest on a sample
     /// (a box of at most `WALK_SAMPLE` elements at the chunk's origin), and whether it beats
-    /// Lorenzo on the pre-quantised `codes` there clearly, too narrowly to call, or not at all.
+    /// Lorenzo on the pre-quantised codes there clearly, too narrowly to call, or not at all.
     /// Priced by the coder itself, not an order-0 estimate (which misranks walks by a few
     /// percent, as much as they differ): `rans` alone on boxes of 4096 codes and more, the coder
     /// a walk's symbols get, its tables, tokens and raw bits as it writes them
@@ -514,7 +540,8 @@ impl ChunkCodec {
     /// it is smaller by more than `ints::AC_MARGIN`; that leans towards the walk, and measured so
     /// (at a 3 % margin): pricing Lorenzo in full changed one of the 27 field/bound pairs, COLPEX
     /// at 1e-4, 9 % larger (the box's Lorenzo did not hold on the chunk).
-    fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: &[i64]) -> FieldChoice {
+    /// `codes(at)`: the pre-quantised codes of the elements `at`.
+    fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: impl FnOnce(&[usize]) -> Vec<i64>) -> FieldChoice {
         const WALK_SAMPLE: usize = 1 << 16;
         let [t1, t2, t3] = grid;
         let dims = [values.len() / (t1 * t2 * t3), t1, t2, t3];
@@ -544,7 +571,7 @@ impl ChunkCodec {
         let sizes = crate::parallel::map(candidates.len(), self.threads, |k| trial(&candidates[k]));
         // The first of the smallest, in the candidates' order: the same on any thread count.
         let (size, cfg) = sizes.into_iter().zip(candidates).min_by_key(|t| t.0).expect("candidates() is not empty");
-        let box_codes: Vec<i64> = at.iter().map(|&i| codes[i]).collect();
+        let box_codes = codes(&at);
         // Both store the elements they cannot bound exactly (missing ones alike), and code no
         // residual for them.
         let omitted: Vec<bool> = xs.iter().zip(&valid).map(|(x, &v)| !v || !x.is_finite()).collect();
