@@ -82,9 +82,13 @@ impl Writer<'_> {
             }
         }
         let _done = Done(ring);
+        // Decoded here, then copied: decoding straight into the ring's slots stalls the coder's
+        // chain on stores to lines the reader's core holds.
+        let mut batch = [0u64; BATCH];
         let mut w = 0;
         while w < ring.n {
             let k = BATCH.min(ring.n - w);
+            dec.fill(&mut batch[..k]);
             let mut spins = 0;
             while w + k - ring.taken.load(Ordering::Acquire) > RING {
                 if ring.closed.load(Ordering::Acquire) {
@@ -100,7 +104,7 @@ impl Writer<'_> {
             // multiple of BATCH and RING of BATCH, so the k slots are contiguous and inside the
             // ring; the pointer comes from the whole slice, and UnsafeCell<u64> has u64's layout.
             let part = unsafe { std::slice::from_raw_parts_mut(UnsafeCell::raw_get(ring.slots.as_ptr().add(at)), k) };
-            dec.fill(part);
+            part.copy_from_slice(&batch[..k]);
             w += k;
             ring.written.store(w, Ordering::Release);
         }
@@ -178,7 +182,7 @@ impl Drop for Reader<'_> {
 
 /// Spins briefly (the other side is usually a batch away), then gives the core up: on a
 /// machine with fewer free cores than threads the other side needs it.
-fn wait(spins: &mut u32) {
+pub fn wait(spins: &mut u32) {
     if *spins < 128 {
         *spins += 1;
         std::hint::spin_loop();
