@@ -111,12 +111,40 @@ unsafe extern "C" fn filter(
         if new.is_null() {
             return Err(format!("out of memory ({} bytes)", out.len()));
         }
+        populate(new, out.len());
         std::ptr::copy_nonoverlapping(out.as_ptr(), new, out.len());
         libc::free(*buf);
         *buf = new as *mut c_void;
         *buf_size = out.len();
         Ok(out.len())
     })
+}
+
+/// Maps the whole pages of a fresh buffer of `len` bytes at `p` in one call, where the kernel
+/// can (Linux 5.14 and later; elsewhere, or on failure, they fault in one by one as the copy
+/// writes them). glibc gives a decoded chunk's buffer fresh pages on most reads (its heap top
+/// is trimmed as HDF5 frees the buffer before), and one fault a 4 KiB page cost a read of a
+/// 0.5 MB field a fifth of its time.
+fn populate(p: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        // Not in the libc crate yet; its value on every Linux architecture.
+        const MADV_POPULATE_WRITE: c_int = 23;
+        const PAGE: usize = 4096;
+        if len < 16 * PAGE {
+            return;
+        }
+        let (start, end) = ((p as usize).div_ceil(PAGE) * PAGE, (p as usize + len) / PAGE * PAGE);
+        if end > start {
+            // SAFETY: [start, end) is whole pages inside the `len` bytes malloc just returned at
+            // `p`, which this filter alone owns; MADV_POPULATE_WRITE maps them as a write would,
+            // changing no byte, and fails without effect where unsupported (its result is not
+            // needed). A page size above 4 KiB makes `start` unaligned, and the call fails.
+            unsafe { libc::madvise(start as *mut c_void, end - start, MADV_POPULATE_WRITE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, len);
 }
 
 /// The filter's work in plain Rust, under the C shell above: read the parameters, then decode
