@@ -499,57 +499,36 @@ fn read_table(cur: &mut Cursor, bits: u8, out: &mut Vec<u16>) -> Result<(), Stri
     Ok(())
 }
 
-/// Fills a segment's decoding table (2^bits slots a context, the contexts of one slot side by
-/// side: `table[slot * contexts + c]`) from each context's frequencies (`freqs(c)`, token 0
-/// up); an empty table decodes as one token that leaves the state as it is. One pass in the
-/// table's order, every context's token stepped along beside the others: a context at a time
-/// wrote one slot a cache line (the contexts' 16 slots take two), and the table was a tenth of
-/// a large block's decode.
-fn fill_slots<'f>(freqs: impl Fn(usize) -> &'f [u16], bits: u8, side: u8, grid: bool, table: &mut [Slot], contexts: usize) {
-    /// Where a context's walk through its tokens stands.
-    #[derive(Clone, Copy, Default)]
-    struct At {
-        /// The slot to write next (its bias steps).
-        slot: Slot,
-        /// Slots left for its token.
-        left: u32,
-        token: usize,
+/// Fills context `c`'s slots of a segment's decoding table (2^bits slots a context, the
+/// contexts of one slot side by side: `table[slot * contexts + c]`) from its frequencies; an
+/// empty table decodes as one token that leaves the state as it is.
+fn fill_slots(freqs: &[u16], bits: u8, side: u8, grid: bool, table: &mut [Slot], c: usize, contexts: usize) {
+    // Plain index loops: the same walk as a step_by iterator taken a token at a time cost a
+    // tenth of a decode where segments are short.
+    if freqs.is_empty() {
+        let mut j = c;
+        for k in 0..1usize << bits {
+            if let Some(s) = table.get_mut(j) {
+                *s = Slot { freq: 1 << bits, bias: k as u16, token: 0, next: 0, class: 0 };
+            }
+            j += contexts;
+        }
+        return;
     }
     let scale = if grid { side } else { 1 };
-    let entry = |token: usize, f: u16| {
+    // The frequencies sum to 2^bits (`read_table`): the slots end with the table.
+    let mut j = c;
+    for (token, &f) in freqs.iter().enumerate() {
         let class = class(token_base(token).0, side) as u8;
-        Slot { freq: f, bias: 0, token: token as u16, next: class * scale, class }
-    };
-    // The first token with slots from `token` on, as a fresh `At` (none left past the last).
-    let from = |fs: &[u16], mut token: usize| {
-        while fs.get(token) == Some(&0) {
-            token += 1;
-        }
-        match fs.get(token) {
-            Some(&f) => At { slot: entry(token, f), left: f as u32, token },
-            None => At::default(),
-        }
-    };
-    let mut at: Vec<At> = (0..contexts)
-        .map(|c| {
-            let fs = freqs(c);
-            if fs.is_empty() {
-                // Never steps on: 2^bits slots of one token.
-                At { slot: Slot { freq: 1 << bits, bias: 0, token: 0, next: 0, class: 0 }, left: u32::MAX, token: 0 }
-            } else {
-                from(fs, 0)
+        let next = class * scale;
+        // One slot copied and its bias stepped: the compiler stores it whole.
+        let mut e = Slot { freq: f, bias: 0, token: token as u16, next, class };
+        for _ in 0..f {
+            if let Some(s) = table.get_mut(j) {
+                *s = e;
             }
-        })
-        .collect();
-    // The frequencies sum to 2^bits (`read_table`): every context's tokens end with the table.
-    for row in table.chunks_exact_mut(contexts).take(1 << bits) {
-        for (c, (s, a)) in row.iter_mut().zip(at.iter_mut()).enumerate() {
-            *s = a.slot;
-            a.slot.bias = a.slot.bias.wrapping_add(1);
-            a.left = a.left.wrapping_sub(1);
-            if a.left == 0 {
-                *a = from(freqs(c), a.token + 1);
-            }
+            e.bias = e.bias.wrapping_add(1);
+            j += contexts;
         }
     }
 }
@@ -666,13 +645,11 @@ impl<'a> Decoder<'a> {
             self.seg_end = usize::MAX;
             return;
         }
-        let (k, contexts, freqs, ends) = (self.k, self.contexts, &self.freqs, &self.ends);
-        let table_of = |c: usize| {
-            let t = k * contexts + c;
-            let start = if t == 0 { 0 } else { ends[t - 1] };
-            &freqs[start..ends[t]]
-        };
-        fill_slots(table_of, self.bits as u8, self.side, self.row > 0, &mut self.table, contexts);
+        for c in 0..self.contexts {
+            let t = self.k * self.contexts + c;
+            let start = if t == 0 { 0 } else { self.ends[t - 1] };
+            fill_slots(&self.freqs[start..self.ends[t]], self.bits as u8, self.side, self.row > 0, &mut self.table, c, self.contexts);
+        }
         self.k += 1;
         self.seg_end = self.i.saturating_add(self.seg).min(self.n);
     }
