@@ -59,7 +59,7 @@ impl Ring {
         }
     }
 
-    /// The ring's one writer and one reader.
+    /// The ring's one writer and one reader (once: the ring's counters start from nothing).
     pub fn split(&mut self) -> (Writer<'_>, Reader<'_>) {
         let ring = &*self;
         (Writer { ring }, Reader { ring, taken: 0, over: false })
@@ -182,7 +182,7 @@ impl Drop for Reader<'_> {
 
 /// Spins briefly (the other side is usually a batch away), then gives the core up: on a
 /// machine with fewer free cores than threads the other side needs it.
-pub fn wait(spins: &mut u32) {
+fn wait(spins: &mut u32) {
     if *spins < 128 {
         *spins += 1;
         std::hint::spin_loop();
