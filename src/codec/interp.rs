@@ -167,18 +167,7 @@ fn nodes(i: usize, s: usize, len: usize, kind: Kind) -> Nodes {
 /// own; the divisions are by powers of two, so exact).
 #[inline(always)]
 fn predict<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
-    let v = |k: usize| a[k].get();
-    let b = v(at - d);
-    match nodes {
-        Nodes::Left => b,
-        Nodes::Two => (b + v(at + d)) * 0.5,
-        // Nodes -3, -1, 1, 3 (units of s): (-1, 9, 9, -1) / 16.
-        Nodes::Four => ((b + v(at + d)) * 9.0 - v(at - 3 * d) - v(at + 3 * d)) * 0.0625,
-        // Nodes -1, 1, 3: (3, 6, -1) / 8.
-        Nodes::NoFarLeft => (b * 3.0 + v(at + d) * 6.0 - v(at + 3 * d)) * 0.125,
-        // Nodes -3, -1, 1: (-1, 6, 3) / 8.
-        Nodes::NoFarRight => (b * 6.0 + v(at + d) * 3.0 - v(at - 3 * d)) * 0.125,
-    }
+    lagrange(|k| a[k].get(), at, d, nodes)
 }
 
 /// `predict` without bounds checks.
@@ -188,13 +177,21 @@ fn predict<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
 #[inline(always)]
 unsafe fn predict_at<T: Cell>(a: &[T], at: usize, d: usize, nodes: Nodes) -> f64 {
     // SAFETY: the caller's promise.
-    let v = |k: usize| unsafe { a.get_unchecked(k) }.get();
+    lagrange(|k| unsafe { a.get_unchecked(k) }.get(), at, d, nodes)
+}
+
+/// `predict`'s weights, the nodes read by `v`.
+#[inline(always)]
+fn lagrange(v: impl Fn(usize) -> f64, at: usize, d: usize, nodes: Nodes) -> f64 {
     let b = v(at - d);
     match nodes {
         Nodes::Left => b,
         Nodes::Two => (b + v(at + d)) * 0.5,
+        // Nodes -3, -1, 1, 3 (units of s): (-1, 9, 9, -1) / 16.
         Nodes::Four => ((b + v(at + d)) * 9.0 - v(at - 3 * d) - v(at + 3 * d)) * 0.0625,
+        // Nodes -1, 1, 3: (3, 6, -1) / 8.
         Nodes::NoFarLeft => (b * 3.0 + v(at + d) * 6.0 - v(at + 3 * d)) * 0.125,
+        // Nodes -3, -1, 1: (-1, 6, 3) / 8.
         Nodes::NoFarRight => (b * 6.0 + v(at + d) * 3.0 - v(at - 3 * d)) * 0.125,
     }
 }
@@ -353,12 +350,7 @@ trait Visit<T> {
         T: Cell,
     {
         if !run_fits(a.len(), at, count, step, d, nd) {
-            for j in 0..count {
-                let i = at + j * step;
-                let p = predict(a, i, d, nd);
-                self.one(i, s, &mut a[i], p);
-            }
-            return;
+            return each_checked(self, a, at, count, step, d, s, nd);
         }
         for j in 0..count {
             let i = at + j * step;
@@ -366,6 +358,16 @@ trait Visit<T> {
             let p = unsafe { predict_at(a, i, d, nd) };
             self.one(i, s, unsafe { a.get_unchecked_mut(i) }, p);
         }
+    }
+}
+
+/// `Visit::run` element by element, every read checked.
+#[allow(clippy::too_many_arguments)]
+fn each_checked<T: Cell, V: Visit<T> + ?Sized>(v: &mut V, a: &mut [T], at: usize, count: usize, step: usize, d: usize, s: usize, nd: Nodes) {
+    for j in 0..count {
+        let i = at + j * step;
+        let p = predict(a, i, d, nd);
+        v.one(i, s, &mut a[i], p);
     }
 }
 
@@ -563,12 +565,7 @@ impl<T: Cell, S: Symbols> Visit<T> for Rebuild<'_, S> {
     #[inline(always)]
     fn run(&mut self, a: &mut [T], at: usize, count: usize, step: usize, d: usize, s: usize, nd: Nodes) {
         if !run_fits(a.len(), at, count, step, d, nd) {
-            for j in 0..count {
-                let i = at + j * step;
-                let p = predict(a, i, d, nd);
-                self.one(i, s, &mut a[i], p);
-            }
-            return;
+            return each_checked(self, a, at, count, step, d, s, nd);
         }
         let bin = self.steps[s.trailing_zeros() as usize];
         let (dtype, mut fits) = (self.dtype, true);
