@@ -41,9 +41,9 @@ pub struct Ring {
 }
 
 // SAFETY: the slots are the only state not behind an atomic or a Mutex. Only a `Writer` writes
-// them and only a `Reader` reads them, `split` (taking the ring mutably) makes one of each, and
-// the two hand the slots over through `written` and `taken` (Release/Acquire) so that no slot is
-// touched by both at once.
+// them and only a `Reader` reads them; `split` (taking the ring mutably, so no pair split before
+// is alive) makes one of each and starts the counters afresh; and the two hand the slots over
+// through `written` and `taken` (Release/Acquire) so that no slot is touched by both at once.
 unsafe impl Sync for Ring {}
 
 impl Ring {
@@ -59,8 +59,14 @@ impl Ring {
         }
     }
 
-    /// The ring's one writer and one reader (once: the ring's counters start from nothing).
+    /// The ring's one writer and one reader.
     pub fn split(&mut self) -> (Writer<'_>, Reader<'_>) {
+        // A pair split before has gone (the borrow says so); the new one starts from nothing.
+        *self.written.get_mut() = 0;
+        *self.taken.get_mut() = 0;
+        *self.closed.get_mut() = false;
+        *self.done.get_mut() = false;
+        *self.verdict.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         let ring = &*self;
         (Writer { ring }, Reader { ring, taken: 0, over: false })
     }

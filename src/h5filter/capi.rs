@@ -128,26 +128,28 @@ unsafe extern "C" fn filter(
 fn populate(p: *mut u8, len: usize) {
     #[cfg(target_os = "linux")]
     {
-        // Not in the libc crate yet; its value on every Linux architecture.
-        const MADV_POPULATE_WRITE: c_int = 23;
-        const PAGE: usize = 4096;
-        if len < 16 * PAGE {
+        // SAFETY: sysconf reads a value the C library holds; it touches no memory of ours.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            k if k > 0 => k as usize,
+            _ => return,
+        };
+        if len < 16 * page {
             return;
         }
-        let (start, end) = ((p as usize).div_ceil(PAGE) * PAGE, (p as usize + len) / PAGE * PAGE);
+        let (start, end) = ((p as usize).div_ceil(page) * page, (p as usize + len) / page * page);
         if end > start {
             // Memory glibc hands out again is mapped already, and populating it costs a walk of
             // its pages (2-3 % of a 1.7 MB decode); fresh memory is mapped nowhere: its first
             // page says which.
             let mut first = 0u8;
-            // SAFETY: [start, end) is whole pages inside the `len` bytes malloc just returned at
-            // `p`, which this filter alone owns. mincore writes one byte, into `first`, for the
-            // one page asked about. MADV_POPULATE_WRITE maps the pages as a write would,
-            // changing no byte, and fails without effect where unsupported (its result is not
-            // needed). A page size above 4 KiB makes `start` unaligned, and both calls fail.
+            // SAFETY: [start, end) is whole pages (of the system's size) inside the `len` bytes
+            // malloc just returned at `p`, which this filter alone owns. mincore writes one
+            // byte, into `first`, for the one page asked about. MADV_POPULATE_WRITE maps the
+            // pages as a write would, changing no byte, and fails without effect where
+            // unsupported (before Linux 5.14; its result is not needed).
             unsafe {
-                if libc::mincore(start as *mut c_void, PAGE, &mut first) == 0 && first & 1 == 0 {
-                    libc::madvise(start as *mut c_void, end - start, MADV_POPULATE_WRITE);
+                if libc::mincore(start as *mut c_void, page, &mut first) == 0 && first & 1 == 0 {
+                    libc::madvise(start as *mut c_void, end - start, libc::MADV_POPULATE_WRITE);
                 }
             }
         }
