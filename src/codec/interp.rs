@@ -530,18 +530,22 @@ fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &mut impl Symbols, n: u
     let mut fits = true;
     match omitted {
         None => walk(&mut a, dims, cfg.order(), cfg.kind, Rebuild { symbols, steps, dtype, fits: &mut fits }),
-        Some(m) => {
-            let mut put = |slot: &mut T, p: f64, q: i64, step: f64| match T::rebuild(dtype, p, q, step) {
-                Some(c) => *slot = c,
-                None => fits = false,
-            };
-            walk(&mut a, dims, cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut T, p: f64| {
-                let q = if m[i] { 0 } else { symbols.take() };
-                put(slot, p, q, steps[s.trailing_zeros() as usize]);
-            }))
-        }
+        Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut T, p: f64| {
+            let q = if m[i] { 0 } else { symbols.take() };
+            put(slot, dtype, p, q, steps[s.trailing_zeros() as usize], &mut fits);
+        })),
     }
     fits.then_some(a)
+}
+
+/// The element rebuilt from prediction `p` and symbol `q` into `slot`, or `fits` cleared where
+/// it does not fit a `T` (the slot is then left as it is).
+#[inline(always)]
+fn put<T: Cell>(slot: &mut T, dtype: DType, p: f64, q: i64, bin: f64, fits: &mut bool) {
+    match T::rebuild(dtype, p, q, bin) {
+        Some(c) => *slot = c,
+        None => *fits = false,
+    }
 }
 
 /// The decoder's visitor where every element has a symbol: a run takes its symbols as a slice
@@ -556,10 +560,7 @@ struct Rebuild<'a, S> {
 impl<T: Cell, S: Symbols> Visit<T> for Rebuild<'_, S> {
     #[inline(always)]
     fn one(&mut self, _: usize, s: usize, slot: &mut T, p: f64) {
-        match T::rebuild(self.dtype, p, self.symbols.take(), self.steps[s.trailing_zeros() as usize]) {
-            Some(c) => *slot = c,
-            None => *self.fits = false,
-        }
+        put(slot, self.dtype, p, self.symbols.take(), self.steps[s.trailing_zeros() as usize], self.fits);
     }
 
     #[inline(always)]
@@ -577,11 +578,8 @@ impl<T: Cell, S: Symbols> Visit<T> for Rebuild<'_, S> {
                 // SAFETY: `run_fits`: every element of the run (i is one: at most `count`
                 // symbols are taken) and every node it reads lie in `a`.
                 let p = unsafe { predict_at(a, i, d, nd) };
-                match T::rebuild(dtype, p, q as i64, bin) {
-                    // SAFETY: as above.
-                    Some(c) => unsafe { *a.get_unchecked_mut(i) = c },
-                    None => fits = false,
-                }
+                // SAFETY: as above.
+                put(unsafe { a.get_unchecked_mut(i) }, dtype, p, q as i64, bin, &mut fits);
                 i += step;
             }
             left -= syms.len();
