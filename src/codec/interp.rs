@@ -466,22 +466,17 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
         let x = values[i];
         // A level's finer bin is the encoder's choice; the promise is `tol`.
         let step = steps[s.trailing_zeros() as usize];
-        let mut q = 0i64;
-        let mut kept = false;
-        if valid(i) && x.is_finite() {
-            let p = if p.is_finite() { p } else { 0.0 };
-            let qf = ((x - p) / step).round();
-            if qf.abs() <= quantise::MAX_CODE {
-                q = qf as i64;
-                kept = (quantise::reconstruct(dtype, p, q, step) - x).abs() <= tol;
+        let kept = if valid(i) { quantise::code(dtype, x, if p.is_finite() { p } else { 0.0 }, step, tol) } else { None };
+        let q = match kept {
+            Some((q, _)) => {
+                symbols.push(q);
+                q
             }
-        }
-        if kept {
-            symbols.push(q);
-        } else {
-            exact.push(i as u64);
-            q = 0;
-        }
+            None => {
+                exact.push(i as u64);
+                0
+            }
+        };
         *slot = rebuilt(dtype, p, q, step);
     }));
     exact.sort_unstable();

@@ -402,34 +402,19 @@ impl ChunkCodec {
             .map(|s| (s, quantise::quantise_masked(dtype, values, s / 2.0, missing.as_deref())))
             .filter(|(_, q)| q.max_error <= tol);
         let on_lattice = lattice.is_some();
-        // The codes on the bound's bins (Lorenzo's), made only where they are used: a field the
-        // sample gives to the walk never needs them.
-        let mut plain: Option<quantise::Quantised> = None;
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
         let sample = match (pred, var.walk_grid) {
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => {
-                let box_codes = |at: &[usize]| {
-                    // A box with no missing element and no outlier has the codes it would have
-                    // in the whole (only an outlier's code depends on the elements before it).
-                    if missing.is_none() {
-                        let xs: Vec<f64> = at.iter().map(|&i| values[i]).collect();
-                        let q = quantise::quantise(dtype, &xs, None, tol);
-                        if q.outliers.is_empty() {
-                            return q.codes;
-                        }
-                    }
-                    let q = quantise::quantise_masked(dtype, values, tol, missing.as_deref());
-                    let codes = at.iter().map(|&i| q.codes[i]).collect();
-                    plain = Some(q);
-                    codes
-                };
+                let box_codes = |at: &[usize]| quantise::codes_at(dtype, values, tol, missing.as_deref(), at);
                 self.choose_walk(var, g, values, tol, missing.as_deref(), box_codes)
             }
             _ => FieldChoice::Lorenzo,
         };
+        // The codes on the bound's bins (Lorenzo's) are made only where they are used: a field
+        // the sample gives to the walk never needs them.
         let (step, q) = match lattice {
             Some((s, q)) => (s, Some(q)),
-            None => (2.0 * tol, plain),
+            None => (2.0 * tol, None),
         };
         // Too close to call codes both at once, each on half the threads.
         let threads = if matches!(sample, FieldChoice::Close(_)) { (self.threads / 2).max(1) } else { self.threads };
