@@ -467,17 +467,17 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
         // A level's finer bin is the encoder's choice; the promise is `tol`.
         let step = steps[s.trailing_zeros() as usize];
         let kept = if valid(i) { quantise::code(dtype, x, if p.is_finite() { p } else { 0.0 }, step, tol) } else { None };
-        let q = match kept {
-            Some((q, _)) => {
+        // A kept element's value, finite as it is within `tol` of `x`, is what `rebuilt` makes.
+        *slot = match kept {
+            Some((q, r)) => {
                 symbols.push(q);
-                q
+                r
             }
             None => {
                 exact.push(i as u64);
-                0
+                rebuilt(dtype, p, 0, step)
             }
         };
-        *slot = rebuilt(dtype, p, q, step);
     }));
     exact.sort_unstable();
     Walked { symbols, exact, rebuilt: a }

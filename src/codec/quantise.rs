@@ -24,11 +24,11 @@ pub fn reconstruct(dtype: DType, p: f64, q: i64, step: f64) -> f64 {
     round_to(dtype, p + q as f64 * step)
 }
 
-/// The code of `x` on the bins of width `step` around the prediction `p`, with its error once
-/// rebuilt, when that error is within `tol`; None for an element to store exactly (not finite,
-/// a code too large for f64, or float rounding at a bin's edge). Every quantiser takes its
-/// codes from here, so they cannot disagree on which element is kept.
-#[inline]
+/// The code of `x` on the bins of width `step` around the prediction `p`, with the value the
+/// decoder rebuilds from it, when that is within `tol` of `x`; None for an element to store
+/// exactly (not finite, a code too large for f64, or float rounding at a bin's edge). Every
+/// quantiser takes its codes from here, so they cannot disagree on which element is kept.
+#[inline(always)]
 pub fn code(dtype: DType, x: f64, p: f64, step: f64, tol: f64) -> Option<(i64, f64)> {
     if !x.is_finite() {
         return None;
@@ -39,9 +39,9 @@ pub fn code(dtype: DType, x: f64, p: f64, step: f64, tol: f64) -> Option<(i64, f
         return None;
     }
     let q = q as i64;
-    let err = (reconstruct(dtype, p, q, step) - x).abs();
+    let r = reconstruct(dtype, p, q, step);
     // `!(err > tol)` would let a NaN through; this form does not.
-    (err <= tol).then_some((q, err))
+    ((r - x).abs() <= tol).then_some((q, r))
 }
 
 /// `tol` is the absolute bound (> 0); the bin width is `2 * tol`.
@@ -52,8 +52,8 @@ pub fn quantise(dtype: DType, values: &[f64], prediction: Option<&[f64]>, tol: f
     let mut max_error = 0.0f64;
     for (i, &x) in values.iter().enumerate() {
         match code(dtype, x, prediction.map_or(0.0, |p| p[i]), step, tol) {
-            Some((q, err)) => {
-                max_error = max_error.max(err);
+            Some((q, r)) => {
+                max_error = max_error.max((r - x).abs());
                 codes.push(q);
             }
             None => {
