@@ -458,29 +458,44 @@ pub struct Walked {
 /// jump to a fill value), and no symbol is coded for it.
 pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize) -> bool, tol: f64) -> Walked {
     let n = values.len();
-    let steps = cfg.level_steps(2.0 * tol);
-    let mut symbols = Vec::with_capacity(n);
-    let mut exact = Vec::new();
+    let mut q = Quantiser { values, valid, dtype, steps: cfg.level_steps(2.0 * tol), tol, symbols: Vec::with_capacity(n), exact: Vec::new() };
     let mut a = vec![0f64; n];
-    walk(&mut a, cfg.dims(n), cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut f64, p: f64| {
-        let x = values[i];
+    walk(&mut a, cfg.dims(n), cfg.order(), cfg.kind, &mut q);
+    q.exact.sort_unstable();
+    Walked { symbols: q.symbols, exact: q.exact, rebuilt: a }
+}
+
+/// `quantise`'s visitor: a struct, not a closure, so its `one` is inlined into the walk's runs
+/// (the closure was a call an element, its state spilled around it).
+struct Quantiser<'a, V> {
+    values: &'a [f64],
+    valid: V,
+    dtype: DType,
+    steps: [f64; 65],
+    tol: f64,
+    symbols: Vec<i64>,
+    exact: Vec<u64>,
+}
+
+impl<V: Fn(usize) -> bool> Visit<f64> for &mut Quantiser<'_, V> {
+    #[inline(always)]
+    fn one(&mut self, i: usize, s: usize, slot: &mut f64, p: f64) {
+        let x = self.values[i];
         // A level's finer bin is the encoder's choice; the promise is `tol`.
-        let step = steps[s.trailing_zeros() as usize];
-        let kept = if valid(i) { quantise::code(dtype, x, if p.is_finite() { p } else { 0.0 }, step, tol) } else { None };
+        let step = self.steps[s.trailing_zeros() as usize];
+        let kept = if (self.valid)(i) { quantise::code(self.dtype, x, if p.is_finite() { p } else { 0.0 }, step, self.tol) } else { None };
         // A kept element's value, finite as it is within `tol` of `x`, is what `rebuilt` makes.
         *slot = match kept {
             Some((q, r)) => {
-                symbols.push(q);
+                self.symbols.push(q);
                 r
             }
             None => {
-                exact.push(i as u64);
-                rebuilt(dtype, p, 0, step)
+                self.exact.push(i as u64);
+                rebuilt(self.dtype, p, 0, step)
             }
         };
-    }));
-    exact.sort_unstable();
-    Walked { symbols, exact, rebuilt: a }
+    }
 }
 
 /// Undoes `quantise`: the symbols (walk order, taken one at a time from a fresh `symbols()`)
