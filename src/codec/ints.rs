@@ -438,7 +438,7 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: bool
     // priced now.
     let repeats = match pick {
         Pick::Plain | Pick::Offset(_) => plain_repeats,
-        _ => repeats && repeats_cost(&r, |c| sign.to_u(c)).is_some_and(|k| k < cost(r.iter().map(|&c| sign.to_u(c)))),
+        _ => repeats && repeats_pay(&r, &at, |c| sign.to_u(c)),
     };
     Prediction { stages, residual: r, sign, context, repeats }
 }
@@ -485,13 +485,17 @@ const ZSTD_SAMPLE_SLACK: f64 = 0.05;
 /// Blocks from this many codes code `rans` on a second thread where the caller has one.
 const PARALLEL_TRIALS: usize = 1 << 16;
 
-/// The estimated cost of `codes` with repeat decisions: the values that are not a repeat of
-/// the one before, plus a decision per element; None where under 2 % repeat.
-fn repeats_cost(codes: &[i64], u: impl Fn(i64) -> u64) -> Option<f64> {
-    repeats_cost_at(codes, &PriceAt::all(codes.len()), u)
+/// Whether repeat decisions pay on `codes`: they cost less than coding every value, both
+/// priced on `at`'s elements as the predictors are. (Priced on every element of a large block
+/// they were a tenth of a field's encode; sampled, the 27 field/bound pairs of the benchmark
+/// code to the same bytes.)
+fn repeats_pay(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> bool {
+    repeats_cost_at(codes, at, &u).is_some_and(|k| k < at.scale(cost(at.iter().map(|i| u(codes[i])))))
 }
 
-/// `repeats_cost` priced on `at`'s elements, scaled to the whole block.
+/// The estimated cost of `codes` with repeat decisions, priced on `at`'s elements and scaled
+/// to the whole block: the values that are not a repeat of the one before, plus a decision
+/// per element; None where under 2 % repeat.
 fn repeats_cost_at(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> Option<f64> {
     let repeat = |i: usize| i > 0 && codes[i - 1] == codes[i];
     let repeated = at.iter().filter(|&i| repeat(i)).count();
@@ -658,7 +662,7 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()), true);
     let residual = kept(residual, omitted);
     // The omitted elements' residuals were mostly repeats; the rest may hold few.
-    let repeats = repeats && (omitted.is_none() || repeats_cost(&residual, |c| sign.to_u(c)).is_some_and(|k| k < cost(residual.iter().map(|&c| sign.to_u(c)))));
+    let repeats = repeats && (omitted.is_none() || repeats_pay(&residual, &PriceAt::new(residual.len()), |c| sign.to_u(c)));
     // A repeat decision's side variable is read at the same element: with omissions the
     // coded stream's elements are not the chunk's.
     let refs = if omitted.is_some() { &Refs::NONE } else { refs };
