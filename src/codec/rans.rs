@@ -346,10 +346,15 @@ fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
     let (mut one, mut six, mut sixteen) = (zeros(single), zeros(prev), grid.map(zeros));
     for (i, &t) in toks.iter().enumerate() {
         let (seg, t) = (i >> MIN_SEGMENT_LOG2, t as usize);
-        one[seg * width + t] += 1;
         six[(seg * prev.0 as usize + context(values, i, side, 0)) * width + t] += 1;
         if let Some(h) = &mut sixteen {
             h[(seg * 16 + context(values, i, grid_side, r as usize)) * width + t] += 1;
+        }
+    }
+    // One table's counts are the six contexts' summed: an increment a symbol fewer.
+    for (seg, tables) in six.chunks(prev.0 as usize * width).enumerate() {
+        for table in tables.chunks(width) {
+            one[seg * width..(seg + 1) * width].iter_mut().zip(table).for_each(|(o, &c)| *o += c);
         }
     }
     let levels = [(single, one), (prev, six)].into_iter().chain(grid.zip(sixteen));
