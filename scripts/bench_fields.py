@@ -33,6 +33,9 @@ of --repeat runs):
     single chunk; size = dataset.id.get_storage_size(); files on /dev/shm when it exists, closed
     and reopened with the chunk cache off, so reads really decompress.
   * zstd -19 (lossless) of the C-order bytes: python zstandard, else the zstd CLI, else skipped.
+  * Filters alternated: balerfile's filter and SZ3's written and read in turn in one process,
+    --repeat rounds, best of each (a second table): the rows above measure each codec in its
+    own process minutes apart, and on a shared VM the same read moved 30 % between such runs.
 
 Also writes a PNG (--png; default FIELDS/slice_FIELD_rel1e-3.png) of one 2-D slice of
 --png-field at rel=1e-3: original | balerfile reconstruction (the conv model's with
@@ -266,6 +269,29 @@ def h5_filter_row(field, codec, level, filt, tol, tmp, repeat):
     return row(field, codec, level, size, field.check(back, tol), tp, tu), None
 
 
+def filter_pair(field, f, tol, tmp, rounds):
+    """balerfile's filter and SZ3's on the same single-chunk dataset, each written and read in
+    turn `rounds` times in one process (best of each): the two filters see the same machine state,
+    where the per-codec rows are measured minutes apart in separate processes (on a shared VM
+    the same read moved 30 % between such runs). ((write MB/s, read MB/s) for each, by name.)"""
+    filts = {"balerfile": dict(balerfile_h5.Baler(error=f"abs={tol!r}", fill=field.fill)),
+             "SZ3": dict(hdf5plugin.SZ3(absolute=tol))}
+    best = {k: [float("inf"), float("inf")] for k in filts}
+    for k in range(rounds):
+        # Each goes first every other round.
+        for name, filt in list(filts.items())[:: 1 if k % 2 == 0 else -1]:
+            fn = Path(tmp) / f"pair_{name}.h5"
+            t = time.perf_counter()
+            with h5py.File(fn, "w", rdcc_nbytes=0) as h:
+                h.create_dataset("v", data=field.data, chunks=field.data.shape, **filt)
+            best[name][0] = min(best[name][0], time.perf_counter() - t)
+            t = time.perf_counter()
+            with h5py.File(fn, "r", rdcc_nbytes=0) as h:
+                h["v"][()]
+            best[name][1] = min(best[name][1], time.perf_counter() - t)
+    return {k: (field.raw / w / 1e6, field.raw / r / 1e6) for k, (w, r) in best.items()}
+
+
 def _child(q, fn, args):
     try:
         q.put(("ok", fn(*args)))
@@ -447,7 +473,7 @@ def main():
     sys.stdout.flush()
 
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    notes, all_rows, t0 = [], [], time.perf_counter()
+    notes, all_rows, pairs, t0 = [], [], [], time.perf_counter()
     with tempfile.TemporaryDirectory(dir=base) as td:
         tmp = Path(td)
         env = dict(os.environ, BALER_MODEL_PATH=str(tmp / "models"))   # keep the user's model store clean
@@ -461,6 +487,12 @@ def main():
                 except RuntimeError as e:
                     notes.append(f"conv model on {f.name}: {e}")
             all_rows += bench_peers(f, tmp, args.repeat, notes)
+            for lv in RELS:
+                got, crash = in_child(filter_pair, f, lv, f.tol(lv), tmp, args.repeat)
+                if got:
+                    pairs.append((f.name, f"rel={lv:g}", got))
+                else:
+                    notes.append(f"filters alternated on {f.name} at rel={lv:g}: {crash}")
         if args.model_rows:
             for tr, (a0, a1), pk, (b0, b1), what in OTHER_DATA:
                 if tr not in by_name or pk not in by_name:
@@ -505,6 +537,19 @@ def main():
                 best = min(peers, key=lambda r: r["pct"])
                 print(f"| {f.name} | {lv} | {mine[0]['pct']:.2f} | {best['codec']} | {best['pct']:.2f} | "
                       f"{mine[0]['pct'] / best['pct']:.2f} |")
+    print()
+    print(f"Filters alternated in one process (each writes then reads, the two in turn, each first every other "
+          f"round; {args.repeat} rounds, best of each; the same chunks as the rows above):")
+    print()
+    print("| field | error level | balerfile write MB/s | SZ3 write MB/s | balerfile read MB/s | SZ3 read MB/s |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, lv, got in pairs:
+        (bw, br), (sw, sr) = got["balerfile"], got["SZ3"]
+        print(f"| {name} | {lv} | {bw:.1f} | {sw:.1f} | {br:.1f} | {sr:.1f} |")
+    if pairs:
+        w = sum(g["balerfile"][0] >= g["SZ3"][0] for _, _, g in pairs)
+        r = sum(g["balerfile"][1] >= g["SZ3"][1] for _, _, g in pairs)
+        print(f"\nbalerfile's filter at least SZ3's speed: writes {w} of {len(pairs)}, reads {r} of {len(pairs)}.")
     print()
     model_notes = sorted({f"{r['field']}: {r['note']}" for r in all_rows if r["note"]})
     for n in model_notes + notes + ([png_note] if png_note else []):
