@@ -168,11 +168,11 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
         Layout::Table | Layout::Wedge => 1,
     };
     let cuts = if model.is_some() || layout == Layout::Wedge { vec![(0, rows)] } else { pieces(rows, unit, size * f, p.piece_bytes()) };
-    // The threads go to the pieces, or to the one chunk's trials.
+    // The threads go to the pieces, and those the pieces leave over to each piece's trials.
     let threads = piece_threads()?;
-    let codec = ChunkCodec { level: p.level, threads: if cuts.len() > 1 { 1 } else { threads } };
+    let codec = ChunkCodec { level: p.level, threads }.sharing(threads, cuts.len());
     let col_bytes = size * epr as usize;
-    let coded = in_parallel(cuts.len(), if cuts.len() > 1 { threads } else { 1 }, |k| {
+    let coded = in_parallel(cuts.len(), threads, |k| {
         let (start, len) = cuts[k];
         let place = ChunkPlace { dataset: 0, row_start: start as u64, rows: len as u64 };
         let piece: Vec<Vec<u8>>;
@@ -236,14 +236,15 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
     }
     let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
     let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false }; nvars];
-    // The threads go to the pieces, or to the one piece's decoding (`ahead`).
+    // The threads go to the pieces, and those the pieces leave over to each one's decoding
+    // (`ahead`).
     let threads = piece_threads()?;
     let cols = if h.version == CHUNK_VERSION {
         let codec = ChunkCodec { level: p.level, threads };
         codec.decode(body, ChunkPlace { dataset: 0, row_start: 0, rows: h.rows }, &vars, epr, model)?
     } else {
         let cuts = read_pieces(body, h.rows)?;
-        let codec = ChunkCodec { level: p.level, threads: if cuts.len() > 1 { 1 } else { threads } };
+        let codec = ChunkCodec { level: p.level, threads }.sharing(threads, cuts.len());
         let decoded = in_parallel(cuts.len(), threads, |k| {
             let (start, len, at, bytes) = cuts[k];
             codec.decode(&body[at..at + bytes], ChunkPlace { dataset: 0, row_start: start, rows: len }, &vars, epr, None).map_err(|e| format!("piece {k} of {}: {e}", cuts.len()))
