@@ -473,8 +473,8 @@ pub(super) const AC_MARGIN: f64 = 0.06;
 /// `AC_MARGIN` it needs to be kept. So the run must show that margin itself: those three full
 /// `ac` passes (a sixth of those pairs' encode) were spent for nothing.
 const AC_SAMPLE: usize = 1 << 16;
-/// How far zstd's ratio to `rans` on that run may be below the whole block's: a large block is
-/// coded with zstd in full only where the run says zstd may win. On the large blocks of the 27
+/// How far above 1 zstd's ratio to `rans` on that run may be and zstd still win on the whole
+/// block: a large block is coded with zstd in full only where the run says zstd may win. On the large blocks of the 27
 /// field/bound pairs of the benchmark the run's ratio was 5 % below to 22 % above the whole's
 /// (the most above at loose bounds, where the whole's was 1.4-1.7; within 1 % where either was
 /// under 1.06), and zstd never came within 2 % of the block kept: a run that misjudges costs at

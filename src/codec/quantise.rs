@@ -96,12 +96,18 @@ pub fn codes_at(dtype: DType, values: &[f64], tol: f64, missing: Option<&[bool]>
     let step = 2.0 * tol;
     let kept = |i: usize| if missing.is_some_and(|m| m[i]) { None } else { code(dtype, values[i], 0.0, step, tol).map(|c| c.0) };
     let mut codes = Vec::with_capacity(at.len());
-    // The element before, and its code: an outlier repeats it (`fill_codes`).
+    // The element of `at` before, and its code: an outlier repeats the last kept code before it
+    // (`fill_codes`), which is the first kept one looking back to that element, else its code.
+    // So every element of the chunk is looked at once at most, even where whole planes are
+    // missing (scanning back to the start from each row of the box made that quadratic).
     let mut before: Option<(usize, i64)> = None;
     for &i in at {
-        let c = kept(i).unwrap_or_else(|| match before {
-            Some((j, c)) if j + 1 == i => c,
-            _ => (0..i).rev().find_map(kept).unwrap_or(0),
+        let c = kept(i).unwrap_or_else(|| {
+            let (from, fallback) = match before {
+                Some((j, c)) if j < i => (j + 1, c),
+                _ => (0, 0),
+            };
+            (from..i).rev().find_map(kept).unwrap_or(fallback)
         });
         before = Some((i, c));
         codes.push(c);
@@ -195,8 +201,8 @@ mod tests {
                     _ => {}
                 }
             }
-            // Long runs of outliers, some across a box row's start.
-            for i in (100..400).chain(999..1003).chain(2000..2300) {
+            // Long runs of outliers, some across a box row's start, one over several box rows.
+            for i in (100..400).chain(999..1003).chain(2000..2300).chain(3200..3900) {
                 missing[i] = true;
             }
             values[3000..3100].fill(f64::INFINITY);
