@@ -548,9 +548,13 @@ impl ChunkCodec {
         }
         let xs: Vec<f64> = at.iter().map(|&i| values[i]).collect();
         let valid: Vec<bool> = at.iter().map(|&i| !missing.is_some_and(|m| m[i])).collect();
+        // Both store the missing elements, the same way, and code nothing for them: priced in,
+        // at a value's bytes each, they were most of both prices on a field with land and
+        // pressed the two towards a tie. Only the other elements stored exactly are priced.
+        let gone = valid.iter().filter(|&&v| !v).count();
         let trial = |cfg: &interp::Config| {
             let w = interp::quantise(cfg, var.dtype, &xs, |i| valid[i], tol);
-            ints::trial_len(&w.symbols, self.level, None, None) + w.exact.len() * var.dtype.size()
+            ints::trial_len(&w.symbols, self.level, None, None) + (w.exact.len() - gone) * var.dtype.size()
         };
         let candidates = interp::candidates([b[1], b[2], b[3]]);
         let sizes = crate::parallel::map(candidates.len(), self.threads, |k| trial(&candidates[k]));
@@ -562,7 +566,7 @@ impl ChunkCodec {
         let omitted: Vec<bool> = xs.iter().zip(&valid).map(|(x, &v)| !v || !x.is_finite()).collect();
         let exact = omitted.iter().filter(|&&o| o).count();
         let lorenzo = ints::trial_len(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]), (exact > 0).then_some(&omitted[..]));
-        let (w, l) = (size as f64, (lorenzo + exact * var.dtype.size()) as f64);
+        let (w, l) = (size as f64, (lorenzo + (exact - gone) * var.dtype.size()) as f64);
         let cfg = interp::Config { grid, ..cfg };
         match () {
             _ if w < l * 0.97 => FieldChoice::Walk(cfg),
