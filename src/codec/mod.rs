@@ -588,7 +588,8 @@ impl ChunkCodec {
         threads: usize,
     ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
-        let w = interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol);
+        let mut w = interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol);
+        w.exact.sort_unstable();
         let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
         let mut codes = Vec::new();
         ints::encode_omitting(&w.symbols, self.level, None, &Refs::NONE, None, threads, &mut codes);
