@@ -34,7 +34,7 @@ of --repeat runs):
     and reopened with the chunk cache off, so reads really decompress.
   * zstd -19 (lossless) of the C-order bytes: python zstandard, else the zstd CLI, else skipped.
   * Filters alternated (a second table): balerfile's filter and SZ3's, each in a fresh child
-    process as in its row, the two children in turn three times, best of each: the rows above
+    process as in its row, the two children in turn PAIR_ROUNDS (3) times, best of each: the rows above
     measure each codec minutes apart, and on a shared VM the same read moved 30 % between such
     runs. Not in one process: there the two interact through the host's malloc.
 
@@ -270,40 +270,38 @@ def h5_filter_row(field, codec, level, filt, tol, tmp, repeat):
     return row(field, codec, level, size, field.check(back, tol), tp, tu), None
 
 
-def filter_speed(field, name, tol, tmp, repeat):
-    """(write MB/s, read MB/s) of one filter on the field as one chunk: best of `repeat` each."""
-    filt = (dict(balerfile_h5.Baler(error=f"abs={tol!r}", fill=field.fill)) if name == "balerfile"
-            else dict(hdf5plugin.SZ3(absolute=tol)))
-    fn = Path(tmp) / f"pair_{name}.h5"
-
-    def write():
-        with h5py.File(fn, "w", rdcc_nbytes=0) as h:
-            h.create_dataset("v", data=field.data, chunks=field.data.shape, **filt)
-
-    def read():
-        with h5py.File(fn, "r", rdcc_nbytes=0) as h:
-            return h["v"][()]
-    tw, _ = best_time(write, repeat)
-    tr, _ = best_time(read, repeat)
-    return field.raw / tw / 1e6, field.raw / tr / 1e6
+def h5_filters(field):
+    """The HDF5 filters measured through h5py on `field`, by codec name: each makes the filter's
+    arguments for an absolute tolerance (SPERR, for the shapes it takes, is added by
+    `bench_peers`)."""
+    return {"SZ3 abs": lambda t: dict(hdf5plugin.SZ3(absolute=t)),
+            "ZFP accuracy": lambda t: dict(hdf5plugin.Zfp(accuracy=t)),
+            "balerfile filter": lambda t: dict(balerfile_h5.Baler(error=f"abs={t!r}", fill=field.fill))}
 
 
-def filter_pair(field, f, tmp, repeat, rounds=3):
-    """balerfile's filter and SZ3's on the same chunk, each in a fresh child process (as the
-    rows above), the two children in turn `rounds` times, each first every other round; the best
-    of each: the per-codec rows run minutes apart, and on a shared VM the same read moved 30 %
-    between such runs. In one process the two interact through the host's malloc (SZ3's frees
-    raise glibc's trim threshold, and balerfile's reads then fault fewer pages: HadCM3 A1B at 1e-2,
-    10 rounds in one process, balerfile's reads 1.15-1.55x as fast as alone, SZ3's 10-13 %
-    slower), so each runs alone. ({name: (write MB/s, read MB/s)}, or None and why.)"""
-    best = {}
-    for k in range(rounds):
-        for name in ("balerfile", "SZ3")[:: 1 if k % 2 == 0 else -1]:
-            got, crash = in_child(filter_speed, field, name, field.tol(f), tmp, repeat)
-            if got is None:
-                return None, f"{name}'s filter on {field.name} at rel={f:g}: {crash}"
-            w, r = best.get(name, (0.0, 0.0))
-            best[name] = (max(w, got[0]), max(r, got[1]))
+# The filters alternated, and how many times each runs.
+PAIRED = ("balerfile filter", "SZ3 abs")
+PAIR_ROUNDS = 3
+
+
+def filter_pair(field, f, tmp, repeat):
+    """balerfile's filter and SZ3's on the same chunk, each in a fresh child process as in its
+    row (`h5_filter_row`), the two children in turn PAIR_ROUNDS times, each first every other
+    round; the best of each: the per-codec rows run minutes apart, and on a shared VM the same
+    read moved 30 % between such runs. In one process the two interact through the host's malloc
+    (SZ3's frees raise glibc's trim threshold, and balerfile's reads then fault fewer pages:
+    HadCM3 A1B at 1e-2, 10 rounds in one process, balerfile's reads 1.15-1.55x as fast as alone,
+    SZ3's 10-13 % slower), so each runs alone. ({codec: (write MB/s, read MB/s)}, or None and
+    why.)"""
+    mk, tol, level, best = h5_filters(field), field.tol(f), f"rel={f:g}", {}
+    for k in range(PAIR_ROUNDS):
+        for codec in PAIRED[:: 1 if k % 2 == 0 else -1]:
+            got, crash = in_child(h5_filter_row, field, codec, level, mk[codec](tol), tol, tmp, repeat)
+            r, why = got if got else (None, crash)
+            if r is None:
+                return None, f"{codec} on {field.name} at {level}: {why}"
+            w, rd = best.get(codec, (0.0, 0.0))
+            best[codec] = (max(w, r["pack"]), max(rd, r["unpack"]))
     return best, None
 
 
@@ -355,9 +353,7 @@ def pysz_row(field, f, repeat):
 
 def bench_peers(field, tmp, repeat, notes):
     rows = []
-    peers = [("SZ3 abs", lambda t: dict(hdf5plugin.SZ3(absolute=t))),
-             ("ZFP accuracy", lambda t: dict(hdf5plugin.Zfp(accuracy=t))),
-             ("balerfile filter", lambda t: dict(balerfile_h5.Baler(error=f"abs={t!r}", fill=field.fill)))]
+    peers = list(h5_filters(field).items())
     # hdf5plugin's SPERR takes 2-D and 3-D chunks whose every non-unit dimension is at least 9
     shape = field.data.shape
     if field.data.ndim in (2, 3) and all(d == 1 or d >= 9 for d in shape):
@@ -554,17 +550,18 @@ def main():
                       f"{mine[0]['pct'] / best['pct']:.2f} |")
     print()
     print(f"Filters alternated: balerfile's and SZ3's, each in a fresh process writing and reading {args.repeat} "
-          "times, the two processes in turn three times (each first every other round), best of each; the same "
-          "chunks as the rows above:")
+          f"times, the two processes in turn {PAIR_ROUNDS} times (each first every other round), best of each; the "
+          "same chunks as the rows above:")
     print()
     print("| field | error level | balerfile write MB/s | SZ3 write MB/s | balerfile read MB/s | SZ3 read MB/s |")
     print("|---|---|---:|---:|---:|---:|")
+    ours, theirs = PAIRED
     for name, lv, got in pairs:
-        (bw, br), (sw, sr) = got["balerfile"], got["SZ3"]
+        (bw, br), (sw, sr) = got[ours], got[theirs]
         print(f"| {name} | {lv} | {bw:.1f} | {sw:.1f} | {br:.1f} | {sr:.1f} |")
     if pairs:
-        w = sum(g["balerfile"][0] >= g["SZ3"][0] for _, _, g in pairs)
-        r = sum(g["balerfile"][1] >= g["SZ3"][1] for _, _, g in pairs)
+        w = sum(g[ours][0] >= g[theirs][0] for _, _, g in pairs)
+        r = sum(g[ours][1] >= g[theirs][1] for _, _, g in pairs)
         print(f"\nbalerfile's filter at least SZ3's speed: writes {w} of {len(pairs)}, reads {r} of {len(pairs)}.")
     print()
     model_notes = sorted({f"{r['field']}: {r['note']}" for r in all_rows if r["note"]})

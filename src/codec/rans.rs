@@ -352,10 +352,9 @@ fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
         }
     }
     // One table's counts are the six contexts' summed: an increment a symbol fewer.
-    for (seg, tables) in six.chunks(prev.0 as usize * width).enumerate() {
-        for table in tables.chunks(width) {
-            one[seg * width..(seg + 1) * width].iter_mut().zip(table).for_each(|(o, &c)| *o += c);
-        }
+    for (k, table) in six.chunks(width).enumerate() {
+        let seg = k / prev.0 as usize;
+        one[seg * width..(seg + 1) * width].iter_mut().zip(table).for_each(|(o, &c)| *o += c);
     }
     let levels = [(single, one), (prev, six)].into_iter().chain(grid.zip(sixteen));
     for (layout, mut level) in levels {
