@@ -37,10 +37,12 @@ of --repeat runs):
     process as in its row, the two children in turn PAIR_ROUNDS (3) times, best of each: the rows above
     measure each codec minutes apart, and on a shared VM the same read moved 30 % between such
     runs. Not in one process: there the two interact through the host's malloc.
-  * Filters, one 2-D slice a chunk (a third table): the same two filters alternated the same way
-    on the field chunked as netCDF-CF writers and CMIP files commonly chunk it (one time step, and
-    one level where there are levels, a chunk: `step_chunks`), sizes included. Per-chunk costs
-    (the choice of walk and coder on each chunk, tables) weigh more here than on one large chunk.
+  * Filters, one 2-D slice a chunk (a third table): the same two filters, and balerfile's at
+    level 1 (fast), alternated the same way on the field chunked as netCDF-CF writers and CMIP
+    files commonly chunk it (one time step, and one level where there are levels, a chunk:
+    `step_chunks`), sizes included. Per-chunk costs (the choice of walk and coder on each
+    chunk, tables) weigh more here than on one large chunk. The level-1 filter has rows of
+    its own in the first table too (one chunk).
 
 Also writes a PNG (--png; default FIELDS/slice_FIELD_rel1e-3.png) of one 2-D slice of
 --png-field at rel=1e-3: original | balerfile reconstruction (the conv model's with
@@ -288,15 +290,18 @@ def h5_filters(field):
     `bench_peers`)."""
     return {"SZ3 abs": lambda t: dict(hdf5plugin.SZ3(absolute=t)),
             "ZFP accuracy": lambda t: dict(hdf5plugin.Zfp(accuracy=t)),
-            "balerfile filter": lambda t: dict(balerfile_h5.Baler(error=f"abs={t!r}", fill=field.fill))}
+            "balerfile filter": lambda t: dict(balerfile_h5.Baler(error=f"abs={t!r}", fill=field.fill)),
+            "balerfile filter level 1": lambda t: dict(balerfile_h5.Baler(error=f"abs={t!r}", fill=field.fill, level=1))}
 
 
-# The filters alternated, and how many times each runs.
+# The filters alternated (on one chunk; on one 2-D slice a chunk, the fast level too), and how
+# many times each runs.
 PAIRED = ("balerfile filter", "SZ3 abs")
+STEPPED = ("balerfile filter", "balerfile filter level 1", "SZ3 abs")
 PAIR_ROUNDS = 3
 
 
-def filter_pair(field, f, tmp, repeat, chunks=None):
+def filter_pair(field, f, tmp, repeat, chunks=None, codecs=PAIRED):
     """balerfile's filter and SZ3's on the same chunk, each in a fresh child process as in its
     row (`h5_filter_row`), the two children in turn PAIR_ROUNDS times, each first every other
     round; the best of each: the per-codec rows run minutes apart, and on a shared VM the same
@@ -308,7 +313,7 @@ def filter_pair(field, f, tmp, repeat, chunks=None):
     `h5_filter_row`."""
     mk, tol, level, best = h5_filters(field), field.tol(f), f"rel={f:g}", {}
     for k in range(PAIR_ROUNDS):
-        for codec in PAIRED[:: 1 if k % 2 == 0 else -1]:
+        for codec in codecs[:: 1 if k % 2 == 0 else -1]:
             got, crash = in_child(h5_filter_row, field, codec, level, mk[codec](tol), tol, tmp, repeat, chunks)
             r, why = got if got else (None, crash)
             if r is None:
@@ -517,7 +522,7 @@ def main():
                     pairs.append((f.name, f"rel={lv:g}", got))
                 else:
                     notes.append(f"filters alternated: {why}")
-                got, why = filter_pair(f, lv, tmp, args.repeat, step_chunks(f.data.shape))
+                got, why = filter_pair(f, lv, tmp, args.repeat, step_chunks(f.data.shape), STEPPED)
                 if got:
                     steps.append((f.name, f"rel={lv:g}", got))
                 else:
@@ -585,21 +590,27 @@ def main():
     print("Filters, one 2-D slice a chunk (a time step, and a level where there are levels, as netCDF-CF "
           "writers commonly chunk), alternated as above:")
     print()
-    print("| field | error level | chunk | balerfile % | SZ3 % | balerfile write MB/s | SZ3 write MB/s | "
-          "balerfile read MB/s | SZ3 read MB/s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("balerfile at its default level (3) and at level 1 (fast: one walk, `rans` alone, no search):")
+    print()
+    print("| field | error level | chunk | balerfile % | level 1 % | SZ3 % | balerfile write MB/s | level 1 write "
+          "| SZ3 write | balerfile read MB/s | level 1 read | SZ3 read |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    mark = lambda pct, ok: f"{pct:.2f}" + ("" if ok else " (bound broken)")
     for name, lv, got in steps:
-        (bw, br, bp, bok), (sw, sr, sp, sok) = got[ours], got[theirs]
+        g = [got[c] for c in STEPPED]
         chunk = "x".join(map(str, step_chunks(by_name[name].data.shape)))
-        mark = lambda pct, ok: f"{pct:.2f}" + ("" if ok else " (bound broken)")
-        print(f"| {name} | {lv} | {chunk} | {mark(bp, bok)} | {mark(sp, sok)} | {bw:.1f} | {sw:.1f} | {br:.1f} | {sr:.1f} |")
-    if steps:
-        held = [g for _, _, g in steps if g[ours][3] and g[theirs][3]]
-        small = sum(g[ours][2] <= g[theirs][2] for g in held)
-        w = sum(g[ours][0] >= g[theirs][0] for _, _, g in steps)
-        r = sum(g[ours][1] >= g[theirs][1] for _, _, g in steps)
-        print(f"\nOne 2-D slice a chunk: balerfile's filter at most SZ3's size on {small} of {len(held)} (both bounds held), "
-              f"at least its speed: writes {w} of {len(steps)}, reads {r} of {len(steps)}.")
+        print(f"| {name} | {lv} | {chunk} | " + " | ".join(mark(x[2], x[3]) for x in g) + " | "
+              + " | ".join(f"{x[0]:.1f}" for x in g) + " | " + " | ".join(f"{x[1]:.1f}" for x in g) + " |")
+    for mine in STEPPED[:2]:
+        if not steps:
+            break
+        held = [g for _, _, g in steps if g[mine][3] and g[theirs][3]]
+        small = sum(g[mine][2] <= g[theirs][2] for g in held)
+        w = sum(g[mine][0] >= g[theirs][0] for _, _, g in steps)
+        r = sum(g[mine][1] >= g[theirs][1] for _, _, g in steps)
+        print(f"\nOne 2-D slice a chunk, {mine.replace('balerfile filter', 'balerfile') or 'balerfile'}: at most SZ3's size "
+              f"on {small} of {len(held)} (both bounds held), at least its speed: writes {w} of {len(steps)}, reads {r} "
+              f"of {len(steps)}.")
     print()
     model_notes = sorted({f"{r['field']}: {r['note']}" for r in all_rows if r["note"]})
     for n in model_notes + notes + ([png_note] if png_note else []):

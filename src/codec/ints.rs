@@ -730,6 +730,11 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         (by_ac, fastest)
     };
     let rans_coded = || (n >= RANS_MIN).then(|| rans_block(again(), &u, sign, context));
+    // A fast level codes a large block with `rans` and tries nothing else.
+    if n >= RANS_MIN && super::fast(level) {
+        out.extend_from_slice(&rans_coded().expect("a block of RANS_MIN codes or more"));
+        return;
+    }
     // A thread costs tens of microseconds: only a large block's trials are worth one.
     let threads = if n >= PARALLEL_TRIALS { threads } else { 1 };
     let ((by_ac, fastest), mut by_rans) = crate::parallel::join(threads, others, rans_coded);

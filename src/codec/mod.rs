@@ -171,8 +171,23 @@ impl VarCoding {
     }
 }
 
+/// The highest level that codes fast: each field chunk along one fixed walk (`interp::quick`)
+/// instead of the one that codes smallest of six tried on a sample, and each large block with
+/// `rans` alone (no `ac` or zstd trial). The search is a chunk's main cost where chunks are
+/// small (one 2-D slice a chunk, as netCDF-CF writers chunk a field: 3-5x the writes on the
+/// benchmark's fields), and what it buys is the ratio: 0-2x larger files there (see the
+/// README). zstd's negative levels are faster still, so they code fast too; 0 is zstd's
+/// "default" (3), which searches.
+pub const FAST_LEVEL: i32 = 1;
+
+/// Whether a codec at `level` codes fast (`FAST_LEVEL`).
+pub fn fast(level: i32) -> bool {
+    level != 0 && level <= FAST_LEVEL
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkCodec {
+    /// zstd's level, and how hard the encoder searches (`FAST_LEVEL`).
     pub level: i32,
     /// Threads one chunk's coding may use (the trials of a field's walks, a walk's coder ahead
     /// of it when reading); 1 where chunks are already coded in parallel on every thread. The
@@ -404,6 +419,7 @@ impl ChunkCodec {
         let on_lattice = lattice.is_some();
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
         let sample = match (pred, var.walk_grid) {
+            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && fast(self.level) => FieldChoice::Walk(interp::quick(g)),
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => {
                 let box_codes = |at: &[usize]| quantise::codes_at(dtype, values, tol, missing.as_deref(), at);
                 self.choose_walk(var, g, values, tol, missing.as_deref(), box_codes)
@@ -780,5 +796,49 @@ mod tests {
         }
         let wrong = ChunkPlace { rows: n as u64 - 1, ..place };
         assert!(codec.decode(&enc.bytes, wrong, &vars, 1, None).is_err());
+    }
+
+    /// A fast level (`FAST_LEVEL` and below) codes a field chunk along `interp::quick`'s walk
+    /// with `rans`, tries no other, and holds the bound as the default level does; the default
+    /// searches, and here (a field smooth across its rows, rough along them) finds a walk that
+    /// codes smaller.
+    #[test]
+    fn a_fast_level_codes_one_walk_with_rans_within_the_bound() {
+        let (rows, d1, d2) = (6usize, 40usize, 180usize);
+        let mut r = xorshift(5);
+        let values: Vec<f32> = (0..rows * d1 * d2)
+            .map(|i| {
+                let (t, y, x) = (i / (d1 * d2), (i / d2) % d1, i % d2);
+                (y as f32 * 0.3).sin() * 40.0 + t as f32 + if x % 2 == 0 { 3.0 } else { -3.0 } + (r() % 100) as f32 * 0.01
+            })
+            .collect();
+        let data = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()];
+        let tol = 0.05;
+        let vars = [VarCoding::for_bound(DType::F32, Some(tol), false, false).on_rows(&[d1 as u64, d2 as u64])];
+        let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
+        let coded = |level| {
+            let codec = ChunkCodec { level, threads: 2 };
+            let enc = codec.encode(place, &vars, &data, (d1 * d2) as u64, None).unwrap();
+            let dec = codec.decode(&enc.bytes, place, &vars, (d1 * d2) as u64, None).unwrap();
+            let back = values_f64(DType::F32, &dec[0]);
+            assert!(values.iter().zip(&back).all(|(&a, b)| (a as f64 - b).abs() <= tol), "level {level}: bound broken");
+            let mut cur = Cursor::new(&enc.bytes);
+            cur.bytes(LATENT_COUNT_END as u64, "chunk head").unwrap();
+            let block = block::read(&mut cur, DType::F32, values.len(), None).unwrap();
+            let block::Body::Quantised { interp: Some(cfg), codes, .. } = block.body else { panic!("level {level}: not walk-coded") };
+            (enc.bytes.len(), cfg, codes.chain.to_bytes.id())
+        };
+        let grid = [1, d1, d2];
+        for level in [FAST_LEVEL, -3] {
+            let (_, cfg, coder) = coded(level);
+            assert_eq!(cfg, interp::quick(grid), "level {level}");
+            assert_eq!(coder, 4, "level {level}: the rans stage");
+        }
+        let (fast, _, _) = coded(FAST_LEVEL);
+        for level in [0, 3] {
+            let (searched, cfg, _) = coded(level);
+            assert_ne!(cfg, interp::quick(grid), "level {level}: the search keeps the quick walk here");
+            assert!(searched < fast, "level {level}: searched {searched} bytes, fast {fast}");
+        }
     }
 }

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 
 from conftest import DTYPES, THREADS, _iris_sample, cf_missing, check_float_variable, check_stats, h5_datasets
 
-ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel", "ostia_walk"]
+ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel", "ostia_walk", "hadcm3_fast"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,8 @@ def archives(cli, hadcm3, issue63_h5, vlstr_nc, zmumu_h5, tmp_path_factory):
         # residuals; at a looser bound, out of an interpolation walk's symbols
         "ostia_rel": (_iris_sample("ostia_monthly.nc"), ["--error", "rel=1e-3"]),
         "ostia_walk": (_iris_sample("ostia_monthly.nc"), ["--error", "rel=1e-2"]),
+        # level 1 codes fast: one fixed walk, `rans` alone; the format is the same
+        "hadcm3_fast": (hadcm3, ["--error", "rel=1e-2", "--level", "1"]),
     }
     out = {}
     for name, (src, args) in recipes.items():
@@ -792,6 +794,7 @@ def decode_chunk(body, ds, stats):
                         q[kept_in_walk] = q_kept
                     vals = interp_rebuild(q, n, interp, step, dt)
                     stats["predictors"].add("interp-cubic" if interp["kind"] == 1 else "interp-linear")
+                    stats["walks"].add((interp["kind"], tuple(interp["order"]), interp["levelwise"]))
                 else:
                     vals = (q.astype(np.float64) * step).astype(dt)
                 if gaps and K == 0:
@@ -836,7 +839,7 @@ def decode_chunk(body, ds, stats):
 
 def decode_archive(parsed):
     header = parsed["header"]
-    stats = dict(methods=set(), widths=set(), predictors=set(), outliers=0)
+    stats = dict(methods=set(), widths=set(), predictors=set(), walks=set(), outliers=0)
     parts = {k: [[] for _ in ds["variables"]] for k, ds in enumerate(header["datasets"])}
     for c in parsed["chunks"]:
         ds = header["datasets"][c["dataset"]]
@@ -982,6 +985,13 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
     if name in ("npy_rel", "hadcm3_abs_level"):
         # wide bins on a smooth field: interpolation wins
         assert {"interp-cubic", "interp-linear"} & stats["predictors"], stats
+    if name == "hadcm3_fast":
+        # the one walk a fast level takes (cubic, fastest dimension first, one bin), coded
+        # with `rans`
+        assert stats["walks"] == {(1, (3, 2, 1, 0), 0)} and "rans" in stats["widths"], stats
+    if name == "ostia_walk":
+        # the search: here a walk other than the fast level's
+        assert stats["walks"] - {(1, (3, 2, 1, 0), 0)}, stats
     if name == "hadcm3_lossless":
         assert not {3, 5} & stats["methods"], stats
     if name == "zmumu_lossless":
