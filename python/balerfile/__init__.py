@@ -76,6 +76,8 @@ def compress(array, error=None, *, model=None, embed_model=False, layout=None, l
         embed_model=True. Default: the codec alone.
     layout: "table" or "field" for a 2-D float array (default: pack's rule, which reads a narrow
         2-D array as a table of columns, each with its own bound).
+    level: zstd's level and how hard the encoder searches (default 3); 1 codes fast (one fixed
+        interpolation walk, the rANS coder alone: several times the speed, larger output).
     threads: coding threads (0: all cores). verbose: print how the array was read.
     """
     layouts = [] if layout is None else [layout] if isinstance(layout, str) else list(layout)

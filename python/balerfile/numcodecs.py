@@ -16,7 +16,7 @@ __all__ = ["Baler"]
 
 class Baler(Codec):
     """error: "rel=E", "abs=E" or "lossless" (default), as `balerfile.compress`; layout: "table",
-    "field" or None; level: zstd level. A buffer without a shape (bytes) is coded as 1-D bytes."""
+    "field" or None; level: as `compress`'s (1: fast). A buffer without a shape (bytes) is coded as 1-D bytes."""
 
     codec_id = "balerfile"
 

@@ -26,7 +26,7 @@ __all__ = ["Baler"]
 @dataclass(frozen=True)
 class Baler(ArrayBytesCodec):
     """error: "rel=E", "abs=E" or "lossless" (default), as `balerfile.compress`.
-    layout: "table" or "field" for 2-D chunks (default: pack's rule). level: zstd level."""
+    layout: "table" or "field" for 2-D chunks (default: pack's rule). level: as `compress`'s (1: fast)."""
 
     is_fixed_size = False
     error: str = "lossless"
