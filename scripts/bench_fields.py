@@ -22,7 +22,7 @@ Codecs (sizes as % of the raw float32 bytes; speeds in MB/s of raw data, 1 MB = 
 of --repeat runs):
   * balerfile --no-model: the CLI, `pack FIELD.h5 --dataset VAR --error SPEC --no-model`, then
     `unpack` to .h5, timed as whole commands (process start and HDF5 I/O included); size = the
-    whole .baler file.
+    whole .baler file. Also at `--level 1` (fast: one walk, `rans` alone, no search).
   * balerfile conv model (--model-rows; needs `train --kind conv`): per field,
     `train FIELD.h5 --kind conv --dataset VAR --block B [--epochs N] -o BUNDLE`, then
     `pack ... --model ID`. Two sizes: the archive alone, and the archive plus the decoder
@@ -171,12 +171,13 @@ def row(field, codec, level, size, err_ok, tp, tu, size_dec=None, note=""):
 # balerfile
 
 
-def balerfile_pack_unpack(field, f, tmp, repeat, threads, model=None, env=None):
-    """Pack and unpack field at level f: (archive bytes, (err, ok), pack s, unpack s, reconstruction)."""
+def balerfile_pack_unpack(field, f, tmp, repeat, threads, model=None, env=None, extra=()):
+    """Pack (with `extra` arguments) and unpack field at level f: (archive bytes, (err, ok), pack s,
+    unpack s, reconstruction)."""
     arch = Path(tmp) / "b.baler"
     out = Path(tmp) / "b.h5"
     cmd = [BIN, "pack", field.path, "-o", arch, "--dataset", field.dataset, "--error", field.error_spec(f),
-           "--threads", threads]
+           "--threads", threads, *extra]
     cmd += ["--model", model] if model else ["--no-model"]
 
     def unpack():
@@ -197,6 +198,8 @@ def bench_no_model(field, tmp, repeat, threads, keep=None):
         if keep is not None and f == PNG_REL:
             keep["no-model"] = back
         rows.append(row(field, "balerfile --no-model", f"rel={f:g}", size, eo, tp, tu))
+        size, eo, tp, tu, _ = balerfile_pack_unpack(field, f, tmp, repeat, threads, extra=("--level", "1"))
+        rows.append(row(field, "balerfile --no-model --level 1", f"rel={f:g}", size, eo, tp, tu))
     return rows
 
 
