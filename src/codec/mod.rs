@@ -570,7 +570,7 @@ impl ChunkCodec {
         let gone = valid.iter().filter(|&&v| !v).count();
         let trial = |cfg: &interp::Config| {
             let w = interp::quantise(cfg, var.dtype, &xs, |i| valid[i], tol);
-            ints::trial_len(&w.symbols, self.level, None, None) + (w.exact.len() - gone) * var.dtype.size()
+            ints::trial_len(&w.symbols, None, None) + (w.exact.len() - gone) * var.dtype.size()
         };
         let candidates = interp::candidates([b[1], b[2], b[3]]);
         let sizes = crate::parallel::map(candidates.len(), self.threads, |k| trial(&candidates[k]));
@@ -581,7 +581,7 @@ impl ChunkCodec {
         // residual for them.
         let omitted: Vec<bool> = xs.iter().zip(&valid).map(|(x, &v)| !v || !x.is_finite()).collect();
         let exact = omitted.iter().filter(|&&o| o).count();
-        let lorenzo = ints::trial_len(&box_codes, self.level, var.grid.map(|_| [b[2], b[3]]), (exact > 0).then_some(&omitted[..]));
+        let lorenzo = ints::trial_len(&box_codes, var.grid.map(|_| [b[2], b[3]]), (exact > 0).then_some(&omitted[..]));
         let (w, l) = (size as f64, (lorenzo + (exact - gone) * var.dtype.size()) as f64);
         let cfg = interp::Config { grid, ..cfg };
         match () {
