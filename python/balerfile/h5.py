@@ -227,7 +227,7 @@ class Baler(Mapping):
             (create_dataset(..., fillvalue=x), netCDF _FillValue); NaN is always missing.
     level:  compression level, zstd's (default 3); 1 (and below, 0 excepted) codes fast: each
             field chunk along one fixed interpolation walk with the rANS coder alone, no search
-            (3-5x the write speed where chunks are one 2-D slice, larger files).
+            (2-7x the write speed where chunks are one 2-D slice, larger files).
     latent: 'f16' (default) or a bit count 2..16.
     piece_size: bytes (a power of two, 64 KiB to 1 GiB; default 4 MiB). A table chunk, or a
             field chunk of 3 or more dimensions, at least twice this size is cut along its

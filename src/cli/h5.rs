@@ -33,8 +33,8 @@ pub enum H5Command {
         #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
         chunk_size: u64,
         /// Compression level, zstd's (1-22); 1 codes fast: each field chunk along one fixed
-        /// interpolation walk with the rANS coder alone, no search (larger files, 3-5x the speed
-        /// where chunks are small).
+        /// interpolation walk with the rANS coder alone, no search (larger files; 2-7x the write
+        /// speed where chunks are small).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
         level: i32,
         /// table (rows x features: per-column bounds, a dense model) or field, for every

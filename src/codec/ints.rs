@@ -359,7 +359,7 @@ fn min_max(codes: &[i64]) -> (i64, i64) {
 /// How `predictors` prices repeat decisions (`ac`'s; `rans` has none).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Repeats {
-    /// For no prediction: a block coded with `rans` alone (a fast level's).
+    /// Not at all: a block coded with `rans` alone (a fast level's).
     Never,
     /// For the codes as they are (no predictor), not for the winner: a trial that prices `rans`
     /// alone (for a predictor's residuals they are two passes over the whole block).
@@ -626,8 +626,8 @@ fn grid_row(context: Context) -> Option<u32> {
 /// they pay), not in every coding `encode_omitting` tries: on the 27 field/bound pairs chunked
 /// one 2-D slice a chunk that moved HadCM3's six (chunks of 1813 values, the only ones under
 /// `RANS_MIN`) by -15 to +67 bytes (+51 of 7.25 MB in all), and they wrote 1.5x as fast. A
-/// large block's predictor is priced on runs of 1024 (the
-/// full encoding's are 4096: runs of 1024 there moved two of the 27 pairs by 11 %, here none).
+/// large block's predictor is priced on runs of 1024 (the full encoding's are 4096: runs of
+/// 1024 there moved two of the 27 pairs by 11 %, here none).
 pub fn trial_len(codes: &[i64], grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, &Refs::NONE, PriceAt::new(codes.len()), Repeats::Both);
