@@ -618,6 +618,23 @@ fn grid_row(context: Context) -> Option<u32> {
     }
 }
 
+/// `residual`'s unsigned forms, as the entropy stages take them.
+fn unsigned(residual: &[i64], sign: Sign) -> Vec<u64> {
+    residual.iter().map(|&c| sign.to_u(c)).collect()
+}
+
+/// Whether repeat decisions, priced on the block with its omitted elements, still pay on the
+/// `residual` coded without them (the omitted elements' residuals were mostly repeats; the rest
+/// may hold few).
+fn repeats_still_pay(repeats: bool, residual: &[i64], omitted: Option<&[bool]>, sign: Sign) -> bool {
+    repeats && (omitted.is_none() || repeats_pay(residual, &PriceAt::new(residual.len()), |c| sign.to_u(c)))
+}
+
+/// The `ac` coder's configuration for blocks of fields and tables (`AC_ADAPT`, short buckets).
+fn ac_config(context: Context, tree_bits: u8, repeats: bool, repeat_side: Option<u32>) -> AcConfig {
+    AcConfig { tree_bits, context, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true }
+}
+
 /// What `encode_omitting` would code `codes` in, about, for choosing between predictions: a
 /// large block priced as `rans` alone codes it (what it most often gets, and within
 /// `AC_MARGIN` of the rest; `rans::priced`, the same choices as coding it on all 27
@@ -632,11 +649,8 @@ pub fn trial_len(codes: &[i64], grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, &Refs::NONE, PriceAt::new(codes.len()), Repeats::Both);
         let residual = kept(residual, omitted);
-        // As `encode_omitting` decides: the omitted elements' residuals were mostly repeats.
-        let repeats = repeats && (omitted.is_none() || repeats_pay(&residual, &PriceAt::new(residual.len()), |c| sign.to_u(c)));
-        let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
-        let cfg = AcConfig { tree_bits: AC_TREE_BITS, context, adapt: AC_ADAPT, repeats, repeat_side: None, short_buckets: true };
-        let payload = super::ac::encode(&u, cfg, None).len() as u64;
+        let cfg = ac_config(context, AC_TREE_BITS, repeats_still_pay(repeats, &residual, omitted, sign), None);
+        let payload = super::ac::encode(&unsigned(&residual, sign), cfg, None).len() as u64;
         let mut head = Vec::new();
         Chain { codes: stages, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_stages(&mut head);
         put_varint(&mut head, payload);
@@ -644,9 +658,8 @@ pub fn trial_len(codes: &[i64], grid: Grid, omitted: Option<&[bool]>) -> usize {
     }
     let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024), Repeats::Plain);
     let residual = kept(residual, omitted);
-    let u: Vec<u64> = residual.iter().map(|&c| sign.to_u(c)).collect();
     // The payload as `rans` prices it, not coded; the stages as written.
-    let (cfg, bits) = rans::priced(&u, grid_row(context));
+    let (cfg, bits) = rans::priced(&unsigned(&residual, sign), grid_row(context));
     let payload = (bits / 8.0).ceil() as u64;
     let mut head = Vec::new();
     Chain { codes: stages, to_bytes: Box::new(Rans { cfg, sign }), bytes: vec![] }.write_stages(&mut head);
@@ -690,14 +703,12 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     let kept_len = codes.len() - omitted.map_or(0, |m| m.iter().filter(|&&o| o).count());
     if kept_len >= RANS_MIN && super::fast(level) {
         let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Never);
-        let u: Vec<u64> = kept(residual, omitted).iter().map(|&c| sign.to_u(c)).collect();
-        out.extend_from_slice(&rans_block(stages, &u, sign, context));
+        out.extend_from_slice(&rans_block(stages, &unsigned(&kept(residual, omitted), sign), sign, context));
         return;
     }
     let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Both);
     let residual = kept(residual, omitted);
-    // The omitted elements' residuals were mostly repeats; the rest may hold few.
-    let repeats = repeats && (omitted.is_none() || repeats_pay(&residual, &PriceAt::new(residual.len()), |c| sign.to_u(c)));
+    let repeats = repeats_still_pay(repeats, &residual, omitted, sign);
     // A repeat decision's side variable is read at the same element: with omissions the
     // coded stream's elements are not the chunk's.
     let refs = if omitted.is_some() { &Refs::NONE } else { refs };
@@ -711,9 +722,9 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         contexts.push(if context == Context::None { Context::Previous } else { Context::None });
     }
     let n = residual.len();
-    let u: Vec<u64> = if n >= RANS_MIN { residual.iter().map(|&c| sign.to_u(c)).collect() } else { Vec::new() };
+    let u: Vec<u64> = if n >= RANS_MIN { unsigned(&residual, sign) } else { Vec::new() };
     let trees: &[u8] = if n <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
-    let ac_cfg = |context, tree_bits| AcConfig { tree_bits, context, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true };
+    let ac_cfg = |context, tree_bits| ac_config(context, tree_bits, repeats, repeat_side);
     // A large block's middle run, coded with `rans` on its own: what `ac` and zstd are first
     // compared with.
     let mid = (n >= 2 * AC_SAMPLE).then(|| n / 2 - AC_SAMPLE / 2..n / 2 + AC_SAMPLE / 2);
