@@ -40,9 +40,11 @@ of --repeat runs):
   * Filters, one 2-D slice a chunk (a third table): the same two filters, and balerfile's at
     level 1 (fast), alternated the same way on the field chunked as netCDF-CF writers and CMIP
     files commonly chunk it (one time step, and one level where there are levels, a chunk:
-    `step_chunks`), sizes included. Per-chunk costs (the choice of walk and coder on each
-    chunk, tables) weigh more here than on one large chunk. The level-1 filter has rows of
-    its own in the first table too (one chunk).
+    `step_chunks`), sizes included, and SZ3 3.3's size compressing each slice on its own in
+    process (the strongest peer on size; not a filter, so its speed is not comparable and left
+    out). ZFP and SPERR, never the smallest on one chunk, are not run here. Per-chunk costs
+    (the choice of walk and coder on each chunk, tables) weigh more here than on one large
+    chunk. The level-1 filter has rows of its own in the first table too (one chunk).
 
 Also writes a PNG (--png; default FIELDS/slice_FIELD_rel1e-3.png) of one 2-D slice of
 --png-field at rel=1e-3: original | balerfile reconstruction (the conv model's with
@@ -354,22 +356,26 @@ def in_child(fn, *args):
     return (res[1], None) if res[0] == "ok" else (None, res[1])
 
 
-def pysz_row(field, f, repeat):
+def pysz_row(field, f, repeat, chunks=None):
     """SZ3 3.3 (PyPI pysz) in process, ABS mode, on the field as stored (fill values
-    included: pysz has no notion of them)."""
+    included: pysz has no notion of them); with `chunks` (`step_chunks`'), each 2-D slice
+    compressed on its own, as a filter codes a chunk, the size the blobs' sum."""
     from pysz import sz, szConfig, szErrorBoundMode
     x = np.ascontiguousarray(field.data)
     tol = field.tol(f)
+    parts = [x] if chunks is None else list(x.reshape((-1,) + x.shape[-2:]))
 
-    def pack():
+    def one(a):
         c = szConfig()
-        c.setDims(x.shape)
+        c.setDims(a.shape)
         c.errorBoundMode = szErrorBoundMode.ABS
         c.absErrorBound = tol
-        return sz.compress(x, c)[0]
-    tp, blob = best_time(pack, repeat)
-    tu, back = best_time(lambda: sz.decompress(blob, x.dtype, x.shape)[0], repeat)
-    return row(field, "SZ3 3.3 (pysz)", f"rel={f:g}", len(blob), field.check(back, tol), tp, tu)
+        return sz.compress(np.ascontiguousarray(a), c)[0]
+    tp, blobs = best_time(lambda: [one(a) for a in parts], repeat)
+    tu, back = best_time(lambda: [sz.decompress(b, x.dtype, a.shape)[0] for b, a in zip(blobs, parts)], repeat)
+    back = np.stack(back).reshape(x.shape)
+    codec = "SZ3 3.3 (pysz)" if chunks is None else "SZ3 3.3 (pysz), one slice at a time"
+    return row(field, codec, f"rel={f:g}", sum(len(b) for b in blobs), field.check(back, tol), tp, tu)
 
 
 def bench_peers(field, tmp, repeat, notes):
@@ -527,7 +533,10 @@ def main():
                     notes.append(f"filters alternated: {why}")
                 got, why = filter_pair(f, lv, tmp, args.repeat, step_chunks(f.data.shape), STEPPED)
                 if got:
-                    steps.append((f.name, f"rel={lv:g}", got))
+                    sz33, crash = in_child(pysz_row, f, lv, args.repeat, step_chunks(f.data.shape))
+                    if crash:
+                        notes.append(f"SZ3 3.3 (pysz) one slice at a time on {f.name} at rel={lv:g}: {crash}")
+                    steps.append((f.name, f"rel={lv:g}", got, sz33))
                 else:
                     notes.append(f"filters, one 2-D slice a chunk: {why}")
         if args.model_rows:
@@ -593,27 +602,32 @@ def main():
     print("Filters, one 2-D slice a chunk (a time step, and a level where there are levels, as netCDF-CF "
           "writers commonly chunk), alternated as above:")
     print()
-    print("balerfile at its default level (3) and at level 1 (fast: one walk, `rans` alone, no search):")
+    print("balerfile at its default level (3) and at level 1 (fast: one walk, `rans` alone, no search); SZ3 3.3 "
+          "(pysz, not a filter) compressing each slice on its own in process, its size only (its speeds are not "
+          "h5py's):")
     print()
-    print("| field | error level | chunk | balerfile % | level 1 % | SZ3 % | balerfile write MB/s | level 1 write "
-          "| SZ3 write | balerfile read MB/s | level 1 read | SZ3 read |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| field | error level | chunk | balerfile % | level 1 % | SZ3 % | SZ3 3.3 % | balerfile write MB/s | "
+          "level 1 write | SZ3 write | balerfile read MB/s | level 1 read | SZ3 read |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     mark = lambda pct, ok: f"{pct:.2f}" + ("" if ok else " (bound broken)")
-    for name, lv, got in steps:
+    for name, lv, got, sz33 in steps:
         g = [got[c] for c in STEPPED]
         chunk = "x".join(map(str, step_chunks(by_name[name].data.shape)))
         print(f"| {name} | {lv} | {chunk} | " + " | ".join(mark(x[2], x[3]) for x in g) + " | "
+              + (mark(sz33["pct"], sz33["ok"]) if sz33 else "crashed") + " | "
               + " | ".join(f"{x[0]:.1f}" for x in g) + " | " + " | ".join(f"{x[1]:.1f}" for x in g) + " |")
     for mine in STEPPED[:2]:
         if not steps:
             break
-        held = [g for _, _, g in steps if g[mine][3] and g[theirs][3]]
+        held = [g for _, _, g, _ in steps if g[mine][3] and g[theirs][3]]
         small = sum(g[mine][2] <= g[theirs][2] for g in held)
-        w = sum(g[mine][0] >= g[theirs][0] for _, _, g in steps)
-        r = sum(g[mine][1] >= g[theirs][1] for _, _, g in steps)
+        held33 = [(g, z) for _, _, g, z in steps if g[mine][3] and z and z["ok"]]
+        small33 = sum(g[mine][2] <= z["pct"] for g, z in held33)
+        w = sum(g[mine][0] >= g[theirs][0] for _, _, g, _ in steps)
+        r = sum(g[mine][1] >= g[theirs][1] for _, _, g, _ in steps)
         print(f"\nOne 2-D slice a chunk, {mine.replace('balerfile filter', 'balerfile') or 'balerfile'}: at most SZ3's size "
-              f"on {small} of {len(held)} (both bounds held), at least its speed: writes {w} of {len(steps)}, reads {r} "
-              f"of {len(steps)}.")
+              f"on {small} of {len(held)} and SZ3 3.3's on {small33} of {len(held33)} (both bounds held), at least SZ3's "
+              f"filter's speed: writes {w} of {len(steps)}, reads {r} of {len(steps)}.")
     print()
     model_notes = sorted({f"{r['field']}: {r['note']}" for r in all_rows if r["note"]})
     for n in model_notes + notes + ([png_note] if png_note else []):
