@@ -64,7 +64,7 @@ pub fn candidates(grid: [usize; 3]) -> Vec<Config> {
 /// the one that coded smallest most often on the benchmark's fields (cubic, fastest dimension
 /// first, one bin): on the 27 field/bound pairs chunked one 2-D slice a chunk 4.9 % above the
 /// best of six in all as the trials priced them, twice the best on Levitus at 1e-2, whose
-/// coarse levels want finer bins.
+/// slices want the other dimension order and finer bins at coarse levels.
 pub fn quick(grid: [usize; 3]) -> Config {
     Config { grid, kind: Kind::Cubic, order: ORDERS[1], levelwise: 0 }
 }
