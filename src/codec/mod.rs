@@ -75,11 +75,11 @@ pub struct VarCoding {
 }
 
 /// What a sample of a field chunk says: code the interpolation walk, code both it and Lorenzo
-/// and keep the smaller, or Lorenzo alone.
-#[derive(Clone, Copy)]
+/// and keep the smaller, or Lorenzo alone. A walk's trial is kept where the sample was the
+/// whole chunk: it is the walk the block codes.
 enum FieldChoice {
-    Walk(interp::Config),
-    Close(interp::Config),
+    Walk(interp::Config, Option<interp::Walked>),
+    Close(interp::Config, Option<interp::Walked>),
     Lorenzo,
 }
 
@@ -419,7 +419,7 @@ impl ChunkCodec {
         let on_lattice = lattice.is_some();
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
         let sample = match (pred, var.walk_grid) {
-            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && fast(self.level) => FieldChoice::Walk(interp::quick(g)),
+            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && fast(self.level) => FieldChoice::Walk(interp::quick(g), None),
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => {
                 let box_codes = |at: &[usize]| quantise::codes_at(dtype, values, tol, missing.as_deref(), at);
                 self.choose_walk(var, g, values, tol, missing.as_deref(), box_codes)
@@ -433,15 +433,15 @@ impl ChunkCodec {
             None => (2.0 * tol, None),
         };
         // Too close to call codes both at once, each on half the threads.
-        let threads = if matches!(sample, FieldChoice::Close(_)) { (self.threads / 2).max(1) } else { self.threads };
-        let walked = |cfg| self.encode_walk(var, cfg, data, values, tol, missing.as_deref(), threads);
+        let threads = if matches!(sample, FieldChoice::Close(..)) { (self.threads / 2).max(1) } else { self.threads };
+        let walked = |cfg, trial| self.encode_walk(var, cfg, trial, data, values, tol, missing.as_deref(), threads);
         let lorenzo = || {
             let q = q.unwrap_or_else(|| quantise::quantise_masked(dtype, values, tol, missing.as_deref()));
             self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q, threads)
         };
         let (bytes, stats, codes) = match sample {
-            FieldChoice::Walk(cfg) => {
-                let (bytes, stats) = walked(cfg);
+            FieldChoice::Walk(cfg, trial) => {
+                let (bytes, stats) = walked(cfg, trial);
                 (bytes, stats, None)
             }
             FieldChoice::Lorenzo => {
@@ -450,7 +450,7 @@ impl ChunkCodec {
             }
             // Too close to call on the sample: both are coded (on two threads where the chunk
             // has them), the smaller kept.
-            FieldChoice::Close(cfg) => match crate::parallel::join(self.threads, lorenzo, || walked(cfg)) {
+            FieldChoice::Close(cfg, trial) => match crate::parallel::join(self.threads, lorenzo, || walked(cfg, trial)) {
                 ((bytes, stats, codes), walk) if bytes.len() <= walk.0.len() => (bytes, stats, Some(codes)),
                 (_, (bytes, stats)) => (bytes, stats, None),
             },
@@ -568,14 +568,27 @@ impl ChunkCodec {
         // at a value's bytes each, they were most of both prices on a field with land and
         // pressed the two towards a tie. Only the other elements stored exactly are priced.
         let gone = valid.iter().filter(|&&v| !v).count();
-        let trial = |cfg: &interp::Config| {
-            let w = interp::quantise(cfg, var.dtype, &xs, |i| valid[i], tol);
-            ints::trial_len(&w.symbols, None, None) + (w.exact.len() - gone) * var.dtype.size()
-        };
+        // A box that is the whole chunk (a chunk of up to `WALK_SAMPLE` elements) is walked
+        // exactly as the block will be: the winner's walk is kept, not walked again (one walk
+        // of seven on a one-slice chunk). Only the best so far is held, not every trial's.
+        let whole = b == dims;
+        let kept: std::sync::Mutex<Option<(usize, usize, interp::Walked)>> = std::sync::Mutex::new(None);
         let candidates = interp::candidates([b[1], b[2], b[3]]);
-        let sizes = crate::parallel::map(candidates.len(), self.threads, |k| trial(&candidates[k]));
+        let trial = |k: usize| {
+            let w = interp::quantise(&candidates[k], var.dtype, &xs, |i| valid[i], tol);
+            let size = ints::trial_len(&w.symbols, None, None) + (w.exact.len() - gone) * var.dtype.size();
+            if whole {
+                let mut best = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if best.as_ref().is_none_or(|&(s, j, _)| (size, k) < (s, j)) {
+                    *best = Some((size, k, w));
+                }
+            }
+            size
+        };
+        let sizes = crate::parallel::map(candidates.len(), self.threads, trial);
         // The first of the smallest, in the candidates' order: the same on any thread count.
         let (size, cfg) = sizes.into_iter().zip(candidates).min_by_key(|t| t.0).expect("candidates() is not empty");
+        let walked = kept.into_inner().unwrap_or_else(|e| e.into_inner()).map(|(_, _, w)| w);
         let box_codes = codes(&at);
         // Both store the elements they cannot bound exactly (missing ones alike), and code no
         // residual for them.
@@ -585,18 +598,20 @@ impl ChunkCodec {
         let (w, l) = (size as f64, (lorenzo + (exact - gone) * var.dtype.size()) as f64);
         let cfg = interp::Config { grid, ..cfg };
         match () {
-            _ if w < l * 0.97 => FieldChoice::Walk(cfg),
+            _ if w < l * 0.97 => FieldChoice::Walk(cfg, walked),
             _ if l < w * 0.97 => FieldChoice::Lorenzo,
-            _ => FieldChoice::Close(cfg),
+            _ => FieldChoice::Close(cfg, walked),
         }
     }
 
-    /// The block of `values` quantised in-loop along the walk `cfg`, and its statistics.
+    /// The block of `values` quantised in-loop along the walk `cfg` (its trial's walk where
+    /// `choose_walk` kept it), and its statistics.
     #[allow(clippy::too_many_arguments)]
     fn encode_walk(
         &self,
         var: &VarCoding,
         cfg: interp::Config,
+        trial: Option<interp::Walked>,
         data: &[u8],
         values: &[f64],
         tol: f64,
@@ -604,7 +619,7 @@ impl ChunkCodec {
         threads: usize,
     ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
-        let mut w = interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol);
+        let mut w = trial.unwrap_or_else(|| interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol));
         w.exact.sort_unstable();
         let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
         let mut codes = Vec::new();
