@@ -45,6 +45,11 @@ of --repeat runs):
     out). ZFP and SPERR, never the smallest on one chunk, are not run here. Per-chunk costs
     (the choice of walk and coder on each chunk, tables) weigh more here than on one large
     chunk. The level-1 filter has rows of its own in the first table too (one chunk).
+  * One large file (a fourth table; --large K, default 20): the first of LARGE_FIELDS present
+    (GloSea4), repeated K times along its first axis (174 MB), packed and unpacked by the CLI
+    at the default level and at level 1, on --threads and on every core, and compressed by
+    SZ3 3.3 in process; best of at most LARGE_REPEAT (2). On the 0.5-8.7 MB fields a CLI run's
+    fixed costs (process start, HDF5, first touches of memory) weigh as much as the codec.
 
 Also writes a PNG (--png; default FIELDS/slice_FIELD_rel1e-3.png) of one 2-D slice of
 --png-field at rel=1e-3: original | balerfile reconstruction (the conv model's with
@@ -378,6 +383,41 @@ def pysz_row(field, f, repeat, chunks=None):
     return row(field, codec, f"rel={f:g}", sum(len(b) for b in blobs), field.check(back, tol), tp, tu)
 
 
+# The large-file table's field (the first present): the largest of the nine, repeated along its first
+# axis (ensemble members and months), so its chunks are the field's own, only more of them.
+LARGE_FIELDS = ["glosea4_tstar", "levitus_temp", "ukv_theta"]
+LARGE_REPEAT = 2
+
+
+def bench_large(field, k, tmp, repeat, threads, notes):
+    """Rows of the large-file table: `field` repeated k times along axis 0 and written to tmp;
+    the CLI at the default level and level 1, on `threads` and on every core, and SZ3 3.3 in
+    process. Each row also carries the raw size (`raw`)."""
+    data = np.ascontiguousarray(np.concatenate([field.data] * k, axis=0))
+    path = Path(tmp) / f"{field.name}_x{k}.h5"
+    with h5py.File(path, "w") as h:
+        h.create_dataset(field.dataset, data=data)
+    big = Field(f"{field.name} x{k}", path, field.dataset, data, field.fill)
+    # The tolerance stays the field's: repeating it changes neither its valid range nor its bound.
+    repeat = min(repeat, LARGE_REPEAT)
+    cores = os.cpu_count() or 1
+    rows = []
+    for f in RELS:
+        for t in dict.fromkeys([threads, cores]):
+            for extra, label in (((), "balerfile"), (("--level", "1"), "balerfile --level 1")):
+                size, eo, tp, tu, _ = balerfile_pack_unpack(big, f, tmp, repeat, t, extra=extra)
+                rows.append(row(big, f"{label}, {t} thread{'s' if t > 1 else ''}", f"rel={f:g}", size, eo, tp, tu))
+        got, crash = in_child(pysz_row, big, f, repeat)
+        if got:
+            rows.append(dict(got, codec="SZ3 3.3 (pysz), in process"))
+        else:
+            notes.append(f"SZ3 3.3 (pysz) on {big.name} at rel={f:g}: {crash}")
+    for r in rows:
+        r["raw"] = big.raw
+    os.remove(path)
+    return rows
+
+
 def bench_peers(field, tmp, repeat, notes):
     rows = []
     peers = list(h5_filters(field).items())
@@ -468,6 +508,8 @@ def main():
     ap.add_argument("--model-rows", action="store_true", help="also train conv models and pack with them")
     ap.add_argument("--block", type=int, default=16, help="train --block (with --model-rows)")
     ap.add_argument("--epochs", type=int, default=None, help="train --epochs (with --model-rows)")
+    ap.add_argument("--large", type=int, default=20, metavar="K",
+                    help="the large-file table's field: LARGE_FIELD repeated K times along its first axis (0: no table)")
     args = ap.parse_args()
 
     if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
@@ -511,7 +553,7 @@ def main():
     sys.stdout.flush()
 
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    notes, all_rows, pairs, steps, t0 = [], [], [], [], time.perf_counter()
+    notes, all_rows, pairs, steps, large, t0 = [], [], [], [], [], time.perf_counter()
     with tempfile.TemporaryDirectory(dir=base) as td:
         tmp = Path(td)
         env = dict(os.environ, BALER_MODEL_PATH=str(tmp / "models"))   # keep the user's model store clean
@@ -551,6 +593,9 @@ def main():
                                             label="balerfile conv model, other data", train_on=train_on)
                 except RuntimeError as e:
                     notes.append(f"conv model, other data ({what}): {e}")
+        big = next((by_name[n] for n in LARGE_FIELDS if n in by_name), None)
+        if args.large > 0 and big is not None:
+            large = bench_large(big, args.large, tmp, args.repeat, args.threads, notes)
         png_note = None
         if png_field in by_name:
             f = by_name[png_field]
@@ -629,6 +674,20 @@ def main():
               f"on {small} of {len(held)} and SZ3 3.3's on {small33} of {len(held33)} (both bounds held), at least SZ3's "
               f"filter's speed: writes {w} of {len(steps)}, reads {r} of {len(steps)}.")
     print()
+    if large:
+        f = large[0]["field"]
+        print(f"One large file: {f} ({large[0]['raw'] / 1e6:.1f} MB), the CLI (`pack` at the default level and at "
+              "`--level 1`, then `unpack`) on one thread and on every core, against SZ3 3.3 in process (one "
+              "thread) on the same array; best of "
+              f"{min(args.repeat, LARGE_REPEAT)}. Here the CLI's fixed costs (process start, HDF5 open, first touches "
+              "of memory) are a small part of a run, as on a user's files of hundreds of MB:")
+        print()
+        print("| error level | codec | size % of raw | max err / tol | bound ok | pack MB/s | unpack MB/s |")
+        print("|---|---|---:|---:|---|---:|---:|")
+        for r in large:
+            print(f"| {r['level']} | {r['codec']} | {r['pct']:.2f} | {r['err']:.4g} | {'yes' if r['ok'] else 'NO'} | "
+                  f"{fmt(r['pack'], '.1f')} | {fmt(r['unpack'], '.1f')} |")
+        print()
     model_notes = sorted({f"{r['field']}: {r['note']}" for r in all_rows if r["note"]})
     for n in model_notes + notes + ([png_note] if png_note else []):
         print(f"- {n}")
