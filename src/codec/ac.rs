@@ -394,26 +394,3 @@ mod tests {
         let _ = decode(&[0xff; 64], 1000, cfg, None);
     }
 }
-
-#[cfg(test)]
-mod acbench {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn ac_speed() {
-        let mut r = crate::codec::xorshift(7);
-        for (zeros, spread, repeats, ctx) in [(70u64, 3u64, true, Context::None), (30, 6, false, Context::None), (10, 40, false, Context::Grid(192)), (0, 400, false, Context::Previous)] {
-            let v: Vec<u64> = (0..27840).map(|_| if r() % 100 < zeros { 0 } else { 1 + r() % spread }).collect();
-            let cfg = AcConfig { tree_bits: 6, context: ctx, adapt: 255, repeats, repeat_side: None, short_buckets: true };
-            let b = encode(&v, cfg, None);
-            let t = std::time::Instant::now();
-            for _ in 0..200 { assert_eq!(decode(&b, v.len(), cfg, None).unwrap().len(), v.len()); }
-            let d = t.elapsed().as_secs_f64() / 200.0 / v.len() as f64 * 1e9;
-            let t = std::time::Instant::now();
-            let mut k = 0;
-            for _ in 0..200 { k += encode(&v, cfg, None).len(); }
-            let e = t.elapsed().as_secs_f64() / 200.0 / v.len() as f64 * 1e9;
-            println!("zeros {zeros} spread {spread}: {} B, decode {d:.2} encode {e:.2} ns/sym {k}", b.len());
-        }
-    }
-}

@@ -183,8 +183,7 @@ fn cost(u: impl Iterator<Item = u64>) -> f64 {
     // 2^(T+1), else T + 1 bits with the top one set) is unique within its shift. The bins so
     // numbered rise with the values they hold, so the sum below visits the non-empty ones in
     // the same order as before (the same float sum: the same choices), and the loop runs
-    // 1.4x as fast as one that took bucket and top bits apart.
-    // Shifts run to 64 - (T + 1), each holding values under 2^(T+1).
+    // 1.4x as fast as one that took bucket and top bits apart. Shifts run to 64 - (T + 1).
     let mut hist = [0u32; (65 - T) << T];
     let mut below = 0u64;
     let mut n = 0u64;
