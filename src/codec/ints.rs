@@ -701,8 +701,8 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     // priced for `rans`, which has no repeat decisions (pricing them was a fifth of a fast
     // write of one-slice chunks). A sample of runs of 256 instead of 4096 was no faster, and
     // Levitus at 1e-3 came out 14 % larger.
-    let kept_len = codes.len() - omitted.map_or(0, |m| m.iter().filter(|&&o| o).count());
-    if kept_len >= RANS_MIN && super::fast(level) {
+    let kept_len = || codes.len() - omitted.map_or(0, |m| m.iter().filter(|&&o| o).count());
+    if super::fast(level) && kept_len() >= RANS_MIN {
         let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Never);
         out.extend_from_slice(&rans_block(stages, &unsigned(&kept(residual, omitted), sign), sign, context));
         return;
