@@ -47,8 +47,9 @@ of --repeat runs):
     chunk. The level-1 filter has rows of its own in the first table too (one chunk).
   * One large file (a fourth table; --large K, default 20): the first of LARGE_FIELDS present
     (GloSea4), repeated K times along its first axis (174 MB), packed and unpacked by the CLI
-    at the default level and at level 1, on --threads and on every core, and compressed by
-    SZ3 3.3 in process; best of at most LARGE_REPEAT (2). On the 0.5-8.7 MB fields a CLI run's
+    at the default level and at level 1, on --threads and on every core, compressed by SZ3 3.3
+    in process, and written and read through h5py by SZ3's and ZFP's filters (LARGE_FILTERS)
+    on chunks of about pack's 4 MiB; best of at most LARGE_REPEAT (2). On the 0.5-8.7 MB fields a CLI run's
     fixed costs (process start, HDF5, first touches of memory) weigh as much as the codec.
 
 Also writes a PNG (--png; default FIELDS/slice_FIELD_rel1e-3.png) of one 2-D slice of
@@ -389,10 +390,16 @@ LARGE_FIELDS = ["glosea4_tstar", "levitus_temp", "ukv_theta"]
 LARGE_REPEAT = 2
 
 
+# The filter peers of the large-file table (`h5_filters`' names): SZ3 as HDF5 users get it, and
+# ZFP, the fastest peer of the first table.
+LARGE_FILTERS = ("SZ3 abs", "ZFP accuracy")
+
+
 def bench_large(field, k, tmp, repeat, threads, notes):
     """Rows of the large-file table: `field` repeated k times along axis 0 and written to tmp;
-    the CLI at the default level and level 1, on `threads` and on every core, and SZ3 3.3 in
-    process. Each row also carries the raw size (`raw`)."""
+    the CLI at the default level and level 1, on `threads` and on every core, SZ3 3.3 in
+    process, and LARGE_FILTERS through h5py on chunks of whole rows of about `pack`'s default
+    4 MiB (each in a child process). Each row also carries the raw size (`raw`)."""
     data = np.ascontiguousarray(np.concatenate([field.data] * k, axis=0))
     path = Path(tmp) / f"{field.name}_x{k}.h5"
     with h5py.File(path, "w") as h:
@@ -401,6 +408,8 @@ def bench_large(field, k, tmp, repeat, threads, notes):
     # The tolerance stays the field's: repeating it changes neither its valid range nor its bound.
     repeat = min(repeat, LARGE_REPEAT)
     cores = os.cpu_count() or 1
+    chunks = (max(1, (4 << 20) // (big.raw // data.shape[0])),) + data.shape[1:]
+    filters = h5_filters(big)
     rows = []
     for f in RELS:
         for t in dict.fromkeys([threads, cores]):
@@ -412,6 +421,14 @@ def bench_large(field, k, tmp, repeat, threads, notes):
             rows.append(dict(got, codec="SZ3 3.3 (pysz), in process"))
         else:
             notes.append(f"SZ3 3.3 (pysz) on {big.name} at rel={f:g}: {crash}")
+        for codec in LARGE_FILTERS:
+            tol = big.tol(f)
+            got, crash = in_child(h5_filter_row, big, codec, f"rel={f:g}", filters[codec](tol), tol, tmp, repeat, chunks)
+            r, why = got if got else (None, crash)
+            if r:
+                rows.append(dict(r, codec=f"{codec}, h5py, chunks {'x'.join(map(str, chunks))}"))
+            else:
+                notes.append(f"{codec} on {big.name} at rel={f:g}: {why}")
     for r in rows:
         r["raw"] = big.raw
     os.remove(path)
@@ -678,11 +695,12 @@ def main():
         f = large[0]["field"]
         print(f"One large file: {f} ({large[0]['raw'] / 1e6:.1f} MB), the CLI (`pack` at the default level and at "
               "`--level 1`, then `unpack`) on one thread and on every core, against SZ3 3.3 in process (one "
-              "thread) on the same array; best of "
+              "thread) on the same array, and SZ3's and ZFP's HDF5 filters writing and reading it through h5py on "
+              "chunks of about `pack`'s 4 MiB; best of "
               f"{min(args.repeat, LARGE_REPEAT)}. Here the CLI's fixed costs (process start, HDF5 open, first touches "
               "of memory) are a small part of a run, as on a user's files of hundreds of MB:")
         print()
-        print("| error level | codec | size % of raw | max err / tol | bound ok | pack MB/s | unpack MB/s |")
+        print("| error level | codec | size % of raw | max err / tol | bound ok | pack / write MB/s | unpack / read MB/s |")
         print("|---|---|---:|---:|---|---:|---:|")
         for r in large:
             print(f"| {r['level']} | {r['codec']} | {r['pct']:.2f} | {r['err']:.4g} | {'yes' if r['ok'] else 'NO'} | "
