@@ -28,6 +28,10 @@ const ESCAPE: usize = (1 << SHORT_BITS) - 1;
 /// Neighbour buckets are capped here in the two-neighbour context.
 const NEIGHBOUR_CAP: usize = 15;
 pub const MAX_TREE_BITS: u8 = 10;
+/// The longest head (`AcConfig::head`): its decisions sit at nodes 16.. of the context's 128,
+/// after the short tree's 1..=15.
+pub const MAX_HEAD: u8 = ESCAPE as u8;
+const HEAD_NODE: usize = 1 << SHORT_BITS;
 
 /// What the bucket's distribution is conditioned on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +64,12 @@ pub struct AcConfig {
     /// three top ones were nearly certain anyway (they cost bits almost nothing), but each costs
     /// a full step of the decoder's serial chain.
     pub short_buckets: bool,
+    /// With the short tree: before it, up to `head` decisions "is the bucket j?" for j = 0, 1,
+    /// ... (each with its own probability in the context), the short tree coding only buckets
+    /// from `head` up. A block whose residuals are mostly 0 and 1 (a loose bound) so takes one
+    /// or two decisions a symbol instead of four, and the decoder's time is its decisions, one
+    /// after another. 0: none.
+    pub head: u8,
 }
 
 /// `65536 / (n + 2)` for the counts below 1024.
@@ -171,9 +181,12 @@ impl Model {
     fn walk(&mut self, i: usize, u: u64, mut decide: impl FnMut(&mut Bit, bool) -> bool) -> Option<u64> {
         let ctx = self.context(i) << BUCKET_BITS;
         let b = (64 - u.leading_zeros()) as usize;
-        let b = if self.cfg.short_buckets {
+        let head = (0..self.cfg.head as usize).find(|&j| !decide(&mut self.buckets[ctx + HEAD_NODE + j], b > j));
+        let b = if let Some(j) = head {
+            j
+        } else if self.cfg.short_buckets {
             let leaf = descend(&mut self.buckets[ctx..], SHORT_BITS, b.min(ESCAPE), &mut decide);
-            if leaf < ESCAPE {
+            let b = if leaf < ESCAPE {
                 leaf
             } else {
                 // Below the escape only a damaged stream decodes: the encoder escapes 15 and up.
@@ -182,7 +195,12 @@ impl Model {
                     return None;
                 }
                 b
+            };
+            // Below the head only a damaged stream decodes: the encoder's bucket got past it.
+            if b < self.cfg.head as usize {
+                return None;
             }
+            b
         } else {
             descend(&mut self.buckets[ctx..], BUCKET_BITS, b, &mut decide)
         };
@@ -230,6 +248,28 @@ impl Model {
     }
 }
 
+/// The head (`AcConfig::head`) under which the short tree codes the buckets of `values` in the
+/// fewest decisions: bucket b below the head takes b + 1, the rest the head's and the tree's 4.
+/// Decisions are what the decoder's time goes to; their bits hardly change with the tree's
+/// shape (each is coded at its adaptive probability either way).
+pub fn head(values: impl Iterator<Item = u64>) -> u8 {
+    let mut count = [0u64; ESCAPE + 1];
+    values.for_each(|u| count[((64 - u.leading_zeros()) as usize).min(ESCAPE)] += 1);
+    let mut above: u64 = count.iter().sum();
+    let (mut cost, mut below) = (4 * above, 0u64);
+    let mut best = (cost, 0u8);
+    for k in 0..MAX_HEAD as usize {
+        // One more head decision: bucket k leaves after k + 1, every bucket above pays one more.
+        below += count[k] * (k as u64 + 1);
+        above -= count[k];
+        cost = below + above * (k as u64 + 5);
+        if cost < best.0 {
+            best = (cost, k as u8 + 1);
+        }
+    }
+    best.1
+}
+
 /// `side`: the codes of the variable `cfg.repeat_side` names (as long as `values`).
 pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
     let mut m = Model::new(cfg, values.len());
@@ -259,9 +299,10 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
         return Err(format!("repeat side variable of {} values for {n}", side.map_or(0, |s| s.len())));
     }
     // A decision costs at least -log2(1 - 31/32768) = 0.00137 bits, and a symbol at least 7
-    // of them (4 down the short bucket tree, 1 for a repeat): at most ~840 (~1460, ~5900)
-    // symbols a byte. A count beyond that is damage, refused before anything is reserved.
-    let per_byte = if cfg.repeats {
+    // of them (4 down the short bucket tree, 1 for a repeat or a head's first): at most ~840
+    // (~1460, ~5900) symbols a byte. A count beyond that is damage, refused before anything is
+    // reserved.
+    let per_byte = if cfg.repeats || cfg.head > 0 {
         8192
     } else if cfg.short_buckets {
         2048
@@ -311,7 +352,10 @@ mod tests {
                 for adapt in [0, 30, 1000, u16::MAX] {
                     for repeats in [false, true] {
                         for short_buckets in [false, true] {
-                            v.push(AcConfig { tree_bits, context, adapt, repeats, repeat_side: None, short_buckets });
+                            v.push(AcConfig { tree_bits, context, adapt, repeats, repeat_side: None, short_buckets, head: 0 });
+                        }
+                        for head in [1, 3, MAX_HEAD] {
+                            v.push(AcConfig { tree_bits, context, adapt, repeats, repeat_side: None, short_buckets: true, head });
                         }
                     }
                 }
@@ -342,6 +386,28 @@ mod tests {
         }
     }
 
+    /// The head is as long as saves decisions: none where buckets lie above 3, one or two where
+    /// 0 and 1 are most of them; and coding under it costs about the bits of the short tree
+    /// alone (each decision at its adaptive probability either way).
+    #[test]
+    fn the_head_saves_decisions_not_bits() {
+        let mut r = xorshift(3);
+        let wide: Vec<u64> = (0..5000).map(|_| 8 + r() % 56).collect();
+        assert_eq!(head(wide.iter().copied()), 0);
+        // 0 in one decision, bucket 4 in five (head and tree) either way: one decision of head.
+        let calm: Vec<u64> = (0..5000).map(|i| if i % 10 < 8 { 0 } else { 8 + r() % 8 }).collect();
+        assert_eq!(head(calm.iter().copied()), 1);
+        // 1 takes two with a head of 2, five with one; bucket 5 six with 2, as many with 6.
+        let ones: Vec<u64> = (0..5000).map(|i| match i % 10 { 0..=4 => 0, 5..=7 => 1, _ => 16 + r() % 16 }).collect();
+        assert_eq!(head(ones.iter().copied()), 2);
+        for v in [&calm, &ones] {
+            let cfg = |head| AcConfig { tree_bits: 6, context: Context::Previous, adapt: 255, repeats: false, repeat_side: None, short_buckets: true, head };
+            let (tree, headed) = (encode(v, cfg(0), None), encode(v, cfg(head(v.iter().copied())), None));
+            assert!((headed.len() as f64 - tree.len() as f64).abs() < 0.02 * tree.len() as f64, "{} against {} bytes", headed.len(), tree.len());
+            assert_eq!(&decode(&headed, v.len(), cfg(head(v.iter().copied())), None).unwrap(), v);
+        }
+    }
+
     #[test]
     fn reaches_the_order0_entropy_of_a_peaked_column() {
         // A discretised Gaussian-ish column offset far from 0, as a table column's codes are.
@@ -355,7 +421,7 @@ mod tests {
         let h: f64 = counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).log2()).sum();
         let floor = h * n / 8.0;
         for short_buckets in [false, true] {
-            let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false, repeat_side: None, short_buckets };
+            let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 1000, repeats: false, repeat_side: None, short_buckets, head: 0 };
             let got = encode(&v, cfg, None).len() as f64;
             assert!(got < floor * 1.03, "{got} bytes for an order-0 entropy of {floor:.0} (short tree {short_buckets})");
         }
@@ -366,25 +432,25 @@ mod tests {
     fn a_constant_block_of_millions_decodes() {
         let v = vec![0u64; 4_000_000];
         for repeats in [false, true] {
-            for short_buckets in [false, true] {
+            for (short_buckets, head) in [(false, 0), (true, 0), (true, 1), (true, 2)] {
                 // adapt 0: every probability moves halfway at each decision, the fastest to its
                 // limit, so the densest stream of all
                 for adapt in [0, 5, 255] {
-                    let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt, repeats, repeat_side: None, short_buckets };
+                    let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt, repeats, repeat_side: None, short_buckets, head };
                     let b = encode(&v, cfg, None);
                     assert_eq!(decode(&b, v.len(), cfg, None).unwrap(), v, "{cfg:?}: {} bytes", b.len());
                 }
             }
         }
         let w = vec![5u64; 4_000_000];
-        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats: true, repeat_side: None, short_buckets: false };
+        let cfg = AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats: true, repeat_side: None, short_buckets: false, head: 0 };
         assert_eq!(decode(&encode(&w, cfg, None), w.len(), cfg, None).unwrap(), w);
     }
 
     #[test]
     fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
         let v: Vec<u64> = (0..5000).map(|i| i % 17).collect();
-        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60, repeats: true, repeat_side: None, short_buckets: true };
+        let cfg = AcConfig { tree_bits: 4, context: Context::Grid(10), adapt: 60, repeats: true, repeat_side: None, short_buckets: true, head: 0 };
         let mut b = encode(&v, cfg, None);
         let mid = b.len() / 2;
         b[mid] ^= 0x5a;

@@ -369,6 +369,9 @@ enum Repeats {
     Both,
 }
 
+/// What an offset must save over zigzagged codes to be kept (see `predictors`).
+const ZIGZAG_MARGIN: f64 = 0.02;
+
 /// The predictor stages tried on a block: none (with an offset to the block's smallest code),
 /// delta, Lorenzo when a grid tiles the block, and a reference to another variable of the chunk;
 /// the one whose residuals cost least is kept.
@@ -384,19 +387,32 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
         Norm,
     }
     let (min, max) = min_max(codes);
-    // An offset to the smallest code makes the codes small and non-negative (a column far
-    // from 0), when their span fits in 63 bits.
-    let (mut pick, plain_sign) = if max.checked_sub(min).is_some() { (Pick::Offset(min), Sign::Unsigned) } else { (Pick::Plain, Sign::Zigzag) };
-    let by = if matches!(pick, Pick::Offset(_)) { min } else { 0 };
-    let u = |c: i64| plain_sign.to_u(c.wrapping_sub(by));
-    // The simple predictors are priced on `PriceAt`'s elements, scaled to the whole block (what
-    // a reference or norm is priced at).
-    let mut best = at.scale(cost(at.iter().map(|i| u(codes[i]))));
-    // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so, delta
-    // (which turns repeats into zeros but widens every other value) does not win on them.
-    let priced = if repeats == Repeats::Never { None } else { repeats_cost_at(codes, &at, u).filter(|&k| k < best) };
-    let plain_repeats = priced.is_some();
-    best = priced.unwrap_or(best);
+    // The codes as they are: zigzagged, or offset to the smallest code, which makes them small
+    // and non-negative (a column far from 0) when their span fits in 63 bits. Codes on both
+    // sides of 0 (a walk's, a centred column's) are priced both ways: the two cost the same
+    // bits where the sub-bins resolve every value, but zigzagged the commonest, 0, is the
+    // smallest symbol, which `ac`'s head decodes in one decision, not the seven of bucket 4's
+    // sub-bins, and `rans`'s contexts (the bit lengths before) tell a calm run from a rough one.
+    let plain = |by: i64, sign: Sign| {
+        let u = move |c: i64| sign.to_u(c.wrapping_sub(by));
+        // The simple predictors are priced on `PriceAt`'s elements, scaled to the whole block
+        // (what a reference or norm is priced at).
+        let k = at.scale(cost(at.iter().map(|i| u(codes[i]))));
+        // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so,
+        // delta (which turns repeats into zeros but widens every other value) does not win on
+        // them.
+        let priced = if repeats == Repeats::Never { None } else { repeats_cost_at(codes, &at, u).filter(|&r| r < k) };
+        (priced.unwrap_or(k), priced.is_some())
+    };
+    let spans = max.checked_sub(min).is_some();
+    let zigzagged = (!spans || (min < 0 && max > 0)).then(|| (Pick::Plain, plain(0, Sign::Zigzag)));
+    let offset = spans.then(|| (Pick::Offset(min), plain(min, Sign::Unsigned)));
+    let (mut pick, (mut best, plain_repeats)) = match (zigzagged, offset) {
+        (Some(z), Some(o)) if o.1 .0 >= z.1 .0 * (1.0 - ZIGZAG_MARGIN) => z,
+        (_, Some(o)) => o,
+        (Some(z), None) => z,
+        (None, None) => unreachable!("a span that does not fit straddles 0"),
+    };
     let k = at.scale(cost(at.iter().map(|i| zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 })))));
     if k < best {
         (pick, best) = (Pick::Delta, k);
@@ -632,8 +648,8 @@ fn repeats_still_pay(repeats: bool, residual: &[i64], omitted: Option<&[bool]>, 
 }
 
 /// The `ac` coder's configuration for blocks of fields and tables (`AC_ADAPT`, short buckets).
-fn ac_config(context: Context, tree_bits: u8, repeats: bool, repeat_side: Option<u32>) -> AcConfig {
-    AcConfig { tree_bits, context, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true }
+fn ac_config(context: Context, tree_bits: u8, repeats: bool, repeat_side: Option<u32>, head: u8) -> AcConfig {
+    AcConfig { tree_bits, context, adapt: AC_ADAPT, repeats, repeat_side, short_buckets: true, head }
 }
 
 /// What `encode_omitting` would code `codes` in, about, for choosing between predictions: a
@@ -650,7 +666,8 @@ pub fn trial_len(codes: &[i64], grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, &Refs::NONE, PriceAt::new(codes.len()), Repeats::Both);
         let residual = kept(residual, omitted);
-        let cfg = ac_config(context, AC_TREE_BITS, repeats_still_pay(repeats, &residual, omitted, sign), None);
+        let head = super::ac::head(residual.iter().map(|&c| sign.to_u(c)));
+        let cfg = ac_config(context, AC_TREE_BITS, repeats_still_pay(repeats, &residual, omitted, sign), None, head);
         let payload = super::ac::encode(&unsigned(&residual, sign), cfg, None).len() as u64;
         let mut head = Vec::new();
         Chain { codes: stages, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_stages(&mut head);
@@ -725,7 +742,8 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     let n = residual.len();
     let u: Vec<u64> = if n >= RANS_MIN { unsigned(&residual, sign) } else { Vec::new() };
     let trees: &[u8] = if n <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
-    let ac_cfg = |context, tree_bits| ac_config(context, tree_bits, repeats, repeat_side);
+    let head = super::ac::head(residual.iter().map(|&c| sign.to_u(c)));
+    let ac_cfg = |context, tree_bits| ac_config(context, tree_bits, repeats, repeat_side, head);
     // A large block's middle run, coded with `rans` on its own: what `ac` and zstd are first
     // compared with.
     let mid = (n >= 2 * AC_SAMPLE).then(|| n / 2 - AC_SAMPLE / 2..n / 2 + AC_SAMPLE / 2);
@@ -844,6 +862,23 @@ mod tests {
         let mut out = Vec::new();
         encode(&(0..1000).collect::<Vec<_>>(), 3, None, &mut out);
         assert_eq!((out[0], out[1], out[2]), (stages::CHAIN, 1, 1), "a ramp is coded as deltas");
+    }
+
+    /// Codes on both sides of 0, mostly 0 (a walk's at a loose bound) with a tail on one side,
+    /// are coded zigzagged, not offset to their smallest (which would make the commonest symbol
+    /// 11, seven `ac` decisions), under an `ac` head: 0 in one decision.
+    #[test]
+    fn centred_codes_are_zigzagged_under_an_ac_head() {
+        let mut r = crate::codec::xorshift(5);
+        let codes: Vec<i64> = (0..3000).map(|_| match r() % 100 { 0 => -11, 1..=3 => 40 + (r() % 40) as i64, 4..=20 => (r() % 5) as i64 - 2, _ => 0 }).collect();
+        let mut out = Vec::new();
+        encode(&codes, 3, None, &mut out);
+        let mut cur = Cursor::new(&out);
+        let (chain, _) = stages::read(&mut cur, codes.len()).unwrap();
+        let text = format!("{chain:?}");
+        assert!(!text.contains("Offset") && text.contains("Zigzag") && !text.contains("head: 0"), "{text}");
+        let mut cur = Cursor::new(&out);
+        assert_eq!(decode(&mut cur, codes.len()).unwrap(), codes);
     }
 
     /// A large block codes to the same bytes on any thread count, and decodes.

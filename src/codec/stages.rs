@@ -660,9 +660,13 @@ impl CodesToBytes for Arithmetic {
                 out.extend_from_slice(&row.to_le_bytes());
             }
         }
-        out.push(self.cfg.repeats as u8 | (self.cfg.repeat_side.is_some() as u8) << 1 | (self.cfg.short_buckets as u8) << 2);
+        let head = self.cfg.head > 0;
+        out.push(self.cfg.repeats as u8 | (self.cfg.repeat_side.is_some() as u8) << 1 | (self.cfg.short_buckets as u8) << 2 | (head as u8) << 3);
         if let Some(v) = self.cfg.repeat_side {
             put_varint(out, v as u64);
+        }
+        if head {
+            out.push(self.cfg.head);
         }
     }
     fn encode(&self, codes: &[i64], refs: &Refs) -> Vec<u8> {
@@ -972,7 +976,7 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
                 k => return Err(format!("unknown arithmetic coder context {k}")),
             };
             let options = cur.u8("ac options")?;
-            if options & !7 != 0 || options & 3 == 2 {
+            if options & !15 != 0 || options & 3 == 2 {
                 return Err(format!("unknown ac options {options:#x}"));
             }
             let repeat_side = if options & 2 != 0 {
@@ -980,7 +984,12 @@ fn read_to_bytes(cur: &mut Cursor) -> Result<Box<dyn CodesToBytes>, String> {
             } else {
                 None
             };
-            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats: options & 1 != 0, repeat_side, short_buckets: options & 4 != 0 }, sign })
+            let head = if options & 8 != 0 { cur.u8("ac head")? } else { 0 };
+            // The head's decisions share the context's nodes with the short tree's, after them.
+            if options & 8 != 0 && (options & 4 == 0 || !(1..=ac::MAX_HEAD).contains(&head)) {
+                return Err(format!("ac head of {head} (1 to {}, with the short bucket tree)", ac::MAX_HEAD));
+            }
+            Box::new(Arithmetic { cfg: AcConfig { tree_bits, context, adapt, repeats: options & 1 != 0, repeat_side, short_buckets: options & 4 != 0, head }, sign })
         }
         4 => {
             let sign = Sign::read(cur)?;
@@ -1147,8 +1156,10 @@ mod tests {
                 let to_bytes: Vec<Box<dyn CodesToBytes>> = vec![
                     Box::new(Packed { width: 8, sign: Sign::Zigzag }),
                     Box::new(RangeCoded { row: 3 }),
-                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::Previous, adapt: 255, repeats: true, repeat_side: Some(0), short_buckets: true }, sign: Sign::Unsigned }),
-                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 0, context: Context::Grid(5), adapt: 0, repeats: false, repeat_side: None, short_buckets: false }, sign: Sign::Zigzag }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::Previous, adapt: 255, repeats: true, repeat_side: Some(0), short_buckets: true, head: 0 }, sign: Sign::Unsigned }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 0, context: Context::Grid(5), adapt: 0, repeats: false, repeat_side: None, short_buckets: false, head: 0 }, sign: Sign::Zigzag }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 3, context: Context::Grid(5), adapt: 255, repeats: true, repeat_side: Some(0), short_buckets: true, head: 2 }, sign: Sign::Zigzag }),
+                    Box::new(Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::None, adapt: 30, repeats: false, repeat_side: None, short_buckets: true, head: ac::MAX_HEAD }, sign: Sign::Unsigned }),
                 ];
                 for tb in to_bytes {
                     let packed = tb.id() == 1;
@@ -1165,6 +1176,29 @@ mod tests {
                     assert_eq!(again.decode(payload, n, &refs).unwrap(), codes, "{chain:?}");
                 }
             }
+        }
+    }
+
+    /// An `ac` head is read only with the short bucket tree it sits before, and of 1 to
+    /// `MAX_HEAD` decisions: other values are refused, not decoded into another tree's nodes.
+    #[test]
+    fn an_ac_head_without_the_short_tree_or_out_of_range_is_refused() {
+        let config = |short_buckets: bool, head: u8| {
+            let mut out = Vec::new();
+            Arithmetic { cfg: AcConfig { tree_bits: 6, context: Context::None, adapt: 255, repeats: false, repeat_side: None, short_buckets, head: 1 }, sign: Sign::Zigzag }.write_config(&mut out);
+            *out.last_mut().unwrap() = head;
+            if !short_buckets {
+                let options = out.len() - 2;
+                out[options] &= !4;
+            }
+            out
+        };
+        let read = |cfg: Vec<u8>| read_to_bytes(&mut Cursor::new(&[&[3u8][..], &cfg].concat())).map(|_| ());
+        assert!(read(config(true, 1)).is_ok());
+        assert!(read(config(true, ac::MAX_HEAD)).is_ok());
+        for (short, head) in [(true, 0), (true, ac::MAX_HEAD + 1), (true, 255), (false, 1)] {
+            let err = read(config(short, head)).unwrap_err();
+            assert!(err.contains("ac head"), "{short} {head}: {err}");
         }
     }
 
