@@ -360,11 +360,11 @@ fn min_max(codes: &[i64]) -> (i64, i64) {
 /// How `predictors` prices repeat decisions (`ac`'s; `rans` has none).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Repeats {
-    /// Not at all: a block coded with `rans` alone (a fast level's).
+    /// Not at all: a block coded with `rans` alone (a fast level's), or priced as `rans` codes
+    /// it (`trial_len`'s large blocks: pricing repeats for the codes as they are there, two or
+    /// three passes of each walk trial's, changed no choice on the 27 field/bound pairs, one
+    /// chunk a field or one 2-D slice a chunk, and no `pack`).
     Never,
-    /// For the codes as they are (no predictor), not for the winner: a trial that prices `rans`
-    /// alone (for a predictor's residuals they are two passes over the whole block).
-    Plain,
     /// For the codes as they are and for the winner.
     Both,
 }
@@ -674,7 +674,7 @@ pub fn trial_len(codes: &[i64], grid: Grid, omitted: Option<&[bool]>) -> usize {
         put_varint(&mut head, payload);
         return head.len() + payload as usize;
     }
-    let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024), Repeats::Plain);
+    let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, &Refs::NONE, PriceAt::sampled(codes.len(), 1024), Repeats::Never);
     let residual = kept(residual, omitted);
     // The payload as `rans` prices it, not coded; the stages as written.
     let (cfg, bits) = rans::priced(&unsigned(&residual, sign), grid_row(context));
