@@ -144,6 +144,8 @@ struct Model {
 
 impl Model {
     fn new(cfg: AcConfig, n: usize) -> Model {
+        // The head's nodes follow the short tree's 15; under the full tree they would be its.
+        debug_assert!(cfg.head == 0 || cfg.short_buckets, "{cfg:?}");
         let contexts = match cfg.context {
             Context::None => 1,
             Context::Previous => BUCKETS,

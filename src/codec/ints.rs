@@ -404,14 +404,15 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
         let priced = if repeats == Repeats::Never { None } else { repeats_cost_at(codes, &at, u).filter(|&r| r < k) };
         (priced.unwrap_or(k), priced.is_some())
     };
-    let spans = max.checked_sub(min).is_some();
-    let zigzagged = (!spans || (min < 0 && max > 0)).then(|| (Pick::Plain, plain(0, Sign::Zigzag)));
-    let offset = spans.then(|| (Pick::Offset(min), plain(min, Sign::Unsigned)));
-    let (mut pick, (mut best, plain_repeats)) = match (zigzagged, offset) {
-        (Some(z), Some(o)) if o.1 .0 >= z.1 .0 * (1.0 - ZIGZAG_MARGIN) => z,
-        (_, Some(o)) => o,
-        (Some(z), None) => z,
-        (None, None) => unreachable!("a span that does not fit straddles 0"),
+    let (mut pick, (mut best, plain_repeats)) = if max.checked_sub(min).is_none() {
+        (Pick::Plain, plain(0, Sign::Zigzag))
+    } else if min < 0 && max > 0 {
+        match (plain(0, Sign::Zigzag), plain(min, Sign::Unsigned)) {
+            (z, o) if o.0 >= z.0 * (1.0 - ZIGZAG_MARGIN) => (Pick::Plain, z),
+            (_, o) => (Pick::Offset(min), o),
+        }
+    } else {
+        (Pick::Offset(min), plain(min, Sign::Unsigned))
     };
     let k = at.scale(cost(at.iter().map(|i| zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 })))));
     if k < best {
@@ -666,8 +667,8 @@ pub fn trial_len(codes: &[i64], grid: Grid, omitted: Option<&[bool]>) -> usize {
     if codes.len() < RANS_MIN {
         let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, &Refs::NONE, PriceAt::new(codes.len()), Repeats::Both);
         let residual = kept(residual, omitted);
-        let head = super::ac::head(residual.iter().map(|&c| sign.to_u(c)));
-        let cfg = ac_config(context, AC_TREE_BITS, repeats_still_pay(repeats, &residual, omitted, sign), None, head);
+        let ac_head = super::ac::head(residual.iter().map(|&c| sign.to_u(c)));
+        let cfg = ac_config(context, AC_TREE_BITS, repeats_still_pay(repeats, &residual, omitted, sign), None, ac_head);
         let payload = super::ac::encode(&unsigned(&residual, sign), cfg, None).len() as u64;
         let mut head = Vec::new();
         Chain { codes: stages, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_stages(&mut head);
@@ -742,8 +743,8 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     let n = residual.len();
     let u: Vec<u64> = if n >= RANS_MIN { unsigned(&residual, sign) } else { Vec::new() };
     let trees: &[u8] = if n <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
-    let head = super::ac::head(residual.iter().map(|&c| sign.to_u(c)));
-    let ac_cfg = |context, tree_bits| ac_config(context, tree_bits, repeats, repeat_side, head);
+    let ac_head = super::ac::head(residual.iter().map(|&c| sign.to_u(c)));
+    let ac_cfg = |context, tree_bits| ac_config(context, tree_bits, repeats, repeat_side, ac_head);
     // A large block's middle run, coded with `rans` on its own: what `ac` and zstd are first
     // compared with.
     let mid = (n >= 2 * AC_SAMPLE).then(|| n / 2 - AC_SAMPLE / 2..n / 2 + AC_SAMPLE / 2);
