@@ -258,13 +258,13 @@ pub fn head(values: impl Iterator<Item = u64>) -> u8 {
     let mut count = [0u64; ESCAPE + 1];
     values.for_each(|u| count[((64 - u.leading_zeros()) as usize).min(ESCAPE)] += 1);
     let mut above: u64 = count.iter().sum();
-    let (mut cost, mut below) = (4 * above, 0u64);
-    let mut best = (cost, 0u8);
+    let mut below = 0u64;
+    let mut best = (4 * above, 0u8);
     for k in 0..MAX_HEAD as usize {
         // One more head decision: bucket k leaves after k + 1, every bucket above pays one more.
         below += count[k] * (k as u64 + 1);
         above -= count[k];
-        cost = below + above * (k as u64 + 5);
+        let cost = below + above * (k as u64 + 5);
         if cost < best.0 {
             best = (cost, k as u8 + 1);
         }
