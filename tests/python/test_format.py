@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 
 from conftest import DTYPES, THREADS, _iris_sample, cf_missing, check_float_variable, check_stats, h5_datasets
 
-ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel", "ostia_walk", "hadcm3_fast"]
+ARCHIVES = ["hadcm3_lossless", "hadcm3_rel_chunks", "hadcm3_abs_level", "issue63_rel", "npy_rel", "vlstr", "zmumu_rel", "zmumu_lossless", "ostia_rel", "ostia_walk", "hadcm3_fast", "hadcm3_lorenzo"]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,11 @@ def archives(cli, hadcm3, issue63_h5, vlstr_nc, zmumu_h5, tmp_path_factory):
         # residuals; at a looser bound, out of an interpolation walk's symbols
         "ostia_rel": (_iris_sample("ostia_monthly.nc"), ["--error", "rel=1e-3"]),
         "ostia_walk": (_iris_sample("ostia_monthly.nc"), ["--error", "rel=1e-2"]),
-        # level 1 codes fast: one fixed walk, `rans` alone; the format is the same
+        # level 1 codes fast: a walk chosen on a sample, `rans` (or `ac` where an estimate
+        # says it may win); the format is the same
         "hadcm3_fast": (hadcm3, ["--error", "rel=1e-2", "--level", "1"]),
+        # tighter: Lorenzo, its large blocks with `rans` under contexts from the row above
+        "hadcm3_lorenzo": (hadcm3, ["--error", "rel=1e-3"]),
     }
     out = {}
     for name, (src, args) in recipes.items():
@@ -988,9 +991,9 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
         assert {"omit", "exact-runs"} <= stats["predictors"], stats
     if name == "ostia_walk":
         assert {"omit-walk", "exact-runs"} <= stats["predictors"] and {"interp-cubic", "interp-linear"} & stats["predictors"], stats
-    if name == "hadcm3_fast":
-        # rans's contexts from two symbols back
-        assert "rans-grid" in stats["predictors"], stats
+    if name == "hadcm3_lorenzo":
+        # rans's contexts from the symbol before and the grid row above
+        assert {"lorenzo", "rans-grid"} <= stats["predictors"] and "rans" in stats["widths"], stats
     if name in ("hadcm3_rel_chunks", "hadcm3_abs_level", "ostia_walk"):
         # mostly-0 residuals: a decision or two of the ac head before the short tree
         assert "ac-head" in stats["predictors"], stats
@@ -1003,9 +1006,9 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
         # wide bins on a smooth field: interpolation wins
         assert {"interp-cubic", "interp-linear"} & stats["predictors"], stats
     if name == "hadcm3_fast":
-        # the one walk a fast level takes (cubic, fastest dimension first, one bin), coded
-        # with `rans`
-        assert stats["walks"] == {(1, (3, 2, 1, 0), 0)} and "rans" in stats["widths"], stats
+        # a fast level chooses its walk too (here not `interp::quick`'s: cubic, fastest
+        # dimension first, one bin, which it took before), coded with `rans`
+        assert stats["walks"] and stats["walks"] - {(1, (3, 2, 1, 0), 0)} and "rans" in stats["widths"], stats
     if name == "ostia_walk":
         # the search: here a walk other than the fast level's
         assert stats["walks"] - {(1, (3, 2, 1, 0), 0)}, stats
