@@ -76,9 +76,9 @@ def compress(array, error=None, *, model=None, embed_model=False, layout=None, l
         embed_model=True. Default: the codec alone.
     layout: "table" or "field" for a 2-D float array (default: pack's rule, which reads a narrow
         2-D array as a table of columns, each with its own bound).
-    level: zstd's level and how hard the encoder searches (default 3); 1 codes fast (fewer
-        interpolation walks tried, or priced by an estimate, the rANS coder unless an estimate
-        says the adaptive one may win: several times the speed, slightly larger output).
+    level: zstd's level and how hard the encoder searches (default 3); 1 codes fast (no
+        Lorenzo or zstd trial, the rANS coder unless an estimate says the adaptive one saves:
+        faster, slightly larger output); from 10 a one-slice chunk is searched in full.
     threads: coding threads (0: all cores). verbose: print how the array was read.
     """
     layouts = [] if layout is None else [layout] if isinstance(layout, str) else list(layout)

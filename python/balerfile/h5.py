@@ -225,11 +225,13 @@ class Baler(Mapping):
     fill:   a value that marks missing elements (stored exactly, left out of every range and
             prediction). Default: the dataset's fill value when its writer set one
             (create_dataset(..., fillvalue=x), netCDF _FillValue); NaN is always missing.
-    level:  compression level, zstd's (default 3); 1 (and below, 0 excepted) codes fast: a
-            one-slice chunk's interpolation walk chosen by an estimate on a sample of it, the
-            rANS coder (the adaptive one only where an estimate says it may win), no Lorenzo or
-            zstd trial (3-4x the write speed where chunks are one 2-D slice, files 0.5 %
-            larger in all on the benchmark's fields).
+    level:  compression level, zstd's (default 3), and how hard the encoder searches. A chunk
+            of one 2-D slice (up to 512 Ki elements) takes the interpolation walk an estimate
+            on an eighth of it chooses below level 10, and is searched in full from 10 (0.2 %
+            smaller in all on the benchmark's fields, at a third of the write speed). 1 (and
+            below, 0 excepted) codes fast: no Lorenzo or zstd trial, the rANS coder (the
+            adaptive one only where an estimate says it saves); on larger chunks up to a few
+            % larger than the default.
     latent: 'f16' (default) or a bit count 2..16.
     piece_size: bytes (a power of two, 64 KiB to 1 GiB; default 4 MiB). A table chunk, or a
             field chunk of 3 or more dimensions, at least twice this size is cut along its

@@ -172,18 +172,37 @@ impl VarCoding {
     }
 }
 
-/// The highest level that codes fast: each field chunk along one fixed walk (`interp::quick`)
-/// instead of the one that codes smallest of six tried on a sample, and each large block with
-/// `rans` alone (no `ac` or zstd trial). The search is a chunk's main cost where chunks are
-/// small (one 2-D slice a chunk, as netCDF-CF writers chunk a field: without it the 27
-/// field/bound pairs of the benchmark wrote 2.0-7.3x as fast through h5py), and what it buys is
-/// the ratio (there 0-109 % larger files, 5.7 % in all; see the README). zstd's negative
-/// levels are faster still, so they code fast too; 0 is zstd's "default" (3), which searches.
+/// The highest level that codes fast: a field chunk that is not one small 2-D slice (those
+/// are `SEARCH_LEVEL`'s) has its walks priced as at the default level but no Lorenzo trial,
+/// and each large block is coded with `rans`, and with `ac` only where an estimate says it
+/// saves `ints::AC_MARGIN` (no zstd trial). What the default level buys over it is ratio: on
+/// the 27 field/bound pairs of the benchmark one chunk a field, through h5py, 4.1 % in all
+/// (up to 26 %: NEMO and OSTIA at 1e-2, whose blocks the default codes with Lorenzo or `ac`).
+/// It took one fixed walk (`interp::quick`) before: its `pack`s of the 27 pairs are now up to
+/// 36 % smaller (the NCEP winds at 1e-2), none larger, and 16 % slower (GloSea4 at 1e-3).
+/// zstd's negative levels are faster still, so they code fast too; 0 is zstd's "default" (3).
 pub const FAST_LEVEL: i32 = 1;
 
 /// Whether a codec at `level` codes fast (`FAST_LEVEL`).
 pub fn fast(level: i32) -> bool {
     level != 0 && level <= FAST_LEVEL
+}
+
+/// The lowest level that searches a small one-slice chunk (`walk_search::estimable`: one 2-D
+/// slice of up to eight `WALK_SAMPLE`s, as netCDF-CF writers chunk a field) in full: its walks
+/// priced by the coder on the whole chunk, and a Lorenzo trial. Below it (the filter's
+/// default 3 and `pack`'s 9 included) such a chunk's walk is the one an entropy estimate on an
+/// eighth of it ranks first (`ChunkCodec::estimate_walk`), and its block is coded as the
+/// level codes it. On the 27 field/bound pairs of the benchmark chunked one 2-D slice a chunk
+/// the full search made files 0.21 % smaller in all (-2.8 to +5.2 % a pair) and wrote at a
+/// third of the speed (4.5 against 1.7 s through h5py, one thread). Other chunks search in full
+/// at every level above `FAST_LEVEL`: there the search is a small part of a write (a box of at
+/// most `WALK_SAMPLE` elements), and the estimate misranked a deeper box's walks.
+pub const SEARCH_LEVEL: i32 = 10;
+
+/// Whether a codec at `level` searches every chunk in full (`SEARCH_LEVEL`).
+pub fn exhaustive(level: i32) -> bool {
+    level >= SEARCH_LEVEL
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -420,10 +439,15 @@ impl ChunkCodec {
         let on_lattice = lattice.is_some();
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
         let sample = match (pred, var.walk_grid) {
-            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && fast(self.level) => self.choose_walk_fast(var, g, values, tol, missing.as_deref()),
+            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && walk_search::estimable(g, values.len()) && !exhaustive(self.level) => {
+                self.estimate_walk(var, g, values, tol, missing.as_deref())
+            }
+            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && fast(self.level) => {
+                self.choose_walk(var, g, values, tol, missing.as_deref(), None::<fn(&[usize]) -> Vec<i64>>)
+            }
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => {
                 let box_codes = |at: &[usize]| quantise::codes_at(dtype, values, tol, missing.as_deref(), at);
-                self.choose_walk(var, g, values, tol, missing.as_deref(), box_codes)
+                self.choose_walk(var, g, values, tol, missing.as_deref(), Some(box_codes))
             }
             _ => FieldChoice::Lorenzo,
         };
@@ -543,8 +567,9 @@ impl ChunkCodec {
     /// it is smaller by more than `ints::AC_MARGIN`; that leans towards the walk, and measured so
     /// (at a 3 % margin): pricing Lorenzo in full changed one of the 27 field/bound pairs, COLPEX
     /// at 1e-4, 9 % larger (the box's Lorenzo did not hold on the chunk).
-    /// `codes(at)`: the pre-quantised codes of the elements `at`.
-    fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: impl FnOnce(&[usize]) -> Vec<i64>) -> FieldChoice {
+    /// `codes(at)`: the pre-quantised codes of the elements `at`; None (a fast level): no
+    /// Lorenzo trial, the walk is coded.
+    fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: Option<impl FnOnce(&[usize]) -> Vec<i64>>) -> FieldChoice {
         let [t1, t2, t3] = grid;
         let sample = walk_search::SampleBox::new([values.len() / (t1 * t2 * t3), t1, t2, t3], walk_search::WALK_SAMPLE, false);
         let (b, at) = (sample.dims, &sample.at);
@@ -557,6 +582,7 @@ impl ChunkCodec {
         let (cfg, size, walked) = walk_search::search(&sample, var.dtype, &xs, &valid, tol, self.threads, |w| {
             ints::trial_len(&w.symbols, None, None) + (w.exact.len() - gone) * var.dtype.size()
         });
+        let Some(codes) = codes else { return FieldChoice::Walk(interp::Config { grid, ..cfg }, walked) };
         let box_codes = codes(at);
         // Both store the elements they cannot bound exactly (missing ones alike), and code no
         // residual for them.
@@ -572,35 +598,19 @@ impl ChunkCodec {
         }
     }
 
-    /// At a fast level: the walk a chunk is coded along, of those `choose_walk` tries, without
-    /// its Lorenzo trial. One 2-D slice (as the filter is most often given a field) of up to
-    /// eight `WALK_SAMPLE`s takes the walk whose symbols' sub-bins have the least entropy
-    /// (`ints::estimate`, not the coder's price) on a centred box of an eighth of it: on the 27
-    /// field/bound pairs of the benchmark chunked one 2-D slice a chunk, 2.0 % smaller in all
-    /// than one fixed walk (`interp::quick`, what this level took before), 0.8 % larger than
-    /// the default's search, for about a tenth of that search's time. Any other chunk's walks
-    /// are priced as `choose_walk` prices them, on its box: the estimate on a box of a deeper
-    /// chunk misranked walks (`pack --level 1` of GloSea4 at 1e-3 12 % larger, HadCM3 at 1e-3
-    /// 6 %, than one fixed walk), the coder's price on `choose_walk`'s box did not (none of
-    /// the 27 pairs' `pack`s larger, 15 smaller, by up to 36 %), for 16 % of such a `pack`.
-    fn choose_walk_fast(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>) -> FieldChoice {
-        const FAST_SAMPLE_MIN: usize = 1024;
+    /// The walk a small one-slice chunk (`walk_search::estimable`) is coded along below
+    /// `SEARCH_LEVEL`: of those `choose_walk` tries, the one whose symbols' sub-bins have the
+    /// least entropy (`ints::estimate`, not the coder's price) on a centred box of an eighth of
+    /// the chunk, without a Lorenzo trial. See `SEARCH_LEVEL` for what it costs and saves.
+    fn estimate_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>) -> FieldChoice {
+        const SAMPLE_MIN: usize = 1024;
         let n = values.len();
         let [t1, t2, t3] = grid;
-        let dims = [n / (t1 * t2 * t3), t1, t2, t3];
-        let by_estimate = dims[0] * dims[1] == 1 && n / 8 <= walk_search::WALK_SAMPLE;
-        let sample = match by_estimate {
-            true => walk_search::SampleBox::new(dims, (n / 8).max(FAST_SAMPLE_MIN), true),
-            false => walk_search::SampleBox::new(dims, walk_search::WALK_SAMPLE, false),
-        };
+        let sample = walk_search::SampleBox::new([n / (t1 * t2 * t3), t1, t2, t3], (n / 8).max(SAMPLE_MIN), true);
         let (xs, valid, gone) = sample.values(values, missing);
-        let exact_bits = |w: &interp::Walked| (8 * (w.exact.len() - gone) * var.dtype.size()) as f64;
-        let (cfg, _, walked) = match by_estimate {
-            true => walk_search::search(&sample, var.dtype, &xs, &valid, tol, 1, |w| ints::estimate(&w.symbols) + exact_bits(w)),
-            false => walk_search::search(&sample, var.dtype, &xs, &valid, tol, self.threads, |w| {
-                (8 * ints::trial_len(&w.symbols, None, None)) as f64 + exact_bits(w)
-            }),
-        };
+        let (cfg, _, walked) = walk_search::search(&sample, var.dtype, &xs, &valid, tol, 1, |w| {
+            ints::estimate(&w.symbols) + (8 * (w.exact.len() - gone) * var.dtype.size()) as f64
+        });
         FieldChoice::Walk(interp::Config { grid, ..cfg }, walked)
     }
 
@@ -853,6 +863,50 @@ mod tests {
             assert_eq!(cfg, walk, "level {level}");
             assert_eq!(coder, 3, "level {level}: the ac stage");
             assert!(fast as f64 <= searched as f64 * 1.02, "level {level}: {fast} bytes, the search's {searched}");
+        }
+    }
+
+    /// Below `SEARCH_LEVEL` a small one-slice chunk is walked, along the walk an estimate
+    /// chooses, with no Lorenzo trial; from it the chunk is searched in full, and a surface
+    /// that Lorenzo predicts to its noise (a 2-D running sum of sparse jumps: steps that
+    /// interpolation smears across) gets Lorenzo. Both hold the bound.
+    #[test]
+    fn only_a_search_level_tries_lorenzo_on_a_one_slice_chunk() {
+        let (d1, d2) = (64usize, 96usize);
+        let mut r = xorshift(11);
+        let noise: Vec<f64> = (0..d1 * d2).map(|_| if r() % 50 == 0 { (r() % 1000) as f64 * 0.1 } else { 0.0 }).collect();
+        let mut sum = vec![0f64; d1 * d2];
+        for y in 0..d1 {
+            for x in 0..d2 {
+                let up = if y > 0 { sum[(y - 1) * d2 + x] } else { 0.0 };
+                let left = if x > 0 { sum[y * d2 + x - 1] } else { 0.0 };
+                let diag = if x > 0 && y > 0 { sum[(y - 1) * d2 + x - 1] } else { 0.0 };
+                sum[y * d2 + x] = noise[y * d2 + x] + up + left - diag;
+            }
+        }
+        let values: Vec<f32> = sum.iter().map(|&v| v as f32).collect();
+        let data = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()];
+        let tol = 0.01;
+        let vars = [VarCoding::for_bound(DType::F32, Some(tol), false, false).on_grid(Some([d1, d2]))];
+        let place = ChunkPlace { dataset: 0, row_start: 0, rows: 1 };
+        let walked = |level| {
+            let codec = ChunkCodec { level, threads: 1 };
+            let enc = codec.encode(place, &vars, &data, (d1 * d2) as u64, None).unwrap();
+            let dec = codec.decode(&enc.bytes, place, &vars, (d1 * d2) as u64, None).unwrap();
+            let back = values_f64(DType::F32, &dec[0]);
+            assert!(values.iter().zip(&back).all(|(&a, b)| (a as f64 - b).abs() <= tol), "level {level}: bound broken");
+            let mut cur = Cursor::new(&enc.bytes);
+            cur.bytes(LATENT_COUNT_END as u64, "chunk head").unwrap();
+            match block::read(&mut cur, DType::F32, values.len(), None).unwrap().body {
+                block::Body::Quantised { interp, .. } => interp.is_some(),
+                _ => panic!("level {level}: not quantised"),
+            }
+        };
+        for level in [FAST_LEVEL, 3, 9] {
+            assert!(walked(level), "level {level}: Lorenzo was tried");
+        }
+        for level in [SEARCH_LEVEL, 19] {
+            assert!(!walked(level), "level {level}: the search did not find Lorenzo");
         }
     }
 

@@ -211,21 +211,21 @@ def test_one_field_chunk_is_the_same_bytes_on_any_thread_count(hadcm3, tmp_path)
 
 
 def test_level_1_writes_a_field_a_slab_a_chunk_that_a_bare_h5py_reads_within_bound(bh5, hadcm3, tmp_path):
-    """level=1 codes fast (a walk chosen on a sample, `rans` or, where an estimate says it may
-    win, `ac`; no Lorenzo or zstd trial): the filter options carry it, chunks differ from the
-    default level's (not all: where the estimate and the search choose alike the bytes are the
-    same), and a program without balerfile reads them all back within the bound."""
+    """level=1 codes fast (no Lorenzo or zstd trial; `rans`, or `ac` where an estimate says it
+    saves): the filter options carry it, every chunk differs from the default level's (at 1e-3
+    the default's Lorenzo trial wins on these four-slice chunks), and a program without
+    balerfile reads them all back within the bound."""
     with h5py.File(hadcm3, "r") as f:
         x = f["air_temperature"][:48]
-    tol = 1e-2 * (float(x.max()) - float(x.min()))
+    tol = 1e-3 * (float(x.max()) - float(x.min()))
     out = tmp_path / "levels.h5"
     with h5py.File(out, "w") as f:
         for name, level in (("fast", 1), ("default", 3)):
-            f.create_dataset(name, data=x, chunks=(1, 37, 49), **bh5.Baler(error=f"abs={tol!r}", level=level))
+            f.create_dataset(name, data=x, chunks=(4, 37, 49), **bh5.Baler(error=f"abs={tol!r}", level=level))
     with h5py.File(out, "r") as f:
         assert bh5.parse_cd_values(f["fast"].id.get_create_plist().get_filter(0)[2])["level"] == 1
-        differ = [f["fast"].id.read_direct_chunk((k, 0, 0))[1] != f["default"].id.read_direct_chunk((k, 0, 0))[1] for k in range(48)]
-        assert sum(differ) >= 12, differ
+        for k in range(0, 48, 4):
+            assert f["fast"].id.read_direct_chunk((k, 0, 0))[1] != f["default"].id.read_direct_chunk((k, 0, 0))[1], k
     y = read_in_new_process(out, "fast", tmp_path / "y.npy", bare_env())
     assert np.abs(y.astype("f8") - x.astype("f8")).max() <= tol
 
