@@ -22,7 +22,8 @@ Codecs (sizes as % of the raw float32 bytes; speeds in MB/s of raw data, 1 MB = 
 of --repeat runs):
   * balerfile --no-model: the CLI, `pack FIELD.h5 --dataset VAR --error SPEC --no-model`, then
     `unpack` to .h5, timed as whole commands (process start and HDF5 I/O included); size = the
-    whole .baler file. Also at `--level 1` (fast: one walk, `rans` alone, no search).
+    whole .baler file. Also at `--level 1` (fast: no Lorenzo or zstd trial, `rans` unless
+    an estimate says `ac` saves).
   * balerfile conv model (--model-rows; needs `train --kind conv`): per field,
     `train FIELD.h5 --kind conv --dataset VAR --block B [--epochs N] -o BUNDLE`, then
     `pack ... --model ID`. Two sizes: the archive alone, and the archive plus the decoder

@@ -438,10 +438,9 @@ impl ChunkCodec {
             .filter(|(_, q)| q.max_error <= tol);
         let on_lattice = lattice.is_some();
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
+        let estimated = var.walk_grid.is_some_and(|g| walk_search::estimable(g, values.len())) && !exhaustive(self.level);
         let sample = match (pred, var.walk_grid) {
-            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && walk_search::estimable(g, values.len()) && !exhaustive(self.level) => {
-                self.estimate_walk(var, g, values, tol, missing.as_deref())
-            }
+            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && estimated => self.estimate_walk(var, g, values, tol, missing.as_deref()),
             (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && fast(self.level) => {
                 self.choose_walk(var, g, values, tol, missing.as_deref(), None::<fn(&[usize]) -> Vec<i64>>)
             }
@@ -459,7 +458,12 @@ impl ChunkCodec {
         };
         // Too close to call codes both at once, each on half the threads.
         let threads = if matches!(sample, FieldChoice::Close(..)) { (self.threads / 2).max(1) } else { self.threads };
-        let walked = |cfg, trial| self.encode_walk(var, cfg, trial, data, values, tol, missing.as_deref(), threads);
+        // A walk an estimate chose is coded as the fast level codes it (`rans`, `ac` where an
+        // estimate says it saves): on the 27 field/bound pairs one 2-D slice a chunk the
+        // default's coder trials (`ac` in full with repeat decisions, zstd) chose the same on
+        // every block, for 1.3x the write time.
+        let walk_level = if estimated && !fast(self.level) { FAST_LEVEL } else { self.level };
+        let walked = |cfg, trial| self.encode_walk(var, cfg, trial, data, values, tol, missing.as_deref(), walk_level, threads);
         let lorenzo = || {
             let q = q.unwrap_or_else(|| quantise::quantise_masked(dtype, values, tol, missing.as_deref()));
             self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q, threads)
@@ -615,7 +619,7 @@ impl ChunkCodec {
     }
 
     /// The block of `values` quantised in-loop along the walk `cfg` (its trial's walk where
-    /// `choose_walk` kept it), and its statistics.
+    /// `choose_walk` kept it), its symbols coded at `level`, and its statistics.
     #[allow(clippy::too_many_arguments)]
     fn encode_walk(
         &self,
@@ -626,6 +630,7 @@ impl ChunkCodec {
         values: &[f64],
         tol: f64,
         missing: Option<&[bool]>,
+        level: i32,
         threads: usize,
     ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
@@ -633,7 +638,7 @@ impl ChunkCodec {
         w.exact.sort_unstable();
         let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
         let mut codes = Vec::new();
-        ints::encode_omitting(&w.symbols, self.level, None, &Refs::NONE, None, threads, &mut codes);
+        ints::encode_omitting(&w.symbols, level, None, &Refs::NONE, None, threads, &mut codes);
         let block = block::StagedBlock {
             step: 2.0 * tol,
             step_known: var.known_step() == Some(2.0 * tol),
