@@ -176,10 +176,10 @@ impl VarCoding {
 /// are `SEARCH_LEVEL`'s) has its walks priced as at the default level but no Lorenzo trial,
 /// and each large block is coded with `rans`, and with `ac` only where an estimate says it
 /// saves `ints::AC_MARGIN` (no zstd trial). What the default level buys over it is ratio: on
-/// the 27 field/bound pairs of the benchmark one chunk a field, through h5py, 4.1 % in all
+/// the 27 field/bound pairs of the benchmark one chunk a field, through h5py, 4.7 % in all
 /// (up to 26 %: NEMO and OSTIA at 1e-2, whose blocks the default codes with Lorenzo or `ac`).
-/// It took one fixed walk (`interp::quick`) before: its `pack`s of the 27 pairs are now up to
-/// 36 % smaller (the NCEP winds at 1e-2), none larger, and 16 % slower (GloSea4 at 1e-3).
+/// It took one fixed walk (`interp::quick`) before: of its `pack`s of the 27 pairs 14 are now
+/// smaller (up to 34 %: the NCEP winds at 1e-2), 2 larger (NEMO at 1e-3 and 1e-4, 3 and 2 %).
 /// zstd's negative levels are faster still, so they code fast too; 0 is zstd's "default" (3).
 pub const FAST_LEVEL: i32 = 1;
 
@@ -193,9 +193,10 @@ pub fn fast(level: i32) -> bool {
 /// priced by the coder on the whole chunk, and a Lorenzo trial. Below it (the filter's
 /// default 3 and `pack`'s 9 included) such a chunk's walk is the one an entropy estimate on an
 /// eighth of it ranks first (`ChunkCodec::estimate_walk`), and its block is coded as the
-/// level codes it. On the 27 field/bound pairs of the benchmark chunked one 2-D slice a chunk
-/// the full search made files 0.21 % smaller in all (-2.8 to +5.2 % a pair) and wrote at a
-/// third of the speed (4.5 against 1.7 s through h5py, one thread). Other chunks search in full
+/// fast level codes it. On the 27 field/bound pairs of the benchmark chunked one 2-D slice a
+/// chunk the full search made files 0.21 % smaller in all (-2.8 to +5.2 % a pair) and wrote at
+/// a quarter of the speed (through h5py, one thread: 5.19-5.34 s in all at the previous
+/// release's default, 4.67 s at level 10, 1.35-1.40 s at 3). Other chunks search in full
 /// at every level above `FAST_LEVEL`: there the search is a small part of a write (a box of at
 /// most `WALK_SAMPLE` elements), and the estimate misranked a deeper box's walks.
 pub const SEARCH_LEVEL: i32 = 10;
@@ -575,7 +576,13 @@ impl ChunkCodec {
     /// Lorenzo trial, the walk is coded.
     fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: Option<impl FnOnce(&[usize]) -> Vec<i64>>) -> FieldChoice {
         let [t1, t2, t3] = grid;
-        let sample = walk_search::SampleBox::new([values.len() / (t1 * t2 * t3), t1, t2, t3], walk_search::WALK_SAMPLE, false);
+        // A fast level's box is a quarter of the search's: on GloSea4 x20 (174 MB, one thread,
+        // `pack --level 1`) the search's box cost a fifth of the speed (115-133 -> 93-108 MB/s
+        // against one fixed walk; 124-130 with this box) for the same sizes to 0.01 % of raw;
+        // the 27 pairs' `pack`s at level 1 are 14 smaller than with one fixed walk (up to 34 %:
+        // the NCEP winds at 1e-2), 2 larger (NEMO at 1e-3 and 1e-4, by 3 and 2 %).
+        let limit = if codes.is_some() { walk_search::WALK_SAMPLE } else { walk_search::WALK_SAMPLE / 4 };
+        let sample = walk_search::SampleBox::new([values.len() / (t1 * t2 * t3), t1, t2, t3], limit, false);
         let (b, at) = (sample.dims, &sample.at);
         // Both store the missing elements, the same way, and code nothing for them: priced in,
         // at a value's bytes each, they were most of both prices on a field with land and
@@ -916,8 +923,8 @@ mod tests {
     }
 
     /// A fast level prices the walks of a chunk of more than one slice as the default level
-    /// does, on the same box (the estimate misranked such boxes' walks), so it codes such a
-    /// chunk along the walk the default's search chooses.
+    /// does (the estimate misranked such boxes' walks), on a box a quarter the size: a chunk
+    /// within it is coded along the walk the default's search chooses.
     #[test]
     fn a_fast_level_walks_a_deep_chunk_as_the_search_does() {
         let (rows, d1, d2) = (3usize, 40usize, 50usize);
