@@ -835,11 +835,31 @@ mod tests {
         assert!(codec.decode(&enc.bytes, wrong, &vars, 1, None).is_err());
     }
 
-    /// A fast level (`FAST_LEVEL` and below) chooses a one-slice chunk's walk by an estimate on
-    /// a box of it (`choose_walk_fast`) and holds the bound as the default level does. Here
-    /// (one slice, smooth across its rows, rough along them, at a loose bound) the estimate
-    /// finds the walk the default's search finds, not `interp::quick`'s, and lets `ac` in,
-    /// which saves more than `AC_MARGIN`: the fast level codes what the default does.
+    /// One f32 field variable of `rows` rows of `per_row` values coded at `level`, decoded
+    /// within `tol` (asserted): the chunk's size, and its block's walk (None: Lorenzo) and
+    /// entropy stage (`CodesToBytes::id`).
+    fn code_field(values: &[f32], var: VarCoding, rows: usize, per_row: usize, tol: f64, level: i32, threads: usize) -> (usize, Option<interp::Config>, u8) {
+        let data = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()];
+        let vars = [var];
+        let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
+        let codec = ChunkCodec { level, threads };
+        let enc = codec.encode(place, &vars, &data, per_row as u64, None).unwrap();
+        let dec = codec.decode(&enc.bytes, place, &vars, per_row as u64, None).unwrap();
+        let back = values_f64(DType::F32, &dec[0]);
+        assert!(values.iter().zip(&back).all(|(&a, b)| (a as f64 - b).abs() <= tol), "level {level}: bound broken");
+        let mut cur = Cursor::new(&enc.bytes);
+        cur.bytes(LATENT_COUNT_END as u64, "chunk head").unwrap();
+        match block::read(&mut cur, DType::F32, values.len(), None).unwrap().body {
+            block::Body::Quantised { interp, codes, .. } => (enc.bytes.len(), interp, codes.chain.to_bytes.id()),
+            _ => panic!("level {level}: not quantised"),
+        }
+    }
+
+    /// Below `SEARCH_LEVEL` (the default and the fast levels) a one-slice chunk's walk is
+    /// chosen by an estimate on a box of it (`estimate_walk`) and the bound holds. Here (one
+    /// slice, smooth across its rows, rough along them, at a loose bound) the estimate finds
+    /// the walk the full search finds, not `interp::quick`'s, and lets `ac` in, which saves
+    /// more than `AC_MARGIN`: the block is within 2 % of the search's.
     #[test]
     fn a_fast_level_estimates_the_walk_and_holds_the_bound() {
         let (rows, d1, d2) = (1usize, 60usize, 180usize);
@@ -850,27 +870,17 @@ mod tests {
                 (y as f32 * 0.3).sin() * 40.0 + t as f32 + if x % 2 == 0 { 3.0 } else { -3.0 } + (r() % 100) as f32 * 0.01
             })
             .collect();
-        let data = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()];
         let tol = 1.0;
-        let vars = [VarCoding::for_bound(DType::F32, Some(tol), false, false).on_rows(&[d1 as u64, d2 as u64])];
-        let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
-        let coded = |level| {
-            let codec = ChunkCodec { level, threads: 2 };
-            let enc = codec.encode(place, &vars, &data, (d1 * d2) as u64, None).unwrap();
-            let dec = codec.decode(&enc.bytes, place, &vars, (d1 * d2) as u64, None).unwrap();
-            let back = values_f64(DType::F32, &dec[0]);
-            assert!(values.iter().zip(&back).all(|(&a, b)| (a as f64 - b).abs() <= tol), "level {level}: bound broken");
-            let mut cur = Cursor::new(&enc.bytes);
-            cur.bytes(LATENT_COUNT_END as u64, "chunk head").unwrap();
-            let block = block::read(&mut cur, DType::F32, values.len(), None).unwrap();
-            let block::Body::Quantised { interp: Some(cfg), codes, .. } = block.body else { panic!("level {level}: not walk-coded") };
-            (enc.bytes.len(), cfg, codes.chain.to_bytes.id())
+        let var = VarCoding::for_bound(DType::F32, Some(tol), false, false).on_rows(&[d1 as u64, d2 as u64]);
+        let coded = |level| match code_field(&values, var, rows, d1 * d2, tol, level, 2) {
+            (size, Some(cfg), coder) => (size, cfg, coder),
+            _ => panic!("level {level}: not walk-coded"),
         };
         let grid = [1, d1, d2];
-        let (searched, walk, coder) = coded(3);
+        let (searched, walk, coder) = coded(SEARCH_LEVEL);
         assert_ne!(walk, interp::quick(grid), "the search keeps the quick walk here");
         assert_eq!(coder, 3, "the ac stage, which saves more than AC_MARGIN here");
-        for level in [FAST_LEVEL, -3] {
+        for level in [FAST_LEVEL, -3, 3] {
             let (fast, cfg, coder) = coded(level);
             assert_eq!(cfg, walk, "level {level}");
             assert_eq!(coder, 3, "level {level}: the ac stage");
@@ -897,23 +907,9 @@ mod tests {
             }
         }
         let values: Vec<f32> = sum.iter().map(|&v| v as f32).collect();
-        let data = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()];
         let tol = 0.01;
-        let vars = [VarCoding::for_bound(DType::F32, Some(tol), false, false).on_grid(Some([d1, d2]))];
-        let place = ChunkPlace { dataset: 0, row_start: 0, rows: 1 };
-        let walked = |level| {
-            let codec = ChunkCodec { level, threads: 1 };
-            let enc = codec.encode(place, &vars, &data, (d1 * d2) as u64, None).unwrap();
-            let dec = codec.decode(&enc.bytes, place, &vars, (d1 * d2) as u64, None).unwrap();
-            let back = values_f64(DType::F32, &dec[0]);
-            assert!(values.iter().zip(&back).all(|(&a, b)| (a as f64 - b).abs() <= tol), "level {level}: bound broken");
-            let mut cur = Cursor::new(&enc.bytes);
-            cur.bytes(LATENT_COUNT_END as u64, "chunk head").unwrap();
-            match block::read(&mut cur, DType::F32, values.len(), None).unwrap().body {
-                block::Body::Quantised { interp, .. } => interp.is_some(),
-                _ => panic!("level {level}: not quantised"),
-            }
-        };
+        let var = VarCoding::for_bound(DType::F32, Some(tol), false, false).on_grid(Some([d1, d2]));
+        let walked = |level| code_field(&values, var, 1, d1 * d2, tol, level, 1).1.is_some();
         for level in [FAST_LEVEL, 3, 9] {
             assert!(walked(level), "level {level}: Lorenzo was tried");
         }
@@ -935,23 +931,9 @@ mod tests {
                 (t as f32 * 0.7).cos() * 30.0 + (y as f32 * 0.2).sin() * 20.0 + (x as f32 * 0.05).cos() * 5.0 + (r() % 100) as f32 * 0.001
             })
             .collect();
-        let data = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()];
         let tol = 0.5;
-        let vars = [VarCoding::for_bound(DType::F32, Some(tol), false, false).on_rows(&[d1 as u64, d2 as u64])];
-        let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
-        let walk = |level| {
-            let codec = ChunkCodec { level, threads: 1 };
-            let enc = codec.encode(place, &vars, &data, (d1 * d2) as u64, None).unwrap();
-            let dec = codec.decode(&enc.bytes, place, &vars, (d1 * d2) as u64, None).unwrap();
-            let back = values_f64(DType::F32, &dec[0]);
-            assert!(values.iter().zip(&back).all(|(&a, b)| (a as f64 - b).abs() <= tol), "level {level}: bound broken");
-            let mut cur = Cursor::new(&enc.bytes);
-            cur.bytes(LATENT_COUNT_END as u64, "chunk head").unwrap();
-            match block::read(&mut cur, DType::F32, values.len(), None).unwrap().body {
-                block::Body::Quantised { interp, .. } => interp,
-                _ => panic!("level {level}: not quantised"),
-            }
-        };
+        let var = VarCoding::for_bound(DType::F32, Some(tol), false, false).on_rows(&[d1 as u64, d2 as u64]);
+        let walk = |level| code_field(&values, var, rows, d1 * d2, tol, level, 1).1;
         let searched = walk(3).expect("the search walks this chunk");
         assert_ne!(searched, interp::quick([1, d1, d2]), "the search keeps the quick walk here");
         assert_eq!(walk(FAST_LEVEL), Some(searched));
