@@ -769,8 +769,9 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         // kept. On the NCEP winds at 1e-3 (blocks of 10 512) the estimate over whole blocks was
         // 5 % above `rans`'s size and `ac` came 16 % under it, the runs' 13 % under; on the 27
         // field/bound pairs one 2-D slice a chunk the runs' estimate made this level's files
-        // 0.23 % smaller in all than the whole block's (the winds at 1e-3 15 %), and left `ac`
-        // out of GloSea4's and NEMO's blocks at 1e-3 and 1e-4, where it saves under 6 %.
+        // 0.22 % smaller in all than the whole block's (the winds at 1e-3 15 %), and left `ac`
+        // out of GloSea4's blocks at 1e-3 and NEMO's at 1e-4 (those logged), where it saves
+        // under 6 %.
         let by_ac = (cost_by_runs(&u, AC_ESTIMATE_RUN) * (1.0 + AC_MARGIN) < 8.0 * by_rans.len() as f64).then(|| {
             let cfg = ac_config(context, AC_TREE_BITS, false, None, super::ac::head(u.iter().copied()));
             let mut b = Vec::new();
