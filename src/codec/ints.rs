@@ -762,7 +762,13 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Never);
         let u = unsigned(&kept(residual, omitted), sign);
         let again: Vec<Box<dyn CodesStage>> = stages.iter().map(|s| s.boxed_clone()).collect();
-        let by_rans = rans_block(stages, &u, sign, context);
+        // `rans`'s block as priced (its head as written): coded below only where it may be kept.
+        let chosen = rans::Chosen::new(&u, grid_row(context));
+        let rans_chain = Chain { codes: stages, to_bytes: Box::new(Rans { cfg: chosen.cfg, sign }), bytes: vec![] };
+        let mut head = Vec::new();
+        rans_chain.write_stages(&mut head);
+        put_varint(&mut head, chosen.bytes as u64);
+        let rans_priced = head.len() as f64 + chosen.bytes;
         // `ac` (without repeat decisions) is coded too only where its estimate, the entropy of
         // runs of `AC_ESTIMATE_RUN` (what `ac` learns as it goes: a walk's symbols drift from
         // its coarse levels to its fine ones), says it saves `AC_MARGIN`, which it must to be
@@ -772,17 +778,26 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         // 0.22 % smaller in all than the whole block's (the winds at 1e-3 15 %), and left `ac`
         // out of GloSea4's blocks at 1e-3 and NEMO's at 1e-4 (those logged), where it saves
         // under 6 %.
-        let by_ac = (cost_by_runs(&u, AC_ESTIMATE_RUN) * (1.0 + AC_MARGIN) < 8.0 * by_rans.len() as f64).then(|| {
+        let by_ac = (cost_by_runs(&u, AC_ESTIMATE_RUN) * (1.0 + AC_MARGIN) < 8.0 * rans_priced).then(|| {
             let cfg = ac_config(context, AC_TREE_BITS, false, None, super::ac::head(u.iter().copied()));
             let mut b = Vec::new();
             Chain { codes: again, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_coded(&super::ac::encode(&u, cfg, None), &mut b);
             b
         });
-        // As at every level, `rans` is kept unless `ac` saves more than `AC_MARGIN`.
-        out.extend_from_slice(match &by_ac {
-            Some(b) if by_rans.len() as f64 >= b.len() as f64 * (1.0 + AC_MARGIN) => b,
-            _ => &by_rans,
-        });
+        // As at every level, `rans` is kept unless `ac` saves more than `AC_MARGIN`; where
+        // `ac` saves it on `rans`'s price, which was never above its coded size (`Chosen`),
+        // `rans` is not coded.
+        match by_ac {
+            Some(b) if rans_priced >= b.len() as f64 * (1.0 + AC_MARGIN) => out.extend_from_slice(&b),
+            by_ac => {
+                let mut by_rans = Vec::new();
+                rans_chain.write_coded(&chosen.code(&u), &mut by_rans);
+                out.extend_from_slice(match &by_ac {
+                    Some(b) if by_rans.len() as f64 >= b.len() as f64 * (1.0 + AC_MARGIN) => b,
+                    _ => &by_rans,
+                });
+            }
+        }
         return;
     }
     let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Both);
