@@ -194,9 +194,9 @@ pub fn fast(level: i32) -> bool {
 /// default 3 and `pack`'s 9 included) such a chunk's walk is the one an entropy estimate on an
 /// eighth of it ranks first (`ChunkCodec::estimate_walk`), and its block is coded as the
 /// fast level codes it. On the 27 field/bound pairs of the benchmark chunked one 2-D slice a
-/// chunk the full search made files 0.21 % smaller in all (-2.8 to +5.2 % a pair) and wrote at
-/// a quarter of the speed (through h5py, one thread: 5.19-5.34 s in all at the previous
-/// release's default, 4.67 s at level 10, 1.35-1.40 s at 3). Other chunks search in full
+/// chunk the full search made files 0.21 % smaller in all (-2.8 to +5.2 % a pair) and wrote
+/// at 0.29 of the speed (through h5py, one thread: 4.67 s in all at level 10 against 1.35-1.40
+/// s at 3; 5.19-5.34 s at the previous release's default). Other chunks search in full
 /// at every level above `FAST_LEVEL`: there the search is a small part of a write (a box of at
 /// most `WALK_SAMPLE` elements), and the estimate misranked a deeper box's walks.
 pub const SEARCH_LEVEL: i32 = 10;
@@ -439,17 +439,16 @@ impl ChunkCodec {
             .filter(|(_, q)| q.max_error <= tol);
         let on_lattice = lattice.is_some();
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
-        let estimated = var.walk_grid.is_some_and(|g| walk_search::estimable(g, values.len())) && !exhaustive(self.level);
-        let sample = match (pred, var.walk_grid) {
-            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && estimated => self.estimate_walk(var, g, values, tol, missing.as_deref()),
-            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) && fast(self.level) => {
-                self.choose_walk(var, g, values, tol, missing.as_deref(), None::<fn(&[usize]) -> Vec<i64>>)
-            }
-            (None, Some(g)) if !on_lattice && interp::fits(g, values.len()) => {
+        let walk_grid = var.walk_grid.filter(|&g| pred.is_none() && !on_lattice && interp::fits(g, values.len()));
+        let estimated = walk_grid.is_some_and(|g| walk_search::estimable(g, values.len())) && !exhaustive(self.level);
+        let sample = match walk_grid {
+            Some(g) if estimated => self.estimate_walk(var, g, values, tol, missing.as_deref()),
+            Some(g) if fast(self.level) => self.choose_walk(var, g, values, tol, missing.as_deref(), None::<fn(&[usize]) -> Vec<i64>>),
+            Some(g) => {
                 let box_codes = |at: &[usize]| quantise::codes_at(dtype, values, tol, missing.as_deref(), at);
                 self.choose_walk(var, g, values, tol, missing.as_deref(), Some(box_codes))
             }
-            _ => FieldChoice::Lorenzo,
+            None => FieldChoice::Lorenzo,
         };
         // The codes on the bound's bins (Lorenzo's) are made only where they are used: a field
         // the sample gives to the walk never needs them.
@@ -575,14 +574,13 @@ impl ChunkCodec {
     /// `codes(at)`: the pre-quantised codes of the elements `at`; None (a fast level): no
     /// Lorenzo trial, the walk is coded.
     fn choose_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>, codes: Option<impl FnOnce(&[usize]) -> Vec<i64>>) -> FieldChoice {
-        let [t1, t2, t3] = grid;
         // A fast level's box is a quarter of the search's: on GloSea4 x20 (174 MB, one thread,
         // `pack --level 1`) the search's box cost a fifth of the speed (115-133 -> 93-108 MB/s
         // against one fixed walk; 124-130 with this box) for the same sizes to 0.01 % of raw;
         // the 27 pairs' `pack`s at level 1 are 14 smaller than with one fixed walk (up to 34 %:
         // the NCEP winds at 1e-2), 2 larger (NEMO at 1e-3 and 1e-4, by 3 and 2 %).
         let limit = if codes.is_some() { walk_search::WALK_SAMPLE } else { walk_search::WALK_SAMPLE / 4 };
-        let sample = walk_search::SampleBox::new([values.len() / (t1 * t2 * t3), t1, t2, t3], limit, false);
+        let sample = walk_search::SampleBox::new(grid, values.len(), limit, false);
         let (b, at) = (sample.dims, &sample.at);
         // Both store the missing elements, the same way, and code nothing for them: priced in,
         // at a value's bytes each, they were most of both prices on a field with land and
@@ -616,8 +614,7 @@ impl ChunkCodec {
     fn estimate_walk(&self, var: &VarCoding, grid: [usize; 3], values: &[f64], tol: f64, missing: Option<&[bool]>) -> FieldChoice {
         const SAMPLE_MIN: usize = 1024;
         let n = values.len();
-        let [t1, t2, t3] = grid;
-        let sample = walk_search::SampleBox::new([n / (t1 * t2 * t3), t1, t2, t3], (n / 8).max(SAMPLE_MIN), true);
+        let sample = walk_search::SampleBox::new(grid, n, (n / 8).max(SAMPLE_MIN), true);
         let (xs, valid, gone) = sample.values(values, missing);
         // On one thread: the trials on two (`BALERFILE_THREADS=2`) wrote the 27 pairs one slice
         // a chunk in 1.82-1.84 s against 1.43-1.44 (h5py, two alternated runs): a thread's

@@ -329,9 +329,9 @@ pub struct Chosen {
     toks: Vec<u16>,
     raw: Vec<u8>,
     pub cfg: RansConfig,
-    /// The tables and tokens as `price` prices them, and the raw bits as written: on the 702
-    /// large walk blocks of the benchmark's 27 field/bound pairs one 2-D slice a chunk, 0.937
-    /// to 0.999 of the payload `code` wrote (the coder's final states are not priced).
+    /// The tables and tokens as `price` prices them, and the raw bits as written; the coder's
+    /// final states are not priced, so it runs under what `code` writes (measured in
+    /// `ints::encode_omitting`, which relies on it).
     pub bytes: f64,
 }
 
