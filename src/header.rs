@@ -247,15 +247,54 @@ fn is_zero(n: &u64) -> bool {
 impl Stats {
     /// Takes in `values`, leaving out of the range the elements `rule` marks missing.
     pub fn update_masked(&mut self, values: &[f64], rule: Option<&crate::missing::MissingRule>) {
-        for &v in values {
-            if v.is_finite() && rule.is_some_and(|r| r.is_missing(v)) {
-                self.missing += 1;
-            } else if v.is_finite() {
-                self.min = Some(self.min.map_or(v, |m| m.min(v)));
-                self.max = Some(self.max.map_or(v, |m| m.max(v)));
-            } else {
-                self.nonfinite += 1;
+        self.update_values(values.iter().copied(), rule);
+    }
+
+    /// `update_masked` on a variable's little-endian bytes: floats are read in place (widening
+    /// a chunk to f64 first was a third of `pack`'s scan of the range).
+    pub fn update_bytes(&mut self, dtype: DType, bytes: &[u8], rule: Option<&crate::missing::MissingRule>) {
+        match dtype {
+            DType::F32 => self.update_values(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64), rule),
+            DType::F64 => self.update_values(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())), rule),
+            _ => self.update_masked(&crate::dtype::values_f64(dtype, bytes), rule),
+        }
+    }
+
+    fn update_values(&mut self, values: impl Iterator<Item = f64>, rule: Option<&crate::missing::MissingRule>) {
+        // The range in plain locals, the usual case (no rule) without a branch an element:
+        // an `Option` updated per element was 4 % of a level-1 `pack`. NaN never reaches a
+        // comparison, so `<` and `>` are `min` and `max` (one instruction each, not a
+        // NaN-aware select).
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        match rule {
+            None => {
+                let mut nonfinite = 0u64;
+                for v in values {
+                    let finite = v.is_finite();
+                    nonfinite += !finite as u64;
+                    let (low, high) = if finite { (v, v) } else { (f64::INFINITY, f64::NEG_INFINITY) };
+                    lo = if low < lo { low } else { lo };
+                    hi = if high > hi { high } else { hi };
+                }
+                self.nonfinite += nonfinite;
             }
+            Some(r) => {
+                for v in values {
+                    if !v.is_finite() {
+                        self.nonfinite += 1;
+                    } else if r.is_missing(v) {
+                        self.missing += 1;
+                    } else {
+                        lo = if v < lo { v } else { lo };
+                        hi = if v > hi { v } else { hi };
+                    }
+                }
+            }
+        }
+        // Only finite values reach `lo` and `hi`, so lo <= hi says one did.
+        if lo <= hi {
+            self.min = Some(self.min.map_or(lo, |m| m.min(lo)));
+            self.max = Some(self.max.map_or(hi, |m| m.max(hi)));
         }
     }
 
@@ -361,5 +400,43 @@ pub fn float_from_json(v: &serde_json::Value) -> Option<f64> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::missing::MissingRule;
+
+    /// The range, over blocks taken in one at a time, is the finite values' that no rule marks
+    /// missing; non-finite and missing elements are counted, and a block of neither leaves the
+    /// range as it was.
+    #[test]
+    fn stats_range_leaves_out_nonfinite_and_missing_values() {
+        let blocks: [&[f64]; 4] = [&[f64::NAN, 3.0, -1e34, 7.5], &[f64::INFINITY, f64::NAN], &[-2.0, f64::NEG_INFINITY, 1e34, 12.0], &[]];
+        let mut plain = Stats::default();
+        blocks.iter().for_each(|b| plain.update_masked(b, None));
+        assert_eq!((plain.min, plain.max, plain.nonfinite, plain.missing), (Some(-1e34), Some(1e34), 4, 0));
+        let rule = MissingRule::new(DType::F64, &[1e34], Some(-100.0), None).unwrap();
+        let mut masked = Stats::default();
+        blocks.iter().for_each(|b| masked.update_masked(b, Some(&rule)));
+        assert_eq!((masked.min, masked.max, masked.nonfinite, masked.missing), (Some(-2.0), Some(12.0), 4, 2));
+        let mut none = Stats::default();
+        none.update_masked(&[f64::NAN, f64::INFINITY], None);
+        none.update_masked(&[1e34, -1e34], Some(&rule));
+        assert_eq!((none.min, none.max, none.nonfinite, none.missing), (None, None, 2, 2));
+        // Read from a variable's bytes, as `pack` scans it: the same, per dtype.
+        for dtype in [DType::F32, DType::F64, DType::I16] {
+            let mut from_bytes = Stats::default();
+            let mut widened = Stats::default();
+            for b in blocks {
+                let mut bytes = Vec::new();
+                b.iter().for_each(|&v| crate::dtype::push_value(dtype, crate::dtype::round_to(dtype, v), &mut bytes));
+                from_bytes.update_bytes(dtype, &bytes, Some(&rule));
+                widened.update_masked(&crate::dtype::values_f64(dtype, &bytes), Some(&rule));
+            }
+            assert_eq!(from_bytes, widened, "{dtype}");
+            assert!(from_bytes.min.is_some(), "{dtype}");
+        }
     }
 }

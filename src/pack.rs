@@ -12,7 +12,6 @@ use crate::codec::errstats::{ErrStats, ErrSummary};
 use crate::codec::model_stage::{LatentCoding, ModelSpec};
 use crate::codec::{ChunkCodec, ChunkPlace, VarCoding};
 use crate::container::{ArchiveWriter, Target};
-use crate::dtype::values_f64;
 use crate::error::{Error, Result};
 use crate::header::{CodecInfo, DatasetKind, DatasetModel, Header, Producer, StageInfo, Stats, FORMAT_NAME, FORMAT_VERSION};
 use crate::model::ModelRef;
@@ -173,7 +172,7 @@ pub fn pack_to(
                 let n = rows.end - rows.start;
                 let data = source.read_rows(di, rows)?;
                 for &v in &numeric {
-                    stats[v].update_masked(&values_f64(ds.variables[v].dtype, &data[v]), rules[v].as_ref());
+                    stats[v].update_bytes(ds.variables[v].dtype, &data[v], rules[v].as_ref());
                 }
                 progress.advance(n * ds.row_bytes());
             }

@@ -211,22 +211,24 @@ const AC_ESTIMATE_RUN: usize = 1024;
 fn cost_by_runs(u: &[u64], run: usize) -> f64 {
     const T: usize = ESTIMATE_TREE_BITS;
     let mut hist = vec![0u32; (65 - T) << T];
-    let mut touched = Vec::with_capacity(run.min(u.len()));
+    // Each run's sub-bins in the order first touched; every bin is written and the count moved
+    // on only for a new one (a branch there mispredicted on most symbols).
+    let mut touched = vec![0usize; run.clamp(1, u.len().max(1))];
     let mut bits = 0.0;
     for part in u.chunks(run.max(1)) {
         let mut below = 0u64;
+        let mut new = 0;
         for &v in part {
             let shift = (64 - v.leading_zeros() as usize).saturating_sub(T + 1);
             let bin = (shift << T) + (v >> shift) as usize;
-            if hist[bin] == 0 {
-                touched.push(bin);
-            }
+            touched[new] = bin;
+            new += (hist[bin] == 0) as usize;
             hist[bin] += 1;
             below += shift as u64;
         }
         let nf = part.len() as f64;
-        bits += below as f64 + touched.iter().map(|&b| hist[b] as f64 * (nf / hist[b] as f64).log2()).sum::<f64>();
-        touched.drain(..).for_each(|b| hist[b] = 0);
+        bits += below as f64 + touched[..new].iter().map(|&b| hist[b] as f64 * (nf / hist[b] as f64).log2()).sum::<f64>();
+        touched[..new].iter().for_each(|&b| hist[b] = 0);
     }
     bits
 }
@@ -793,7 +795,7 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
             Some(b) if rans_priced >= b.len() as f64 * (1.0 + AC_MARGIN) => out.extend_from_slice(&b),
             by_ac => {
                 let mut by_rans = Vec::new();
-                rans_chain.write_coded(&chosen.code(&u), &mut by_rans);
+                rans_chain.write_coded(&chosen.code(), &mut by_rans);
                 out.extend_from_slice(match &by_ac {
                     Some(b) if by_rans.len() as f64 >= b.len() as f64 * (1.0 + AC_MARGIN) => b,
                     _ => &by_rans,

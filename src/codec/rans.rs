@@ -76,15 +76,17 @@ impl RansConfig {
     }
 }
 
-/// `u`'s token, and the count of raw bits under it.
-#[inline]
+/// `u`'s token, and the count of raw bits under it. Without a branch: a walk's residuals
+/// straddle `DIRECT` at random, and the mispredicted branch was most of the pass that
+/// tokenises a block.
+#[inline(always)]
 fn token(u: u64) -> (usize, u32) {
-    if u < DIRECT {
-        return (u as usize, 0);
-    }
+    let big = u >= DIRECT;
     let b = 64 - u.leading_zeros();
-    let raw = b - 4;
-    (DIRECT as usize + 8 * (b as usize - 6) + ((u >> raw) & 7) as usize, raw)
+    let raw = if big { b - 4 } else { 0 };
+    // 32 + 8 (b - 6) + the three bits, with the 48 taken last: below DIRECT, b - 6 underflows.
+    let coded = (DIRECT as usize + 8 * b as usize + ((u >> raw) & 7) as usize).wrapping_sub(48);
+    (if big { coded } else { u as usize }, raw)
 }
 
 /// The value of token `t` before its raw bits, and their count.
@@ -108,9 +110,7 @@ impl BitWriter {
     /// `v` in `n` bits (at most 60), least significant first.
     #[inline]
     fn put(&mut self, v: u64, n: u32) {
-        if n == 0 {
-            return;
-        }
+        // No early return for n = 0 (most symbols): it adds nothing, and `bits` stays below 64.
         let v = v & ((1u64 << n) - 1);
         self.acc |= v << self.bits;
         let room = 64 - self.bits;
@@ -226,45 +226,94 @@ fn class(u: u64, side: u8) -> usize {
     ((64 - u.leading_zeros()) as usize).min(side as usize - 1)
 }
 
-/// The tokens of `values`, and their raw bits, written in order.
-fn tokens(values: &[u64]) -> (Vec<u16>, Vec<u8>) {
-    let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
-    let toks = values
-        .iter()
-        .map(|&u| {
-            let (t, raw) = token(u);
-            w.put(u, raw);
-            t as u16
+/// A block's symbols as the encoder's passes take them: each one's token, its bit length (what
+/// contexts are made of: `class` capped), and the raw bits under the tokens, written in order
+/// where they are to be coded and only counted where priced.
+struct Tokens {
+    toks: Vec<u16>,
+    lens: Vec<u8>,
+    raw: Vec<u8>,
+    raw_bits: u64,
+}
+
+fn tokens(values: &[u64], write_raw: bool) -> Tokens {
+    // Each output in a loop of its own, collected into its exact length: one loop pushing to
+    // all of them went through memory for every vector's length.
+    let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
+    let lens: Vec<u8> = values.iter().map(|&u| (64 - u.leading_zeros()) as u8).collect();
+    // A symbol of bit length 6 or more (32 and up) has all but its top four bits raw.
+    let raw_bits: u64 = lens.iter().map(|&b| if b >= 6 { b as u64 - 4 } else { 0 }).sum();
+    let mut raw = Vec::new();
+    if write_raw {
+        let mut w = BitWriter { out: Vec::with_capacity(raw_bits.div_ceil(8) as usize + 8), acc: 0, bits: 0 };
+        values.iter().for_each(|&u| w.put(u, token(u).1));
+        raw = w.finish();
+    }
+    Tokens { toks, lens, raw, raw_bits }
+}
+
+/// Each symbol's context under `cfg` (`RansConfig::contexts`) from the symbols' bit lengths:
+/// the first symbol's neighbours count as class 0, and the one `row` back before the first
+/// row as the one before.
+fn contexts(lens: &[u8], cfg: RansConfig) -> Vec<u8> {
+    let (side, row, n) = (cfg.side(), cfg.row as usize, lens.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let cap = side - 1;
+    // The first symbols (those with no symbol `row` back) one by one, the rest in a loop of
+    // byte operations with no test of `i`.
+    let head = row.max(1).min(n);
+    let mut out: Vec<u8> = (0..head)
+        .map(|i| {
+            let before = if i == 0 { 0 } else { lens[i - 1].min(cap) };
+            if row == 0 { before } else { before * side + before }
         })
         .collect();
-    (toks, w.finish())
-}
-
-/// Each symbol's context under `cfg` (`RansConfig::contexts`): the first symbol's neighbours
-/// count as class 0, and the one `row` back before the first row as the one before.
-fn contexts(values: &[u64], cfg: RansConfig) -> Vec<u8> {
-    let (side, row) = (cfg.side(), cfg.row as usize);
-    (0..values.len()).map(|i| context(values, i, side, row) as u8).collect()
-}
-
-/// Symbol `i`'s context with neighbour classes capped to `side` and grid `row` (0: none).
-#[inline(always)]
-fn context(values: &[u64], i: usize, side: u8, row: usize) -> usize {
-    let before = if i == 0 { 0 } else { class(values[i - 1], side) };
-    match row {
-        0 => before,
-        r => before * side as usize + if i >= r { class(values[i - r], side) } else { before },
+    out.reserve(n - head);
+    if row == 0 {
+        out.extend(lens[head - 1..n - 1].iter().map(|&b| b.min(cap)));
+    } else if head < n {
+        let (before, back) = (&lens[head - 1..n - 1], &lens[..n - head]);
+        out.extend(before.iter().zip(back).map(|(&b, &a)| b.min(cap) * side + a.min(cap)));
     }
+    out
 }
 
-/// Token counts by segment of 2^`seg_log2`, context and token, flat.
-fn counts(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8) -> Vec<u32> {
-    let seg = 1usize << seg_log2;
-    let mut h = vec![0u32; toks.len().div_ceil(seg) * contexts as usize * TOKENS];
-    for (i, (&t, &c)) in toks.iter().zip(ctx).enumerate() {
-        h[((i >> seg_log2) * contexts as usize + c as usize) * TOKENS + t as usize] += 1;
+/// Token counts by segment of 2^`seg_log2`, context and token (below `width`), flat. Odd and
+/// even symbols count into two tables summed at the end: a run of one token (a walk's zeros)
+/// in one table is a chain of increments of one counter, each waiting on the store before.
+fn counts(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8, width: usize) -> Vec<u32> {
+    let size = toks.len().div_ceil(1 << seg_log2) * contexts as usize * width;
+    let mut h = vec![0u32; 2 * size];
+    let (even, odd) = h.split_at_mut(size);
+    let at = |i: usize, c: u8, t: u16| ((i >> seg_log2) * contexts as usize + c as usize) * width + t as usize;
+    let pairs = toks.len() / 2;
+    for (j, (t, c)) in toks.chunks_exact(2).zip(ctx.chunks_exact(2)).enumerate() {
+        even[at(2 * j, c[0], t[0])] += 1;
+        odd[at(2 * j + 1, c[1], t[1])] += 1;
     }
+    if toks.len() % 2 == 1 {
+        let i = 2 * pairs;
+        even[at(i, ctx[i], toks[i])] += 1;
+    }
+    even.iter_mut().zip(odd.iter()).for_each(|(e, &o)| *e += o);
+    h.truncate(size);
     h
+}
+
+/// Tokens a block's tables need: one past the largest it uses.
+fn width(toks: &[u16]) -> usize {
+    toks.iter().max().map_or(1, |&t| t as usize + 1)
+}
+
+/// log2 of every frequency a table may hold at `PROB_BITS`, as `f64::log2` gives it: pricing
+/// takes one for each token of each table of each layout (libm's call was 6 % of a block's
+/// coding).
+fn log2_of_freq(f: u64) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| (0..=1u64 << PROB_BITS).map(|f| (f as f64).log2()).collect());
+    t[f as usize]
 }
 
 /// About the bits one table and its symbols cost: the symbols at their rounded frequencies
@@ -282,8 +331,8 @@ fn table_estimate(h: &[u32]) -> f64 {
         if c > 0 {
             // At its frequency as written (at least 1 of 2^PROB_BITS): a rare token in a short
             // segment costs more than its share says.
-            let f = ((c as f64 * one / n).round() as u64).max(1);
-            bits += c as f64 * (PROB_BITS as f64 - (f as f64).log2());
+            let f = (crate::codec::quantise::round_half_away(c as f64 * one / n) as u64).max(1);
+            bits += c as f64 * (PROB_BITS as f64 - log2_of_freq(f));
             table += varint_len(f);
             last = t + 1;
         }
@@ -303,31 +352,24 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
 /// `choose`'s configuration, and about the bits `encode` codes `values` in with it: its
 /// tables and tokens as `choose` prices them, and the raw bits under the tokens.
 pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
-    let mut raw = 0u64;
-    let toks: Vec<u16> = values
-        .iter()
-        .map(|&u| {
-            let (t, bits) = token(u);
-            raw += bits as u64;
-            t as u16
-        })
-        .collect();
-    let (cfg, bits) = price(values, &toks, row);
-    (cfg, bits + raw as f64)
+    let tokens = tokens(values, false);
+    let p = price(&tokens, row);
+    (p.cfg, p.bits + tokens.raw_bits as f64)
 }
 
 /// `values` coded in the configuration `choose` gives, and that configuration: one pass for
 /// the tokens, shared by pricing and coding.
 pub fn encode_chosen(values: &[u64], row: Option<u32>) -> (RansConfig, Vec<u8>) {
     let chosen = Chosen::new(values, row);
-    (chosen.cfg, chosen.code(values))
+    (chosen.cfg, chosen.code())
 }
 
 /// `encode_chosen` in two steps: the configuration and about the bytes it codes the values in,
 /// then the coding, for a caller that may not need it (another coder already smaller).
 pub struct Chosen {
-    toks: Vec<u16>,
-    raw: Vec<u8>,
+    tokens: Tokens,
+    /// Each symbol's context and the tables' counts under `cfg`, as pricing made them.
+    priced: Priced,
     pub cfg: RansConfig,
     /// The tables and tokens as `price` prices them, and the raw bits as written; the coder's
     /// final states are not priced, so it runs under what `code` writes (measured in
@@ -337,22 +379,31 @@ pub struct Chosen {
 
 impl Chosen {
     pub fn new(values: &[u64], row: Option<u32>) -> Chosen {
-        let (toks, raw) = tokens(values);
-        let (cfg, bits) = price(values, &toks, row);
-        let bytes = bits / 8.0 + raw.len() as f64;
-        Chosen { toks, raw, cfg, bytes }
+        let tokens = tokens(values, true);
+        let priced = price(&tokens, row);
+        let bytes = priced.bits / 8.0 + tokens.raw.len() as f64;
+        Chosen { cfg: priced.cfg, tokens, priced, bytes }
     }
 
     /// The payload, coded.
-    pub fn code(&self, values: &[u64]) -> Vec<u8> {
-        code(&self.toks, &self.raw, &contexts(values, self.cfg), self.cfg)
+    pub fn code(&self) -> Vec<u8> {
+        code(&self.tokens, &self.priced.ctx, self.cfg, &self.priced.counts, self.priced.width)
     }
 }
 
-/// `choose`'s search on the tokens `toks` of `values`: the configuration, and its tables' and
-/// tokens' bits (raw bits not counted).
-fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
-    let n = values.len();
+/// `choose`'s search: the configuration, its tables' and tokens' bits (raw bits not counted),
+/// and what coding in it takes from the search (each symbol's context, the tables' counts).
+struct Priced {
+    cfg: RansConfig,
+    bits: f64,
+    ctx: Vec<u8>,
+    /// By segment of 2^cfg.segment_log2, context and token below `width`, as `counts`.
+    counts: Vec<u32>,
+    width: usize,
+}
+
+fn price(tokens: &Tokens, row: Option<u32>) -> Priced {
+    let (toks, n) = (&tokens.toks[..], tokens.toks.len());
     let whole = (usize::BITS - n.max(1).saturating_sub(1).leading_zeros()).clamp(MIN_SEGMENT_LOG2 as u32, MAX_SEGMENT_LOG2 as u32) as u8;
     let at = |segment_log2, (contexts, row)| RansConfig { prob_bits: PROB_BITS, segment_log2, contexts, row };
     let mut best = (f64::INFINITY, at(whole, (1, 0)));
@@ -360,28 +411,24 @@ fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
     // back; with no grid, two back (delta residuals in a walk's order).
     let r = row.filter(|&r| r > 0).unwrap_or(2);
     let (single, prev, grid) = ((1u8, 0u32), (6u8, 0u32), ((r as usize) < n).then_some((16u8, r)));
-    let (side, grid_side) = (at(whole, prev).side(), at(whole, (16, r)).side());
-    // Every layout's counts by segment of 2^MIN_SEGMENT_LOG2, in one pass over the symbols,
-    // not a pass and a context buffer a layout; a count table as wide as the tokens the block
-    // uses, not all of them (a walk's at 1e-2 use a few dozen of 504: the tables' zeros were
-    // most of a trial's pricing).
-    let width = toks.iter().max().map_or(1, |&t| t as usize + 1);
+    // Every layout's counts by segment of 2^MIN_SEGMENT_LOG2 from the contexts of the two
+    // that have them (kept for the coding: the winner's are not made again); a count table as
+    // wide as the tokens the block uses, not all of them (a walk's at 1e-2 use a few dozen of
+    // 504: the tables' zeros were most of a trial's pricing).
+    let width = width(toks);
     let segs = n.div_ceil(1 << MIN_SEGMENT_LOG2);
-    let zeros = |(contexts, _): (u8, u32)| vec![0u32; segs * contexts as usize * width];
-    let (mut one, mut six, mut sixteen) = (zeros(single), zeros(prev), grid.map(zeros));
-    for (i, &t) in toks.iter().enumerate() {
-        let (seg, t) = (i >> MIN_SEGMENT_LOG2, t as usize);
-        six[(seg * prev.0 as usize + context(values, i, side, 0)) * width + t] += 1;
-        if let Some(h) = &mut sixteen {
-            h[(seg * 16 + context(values, i, grid_side, r as usize)) * width + t] += 1;
-        }
-    }
+    let six_ctx = contexts(&tokens.lens, at(whole, prev));
+    let sixteen_ctx = grid.map(|g| contexts(&tokens.lens, at(whole, g)));
+    let six = counts(toks, &six_ctx, prev.0, MIN_SEGMENT_LOG2, width);
+    let sixteen = sixteen_ctx.as_ref().map(|c| counts(toks, c, 16, MIN_SEGMENT_LOG2, width));
+    let mut one = vec![0u32; segs * width];
     // One table's counts are the six contexts' summed: an increment a symbol fewer.
     for (k, table) in six.chunks(width).enumerate() {
         let seg = k / prev.0 as usize;
         one[seg * width..(seg + 1) * width].iter_mut().zip(table).for_each(|(o, &c)| *o += c);
     }
     let levels = [(single, one), (prev, six)].into_iter().chain(grid.zip(sixteen));
+    let mut best_counts = Vec::new();
     for (layout, mut level) in levels {
         // Each longer segment's counts merged pairwise from the shorter ones'.
         let table = layout.0 as usize * width;
@@ -389,26 +436,37 @@ fn price(values: &[u64], toks: &[u16], row: Option<u32>) -> (RansConfig, f64) {
             let cost: f64 = level.chunks(width).map(table_estimate).sum();
             if cost < best.0 {
                 best = (cost, at(k, layout));
+                best_counts.clone_from(&level);
             }
-            let segs = level.len() / table;
-            level = (0..segs.div_ceil(2))
-                .flat_map(|p| {
-                    let a = &level[2 * p * table..(2 * p + 1) * table];
-                    let b = level.get((2 * p + 1) * table..(2 * p + 2) * table);
-                    (0..table).map(move |j| a[j] + b.map_or(0, |b| b[j]))
-                })
-                .collect();
+            if k == whole {
+                break;
+            }
+            let mut merged = vec![0u32; (level.len() / table).div_ceil(2) * table];
+            for (m, pair) in merged.chunks_mut(table).zip(level.chunks(2 * table)) {
+                let (a, b) = pair.split_at(table);
+                m.copy_from_slice(a);
+                m.iter_mut().zip(b).for_each(|(m, &b)| *m += b);
+            }
+            level = merged;
         }
     }
-    (best.1, best.0)
+    let ctx = match best.1.contexts {
+        6 => six_ctx,
+        16 => sixteen_ctx.expect("16 contexts are priced only with a grid"),
+        _ => vec![0; n],
+    };
+    Priced { cfg: best.1, bits: best.0, ctx, counts: best_counts, width }
 }
 
 /// `values` coded as `cfg` says: each segment's tables (one a context), the raw bits (varint
 /// length first), the four final states (u32 each), then the 16-bit words in the order the
 /// decoder reads them.
 pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
-    let (toks, raw) = tokens(values);
-    code(&toks, &raw, &contexts(values, cfg), cfg)
+    let tokens = tokens(values, true);
+    let ctx = contexts(&tokens.lens, cfg);
+    let width = width(&tokens.toks);
+    let counts = counts(&tokens.toks, &ctx, cfg.contexts, cfg.segment_log2, width);
+    code(&tokens, &ctx, cfg, &counts, width)
 }
 
 /// One table entry as the encoder uses it: `x / freq` is `(x * recip) >> 64` for every 32-bit
@@ -438,16 +496,18 @@ impl EncSlot {
     }
 }
 
-/// `encode` from its tokens, raw bits and contexts.
-fn code(toks: &[u16], raw: &[u8], ctx: &[u8], cfg: RansConfig) -> Vec<u8> {
+/// `encode` from its tokens, contexts and the tables' counts (`counts`'s, `width` wide).
+fn code(tokens: &Tokens, ctx: &[u8], cfg: RansConfig, counts: &[u32], width: usize) -> Vec<u8> {
+    let (toks, raw) = (&tokens.toks[..], &tokens.raw[..]);
     debug_assert!(cfg.check().is_ok(), "{cfg:?}");
     let bits = cfg.prob_bits as u32;
     let seg_log2 = cfg.segment_log2;
     let mut out = Vec::new();
-    // By segment, context and token, as `counts` lays them out.
-    let mut tables: Vec<EncSlot> = Vec::new();
-    for h in counts(toks, ctx, cfg.contexts, seg_log2).chunks(TOKENS) {
-        let f = if h.iter().all(|&c| c == 0) { vec![0; TOKENS] } else { normalise(h, cfg.prob_bits) };
+    // By segment, context and token, as `counts` lays them out, as wide as the tokens used
+    // (not all 504: zeroing and filling those tables was a tenth of the coding).
+    let mut tables: Vec<EncSlot> = Vec::with_capacity(counts.len());
+    for h in counts.chunks(width) {
+        let f = if h.iter().all(|&c| c == 0) { vec![0; width] } else { normalise(h, cfg.prob_bits) };
         write_table(&f, &mut out);
         let mut cum = 0;
         tables.extend(f.iter().map(|&x| {
@@ -459,20 +519,43 @@ fn code(toks: &[u16], raw: &[u8], ctx: &[u8], cfg: RansConfig) -> Vec<u8> {
     put_varint(&mut out, raw.len() as u64);
     out.extend_from_slice(raw);
     let mut x = [L; LANES];
-    let mut words: Vec<u16> = Vec::with_capacity(toks.len() / 4);
-    for i in (0..toks.len()).rev() {
-        let e = tables[((i >> seg_log2) * cfg.contexts as usize + ctx[i] as usize) * TOKENS + toks[i] as usize];
-        let s = &mut x[i % LANES];
-        if (*s as u64) >= (e.freq as u64) << (32 - bits) {
-            words.push(*s as u16);
-            *s >>= 16;
-        }
-        let q = e.div(*s);
-        *s = (q << bits) + (*s - q * e.freq) + e.cum;
+    let n = toks.len();
+    let mut words = vec![0u16; n];
+    let mut kept = 0;
+    let contexts = cfg.contexts as usize;
+    let slot = |i: usize| tables[((i >> seg_log2) * contexts + ctx[i] as usize) * width + toks[i] as usize];
+    // The symbols past the last whole group of LANES first, then each group with its four
+    // states in registers (indexed, they went through memory on every symbol's chain).
+    let whole = n / LANES * LANES;
+    for i in (whole..n).rev() {
+        x[i % LANES] = put_symbol(x[i % LANES], slot(i), bits, &mut words, &mut kept);
     }
+    let [mut s0, mut s1, mut s2, mut s3] = x;
+    for i in (0..whole).step_by(LANES).rev() {
+        s3 = put_symbol(s3, slot(i + 3), bits, &mut words, &mut kept);
+        s2 = put_symbol(s2, slot(i + 2), bits, &mut words, &mut kept);
+        s1 = put_symbol(s1, slot(i + 1), bits, &mut words, &mut kept);
+        s0 = put_symbol(s0, slot(i), bits, &mut words, &mut kept);
+    }
+    let x = [s0, s1, s2, s3];
+    out.reserve(4 * LANES + 2 * kept);
     x.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
-    words.iter().rev().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+    words[..kept].iter().rev().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
     out
+}
+
+/// State `s` after coding the symbol of table entry `e`: the word it puts out (if any) written
+/// at `words[*kept]` whether or not it is kept, as whether a state overflows is a coin toss on a
+/// walk's residuals and the branch mispredicted. A symbol puts out at most one word (a state
+/// below 2^32 shifted once is below its bound), so `words` one a symbol is room enough.
+#[inline(always)]
+fn put_symbol(s: u32, e: EncSlot, bits: u32, words: &mut [u16], kept: &mut usize) -> u32 {
+    let over = (s as u64) >= (e.freq as u64) << (32 - bits);
+    words[*kept] = s as u16;
+    *kept += over as usize;
+    let s = if over { s >> 16 } else { s };
+    let q = e.div(s);
+    (q << bits) + (s - q * e.freq) + e.cum
 }
 
 /// One slot of a decoding table: the token whose range holds it, its frequency, the slot's
@@ -831,6 +914,12 @@ mod tests {
             }
             let cfg = choose(v, Some(9));
             assert_eq!(&decode(&encode(v, cfg), v.len(), cfg).unwrap(), v, "{cfg:?}");
+            // Coding with the search's own contexts and counts writes what coding afresh does.
+            for row in [Some(9), None] {
+                let (chosen, b) = encode_chosen(v, row);
+                assert_eq!(chosen, choose(v, row));
+                assert_eq!(b, encode(v, chosen), "{chosen:?}");
+            }
         }
     }
 

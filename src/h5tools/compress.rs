@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::bound::{self, Bound, ErrorSpec};
-use crate::dtype::{values_f64, ByteOrder};
+use crate::dtype::ByteOrder;
 use crate::error::{Error, Result};
 use crate::h5filter::{FilterBound, FilterParams, Layout, FILTER_ID};
 use crate::header::{DatasetInfo, DatasetKind};
@@ -221,7 +221,7 @@ fn dataset_range(source: &mut Hdf5Source, t: &Target, progress: &dyn Progress) -
     progress.start(&format!("scanning {}", t.info.path), t.info.raw_bytes());
     for rows in crate::pack::row_ranges(t.info.rows(), t.chunk_rows) {
         let n = rows.end - rows.start;
-        stats.update_masked(&values_f64(dtype, &source.read_rows(t.index, rows)?[0]), rule.as_ref());
+        stats.update_bytes(dtype, &source.read_rows(t.index, rows)?[0], rule.as_ref());
         progress.advance(n * t.info.row_bytes());
     }
     progress.finish();
