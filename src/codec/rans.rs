@@ -237,20 +237,35 @@ struct Tokens {
 }
 
 fn tokens(values: &[u64], write_raw: bool) -> Tokens {
-    // Each output in a loop of its own, collected into its exact length: one loop pushing to
-    // all of them went through memory for every vector's length.
-    let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
-    let lens: Vec<u8> = values.iter().map(|&u| (64 - u.leading_zeros()) as u8).collect();
+    let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
+    let toks: Vec<u16> = values
+        .iter()
+        .map(|&u| {
+            let (t, raw) = token(u);
+            if write_raw {
+                w.put(u, raw);
+            }
+            t as u16
+        })
+        .collect();
+    // From the tokens, not the values: a quarter of the bytes to read.
+    let lens: Vec<u8> = toks.iter().map(|&t| TOKEN_LEN[t as usize]).collect();
     // A symbol of bit length 6 or more (32 and up) has all but its top four bits raw.
     let raw_bits: u64 = lens.iter().map(|&b| if b >= 6 { b as u64 - 4 } else { 0 }).sum();
-    let mut raw = Vec::new();
-    if write_raw {
-        let mut w = BitWriter { out: Vec::with_capacity(raw_bits.div_ceil(8) as usize + 8), acc: 0, bits: 0 };
-        values.iter().for_each(|&u| w.put(u, token(u).1));
-        raw = w.finish();
-    }
-    Tokens { toks, lens, raw, raw_bits }
+    Tokens { toks, lens, raw: if write_raw { w.finish() } else { Vec::new() }, raw_bits }
 }
+
+/// The bit length of every symbol of token `t`: a direct token's own, else the one its bin
+/// stands for.
+const TOKEN_LEN: [u8; TOKENS] = {
+    let mut len = [0u8; TOKENS];
+    let mut t = 0;
+    while t < TOKENS {
+        len[t] = if t < DIRECT as usize { (usize::BITS - t.leading_zeros()) as u8 } else { ((t - DIRECT as usize) / 8 + 6) as u8 };
+        t += 1;
+    }
+    len
+};
 
 /// Each symbol's context under `cfg` (`RansConfig::contexts`) from the symbols' bit lengths:
 /// the first symbol's neighbours count as class 0, and the one `row` back before the first
@@ -884,6 +899,7 @@ mod tests {
             let (base, n) = token_base(t);
             assert_eq!(n, raw, "{u}");
             assert_eq!(base | (u & ((1u64 << raw) - 1)), u, "{u}");
+            assert_eq!(TOKEN_LEN[t] as u32, 64 - u.leading_zeros(), "{u}");
         }
     }
 
