@@ -463,6 +463,24 @@ pub struct Walked {
     pub rebuilt: Vec<f64>,
 }
 
+impl Walked {
+    /// `exact` ascending, as a block lists them. A walk reaches each element once, so the
+    /// indices are distinct: where they are many (a field's land: 45 % of NEMO's elements) a
+    /// flag an element, read in order, lists them for a fraction of a sort's time (the sort
+    /// was 9 % of NEMO's one-slice writes at 1e-4).
+    pub fn sort_exact(&mut self) {
+        let n = self.rebuilt.len();
+        if self.exact.len() > n / 32 {
+            let mut flag = vec![false; n];
+            self.exact.iter().for_each(|&i| flag[i as usize] = true);
+            self.exact.clear();
+            self.exact.extend(flag.iter().enumerate().filter(|&(_, &f)| f).map(|(i, _)| i as u64));
+        } else {
+            self.exact.sort_unstable();
+        }
+    }
+}
+
 /// Quantises `values` to `tol` along `cfg`'s walk. `valid(i)`: the element is a value to bound
 /// (not missing). Other elements, and those that miss the bound, are listed to be stored
 /// exactly; each gets symbol 0, so it takes its prediction's value in the walk (a mask, not a
@@ -662,6 +680,26 @@ mod tests {
         *s ^= *s >> 7;
         *s ^= *s << 17;
         *s
+    }
+
+    /// The exact elements listed ascending, by flags where they are many (missing land) and by a
+    /// sort where they are few: every one, once, in order.
+    #[test]
+    fn exact_elements_come_out_ascending() {
+        let cfg = Config { grid: [1, 40, 50], kind: Kind::Cubic, order: ORDERS[0], levelwise: 0 };
+        let mut s = 7u64;
+        let values: Vec<f64> = (0..4000).map(|_| (xorshift(&mut s) % 1000) as f64 * 0.01).collect();
+        // Flags for the first three (over 1/32 of the elements exact), a sort for the others.
+        for (every, band) in [(2usize, 1000..1400), (3, 0..0), (100, 1000..1400), (100, 0..0), (4001, 0..0)] {
+            let valid = |i: usize| i % every != 0 && !band.contains(&i);
+            let mut w = quantise(&cfg, DType::F64, &values, valid, 1e-3);
+            // Every element not valid is there, with any a rebuilt prediction put out of reach.
+            assert!((0..4000u64).filter(|&i| !valid(i as usize)).all(|i| w.exact.contains(&i)), "every {every}");
+            let mut want = w.exact.clone();
+            want.sort_unstable();
+            w.sort_exact();
+            assert!(w.exact == want, "every {every}: {} listed, {} sorted", w.exact.len(), want.len());
+        }
     }
 
     #[test]

@@ -642,7 +642,7 @@ impl ChunkCodec {
     ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
         let mut w = trial.unwrap_or_else(|| interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol));
-        w.exact.sort_unstable();
+        w.sort_exact();
         let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
         let mut codes = Vec::new();
         ints::encode_omitting(&w.symbols, level, None, &Refs::NONE, None, threads, &mut codes);
