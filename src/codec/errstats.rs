@@ -32,12 +32,13 @@ impl ErrStats {
         self.sum_abs += r.abs();
         self.sum_res += r;
         self.sum_res2 += r * r;
-        if x != 0.0 {
-            let q = r / x;
-            self.n_resp += 1;
-            self.sum_resp += q;
-            self.sum_resp2 += q * q;
-        }
+        // Without a branch (a field's zeros fall where they will): at x = 0 the sums take 0.0,
+        // which leaves them as they were, to the bit (they start at +0.0, so none is ever -0.0).
+        let counted = x != 0.0;
+        let q = if counted { r / x } else { 0.0 };
+        self.n_resp += counted as u64;
+        self.sum_resp += q;
+        self.sum_resp2 += q * q;
     }
 
     pub fn merge(&mut self, o: &ErrStats) {
@@ -144,4 +145,40 @@ pub struct ErrSummary {
     pub residual_rms: f64,
     pub response_mean: f64,
     pub response_rms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sums as the branch that skipped x = 0 made them, to the bit: zeros, signed zeros,
+    /// tiny and huge values, non-finite ones.
+    #[test]
+    fn zeros_leave_the_response_sums_as_they_were() {
+        let xs = [0.0, -0.0, 1.5, -2.25, 1e-300, -1e300, 0.0, 3.0, f64::NAN, f64::INFINITY, -7.0, 0.0];
+        let recs = [1e-3, -1e-3, 1.5, -2.0, -1e-310, -1e300, 0.0, 2.5, 1.0, 1.0, -7.5, -0.0];
+        let mut st = ErrStats::default();
+        let mut want = ErrStats::default();
+        for (&x, &rec) in xs.iter().zip(&recs) {
+            st.add(x, rec);
+            if !x.is_finite() {
+                continue;
+            }
+            let r = rec - x;
+            want.n += 1;
+            want.max_abs = want.max_abs.max(r.abs());
+            want.sum_abs += r.abs();
+            want.sum_res += r;
+            want.sum_res2 += r * r;
+            if x != 0.0 {
+                want.n_resp += 1;
+                want.sum_resp += r / x;
+                want.sum_resp2 += (r / x) * (r / x);
+            }
+        }
+        assert_eq!((st.n, st.n_resp), (want.n, want.n_resp));
+        for (a, b) in [(st.sum_resp, want.sum_resp), (st.sum_resp2, want.sum_resp2), (st.sum_res, want.sum_res), (st.max_abs, want.max_abs)] {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+    }
 }
