@@ -250,8 +250,8 @@ impl Stats {
         self.update_values(values.iter().copied(), rule);
     }
 
-    /// `update_masked` on a variable's little-endian bytes: floats are read in place (widening
-    /// a chunk to f64 first was a third of `pack`'s scan of the range).
+    /// `update_masked` on a variable's little-endian bytes: floats are read in place, not
+    /// widened into a chunk-sized f64 copy first.
     pub fn update_bytes(&mut self, dtype: DType, bytes: &[u8], rule: Option<&crate::missing::MissingRule>) {
         match dtype {
             DType::F32 => self.update_values(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64), rule),
@@ -261,8 +261,8 @@ impl Stats {
     }
 
     fn update_values(&mut self, values: impl Iterator<Item = f64>, rule: Option<&crate::missing::MissingRule>) {
-        // The range in plain locals, the usual case (no rule) without a branch an element:
-        // an `Option` updated per element was 4 % of a level-1 `pack`. NaN never reaches a
+        // The range in plain locals, the usual case (no rule) without a branch an element (the
+        // loop updating an `Option` per element was 4 % of a level-1 `pack`). NaN never reaches a
         // comparison, so `<` and `>` are `min` and `max` (one instruction each, not a
         // NaN-aware select).
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);

@@ -177,47 +177,57 @@ fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
 /// sub-bins (bucket and top `ESTIMATE_TREE_BITS` bits, what `ac` learns a distribution over),
 /// plus the bits below. Cheap enough to run for every predictor, and close enough to choose one.
 fn cost(u: impl Iterator<Item = u64>) -> f64 {
-    const T: usize = ESTIMATE_TREE_BITS;
-    // Called dozens of times a block, so a value's sub-bin is found in three operations: the
-    // bits below the top T + 1 are shifted out, and what is left (the value itself under
-    // 2^(T+1), else T + 1 bits with the top one set) is unique within its shift. The bins so
-    // numbered rise with the values they hold, so the sum below visits the non-empty ones in
-    // the same order as before (the same float sum: the same choices), and the loop runs
-    // 1.4x as fast as one that took bucket and top bits apart. Shifts run to 64 - (T + 1).
-    let mut hist = [0u32; (65 - T) << T];
+    let mut hist = [0u32; ESTIMATE_BINS];
     let mut below = 0u64;
     let mut n = 0u64;
     for v in u {
-        let shift = (64 - v.leading_zeros() as usize).saturating_sub(T + 1);
-        hist[(shift << T) + (v >> shift) as usize] += 1;
-        below += shift as u64;
+        let (bin, bits) = sub_bin(v);
+        hist[bin] += 1;
+        below += bits;
         n += 1;
     }
-    let nf = n as f64;
-    below as f64 + hist.iter().filter(|&&h| h > 0).map(|&h| h as f64 * (nf / h as f64).log2()).sum::<f64>()
+    bins_bits(hist.iter().copied(), n as f64, below)
 }
 
 const ESTIMATE_TREE_BITS: usize = 6;
+/// The sub-bins `sub_bin` numbers: shifts run to 64 - (ESTIMATE_TREE_BITS + 1).
+const ESTIMATE_BINS: usize = (65 - ESTIMATE_TREE_BITS) << ESTIMATE_TREE_BITS;
+
+/// `v`'s sub-bin for the estimates, and the bits below it. Found in three operations (the
+/// estimates run dozens of times a block): the bits below the top T + 1 are shifted out, and
+/// what is left (the value itself under 2^(T+1), else T + 1 bits with the top one set) is
+/// unique within its shift. The bins so numbered rise with the values they hold, so a sum in
+/// bin order visits the non-empty ones in the same order as before (the same float sum: the
+/// same choices), and the loop ran 1.4x as fast as one that took bucket and top bits apart.
+#[inline(always)]
+fn sub_bin(v: u64) -> (usize, u64) {
+    const T: usize = ESTIMATE_TREE_BITS;
+    let shift = (64 - v.leading_zeros() as usize).saturating_sub(T + 1);
+    ((shift << T) + (v >> shift) as usize, shift as u64)
+}
+
+/// The bits of `n` values whose sub-bins hold `counts` (in bin order; empty ones add nothing)
+/// with `below` bits under them: every estimate's sum, written once so they agree to the bit.
+fn bins_bits(counts: impl Iterator<Item = u32>, n: f64, below: u64) -> f64 {
+    below as f64 + counts.filter(|&h| h > 0).map(|h| h as f64 * (n / h as f64).log2()).sum::<f64>()
+}
 
 /// `cost` of K sequences in one pass over a block's priced elements: `of(i)` gives element i's
 /// value in each. Each sum is `cost`'s to the bit (the same bins in the same order), and a
 /// pass reads the codes once where K passes read them K times.
 fn costs<const K: usize>(at: &PriceAt, of: impl Fn(usize) -> [u64; K]) -> [f64; K] {
-    const T: usize = ESTIMATE_TREE_BITS;
-    const BINS: usize = (65 - T) << T;
-    let mut hist = vec![0u32; K * BINS];
+    let mut hist = vec![0u32; K * ESTIMATE_BINS];
     let mut below = [0u64; K];
     let mut n = 0u64;
     for i in at.iter() {
         for (k, v) in of(i).into_iter().enumerate() {
-            let shift = (64 - v.leading_zeros() as usize).saturating_sub(T + 1);
-            hist[k * BINS + (shift << T) + (v >> shift) as usize] += 1;
-            below[k] += shift as u64;
+            let (bin, bits) = sub_bin(v);
+            hist[k * ESTIMATE_BINS + bin] += 1;
+            below[k] += bits;
         }
         n += 1;
     }
-    let nf = n as f64;
-    std::array::from_fn(|k| below[k] as f64 + hist[k * BINS..(k + 1) * BINS].iter().filter(|&&h| h > 0).map(|&h| h as f64 * (nf / h as f64).log2()).sum::<f64>())
+    std::array::from_fn(|k| bins_bits(hist[k * ESTIMATE_BINS..(k + 1) * ESTIMATE_BINS].iter().copied(), n as f64, below[k]))
 }
 
 /// The run `cost_by_runs` estimates `ac` over at a fast level: runs of 512 chose as these did
@@ -230,8 +240,7 @@ const AC_ESTIMATE_RUN: usize = 1024;
 /// first), where one entropy over the whole block overstates it. Only the sub-bins a run
 /// touches are summed and cleared, so a short run costs what its values do.
 fn cost_by_runs(u: &[u64], run: usize) -> f64 {
-    const T: usize = ESTIMATE_TREE_BITS;
-    let mut hist = vec![0u32; (65 - T) << T];
+    let mut hist = vec![0u32; ESTIMATE_BINS];
     // Each run's sub-bins in the order first touched; every bin is written and the count moved
     // on only for a new one (a branch there mispredicted on most symbols).
     let mut touched = vec![0usize; run.clamp(1, u.len().max(1))];
@@ -240,15 +249,13 @@ fn cost_by_runs(u: &[u64], run: usize) -> f64 {
         let mut below = 0u64;
         let mut new = 0;
         for &v in part {
-            let shift = (64 - v.leading_zeros() as usize).saturating_sub(T + 1);
-            let bin = (shift << T) + (v >> shift) as usize;
+            let (bin, shift) = sub_bin(v);
             touched[new] = bin;
             new += (hist[bin] == 0) as usize;
             hist[bin] += 1;
-            below += shift as u64;
+            below += shift;
         }
-        let nf = part.len() as f64;
-        bits += below as f64 + touched[..new].iter().map(|&b| hist[b] as f64 * (nf / hist[b] as f64).log2()).sum::<f64>();
+        bits += bins_bits(touched[..new].iter().map(|&b| hist[b]), part.len() as f64, below);
         touched[..new].iter().for_each(|&b| hist[b] = 0);
     }
     bits
@@ -467,7 +474,8 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
     };
     let delta = |i: usize| zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 }));
     // Without repeat decisions the three are plain costs, priced in one pass (a fast level's
-    // walk symbols: the three passes were a seventh of a one-slice write at 1e-2).
+    // walk symbols: pricing the predictors was a seventh of GloSea4's one-slice writes at
+    // 1e-2, perf).
     let fused = (repeats == Repeats::Never).then(|| {
         costs(&at, |i| [zigzag(codes[i]), codes[i].wrapping_sub(min) as u64, delta(i)]).map(|k| at.scale(k))
     });
@@ -800,7 +808,7 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         let again: Vec<Box<dyn CodesStage>> = stages.iter().map(|s| s.boxed_clone()).collect();
         // `rans`'s block as priced (its head as written): coded below only where it may be kept.
         let chosen = rans::Chosen::new(&u, grid_row(context));
-        let rans_chain = Chain { codes: stages, to_bytes: Box::new(Rans { cfg: chosen.cfg, sign }), bytes: vec![] };
+        let rans_chain = Chain { codes: stages, to_bytes: Box::new(Rans { cfg: chosen.cfg(), sign }), bytes: vec![] };
         let mut head = Vec::new();
         rans_chain.write_stages(&mut head);
         put_varint(&mut head, chosen.bytes as u64);

@@ -376,16 +376,16 @@ pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
 /// the tokens, shared by pricing and coding.
 pub fn encode_chosen(values: &[u64], row: Option<u32>) -> (RansConfig, Vec<u8>) {
     let chosen = Chosen::new(values, row);
-    (chosen.cfg, chosen.code())
+    (chosen.cfg(), chosen.code())
 }
 
 /// `encode_chosen` in two steps: the configuration and about the bytes it codes the values in,
 /// then the coding, for a caller that may not need it (another coder already smaller).
 pub struct Chosen {
     tokens: Tokens,
-    /// Each symbol's context and the tables' counts under `cfg`, as pricing made them.
+    /// The configuration, and each symbol's context and the tables' counts under it, as
+    /// pricing made them.
     priced: Priced,
-    pub cfg: RansConfig,
     /// The tables and tokens as `price` prices them, and the raw bits as written; the coder's
     /// final states are not priced, so it runs under what `code` writes (measured in
     /// `ints::encode_omitting`, which relies on it).
@@ -397,12 +397,16 @@ impl Chosen {
         let tokens = tokens(values, true);
         let priced = price(&tokens, row);
         let bytes = priced.bits / 8.0 + tokens.raw.len() as f64;
-        Chosen { cfg: priced.cfg, tokens, priced, bytes }
+        Chosen { tokens, priced, bytes }
+    }
+
+    pub fn cfg(&self) -> RansConfig {
+        self.priced.cfg
     }
 
     /// The payload, coded.
     pub fn code(&self) -> Vec<u8> {
-        code(&self.tokens, &self.priced.ctx, self.cfg, &self.priced.counts, self.priced.width)
+        code(&self.tokens, &self.priced.ctx, self.priced.cfg, &self.priced.counts, self.priced.width)
     }
 }
 
@@ -519,7 +523,7 @@ fn code(tokens: &Tokens, ctx: &[u8], cfg: RansConfig, counts: &[u32], width: usi
     let seg_log2 = cfg.segment_log2;
     let mut out = Vec::new();
     // By segment, context and token, as `counts` lays them out, as wide as the tokens used
-    // (not all 504: zeroing and filling those tables was a tenth of the coding).
+    // (not all 504: a walk's blocks use a few dozen).
     let mut tables: Vec<EncSlot> = Vec::with_capacity(counts.len());
     for h in counts.chunks(width) {
         let f = if h.iter().all(|&c| c == 0) { vec![0; width] } else { normalise(h, cfg.prob_bits) };
