@@ -227,32 +227,39 @@ fn class(u: u64, side: u8) -> usize {
 }
 
 /// A block's symbols as the encoder's passes take them: each one's token, its bit length (what
-/// contexts are made of: `class` capped), and the raw bits under the tokens, written in order
-/// where they are to be coded and only counted where priced.
+/// contexts are made of: `class` capped), and how many raw bits lie under the tokens (written
+/// only when the block is coded: `raw_bits`; a block that is priced and then not coded, as
+/// where `ac` wins, does not pay for them).
 struct Tokens {
     toks: Vec<u16>,
     lens: Vec<u8>,
-    raw: Vec<u8>,
     raw_bits: u64,
 }
 
-fn tokens(values: &[u64], write_raw: bool) -> Tokens {
-    let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
-    let toks: Vec<u16> = values
-        .iter()
-        .map(|&u| {
-            let (t, raw) = token(u);
-            if write_raw {
-                w.put(u, raw);
-            }
-            t as u16
-        })
-        .collect();
+fn tokens(values: &[u64]) -> Tokens {
+    let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
     // From the tokens, not the values: a quarter of the bytes to read.
     let lens: Vec<u8> = toks.iter().map(|&t| TOKEN_LEN[t as usize]).collect();
-    // A symbol of bit length 6 or more (32 and up) has all but its top four bits raw.
-    let raw_bits: u64 = lens.iter().map(|&b| if b >= 6 { b as u64 - 4 } else { 0 }).sum();
-    Tokens { toks, lens, raw: if write_raw { w.finish() } else { Vec::new() }, raw_bits }
+    let raw_bits: u64 = lens.iter().map(|&b| raw_under(b) as u64).sum();
+    Tokens { toks, lens, raw_bits }
+}
+
+/// The raw bits under a symbol of bit length `b`: all but the top four of one of 6 or more
+/// (token 32 and up), none below.
+#[inline(always)]
+fn raw_under(b: u8) -> u32 {
+    if b >= 6 {
+        b as u32 - 4
+    } else {
+        0
+    }
+}
+
+/// The raw stream: the bits under each of `values`' tokens (`lens`, `Tokens::lens`), in order.
+fn raw_bits(values: &[u64], lens: &[u8]) -> Vec<u8> {
+    let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
+    values.iter().zip(lens).for_each(|(&u, &b)| w.put(u, raw_under(b)));
+    w.finish()
 }
 
 /// The bit length of every symbol of token `t`: a direct token's own, else the one its bin
@@ -367,7 +374,7 @@ pub fn choose(values: &[u64], row: Option<u32>) -> RansConfig {
 /// `choose`'s configuration, and about the bits `encode` codes `values` in with it: its
 /// tables and tokens as `choose` prices them, and the raw bits under the tokens.
 pub fn priced(values: &[u64], row: Option<u32>) -> (RansConfig, f64) {
-    let tokens = tokens(values, false);
+    let tokens = tokens(values);
     let p = price(&tokens, row);
     (p.cfg, p.bits + tokens.raw_bits as f64)
 }
@@ -381,23 +388,24 @@ pub fn encode_chosen(values: &[u64], row: Option<u32>) -> (RansConfig, Vec<u8>) 
 
 /// `encode_chosen` in two steps: the configuration and about the bytes it codes the values in,
 /// then the coding, for a caller that may not need it (another coder already smaller).
-pub struct Chosen {
+pub struct Chosen<'a> {
+    values: &'a [u64],
     tokens: Tokens,
     /// The configuration, and each symbol's context and the tables' counts under it, as
     /// pricing made them.
     priced: Priced,
-    /// The tables and tokens as `price` prices them, and the raw bits as written; the coder's
-    /// final states are not priced, so it runs under what `code` writes (measured in
-    /// `ints::encode_omitting`, which relies on it).
+    /// The tables and tokens as `price` prices them, and the raw bits as `code` writes them;
+    /// the coder's final states are not priced, so it runs under what `code` writes (measured
+    /// in `ints::encode_omitting`, which relies on it).
     pub bytes: f64,
 }
 
-impl Chosen {
-    pub fn new(values: &[u64], row: Option<u32>) -> Chosen {
-        let tokens = tokens(values, true);
+impl<'a> Chosen<'a> {
+    pub fn new(values: &'a [u64], row: Option<u32>) -> Chosen<'a> {
+        let tokens = tokens(values);
         let priced = price(&tokens, row);
-        let bytes = priced.bits / 8.0 + tokens.raw.len() as f64;
-        Chosen { tokens, priced, bytes }
+        let bytes = priced.bits / 8.0 + tokens.raw_bits.div_ceil(8) as f64;
+        Chosen { values, tokens, priced, bytes }
     }
 
     pub fn cfg(&self) -> RansConfig {
@@ -406,7 +414,8 @@ impl Chosen {
 
     /// The payload, coded.
     pub fn code(&self) -> Vec<u8> {
-        code(&self.tokens, &self.priced.ctx, self.priced.cfg, &self.priced.counts, self.priced.width)
+        let raw = raw_bits(self.values, &self.tokens.lens);
+        code(&self.tokens, &raw, &self.priced.ctx, self.priced.cfg, &self.priced.counts, self.priced.width)
     }
 }
 
@@ -481,11 +490,11 @@ fn price(tokens: &Tokens, row: Option<u32>) -> Priced {
 /// length first), the four final states (u32 each), then the 16-bit words in the order the
 /// decoder reads them.
 pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
-    let tokens = tokens(values, true);
+    let tokens = tokens(values);
     let ctx = contexts(&tokens.lens, cfg);
     let width = width(&tokens.toks);
     let counts = counts(&tokens.toks, &ctx, cfg.contexts, cfg.segment_log2, width);
-    code(&tokens, &ctx, cfg, &counts, width)
+    code(&tokens, &raw_bits(values, &tokens.lens), &ctx, cfg, &counts, width)
 }
 
 /// One table entry as the encoder uses it: `x / freq` is `(x * recip) >> 64` for every 32-bit
@@ -515,9 +524,10 @@ impl EncSlot {
     }
 }
 
-/// `encode` from its tokens, contexts and the tables' counts (`counts`'s, `width` wide).
-fn code(tokens: &Tokens, ctx: &[u8], cfg: RansConfig, counts: &[u32], width: usize) -> Vec<u8> {
-    let (toks, raw) = (&tokens.toks[..], &tokens.raw[..]);
+/// `encode` from its tokens, raw stream, contexts and the tables' counts (`counts`'s, `width`
+/// wide).
+fn code(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u32], width: usize) -> Vec<u8> {
+    let toks = &tokens.toks[..];
     debug_assert!(cfg.check().is_ok(), "{cfg:?}");
     let bits = cfg.prob_bits as u32;
     let seg_log2 = cfg.segment_log2;
