@@ -552,19 +552,32 @@ fn code(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u32]
     let mut words = vec![0u16; n];
     let mut kept = 0;
     let contexts = cfg.contexts as usize;
-    let slot = |i: usize| tables[((i >> seg_log2) * contexts + ctx[i] as usize) * width + toks[i] as usize];
+    // Each symbol's entry lies in `tables`: one table a segment and context, `width` wide, and
+    // a symbol's context is below `contexts` (`contexts` caps the classes) and its token below
+    // `width` (`width`).
+    assert!(ctx.len() == n && tables.len() == n.div_ceil(1 << seg_log2) * contexts * width, "rans tables for {n} symbols");
+    debug_assert!(ctx.iter().all(|&c| (c as usize) < contexts) && toks.iter().all(|&t| (t as usize) < width));
+    // Unchecked: with the three bounds checks a symbol (and the registers they held) the
+    // loop took 3.8-3.9 ns a symbol, without them 3.1-3.2 (blocks of 1 Mi symbols, three
+    // distributions).
+    // SAFETY: `i < n` (the loops below), and the entry's index in bounds, as asserted above.
+    let slot = |i: usize| unsafe { *tables.get_unchecked(((i >> seg_log2) * contexts + *ctx.get_unchecked(i) as usize) * width + *toks.get_unchecked(i) as usize) };
     // The symbols past the last whole group of LANES first, then each group with its four
     // states in registers (indexed, they went through memory on every symbol's chain).
     let whole = n / LANES * LANES;
+    // SAFETY (each `put_symbol`): `words` has `n` entries, and `kept` is at most the symbols
+    // coded before, fewer than `n`.
     for i in (whole..n).rev() {
-        x[i % LANES] = put_symbol(x[i % LANES], slot(i), bits, &mut words, &mut kept);
+        x[i % LANES] = unsafe { put_symbol(x[i % LANES], slot(i), bits, &mut words, &mut kept) };
     }
     let [mut s0, mut s1, mut s2, mut s3] = x;
     for i in (0..whole).step_by(LANES).rev() {
-        s3 = put_symbol(s3, slot(i + 3), bits, &mut words, &mut kept);
-        s2 = put_symbol(s2, slot(i + 2), bits, &mut words, &mut kept);
-        s1 = put_symbol(s1, slot(i + 1), bits, &mut words, &mut kept);
-        s0 = put_symbol(s0, slot(i), bits, &mut words, &mut kept);
+        unsafe {
+            s3 = put_symbol(s3, slot(i + 3), bits, &mut words, &mut kept);
+            s2 = put_symbol(s2, slot(i + 2), bits, &mut words, &mut kept);
+            s1 = put_symbol(s1, slot(i + 1), bits, &mut words, &mut kept);
+            s0 = put_symbol(s0, slot(i), bits, &mut words, &mut kept);
+        }
     }
     let x = [s0, s1, s2, s3];
     out.reserve(4 * LANES + 2 * kept);
@@ -577,10 +590,16 @@ fn code(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u32]
 /// at `words[*kept]` whether or not it is kept, as whether a state overflows is a coin toss on a
 /// walk's residuals and the branch mispredicted. A symbol puts out at most one word (a state
 /// below 2^32 shifted once is below its bound), so `words` one a symbol is room enough.
+///
+/// # Safety
+/// `*kept < words.len()`: `code` gives `words` one a symbol, and `*kept` counts the words of
+/// the symbols coded before this one.
 #[inline(always)]
-fn put_symbol(s: u32, e: EncSlot, bits: u32, words: &mut [u16], kept: &mut usize) -> u32 {
+unsafe fn put_symbol(s: u32, e: EncSlot, bits: u32, words: &mut [u16], kept: &mut usize) -> u32 {
     let over = (s as u64) >= (e.freq as u64) << (32 - bits);
-    words[*kept] = s as u16;
+    debug_assert!(*kept < words.len());
+    // SAFETY: the caller's promise.
+    unsafe { *words.get_unchecked_mut(*kept) = s as u16 };
     *kept += over as usize;
     let s = if over { s >> 16 } else { s };
     let q = e.div(s);
