@@ -212,22 +212,28 @@ fn bins_bits(counts: impl Iterator<Item = u32>, n: f64, below: u64) -> f64 {
     below as f64 + counts.filter(|&h| h > 0).map(|h| h as f64 * (n / h as f64).log2()).sum::<f64>()
 }
 
-/// `cost` of K sequences in one pass over a block's priced elements: `of(i)` gives element i's
-/// value in each. Each sum is `cost`'s to the bit (the same bins in the same order), and a
-/// pass reads the codes once where K passes read them K times.
-fn costs<const K: usize>(at: &PriceAt, of: impl Fn(usize) -> [u64; K]) -> [f64; K] {
-    let mut hist = vec![0u32; K * ESTIMATE_BINS];
+/// `cost` of K sequences in one pass over a block's priced elements: `of(c, before)` gives
+/// the values in each of a code `c` whose code before is `before` (0 before the first). Each
+/// sum is `cost`'s to the bit (the same bins in the same order), and a pass reads the codes
+/// once where K passes read them K times.
+fn costs<const K: usize>(at: &PriceAt, codes: &[i64], of: impl Fn(i64, i64) -> [u64; K]) -> [f64; K] {
+    // Tables a power of two long, so that a bin's index, masked, needs no bounds check.
+    const SIZE: usize = ESTIMATE_BINS.next_power_of_two();
+    let mut hist = vec![[0u32; SIZE]; K];
     let mut below = [0u64; K];
-    let mut n = 0u64;
-    for i in at.iter() {
-        for (k, v) in of(i).into_iter().enumerate() {
-            let (bin, bits) = sub_bin(v);
-            hist[k * ESTIMATE_BINS + bin] += 1;
-            below[k] += bits;
+    for run in at.runs() {
+        let mut before = if run.start > 0 { codes[run.start - 1] } else { 0 };
+        for &c in &codes[run] {
+            for (k, v) in of(c, before).into_iter().enumerate() {
+                let (bin, bits) = sub_bin(v);
+                hist[k][bin & (SIZE - 1)] += 1;
+                below[k] += bits;
+            }
+            before = c;
         }
-        n += 1;
     }
-    std::array::from_fn(|k| bins_bits(hist[k * ESTIMATE_BINS..(k + 1) * ESTIMATE_BINS].iter().copied(), n as f64, below[k]))
+    let n = at.len() as f64;
+    std::array::from_fn(|k| bins_bits(hist[k][..ESTIMATE_BINS].iter().copied(), n, below[k]))
 }
 
 /// The run `cost_by_runs` estimates `ac` over at a fast level: runs of 512 chose as these did
@@ -487,7 +493,7 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
     // walk symbols: pricing the predictors was a seventh of GloSea4's one-slice writes at
     // 1e-2, perf).
     let fused = (repeats == Repeats::Never).then(|| {
-        costs(&at, |i| [zigzag(codes[i]), codes[i].wrapping_sub(min) as u64, delta(i)]).map(|k| at.scale(k))
+        costs(&at, codes, |c, before| [zigzag(c), c.wrapping_sub(min) as u64, zigzag(c.wrapping_sub(before))]).map(|k| at.scale(k))
     });
     let plain = |by: i64, sign: Sign| match fused {
         Some([z, o, _]) => {
@@ -663,7 +669,12 @@ impl PriceAt {
     }
 
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.runs).flat_map(move |r| {
+        self.runs().flatten()
+    }
+
+    /// The runs `iter` visits, in order.
+    fn runs(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        (0..self.runs).map(move |r| {
             let start = if self.runs > 1 { r * (self.n - self.run) / (self.runs - 1) } else { 0 };
             start..start + self.run
         })
@@ -1175,7 +1186,7 @@ mod tests {
         for n in [0usize, 1, 5000, 300_000] {
             let codes: Vec<i64> = (0..n).map(|i| (r() % 2000) as i64 - 1000 + if i % 7 == 0 { 1 << 40 } else { 0 }).collect();
             for at in [PriceAt::all(n), PriceAt::new(n)] {
-                let [z, d] = costs(&at, |i| [zigzag(codes[i]), zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 }))]);
+                let [z, d] = costs(&at, &codes, |c, before| [zigzag(c), zigzag(c.wrapping_sub(before))]);
                 assert_eq!(z.to_bits(), cost(at.iter().map(|i| zigzag(codes[i]))).to_bits(), "n {n}");
                 assert_eq!(d.to_bits(), cost(at.iter().map(|i| zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 })))).to_bits(), "n {n}");
             }
