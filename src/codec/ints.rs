@@ -212,28 +212,42 @@ fn bins_bits(counts: impl Iterator<Item = u32>, n: f64, below: u64) -> f64 {
     below as f64 + counts.filter(|&h| h > 0).map(|h| h as f64 * (n / h as f64).log2()).sum::<f64>()
 }
 
-/// `cost` of K sequences in one pass over a block's priced elements: `of(c, before)` gives
-/// the values in each of a code `c` whose code before is `before` (0 before the first). Each
-/// sum is `cost`'s to the bit (the same bins in the same order), and a pass reads the codes
-/// once where K passes read them K times.
-fn costs<const K: usize>(at: &PriceAt, codes: &[i64], of: impl Fn(i64, i64) -> [u64; K]) -> [f64; K] {
+/// `cost` of K sequences in one pass over a block's priced elements: `of(i, c, before)` gives
+/// the values in each of element i, whose code is `c` and the code before it `before` (0
+/// before the first). Each sum is `cost`'s to the bit (the same bins in the same order), and a
+/// pass reads the codes once where K passes read them K times.
+fn costs<const K: usize>(at: &PriceAt, codes: &[i64], of: impl Fn(usize, i64, i64) -> [u64; K]) -> [f64; K] {
+    costs_where(at, codes, |_, _, _| [true; K], of).map(|(bits, _)| bits)
+}
+
+/// `costs` of the priced elements each sequence's `keep(i, c, before)` admits, with how many
+/// it admitted.
+fn costs_where<const K: usize>(
+    at: &PriceAt,
+    codes: &[i64],
+    keep: impl Fn(usize, i64, i64) -> [bool; K],
+    of: impl Fn(usize, i64, i64) -> [u64; K],
+) -> [(f64, u64); K] {
     // Tables a power of two long, so that a bin's index, masked, needs no bounds check.
     const SIZE: usize = ESTIMATE_BINS.next_power_of_two();
     let mut hist = vec![[0u32; SIZE]; K];
     let mut below = [0u64; K];
+    let mut n = [0u64; K];
     for run in at.runs() {
         let mut before = if run.start > 0 { codes[run.start - 1] } else { 0 };
-        for &c in &codes[run] {
-            for (k, v) in of(c, before).into_iter().enumerate() {
+        for (i, &c) in run.clone().zip(&codes[run]) {
+            let kept = keep(i, c, before);
+            for (k, v) in of(i, c, before).into_iter().enumerate() {
+                // Counted whether kept or not, without a branch: a repeat is a coin toss.
                 let (bin, bits) = sub_bin(v);
-                hist[k][bin & (SIZE - 1)] += 1;
-                below[k] += bits;
+                hist[k][bin & (SIZE - 1)] += kept[k] as u32;
+                below[k] += bits * kept[k] as u64;
+                n[k] += kept[k] as u64;
             }
             before = c;
         }
     }
-    let n = at.len() as f64;
-    std::array::from_fn(|k| bins_bits(hist[k][..ESTIMATE_BINS].iter().copied(), n, below[k]))
+    std::array::from_fn(|k| (bins_bits(hist[k][..ESTIMATE_BINS].iter().copied(), n[k] as f64, below[k]), n[k]))
 }
 
 /// The run `cost_by_runs` estimates `ac` over at a fast level: runs of 512 chose as these did
@@ -477,51 +491,53 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
     // bits where the sub-bins resolve every value, but zigzagged the commonest, 0, is the
     // smallest symbol, which `ac`'s head decodes in one decision, not the seven of bucket 4's
     // sub-bins, and `rans`'s contexts (the bit lengths before) tell a calm run from a rough one.
-    let plain = |by: i64, sign: Sign| {
-        let u = move |c: i64| sign.to_u(c.wrapping_sub(by));
-        // The simple predictors are priced on `PriceAt`'s elements, scaled to the whole block
-        // (what a reference or norm is priced at).
-        let k = at.scale(cost(at.iter().map(|i| u(codes[i]))));
-        // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so,
-        // delta (which turns repeats into zeros but widens every other value) does not win on
-        // them.
-        let priced = if repeats == Repeats::Never { None } else { repeats_cost_at(codes, &at, u).filter(|&r| r < k) };
+    // The plain costs, each `cost`'s to the bit, in one pass: the codes zigzagged, offset to
+    // the smallest, their deltas, and Lorenzo's residuals where a grid tiles the block (a
+    // pass each was most of a default write's pricing: UKV's one-slice chunks at 1e-3, perf).
+    // The simple predictors are priced on `PriceAt`'s elements, scaled to the whole block
+    // (what a reference or norm is priced at).
+    let lorenzo_grid = fits(grid, codes.len());
+    // Where every element is priced (blocks up to `PRICE_RUNS` runs), Lorenzo's residuals are
+    // made row by row first: no division an element (`lorenzo`'s index arithmetic was half the
+    // pass), and they are the winner's residuals where Lorenzo wins.
+    let by_rows = lorenzo_grid.filter(|_| at.len() == codes.len()).map(|g| lorenzo_residuals(codes, g));
+    let [z, o, d, l] = match (lorenzo_grid, &by_rows) {
+        (Some(_), Some(rows)) => costs(&at, codes, |i, c, before| [zigzag(c), c.wrapping_sub(min) as u64, zigzag(c.wrapping_sub(before)), zigzag(rows[i])]),
+        (Some([d1, d2]), None) => costs(&at, codes, |i, c, before| {
+            [zigzag(c), c.wrapping_sub(min) as u64, zigzag(c.wrapping_sub(before)), zigzag(c.wrapping_sub(lorenzo(codes, i, d1 * d2, d2)))]
+        }),
+        (None, _) => {
+            let [z, o, d] = costs(&at, codes, |_, c, before| [zigzag(c), c.wrapping_sub(min) as u64, zigzag(c.wrapping_sub(before))]);
+            [z, o, d, f64::INFINITY]
+        }
+    }
+    .map(|k| at.scale(k));
+    // Repeated values cost a repeat decision, not a symbol (`ac`'s repeats): priced so, delta
+    // (which turns repeats into zeros but widens every other value) does not win on them.
+    let with_repeats = if repeats == Repeats::Never { None } else { repeats_costs_at(codes, &at, min) };
+    let plain = |sign: Sign| {
+        let (k, r) = match sign {
+            Sign::Zigzag => (z, with_repeats.map(|r| r[0])),
+            Sign::Unsigned => (o, with_repeats.map(|r| r[1])),
+        };
+        let priced = r.filter(|&r| r < k);
         (priced.unwrap_or(k), priced.is_some())
     };
-    let delta = |i: usize| zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 }));
-    // Without repeat decisions the three are plain costs, priced in one pass (a fast level's
-    // walk symbols: pricing the predictors was a seventh of GloSea4's one-slice writes at
-    // 1e-2, perf).
-    let fused = (repeats == Repeats::Never).then(|| {
-        costs(&at, codes, |c, before| [zigzag(c), c.wrapping_sub(min) as u64, zigzag(c.wrapping_sub(before))]).map(|k| at.scale(k))
-    });
-    let plain = |by: i64, sign: Sign| match fused {
-        Some([z, o, _]) => {
-            debug_assert_eq!(by, if sign == Sign::Zigzag { 0 } else { min }, "priced in the pass: as they are, or offset to the smallest");
-            (if sign == Sign::Zigzag { z } else { o }, false)
-        }
-        None => plain(by, sign),
-    };
     let (mut pick, (mut best, plain_repeats)) = if max.checked_sub(min).is_none() {
-        (Pick::Plain, plain(0, Sign::Zigzag))
+        (Pick::Plain, plain(Sign::Zigzag))
     } else if min < 0 && max > 0 {
-        match (plain(0, Sign::Zigzag), plain(min, Sign::Unsigned)) {
+        match (plain(Sign::Zigzag), plain(Sign::Unsigned)) {
             (z, o) if o.0 >= z.0 * (1.0 - ZIGZAG_MARGIN) => (Pick::Plain, z),
             (_, o) => (Pick::Offset(min), o),
         }
     } else {
-        (Pick::Offset(min), plain(min, Sign::Unsigned))
+        (Pick::Offset(min), plain(Sign::Unsigned))
     };
-    let k = fused.map_or_else(|| at.scale(cost(at.iter().map(delta))), |[_, _, d]| d);
-    if k < best {
-        (pick, best) = (Pick::Delta, k);
+    if d < best {
+        (pick, best) = (Pick::Delta, d);
     }
-    if let Some(g) = fits(grid, codes.len()) {
-        let (plane, d2) = (g[0] * g[1], g[1]);
-        let k = at.scale(cost(at.iter().map(|x| zigzag(codes[x].wrapping_sub(lorenzo(codes, x, plane, d2))))));
-        if k < best {
-            (pick, best) = (Pick::Lorenzo(g), k);
-        }
+    if let Some(g) = lorenzo_grid.filter(|_| l < best) {
+        (pick, best) = (Pick::Lorenzo(g), l);
     }
     // A reference's configuration (a few varints), a norm's (a few more, and a ratio a part)
     // must be paid for.
@@ -534,7 +550,11 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
         by_norm = Some(stage);
     }
     let _ = best;
-    let mut r = codes.to_vec();
+    // Lorenzo's residuals where they were made for pricing, else the codes to predict.
+    let (mut r, predicted) = match (pick, by_rows) {
+        (Pick::Lorenzo(_), Some(rows)) => (rows, true),
+        _ => (codes.to_vec(), false),
+    };
     let (stages, sign, context): (Vec<Box<dyn CodesStage>>, Sign, Context) = match pick {
         Pick::Plain => (vec![], Sign::Zigzag, Context::None),
         Pick::Offset(by) => {
@@ -547,7 +567,9 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
         }
         Pick::Lorenzo(grid) => {
             let l = Lorenzo { grid };
-            l.encode(&mut r, refs);
+            if !predicted {
+                l.encode(&mut r, refs);
+            }
             (vec![Box::new(l)], Sign::Zigzag, Context::Grid(grid[1] as u32))
         }
         Pick::Reference(stage) => {
@@ -618,20 +640,24 @@ const PARALLEL_TRIALS: usize = 1 << 16;
 /// element of a large block, the 27 field/bound pairs of the benchmark code to the same bytes
 /// and encode 0.99-1.18x as fast, median 1.09, on one thread.)
 fn repeats_pay(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> bool {
-    repeats_cost_at(codes, at, &u).is_some_and(|k| k < at.scale(cost(at.iter().map(|i| u(codes[i])))))
+    // The values that are not a repeat (with a decision an element, as `repeats_costs_at`
+    // prices them) against all of them, in one pass.
+    let [(rest, kept), (all, _)] = costs_where(at, codes, |i, c, before| [!(i > 0 && before == c), true], |_, c, _| [u(c); 2]);
+    let repeated = (at.len() as u64 - kept) as usize;
+    repeated * 50 > at.len() && at.scale(rest + flag_bits(repeated, at.len())) < at.scale(all)
 }
 
-/// The estimated cost of `codes` with repeat decisions, priced on `at`'s elements and scaled
-/// to the whole block: the values that are not a repeat of the one before, plus a decision
-/// per element; None where under 2 % repeat.
-fn repeats_cost_at(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> Option<f64> {
-    let repeat = |i: usize| i > 0 && codes[i - 1] == codes[i];
-    let repeated = at.iter().filter(|&i| repeat(i)).count();
+/// The estimated cost of `codes` zigzagged and offset by `min` (`predictors`' two plain forms)
+/// with repeat decisions, priced on `at`'s elements and scaled to the whole block: the values
+/// that are not a repeat of the one before, plus a decision per element; None where under 2 %
+/// repeat. The repeats are counted once, the rest priced in one pass.
+fn repeats_costs_at(codes: &[i64], at: &PriceAt, min: i64) -> Option<[f64; 2]> {
+    let repeated = at.iter().filter(|&i| i > 0 && codes[i - 1] == codes[i]).count();
     if repeated * 50 <= at.len() {
         return None;
     }
-    let rest = cost(at.iter().filter(|&i| !repeat(i)).map(|i| u(codes[i])));
-    Some(at.scale(rest + flag_bits(repeated, at.len())))
+    let rest = costs_where(at, codes, |i, c, before| [!(i > 0 && before == c); 2], |_, c, _| [zigzag(c), c.wrapping_sub(min) as u64]);
+    Some(rest.map(|(r, _)| at.scale(r + flag_bits(repeated, at.len()))))
 }
 
 /// The elements a block's predictors are priced on: all of a block up to `PRICE_RUNS` runs of
@@ -1178,6 +1204,41 @@ mod tests {
         assert_eq!(cost_by_runs(&[], 1024), 0.0);
     }
 
+    /// The price of repeat decisions by its definition, one form at a time.
+    fn repeats_cost_at(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> Option<f64> {
+        let repeat = |i: usize| i > 0 && codes[i - 1] == codes[i];
+        let repeated = at.iter().filter(|&i| repeat(i)).count();
+        if repeated * 50 <= at.len() {
+            return None;
+        }
+        let rest = cost(at.iter().filter(|&i| !repeat(i)).map(|i| u(codes[i])));
+        Some(at.scale(rest + flag_bits(repeated, at.len())))
+    }
+
+    /// Repeat decisions priced for both plain forms in one pass give each form's price by its
+    /// definition to the bit, or None with it, on whole and sampled blocks; `repeats_pay`
+    /// compares the same price with every value's.
+    #[test]
+    fn repeats_in_one_pass_are_each_forms_price() {
+        let mut r = crate::codec::xorshift(17);
+        for (n, repeat_in) in [(0usize, 2u64), (1, 2), (3000, 2), (3000, 100), (300_000, 3)] {
+            let mut codes: Vec<i64> = Vec::with_capacity(n);
+            for i in 0..n {
+                let c = if i > 0 && r() % repeat_in == 0 { codes[i - 1] } else { (r() % 300) as i64 - 100 };
+                codes.push(c);
+            }
+            let min = codes.iter().copied().min().unwrap_or(0);
+            for at in [PriceAt::all(n), PriceAt::new(n)] {
+                let both = repeats_costs_at(&codes, &at, min);
+                let z = repeats_cost_at(&codes, &at, zigzag);
+                let o = repeats_cost_at(&codes, &at, |c| c.wrapping_sub(min) as u64);
+                assert_eq!(both.map(|b| b.map(f64::to_bits)), z.zip(o).map(|(z, o)| [z.to_bits(), o.to_bits()]), "n {n} 1 in {repeat_in}");
+                let pays = z.is_some_and(|k| k < at.scale(cost(at.iter().map(|i| zigzag(codes[i])))));
+                assert_eq!(repeats_pay(&codes, &at, zigzag), pays, "n {n} 1 in {repeat_in}");
+            }
+        }
+    }
+
     /// One pass pricing several sequences gives each `cost`'s price to the bit, on a whole
     /// block and on a sampled one (the predictors' choices compare these prices).
     #[test]
@@ -1186,7 +1247,7 @@ mod tests {
         for n in [0usize, 1, 5000, 300_000] {
             let codes: Vec<i64> = (0..n).map(|i| (r() % 2000) as i64 - 1000 + if i % 7 == 0 { 1 << 40 } else { 0 }).collect();
             for at in [PriceAt::all(n), PriceAt::new(n)] {
-                let [z, d] = costs(&at, &codes, |c, before| [zigzag(c), zigzag(c.wrapping_sub(before))]);
+                let [z, d] = costs(&at, &codes, |_, c, before| [zigzag(c), zigzag(c.wrapping_sub(before))]);
                 assert_eq!(z.to_bits(), cost(at.iter().map(|i| zigzag(codes[i]))).to_bits(), "n {n}");
                 assert_eq!(d.to_bits(), cost(at.iter().map(|i| zigzag(codes[i].wrapping_sub(if i > 0 { codes[i - 1] } else { 0 })))).to_bits(), "n {n}");
             }
