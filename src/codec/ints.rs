@@ -238,7 +238,8 @@ fn costs_where<const K: usize>(
         for (i, &c) in run.clone().zip(&codes[run]) {
             let kept = keep(i, c, before);
             for (k, v) in of(i, c, before).into_iter().enumerate() {
-                // Counted whether kept or not, without a branch: a repeat is a coin toss.
+                // Every table written, 0 added where a sequence does not keep the element (one
+                // sequence may keep what another does not).
                 let (bin, bits) = sub_bin(v);
                 hist[k][bin & (SIZE - 1)] += kept[k] as u32;
                 below[k] += bits * kept[k] as u64;
@@ -492,8 +493,8 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
     // smallest symbol, which `ac`'s head decodes in one decision, not the seven of bucket 4's
     // sub-bins, and `rans`'s contexts (the bit lengths before) tell a calm run from a rough one.
     // The plain costs, each `cost`'s to the bit, in one pass: the codes zigzagged, offset to
-    // the smallest, their deltas, and Lorenzo's residuals where a grid tiles the block (a
-    // pass each was most of a default write's pricing: UKV's one-slice chunks at 1e-3, perf).
+    // the smallest, their deltas, and Lorenzo's residuals where a grid tiles the block (priced
+    // a pass each, the predictors were a fifth of UKV's one-slice writes at 1e-3, perf).
     // The simple predictors are priced on `PriceAt`'s elements, scaled to the whole block
     // (what a reference or norm is priced at).
     let lorenzo_grid = fits(grid, codes.len());
@@ -816,7 +817,8 @@ pub fn trial_len(codes: &[i64], grid: Grid, omitted: Option<&[bool]>) -> usize {
 }
 
 /// A block coded with `rans` in the layout that suits its residuals (unsigned forms `u`),
-/// priced before it is coded: a block another coder beats by its margin is never coded.
+/// priced before it is coded, for a caller that may not need it (the fast level, where `ac`
+/// beats the price by its margin).
 struct RansTrial<'a> {
     chain: Chain,
     chosen: rans::Chosen<'a>,
