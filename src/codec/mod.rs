@@ -458,15 +458,20 @@ impl ChunkCodec {
         };
         // Too close to call codes both at once, each on half the threads.
         let threads = if matches!(sample, FieldChoice::Close(..)) { (self.threads / 2).max(1) } else { self.threads };
-        // A walk an estimate chose is coded as the fast level codes it (`rans`, `ac` where an
-        // estimate says it saves): on the 27 field/bound pairs one 2-D slice a chunk the
-        // default's coder trials (`ac` in full with repeat decisions, zstd) chose the same on
-        // every block, for 1.3x the write time.
-        let walk_level = if estimated && !fast(self.level) { FAST_LEVEL } else { self.level };
-        let walked = |cfg, trial| self.encode_walk(var, cfg, trial, data, values, tol, missing.as_deref(), walk_level, threads);
+        // A chunk of one small 2-D slice (`walk_search::estimable`) is coded as the fast level
+        // codes it (`rans`, `ac` where an estimate says it saves) below `SEARCH_LEVEL`, whichever
+        // predictor it gets. A walk an estimate chose: on the 27 field/bound pairs one 2-D slice
+        // a chunk the default's coder trials (`ac` in full with repeat decisions, zstd) chose
+        // the same on every block, for 1.3x the write time. Lorenzo's codes, on a lattice or
+        // not: only UKV's (a lattice at 1e-3 and 1e-4) moved, 2.4 % larger, written 1.9x and
+        // read 1.4x as fast (h5py, one thread), where the trials had left its writes behind
+        // SZ3's filter's.
+        let one_slice = pred.is_none() && var.walk_grid.is_some_and(|g| walk_search::estimable(g, values.len())) && !exhaustive(self.level);
+        let coder_level = if one_slice && !fast(self.level) { FAST_LEVEL } else { self.level };
+        let walked = |cfg, trial| self.encode_walk(var, cfg, trial, data, values, tol, missing.as_deref(), coder_level, threads);
         let lorenzo = || {
             let q = q.unwrap_or_else(|| quantise::quantise_masked(dtype, values, tol, missing.as_deref()));
-            self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q, threads)
+            self.encode_quantised(var, data, values, pred, refs, missing.as_deref(), step, q, coder_level, threads)
         };
         let (bytes, stats, codes) = match sample {
             FieldChoice::Walk(cfg, trial) => {
@@ -489,7 +494,7 @@ impl ChunkCodec {
     }
 
     /// The block of the codes `q` (quantised to `step`), predicted by Lorenzo or by the model's
-    /// `pred`, its statistics, and the codes the decoder will hold.
+    /// `pred` and coded at `level`, its statistics, and the codes the decoder will hold.
     #[allow(clippy::too_many_arguments)]
     fn encode_quantised(
         &self,
@@ -501,6 +506,7 @@ impl ChunkCodec {
         missing: Option<&[bool]>,
         step: f64,
         q: quantise::Quantised,
+        level: i32,
         threads: usize,
     ) -> (Vec<u8>, VarEncodeStats, (Vec<i64>, f64)) {
         let dtype = var.dtype;
@@ -513,7 +519,7 @@ impl ChunkCodec {
             m
         });
         let mut plain = Vec::new();
-        ints::encode_omitting(&q.codes, self.level, var.grid, refs, omitted.as_deref(), threads, &mut plain);
+        ints::encode_omitting(&q.codes, level, var.grid, refs, omitted.as_deref(), threads, &mut plain);
         let mut modelled: Option<(Vec<u8>, u64, u32, Vec<u8>, Vec<i64>)> = None;
         if let Some((p, noise)) = pred {
             let esc = model_stage::escapes(p, noise, step);
