@@ -440,9 +440,11 @@ impl ChunkCodec {
         let on_lattice = lattice.is_some();
         // A field without a model: interpolated or Lorenzo-predicted, as a sample says.
         let walk_grid = var.walk_grid.filter(|&g| pred.is_none() && !on_lattice && interp::fits(g, values.len()));
-        let estimated = walk_grid.is_some_and(|g| walk_search::estimable(g, values.len())) && !exhaustive(self.level);
+        // A chunk of one small 2-D slice (`walk_search::estimable`) below `SEARCH_LEVEL`: its
+        // walk is the one an estimate ranks first, and it is coded at the fast level (below).
+        let one_slice = pred.is_none() && var.walk_grid.is_some_and(|g| walk_search::estimable(g, values.len())) && !exhaustive(self.level);
         let sample = match walk_grid {
-            Some(g) if estimated => self.estimate_walk(var, g, values, tol, missing.as_deref()),
+            Some(g) if one_slice => self.estimate_walk(var, g, values, tol, missing.as_deref()),
             Some(g) if fast(self.level) => self.choose_walk(var, g, values, tol, missing.as_deref(), None::<fn(&[usize]) -> Vec<i64>>),
             Some(g) => {
                 let box_codes = |at: &[usize]| quantise::codes_at(dtype, values, tol, missing.as_deref(), at);
@@ -466,7 +468,6 @@ impl ChunkCodec {
         // not: only UKV's (a lattice at 1e-3 and 1e-4) moved, 2.4 % larger, written 1.9x and
         // read 1.4x as fast (h5py, one thread), where the trials had left its writes behind
         // SZ3's filter's.
-        let one_slice = pred.is_none() && var.walk_grid.is_some_and(|g| walk_search::estimable(g, values.len())) && !exhaustive(self.level);
         let coder_level = if one_slice && !fast(self.level) { FAST_LEVEL } else { self.level };
         let walked = |cfg, trial| self.encode_walk(var, cfg, trial, data, values, tol, missing.as_deref(), coder_level, threads);
         let lorenzo = || {
