@@ -293,9 +293,19 @@ impl Stats {
         }
         // Only finite values reach `lo` and `hi`, so lo <= hi says one did.
         if lo <= hi {
+            self.merge(&Stats { min: Some(lo), max: Some(hi), nonfinite: 0, missing: 0 });
+        }
+    }
+
+    /// Takes in the statistics of the values that follow, as updating with those values would
+    /// have: a variable's parts can be scanned apart and merged in order.
+    pub fn merge(&mut self, next: &Stats) {
+        if let (Some(lo), Some(hi)) = (next.min, next.max) {
             self.min = Some(self.min.map_or(lo, |m| m.min(lo)));
             self.max = Some(self.max.map_or(hi, |m| m.max(hi)));
         }
+        self.nonfinite += next.nonfinite;
+        self.missing += next.missing;
     }
 
     pub fn range(&self) -> f64 {

@@ -26,6 +26,7 @@ pub mod missing;
 pub mod model;
 #[cfg(feature = "train")]
 pub mod onnx;
+pub mod ordered;
 pub mod pack;
 pub mod parallel;
 pub mod progress;

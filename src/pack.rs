@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use rayon::prelude::*;
 
 use crate::bound::{self, BoundMode, ErrorSpec};
 use crate::codec::errstats::{ErrStats, ErrSummary};
@@ -154,6 +153,9 @@ pub fn pack_to(
     let carried = source.carried()?;
     let wanted = bound::assign(&opts.errors, &layout.datasets)?;
     let pool = thread_pool(opts.threads)?;
+    // Chunks read and not yet written back (in work, or done and waiting for one before them):
+    // two a thread, so a worker that finishes one has the next at hand.
+    let window = pool.current_num_threads().max(1) * 2;
     let mut datasets = layout.datasets.clone();
     let raw_total: u64 = datasets.iter().map(|d| d.raw_bytes()).sum();
 
@@ -168,14 +170,29 @@ pub fn pack_to(
         let mut stats = vec![Stats::default(); ds.variables.len()];
         if !numeric.is_empty() && ds.row_elems() > 0 {
             progress.start(&format!("scanning {}", ds.name()), ds.raw_bytes());
-            for rows in row_ranges(ds.rows(), ds.chunk_rows) {
-                let n = rows.end - rows.start;
-                let data = source.read_rows(di, rows)?;
-                for &v in &numeric {
-                    stats[v].update_bytes(ds.variables[v].dtype, &data[v], rules[v].as_ref());
-                }
-                progress.advance(n * ds.row_bytes());
-            }
+            // Each chunk's range is taken on the pool, merged here in order: the same numbers
+            // as one pass over the variable (`Stats::merge`).
+            let ranges: Vec<_> = row_ranges(ds.rows(), ds.chunk_rows).collect();
+            let (vars, row_bytes) = (&ds.variables, ds.row_bytes());
+            crate::ordered::in_order(
+                &pool,
+                ranges.len(),
+                window,
+                |i| source.read_rows(di, ranges[i].clone()),
+                |_, data| {
+                    let part = |v: usize| {
+                        let mut s = Stats::default();
+                        s.update_bytes(vars[v].dtype, &data[v], rules[v].as_ref());
+                        s
+                    };
+                    numeric.iter().map(|&v| part(v)).collect::<Vec<_>>()
+                },
+                |i, parts| {
+                    numeric.iter().zip(&parts).for_each(|(&v, part)| stats[v].merge(part));
+                    progress.advance((ranges[i].end - ranges[i].start) * row_bytes);
+                    Ok(())
+                },
+            )?;
             progress.finish();
         }
         for (v, var) in ds.variables.iter_mut().enumerate() {
@@ -258,7 +275,6 @@ pub fn pack_to(
             })
         })
         .collect();
-    let batch = pool.current_num_threads().max(1) * 2;
     let mut chunks = 0u64;
     let mut latent_bytes = 0u64;
     let mut model_chunks = vec![0u64; models.len()];
@@ -272,21 +288,19 @@ pub fn pack_to(
         let ranges: Vec<_> = if ds.row_elems() == 0 { Vec::new() } else { row_ranges(ds.rows(), ds.chunk_rows).collect() };
         let mut score: Option<crate::codec::model_stage::SparseScore> = None;
         let mut code_bytes = 0u64;
-        for group in ranges.chunks(batch) {
-            let mut work = Vec::with_capacity(group.len());
-            for rows in group {
-                work.push((rows.clone(), source.read_rows(di, rows.clone())?));
-            }
-            let codec = codec.sharing(pool.current_num_threads(), work.len());
-            let encoded: Vec<_> = pool.install(|| {
-                work.par_iter()
-                    .map(|(rows, data)| {
-                        let place = ChunkPlace { dataset: di as u32, row_start: rows.start, rows: rows.end - rows.start };
-                        (place, codec.encode(place, &vars, data, ds.row_elems(), plan.as_ref()))
-                    })
-                    .collect()
-            });
-            for (place, result) in encoded {
+        let codec = codec.sharing(pool.current_num_threads(), ranges.len());
+        let place = |i: usize| {
+            let rows = &ranges[i];
+            ChunkPlace { dataset: di as u32, row_start: rows.start, rows: rows.end - rows.start }
+        };
+        crate::ordered::in_order(
+            &pool,
+            ranges.len(),
+            window,
+            |i| source.read_rows(di, ranges[i].clone()),
+            |i, data| codec.encode(place(i), &vars, &data, ds.row_elems(), plan.as_ref()),
+            |i, result| {
+                let place = place(i);
                 let enc = result.map_err(|what| {
                     let end = place.row_start + place.rows;
                     Error::Usage(format!("{}: rows {}..{end}: model stage failed: {what}", ds.name(), place.row_start))
@@ -310,8 +324,9 @@ pub fn pack_to(
                 }
                 chunks += 1;
                 progress.advance(place.rows * ds.row_bytes());
-            }
-        }
+                Ok(())
+            },
+        )?;
         first_var += ds.variables.len();
         if let (Some(s), Some(u)) = (score, uses.get(di).and_then(|u| u.as_ref())) {
             let m = &models[u.model];

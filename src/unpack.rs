@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use rayon::prelude::*;
 
 use crate::codec::{ChunkCodec, VarCoding};
 use crate::container::ArchiveReader;
@@ -190,17 +189,22 @@ pub fn unpack_into(
         (0..reader.index().len()).filter(|&i| selected.contains(&(reader.index()[i].dataset as usize))).collect();
     let total: u64 = selected.iter().map(|&d| header.datasets[d].raw_bytes()).sum();
     progress.start("unpacking", total);
-    let batch = pool.current_num_threads().max(1) * 2;
-    for group in chunks.chunks(batch) {
-        let codec = codec.sharing(pool.current_num_threads(), group.len());
-        let decoded: Vec<Result<Vec<Vec<u8>>>> =
-            pool.install(|| group.par_iter().map(|&i| decode_chunk(reader, &codec, &codings, &plans, i)).collect());
-        for (&i, data) in group.iter().zip(decoded) {
-            let e = reader.index()[i];
+    // Chunks decoded and not yet written: two a thread, as `pack` holds them.
+    let window = pool.current_num_threads().max(1) * 2;
+    let codec = codec.sharing(pool.current_num_threads(), chunks.len());
+    crate::ordered::in_order(
+        &pool,
+        chunks.len(),
+        window,
+        |i| Ok(chunks[i]),
+        |_, c| decode_chunk(reader, &codec, &codings, &plans, c),
+        |i, data| {
+            let e = reader.index()[chunks[i]];
             sink.write_rows(e.dataset as usize, e.row_start..e.row_start + e.rows, &data?)?;
             progress.advance(e.rows * header.datasets[e.dataset as usize].row_bytes());
-        }
-    }
+            Ok(())
+        },
+    )?;
     sink.finish()?;
     progress.finish();
     Ok(UnpackReport { raw_bytes: total, not_written })

@@ -285,9 +285,11 @@ def leftovers(folder, name):
     return {int(m.group(1)): p for p in folder.iterdir() if (m := pat.match(p.name))}
 
 
-def kill_loop(cmd_for, out, seconds, longest, check_output, old_bytes_or_none, full_size):
+def kill_loop(cmd_for, out, seconds, longest, check_output, old_bytes_or_none, full_size, min_kills=8):
     """Starts cmd_for(out) again and again and SIGKILLs it after a random delay in [0, longest]
-    until `seconds` have passed. Half of the runs start with an old complete file at `out`.
+    until `seconds` have passed and `min_kills` runs were killed (or 80 runs made: on a loaded
+    machine a run and its checks take longer, and the time alone left too few kills to test).
+    Half of the runs start with an old complete file at `out`.
     full_size: the size of a complete output (to tell a partial temporary from a whole one).
     check_output(path, preexisting) -> description of what the output name holds, or fails.
     Returns the phases seen and the PIDs killed."""
@@ -295,7 +297,7 @@ def kill_loop(cmd_for, out, seconds, longest, check_output, old_bytes_or_none, f
     phases, killed = Counter(), []
     deadline = time.monotonic() + seconds
     i = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or (len(killed) < min_kills and i < 80):
         preexisting = i % 2 == 1
         if preexisting:
             out.write_bytes(old_bytes_or_none)
