@@ -541,6 +541,7 @@ def run_ints(block, omitted=None):
         _, sign, P, S, C, R = to_bytes
         u = np.array(rans_decode(raw, n, P, S, C, R), dtype=np.uint64)
         stats["widths"].add("rans")
+        stats["predictors"].add(f"rans-p{P}")
     else:
         _, sign, tree_bits, adapt, ctx, row, repeats, side, short, head = to_bytes
         u = np.array(ac_decode(raw, n, tree_bits, adapt, ctx, row, repeats, side, short, head), dtype=np.uint64)
@@ -999,6 +1000,8 @@ def test_independent_decode(archives, container, cli, tmp_path, name):
         assert "ac-head" in stats["predictors"], stats
     if name == "issue63_rel":
         assert "reference" in stats["predictors"], stats
+        # rans tables at 2^10 and 2^11 slots where they cost less than at 2^12
+        assert {"rans-p10", "rans-p11", "rans-p12"} <= stats["predictors"], stats
     if name == "zmumu_rel":
         # pt1 and pt2 are the norms of (px, py) before them
         assert "norm" in stats["predictors"], stats
