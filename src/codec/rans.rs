@@ -35,9 +35,9 @@ const RENORM_DEN: usize = 10;
 /// `PROB_BITS_RANGE`.
 pub const PROB_BITS: u8 = 12;
 /// The coarser resolutions the encoder prices the chosen layout at, and writes where they cost
-/// less: a table of fewer slots is fewer bytes to write where segments are short and a
-/// quarter of the slots for the decoder to fill (on a one-slice chunk's two segments of 16
-/// contexts, filling 2^12 slots a table was a tenth of a read).
+/// less: a table of fewer slots is fewer bytes to write where segments are short, and fewer
+/// slots for the decoder to fill (filling tables of 2^12 was a tenth of GloSea4's one-slice
+/// reads at 1e-2, perf).
 const COARSER_PROB_BITS: [u8; 2] = [11, 10];
 /// At least 2^10, so every token can have a slot.
 const PROB_BITS_RANGE: std::ops::RangeInclusive<u8> = 10..=14;
