@@ -643,9 +643,21 @@ const PARALLEL_TRIALS: usize = 1 << 16;
 fn repeats_pay(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> bool {
     // The values that are not a repeat (with a decision an element, as `repeats_costs_at`
     // prices them) against all of them, in one pass.
-    let [(rest, kept), (all, _)] = costs_where(at, codes, |i, c, before| [!(i > 0 && before == c), true], |_, c, _| [u(c); 2]);
+    let [(rest, kept), (all, _)] = costs_where(at, codes, |i, c, before| [!is_repeat(i, c, before), true], |_, c, _| [u(c); 2]);
     let repeated = (at.len() as u64 - kept) as usize;
-    repeated * 50 > at.len() && at.scale(rest + flag_bits(repeated, at.len())) < at.scale(all)
+    repeats_priced(repeated, at.len()) && at.scale(rest + flag_bits(repeated, at.len())) < at.scale(all)
+}
+
+/// Whether element `i`, whose code is `c` and the code before it `before`, repeats the one
+/// before: what a repeat decision codes in place of a symbol.
+#[inline(always)]
+fn is_repeat(i: usize, c: i64, before: i64) -> bool {
+    i > 0 && before == c
+}
+
+/// Whether `repeated` of `priced` elements (over 2 %) make repeat decisions worth pricing.
+fn repeats_priced(repeated: usize, priced: usize) -> bool {
+    repeated * 50 > priced
 }
 
 /// The estimated cost of `codes` zigzagged and offset by `min` (`predictors`' two plain forms)
@@ -653,11 +665,11 @@ fn repeats_pay(codes: &[i64], at: &PriceAt, u: impl Fn(i64) -> u64) -> bool {
 /// that are not a repeat of the one before, plus a decision per element; None where under 2 %
 /// repeat. The repeats are counted once, the rest priced in one pass.
 fn repeats_costs_at(codes: &[i64], at: &PriceAt, min: i64) -> Option<[f64; 2]> {
-    let repeated = at.iter().filter(|&i| i > 0 && codes[i - 1] == codes[i]).count();
-    if repeated * 50 <= at.len() {
+    let repeated = at.iter().filter(|&i| is_repeat(i, codes[i], codes[i.saturating_sub(1)])).count();
+    if !repeats_priced(repeated, at.len()) {
         return None;
     }
-    let rest = costs_where(at, codes, |i, c, before| [!(i > 0 && before == c); 2], |_, c, _| [zigzag(c), c.wrapping_sub(min) as u64]);
+    let rest = costs_where(at, codes, |i, c, before| [!is_repeat(i, c, before); 2], |_, c, _| [zigzag(c), c.wrapping_sub(min) as u64]);
     Some(rest.map(|(r, _)| at.scale(r + flag_bits(repeated, at.len()))))
 }
 

@@ -744,6 +744,16 @@ fn fill_slots(freqs: &[u16], bits: u8, side: u8, grid: bool, table: &mut [Slot],
     }
 }
 
+/// The 16-bit word at byte `w` of `words`, 0 past the end (`Decoder::finish` then says the
+/// stream ran short).
+#[inline(always)]
+fn word_at(words: &[u8], w: usize) -> u32 {
+    match words.get(w..w + 2) {
+        Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
+        None => 0,
+    }
+}
+
 pub fn decode(bytes: &[u8], n: usize, cfg: RansConfig) -> Result<Vec<u64>, String> {
     let mut d = Decoder::new(bytes, n, cfg)?;
     let mut out = vec![0u64; n];
@@ -916,11 +926,7 @@ impl<'a> Decoder<'a> {
         *s = if BRANCHLESS {
             // The next word is read whether the state takes it or not, and taken without a
             // branch.
-            let renorm = v < L;
-            let word = match self.words.get(self.w..self.w + 2) {
-                Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
-                None => 0,
-            };
+            let (renorm, word) = (v < L, word_at(self.words, self.w));
             self.w += 2 * renorm as usize;
             if renorm {
                 (v << 16) | word
@@ -928,10 +934,7 @@ impl<'a> Decoder<'a> {
                 v
             }
         } else if v < L {
-            let word = match self.words.get(self.w..self.w + 2) {
-                Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
-                None => 0,
-            };
+            let word = word_at(self.words, self.w);
             self.w += 2;
             (v << 16) | word
         } else {
