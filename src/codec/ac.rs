@@ -255,6 +255,11 @@ impl Model {
 /// Decisions are what the decoder's time goes to; their bits hardly change with the tree's
 /// shape (each is coded at its adaptive probability either way).
 pub fn head(values: impl Iterator<Item = u64>) -> u8 {
+    super::cpu::bits(#[inline(always)] || head_in(values))
+}
+
+#[inline(always)]
+fn head_in(values: impl Iterator<Item = u64>) -> u8 {
     // Four tables by the symbol's place, summed after: most symbols of a loose bound fall in
     // bucket 0, and one table's counter would take them one store after another.
     let mut by_lane = [[0u64; ESCAPE + 1]; 4];
@@ -349,6 +354,17 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
 mod tests {
     use super::*;
     use crate::codec::xorshift;
+
+    #[test]
+    fn the_lzcnt_twin_heads_as_the_baseline_does() {
+        // `head` runs compiled for this CPU (`cpu::bits`); `head_in`, called here, is the
+        // baseline's instructions.
+        let mut r = xorshift(0x2545_f491_4f6c_dd1d);
+        for spread in [2u64, 9, 1 << 20, u64::MAX] {
+            let u: Vec<u64> = (0..20_000).map(|_| r() % spread).chain([0, u64::MAX, 1 << 63]).collect();
+            assert_eq!(head(u.iter().copied()), head_in(u.iter().copied()), "{spread}");
+        }
+    }
 
     fn configs() -> Vec<AcConfig> {
         let mut v = Vec::new();

@@ -177,6 +177,11 @@ fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
 /// sub-bins (bucket and top `ESTIMATE_TREE_BITS` bits, what `ac` learns a distribution over),
 /// plus the bits below. Cheap enough to run for every predictor, and close enough to choose one.
 fn cost(u: impl Iterator<Item = u64>) -> f64 {
+    super::cpu::bits(#[inline(always)] || cost_in(u))
+}
+
+#[inline(always)]
+fn cost_in(u: impl Iterator<Item = u64>) -> f64 {
     let mut hist = [0u32; ESTIMATE_BINS];
     let mut below = 0u64;
     let mut n = 0u64;
@@ -228,6 +233,16 @@ fn costs_where<const K: usize>(
     keep: impl Fn(usize, i64, i64) -> [bool; K],
     of: impl Fn(usize, i64, i64) -> [u64; K],
 ) -> [(f64, u64); K] {
+    super::cpu::bits(#[inline(always)] || costs_where_in(at, codes, keep, of))
+}
+
+#[inline(always)]
+fn costs_where_in<const K: usize>(
+    at: &PriceAt,
+    codes: &[i64],
+    keep: impl Fn(usize, i64, i64) -> [bool; K],
+    of: impl Fn(usize, i64, i64) -> [u64; K],
+) -> [(f64, u64); K] {
     // Tables a power of two long, so that a bin's index, masked, needs no bounds check.
     const SIZE: usize = ESTIMATE_BINS.next_power_of_two();
     let mut hist = vec![[0u32; SIZE]; K];
@@ -271,6 +286,11 @@ const AC_ESTIMATE_SLACK: f64 = 0.02;
 /// first), where one entropy over the whole block overstates it. Only the sub-bins a run
 /// touches are summed and cleared, so a short run costs what its values do.
 fn cost_by_runs(u: &[u64], run: usize) -> f64 {
+    super::cpu::bits(#[inline(always)] || cost_by_runs_in(u, run))
+}
+
+#[inline(always)]
+fn cost_by_runs_in(u: &[u64], run: usize) -> f64 {
     let mut hist = vec![0u32; ESTIMATE_BINS];
     // Each run's sub-bins in the order first touched; every bin is written and the count moved
     // on only for a new one (a branch there mispredicted on most symbols).
@@ -1034,6 +1054,26 @@ pub fn skip(cur: &mut Cursor, n: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lzcnt_twins_price_what_the_baseline_does() {
+        // The estimates run compiled for this CPU (`cpu::bits`); their `_in` bodies, called
+        // here, are the baseline's instructions. Prices are compared to the bit.
+        let mut r = crate::codec::xorshift(0x2545_f491_4f6c_dd1d);
+        let mut codes: Vec<i64> = (0..64).flat_map(|k| [1i64 << k, (1i64 << k).wrapping_sub(1), -(1i64 << k)]).collect();
+        codes.extend([0, i64::MAX, i64::MIN]);
+        codes.extend((0..40_000).map(|_| (r() >> (r() % 64)) as i64));
+        codes.extend((0..40_000).map(|_| (r() % 9) as i64 - 4));
+        let u: Vec<u64> = codes.iter().map(|&c| zigzag(c)).collect();
+        assert_eq!(cost(u.iter().copied()).to_bits(), cost_in(u.iter().copied()).to_bits());
+        assert_eq!(cost_by_runs(&u, 1024).to_bits(), cost_by_runs_in(&u, 1024).to_bits());
+        for at in [PriceAt::all(codes.len()), PriceAt::sampled(codes.len(), 1000)] {
+            let of = |_: usize, c: i64, before: i64| [zigzag(c), zigzag(c.wrapping_sub(before))];
+            let keep = |i: usize, c: i64, before: i64| [true, !is_repeat(i, c, before)];
+            let (twin, base) = (costs_where(&at, &codes, keep, of), costs_where_in(&at, &codes, keep, of));
+            assert_eq!(twin.map(|(b, n)| (b.to_bits(), n)), base.map(|(b, n)| (b.to_bits(), n)));
+        }
+    }
 
     #[test]
     fn round_trips_extremes_and_picks_predictor() {

@@ -251,6 +251,11 @@ struct Tokens {
 }
 
 fn tokens(values: &[u64]) -> Tokens {
+    super::cpu::bits(#[inline(always)] || tokens_in(values))
+}
+
+#[inline(always)]
+fn tokens_in(values: &[u64]) -> Tokens {
     let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
     // From the tokens, not the values: a quarter of the bytes to read.
     let lens: Vec<u8> = toks.iter().map(|&t| TOKEN_LEN[t as usize]).collect();
@@ -271,6 +276,11 @@ fn raw_under(b: u8) -> u32 {
 
 /// The raw stream: the bits under each of `values`' tokens (`lens`, `Tokens::lens`), in order.
 fn raw_bits(values: &[u64], lens: &[u8]) -> Vec<u8> {
+    super::cpu::bits(#[inline(always)] || raw_bits_in(values, lens))
+}
+
+#[inline(always)]
+fn raw_bits_in(values: &[u64], lens: &[u8]) -> Vec<u8> {
     let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
     values.iter().zip(lens).for_each(|(&u, &b)| w.put(u, raw_under(b)));
     w.finish()
@@ -573,6 +583,11 @@ impl EncSlot {
 /// `encode` from its tokens, raw stream, contexts and the tables' counts (`counts`'s, `width`
 /// wide).
 fn code(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u32], width: usize) -> Vec<u8> {
+    super::cpu::bits(#[inline(always)] || code_in(tokens, raw, ctx, cfg, counts, width))
+}
+
+#[inline(always)]
+fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u32], width: usize) -> Vec<u8> {
     let toks = &tokens.toks[..];
     debug_assert!(cfg.check().is_ok(), "{cfg:?}");
     let bits = cfg.prob_bits as u32;
@@ -1040,6 +1055,27 @@ mod tests {
                 assert_eq!(chosen, choose(v, row));
                 assert_eq!(b, encode(v, chosen), "{chosen:?}");
             }
+        }
+    }
+
+    #[test]
+    fn the_lzcnt_twins_code_what_the_baseline_does() {
+        // `tokens`, `raw_bits` and `code` run compiled for this CPU (`cpu::bits`); their `_in`
+        // bodies, called here, are the baseline's instructions.
+        let mut r = xorshift(0x51_7cc1_b727_220a);
+        let cases: Vec<Vec<u64>> = vec![
+            (0..64).map(|k| 1u64 << k).chain((0..64).map(|k| (1u64 << k) - 1)).chain([0, u64::MAX]).collect(),
+            (0..30_000).map(|_| r() >> (r() % 64)).collect(),
+            (0..30_000).map(|_| r() % 40).collect(),
+        ];
+        for v in &cases {
+            let (t, base) = (tokens(v), tokens_in(v));
+            assert_eq!((&t.toks, &t.lens, t.raw_bits), (&base.toks, &base.lens, base.raw_bits));
+            let raw = raw_bits(v, &t.lens);
+            assert_eq!(raw, raw_bits_in(v, &t.lens));
+            let chosen = Chosen::new(v, Some(9));
+            let p = &chosen.priced;
+            assert_eq!(code(&t, &raw, &p.ctx, p.cfg, &p.counts, p.width), code_in(&t, &raw, &p.ctx, p.cfg, &p.counts, p.width));
         }
     }
 
