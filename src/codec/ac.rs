@@ -255,7 +255,7 @@ impl Model {
 /// Decisions are what the decoder's time goes to; their bits hardly change with the tree's
 /// shape (each is coded at its adaptive probability either way).
 pub fn head(values: impl Iterator<Item = u64>) -> u8 {
-    super::cpu::bits(#[inline(always)] || head_in(values))
+    super::cpu::tuned(#[inline(always)] || head_in(values))
 }
 
 #[inline(always)]
@@ -356,8 +356,8 @@ mod tests {
     use crate::codec::xorshift;
 
     #[test]
-    fn the_lzcnt_twin_heads_as_the_baseline_does() {
-        // `head` runs compiled for this CPU (`cpu::bits`); `head_in`, called here, is the
+    fn the_tuned_twin_heads_as_the_baseline_does() {
+        // `head` runs compiled for this CPU (`cpu::tuned`); `head_in`, called here, is the
         // baseline's instructions.
         let mut r = xorshift(0x2545_f491_4f6c_dd1d);
         for spread in [2u64, 9, 1 << 20, u64::MAX] {

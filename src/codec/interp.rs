@@ -292,7 +292,13 @@ fn pass_ranges(order: &[usize; RANK], j: usize, s: usize) -> [(usize, usize); RA
 /// slot, prediction)` once per element, the first with prediction 0. Predictions read only
 /// elements visited before, so the encoder (which writes each rebuilt value into its slot) and
 /// the decoder (the same) see the same predictions.
-fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl Visit<T>) {
+fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, visit: impl Visit<T>) {
+    walk_in(a, dims, order, kind, visit)
+}
+
+/// `walk`, for a caller that inlines it (the twins `cpu::tuned` compiles).
+#[inline(always)]
+fn walk_in<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, mut visit: impl Visit<T>) {
     if a.is_empty() {
         return;
     }
@@ -489,7 +495,7 @@ pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize
     let n = values.len();
     let mut q = Quantiser { values, valid, dtype, steps: cfg.level_steps(2.0 * tol), tol, symbols: Vec::with_capacity(n), exact: Vec::new() };
     let mut a = vec![0f64; n];
-    walk(&mut a, cfg.dims(n), cfg.order(), cfg.kind, &mut q);
+    super::cpu::tuned(#[inline(always)] || walk_in(&mut a, cfg.dims(n), cfg.order(), cfg.kind, &mut q));
     Walked { symbols: q.symbols, exact: q.exact, rebuilt: a }
 }
 
@@ -505,7 +511,65 @@ struct Quantiser<'a, V> {
     exact: Vec<u64>,
 }
 
+impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
+    /// `count` elements from `at`, `step` apart (a run `run_fits` admitted), a batch at a time:
+    /// predictions and values gathered, coded side by side (`quantise::code_batch`), then kept
+    /// or listed in order. Within a run no element predicts another (its nodes are of coarser
+    /// levels, or of rows before), so the batch sees the values `one` would.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn batches<const F32: bool>(&mut self, a: &mut [f64], at: usize, count: usize, step: usize, d: usize, nd: Nodes, bin: f64) {
+        const BATCH: usize = 64;
+        let (mut x, mut p, mut q, mut r) = ([0f64; BATCH], [0f64; BATCH], [0f64; BATCH], [0f64; BATCH]);
+        let mut ok = [false; BATCH];
+        let (mut i0, mut left) = (at, count);
+        while left > 0 {
+            let k = left.min(BATCH);
+            for j in 0..k {
+                let i = i0 + j * step;
+                // SAFETY: `run_fits`: every element of the run and every node it reads lie in
+                // `a`, which is as long as `values` (`quantise`).
+                p[j] = unsafe { predict_at(a, i, d, nd) };
+                x[j] = self.values[i];
+            }
+            quantise::code_batch::<F32>(&x[..k], &p[..k], bin, self.tol, &mut q, &mut r, &mut ok);
+            for j in 0..k {
+                let i = i0 + j * step;
+                a[i] = if ok[j] && (self.valid)(i) {
+                    self.symbols.push(q[j] as i64);
+                    r[j]
+                } else {
+                    self.exact.push(i as u64);
+                    rebuilt(self.dtype, p[j], 0, bin)
+                };
+            }
+            i0 += k * step;
+            left -= k;
+        }
+    }
+}
+
 impl<V: Fn(usize) -> bool> Visit<f64> for &mut Quantiser<'_, V> {
+    #[inline(always)]
+    fn run(&mut self, a: &mut [f64], at: usize, count: usize, step: usize, d: usize, s: usize, nd: Nodes) {
+        if !run_fits(a.len(), at, count, step, d, nd) {
+            return each_checked(self, a, at, count, step, d, s, nd);
+        }
+        let bin = self.steps[s.trailing_zeros() as usize];
+        match self.dtype {
+            DType::F32 => self.batches::<true>(a, at, count, step, d, nd, bin),
+            DType::F64 => self.batches::<false>(a, at, count, step, d, nd, bin),
+            _ => {
+                for j in 0..count {
+                    let i = at + j * step;
+                    // SAFETY: `run_fits`, as above.
+                    let p = unsafe { predict_at(a, i, d, nd) };
+                    self.one(i, s, &mut a[i], p);
+                }
+            }
+        }
+    }
+
     #[inline(always)]
     fn one(&mut self, i: usize, s: usize, slot: &mut f64, p: f64) {
         let x = self.values[i];
@@ -567,7 +631,7 @@ fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &mut impl Symbols, n: u
     let dims = cfg.dims(n);
     let mut fits = true;
     match omitted {
-        None => walk(&mut a, dims, cfg.order(), cfg.kind, Rebuild { symbols, steps, dtype, fits: &mut fits }),
+        None => super::cpu::tuned(#[inline(always)] || walk_in(&mut a, dims, cfg.order(), cfg.kind, Rebuild { symbols, steps, dtype, fits: &mut fits })),
         Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut T, p: f64| {
             let q = if m[i] { 0 } else { symbols.take() };
             put(slot, dtype, p, q, steps[s.trailing_zeros() as usize], &mut fits);
@@ -802,6 +866,58 @@ mod tests {
             }
         }
         assert!(runs > 0, "no block kept every element: the test does not reach the run decoder");
+    }
+
+    /// `quantise` codes runs a batch at a time (`Quantiser::batches`, compiled for this CPU by
+    /// `cpu::tuned`): the same symbols, exact elements and rebuilt values, to the bit, as the
+    /// walk element by element through `quantise::code`, on smooth data, noise, a lattice whose
+    /// residuals fall on bins' edges (ties), and wild bits (NaN, infinities, huge values).
+    #[test]
+    fn batched_quantiser_codes_what_code_does_element_by_element() {
+        let mut s = 0x5851_f42d_4c95_7f2du64;
+        let mut ties = 0;
+        for grid in shapes().into_iter().chain([[2, 70, 90]]) {
+            let n = 3 * grid.iter().product::<usize>();
+            let smooth: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 50.0 + 280.0).collect();
+            let noise: Vec<f64> = (0..n).map(|_| (xorshift(&mut s) % 10_000) as f64 * 1e-3 - 5.0).collect();
+            let lattice: Vec<f64> = (0..n).map(|_| (xorshift(&mut s) % 64) as f64 / 8.0).collect();
+            let mut wild: Vec<f64> = (0..n).map(|_| f64::from_bits(xorshift(&mut s))).collect();
+            wild.iter_mut().step_by(5).for_each(|v| *v = f64::INFINITY);
+            for values in [smooth, noise, lattice, wild] {
+                for cfg in candidates(grid) {
+                    for (dtype, tol) in [(DType::F32, 1e-2), (DType::F64, 1e-7), (DType::F64, 0.125), (DType::F32, 0.125), (DType::F32, 1e30)] {
+                        let values: Vec<f64> = values.iter().map(|&v| crate::dtype::round_to(dtype, v)).collect();
+                        let valid = |i: usize| i % 13 != 4;
+                        let w = quantise(&cfg, dtype, &values, valid, tol);
+                        let steps = cfg.level_steps(2.0 * tol);
+                        let (mut symbols, mut exact) = (Vec::new(), Vec::new());
+                        let mut a = vec![0f64; n];
+                        walk(&mut a, cfg.dims(n), cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut f64, p: f64| {
+                            let step = steps[s.trailing_zeros() as usize];
+                            if valid(i) {
+                                let y = (values[i] - if p.is_finite() { p } else { 0.0 }) / step;
+                                ties += ((y - y.trunc()).abs() == 0.5) as usize;
+                            }
+                            let kept = if valid(i) { quantise::code(dtype, values[i], if p.is_finite() { p } else { 0.0 }, step, tol) } else { None };
+                            *slot = match kept {
+                                Some((q, r)) => {
+                                    symbols.push(q);
+                                    r
+                                }
+                                None => {
+                                    exact.push(i as u64);
+                                    rebuilt(dtype, p, 0, step)
+                                }
+                            };
+                        }));
+                        assert_eq!(w.symbols, symbols, "{cfg:?} {dtype} {tol}");
+                        assert_eq!(w.exact, exact, "{cfg:?} {dtype} {tol}");
+                        assert!(w.rebuilt.iter().zip(&a).all(|(x, y)| x.to_bits() == y.to_bits()), "{cfg:?} {dtype} {tol}");
+                    }
+                }
+            }
+        }
+        assert!(ties > 100, "only {ties} ties: the test does not reach the rounding's tie");
     }
 
     /// Every element within the bound or listed exact, on smooth data, noise, extremes and

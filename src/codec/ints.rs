@@ -177,7 +177,7 @@ fn fits(grid: Grid, n: usize) -> Option<[usize; 2]> {
 /// sub-bins (bucket and top `ESTIMATE_TREE_BITS` bits, what `ac` learns a distribution over),
 /// plus the bits below. Cheap enough to run for every predictor, and close enough to choose one.
 fn cost(u: impl Iterator<Item = u64>) -> f64 {
-    super::cpu::bits(#[inline(always)] || cost_in(u))
+    super::cpu::tuned(#[inline(always)] || cost_in(u))
 }
 
 #[inline(always)]
@@ -233,7 +233,7 @@ fn costs_where<const K: usize>(
     keep: impl Fn(usize, i64, i64) -> [bool; K],
     of: impl Fn(usize, i64, i64) -> [u64; K],
 ) -> [(f64, u64); K] {
-    super::cpu::bits(#[inline(always)] || costs_where_in(at, codes, keep, of))
+    super::cpu::tuned(#[inline(always)] || costs_where_in(at, codes, keep, of))
 }
 
 #[inline(always)]
@@ -286,7 +286,7 @@ const AC_ESTIMATE_SLACK: f64 = 0.02;
 /// first), where one entropy over the whole block overstates it. Only the sub-bins a run
 /// touches are summed and cleared, so a short run costs what its values do.
 fn cost_by_runs(u: &[u64], run: usize) -> f64 {
-    super::cpu::bits(#[inline(always)] || cost_by_runs_in(u, run))
+    super::cpu::tuned(#[inline(always)] || cost_by_runs_in(u, run))
 }
 
 #[inline(always)]
@@ -1056,8 +1056,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_lzcnt_twins_price_what_the_baseline_does() {
-        // The estimates run compiled for this CPU (`cpu::bits`); their `_in` bodies, called
+    fn the_tuned_twins_price_what_the_baseline_does() {
+        // The estimates run compiled for this CPU (`cpu::tuned`); their `_in` bodies, called
         // here, are the baseline's instructions. Prices are compared to the bit.
         let mut r = crate::codec::xorshift(0x2545_f491_4f6c_dd1d);
         let mut codes: Vec<i64> = (0..64).flat_map(|k| [1i64 << k, (1i64 << k).wrapping_sub(1), -(1i64 << k)]).collect();

@@ -48,6 +48,32 @@ pub fn code(dtype: DType, x: f64, p: f64, step: f64, tol: f64) -> Option<(i64, f
     ((r - x).abs() <= tol).then_some((q as i64, r))
 }
 
+/// `code` for elements side by side (`x`, `p`, and the outputs, all as long), with the dtype
+/// fixed (`F32`: f32, else f64): `ok[j]` where `code` gives `Some((q[j] as i64, r[j]))`. No
+/// branch an element, so the compiler takes the elements a vector at a time; the arithmetic is
+/// `code`'s, operation for operation (each IEEE-exact), so the same codes to the bit. `p` may
+/// hold any prediction: one not finite counts as 0, as `code`'s callers have it.
+#[inline(always)]
+pub fn code_batch<const F32: bool>(x: &[f64], p: &[f64], step: f64, tol: f64, q: &mut [f64], r: &mut [f64], ok: &mut [bool]) {
+    const SHIFT: f64 = 1.5 * (1u64 << 52) as f64;
+    let n = x.len();
+    let (p, q, r, ok) = (&p[..n], &mut q[..n], &mut r[..n], &mut ok[..n]);
+    for j in 0..n {
+        let (x, p) = (x[j], if p[j].is_finite() { p[j] } else { 0.0 });
+        let y = (x - p) / step;
+        // False for a NaN or infinite x (y is then NaN or infinite), as `code`'s two tests.
+        let in_range = y.abs() <= MAX_ROUNDED;
+        let t = (y + SHIFT) - SHIFT;
+        // `round_in_place`'s tie, taken by a select.
+        let qj = if (y - t).abs() == 0.5 { y + 0.5f64.copysign(y) } else { t };
+        let v = p + qj * step;
+        let rj = if F32 { v as f32 as f64 } else { v };
+        q[j] = qj;
+        r[j] = rj;
+        ok[j] = in_range & ((rj - x).abs() <= tol);
+    }
+}
+
 /// `y.round()` for |y| <= 2^51, as a float: the code's value stays in the float unit on the
 /// chain from `y` to the rebuilt value and its check (with `round_half_away`'s conversions to
 /// an integer and back on it, an element's chain was so long that the walk's loop, whose

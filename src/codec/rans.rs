@@ -251,7 +251,7 @@ struct Tokens {
 }
 
 fn tokens(values: &[u64]) -> Tokens {
-    super::cpu::bits(#[inline(always)] || tokens_in(values))
+    super::cpu::tuned(#[inline(always)] || tokens_in(values))
 }
 
 #[inline(always)]
@@ -276,7 +276,7 @@ fn raw_under(b: u8) -> u32 {
 
 /// The raw stream: the bits under each of `values`' tokens (`lens`, `Tokens::lens`), in order.
 fn raw_bits(values: &[u64], lens: &[u8]) -> Vec<u8> {
-    super::cpu::bits(#[inline(always)] || raw_bits_in(values, lens))
+    super::cpu::tuned(#[inline(always)] || raw_bits_in(values, lens))
 }
 
 #[inline(always)]
@@ -583,7 +583,7 @@ impl EncSlot {
 /// `encode` from its tokens, raw stream, contexts and the tables' counts (`counts`'s, `width`
 /// wide).
 fn code(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u32], width: usize) -> Vec<u8> {
-    super::cpu::bits(#[inline(always)] || code_in(tokens, raw, ctx, cfg, counts, width))
+    super::cpu::tuned(#[inline(always)] || code_in(tokens, raw, ctx, cfg, counts, width))
 }
 
 #[inline(always)]
@@ -1059,8 +1059,8 @@ mod tests {
     }
 
     #[test]
-    fn the_lzcnt_twins_code_what_the_baseline_does() {
-        // `tokens`, `raw_bits` and `code` run compiled for this CPU (`cpu::bits`); their `_in`
+    fn the_tuned_twins_code_what_the_baseline_does() {
+        // `tokens`, `raw_bits` and `code` run compiled for this CPU (`cpu::tuned`); their `_in`
         // bodies, called here, are the baseline's instructions.
         let mut r = xorshift(0x51_7cc1_b727_220a);
         let cases: Vec<Vec<u64>> = vec![
