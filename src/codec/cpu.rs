@@ -2,15 +2,16 @@
 //!
 //! Every release targets the x86-64 baseline: there `u64::leading_zeros` compiles to `bsr`, a
 //! shift by a variable count goes through `cl`, and a loop is vectorised two f64 at a time.
-//! LZCNT, BMI2 and AVX2 (x86-64-v3, every x86 CPU since 2013-2015) do better, but none can be
-//! assumed: a CPU without LZCNT runs it as `bsr` and gets another answer. On AMD's Zen 1 and 2,
-//! where many HPC nodes sit, `bsr` issues one every four cycles, and the loops that take a bit
-//! length or more an element (the estimates that price predictors, `rans`'s tokens, `ac`'s
-//! buckets) ran at that rate; the interpolation walk quantises and rebuilds four elements a
-//! vector with AVX2. `tuned` runs such a loop compiled for them where the CPU has all three
-//! (std's check, made once a process), as zstd's `_bmi2` twins do. The results are the same to
-//! the bit: the same IEEE operations in the same order (Rust never fuses or reorders float
-//! arithmetic, whatever the target), integers exact.
+//! LZCNT, BMI2 and AVX2 (x86-64-v3: Intel's cores since Haswell, AMD's since Excavator) do
+//! better, but none can be assumed (some Pentium, Celeron and Atom parts lack them), and a CPU
+//! without LZCNT runs it as `bsr` and gets another answer. On AMD's Zen 1 and 2, where many HPC
+//! nodes sit, `bsr` issues one every four cycles, and the loops that take a bit length or more
+//! an element (the estimates that price predictors, `rans`'s tokens, `ac`'s buckets) ran at
+//! that rate; the encoder's interpolation walk codes its batches four elements a vector with
+//! AVX2. `tuned` runs such a loop compiled for all three where the CPU has them (std's check,
+//! made once a process), as zstd's `_bmi2` twins do. The results are the same to the bit: the
+//! same IEEE operations in the same order (Rust never fuses or reorders float arithmetic,
+//! whatever the target), integers exact.
 
 /// `f()`, compiled with AVX2, BMI2 and LZCNT where the CPU has them. `f` must be the loop's
 /// whole body, inlined (`#[inline(always)]` on the closure and what it calls): a function it
