@@ -18,6 +18,10 @@
 /// calls out of line keeps the baseline's instructions.
 #[inline(always)]
 pub fn tuned<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(test)]
+    if BASELINE.get() {
+        return f();
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt") {
         // SAFETY: `with_v3` may only run where the CPU has AVX2, BMI2 and LZCNT, checked on the
@@ -31,5 +35,25 @@ pub fn tuned<R>(f: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx2,bmi2,lzcnt")]
 #[inline]
 unsafe fn with_v3<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(test)]
+thread_local! {
+    static BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `f()` with every `tuned` loop it runs on this thread taking the baseline's instructions, for
+/// tests that compare the twins with them on a CPU that has the features.
+#[cfg(test)]
+pub fn baseline<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BASELINE.set(false);
+        }
+    }
+    BASELINE.set(true);
+    let _reset = Reset;
     f()
 }

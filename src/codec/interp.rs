@@ -869,9 +869,10 @@ mod tests {
     }
 
     /// `quantise` codes runs a batch at a time (`Quantiser::batches`, compiled for this CPU by
-    /// `cpu::tuned`): the same symbols, exact elements and rebuilt values, to the bit, as the
-    /// walk element by element through `quantise::code`, on smooth data, noise, a lattice whose
-    /// residuals fall on bins' edges (ties), and wild bits (NaN, infinities, huge values).
+    /// `cpu::tuned`, and for the baseline): the same symbols, exact elements and rebuilt values,
+    /// to the bit, as the walk element by element through `quantise::code`, on smooth data,
+    /// noise, a lattice whose residuals fall on bins' edges (ties), and wild bits (NaN,
+    /// infinities, huge values).
     #[test]
     fn batched_quantiser_codes_what_code_does_element_by_element() {
         let mut s = 0x5851_f42d_4c95_7f2du64;
@@ -889,6 +890,8 @@ mod tests {
                         let values: Vec<f64> = values.iter().map(|&v| crate::dtype::round_to(dtype, v)).collect();
                         let valid = |i: usize| i % 13 != 4;
                         let w = quantise(&cfg, dtype, &values, valid, tol);
+                        let base = super::super::cpu::baseline(|| quantise(&cfg, dtype, &values, valid, tol));
+                        assert_eq!((&w.symbols, &w.exact), (&base.symbols, &base.exact), "{cfg:?} {dtype} {tol}: the baseline's batches");
                         let steps = cfg.level_steps(2.0 * tol);
                         let (mut symbols, mut exact) = (Vec::new(), Vec::new());
                         let mut a = vec![0f64; n];

@@ -863,6 +863,40 @@ mod tests {
         }
     }
 
+    /// The loops `cpu::tuned` compiles a second time give the baseline's bytes and values: field
+    /// chunks (one slice, deep, with NaNs stored exactly) at loose and tight bounds, at the
+    /// fast, default and search levels, coded and decoded both ways.
+    #[test]
+    fn the_tuned_twins_code_and_decode_what_the_baseline_does() {
+        let mut r = xorshift(0x0dd_c0de);
+        for (rows, d1, d2) in [(1usize, 60usize, 180usize), (4, 30, 50), (1, 7, 700)] {
+            let values: Vec<f32> = (0..rows * d1 * d2)
+                .map(|i| {
+                    let (y, x) = ((i / d2) % d1, i % d2);
+                    if r() % 97 == 0 {
+                        return f32::NAN;
+                    }
+                    (y as f32 * 0.3).sin() * 40.0 + (x as f32 * 0.05).cos() * 9.0 + (r() % 1000) as f32 * 0.002
+                })
+                .collect();
+            let data = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()];
+            let place = ChunkPlace { dataset: 0, row_start: 0, rows: rows as u64 };
+            for tol in [1.0, 1e-3] {
+                let vars = [VarCoding::for_bound(DType::F32, Some(tol), false, false).on_rows(&[d1 as u64, d2 as u64])];
+                for level in [FAST_LEVEL, 3, SEARCH_LEVEL] {
+                    let codec = ChunkCodec { level, threads: 1 };
+                    let per_row = (d1 * d2) as u64;
+                    let twin = codec.encode(place, &vars, &data, per_row, None).unwrap().bytes;
+                    let base = crate::codec::cpu::baseline(|| codec.encode(place, &vars, &data, per_row, None).unwrap().bytes);
+                    assert_eq!(twin, base, "{rows}x{d1}x{d2} tol {tol} level {level}: coded");
+                    let back = codec.decode(&twin, place, &vars, per_row, None).unwrap();
+                    let base = crate::codec::cpu::baseline(|| codec.decode(&twin, place, &vars, per_row, None).unwrap());
+                    assert_eq!(back, base, "{rows}x{d1}x{d2} tol {tol} level {level}: decoded");
+                }
+            }
+        }
+    }
+
     /// Below `SEARCH_LEVEL` (the default and the fast levels) a one-slice chunk's walk is
     /// chosen by an estimate on a box of it (`estimate_walk`) and the bound holds. Here (one
     /// slice, smooth across its rows, rough along them, at a loose bound) the estimate finds
