@@ -41,6 +41,37 @@ impl ErrStats {
         self.sum_resp2 += q * q;
     }
 
+    /// `add(xs[j], rec(j))` for every j in order, the divisions a batch of 64 ahead of the
+    /// sums (which stay in `add`'s order, to the bit): a division issues every few cycles, and
+    /// one an element bounded the loop.
+    #[inline(always)]
+    pub fn add_all(&mut self, xs: &[f64], rec: impl Fn(usize) -> f64) {
+        const BATCH: usize = 64;
+        let (mut r, mut q) = ([0f64; BATCH], [0f64; BATCH]);
+        for (b, part) in xs.chunks(BATCH).enumerate() {
+            let (r, q) = (&mut r[..part.len()], &mut q[..part.len()]);
+            for (j, (r, &x)) in r.iter_mut().zip(part).enumerate() {
+                *r = rec(b * BATCH + j) - x;
+            }
+            for ((q, &r), &x) in q.iter_mut().zip(r.iter()).zip(part) {
+                *q = if x != 0.0 { r / x } else { 0.0 };
+            }
+            for ((&x, &r), &q) in part.iter().zip(r.iter()).zip(q.iter()) {
+                if !x.is_finite() {
+                    continue;
+                }
+                self.n += 1;
+                self.max_abs = self.max_abs.max(r.abs());
+                self.sum_abs += r.abs();
+                self.sum_res += r;
+                self.sum_res2 += r * r;
+                self.n_resp += (x != 0.0) as u64;
+                self.sum_resp += q;
+                self.sum_resp2 += q * q;
+            }
+        }
+    }
+
     pub fn merge(&mut self, o: &ErrStats) {
         // Counts read from a damaged archive can be anything: saturate rather than overflow.
         self.n = self.n.saturating_add(o.n);
@@ -150,6 +181,31 @@ pub struct ErrSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `add_all` sums what `add` one element at a time does, to the bit: zeros, non-finite
+    /// values, runs shorter and longer than a batch.
+    #[test]
+    fn add_all_is_add_in_order() {
+        let mut r = crate::codec::xorshift(0x1234_5678_9abc_def1);
+        for n in [0usize, 1, 63, 64, 65, 200, 1000] {
+            let xs: Vec<f64> = (0..n)
+                .map(|i| match r() % 10 {
+                    0 => 0.0,
+                    1 if i % 3 == 0 => f64::NAN,
+                    2 if i % 5 == 0 => f64::NEG_INFINITY,
+                    _ => (r() % 20_000) as f64 * 0.01 - 100.0,
+                })
+                .collect();
+            let rec: Vec<f64> = xs.iter().map(|&x| if x.is_finite() { x + (r() % 200) as f64 * 1e-3 - 0.1 } else { 1.0 }).collect();
+            let (mut one, mut all) = (ErrStats::default(), ErrStats::default());
+            xs.iter().zip(&rec).for_each(|(&x, &y)| one.add(x, y));
+            all.add_all(&xs, |j| rec[j]);
+            let bits = |s: &ErrStats| {
+                (s.n, s.n_resp, [s.max_abs, s.sum_abs, s.sum_res, s.sum_res2, s.sum_resp, s.sum_resp2].map(f64::to_bits))
+            };
+            assert_eq!(bits(&all), bits(&one), "{n} elements");
+        }
+    }
 
     /// Elements at x = 0 leave the response sums as they were, to the bit, and are counted in
     /// the residual's: zeros, signed zeros, tiny and huge values, non-finite ones skipped.

@@ -88,18 +88,28 @@ enum FieldChoice {
 /// A block's error statistics: its exact elements count as exact (missing ones not at all),
 /// every other element as the decoder will rebuild it.
 fn error_stats(values: &[f64], exact: &[u64], missing: Option<&[bool]>, rebuilt: impl Fn(usize) -> f64) -> ErrStats {
-    let mut st = ErrStats::default();
-    let mut ei = exact.iter().peekable();
-    for (i, &x) in values.iter().enumerate() {
-        if ei.next_if_eq(&&(i as u64)).is_some() {
-            if !missing.is_some_and(|m| m[i]) {
-                st.add(x, x);
+    cpu::tuned(#[inline(always)] || {
+        let mut st = ErrStats::default();
+        // The runs between exact elements (listed ascending): a long one a batch at a time, a
+        // short one (between a field's land points) element by element.
+        let mut from = 0usize;
+        for &e in exact.iter().chain(std::iter::once(&(values.len() as u64))) {
+            let e = (e as usize).min(values.len());
+            if e < from {
+                continue;
             }
-        } else {
-            st.add(x, rebuilt(i));
+            if e - from >= 256 {
+                st.add_all(&values[from..e], |j| rebuilt(from + j));
+            } else {
+                (from..e).for_each(|i| st.add(values[i], rebuilt(i)));
+            }
+            if e < values.len() && !missing.is_some_and(|m| m[e]) {
+                st.add(values[e], values[e]);
+            }
+            from = e + 1;
         }
-    }
-    st
+        st
+    })
 }
 
 /// The trailing three dimensions of a row shape (a dataset's shape without its first axis),
