@@ -20,6 +20,16 @@ pub struct ErrStats {
     pub sum_resp2: f64,
 }
 
+/// The response (x' - x) / x of residual `r` at `x`, 0 at x = 0 (not counted).
+#[inline(always)]
+fn response(x: f64, r: f64) -> f64 {
+    if x != 0.0 {
+        r / x
+    } else {
+        0.0
+    }
+}
+
 impl ErrStats {
     #[inline]
     pub fn add(&mut self, x: f64, rec: f64) {
@@ -27,16 +37,20 @@ impl ErrStats {
             return;
         }
         let r = rec - x;
+        self.sum(x, r, response(x, r));
+    }
+
+    /// A finite `x`'s residual `r` and response `q` (`response`) into the sums. Without a
+    /// branch (a field's zeros fall where they will): at x = 0 the response sums take 0.0,
+    /// which leaves them as they were, to the bit (they start at +0.0, so none is ever -0.0).
+    #[inline(always)]
+    fn sum(&mut self, x: f64, r: f64, q: f64) {
         self.n += 1;
         self.max_abs = self.max_abs.max(r.abs());
         self.sum_abs += r.abs();
         self.sum_res += r;
         self.sum_res2 += r * r;
-        // Without a branch (a field's zeros fall where they will): at x = 0 the sums take 0.0,
-        // which leaves them as they were, to the bit (they start at +0.0, so none is ever -0.0).
-        let counted = x != 0.0;
-        let q = if counted { r / x } else { 0.0 };
-        self.n_resp += counted as u64;
+        self.n_resp += (x != 0.0) as u64;
         self.sum_resp += q;
         self.sum_resp2 += q * q;
     }
@@ -54,20 +68,12 @@ impl ErrStats {
                 *r = rec(b * BATCH + j) - x;
             }
             for ((q, &r), &x) in q.iter_mut().zip(r.iter()).zip(part) {
-                *q = if x != 0.0 { r / x } else { 0.0 };
+                *q = response(x, r);
             }
             for ((&x, &r), &q) in part.iter().zip(r.iter()).zip(q.iter()) {
-                if !x.is_finite() {
-                    continue;
+                if x.is_finite() {
+                    self.sum(x, r, q);
                 }
-                self.n += 1;
-                self.max_abs = self.max_abs.max(r.abs());
-                self.sum_abs += r.abs();
-                self.sum_res += r;
-                self.sum_res2 += r * r;
-                self.n_resp += (x != 0.0) as u64;
-                self.sum_resp += q;
-                self.sum_resp2 += q * q;
             }
         }
     }

@@ -367,12 +367,21 @@ trait Visit<T> {
         if !run_fits(a.len(), at, count, step, d, nd) {
             return each_checked(self, a, at, count, step, d, s, nd);
         }
-        for j in 0..count {
-            let i = at + j * step;
-            // SAFETY: `run_fits`: every element of the run and every node it reads lie in `a`.
-            let p = unsafe { predict_at(a, i, d, nd) };
-            self.one(i, s, unsafe { a.get_unchecked_mut(i) }, p);
-        }
+        each_fitting(self, a, at, count, step, d, s, nd)
+    }
+}
+
+/// `Visit::run` element by element for a run `run_fits` admitted: reads unchecked.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn each_fitting<T: Cell, V: Visit<T> + ?Sized>(v: &mut V, a: &mut [T], at: usize, count: usize, step: usize, d: usize, s: usize, nd: Nodes) {
+    debug_assert!(run_fits(a.len(), at, count, step, d, nd));
+    for j in 0..count {
+        let i = at + j * step;
+        // SAFETY: the caller's `run_fits`: every element of the run and every node it reads
+        // lie in `a`.
+        let p = unsafe { predict_at(a, i, d, nd) };
+        v.one(i, s, unsafe { a.get_unchecked_mut(i) }, p);
     }
 }
 
@@ -559,14 +568,7 @@ impl<V: Fn(usize) -> bool> Visit<f64> for &mut Quantiser<'_, V> {
         match self.dtype {
             DType::F32 => self.batches::<true>(a, at, count, step, d, nd, bin),
             DType::F64 => self.batches::<false>(a, at, count, step, d, nd, bin),
-            _ => {
-                for j in 0..count {
-                    let i = at + j * step;
-                    // SAFETY: `run_fits`, as above.
-                    let p = unsafe { predict_at(a, i, d, nd) };
-                    self.one(i, s, &mut a[i], p);
-                }
-            }
+            _ => each_fitting(self, a, at, count, step, d, s, nd),
         }
     }
 

@@ -362,24 +362,23 @@ fn log2_of_freq(f: u64) -> f64 {
     t[f as usize]
 }
 
-/// About the bits one table and its symbols cost at 2^`bits` (at most `PROB_BITS`): the
-/// symbols at their rounded frequencies (the rounding's correction to 2^bits left out), the
-/// table as written.
-fn table_estimate(h: &[u32], bits: u8) -> f64 {
+/// About the bits one table and its symbols cost at `PROB_BITS`: the symbols at their rounded
+/// frequencies (the rounding's correction to 2^PROB_BITS left out), the table as written.
+fn table_estimate(h: &[u32]) -> f64 {
     let total: u64 = h.iter().map(|&c| c as u64).sum();
     if total == 0 {
         return 8.0;
     }
-    let (n, one) = (total as f64, (1u64 << bits) as f64);
+    let (n, one) = (total as f64, (1u64 << PROB_BITS) as f64);
     let mut sum = 0.0;
     let mut table = 0usize;
     let mut last = 0usize;
     for (t, &c) in h.iter().enumerate() {
         if c > 0 {
-            // At its frequency as written (at least 1 of 2^bits): a rare token in a short
+            // At its frequency as written (at least 1 of 2^PROB_BITS): a rare token in a short
             // segment costs more than its share says.
             let f = (crate::codec::quantise::round_half_away(c as f64 * one / n) as u64).max(1);
-            sum += c as f64 * (bits as f64 - log2_of_freq(f));
+            sum += c as f64 * (PROB_BITS as f64 - log2_of_freq(f));
             table += varint_len(f);
             last = t + 1;
         }
@@ -504,7 +503,7 @@ fn price(tokens: &Tokens, row: Option<u32>) -> Priced {
         // Each longer segment's counts merged pairwise from the shorter ones'.
         let table = layout.0 as usize * width;
         for k in MIN_SEGMENT_LOG2..=whole {
-            let cost: f64 = level.chunks(width).map(|h| table_estimate(h, PROB_BITS)).sum();
+            let cost: f64 = level.chunks(width).map(table_estimate).sum();
             if cost < best.0 {
                 best = (cost, at(k, layout));
                 best_counts.clone_from(&level);
