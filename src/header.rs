@@ -244,6 +244,48 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// The smallest and largest finite values of the `W`-byte values in `bytes` (each read by
+/// `at`), and how many are not finite: `update_values`' loop with no rule, as it answers, in
+/// eight lanes. One running minimum waits on the one before (four cycles an element, 3.6 % of
+/// a level-1 `pack`); eight vectorise. Equal floats other than 0 and -0 have the same bits, so
+/// the lanes' minimum is the one `update_values` keeps (the first of the smallest) but where it
+/// is a zero: then that first zero is looked up.
+#[inline(always)]
+fn finite_range<const W: usize>(bytes: &[u8], at: impl Fn(&[u8]) -> f64) -> (f64, f64, u64) {
+    const LANES: usize = 8;
+    let (mut lo, mut hi, mut nonfinite) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES], [0u64; LANES]);
+    let mut step = |k: usize, v: f64| {
+        let finite = v.is_finite();
+        nonfinite[k] += !finite as u64;
+        let (low, high) = if finite { (v, v) } else { (f64::INFINITY, f64::NEG_INFINITY) };
+        lo[k] = if low < lo[k] { low } else { lo[k] };
+        hi[k] = if high > hi[k] { high } else { hi[k] };
+    };
+    let mut blocks = bytes.chunks_exact(W * LANES);
+    for b in &mut blocks {
+        for k in 0..LANES {
+            step(k, at(&b[k * W..(k + 1) * W]));
+        }
+    }
+    for v in blocks.remainder().chunks_exact(W) {
+        step(0, at(v));
+    }
+    let (mut low, mut high) = (lo[0], hi[0]);
+    for k in 1..LANES {
+        low = if lo[k] < low { lo[k] } else { low };
+        high = if hi[k] > high { hi[k] } else { high };
+    }
+    let first_zero = || bytes.chunks_exact(W).map(&at).find(|&v| v == 0.0).expect("a zero extreme is a value");
+    if low == 0.0 {
+        low = first_zero();
+    }
+    if high == 0.0 {
+        high = first_zero();
+    }
+    (low, high, nonfinite.iter().sum())
+}
+
+
 impl Stats {
     /// Takes in `values`, leaving out of the range the elements `rule` marks missing.
     pub fn update_masked(&mut self, values: &[f64], rule: Option<&crate::missing::MissingRule>) {
@@ -253,10 +295,22 @@ impl Stats {
     /// `update_masked` on a variable's little-endian bytes: floats are read in place, not
     /// widened into a chunk-sized f64 copy first.
     pub fn update_bytes(&mut self, dtype: DType, bytes: &[u8], rule: Option<&crate::missing::MissingRule>) {
-        match dtype {
-            DType::F32 => self.update_values(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64), rule),
-            DType::F64 => self.update_values(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())), rule),
+        let f32_at = |b: &[u8]| f32::from_le_bytes(b.try_into().unwrap()) as f64;
+        let f64_at = |b: &[u8]| f64::from_le_bytes(b.try_into().unwrap());
+        match (dtype, rule) {
+            (DType::F32, None) => self.take_range(crate::codec::cpu::tuned(#[inline(always)] || finite_range::<4>(bytes, f32_at))),
+            (DType::F64, None) => self.take_range(crate::codec::cpu::tuned(#[inline(always)] || finite_range::<8>(bytes, f64_at))),
+            (DType::F32, _) => self.update_values(bytes.chunks_exact(4).map(f32_at), rule),
+            (DType::F64, _) => self.update_values(bytes.chunks_exact(8).map(f64_at), rule),
             _ => self.update_masked(&crate::dtype::values_f64(dtype, bytes), rule),
+        }
+    }
+
+    /// Takes in `finite_range`'s answer for the values that follow.
+    fn take_range(&mut self, (lo, hi, nonfinite): (f64, f64, u64)) {
+        self.nonfinite += nonfinite;
+        if lo <= hi {
+            self.merge(&Stats { min: Some(lo), max: Some(hi), nonfinite: 0, missing: 0 });
         }
     }
 
@@ -417,6 +471,45 @@ pub fn float_from_json(v: &serde_json::Value) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::missing::MissingRule;
+
+    /// `update_bytes` with no rule (eight lanes, the AVX2 twin where the CPU has it) answers
+    /// what `update_values`' one running range does, to the bit: which zero is kept where the
+    /// smallest or largest value is 0 and both signs occur, non-finite values counted, and
+    /// lengths that leave a remainder after the lanes.
+    #[test]
+    fn the_lanes_range_is_the_running_range() {
+        let mut r = crate::codec::xorshift(0x5eed_0f_2a_9e);
+        for n in [0usize, 1, 7, 8, 9, 17, 64, 1000, 1003] {
+            for trial in 0..20 {
+                let xs: Vec<f64> = (0..n)
+                    .map(|_| match r() % 12 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        2 if trial % 3 == 0 => f64::NAN,
+                        3 if trial % 4 == 0 => f64::INFINITY,
+                        4 if trial % 5 == 0 => f64::NEG_INFINITY,
+                        // Positive only in some trials, so 0 is the smallest; negative only in
+                        // others, so it is the largest.
+                        _ if trial % 2 == 0 => (r() % 1000) as f64 * 0.5,
+                        _ => -((r() % 1000) as f64) * 0.25,
+                    })
+                    .collect();
+                for dtype in [DType::F32, DType::F64] {
+                    let bytes: Vec<u8> = match dtype {
+                        DType::F32 => xs.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+                        _ => xs.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+                    };
+                    let (mut lanes, mut running, mut baseline) = (Stats::default(), Stats::default(), Stats::default());
+                    lanes.update_bytes(dtype, &bytes, None);
+                    crate::codec::cpu::baseline(|| baseline.update_bytes(dtype, &bytes, None));
+                    running.update_values(crate::dtype::values_f64(dtype, &bytes).into_iter(), None);
+                    let bits = |s: &Stats| (s.min.map(f64::to_bits), s.max.map(f64::to_bits), s.nonfinite, s.missing);
+                    assert_eq!(bits(&lanes), bits(&running), "{dtype:?}, {n} values, trial {trial}");
+                    assert_eq!(bits(&baseline), bits(&running), "{dtype:?}, {n} values, trial {trial}, baseline");
+                }
+            }
+        }
+    }
 
     /// The range, over blocks taken in one at a time, is the finite values' that no rule marks
     /// missing; non-finite and missing elements are counted, and a block of neither leaves the

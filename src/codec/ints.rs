@@ -6,6 +6,8 @@
 //! Predictors run on the integer codes, not on floats, so the decoder inverts them exactly
 //! (wrapping arithmetic: no overflow, no rounding) whatever machine it runs on.
 
+use std::borrow::Cow;
+
 use super::ac::{AcConfig, Context};
 use super::rans;
 use super::stages::{self, zigzag, Arithmetic, Chain, CodesStage, Delta, Lorenzo, Norm, Offset, Packed, Rans, Reference, Refs, Shuffle, Sign, Zstd};
@@ -456,9 +458,11 @@ fn fit(codes: &[i64], r: &[i64], stride: usize, var: u32, median: bool) -> Optio
 
 /// What the predictor search chose for a block: its stages, the residuals they leave, how the
 /// entropy stage sees them (sign, context) and whether repeat decisions pay on them.
-struct Prediction {
+struct Prediction<'a> {
     stages: Vec<Box<dyn CodesStage>>,
-    residual: Vec<i64>,
+    /// The codes themselves where no stage predicts them (a walk's symbols, most often): not
+    /// copied (the copy was 2.7 % of a level-1 `pack`).
+    residual: Cow<'a, [i64]>,
     sign: Sign,
     context: Context,
     repeats: bool,
@@ -467,6 +471,12 @@ struct Prediction {
 /// The least and greatest code (0, 0 for none), in one pass of scalar compares: baseline x86-64
 /// has no 64-bit vector compare, and the compiler's emulation of one ran at 1.7 ns a code.
 fn min_max(codes: &[i64]) -> (i64, i64) {
+    // The baseline has no 64-bit compare (SSE4.2's `pcmpgtq`): AVX2's twin takes four a step.
+    super::cpu::tuned(#[inline(always)] || min_max_in(codes))
+}
+
+#[inline(always)]
+fn min_max_in(codes: &[i64]) -> (i64, i64) {
     let Some(&first) = codes.first() else { return (0, 0) };
     let (mut lo, mut hi) = (first, first);
     for &c in codes {
@@ -494,7 +504,7 @@ const ZIGZAG_MARGIN: f64 = 0.02;
 /// The predictor stages tried on a block: none (with an offset to the block's smallest code),
 /// delta, Lorenzo when a grid tiles the block, and a reference to another variable of the chunk;
 /// the one whose residuals cost least is kept.
-fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repeats) -> Prediction {
+fn predictors<'a>(codes: &'a [i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repeats) -> Prediction<'a> {
     // Each candidate is priced from an iterator; only the winner's residuals are materialised.
     #[derive(Clone, Copy)]
     enum Pick {
@@ -573,33 +583,33 @@ fn predictors(codes: &[i64], grid: Grid, refs: &Refs, at: PriceAt, repeats: Repe
     let _ = best;
     // Lorenzo's residuals where they were made for pricing, else the codes to predict.
     let (mut r, predicted) = match (pick, by_rows) {
-        (Pick::Lorenzo(_), Some(rows)) => (rows, true),
-        _ => (codes.to_vec(), false),
+        (Pick::Lorenzo(_), Some(rows)) => (Cow::Owned(rows), true),
+        _ => (Cow::Borrowed(codes), false),
     };
     let (stages, sign, context): (Vec<Box<dyn CodesStage>>, Sign, Context) = match pick {
         Pick::Plain => (vec![], Sign::Zigzag, Context::None),
         Pick::Offset(by) => {
-            Offset { by }.encode(&mut r, refs);
+            Offset { by }.encode(r.to_mut(), refs);
             (if by != 0 { vec![Box::new(Offset { by })] } else { vec![] }, Sign::Unsigned, Context::None)
         }
         Pick::Delta => {
-            Delta.encode(&mut r, refs);
+            Delta.encode(r.to_mut(), refs);
             (vec![Box::new(Delta)], Sign::Zigzag, Context::Previous)
         }
         Pick::Lorenzo(grid) => {
             let l = Lorenzo { grid };
             if !predicted {
-                l.encode(&mut r, refs);
+                l.encode(r.to_mut(), refs);
             }
             (vec![Box::new(l)], Sign::Zigzag, Context::Grid(grid[1] as u32))
         }
         Pick::Reference(stage) => {
-            stage.encode(&mut r, refs);
+            stage.encode(r.to_mut(), refs);
             (vec![Box::new(stage)], Sign::Zigzag, Context::None)
         }
         Pick::Norm => {
             let stage = by_norm.expect("picked with its stage");
-            stage.encode(&mut r, refs);
+            stage.encode(r.to_mut(), refs);
             (vec![Box::new(stage)], Sign::Zigzag, Context::None)
         }
     };
@@ -800,7 +810,11 @@ fn grid_row(context: Context) -> Option<u32> {
 
 /// `residual`'s unsigned forms, as the entropy stages take them.
 fn unsigned(residual: &[i64], sign: Sign) -> Vec<u64> {
-    residual.iter().map(|&c| sign.to_u(c)).collect()
+    // Zigzag's arithmetic shift of an i64 is a compare with AVX2, emulated in the baseline.
+    super::cpu::tuned(#[inline(always)] || match sign {
+        Sign::Zigzag => residual.iter().map(|&c| super::stages::zigzag(c)).collect(),
+        Sign::Unsigned => residual.iter().map(|&c| c as u64).collect(),
+    })
 }
 
 /// Whether repeat decisions, priced on the block with its omitted elements, still pay on the
@@ -885,10 +899,10 @@ pub fn encode_with(codes: &[i64], level: i32, grid: Grid, refs: &Refs, out: &mut
 /// The residuals of the elements not `omitted`, in order: what a block with FLAG_OMIT codes.
 /// `codes` must give each omitted element the code `missing::fill_codes` does, which is what
 /// the decoder rebuilds (`Chain::decode_omitting`).
-fn kept(residual: Vec<i64>, omitted: Option<&[bool]>) -> Vec<i64> {
+fn kept<'a>(residual: Cow<'a, [i64]>, omitted: Option<&[bool]>) -> Cow<'a, [i64]> {
     match omitted {
         None => residual,
-        Some(m) => residual.into_iter().zip(m).filter(|&(_, &o)| !o).map(|(r, _)| r).collect(),
+        Some(m) => Cow::Owned(residual.iter().zip(m).filter(|&(_, &o)| !o).map(|(&r, _)| r).collect()),
     }
 }
 
@@ -1072,6 +1086,22 @@ mod tests {
             let keep = |i: usize, c: i64, before: i64| [true, !is_repeat(i, c, before)];
             let (twin, base) = (costs_where(&at, &codes, keep, of), costs_where_in(&at, &codes, keep, of));
             assert_eq!(twin.map(|(b, n)| (b.to_bits(), n)), base.map(|(b, n)| (b.to_bits(), n)));
+        }
+        // The plain loops: the codes' range and their unsigned forms, against a scalar pass and
+        // the baseline's instructions; `Packed`'s width from the bits OR-ed, against the
+        // largest's.
+        for part in [&codes[..0], &codes[..1], &codes[..195], &codes[..], &codes[195..]] {
+            let scalar = (part.iter().copied().min().unwrap_or(0), part.iter().copied().max().unwrap_or(0));
+            assert_eq!(min_max(part), scalar);
+            assert_eq!(crate::codec::cpu::baseline(|| min_max(part)), scalar);
+            for sign in [Sign::Zigzag, Sign::Unsigned] {
+                let each: Vec<u64> = part.iter().map(|&c| sign.to_u(c)).collect();
+                assert_eq!(unsigned(part, sign), each);
+                assert_eq!(crate::codec::cpu::baseline(|| unsigned(part, sign)), each);
+                let largest = each.iter().copied().max().unwrap_or(0);
+                let width = [(0xff, 1), (0xffff, 2), (0xffff_ffff, 4), (u64::MAX, 8)].iter().find(|&&(top, _)| largest <= top).unwrap().1;
+                assert_eq!(Packed::narrowest(part, sign).width, width);
+            }
         }
     }
 

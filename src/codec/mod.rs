@@ -23,7 +23,7 @@ pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
 
 mod ahead;
 pub mod block;
-mod cpu;
+pub(crate) mod cpu;
 pub mod bytes;
 pub mod errstats;
 pub mod interp;

@@ -20,6 +20,7 @@ use crate::wire::{put_varint, Cursor};
 const DIRECT: u64 = 32;
 /// Tokens a table may have: 32 direct, then 8 sub-bins for each bit length 6..=64.
 pub const TOKENS: usize = DIRECT as usize + 8 * 59;
+const _: () = assert!(TOKENS < 1 << 15, "`width` takes tokens as i16");
 /// The rANS lower bound: states live in [L, 2^32), words are 16 bits.
 const L: u32 = 1 << 16;
 const LANES: usize = 4;
@@ -350,7 +351,9 @@ fn counts(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8, width: usize) ->
 
 /// Tokens a block's tables need: one past the largest it uses.
 fn width(toks: &[u16]) -> usize {
-    toks.iter().max().map_or(1, |&t| t as usize + 1)
+    // As i16 (tokens are under 2^15): the baseline has a signed 16-bit max (SSE2's `pmaxsw`)
+    // and no unsigned one, and without it the loop ran element by element.
+    toks.iter().map(|&t| t as i16).max().map_or(1, |t| t as usize + 1)
 }
 
 /// log2 of every frequency a table may hold at `PROB_BITS`, as `f64::log2` gives it: pricing

@@ -547,7 +547,12 @@ pub struct Packed {
 impl Packed {
     /// The narrowest width that holds every code.
     pub fn narrowest(codes: &[i64], sign: Sign) -> Packed {
-        let max = codes.iter().map(|&c| sign.to_u(c)).max().unwrap_or(0);
+        // The bits of all of them OR-ed have the largest's top bit, all a width depends on: an
+        // OR vectorises in the baseline, an unsigned 64-bit max does not.
+        let max = match sign {
+            Sign::Zigzag => codes.iter().fold(0, |a, &c| a | zigzag(c)),
+            Sign::Unsigned => codes.iter().fold(0, |a, &c| a | c as u64),
+        };
         let width = match max {
             0..=0xff => 1,
             0x100..=0xffff => 2,

@@ -282,3 +282,28 @@ def test_npy_structured(cli, container, float_check, issue63_h5, tmp_path):
             float_check(var["name"], x, y, ("rel", 1e-3), var)
         else:
             assert y.dtype.str == x.dtype.str and np.array_equal(x, y), var["name"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets with parts never written: HDF5 reads their fill value, or (fill time "never") leaves
+# the reader's buffer as it was, which balerfile zeroes first: never memory read uninitialised.
+
+
+def test_unwritten_chunks_read_as_fill_or_zero(cli, tmp_path):
+    src = tmp_path / "unwritten.h5"
+    written = np.arange(8 * 32, dtype="<f4").reshape(8, 32) * 0.25 - 3.0
+    with h5py.File(src, "w") as f:
+        f.create_dataset("filled", shape=(64, 32), dtype="<f4", chunks=(8, 32), fillvalue=7.5)[:8] = written
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((8, 32))
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        h5py.h5d.create(f.id, b"never", h5py.h5t.IEEE_F32LE, h5py.h5s.create_simple((64, 32)), dcpl=dcpl)
+        f["never"][:8] = written
+    arch, out = tmp_path / "a.baler", tmp_path / "out.h5"
+    cli("pack", src, "-o", arch, *THREADS)
+    cli("unpack", arch, "-o", out, *THREADS)
+    with h5py.File(out, "r") as g:
+        filled, never = g["filled"][...], g["never"][...]
+    assert np.array_equal(filled[:8], written) and np.array_equal(never[:8], written)
+    assert np.all(filled[8:] == 7.5), "HDF5's fill value where nothing was written"
+    assert np.all(never[8:] == 0.0) and not np.signbit(never[8:]).any(), "zeros where HDF5 writes nothing"
