@@ -287,12 +287,21 @@ const AC_ESTIMATE_SLACK: f64 = 0.02;
 /// on values whose distribution drifts along the block (a walk's symbols, coarse levels
 /// first), where one entropy over the whole block overstates it. Only the sub-bins a run
 /// touches are summed and cleared, so a short run costs what its values do.
+#[cfg(test)]
 fn cost_by_runs(u: &[u64], run: usize) -> f64 {
-    super::cpu::tuned(#[inline(always)] || cost_by_runs_in(u, run))
+    super::cpu::tuned(#[inline(always)] || cost_by_runs_in(u, run, |_| false))
 }
 
+/// Whether `cost_by_runs(u, run)` passes `test`, which must fail for any larger cost: the sum
+/// only grows run by run (each run adds bits, none negative, and adding rounds monotonically),
+/// so once a partial sum fails the whole does, and the runs after it are not counted.
+fn cost_by_runs_passes(u: &[u64], run: usize, test: impl Fn(f64) -> bool) -> bool {
+    test(super::cpu::tuned(#[inline(always)] || cost_by_runs_in(u, run, |bits| !test(bits))))
+}
+
+/// `cost_by_runs`, or the sum so far once `stop` says so of one.
 #[inline(always)]
-fn cost_by_runs_in(u: &[u64], run: usize) -> f64 {
+fn cost_by_runs_in(u: &[u64], run: usize, stop: impl Fn(f64) -> bool) -> f64 {
     let mut hist = vec![0u32; ESTIMATE_BINS];
     // Each run's sub-bins in the order first touched; every bin is written and the count moved
     // on only for a new one (a branch there mispredicted on most symbols).
@@ -310,6 +319,9 @@ fn cost_by_runs_in(u: &[u64], run: usize) -> f64 {
         }
         bits += bins_bits(touched[..new].iter().map(|&b| hist[b]), part.len() as f64, below);
         touched[..new].iter().for_each(|&b| hist[b] = 0);
+        if stop(bits) {
+            break;
+        }
     }
     bits
 }
@@ -946,7 +958,10 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         // 0.22 % smaller in all than the whole block's (the winds at 1e-3 15 %), and left `ac`
         // out of GloSea4's blocks at 1e-3 and NEMO's at 1e-4 (those logged), where it saves
         // under 6 %. The estimate must show `AC_ESTIMATE_SLACK` more than the margin.
-        let by_ac = (cost_by_runs(&u, AC_ESTIMATE_RUN) * (1.0 + AC_MARGIN) * (1.0 + AC_ESTIMATE_SLACK) < 8.0 * rans_priced).then(|| {
+        // Counted only until the estimate rules `ac` out (most blocks: a tenth of a level-1
+        // `pack` went to the estimate).
+        let may_save = |bits: f64| bits * (1.0 + AC_MARGIN) * (1.0 + AC_ESTIMATE_SLACK) < 8.0 * rans_priced;
+        let by_ac = cost_by_runs_passes(&u, AC_ESTIMATE_RUN, may_save).then(|| {
             let cfg = ac_config(context, AC_TREE_BITS, false, None, super::ac::head(u.iter().copied()));
             let mut b = Vec::new();
             Chain { codes: again, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_coded(&super::ac::encode(&u, cfg, None), &mut b);
@@ -1094,7 +1109,7 @@ mod tests {
         codes.extend((0..40_000).map(|_| (r() % 9) as i64 - 4));
         let u: Vec<u64> = codes.iter().map(|&c| zigzag(c)).collect();
         assert_eq!(cost(u.iter().copied()).to_bits(), cost_in(u.iter().copied()).to_bits());
-        assert_eq!(cost_by_runs(&u, 1024).to_bits(), cost_by_runs_in(&u, 1024).to_bits());
+        assert_eq!(cost_by_runs(&u, 1024).to_bits(), cost_by_runs_in(&u, 1024, |_| false).to_bits());
         for at in [PriceAt::all(codes.len()), PriceAt::sampled(codes.len(), 1000)] {
             let of = |_: usize, c: i64, before: i64| [zigzag(c), zigzag(c.wrapping_sub(before))];
             let keep = |i: usize, c: i64, before: i64| [true, !is_repeat(i, c, before)];
@@ -1294,6 +1309,15 @@ mod tests {
             let whole = cost(u.iter().copied());
             assert!((cost_by_runs(u, u.len()) - whole).abs() <= 1e-9 * whole);
             assert!((cost_by_runs(u, 1 << 20) - whole).abs() <= 1e-9 * whole);
+        }
+        // Stopping once a partial sum fails a test that fails for every larger cost answers as
+        // the whole sum does, at thresholds on either side of it and at it exactly.
+        for u in [&drifting, &stationary] {
+            let whole = cost_by_runs(u, 1024);
+            for t in [0.0, 0.5 * whole, 0.999 * whole, whole, f64::from_bits(whole.to_bits() + 1), 1.001 * whole, 2.0 * whole] {
+                assert_eq!(cost_by_runs_passes(u, 1024, |b| b < t), whole < t, "threshold {t} for {whole}");
+                assert_eq!(crate::codec::cpu::baseline(|| cost_by_runs_passes(u, 1024, |b| b < t)), whole < t);
+            }
         }
         let (whole, runs) = (cost(drifting.iter().copied()), cost_by_runs(&drifting, 1024));
         assert!(runs < whole * 0.9, "runs {runs} whole {whole}");
