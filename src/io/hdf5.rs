@@ -461,10 +461,12 @@ impl Source for Hdf5Source {
         let n = elements(&info.shape, &rows);
         // A plain array's buffer is not zeroed first: HDF5 writes every byte of it (zeroing a
         // chunk's 4 MiB, memory the allocator had handed out before, was 2.5 % of a level-1
-        // `pack`), the fill value where nothing was stored, unless its fill time is "never"
-        // (then it leaves such parts as they were). A compound's records are zeroed, whatever
+        // `pack`), the fill value where nothing was stored, unless its fill time is "never" or
+        // its fill value undefined (then it may leave such parts, unwritten chunks or a virtual
+        // dataset's unmapped regions, as they were). A compound's records are zeroed, whatever
         // HDF5 does with their members.
-        let filled = ds.dcpl().is_ok_and(|p| p.fill_time() != hdf5::plist::dataset_create::FillTime::Never);
+        use hdf5::plist::dataset_create::{FillTime, FillValue};
+        let filled = ds.dcpl().is_ok_and(|p| p.fill_time() != FillTime::Never && p.fill_value_defined() != FillValue::Undefined);
         let plain = info.kind == DatasetKind::Array && filled;
         let mut buf = if plain { Vec::with_capacity(n * rt.item) } else { vec![0u8; n * rt.item] };
         let res = select_rows(ds.id(), &info.shape, &rows).and_then(|(fs, ms)| {
@@ -478,7 +480,7 @@ impl Source for Hdf5Source {
             // SAFETY: the capacity is n * item bytes, and a successful H5Dread of n elements
             // (`ms` selects all n of the memory space) of the memory type, item bytes each with
             // no padding (one number), has written every one of them: stored values, or the
-            // fill value (the fill time is not "never", checked above).
+            // fill value (defined, and its fill time not "never", checked above).
             unsafe { buf.set_len(n * rt.item) };
         }
         Ok(split_rows(buf, &rt.sizes, rt.item))
