@@ -285,7 +285,6 @@ fn finite_range<const W: usize>(bytes: &[u8], at: impl Fn(&[u8]) -> f64) -> (f64
     (low, high, nonfinite.iter().sum())
 }
 
-
 impl Stats {
     /// Takes in `values`, leaving out of the range the elements `rule` marks missing.
     pub fn update_masked(&mut self, values: &[f64], rule: Option<&crate::missing::MissingRule>) {

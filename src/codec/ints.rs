@@ -283,10 +283,8 @@ const AC_ESTIMATE_RUN: usize = 1024;
 /// writes at 1e-2 1.27x as fast and UKV's 1.17x (h5py, one thread).
 const AC_ESTIMATE_SLACK: f64 = 0.02;
 
-/// `cost` summed over runs of `run` values: about what `ac`, which adapts as it goes, spends
-/// on values whose distribution drifts along the block (a walk's symbols, coarse levels
-/// first), where one entropy over the whole block overstates it. Only the sub-bins a run
-/// touches are summed and cleared, so a short run costs what its values do.
+/// `cost_by_runs_in` over the whole block, in the twin (for tests; coding asks
+/// `cost_by_runs_passes`).
 #[cfg(test)]
 fn cost_by_runs(u: &[u64], run: usize) -> f64 {
     super::cpu::tuned(#[inline(always)] || cost_by_runs_in(u, run, |_| false))
@@ -299,7 +297,11 @@ fn cost_by_runs_passes(u: &[u64], run: usize, test: impl Fn(f64) -> bool) -> boo
     test(super::cpu::tuned(#[inline(always)] || cost_by_runs_in(u, run, |bits| !test(bits))))
 }
 
-/// `cost_by_runs`, or the sum so far once `stop` says so of one.
+/// `cost` summed over runs of `run` values: about what `ac`, which adapts as it goes, spends
+/// on values whose distribution drifts along the block (a walk's symbols, coarse levels
+/// first), where one entropy over the whole block overstates it. Only the sub-bins a run
+/// touches are summed and cleared, so a short run costs what its values do. The sum so far is
+/// returned once `stop` says so of it.
 #[inline(always)]
 fn cost_by_runs_in(u: &[u64], run: usize, stop: impl Fn(f64) -> bool) -> f64 {
     let mut hist = vec![0u32; ESTIMATE_BINS];
@@ -593,37 +595,33 @@ fn predictors<'a>(codes: &'a [i64], grid: Grid, refs: &Refs, at: PriceAt, repeat
         by_norm = Some(stage);
     }
     let _ = best;
-    // Lorenzo's residuals where they were made for pricing, else the codes to predict.
-    let (mut r, predicted): (Cow<[i64]>, bool) = match (pick, by_rows) {
-        (Pick::Lorenzo(_), Some(rows)) => (Cow::Owned(rows), true),
-        _ => (Cow::Borrowed(codes), false),
-    };
+    // The codes themselves, or a stage's residuals made from them in one pass
+    // (`CodesStage::encoded`), not a copy changed in place (the copy was 2 % of a `pack`).
+    let mut r = Cow::Borrowed(codes);
     let (stages, sign, context): (Vec<Box<dyn CodesStage>>, Sign, Context) = match pick {
         Pick::Plain => (vec![], Sign::Zigzag, Context::None),
+        Pick::Offset(0) => (vec![], Sign::Unsigned, Context::None),
         Pick::Offset(by) => {
-            if by != 0 {
-                r = encoded(&Offset { by }, r, refs);
-            }
-            (if by != 0 { vec![Box::new(Offset { by })] } else { vec![] }, Sign::Unsigned, Context::None)
+            r = Cow::Owned(Offset { by }.encoded(codes, refs));
+            (vec![Box::new(Offset { by })], Sign::Unsigned, Context::None)
         }
         Pick::Delta => {
-            r = encoded(&Delta, r, refs);
+            r = Cow::Owned(Delta.encoded(codes, refs));
             (vec![Box::new(Delta)], Sign::Zigzag, Context::Previous)
         }
         Pick::Lorenzo(grid) => {
             let l = Lorenzo { grid };
-            if !predicted {
-                r = encoded(&l, r, refs);
-            }
+            // Made for pricing already where every element was priced.
+            r = Cow::Owned(by_rows.unwrap_or_else(|| l.encoded(codes, refs)));
             (vec![Box::new(l)], Sign::Zigzag, Context::Grid(grid[1] as u32))
         }
         Pick::Reference(stage) => {
-            r = encoded(&stage, r, refs);
+            r = Cow::Owned(stage.encoded(codes, refs));
             (vec![Box::new(stage)], Sign::Zigzag, Context::None)
         }
         Pick::Norm => {
             let stage = by_norm.expect("picked with its stage");
-            r = encoded(&stage, r, refs);
+            r = Cow::Owned(stage.encoded(codes, refs));
             (vec![Box::new(stage)], Sign::Zigzag, Context::None)
         }
     };
@@ -634,18 +632,6 @@ fn predictors<'a>(codes: &'a [i64], grid: Grid, refs: &Refs, at: PriceAt, repeat
         _ => repeats == Repeats::Both && repeats_pay(&r, &at, |c| sign.to_u(c)),
     };
     Prediction { stages, residual: r, sign, context, repeats }
-}
-
-/// `stage`'s residuals of `r`: made from the codes where they are borrowed (a walk's symbols),
-/// not copied first and then changed in place (the copy was 2 % of a `pack`).
-fn encoded<'a>(stage: &dyn CodesStage, r: Cow<'a, [i64]>, refs: &Refs) -> Cow<'a, [i64]> {
-    match r {
-        Cow::Borrowed(codes) => Cow::Owned(stage.encoded(codes, refs)),
-        Cow::Owned(mut v) => {
-            stage.encode(&mut v, refs);
-            Cow::Owned(v)
-        }
-    }
 }
 
 /// The `ac` coder's settings: 64 sub-bins an octave learn a column's distribution closely

@@ -170,8 +170,21 @@ fn elements(shape: &[u64], rows: &Range<u64>) -> usize {
 pub struct Hdf5Source {
     path: PathBuf,
     _file: hdf5::File,
-    handles: Vec<(hdf5::Dataset, RowType)>,
+    /// Each chosen dataset, its memory row type, and whether a read writes every byte of its
+    /// buffer (`writes_every_byte`).
+    handles: Vec<(hdf5::Dataset, RowType, bool)>,
     layout: SourceLayout,
+}
+
+/// Whether HDF5's read of `ds` writes every byte of the buffer, so that `read_rows` need not zero
+/// it first (zeroing a chunk's 4 MiB, memory the allocator had handed out before, was 2.5 % of a
+/// level-1 `pack`): a plain array, one number an element with no padding, whose unwritten parts
+/// read as its fill value. Where its fill time is "never" or its fill value undefined, HDF5 skips
+/// unwritten chunks (and a virtual dataset's unmapped regions), leaving those bytes as they were;
+/// a compound's records are zeroed whatever HDF5 does with their members.
+fn writes_every_byte(ds: &hdf5::Dataset, info: &DatasetInfo) -> bool {
+    use hdf5::plist::dataset_create::{FillTime, FillValue};
+    info.kind == DatasetKind::Array && ds.dcpl().is_ok_and(|p| p.fill_time() != FillTime::Never && p.fill_value_defined() != FillValue::Undefined)
 }
 
 /// True when an HDF5 signature sits at 512, 1024, 2048, ... (a file with a user block).
@@ -226,7 +239,8 @@ impl Hdf5Source {
         for (i, (ds, info)) in datasets.into_iter().enumerate() {
             if selected.contains(&i) {
                 let rt = row_type(&info, false).map_err(|what| Error::Hdf5 { path: path.into(), what })?;
-                handles.push((ds, rt));
+                let whole = writes_every_byte(&ds, &info);
+                handles.push((ds, rt, whole));
                 chosen.push(info);
             }
         }
@@ -457,18 +471,9 @@ impl Source for Hdf5Source {
 
     fn read_rows(&mut self, dataset: usize, rows: Range<u64>) -> Result<Vec<Vec<u8>>> {
         let info = &self.layout.datasets[dataset];
-        let (ds, rt) = &self.handles[dataset];
+        let (ds, rt, whole) = &self.handles[dataset];
         let n = elements(&info.shape, &rows);
-        // A plain array's buffer is not zeroed first: HDF5 writes every byte of it (zeroing a
-        // chunk's 4 MiB, memory the allocator had handed out before, was 2.5 % of a level-1
-        // `pack`), the fill value where nothing was stored, unless its fill time is "never" or
-        // its fill value undefined (then it may leave such parts, unwritten chunks or a virtual
-        // dataset's unmapped regions, as they were). A compound's records are zeroed, whatever
-        // HDF5 does with their members.
-        use hdf5::plist::dataset_create::{FillTime, FillValue};
-        let filled = ds.dcpl().is_ok_and(|p| p.fill_time() != FillTime::Never && p.fill_value_defined() != FillValue::Undefined);
-        let plain = info.kind == DatasetKind::Array && filled;
-        let mut buf = if plain { Vec::with_capacity(n * rt.item) } else { vec![0u8; n * rt.item] };
+        let mut buf = if *whole { Vec::with_capacity(n * rt.item) } else { vec![0u8; n * rt.item] };
         let res = select_rows(ds.id(), &info.shape, &rows).and_then(|(fs, ms)| {
             check(
                 hdf5::sync::sync(|| unsafe { h5d::H5Dread(ds.id(), rt.mem.0, ms.0, fs.0, H5P_DEFAULT, buf.as_mut_ptr().cast()) }),
@@ -476,11 +481,11 @@ impl Source for Hdf5Source {
             )
         });
         res.map_err(|what| Error::Hdf5 { path: self.path.clone(), what })?;
-        if plain {
+        if *whole {
             // SAFETY: the capacity is n * item bytes, and a successful H5Dread of n elements
             // (`ms` selects all n of the memory space) of the memory type, item bytes each with
             // no padding (one number), has written every one of them: stored values, or the
-            // fill value (defined, and its fill time not "never", checked above).
+            // fill value (defined, and its fill time not "never": `writes_every_byte`).
             unsafe { buf.set_len(n * rt.item) };
         }
         Ok(split_rows(buf, &rt.sizes, rt.item))
