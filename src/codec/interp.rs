@@ -721,11 +721,15 @@ impl Symbols for FromSlice<'_> {
     }
 
     fn run(&mut self, max: usize) -> &[u64] {
-        let k = max.min(self.buf.len()).min(self.rest.len()).max(1);
-        for j in 0..k {
-            self.buf[j] = self.take() as u64;
+        if self.rest.is_empty() {
+            self.buf[0] = 0;
+            return &self.buf[..1];
         }
-        &self.buf[..k]
+        // Copied in one loop: `take` a symbol at a time stored `rest` back after each.
+        let (now, rest) = self.rest.split_at(max.min(self.buf.len()).min(self.rest.len()).max(1));
+        self.rest = rest;
+        self.buf.iter_mut().zip(now).for_each(|(b, &q)| *b = q as u64);
+        &self.buf[..now.len()]
     }
 }
 
