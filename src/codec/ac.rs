@@ -198,17 +198,11 @@ impl Model {
         }
     }
 
-    /// Walks symbol `i`'s decisions: `decide(bit probability, the bit when encoding)` returns
-    /// the bit taken. Encoder and decoder share this walk, so they cannot disagree on it. None:
-    /// a bucket beyond 64, which only a damaged stream decodes to.
-    #[inline]
-    fn walk(&mut self, i: usize, u: u64, decide: impl FnMut(&mut Bit, bool) -> bool) -> Option<u64> {
-        let ctx = self.context(i) << BUCKET_BITS;
-        self.walk_from(ctx, 0, u, decide)
-    }
-
-    /// `walk` from its head decision `from` on, in context `ctx` (the walk's first `from`
-    /// head decisions taken by the caller, each "the bucket is above j").
+    /// Walks a symbol's decisions in context `ctx` (`context`) from its head decision `from`
+    /// on (the caller took the first `from`, each "the bucket is above j"): `decide(bit
+    /// probability, the bit when encoding)` returns the bit taken. Encoder and decoder share
+    /// this walk, so they cannot disagree on it. None: a bucket beyond 64, which only a
+    /// damaged stream decodes to.
     #[inline(always)]
     fn walk_from(&mut self, ctx: usize, from: usize, u: u64, mut decide: impl FnMut(&mut Bit, bool) -> bool) -> Option<u64> {
         let b = (64 - u.leading_zeros()) as usize;
@@ -315,20 +309,44 @@ pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
     let mut e = Encoder::new();
     let adapt = cfg.adapt;
     let mut was = false;
-    for (i, &u) in values.iter().enumerate() {
+    let mut i = 0;
+    while i < values.len() {
+        let u = values[i];
         let is = i > 0 && values[i - 1] == u;
         if m.repeat(i, &mut was, side, |p| {
             e.put(p.bound(e.range()), is);
             p.update(is, adapt);
             is
         }) {
+            i += 1;
             continue;
         }
-        m.walk(i, u, |p, bit| {
+        let ctx = m.context(i) << BUCKET_BITS;
+        // The decoder's runs of 0 (`decode`), coded in a loop of their own for the same
+        // reason: one probability, in a register, for the run.
+        if u == 0 && cfg.head > 0 && !cfg.repeats && m.buckets[ctx + HEAD_NODE].p > SKEWED {
+            let k = ctx + HEAD_NODE;
+            let mut p = m.buckets[k];
+            loop {
+                e.put(p.bound(e.range()), false);
+                p.update_taken(false, adapt);
+                if cfg.context != Context::None {
+                    m.seen.push(0);
+                }
+                i += 1;
+                if i == values.len() || values[i] != 0 || m.context(i) << BUCKET_BITS != ctx || p.p <= SKEWED {
+                    break;
+                }
+            }
+            m.buckets[k] = p;
+            continue;
+        }
+        m.walk_from(ctx, 0, u, |p, bit| {
             e.put(p.bound(e.range()), bit);
             p.update(bit, adapt);
             bit
         });
+        i += 1;
     }
     e.finish()
 }
