@@ -198,6 +198,20 @@ impl Model {
         }
     }
 
+    /// `context(i)` where the symbols from `seen`'s end to `i` (one at least) are 0, not yet
+    /// in `seen`: a run of 0 is pushed once it ends.
+    #[inline(always)]
+    fn context_after_zeros(&self, i: usize) -> usize {
+        match self.cfg.context {
+            Context::None | Context::Previous => 0,
+            Context::Grid(row) => {
+                let row = row.max(1) as usize;
+                let c = if i >= row { self.seen.get(i - row).map_or(0, |&b| b as usize) } else { 0 };
+                c.min(NEIGHBOUR_CAP)
+            }
+        }
+    }
+
     /// Walks a symbol's decisions in context `ctx` (`context`) from its head decision `from`
     /// on (the caller took the first `from`, each "the bucket is above j"): `decide(bit
     /// probability, the bit when encoding)` returns the bit taken. Encoder and decoder share
@@ -330,15 +344,15 @@ pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
             loop {
                 e.put(p.bound(e.range()), false);
                 p.update_taken(false, adapt);
-                if cfg.context != Context::None {
-                    m.seen.push(0);
-                }
                 i += 1;
-                if i == values.len() || values[i] != 0 || m.context(i) << BUCKET_BITS != ctx || p.p <= SKEWED {
+                if i == values.len() || values[i] != 0 || m.context_after_zeros(i) << BUCKET_BITS != ctx || p.p <= SKEWED {
                     break;
                 }
             }
             m.buckets[k] = p;
+            if cfg.context != Context::None {
+                m.seen.resize(i, 0);
+            }
             continue;
         }
         m.walk_from(ctx, 0, u, |p, bit| {
@@ -400,16 +414,17 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
                     if above {
                         break true;
                     }
-                    if cfg.context != Context::None {
-                        m.seen.push(0);
-                    }
-                    out.push(0);
                     i += 1;
-                    if i == n || m.context(i) << BUCKET_BITS != ctx || p.p <= SKEWED {
+                    if i == n || m.context_after_zeros(i) << BUCKET_BITS != ctx || p.p <= SKEWED {
                         break false;
                     }
                 };
                 m.buckets[k] = p;
+                // The run's 0s, pushed at once.
+                out.resize(i, 0);
+                if cfg.context != Context::None {
+                    m.seen.resize(i, 0);
+                }
                 if !above {
                     continue;
                 }
