@@ -250,7 +250,9 @@ impl Cell for Le32 {
     fn rebuild(dtype: DType, p: f64, q: i64, step: f64) -> Option<Le32> {
         debug_assert_eq!(dtype, DType::F32);
         let f = (p + q as f64 * step) as f32;
-        if p.is_finite() && f.is_finite() {
+        // A p that is not finite makes an f that is not either (infinity plus anything is
+        // infinite or NaN, and NaN stays NaN), so f's check is p's too.
+        if f.is_finite() {
             Some(f.to_le_bytes())
         } else {
             Self::put(rebuilt(dtype, p, q, step))
