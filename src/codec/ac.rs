@@ -365,6 +365,17 @@ pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
     e.finish()
 }
 
+/// The decoder's `decide` for a walk: each decision read from `d` at its probability, which
+/// then adapts.
+#[inline(always)]
+fn decisions<'d, 'a>(d: &'d mut Decoder<'a>, adapt: u16) -> impl FnMut(&mut Bit, bool) -> bool + use<'d, 'a> {
+    move |p, _| {
+        let bit = d.get(p.bound(d.range()));
+        p.update(bit, adapt);
+        bit
+    }
+}
+
 pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Result<Vec<u64>, String> {
     if side.is_some_and(|s| s.len() != n) {
         return Err(format!("repeat side variable of {} values for {n}", side.map_or(0, |s| s.len())));
@@ -428,22 +439,15 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
                 if !above {
                     continue;
                 }
-                // Symbol i's first head decision is taken: its bucket is above 0.
-                let u = m.walk_from(ctx, 1, 0, |p, _| {
-                    let bit = d.get(p.bound(d.range()));
-                    p.update(bit, adapt);
-                    bit
-                });
+                // Symbol i's first head decision is taken: its bucket is above 0. (A walk
+                // call shared with the one below, `from` 0 or 1, decoded 2-4 % slower.)
+                let u = m.walk_from(ctx, 1, 0, decisions(&mut d, adapt));
                 out.push(u.ok_or("arithmetic-coded stream decodes to an impossible bucket")?);
                 i += 1;
                 continue;
             }
         }
-        let u = m.walk_from(ctx, 0, 0, |p, _| {
-            let bit = d.get(p.bound(d.range()));
-            p.update(bit, adapt);
-            bit
-        });
+        let u = m.walk_from(ctx, 0, 0, decisions(&mut d, adapt));
         out.push(u.ok_or("arithmetic-coded stream decodes to an impossible bucket")?);
         i += 1;
         // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
