@@ -135,7 +135,6 @@ impl Bit {
         let p = self.p as i32;
         self.p = if bit { (p - ((p * rate + 0xFFFF) >> 16)).max(P_MIN) } else { (p + (((ONE - p) * rate) >> 16)).min(ONE - P_MIN) } as u16;
     }
-
 }
 
 /// The `depth` bits of `v`, highest first, down a binary tree whose node `k` (the root 1, its

@@ -153,11 +153,17 @@ impl<'a> Decoder<'a> {
             self.range -= bound;
             true
         };
+        self.normalise();
+        bit
+    }
+
+    /// Shifts the next input bytes in while the range is under `TOP`.
+    #[inline(always)]
+    fn normalise(&mut self) {
         while self.range < TOP {
             self.range <<= 8;
             self.code = (self.code << 8) | self.next() as u32;
         }
-        bit
     }
 
     /// `get` as a branch rather than a select, for decisions that nearly always go one way (a
@@ -169,18 +175,12 @@ impl<'a> Decoder<'a> {
     pub(super) fn get_skewed(&mut self, bound: u32) -> bool {
         if self.code < bound {
             self.range = bound;
-            while self.range < TOP {
-                self.range <<= 8;
-                self.code = (self.code << 8) | self.next() as u32;
-            }
+            self.normalise();
             false
         } else {
             self.code -= bound;
             self.range -= bound;
-            while self.range < TOP {
-                self.range <<= 8;
-                self.code = (self.code << 8) | self.next() as u32;
-            }
+            self.normalise();
             true
         }
     }
