@@ -32,7 +32,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import h5py, hdf5plugin, uproot, pytest, jsonschema, zstandard, iris_sample_data, skhep_testdata, onnx, onnxruntime, selenium, netCDF4, xarray, h5netcdf" 2>/dev/null; then
   echo "setup: installing Python clients and example data into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt -c tests/constraints.txt
   # 0.3.12 is the last release that ships its files; later ones download them at run time.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps scikit-hep-testdata==0.3.12
 fi
@@ -58,7 +58,7 @@ if [ ! -x .venv-pkg/bin/python ]; then
 fi
 if ! .venv-pkg/bin/python -c "import pytest, h5py, zarr, numcodecs, dask, distributed, xarray, h5netcdf, uproot, iris_sample_data, skhep_testdata" 2>/dev/null; then
   echo "setup: installing the package tests' clients into .venv-pkg"
-  .venv-pkg/bin/pip install -q --disable-pip-version-check -r tests/package/requirements.txt
+  .venv-pkg/bin/pip install -q --disable-pip-version-check -r tests/package/requirements.txt -c tests/package/constraints.txt
   .venv-pkg/bin/pip install -q --disable-pip-version-check --no-deps scikit-hep-testdata==0.3.12
 fi
 .venv-pkg/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall target/wheels/balerfile-*.whl

@@ -1,8 +1,9 @@
 //! Finding libonnxruntime without help where that is reasonable.
 //!
 //! Order: the explicit path (`--onnxruntime`), BALERFILE_ONNXRUNTIME, ORT_DYLIB_PATH, beside the
-//! executable (and its ../lib), the `onnxruntime` Python package (of an active virtualenv or
-//! conda env, of a `.venv` in a folder above the executable or above the shared object this
+//! executable (and its ../lib), the `onnxruntime` Python package (of the Python environment the
+//! executable is installed in, of an active virtualenv or conda env, of a `.venv` in a folder
+//! above the executable or above the shared object this
 //! code is in (the HDF5 filter plugin), of a Python environment already loaded in the process
 //! (h5py's site-packages), or of `python3` on PATH), then LD_LIBRARY_PATH and the system
 //! library folders.
@@ -47,17 +48,24 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 fn candidate_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
     let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
-    if let Some(d) = &exe_dir {
-        dirs.push(d.clone());
+    candidate_dirs_for(exe_dir.as_deref())
+}
+
+fn candidate_dirs_for(exe_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = exe_dir {
+        dirs.push(d.to_path_buf());
         dirs.push(d.join("..").join("lib"));
     }
-    let mut envs: Vec<PathBuf> = ["VIRTUAL_ENV", "CONDA_PREFIX"]
-        .iter()
-        .filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()).map(PathBuf::from))
-        .collect();
-    for d in exe_dir.iter().chain(own_object_dir().iter()) {
+    // `pip install balerfile[models]` puts the command in ENV/bin and onnxruntime in ENV's
+    // site-packages; the command is often run by its path with no environment activated, so
+    // the environment it lives in comes before any other.
+    let mut envs: Vec<PathBuf> = exe_dir.and_then(Path::parent).map(Path::to_path_buf).into_iter().collect();
+    envs.extend(
+        ["VIRTUAL_ENV", "CONDA_PREFIX"].iter().filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()).map(PathBuf::from)),
+    );
+    for d in exe_dir.map(Path::to_path_buf).iter().chain(own_object_dir().iter()) {
         envs.extend(d.ancestors().map(|a| a.join(".venv")).filter(|v| v.is_dir()));
     }
     for env in envs {
@@ -159,4 +167,25 @@ fn best_in(dir: &Path) -> Option<PathBuf> {
     }
     found.sort();
     found.pop().map(|(_, p)| std::fs::canonicalize(&p).unwrap_or(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_finds_onnxruntime_in_the_environment_it_is_installed_in() {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = tmp.path().join("myenv");
+        let capi = env.join("lib").join("python3.11").join("site-packages").join("onnxruntime").join("capi");
+        std::fs::create_dir_all(&capi).unwrap();
+        std::fs::create_dir_all(env.join("bin")).unwrap();
+        std::fs::write(env.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        for v in ["1.9.0", "1.32.0"] {
+            std::fs::write(capi.join(format!("libonnxruntime.so.{v}")), b"").unwrap();
+        }
+        // The first folder that holds a library wins, whatever VIRTUAL_ENV or a .venv above says.
+        let found = candidate_dirs_for(Some(&env.join("bin"))).iter().find_map(|d| best_in(d));
+        assert_eq!(found, Some(std::fs::canonicalize(capi.join("libonnxruntime.so.1.32.0")).unwrap()));
+    }
 }
