@@ -60,8 +60,11 @@ fn candidate_dirs_for(exe_dir: Option<&Path>) -> Vec<PathBuf> {
     }
     // `pip install balerfile[models]` puts the command in ENV/bin and onnxruntime in ENV's
     // site-packages; the command is often run by its path with no environment activated, so
-    // the environment it lives in comes before any other.
-    let mut envs: Vec<PathBuf> = exe_dir.and_then(Path::parent).map(Path::to_path_buf).into_iter().collect();
+    // the environment it lives in comes before any other. Only a virtualenv's or conda env's
+    // folder counts: a Python host's (h5py's) executable lies in its interpreter's prefix, whose
+    // packages must not win over the active environment's.
+    let own_env = exe_dir.and_then(Path::parent).filter(|p| p.join("pyvenv.cfg").is_file() || p.join("conda-meta").is_dir());
+    let mut envs: Vec<PathBuf> = own_env.map(Path::to_path_buf).into_iter().collect();
     envs.extend(
         ["VIRTUAL_ENV", "CONDA_PREFIX"].iter().filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()).map(PathBuf::from)),
     );
@@ -185,7 +188,10 @@ mod tests {
             std::fs::write(capi.join(format!("libonnxruntime.so.{v}")), b"").unwrap();
         }
         // The first folder that holds a library wins, whatever VIRTUAL_ENV or a .venv above says.
-        let found = candidate_dirs_for(Some(&env.join("bin"))).iter().find_map(|d| best_in(d));
-        assert_eq!(found, Some(std::fs::canonicalize(capi.join("libonnxruntime.so.1.32.0")).unwrap()));
+        let first = || candidate_dirs_for(Some(&env.join("bin"))).iter().find_map(|d| best_in(d));
+        assert_eq!(first(), Some(std::fs::canonicalize(capi.join("libonnxruntime.so.1.32.0")).unwrap()));
+        // A folder that is no Python environment (an interpreter's prefix) is not taken as one.
+        std::fs::remove_file(env.join("pyvenv.cfg")).unwrap();
+        assert!(!candidate_dirs_for(Some(&env.join("bin"))).contains(&capi));
     }
 }
