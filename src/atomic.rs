@@ -13,6 +13,29 @@ pub struct AtomicOutput {
     committed: bool,
 }
 
+/// Refuses an output that is the input file (by another name too: `./x`, an absolute path, a
+/// symbolic or hard link): the finished output is renamed over it, and the input would be
+/// lost with nothing left but the lossy copy.
+pub fn check_not_input(input: &Path, output: &Path) -> Result<()> {
+    let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(output)) else {
+        return Ok(());
+    };
+    #[cfg(unix)]
+    let same = {
+        use std::os::unix::fs::MetadataExt;
+        i.dev() == o.dev() && i.ino() == o.ino()
+    };
+    #[cfg(not(unix))]
+    let same = {
+        let _ = (i, o);
+        input.canonicalize().ok().is_some_and(|i| output.canonicalize().ok() == Some(i))
+    };
+    if same {
+        return Err(Error::Usage(format!("{}: the output must not be the input ({})", output.display(), input.display())));
+    }
+    Ok(())
+}
+
 impl AtomicOutput {
     /// Reserves a temporary path beside `dest`; the caller creates the file there.
     pub fn new(dest: &Path) -> Result<Self> {

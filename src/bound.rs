@@ -97,14 +97,7 @@ impl std::str::FromStr for ErrorSpec {
                 return Err(bad("the tolerance must be a finite number > 0"));
             }
             match mode.trim() {
-                // A tolerance of the whole range or more keeps nothing of the data: almost
-                // certainly a typo for 1e-2 or an abs bound.
-                "rel" if value >= 1.0 => {
-                    return Err(bad(&format!(
-                        "rel={value} allows an error of {}% of the value range, which keeps nothing; use rel < 1 (rel=1e-3 is 0.1%), or abs={value} for an absolute bound",
-                        value * 100.0
-                    )))
-                }
+                "rel" if value >= 1.0 => return Err(bad(&rel_keeps_nothing(value))),
                 "rel" => Bound::Rel(value),
                 "abs" => Bound::Abs(value),
                 other => return Err(bad(&format!("unknown mode '{other}' (use rel, abs, lossless or none)"))),
@@ -181,6 +174,17 @@ pub fn resolve(bound: Bound, dtype: crate::dtype::DType, modelled: bool, stats: 
         return ErrorBound::LOSSLESS;
     }
     ErrorBound { mode: rel.0, value: Some(rel.1), abs: Some(abs) }
+}
+
+
+/// Why a relative bound of `value` >= 1 is refused wherever a bound is set (`--error`, the
+/// filter's parameters at dataset creation): an error of the whole range or more keeps nothing
+/// of the data, almost certainly a typo for 1e-2 or an abs bound.
+pub fn rel_keeps_nothing(value: f64) -> String {
+    format!(
+        "rel={value} allows an error of {}% of the value range, which keeps nothing; use rel < 1 (rel=1e-3 is 0.1%), or abs={value} for an absolute bound",
+        value * 100.0
+    )
 }
 
 #[cfg(test)]

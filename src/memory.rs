@@ -32,6 +32,8 @@ pub struct CompressOptions {
     pub model: Option<String>,
     /// Embed the model's decoder in the stream, so it decodes without the store.
     pub embed_model: bool,
+    /// Values that mark missing elements (`pack --fill-value`): an array has no attributes.
+    pub fill_values: Vec<crate::io::view::FillSpec>,
 }
 
 impl Default for CompressOptions {
@@ -45,6 +47,7 @@ impl Default for CompressOptions {
             chunk_bytes: p.chunk_bytes,
             model: None,
             embed_model: false,
+            fill_values: Vec::new(),
         }
     }
 }
@@ -62,7 +65,7 @@ pub struct Compressed {
 pub fn compress(npy: Vec<u8>, opts: &CompressOptions) -> Result<Compressed> {
     let name = Path::new(ARRAY);
     let source = Box::new(NpySource::from_bytes(name, npy)?);
-    let (mut source, choices) = crate::io::view::as_meant(source, name, &opts.layouts, &[])?;
+    let (mut source, choices) = crate::io::view::as_meant(source, name, &opts.layouts, &opts.fill_values)?;
     let choice = match &opts.model {
         None => ModelChoice::None,
         Some(m) => ModelChoice::Use(m.clone()),

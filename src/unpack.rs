@@ -153,6 +153,7 @@ pub struct UnpackReport {
 }
 
 pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn Progress) -> Result<UnpackReport> {
+    crate::atomic::check_not_input(input, output)?;
     let reader = ArchiveReader::open(input)?;
     unpack_into(&reader, |header, selected| io::create_sink_as(output, opts.format.as_deref(), header, selected, &opts.sink), opts, progress)
 }

@@ -49,6 +49,40 @@ def _error_specs(error):
     return specs
 
 
+def _fill_specs(fill_value):
+    """`fill_value` as pack's --fill-value specs: a number, "none", "x:-999", a list of them,
+    or a mapping {variable: value}; None declares nothing (NaN is always missing)."""
+    def one(v):
+        if isinstance(v, str):
+            return v
+        try:
+            return repr(float(v))
+        except (TypeError, ValueError):
+            raise TypeError(f"fill_value: {v!r} is not a number, 'none' or 'variable:value'") from None
+    if fill_value is None:
+        return []
+    if isinstance(fill_value, dict):
+        return [f"{k}:{one(v)}" for k, v in fill_value.items()]
+    if isinstance(fill_value, (list, tuple)):
+        return [one(v) for v in fill_value]
+    return [one(fill_value)]
+
+
+def _unmasked(array):
+    """A masked array's data with its masked float elements set to NaN, which is always missing
+    (kept exactly, outside every range and statistic); integers are coded losslessly, masked
+    elements included, so their data goes as it is. A plain array as it is."""
+    if not isinstance(array, _np.ma.MaskedArray):
+        return array
+    if array.dtype.names:
+        raise TypeError("compress: a masked structured array; pass array.filled(v) and fill_value=v")
+    mask = _np.ma.getmaskarray(array)
+    data = _np.ma.getdata(array)
+    if not mask.any() or not _np.issubdtype(data.dtype, _np.floating):
+        return data
+    return _np.where(mask, _np.array(_np.nan, dtype=data.dtype), data)
+
+
 def _npy_image(array):
     if not isinstance(array, _np.ndarray):
         raise TypeError(f"compress takes a numpy array, not {type(array).__name__}")
@@ -63,13 +97,17 @@ def _npy_image(array):
 
 
 def compress(array, error=None, *, model=None, embed_model=False, layout=None, level=None, threads=0, chunk_bytes=None,
-             verbose=False):
+             fill_value=None, verbose=False):
     """Packs `array` into a .baler stream (bytes).
 
     error: the bound, as `balerfile pack --error`: "rel=1e-3" (of each variable's range of valid
         values; per column of a table), "abs=0.01", "lossless" (the default), or per variable
         ("px:rel=1e-4", or a dict). Integers and booleans are always lossless; NaN and fill
-        values are kept exactly.
+        values are kept exactly. A masked array's masked floats are coded as NaN (missing),
+        and come back as NaN (numpy.ma.masked_invalid restores the mask).
+    fill_value: the value that marks missing elements, as `pack --fill-value` (a number,
+        "x:-999" or {variable: value} for a structured array's fields): kept exactly and left
+        out of the range a rel bound is taken over. Default: none (NaN is always missing).
     model: a model from the balerfile model store (id, id prefix or bundle folder, as `pack
         --model`), run through ONNX Runtime (the `onnxruntime` package's library is found
         automatically); the stream references its decoder by content hash, or holds it with
@@ -84,8 +122,8 @@ def compress(array, error=None, *, model=None, embed_model=False, layout=None, l
     layouts = [] if layout is None else [layout] if isinstance(layout, str) else list(layout)
     if model is not None:
         model = str(model)
-    blob, choices = _native.compress(_npy_image(array), _error_specs(error), layouts, level, int(threads), chunk_bytes,
-                                     model, bool(embed_model))
+    blob, choices = _native.compress(_npy_image(_unmasked(array)), _error_specs(error), layouts, level, int(threads),
+                                     chunk_bytes, model, bool(embed_model), _fill_specs(fill_value))
     if verbose:
         for c in choices:
             print("balerfile: " + c.replace("--layout field", "layout='field'").replace("--layout", "layout="))

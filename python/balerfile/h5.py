@@ -199,6 +199,9 @@ def _parse_error(error):
         v = float("nan")
     if not sep or mode.strip() not in ("rel", "abs") or not (v > 0 and v != float("inf")):
         raise ValueError(f"error={error!r}: use 'rel=E', 'abs=E' (E > 0), 'lossless' or 'none'")
+    if mode.strip() == "rel" and v >= 1:
+        raise ValueError(f"error={error!r} allows an error of {v * 100:g}% of the value range, which keeps nothing; "
+                         f"use rel < 1 (rel=1e-3 is 0.1%), or abs={value.strip()} for an absolute bound")
     return (2 if mode.strip() == "rel" else 1), v
 
 

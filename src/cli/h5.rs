@@ -145,13 +145,7 @@ pub fn run(cmd: H5Command, bar: &dyn Progress) -> Result<()> {
             Ok(())
         }
         H5Command::PluginPath => {
-            let exe = std::env::current_exe()?;
-            let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-            let lib = dir.join("libh5z_baler.so");
-            if !lib.is_file() {
-                anyhow::bail!("{} not found beside {} (build it: cargo build --release -p h5z-baler)", lib.display(), exe.display());
-            }
-            println!("{}", dir.display());
+            println!("{}", balerfile::h5tools::plugin_dir(&std::env::current_exe()?)?.display());
             Ok(())
         }
     }

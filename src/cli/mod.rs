@@ -66,7 +66,7 @@ enum Command {
         /// range and statistic), for files without CF attributes (.npy): -999, or VARIABLE:-999;
         /// `none` takes declared fill values (_FillValue, ...) as ordinary values. Repeatable,
         /// later wins. Default: CF attributes, and NaN always.
-        #[arg(long = "fill-value", value_name = "[VARIABLE:]VALUE|none")]
+        #[arg(long = "fill-value", value_name = "[VARIABLE:]VALUE|none", allow_negative_numbers = true)]
         fill_values: Vec<balerfile::io::view::FillSpec>,
         #[command(flatten)]
         run: RunArgs,
@@ -406,8 +406,8 @@ struct RunArgs {
     /// Worker threads; default: all cores.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Quiet: no per-variable table (pack, eval print one summary line; unpack nothing);
-    /// warnings and errors still print.
+    /// Quiet: no per-variable table (pack and eval print only their summary: the ratio and the
+    /// largest error; unpack nothing); warnings and errors still print.
     #[arg(short, long)]
     quiet: bool,
 }
@@ -521,6 +521,7 @@ fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
         Command::Pack { input, output, datasets, errors, chunk_size, level, layout, fill_values, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
             let t = Instant::now();
+            balerfile::atomic::check_not_input(&input, &output)?;
             let source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
             let (mut source, choices) = balerfile::io::view::as_meant(source, &input, &layout, &fill_values)?;
             if !quiet {

@@ -351,6 +351,12 @@ unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
             p.fill = user_fill_value(api, dcpl, type_id, &ds)?;
         }
         p.check()?;
+        // At creation only: a dataset an earlier release wrote so must still read.
+        if let super::FilterBound::Rel(e) = p.bound {
+            if e >= 1.0 {
+                return Err(crate::bound::rel_keeps_nothing(e));
+            }
+        }
         let cd = p.to_cd_values();
         if (api.pmodify_filter)(dcpl, FILTER_ID, ds.flags, cd.len(), cd.as_ptr()) < 0 {
             return Err("cannot store the filter's parameters in the dataset creation property list".into());

@@ -91,9 +91,7 @@ fn why_not_filtered(ds: &DatasetInfo) -> Option<String> {
 
 pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &dyn Progress) -> Result<CompressReport> {
     super::register()?;
-    if input.canonicalize().ok().is_some_and(|i| output.canonicalize().ok() == Some(i)) {
-        return Err(Error::Usage(format!("{}: the output must not be the input", output.display())));
-    }
+    crate::atomic::check_not_input(input, output)?;
     let mut source = Hdf5Source::open(input, &[])?;
     let mut layout = source.layout().clone();
     crate::io::view::declare_missing(&mut layout, input)?;

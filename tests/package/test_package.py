@@ -143,10 +143,36 @@ def test_nan_kept(field):
     assert within(back[ok], a[ok], 0.05)
 
 
+def test_fill_value_and_masked_arrays(field):
+    """A rel bound is taken over the valid values: a declared fill value (or a masked element)
+    is kept exactly and stays out of the range, as `pack --fill-value` does."""
+    a = field[:24].astype("f4")
+    a[0, :6, :6] = 1e20
+    rel = 1e-3
+    valid = a != np.float32(1e20)
+    tol = rel * (float(a[valid].max()) - float(a[valid].min()))
+    for fill in (1e20, "1e20", [1e20]):
+        back = balerfile.decompress(balerfile.compress(a, error=f"rel={rel}", fill_value=fill))
+        assert np.array_equal(back[~valid], a[~valid])
+        assert within(back[valid], a[valid], tol)
+    m = np.ma.masked_equal(a, np.float32(1e20))
+    back = balerfile.decompress(balerfile.compress(m, error=f"rel={rel}"))
+    assert type(back) is np.ndarray and np.isnan(back[~valid]).all()
+    assert within(back[valid], a[valid], tol)
+    assert np.array_equal(np.ma.getmaskarray(np.ma.masked_invalid(back)), ~valid)
+    # Undeclared, the marker is a value like any other: the range spans it (as asked).
+    wide = balerfile.decompress(balerfile.compress(a, error=f"rel={rel}"))
+    assert np.abs(wide[valid].astype("f8") - a[valid]).max() > tol
+    ints = np.ma.masked_less(np.arange(100, dtype="i4"), 10)
+    assert np.array_equal(balerfile.decompress(balerfile.compress(ints, error="rel=1e-2")), ints.data)
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
         (lambda: balerfile.compress([1.0, 2.0]), "numpy array"),
+        (lambda: balerfile.compress(np.ones(10), fill_value=object()), "fill_value"),
+        (lambda: balerfile.compress(np.ones(10), fill_value="x:zero"), "not a number"),
         (lambda: balerfile.compress(np.array([1, "a"], dtype=object)), "Python objects"),
         (lambda: balerfile.compress(np.ones(10), error="rel=2"), "rel"),
         (lambda: balerfile.compress(np.ones(10), error="tight"), "error"),
@@ -210,6 +236,37 @@ def test_h5py_filter_without_environment(field, tmp_path):
         capture_output=True, text=True, env=env,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_installed_command_prints_the_plugin_path(field, tmp_path):
+    """`export HDF5_PLUGIN_PATH=$(balerfile h5 plugin-path)` (README) works for a pip install:
+    the command finds the plugin inside the package, and h5dump reads through it."""
+    exe = shutil.which("balerfile", path=str(Path(sys.executable).parent))
+    r = subprocess.run([exe, "h5", "plugin-path"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()).resolve() == Path(balerfile.PLUGIN_PATH).resolve()
+    p = tmp_path / "f.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("air", data=field[:2], chunks=(1, 37, 49), **balerfile.h5.Baler(error="abs=0.01"))
+    d = subprocess.run(["h5dump", "-d", "/air", "-c", "1,1,4", str(p)], capture_output=True, text=True,
+                       env=dict(os.environ, HDF5_PLUGIN_PATH=r.stdout.strip()))
+    assert d.returncode == 0 and "DATA" in d.stdout, d.stderr
+
+
+def test_h5py_filter_refuses_a_bound_that_keeps_nothing(field, tmp_path):
+    """rel >= 1 is an error of the whole range: refused by the helper, and by the filter itself
+    at dataset creation when the parameters come from elsewhere (C, hdf5plugin-style tuples)."""
+    with pytest.raises(ValueError, match="keeps nothing"):
+        balerfile.h5.Baler(error="rel=5")
+    opts = list(dict(balerfile.h5.Baler(error="rel=0.5"))["compression_opts"])
+    half, five = list(balerfile.h5._f64_words(0.5)), list(balerfile.h5._f64_words(5.0))
+    i = next(i for i in range(len(opts) - 1) if opts[i:i + 2] == half)
+    opts[i:i + 2] = five
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        with pytest.raises(Exception):
+            f.create_dataset("air", data=field, chunks=(24, 37, 49), compression=balerfile.h5.FILTER_ID,
+                             compression_opts=tuple(opts))
+        assert "air" not in f
 
 
 # ---------------------------------------------------------------------------------------------

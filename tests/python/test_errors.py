@@ -436,3 +436,43 @@ def test_crafted_archive_refused(cli, small_archive, tmp_path, outdir, craft):
     bad = tmp_path / f"{craft}.baler"
     bad.write_bytes(bytes(CRAFTS[craft](data, p)))
     _refused(cli, bad, outdir, craft)
+
+
+def test_output_that_is_the_input_is_refused(cli, hadcm3, tmp_path):
+    """`-o` naming the input, by any name (./, a symbolic or hard link), would rename the
+    lossy copy over the only original: refused, the input left byte for byte."""
+    src = tmp_path / "in.h5"
+    src.write_bytes(hadcm3.read_bytes())
+    (tmp_path / "sym.h5").symlink_to(src)
+    os.link(src, tmp_path / "hard.h5")
+    before = sorted(os.listdir(tmp_path))
+    for out in ("in.h5", "./in.h5", "sym.h5", "hard.h5", str(src)):
+        r = cli("pack", src, "-o", out if os.path.isabs(out) else tmp_path / out, "--error", "rel=1e-3", expect_fail=True)
+        assert_fails(r, out, outdir=tmp_path, before=before)
+        assert "the output must not be the input" in error_lines(r)[0]
+    assert src.read_bytes() == hadcm3.read_bytes()
+    arc = tmp_path / "a.baler"
+    cli("pack", src, "-o", arc, "--error", "rel=1e-3")
+    blob = arc.read_bytes()
+    before = sorted(os.listdir(tmp_path))
+    r = cli("unpack", arc, "-o", arc, expect_fail=True)
+    assert_fails(r, arc, outdir=tmp_path, before=before)
+    assert arc.read_bytes() == blob
+
+
+def test_negative_fill_value_as_documented(cli, tmp_path):
+    """`--fill-value -999` (README's spelling) is a value, not a short option."""
+    x = (np.arange(4000, dtype=np.float32).reshape(40, 100) / 7).astype(np.float32)
+    x[3, 5] = -999.0
+    x[7, :] = -999.0
+    npy, arc, out = tmp_path / "x.npy", tmp_path / "x.baler", tmp_path / "back.npy"
+    np.save(npy, x)
+    r = cli("pack", npy, "-o", arc, "--error", "rel=1e-3", "--fill-value", "-999")
+    assert "missing elements kept exactly" in r.stdout, r.stdout
+    cli("unpack", arc, "-o", out)
+    y = np.load(out)
+    fill = x == -999.0
+    assert np.array_equal(y[fill], x[fill])
+    valid = x[~fill]
+    tol = 1e-3 * float(valid.max() - valid.min())
+    assert np.max(np.abs(y[~fill].astype(np.float64) - valid)) <= tol

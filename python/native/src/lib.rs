@@ -34,7 +34,7 @@ where
 /// Packs the array whose `.npy` image is `npy` into a `.baler` stream. Returns the stream and
 /// how each dataset was read (table or field).
 #[pyfunction]
-#[pyo3(signature = (npy, errors, layouts=Vec::new(), level=None, threads=0, chunk_bytes=None, model=None, embed_model=false))]
+#[pyo3(signature = (npy, errors, layouts=Vec::new(), level=None, threads=0, chunk_bytes=None, model=None, embed_model=false, fill_values=Vec::new()))]
 fn compress<'py>(
     py: Python<'py>,
     npy: &[u8],
@@ -45,10 +45,12 @@ fn compress<'py>(
     chunk_bytes: Option<u64>,
     model: Option<String>,
     embed_model: bool,
+    fill_values: Vec<String>,
 ) -> PyResult<(Bound<'py, PyBytes>, Vec<String>)> {
     let mut opts = CompressOptions {
         errors: parse::<ErrorSpec>("error", &errors)?,
         layouts: parse::<LayoutSpec>("layout", &layouts)?,
+        fill_values: parse::<balerfile::io::view::FillSpec>("fill_value", &fill_values)?,
         threads,
         model,
         embed_model,
