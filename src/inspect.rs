@@ -17,6 +17,9 @@ pub struct Inspection {
     pub ratio: f64,
     /// Bytes of model decoders the archive needs but does not hold (0 when embedded or none).
     pub decoder_bytes: u64,
+    /// Bytes of decoders the archive holds (`--embed-model`): raw / (archive - these) is the
+    /// coded data's ratio alone.
+    pub embedded_bytes: u64,
     /// raw / (archive + decoders kept outside it).
     pub ratio_with_decoder: f64,
     /// Bytes of latent blocks.
@@ -118,6 +121,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         raw_bytes,
         ratio: ratio(reader.size()),
         decoder_bytes,
+        embedded_bytes: reader.index().iter().filter(|e| e.dataset == crate::container::ATTACHMENT).map(|e| e.length).sum(),
         ratio_with_decoder: ratio(reader.size() + decoder_bytes),
         latent_bytes,
         model_chunks: chunks_of_model,

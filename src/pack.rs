@@ -82,6 +82,9 @@ pub struct PackReport {
     pub archive_bytes: u64,
     /// Bytes of the models' decoders (and manifests) that stay outside the archive.
     pub decoder_bytes: u64,
+    /// Bytes of decoders inside the archive (`--embed-model`): raw / (archive - these) is the
+    /// coded data's ratio alone.
+    pub embedded_bytes: u64,
     /// raw / archive, and raw / (archive + decoder): the honest one when a model is not shared.
     pub ratio: f64,
     pub ratio_with_decoder: f64,
@@ -360,6 +363,7 @@ pub fn pack_to(
         raw_bytes: raw_total,
         archive_bytes,
         decoder_bytes,
+        embedded_bytes: models.iter().filter_map(|m| m.embed).map(|b| b.len() as u64).sum(),
         ratio: ratio(archive_bytes),
         ratio_with_decoder: ratio(archive_bytes + decoder_bytes),
         latent_bytes,

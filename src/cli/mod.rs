@@ -952,6 +952,19 @@ fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
     names.map(|n| n.chars().count()).max().unwrap_or(0).max(8)
 }
 
+/// The ratios with and without the decoders, in words that hold for both places a decoder can
+/// be: kept outside (the model store: `external` bytes the archive needs) or embedded
+/// (`embedded` bytes of the archive; the coded data alone is the archive less them).
+fn ratio_line(raw: u64, archive: u64, embedded: u64, external: u64) -> String {
+    let of = |d: u64| if d > 0 { raw as f64 / d as f64 } else { 0.0 };
+    let (alone, with) = (of(archive.saturating_sub(embedded)), of(archive + external));
+    match (embedded, external) {
+        (0, x) => format!("ratio {alone:.2} without the decoder, {with:.2} with it ({x} bytes of decoder and manifest outside the archive)"),
+        (e, 0) => format!("ratio {alone:.2} without the decoder, {with:.2} with it ({e} bytes of decoder embedded)"),
+        (e, x) => format!("ratio {alone:.2} without the decoders, {with:.2} with them ({e} bytes of decoder embedded, {x} outside the archive)"),
+    }
+}
+
 fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: bool) {
     let pct = 100.0 * r.archive_bytes as f64 / r.raw_bytes.max(1) as f64;
     println!(
@@ -968,14 +981,16 @@ fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: boo
         let place = if m.embedded.is_some() { "embedded" } else { "referenced, kept outside the archive" };
         println!("model {} ({}, decoder and manifest {} bytes, {place})", m.id, m.name, m.decoder_bytes);
         if n == 0 {
-            println!("model {} not used: no chunk kept its latent (it made no chunk smaller; lossless variables never use it); the archive unpacks without it", &m.id[..12]);
+            let embedded = if m.embedded.is_some() {
+                format!("; its embedded decoder and manifest ({} bytes) are in the archive for nothing (pack without --embed-model to leave them out)", m.decoder_bytes)
+            } else {
+                String::new()
+            };
+            println!("model {} not used: no chunk kept its latent (it made no chunk smaller; lossless variables never use it); the archive unpacks without it{embedded}", &m.id[..12]);
         }
     }
     if !r.models.is_empty() {
-        println!(
-            "ratio {:.2} without the decoder, {:.2} with it ({} bytes of decoder and manifest); latent {} bytes",
-            r.ratio, r.ratio_with_decoder, r.decoder_bytes, r.latent_bytes
-        );
+        println!("{}; latent {} bytes", ratio_line(r.raw_bytes, r.archive_bytes, r.embedded_bytes, r.decoder_bytes), r.latent_bytes);
     }
     let lossy: Vec<_> = r.variables.iter().filter_map(|v| v.tolerance.map(|t| (v, v.max_error / t))).collect();
     let unbounded = r.variables.iter().filter(|v| v.bound == "none").count();
@@ -1131,10 +1146,7 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
         println!("model: {} ({}, {}, decoder and manifest {} bytes, {place})", m.id, m.name, m.kind, m.decoder_bytes);
     }
     if !h.models.is_empty() {
-        println!(
-            "ratio {:.2} without the decoder, {:.2} with it; latent {} bytes",
-            ins.ratio, ins.ratio_with_decoder, ins.latent_bytes
-        );
+        println!("{}; latent {} bytes", ratio_line(ins.raw_bytes, ins.archive_bytes, ins.embedded_bytes, ins.decoder_bytes), ins.latent_bytes);
     }
     let w = name_width(ins.variables.iter().map(|v| v.name.as_str()));
     println!(

@@ -161,6 +161,13 @@ def test_embedded_model_unpacks_with_no_store(cli, issue63_h5, issue63_packed, t
     check_h5_roundtrip(issue63_h5, out, p["header"], lambda name, dt, ds: ("none",) if name == NONE_VAR else ("rel", 1e-3))
     ins = inspect_json(cli, emb, env={"BALER_MODEL_PATH": str(empty)})
     assert ins["decoder_bytes"] == 0 and ins["ratio_with_decoder"] == ins["ratio"]
+    # The embedded decoder's bytes are named, and the coded data's ratio alone given beside the
+    # whole file's (the file's ratio alone read as if no decoder were counted).
+    att = sum(c["length"] for c in p["chunks"] if c.get("attachment"))
+    assert ins["embedded_bytes"] == att > 0
+    alone = ins["raw_bytes"] / (ins["archive_bytes"] - att)
+    line = next(ln for ln in cli("inspect", emb, env={"BALER_MODEL_PATH": str(empty)}).stdout.splitlines() if ln.startswith("ratio "))
+    assert line.startswith(f"ratio {alone:.2f} without the decoder, {ins['ratio']:.2f} with it ({att} bytes of decoder embedded)"), line
 
 
 def test_pure_autoencoder_is_smaller_and_reports_its_errors(cli, issue63_h5, issue63_packed, tmp_path):
