@@ -73,7 +73,7 @@ pub fn compress(npy: Vec<u8>, opts: &CompressOptions) -> Result<Compressed> {
     let mopts = ModelOptions { choice, embed: opts.embed_model, ..Default::default() };
     let prepared = crate::model::prepare::prepare(source.as_mut(), &opts.errors, &mopts, &Silent)?;
     let models = prepared.pack_models(opts.embed_model);
-    let popts = PackOptions { errors: opts.errors.clone(), chunk_bytes: opts.chunk_bytes, level: opts.level, threads: opts.threads };
+    let popts = PackOptions { errors: opts.errors.clone(), chunk_bytes: opts.chunk_bytes, level: opts.level, threads: opts.threads, strict: false };
     let (report, bytes) = crate::pack::pack_to(source.as_mut(), Target::Memory, &popts, &models, &prepared.uses, &Silent)?;
     let bytes = bytes.expect("an archive written to memory comes back");
     let mut notes: Vec<String> = choices.iter().map(|c| c.describe()).collect();

@@ -24,11 +24,14 @@ pub struct PackOptions {
     pub chunk_bytes: u64,
     pub level: i32,
     pub threads: usize,
+    /// Refuse a source with anything the archive cannot keep (`--strict`), rather than pack
+    /// the rest and name what was left out (the header's `skipped`, and a warning).
+    pub strict: bool,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
-        PackOptions { errors: Vec::new(), chunk_bytes: DEFAULT_CHUNK_BYTES, level: DEFAULT_LEVEL, threads: 0 }
+        PackOptions { errors: Vec::new(), chunk_bytes: DEFAULT_CHUNK_BYTES, level: DEFAULT_LEVEL, threads: 0, strict: false }
     }
 }
 
@@ -153,6 +156,10 @@ pub fn pack_to(
     // Sources opened through io::view have this done already; it is idempotent.
     let name = layout.name.clone();
     crate::io::view::declare_missing(&mut layout, Path::new(&name))?;
+    if let (true, Some(s)) = (opts.strict, layout.skipped.first()) {
+        let more = if layout.skipped.len() > 1 { format!(" (and {} more)", layout.skipped.len() - 1) } else { String::new() };
+        return Err(Error::input(Path::new(&name), format!("{}: {}{more}: refused by --strict (without it, skipped with a warning)", s.path, s.reason)));
+    }
     let carried = source.carried()?;
     let wanted = bound::assign(&opts.errors, &layout.datasets)?;
     let pool = thread_pool(opts.threads)?;

@@ -208,8 +208,8 @@ struct RootArgs {
     /// brings its counter.
     #[arg(long = "branches", value_name = "GLOB")]
     branches: Vec<String>,
-    /// ROOT: refuse branches balerfile cannot code (text, fixed-size arrays, objects) instead
-    /// of skipping them with a warning.
+    /// Refuse what balerfile cannot keep (ROOT text branches and objects, HDF5 datasets it
+    /// cannot code such as float16 or text) instead of skipping it with a warning.
     #[arg(long)]
     strict: bool,
 }
@@ -545,7 +545,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             };
             let prepared = balerfile::model::prepare::prepare(source.as_mut(), &errors, &mopts, &bar)?;
             let train_secs = t.elapsed().as_secs_f64();
-            let opts = PackOptions { errors, chunk_bytes: chunk_size, level, threads };
+            let opts = PackOptions { errors, chunk_bytes: chunk_size, level, threads, strict: root.strict };
             let models = prepared.pack_models(model.embed_model);
             let t2 = Instant::now();
             let report = balerfile::pack::pack(source.as_mut(), &output, &opts, &models, &prepared.uses, &bar)?;

@@ -299,7 +299,15 @@ impl Walk {
 }
 
 fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Result<DatasetInfo, String> {
+    if ds.space().is_ok_and(|s| s.is_null()) {
+        // h5py.Empty: a dataset that holds no values at all (its attributes are what it carries).
+        return Err("a null dataspace (h5py.Empty): it holds no values, and the archive keeps none for it".into());
+    }
     let dt = ds.dtype().map_err(|e| e.to_string())?;
+    let half = hdf5::sync::sync(|| unsafe { h5t::H5Tget_class(dt.id()) == h5t::H5T_class_t::H5T_FLOAT && h5t::H5Tget_size(dt.id()) == 2 });
+    if half {
+        return Err("float16 (half precision), which balerfile does not code: store it as float32 to pack it".into());
+    }
     let desc = dt.to_descriptor().map_err(|e| format!("not numeric ({e})"))?;
     let shape: Vec<u64> = ds.shape().iter().map(|&s| s as u64).collect();
     let name = path.trim_start_matches('/').to_string();

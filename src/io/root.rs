@@ -467,6 +467,11 @@ impl RootSource {
                 objects.push((table(gpath, objects_n, dvars, Attributes::new(), Some(jagged)), cols));
             }
             if flat.is_empty() && objects.is_empty() {
+                // Skipped branches are named already and unselected ones were not asked for; a
+                // tree with no branch at all would otherwise vanish without a word.
+                if all.is_empty() {
+                    layout.skipped.push(Skipped { path: group, reason: format!("a tree with no branches ({entries} entries): nothing to pack, and unpack does not recreate it") });
+                }
                 continue;
             }
             let mut attrs = Attributes::new();

@@ -476,3 +476,28 @@ def test_negative_fill_value_as_documented(cli, tmp_path):
     valid = x[~fill]
     tol = 1e-3 * float(valid.max() - valid.min())
     assert np.max(np.abs(y[~fill].astype(np.float64) - valid)) <= tol
+
+
+def test_datasets_pack_cannot_code_are_named_and_strict_refuses_them(cli, tmp_path):
+    """A null dataspace (h5py.Empty) and a float16 dataset: skipped with a warning that says why
+    (not "could not read rows", not "not numeric"), listed in the header; `--strict` refuses the
+    file and writes nothing."""
+    import h5py
+    src = tmp_path / "odd.h5"
+    x = np.linspace(0, 1, 1000, dtype="f4")
+    with h5py.File(src, "w") as f:
+        f.create_dataset("nullds", data=h5py.Empty("f8"))
+        f.create_dataset("half", data=np.arange(10, dtype="f2"))
+        f.create_dataset("x", data=x)
+    arch = tmp_path / "o.baler"
+    r = cli("pack", src, "-o", arch, "--error", "rel=1e-3")
+    warn = [ln for ln in r.stderr.splitlines() if "warning:" in ln]
+    assert any("/nullds" in ln and "null dataspace" in ln for ln in warn), r.stderr
+    assert any("/half" in ln and "float16" in ln for ln in warn), r.stderr
+    skipped = json.loads(cli("inspect", arch, "--json").stdout)["header"]["skipped"]
+    assert sorted(s["path"] for s in skipped) == ["/half", "/nullds"]
+    before = sorted(os.listdir(tmp_path))
+    out = tmp_path / "s.baler"
+    r = cli("pack", src, "-o", out, "--error", "rel=1e-3", "--strict", expect_fail=True)
+    assert_fails(r, src, outdir=tmp_path, before=before, out=out)
+    assert "--strict" in error_lines(r)[0]

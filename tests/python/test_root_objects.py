@@ -189,6 +189,19 @@ def test_nested_directories_come_back_and_a_tree_inside_one_is_named(cli, tmp_pa
     assert r.returncode == 1 and "/events/events;1" in r.stderr, r.stderr
 
 
+def test_a_tree_with_no_branches_is_named_not_dropped(cli, tmp_path):
+    """uproot-issue96's CollectionTree has no branch: nothing to pack, which pack says (a
+    warning and the header's `skipped`) instead of leaving it out unsaid."""
+    src = data("uproot-issue96.root")
+    with uproot.open(src) as f:
+        assert len(f["CollectionTree"].keys()) == 0
+    arch = tmp_path / "c.baler"
+    r = cli("pack", src, "-o", arch)
+    skipped = warned(r.stderr)
+    assert "no branches" in skipped.get("/CollectionTree", ""), r.stderr
+    assert "/CollectionTree" in [s["path"] for s in header_of(cli, arch)["skipped"]]
+
+
 def test_objects_uproot_writes_come_back_and_other_outputs_warn(cli, tmp_path):
     src = tmp_path / "written.root"
     rng = np.random.default_rng(7)
