@@ -356,7 +356,23 @@ impl RootSource {
         let mut columns = Vec::new();
         let mut matched_any = select.branches.is_empty();
         for name in &names {
-            let tree = file.get_tree(name).map_err(|e| err(format!("tree '{name}': {e}")))?;
+            let tree = match file.get_tree(name) {
+                Ok(t) => t,
+                // A tree whose branch types the reader does not know fails whole, not branch by
+                // branch: the tree is named and skipped, the rest of the file packed.
+                Err(e) => {
+                    let e = e.to_string();
+                    let why = match ["TLeafD32", "TLeafF16"].iter().find(|c| e.contains(*c)) {
+                        Some(_) => "a tree with Double32_t or Float16_t branches, which the ROOT reader cannot read yet".to_string(),
+                        None => format!("a tree the ROOT reader cannot read ({e})"),
+                    };
+                    if select.strict {
+                        return Err(err(format!("tree '{name}': {why} (without --strict it is skipped with a warning)")));
+                    }
+                    layout.skipped.push(Skipped { path: format!("/{name}"), reason: why });
+                    continue;
+                }
+            };
             let entries = tree.entries().max(0) as u64;
             let group = format!("/{name}");
             let events = format!("{group}/{ENTRIES}");

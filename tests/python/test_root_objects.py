@@ -202,6 +202,17 @@ def test_a_tree_with_no_branches_is_named_not_dropped(cli, tmp_path):
     assert "/CollectionTree" in [s["path"] for s in header_of(cli, arch)["skipped"]]
 
 
+def test_a_tree_the_reader_cannot_read_is_named_with_why(cli, tmp_path):
+    """Double32_t / Float16_t leaves fail the reader for the whole tree: the tree is named with
+    the reason (here the file's only tree, so nothing is left and pack refuses, in one line)."""
+    src = data("uproot-double32-float16.root")
+    out = tmp_path / "d.baler"
+    r = cli("pack", src, "-o", out, expect_fail=True)
+    lines = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and "/tree" in lines[0] and "Double32_t or Float16_t" in lines[0], r.stderr
+    assert not out.exists()
+
+
 def test_objects_uproot_writes_come_back_and_other_outputs_warn(cli, tmp_path):
     src = tmp_path / "written.root"
     rng = np.random.default_rng(7)
