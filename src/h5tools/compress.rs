@@ -171,12 +171,16 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
 
     // What the filter does not touch is copied object by object, as it was.
     let src = hdf5::File::open(input).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
-    let all = super::dataset_paths(&src).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
+    let (all, links) = super::walk_file(&src).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
     for p in all {
         if !targets.iter().any(|t| t.info.path == p) {
             sink.copy_object(&src, &p)?;
             report.copied.push(p);
         }
+    }
+    // Links as they were (a dataset reached by two names stays one dataset).
+    for (path, link) in &links {
+        sink.link(path, link)?;
     }
 
     let total: u64 = targets.iter().map(|t| t.info.raw_bytes()).sum();

@@ -60,20 +60,71 @@ pub fn plugin_dir(exe: &std::path::Path) -> Result<std::path::PathBuf> {
     )))
 }
 
-/// Every dataset path of an HDF5 file, depth first, following hard links only.
+use crate::io::hdf5::Link;
+
+/// Every dataset path of an HDF5 file, depth first, following hard links only, each object
+/// once (soft links can lead back up, and hard links can form cycles too).
 pub(crate) fn dataset_paths(file: &hdf5::File) -> std::result::Result<Vec<String>, hdf5::Error> {
-    fn walk(g: &hdf5::Group, prefix: &str, out: &mut Vec<String>) -> std::result::Result<(), hdf5::Error> {
-        for name in g.member_names()? {
+    walk_file(file).map(|(datasets, _)| datasets)
+}
+
+/// `dataset_paths`, and the links it does not follow, each with what it links to.
+pub(crate) fn walk_file(file: &hdf5::File) -> std::result::Result<(Vec<String>, Vec<(String, Link)>), hdf5::Error> {
+    type Seen = Vec<(hdf5::LocationToken, String)>;
+    fn walk(g: &hdf5::Group, prefix: &str, seen: &mut Seen, out: &mut Vec<String>, links: &mut Vec<(String, Link)>) -> hdf5::Result<()> {
+        for (name, link) in crate::io::hdf5::member_links(g)? {
             let path = if prefix == "/" { format!("/{name}") } else { format!("{prefix}/{name}") };
+            if link != hdf5::LinkType::Hard {
+                links.push((path, link_value(g, &name, link)?));
+                continue;
+            }
+            let token = g.loc_info_by_name(&name)?.token;
+            if let Some((_, first)) = seen.iter().find(|(t, _)| *t == token) {
+                links.push((path, Link::Hard(first.clone())));
+                continue;
+            }
+            seen.push((token, path.clone()));
             if let Ok(sub) = g.group(&name) {
-                walk(&sub, &path, out)?;
+                walk(&sub, &path, seen, out, links)?;
             } else if g.dataset(&name).is_ok() {
                 out.push(path);
             }
         }
         Ok(())
     }
-    let mut out = Vec::new();
-    walk(&file.group("/")?, "/", &mut out)?;
-    Ok(out)
+    let (mut out, mut links) = (Vec::new(), Vec::new());
+    walk(&file.group("/")?, "/", &mut Vec::new(), &mut out, &mut links)?;
+    Ok((out, links))
+}
+
+/// What soft or external link `name` of `g` holds.
+fn link_value(g: &hdf5::Group, name: &str, kind: hdf5::LinkType) -> hdf5::Result<Link> {
+    use hdf5_sys::h5l;
+    let cname = std::ffi::CString::new(name).map_err(|_| hdf5::Error::from("a link name holds a NUL"))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `buf` is writable for its length, which is what HDF5 is told; `cname` is a
+        // NUL-terminated name of a link of `g`, an open group.
+        let r = hdf5::sync::sync(|| unsafe { h5l::H5Lget_val(g.id(), cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), hdf5_sys::h5p::H5P_DEFAULT) });
+        if r < 0 {
+            return Err(hdf5::Error::from(format!("cannot read link {name}")));
+        }
+        // A value that filled the buffer may have been cut: ask again with more room.
+        if buf.len() >= 1 << 20 || buf[buf.len() - 2..].iter().all(|&b| b == 0) {
+            break;
+        }
+        buf.resize(buf.len() * 4, 0);
+    }
+    let cstr = |b: &[u8]| String::from_utf8_lossy(b.split(|&c| c == 0).next().unwrap_or_default()).into_owned();
+    Ok(match kind {
+        hdf5::LinkType::External => {
+            // An external link's value is a flags byte, the file name, then the object path,
+            // each NUL-terminated (H5Lunpack_elink_val's layout).
+            let rest = buf.get(1..).unwrap_or_default();
+            let file = cstr(rest);
+            let object = cstr(rest.get(file.len() + 1..).unwrap_or_default());
+            Link::External { file, object }
+        }
+        _ => Link::Soft(cstr(&buf)),
+    })
 }

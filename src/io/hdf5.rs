@@ -210,9 +210,9 @@ impl Hdf5Source {
     pub fn open(path: &Path, names: &[String]) -> Result<Self> {
         let h5err = |e: hdf5::Error| Error::Hdf5 { path: path.into(), what: e.to_string() };
         let file = hdf5::File::open(path).map_err(h5err)?;
-        let mut walk = Walk { groups: Vec::new(), datasets: Vec::new(), skipped: Vec::new() };
+        let mut walk = Walk { groups: Vec::new(), datasets: Vec::new(), skipped: Vec::new(), seen: Vec::new() };
         walk.group(&file, "/").map_err(h5err)?;
-        let Walk { groups, datasets, mut skipped } = walk;
+        let Walk { groups, datasets, mut skipped, .. } = walk;
 
         // A dataset the user named must be packable; unnamed unpackable ones are only skipped.
         for n in names {
@@ -263,6 +263,31 @@ struct Walk {
     groups: Vec<GroupInfo>,
     datasets: Vec<(hdf5::Dataset, DatasetInfo)>,
     skipped: Vec<Skipped>,
+    /// Each object reached so far and the path it was first reached by: a second hard link
+    /// to it (a cycle among them) is named, not walked again.
+    seen: Vec<(hdf5::LocationToken, String)>,
+}
+
+/// A link `h5 compress` makes again in its output, as h5repack does: it names a path, another
+/// file's object, or an object of this file first reached by another path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Link {
+    Soft(String),
+    External { file: String, object: String },
+    Hard(String),
+}
+
+/// A group's member names, sorted, each with the kind of link it is. Only hard links name an
+/// object of this file; a soft link names a path (which may lead back up: walking it can
+/// loop forever), an external one another file.
+pub(crate) fn member_links(g: &hdf5::Group) -> hdf5::Result<Vec<(String, hdf5::LinkType)>> {
+    let mut out = Vec::new();
+    g.iter_visit_default(|name, info| {
+        out.push((name.to_string(), info.link_type));
+        Ok(())
+    })?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 fn join(parent: &str, name: &str) -> String {
@@ -277,10 +302,25 @@ impl Walk {
     fn group(&mut self, g: &hdf5::Group, path: &str) -> hdf5::Result<()> {
         let attributes = read_attrs(g, path, &mut self.skipped);
         self.groups.push(GroupInfo { path: path.to_string(), attributes });
-        let mut names = g.member_names()?;
-        names.sort();
-        for name in names {
+        for (name, link) in member_links(g)? {
             let child = join(path, &name);
+            let why = match link {
+                hdf5::LinkType::Hard => None,
+                hdf5::LinkType::Soft => Some("a soft link: links are not kept (what it names is packed under its own path)".to_string()),
+                hdf5::LinkType::External => Some("an external link (to another file): not followed, not kept".to_string()),
+            };
+            if let Some(reason) = why {
+                self.skipped.push(Skipped { path: child, reason });
+                continue;
+            }
+            if let Ok(info) = g.loc_info_by_name(&name) {
+                if let Some((_, first)) = self.seen.iter().find(|(t, _)| *t == info.token) {
+                    let reason = format!("a second hard link to {first}: packed once, as {first}");
+                    self.skipped.push(Skipped { path: child, reason });
+                    continue;
+                }
+                self.seen.push((info.token, child.clone()));
+            }
             match g.loc_type_by_name(&name) {
                 Ok(hdf5::LocationType::Group) => self.group(&g.group(&name)?, &child)?,
                 Ok(hdf5::LocationType::Dataset) => {
@@ -587,6 +627,17 @@ impl Hdf5Sink {
 
     /// Copies object `path` of `src` (a dataset or group, with its attributes, storage and
     /// filters) into this file at the same path, as h5repack does for what it does not change.
+    /// Makes link `path` (its groups exist: made or copied before).
+    pub fn link(&self, path: &str, link: &Link) -> Result<()> {
+        let file = self.file.as_ref().expect("sink open");
+        let r = match link {
+            Link::Soft(target) => file.link_soft(target, path),
+            Link::Hard(target) => file.link_hard(target, path),
+            Link::External { file: f, object } => file.link_external(f, object, path),
+        };
+        r.map_err(|e| Error::Hdf5 { path: self.output.dest().into(), what: format!("link {path}: {e}") })
+    }
+
     pub fn copy_object(&self, src: &hdf5::File, path: &str) -> Result<()> {
         let file = self.file.as_ref().expect("sink open");
         let fail = |what: String| Error::Hdf5 { path: self.output.dest().into(), what: format!("copy {path}: {what}") };

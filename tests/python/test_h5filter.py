@@ -6,6 +6,7 @@ element against its bound; files written by each client are read by the others.
 Data: the ATLAS issue63 ntuple's 141 float columns as one 9812 x 141 float32 array (a table),
 and the HadCM3 air temperature field (240 x 37 x 49 float32).
 """
+import json
 import os
 import subprocess
 import sys
@@ -481,3 +482,46 @@ def test_h5_compress_refuses_what_it_cannot_filter(cli, issue63_h5, tmp_path):
     assert not (tmp_path / "o.h5").exists()
     r = cli("h5", "compress", tmp_path / "missing.h5", tmp_path / "o.h5", expect_fail=True)
     assert r.returncode == 1 and "missing.h5" in r.stderr
+
+
+def _linked_file(path, other):
+    x = np.linspace(0, 1, 5000, dtype="f4")
+    with h5py.File(other, "w") as f:
+        f["y"] = x
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a/x", data=x, chunks=(1000,))
+        f["a/soft"] = h5py.SoftLink("/a/x")
+        f["a/up"] = h5py.SoftLink("/a")              # a cycle through a soft link
+        f["hard"] = f["a/x"]                          # one dataset, two names
+        f["ext"] = h5py.ExternalLink(str(other), "/y")
+    return x
+
+
+def test_h5_compress_keeps_links_as_links(cli, bh5, tmp_path):
+    """As h5repack: soft, external and second hard links come out as the same links (a cycle
+    through a soft link neither loops nor crashes), the linked dataset filtered once."""
+    src, out = tmp_path / "l.h5", tmp_path / "o.h5"
+    x = _linked_file(src, tmp_path / "other.h5")
+    cli("h5", "compress", src, out, "--error", "abs=1e-3")
+    with h5py.File(out) as f:
+        assert f.get("a/soft", getlink=True).path == "/a/x"
+        assert f.get("a/up", getlink=True).path == "/a"
+        ext = f.get("ext", getlink=True)
+        assert isinstance(ext, h5py.ExternalLink) and ext.path == "/y" and ext.filename == str(tmp_path / "other.h5")
+        assert f["hard"].id == f["a/x"].id
+        assert "442" in str(f["a/x"]._filters) or 442 in f["a/x"]._filters
+        assert np.abs(f["hard"][()] - x).max() <= 1e-3
+
+
+def test_pack_names_links_it_does_not_keep(cli, tmp_path):
+    """`pack` keeps data, not links: each link is named (a warning and the header's `skipped`)
+    and its data packed once, under the path that first reached it; a soft-link cycle used to
+    overflow the stack."""
+    src, arch = tmp_path / "l.h5", tmp_path / "l.baler"
+    _linked_file(src, tmp_path / "other.h5")
+    r = cli("pack", src, "-o", arch, "--error", "abs=1e-3")
+    warned = {ln.split("skipped ")[1].split(":")[0] for ln in r.stderr.splitlines() if "skipped " in ln}
+    assert warned == {"/a/soft", "/a/up", "/ext", "/hard"}, r.stderr
+    header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
+    assert [d["path"] for d in header["datasets"]] == ["/a/x"]
+    assert sorted(s["path"] for s in header["skipped"]) == ["/a/soft", "/a/up", "/ext", "/hard"]
