@@ -64,8 +64,9 @@ enum Command {
         layout: Vec<balerfile::io::table::LayoutSpec>,
         /// A value that marks missing elements of float variables (kept exactly, outside every
         /// range and statistic), for files without CF attributes (.npy): -999, or VARIABLE:-999;
-        /// `none` takes declared fill values (_FillValue, ...) as ordinary values. Repeatable,
-        /// later wins. Default: CF attributes, and NaN always.
+        /// `none` takes declared fill values (_FillValue, ...) as ordinary values. Repeatable:
+        /// every value given is a marker, `none` drops those before it. Default: CF attributes,
+        /// and NaN always.
         #[arg(long = "fill-value", value_name = "[VARIABLE:]VALUE|none", allow_negative_numbers = true)]
         fill_values: Vec<balerfile::io::view::FillSpec>,
         #[command(flatten)]

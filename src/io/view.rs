@@ -97,11 +97,22 @@ fn apply_fill_specs(layout: &mut SourceLayout, path: &Path, fills: &[FillSpec]) 
     for ds in layout.datasets.iter_mut() {
         let dname = ds.name().to_string();
         for var in ds.variables.iter_mut().filter(|v| v.dtype.is_float()) {
-            let spec = fills.iter().rev().find(|f| {
-                f.variable.as_deref().is_none_or(|n| n == dname || n == var.name || var.field.as_deref() == Some(n))
-            });
-            let Some(spec) = spec else { continue };
-            let fills: Vec<f64> = spec.value.into_iter().collect();
+            // Every value declared for the variable is a marker (a file may use two); `none`
+            // drops those before it.
+            let mut matched = false;
+            let mut values: Vec<f64> = Vec::new();
+            for f in fills.iter().filter(|f| f.variable.as_deref().is_none_or(|n| n == dname || n == var.name || var.field.as_deref() == Some(n))) {
+                matched = true;
+                match f.value {
+                    None => values.clear(),
+                    Some(v) if !values.iter().any(|&w| w.to_bits() == v.to_bits()) => values.push(v),
+                    Some(_) => {}
+                }
+            }
+            if !matched {
+                continue;
+            }
+            let fills = values;
             let rule = crate::missing::MissingRule::new(var.dtype, &fills, None, None).map_err(|e| Error::input(path, e))?;
             var.missing = Some(rule.to_info(vec!["--fill-value".into()]));
         }

@@ -302,6 +302,32 @@ def test_zarr_v3_reopened_by_a_fresh_process(field, tmp_path):
     assert stored < field.nbytes / 4
 
 
+def test_zarr_rel_bound_of_valid_values_with_edge_chunks_and_fill_values(field, tmp_path):
+    """zarr pads edge chunks with the array's fill_value (0 by default) and xarray writes NaN as
+    a `_FillValue` the codec is given: neither widens a chunk's range, so `rel` of the array's
+    range holds on every valid element, and the markers come back exactly."""
+    import xarray as xr
+    import zarr
+
+    from balerfile.zarr import Baler
+
+    a = field[:50].copy()
+    a[3, 5:9, 10:20] = np.nan
+    valid = ~np.isnan(a)
+    tol = 1e-3 * (float(np.nanmax(a)) - float(np.nanmin(a)))
+    z = zarr.create_array(tmp_path / "z.zarr", shape=a.shape, chunks=(24, 16, 20), dtype=a.dtype,
+                          serializer=Baler(error="rel=1e-3"), compressors=None)
+    z[:] = a
+    back = zarr.open_array(tmp_path / "z.zarr")[:]
+    assert np.array_equal(np.isnan(back), ~valid) and within(back[valid], a[valid], tol)
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), a)})
+    enc = {"tas": {"serializer": Baler(error="rel=1e-3", fill_value=-1e34), "compressors": None,
+                   "_FillValue": np.float32(-1e34), "chunks": (7, 16, 20)}}
+    ds.to_zarr(tmp_path / "x.zarr", zarr_format=3, encoding=enc, consolidated=False)
+    back = xr.open_zarr(tmp_path / "x.zarr", consolidated=False)["tas"].values
+    assert np.array_equal(np.isnan(back), ~valid) and within(back[valid], a[valid], tol)
+
+
 def test_zarr_codec_refuses_bad_bound():
     from balerfile.zarr import Baler
 
