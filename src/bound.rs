@@ -107,9 +107,26 @@ impl std::str::FromStr for ErrorSpec {
     }
 }
 
+/// Datasets a global spec leaves lossless, because a lossy coordinate misplaces every value
+/// on it: dimension scales (time, latitude), and the variables CF names, in another's
+/// attributes, as cell bounds (`bounds`, `climatology`: a month's first and last day) or
+/// auxiliary coordinates (`coordinates`: a forecast reference time). Names are of the same group.
+fn coordinates(datasets: &[DatasetInfo]) -> Vec<bool> {
+    let mut named: Vec<String> = Vec::new();
+    for d in datasets {
+        let group = d.path.rsplit_once('/').map_or("", |(g, _)| g);
+        for attr in ["bounds", "climatology", "coordinates"] {
+            if let Some(list) = d.attributes.get(attr).and_then(|a| a.value.as_str()) {
+                named.extend(list.split_whitespace().map(|n| format!("{group}/{n}")));
+            }
+        }
+    }
+    datasets.iter().map(|d| d.is_dimension_scale() || named.iter().any(|n| *n == d.path)).collect()
+}
+
 /// For each dataset and variable, the bound the specs ask for: the last spec that names the
-/// variable wins, then the last global spec (except on dimension scales), then lossless. A spec
-/// naming no variable is an error.
+/// variable wins, then the last global spec (except on coordinates: `coordinates`), then
+/// lossless. A spec naming no variable is an error.
 pub fn assign(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<Vec<Bound>>> {
     for spec in specs {
         if let Some(name) = &spec.variable {
@@ -124,9 +141,11 @@ pub fn assign(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<Vec<B
         }
     }
     let global = specs.iter().rev().find(|s| s.variable.is_none()).map(|s| s.bound);
+    let coordinate = coordinates(datasets);
     Ok(datasets
         .iter()
-        .map(|d| {
+        .zip(coordinate)
+        .map(|(d, coordinate)| {
             d.variables
                 .iter()
                 .map(|v| {
@@ -135,7 +154,7 @@ pub fn assign(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<Vec<B
                         .rev()
                         .find(|s| s.variable.as_deref().is_some_and(|n| matches(n, d, v)))
                         .map(|s| s.bound)
-                        .or(if d.is_dimension_scale() { None } else { global })
+                        .or(if coordinate { None } else { global })
                         .unwrap_or(Bound::Lossless)
                 })
                 .collect()

@@ -387,7 +387,9 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
                 }
             }
         };
-        datasets.push(array(&name, dtype, shape, attrs));
+        let mut ds = array(&name, dtype, shape, attrs);
+        default_fill(&mut ds);
+        datasets.push(ds);
         plans.push(Planned { plan, elem: elem as usize, row_bytes });
     }
     // Dimensions appear through the variables that use them (as in xarray), so only those get
@@ -408,6 +410,24 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
         plans.push(Planned { plan: Plan::Zeros, elem: 4, row_bytes: 4 });
     }
     Ok((datasets, plans, skipped))
+}
+
+/// netCDF's default fill value for a float variable with no `_FillValue`: the netCDF library
+/// writes it where nothing was (NC_FILL_FLOAT, NC_FILL_DOUBLE) and reads it back as missing.
+/// Taken as data, one such value in a latitude made its `rel` bound 1e33 wide.
+fn default_fill(ds: &mut DatasetInfo) {
+    const NC_FILL: f64 = 9.969_209_968_386_869e36;
+    // A variable that declares its own rule keeps it (declare_missing reads it); a valid range
+    // leaves the default fill outside it anyway.
+    if ["_FillValue", "missing_value", "valid_range", "valid_min", "valid_max"].iter().any(|a| ds.attributes.contains_key(*a)) {
+        return;
+    }
+    for v in ds.variables.iter_mut().filter(|v| v.dtype.is_float() && v.missing.is_none()) {
+        let fill = if v.dtype == DType::F32 { NC_FILL as f32 as f64 } else { NC_FILL };
+        if let Ok(rule) = crate::missing::MissingRule::new(v.dtype, &[fill], None, None) {
+            v.missing = Some(rule.to_info(vec!["netCDF default fill value".into()]));
+        }
+    }
 }
 
 fn array(name: &str, dtype: DType, shape: Vec<u64>, attributes: Attributes) -> DatasetInfo {

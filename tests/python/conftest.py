@@ -289,6 +289,23 @@ def is_dimension_scale(ds):
     return isinstance(c, (bytes, np.bytes_, str)) and (c.decode() if isinstance(c, bytes) else str(c)) == "DIMENSION_SCALE"
 
 
+def _text(v):
+    return v.decode() if isinstance(v, (bytes, np.bytes_)) else str(v)
+
+
+def cf_coordinates(f):
+    """Paths of the datasets CF names, in another's attributes, as cell bounds (`bounds`,
+    `climatology`) or auxiliary coordinates (`coordinates`), resolved in that dataset's group:
+    like dimension scales, global bounds leave them lossless."""
+    out = set()
+    for path, ds in h5_datasets(f).items():
+        group = path.rsplit("/", 1)[0]
+        for attr in ("bounds", "climatology", "coordinates"):
+            if attr in ds.attrs:
+                out.update(f"{group}/{n}" for n in _text(ds.attrs[attr]).split())
+    return out
+
+
 def is_numeric_dtype(dt):
     if dt.names:
         return all(is_numeric_dtype(dt[n]) for n in dt.names)
@@ -432,13 +449,15 @@ def check_stats(name, x, hvar, missing=None):
 def check_h5_roundtrip(src, out, header, spec_for, datasets=None):
     """Compare src HDF5 with the unpacked out HDF5.
 
-    spec_for(variable_name, dtype, is_dimension_scale) -> ('lossless',) | ('rel', E) | ('abs', A)
-    | ('none',) for float variables.
+    spec_for(variable_name, dtype, is_coordinate) -> ('lossless',) | ('rel', E) | ('abs', A)
+    | ('none',) for float variables (is_coordinate: a dimension scale, or a variable CF names as
+    another's bounds or auxiliary coordinate).
     datasets: expected dataset paths (default: every numeric dataset of src).
     Returns {variable name: max abs error} for float variables."""
     errors = {}
     with h5py.File(src, "r") as fs, h5py.File(out, "r") as fo:
         ds_src = h5_datasets(fs)
+        coords = cf_coordinates(fs)
         if datasets is None:
             datasets = sorted(p for p, d in ds_src.items() if is_numeric_dtype(d.dtype))
         ds_out = h5_datasets(fo)
@@ -497,7 +516,7 @@ def check_h5_roundtrip(src, out, header, spec_for, datasets=None):
                     continue
                 miss = cf_missing(x, attrs)
                 check_stats(vname, x, hvar, miss)
-                dimscale = is_dimension_scale(s)
+                dimscale = is_dimension_scale(s) or path in coords
                 errors[vname] = check_float_variable(vname, x, y, spec_for(vname, dt, dimscale), hvar, miss)
     return errors
 

@@ -205,3 +205,52 @@ def test_cut_or_corrupt_file_is_one_clear_error(cli, made, tmp_path, variant):
         out = outdir / "x.baler"
         r = cli("pack", src, "-o", out, expect_fail=True)
         assert_fails(r, src, out=out, outdir=outdir, before=[])
+
+
+def test_netcdf_default_fill_is_missing_without_a_fill_value_attribute(cli, tmp_path):
+    """The netCDF library writes its default fill (NC_FILL_FLOAT) where nothing was written and
+    reads it back as missing; with no `_FillValue` attribute it is still the marker, so a rel
+    bound is of the written values (taken as data it made the bound 1e33 wide)."""
+    import netCDF4
+    src = tmp_path / "partly.nc"
+    rng = np.random.default_rng(3)
+    x = (280 + 10 * rng.standard_normal((30, 40))).astype("f4")
+    with netCDF4.Dataset(src, "w", format="NETCDF3_CLASSIC") as nc:
+        nc.createDimension("y", 30)
+        nc.createDimension("x", 40)
+        v = nc.createVariable("t", "f4", ("y", "x"))     # no _FillValue attribute
+        v[:20, :] = x[:20]                                # rows 20.. stay the default fill
+    with netCDF4.Dataset(src) as nc:
+        assert "_FillValue" not in nc["t"].ncattrs()
+        raw = nc["t"][:].filled(np.nan) if np.ma.isMaskedArray(nc["t"][:]) else nc["t"][:]
+    arch, out = tmp_path / "p.baler", tmp_path / "p.nc"
+    r = cli("pack", src, "-o", arch, "--error", "rel=1e-3")
+    assert "netCDF default fill value" in r.stdout, r.stdout
+    cli("unpack", arch, "-o", out)
+    with h5py.File(out) as f:
+        y = f["t"][()]
+    fill = np.float32(9.969209968386869e36)
+    assert np.all(y[20:] == fill)
+    tol = 1e-3 * (float(x[:20].max()) - float(x[:20].min()))
+    assert np.abs(y[:20].astype("f8") - x[:20]).max() <= tol
+    assert raw.shape == (30, 40)
+
+
+def test_cf_bounds_and_auxiliary_coordinates_stay_exact(cli, tmp_path):
+    """Under a global rel, the variables CF names as cell bounds (`bounds`) or auxiliary
+    coordinates (`coordinates`) stay exact like dimension scales (OSTIA's months moved by 38 h);
+    naming one makes it lossy."""
+    src = _iris_sample("ostia_monthly.nc")
+    arch, out = tmp_path / "o.baler", tmp_path / "o.nc"
+    cli("pack", src, "-o", arch, "--error", "rel=1e-3")
+    cli("unpack", arch, "-o", out)
+    with h5py.File(src) as a, h5py.File(out) as b:
+        for name in ("time_bnds", "forecast_reference_time", "forecast_reference_time_bnds"):
+            assert a[name][()].tobytes() == b[name][()].tobytes(), name
+    header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
+    modes = {v["name"]: v["error"]["mode"] for d in header["datasets"] for v in d["variables"]}
+    assert modes["surface_temperature"] == "rel" and modes["forecast_reference_time"] == "lossless"
+    cli("pack", src, "-o", arch, "--error", "rel=1e-3", "--error", "forecast_reference_time:rel=1e-3")
+    header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
+    modes = {v["name"]: v["error"]["mode"] for d in header["datasets"] for v in d["variables"]}
+    assert modes["forecast_reference_time"] == "rel"
