@@ -89,7 +89,13 @@ pub struct LayoutChoice {
 
 impl LayoutChoice {
     pub fn describe(&self) -> String {
-        let how = if self.by_default { format!("{} (--layout field to override)", crate::layout::rule()) } else { "--layout".into() };
+        // By default the rule is given either way, with what overrides it: a field is read so
+        // because the rule does not call it a table.
+        let how = match (self.by_default, self.table) {
+            (false, _) => "--layout".into(),
+            (true, true) => format!("{} (--layout field to override)", crate::layout::rule()),
+            (true, false) => format!("not a table by the rule ({}; --layout table to override)", crate::layout::rule()),
+        };
         if self.table {
             format!("{}: read as a table of {} columns, each with its own bound: {how}", self.dataset, self.columns)
         } else {
