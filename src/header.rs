@@ -389,6 +389,15 @@ pub struct Skipped {
     pub reason: String,
 }
 
+impl Skipped {
+    /// netCDF's links from a variable to its dimension scales (object-reference attributes):
+    /// not stored as such, but made again on unpack from the dimension ids the header keeps, so
+    /// they are reported as one line and `--strict` does not refuse them.
+    pub fn is_dimension_link(&self) -> bool {
+        self.path.ends_with(" attribute DIMENSION_LIST") || self.path.ends_with(" attribute REFERENCE_LIST")
+    }
+}
+
 pub type Attributes = BTreeMap<String, Attribute>;
 
 /// An HDF5 attribute, kept so `unpack` can write it back with its type.

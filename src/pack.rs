@@ -156,8 +156,9 @@ pub fn pack_to(
     // Sources opened through io::view have this done already; it is idempotent.
     let name = layout.name.clone();
     crate::io::view::declare_missing(&mut layout, Path::new(&name))?;
-    if let (true, Some(s)) = (opts.strict, layout.skipped.first()) {
-        let more = if layout.skipped.len() > 1 { format!(" (and {} more)", layout.skipped.len() - 1) } else { String::new() };
+    let lost: Vec<_> = layout.skipped.iter().filter(|s| !s.is_dimension_link()).collect();
+    if let (true, Some(s)) = (opts.strict, lost.first()) {
+        let more = if lost.len() > 1 { format!(" (and {} more)", lost.len() - 1) } else { String::new() };
         return Err(Error::input(Path::new(&name), format!("{}: {}{more}: refused by --strict (without it, skipped with a warning)", s.path, s.reason)));
     }
     let carried = source.carried()?;

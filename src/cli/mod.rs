@@ -930,15 +930,14 @@ fn train_conv(
 /// Warns about what the input holds that the archive does not keep: one line per object, except
 /// netCDF's dimension links (object-reference attributes on every variable), which are one line.
 fn warn_skipped(input: &Path, skipped: &[balerfile::header::Skipped]) {
-    let is_link = |s: &&balerfile::header::Skipped| {
-        s.path.ends_with(" attribute DIMENSION_LIST") || s.path.ends_with(" attribute REFERENCE_LIST")
-    };
+    let is_link = |s: &&balerfile::header::Skipped| s.is_dimension_link();
     let links: Vec<&str> = skipped.iter().filter(is_link).map(|s| s.path.split(" attribute ").next().unwrap_or("")).collect();
     if !links.is_empty() {
         eprintln!(
             "balerfile: warning: {}: the netCDF dimension links (DIMENSION_LIST/REFERENCE_LIST attributes) of {} datasets are not \
-             stored; unpack re-attaches them from netCDF-4's _Netcdf4Coordinates attributes where the file has them, and \
-             otherwise netCDF readers see unnamed dimensions on those datasets (values, coordinates and other attributes are kept)",
+             stored as such; unpack re-attaches them from the dimension ids (netCDF-4's _Netcdf4Coordinates, or the \
+             _Netcdf4Dimid of the scales they link to), and where neither is there netCDF readers match those datasets' \
+             dimensions by length (values, coordinates and other attributes are kept)",
             input.display(),
             links.len()
         );

@@ -390,12 +390,14 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
     } else {
         return Err(format!("not numeric ({})", type_name(&desc)));
     };
+    let mut attributes = read_attrs(ds, path, skipped);
+    dimscales::keep_dimension_ids(ds, shape.len(), &mut attributes);
     Ok(DatasetInfo {
         path: path.to_string(),
         kind,
         shape,
         chunk_rows: 1,
-        attributes: read_attrs(ds, path, skipped),
+        attributes,
         variables,
         model: None,
         jagged: None,
@@ -654,12 +656,12 @@ impl Hdf5Sink {
 /// netCDF-4's links from variables to their dimensions, rebuilt from the header.
 mod dimscales {
     use std::collections::HashMap;
-    use std::os::raw::c_uint;
+    use std::os::raw::{c_int, c_uint, c_void};
 
     use hdf5_sys::h5::herr_t;
     use hdf5_sys::h5i::hid_t;
 
-    use super::check;
+    use super::{check, h5a, H5P_DEFAULT};
     use crate::header::{Attribute, DatasetInfo};
 
     // libhdf5_hl sits beside libhdf5, in the folder hdf5-metno-sys already adds to the link
@@ -668,9 +670,64 @@ mod dimscales {
     #[link(name = "hdf5_hl")]
     extern "C" {
         fn H5DSattach_scale(did: hid_t, dsid: hid_t, idx: c_uint) -> herr_t;
+        fn H5DSiterate_scales(did: hid_t, dim: c_uint, idx: *mut c_int, visitor: Visitor, visitor_data: *mut c_void) -> herr_t;
     }
 
+    /// H5DS_iterate_t.
+    type Visitor = unsafe extern "C" fn(did: hid_t, dim: c_uint, dsid: hid_t, visitor_data: *mut c_void) -> herr_t;
+
     const COORDINATES: &str = "_Netcdf4Coordinates";
+    /// The dimension ids of a dataset whose file linked it to its dimension scales only by
+    /// DIMENSION_LIST (object references, which the header cannot hold; h5netcdf and iris write
+    /// no `_Netcdf4Coordinates`): read from the scales' `_Netcdf4Dimid`, used by `attach` as
+    /// `_Netcdf4Coordinates` is, and never written out. Without them netCDF matched dimensions
+    /// by length, and a (grid_longitude, bnds) variable read as (grid_latitude, bnds).
+    const LINKED_DIMIDS: &str = "_balerfile_dimids";
+
+    /// The `_Netcdf4Dimid` of the first scale attached to axis `dim` of `did`.
+    fn scale_dimid(did: hid_t, dim: c_uint) -> Option<i64> {
+        unsafe extern "C" fn first(_did: hid_t, _dim: c_uint, dsid: hid_t, data: *mut c_void) -> herr_t {
+            let name = c"_Netcdf4Dimid";
+            // SAFETY: `data` is the `Option<i64>` `scale_dimid` passes, alive for the call; `dsid`
+            // is an open scale HDF5 hands the visitor; the attribute is read as one native int
+            // into a local.
+            unsafe {
+                let out = &mut *(data as *mut Option<i64>);
+                if h5a::H5Aexists(dsid, name.as_ptr()) > 0 {
+                    let a = h5a::H5Aopen(dsid, name.as_ptr(), H5P_DEFAULT);
+                    if a >= 0 {
+                        let mut v: c_int = 0;
+                        if h5a::H5Aread(a, *hdf5::globals::H5T_NATIVE_INT, (&mut v as *mut c_int).cast()) >= 0 {
+                            *out = Some(v as i64);
+                        }
+                        h5a::H5Aclose(a);
+                    }
+                }
+            }
+            1 // the first scale only: a positive return stops the iteration
+        }
+        let mut out: Option<i64> = None;
+        // SAFETY: `did` is an open dataset; the visitor writes only through the pointer to `out`,
+        // which outlives the call; under hdf5-metno's lock.
+        let r = hdf5::sync::sync(|| unsafe { H5DSiterate_scales(did, dim, std::ptr::null_mut(), first, (&mut out as *mut Option<i64>).cast()) });
+        if r < 0 {
+            return None;
+        }
+        out
+    }
+
+    /// Adds `LINKED_DIMIDS` to a dataset's attributes where the file links it to its scales
+    /// (DIMENSION_LIST) but says nothing of netCDF-4's own (`_Netcdf4Coordinates`).
+    pub(super) fn keep_dimension_ids(ds: &hdf5::Dataset, rank: usize, attrs: &mut crate::header::Attributes) {
+        if rank == 0 || attrs.contains_key(COORDINATES) || attrs.contains_key("CLASS") || !ds.attr_names().is_ok_and(|n| n.iter().any(|a| a == "DIMENSION_LIST")) {
+            return;
+        }
+        let ids: Option<Vec<i64>> = (0..rank).map(|d| scale_dimid(ds.id(), d as c_uint)).collect();
+        if let Some(ids) = ids {
+            let shape = vec![ids.len() as u64];
+            attrs.insert(LINKED_DIMIDS.into(), crate::io::netcdf3::int_attribute(ids.into_iter().map(Into::into).collect(), shape));
+        }
+    }
 
     fn ints(a: &Attribute) -> Option<Vec<i64>> {
         match &a.value {
@@ -698,7 +755,14 @@ mod dimscales {
             }
         }
         for (info, ds) in created {
-            let Some(dimids) = info.attributes.get(COORDINATES).and_then(ints) else { continue };
+            let linked = info.attributes.get(LINKED_DIMIDS).and_then(ints);
+            if linked.is_some() {
+                let name = c"_balerfile_dimids";
+                // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
+                let ret = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Adelete(ds.id(), name.as_ptr()) });
+                check(ret, &format!("remove {LINKED_DIMIDS} of {}", info.path))?;
+            }
+            let Some(dimids) = info.attributes.get(COORDINATES).and_then(ints).or(linked) else { continue };
             if info.is_dimension_scale() {
                 // A multi-dimensional coordinate variable: HDF5 attaches no scale to a scale.
                 continue;
@@ -731,11 +795,12 @@ mod dimscales {
                         check(ret, &format!("attach dimension scale {axis} of {}", info.path))?;
                     }
                 }
-                None => {
+                None if info.attributes.contains_key(COORDINATES) => {
                     // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
                     let ret = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Adelete(ds.id(), name.as_ptr()) });
                     check(ret, &format!("remove {COORDINATES} of {}", info.path))?;
                 }
+                None => {}
             }
         }
         Ok(())

@@ -470,7 +470,7 @@ fn text_attribute(s: &str, encoding: StringEncoding, fixed_size: u64) -> Attribu
 }
 
 /// An i32 attribute in native (little-endian) order, as netCDF-4 writes its own.
-fn int_attribute(values: Vec<serde_json::Value>, shape: Vec<u64>) -> Attribute {
+pub(crate) fn int_attribute(values: Vec<serde_json::Value>, shape: Vec<u64>) -> Attribute {
     let value = if shape.is_empty() { values.into_iter().next().unwrap_or_default() } else { values.into() };
     Attribute { dtype: DType::I32.name().into(), byte_order: Some(ByteOrder::Le), string: None, shape, value }
 }

@@ -254,3 +254,20 @@ def test_cf_bounds_and_auxiliary_coordinates_stay_exact(cli, tmp_path):
     header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
     modes = {v["name"]: v["error"]["mode"] for d in header["datasets"] for v in d["variables"]}
     assert modes["forecast_reference_time"] == "rel"
+
+
+def test_dimensions_linked_only_by_dimension_list_come_back_right(cli, tmp_path):
+    """iris's hybrid_height.nc links variables to their dimensions by DIMENSION_LIST alone (no
+    `_Netcdf4Coordinates`): unpack attaches the same scales, so netCDF reads the same dimensions
+    (matched by length, grid_longitude_bnds read as (grid_latitude, bnds)), and nothing of ours is
+    left in the file. --strict packs it: those links are made again, not lost."""
+    import netCDF4
+    src = _iris_sample("hybrid_height.nc")
+    arch, out = tmp_path / "h.baler", tmp_path / "h.nc"
+    cli("pack", src, "-o", arch, "--strict")
+    cli("unpack", arch, "-o", out)
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(out) as b:
+        assert {v: a[v].dimensions for v in a.variables} == {v: b[v].dimensions for v in b.variables}
+        assert a["grid_longitude_bnds"].dimensions == ("grid_longitude", "bnds")
+    with h5py.File(out) as f:
+        assert not [k for k in f if any(n.startswith("_balerfile") for n in f[k].attrs)]
