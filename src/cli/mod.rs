@@ -113,12 +113,14 @@ enum Command {
     /// Decompress a .baler archive into HDF5 (.h5), ROOT (.root), .npz or .npy.
     Unpack {
         input: PathBuf,
-        /// Output file: .h5 (every dataset, with groups and attributes), .root (TTrees), .npz
-        /// (every dataset as an array, column names as `names`) or .npy (one dataset).
+        /// Output file: .h5 (every dataset, with groups and attributes; .nc, .nc4 and .cdf are
+        /// the same netCDF-4 file), .root (TTrees), .npz (every dataset as an array, column names
+        /// as `names`) or .npy (one dataset).
         #[arg(short, long)]
         output: PathBuf,
-        /// The output's format when its name does not say: h5, root, npz or npy.
-        #[arg(long, value_parser = ["h5", "root", "npz", "npy"])]
+        /// The output's format when its name does not say: h5 (nc: the same, netCDF-4), root,
+        /// npz or npy.
+        #[arg(long, value_parser = ["h5", "nc", "root", "npz", "npy"])]
         to: Option<String>,
         /// Unpack only this dataset (repeatable).
         #[arg(short, long = "dataset", value_name = "NAME")]

@@ -193,11 +193,11 @@ fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize]
         "npy" => Ok(Box::new(npy::NpySink::create(path, header, datasets)?)),
         "npz" => Ok(Box::new(npz::NpzSink::create(path, header, datasets)?)),
         #[cfg(feature = "hdf5")]
-        "h5" | "hdf5" | "he5" | "nc" | "nc4" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
+        "h5" | "hdf5" | "he5" | "nc" | "nc4" | "cdf" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
         #[cfg(feature = "root")]
         "root" => Ok(Box::new(root::RootSink::create(path, header, datasets, opts.root_compression)?)),
         _ => Err(Error::Usage(format!(
-            "{}: unknown output type '.{ext}': use .h5 (HDF5), .root (ROOT), .npz or .npy",
+            "{}: unknown output type '.{ext}': use .h5 (HDF5), .nc (netCDF-4), .root (ROOT), .npz or .npy",
             path.display()
         ))),
     }

@@ -271,3 +271,20 @@ def test_dimensions_linked_only_by_dimension_list_come_back_right(cli, tmp_path)
         assert a["grid_longitude_bnds"].dimensions == ("grid_longitude", "bnds")
     with h5py.File(out) as f:
         assert not [k for k in f if any(n.startswith("_balerfile") for n in f[k].attrs)]
+
+
+def test_unpack_to_cdf_and_to_nc_write_netcdf4(cli, tmp_path):
+    """`.cdf` (a netCDF-3 habit) and `--to nc` give the netCDF-4 file `.nc` gives."""
+    import netCDF4
+    src = _iris_sample("space_weather.nc")
+    arch = tmp_path / "s.baler"
+    cli("pack", src, "-o", arch)
+    cli("unpack", arch, "-o", tmp_path / "s.cdf")
+    cli("unpack", arch, "-o", tmp_path / "s.out", "--to", "nc")
+    with netCDF4.Dataset(src) as a:
+        want = {v: a[v].dimensions for v in a.variables}
+    for out in (tmp_path / "s.cdf", tmp_path / "s.out"):
+        with netCDF4.Dataset(out) as b:
+            # rotated_pole is a char variable, skipped with a warning
+            assert b.data_model == "NETCDF4" and {v: b[v].dimensions for v in b.variables} == {
+                v: d for v, d in want.items() if v != "rotated_pole"}
