@@ -30,6 +30,7 @@ pub mod ordered;
 pub mod pack;
 pub mod parallel;
 pub mod progress;
+pub mod pyenv;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "train")]

@@ -49,10 +49,11 @@ impl ArchiveWriter {
         let json = serde_json::to_vec(header).expect("header serialises");
         // A table's header (names, bounds, statistics of every column) is a few percent of a
         // well-compressed archive, and most of a small one: stored zstd-compressed against the
-        // format's dictionary (flag bits 0 and 1). At level 9, not 19: loading the dictionary
-        // for level 19's match finder alone took 2.8 ms (a 1.7 MB field's header, 3.8 KB of JSON:
-        // 914 bytes at 19, 945 at 9 in 0.2 ms), 42 ms for issue63's 42 KB (3352 bytes against
-        // 3722 in 0.5 ms): a tenth of a small file's pack for 0.05-0.06 % of its archive.
+        // format's dictionary (flag bits 0 and 1). At level 9, not 19: level 19 took 1.9 ms on
+        // a 1.7 MB field's header (1.6 KB of JSON: 445 bytes, 457 at 9 in 0.13 ms), 2.9 ms on
+        // zmumu's 4.5 KB (524 against 538 in 0.17 ms) and 21 ms on issue63's 42 KB (3352 against
+        // 3722 in 0.5 ms), mostly loading the dictionary into its match finder: up to a tenth of a
+        // small file's pack for under 0.1 % of its archive.
         let level = 9;
         let json = zstd::bulk::Compressor::with_dictionary(level, super::HEADER_DICT_1)
             .and_then(|mut c| c.compress(&json))

@@ -171,7 +171,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
 
     // What the filter does not touch is copied object by object, as it was.
     let src = hdf5::File::open(input).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
-    let (all, links) = super::walk_file(&src).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
+    let super::FileWalk { datasets: all, links } = super::walk_file(&src).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
     for p in all {
         if !targets.iter().any(|t| t.info.path == p) {
             sink.copy_object(&src, &p)?;

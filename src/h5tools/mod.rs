@@ -39,19 +39,12 @@ pub fn plugin_dir(exe: &std::path::Path) -> Result<std::path::PathBuf> {
     if holds_plugin(&beside) {
         return Ok(beside);
     }
-    if let Some(env) = beside.parent() {
-        for lib in ["lib", "lib64"] {
-            let Ok(rd) = std::fs::read_dir(env.join(lib)) else { continue };
-            let mut pythons: Vec<_> = rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("python")).map(|e| e.path()).collect();
-            pythons.sort();
-            for py in pythons {
-                let d = py.join("site-packages").join("balerfile").join("plugins");
-                if holds_plugin(&d) {
-                    return Ok(d);
-                }
-                looked.push(d);
-            }
+    for sp in beside.parent().map(crate::pyenv::site_packages).unwrap_or_default() {
+        let d = sp.join("balerfile").join("plugins");
+        if holds_plugin(&d) {
+            return Ok(d);
         }
+        looked.push(d);
     }
     let looked: Vec<String> = looked.iter().map(|d| d.display().to_string()).collect();
     Err(Error::Usage(format!(
@@ -65,11 +58,18 @@ use crate::io::hdf5::Link;
 /// Every dataset path of an HDF5 file, depth first, following hard links only, each object
 /// once (soft links can lead back up, and hard links can form cycles too).
 pub(crate) fn dataset_paths(file: &hdf5::File) -> std::result::Result<Vec<String>, hdf5::Error> {
-    walk_file(file).map(|(datasets, _)| datasets)
+    walk_file(file).map(|w| w.datasets)
 }
 
-/// `dataset_paths`, and the links it does not follow, each with what it links to.
-pub(crate) fn walk_file(file: &hdf5::File) -> std::result::Result<(Vec<String>, Vec<(String, Link)>), hdf5::Error> {
+/// What `walk_file` found: the dataset paths, and the links it did not follow (by path), each
+/// with what it links to.
+pub(crate) struct FileWalk {
+    pub datasets: Vec<String>,
+    pub links: Vec<(String, Link)>,
+}
+
+/// `dataset_paths`, and the links it does not follow.
+pub(crate) fn walk_file(file: &hdf5::File) -> std::result::Result<FileWalk, hdf5::Error> {
     type Seen = Vec<(hdf5::LocationToken, String)>;
     fn walk(g: &hdf5::Group, prefix: &str, seen: &mut Seen, out: &mut Vec<String>, links: &mut Vec<(String, Link)>) -> hdf5::Result<()> {
         for (name, link) in crate::io::hdf5::member_links(g)? {
@@ -92,9 +92,9 @@ pub(crate) fn walk_file(file: &hdf5::File) -> std::result::Result<(Vec<String>, 
         }
         Ok(())
     }
-    let (mut out, mut links) = (Vec::new(), Vec::new());
-    walk(&file.group("/")?, "/", &mut Vec::new(), &mut out, &mut links)?;
-    Ok((out, links))
+    let (mut datasets, mut links) = (Vec::new(), Vec::new());
+    walk(&file.group("/")?, "/", &mut Vec::new(), &mut datasets, &mut links)?;
+    Ok(FileWalk { datasets, links })
 }
 
 /// What soft or external link `name` of `g` holds.

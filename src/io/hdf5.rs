@@ -740,6 +740,13 @@ mod dimscales {
         path.rsplit_once('/').map_or("", |(g, _)| g)
     }
 
+    fn remove_attribute(ds: &hdf5::Dataset, name: &str, path: &str) -> Result<(), String> {
+        let cname = std::ffi::CString::new(name).map_err(|_| format!("attribute name {name:?} holds a NUL"))?;
+        // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
+        let ret = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Adelete(ds.id(), cname.as_ptr()) });
+        check(ret, &format!("remove {name} of {path}"))
+    }
+
     /// Attaches to every dataset that lists its dimension ids in `_Netcdf4Coordinates` the
     /// dimension scales of its group with those `_Netcdf4Dimid`s, writing the DIMENSION_LIST
     /// and REFERENCE_LIST the netCDF library and h5netcdf find dimensions by. When one of its
@@ -757,10 +764,7 @@ mod dimscales {
         for (info, ds) in created {
             let linked = info.attributes.get(LINKED_DIMIDS).and_then(ints);
             if linked.is_some() {
-                let name = c"_balerfile_dimids";
-                // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
-                let ret = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Adelete(ds.id(), name.as_ptr()) });
-                check(ret, &format!("remove {LINKED_DIMIDS} of {}", info.path))?;
+                remove_attribute(ds, LINKED_DIMIDS, &info.path)?;
             }
             let Some(dimids) = info.attributes.get(COORDINATES).and_then(ints).or(linked) else { continue };
             if info.is_dimension_scale() {
@@ -785,7 +789,6 @@ mod dimscales {
             } else {
                 None
             };
-            let name = c"_Netcdf4Coordinates";
             match found {
                 Some(found) => {
                     for (axis, scale) in found.into_iter().enumerate() {
@@ -795,11 +798,7 @@ mod dimscales {
                         check(ret, &format!("attach dimension scale {axis} of {}", info.path))?;
                     }
                 }
-                None if info.attributes.contains_key(COORDINATES) => {
-                    // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
-                    let ret = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Adelete(ds.id(), name.as_ptr()) });
-                    check(ret, &format!("remove {COORDINATES} of {}", info.path))?;
-                }
+                None if info.attributes.contains_key(COORDINATES) => remove_attribute(ds, COORDINATES, &info.path)?,
                 None => {}
             }
         }

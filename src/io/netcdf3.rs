@@ -417,12 +417,10 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
 /// Taken as data, one such value in a latitude made its `rel` bound 1e33 wide.
 fn default_fill(ds: &mut DatasetInfo) {
     const NC_FILL: f64 = 9.969_209_968_386_869e36;
-    // A variable that declares its own rule keeps it (declare_missing reads it); a valid range
-    // leaves the default fill outside it anyway.
-    if ["_FillValue", "missing_value", "valid_range", "valid_min", "valid_max"].iter().any(|a| ds.attributes.contains_key(*a)) {
-        return;
-    }
-    for v in ds.variables.iter_mut().filter(|v| v.dtype.is_float() && v.missing.is_none()) {
+    // A variable that declares its own rule keeps it (declare_missing reads it, and reports a
+    // bad one); a valid range leaves the default fill outside it anyway.
+    let attrs = &ds.attributes;
+    for v in ds.variables.iter_mut().filter(|v| v.dtype.is_float() && v.missing.is_none() && matches!(crate::missing::from_attributes(v.dtype, attrs), Ok(None))) {
         let fill = if v.dtype == DType::F32 { NC_FILL as f32 as f64 } else { NC_FILL };
         if let Ok(rule) = crate::missing::MissingRule::new(v.dtype, &[fill], None, None) {
             v.missing = Some(rule.to_info(vec!["netCDF default fill value".into()]));

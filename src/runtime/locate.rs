@@ -63,7 +63,7 @@ fn candidate_dirs_for(exe_dir: Option<&Path>) -> Vec<PathBuf> {
     // the environment it lives in comes before any other. Only a virtualenv's or conda env's
     // folder counts: a Python host's (h5py's) executable lies in its interpreter's prefix, whose
     // packages must not win over the active environment's.
-    let own_env = exe_dir.and_then(Path::parent).filter(|p| p.join("pyvenv.cfg").is_file() || p.join("conda-meta").is_dir());
+    let own_env = exe_dir.and_then(Path::parent).filter(|p| crate::pyenv::is_env(p));
     let mut envs: Vec<PathBuf> = own_env.map(Path::to_path_buf).into_iter().collect();
     envs.extend(
         ["VIRTUAL_ENV", "CONDA_PREFIX"].iter().filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()).map(PathBuf::from)),
@@ -72,7 +72,7 @@ fn candidate_dirs_for(exe_dir: Option<&Path>) -> Vec<PathBuf> {
         envs.extend(d.ancestors().map(|a| a.join(".venv")).filter(|v| v.is_dir()));
     }
     for env in envs {
-        dirs.extend(site_packages(&env).into_iter().map(|sp| sp.join("onnxruntime").join("capi")));
+        dirs.extend(crate::pyenv::site_packages(&env).into_iter().map(|sp| sp.join("onnxruntime").join("capi")));
     }
     dirs.extend(loaded_site_packages().into_iter().map(|sp| sp.join("onnxruntime").join("capi")));
     if let Some(d) = python_package_dir() {
@@ -123,20 +123,6 @@ fn loaded_site_packages() -> Vec<PathBuf> {
     out
 }
 
-/// `lib/pythonX.Y/site-packages` folders of a Python environment.
-fn site_packages(env: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for lib in ["lib", "lib64"] {
-        if let Ok(rd) = std::fs::read_dir(env.join(lib)) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with("python") {
-                    out.push(e.path().join("site-packages"));
-                }
-            }
-        }
-    }
-    out
-}
 
 /// The installed `onnxruntime` package of the `python3` on PATH, if any.
 fn python_package_dir() -> Option<PathBuf> {

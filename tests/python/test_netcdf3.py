@@ -221,8 +221,8 @@ def test_netcdf_default_fill_is_missing_without_a_fill_value_attribute(cli, tmp_
         v = nc.createVariable("t", "f4", ("y", "x"))     # no _FillValue attribute
         v[:20, :] = x[:20]                                # rows 20.. stay the default fill
     with netCDF4.Dataset(src) as nc:
-        assert "_FillValue" not in nc["t"].ncattrs()
-        raw = nc["t"][:].filled(np.nan) if np.ma.isMaskedArray(nc["t"][:]) else nc["t"][:]
+        # The premise: the netCDF library itself reads the unwritten rows as missing.
+        assert "_FillValue" not in nc["t"].ncattrs() and np.ma.count_masked(nc["t"][:]) == 400
     arch, out = tmp_path / "p.baler", tmp_path / "p.nc"
     r = cli("pack", src, "-o", arch, "--error", "rel=1e-3")
     assert "netCDF default fill value" in r.stdout, r.stdout
@@ -233,7 +233,6 @@ def test_netcdf_default_fill_is_missing_without_a_fill_value_attribute(cli, tmp_
     assert np.all(y[20:] == fill)
     tol = 1e-3 * (float(x[:20].max()) - float(x[:20].min()))
     assert np.abs(y[:20].astype("f8") - x[:20]).max() <= tol
-    assert raw.shape == (30, 40)
 
 
 def test_cf_bounds_and_auxiliary_coordinates_stay_exact(cli, tmp_path):
