@@ -37,6 +37,8 @@ impl Default for PackOptions {
 
 pub const DEFAULT_CHUNK_BYTES: u64 = 4 << 20;
 pub const DEFAULT_LEVEL: i32 = 9;
+/// The levels `pack` takes (zstd's; `--level`).
+pub const LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct VariableReport {
@@ -152,6 +154,9 @@ pub fn pack_to(
     uses: &[Option<DatasetUse>],
     progress: &dyn Progress,
 ) -> Result<(PackReport, Option<Vec<u8>>)> {
+    if !LEVELS.contains(&opts.level) {
+        return Err(Error::Usage(format!("level {}: a level from {} to {}", opts.level, LEVELS.start(), LEVELS.end())));
+    }
     let mut layout = source.layout().clone();
     // Sources opened through io::view have this done already; it is idempotent.
     let name = layout.name.clone();

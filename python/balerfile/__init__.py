@@ -96,6 +96,17 @@ def _npy_image(array):
     return buf.getvalue()
 
 
+def _int_param(name, value, lo, hi):
+    """`value` as an int from lo to hi (None passes), or a ValueError that names the parameter."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, _np.integer)):
+        raise TypeError(f"{name}={value!r}: an integer")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}={value}: from {lo}" + (f" to {hi}" if hi is not None else " up"))
+    return int(value)
+
+
 def compress(array, error=None, *, model=None, embed_model=False, layout=None, level=None, threads=0, chunk_bytes=None,
              fill_value=None, verbose=False):
     """Packs `array` into a .baler stream (bytes).
@@ -114,15 +125,18 @@ def compress(array, error=None, *, model=None, embed_model=False, layout=None, l
         embed_model=True. Default: the codec alone.
     layout: "table" or "field" for a 2-D float array (default: pack's rule, which reads a narrow
         2-D array as a table of columns, each with its own bound).
-    level: zstd's level and how hard the encoder searches (default 3); 1 codes fast (no
+    level: zstd's level (1-22) and how hard the encoder searches (default 9, as `pack`'s); 1 codes fast (no
         Lorenzo or zstd trial, the rANS coder unless an estimate says the adaptive one saves:
         faster, slightly larger output); from 10 a one-slice chunk is searched in full.
     threads: coding threads (0: all cores). verbose: print how the array was read.
     """
     layouts = [] if layout is None else [layout] if isinstance(layout, str) else list(layout)
+    level = _int_param("level", level, 1, 22)
+    threads = _int_param("threads", threads, 0, None)
+    chunk_bytes = _int_param("chunk_bytes", chunk_bytes, 1, None)
     if model is not None:
         model = str(model)
-    blob, choices = _native.compress(_npy_image(_unmasked(array)), _error_specs(error), layouts, level, int(threads),
+    blob, choices = _native.compress(_npy_image(_unmasked(array)), _error_specs(error), layouts, level, threads,
                                      chunk_bytes, model, bool(embed_model), _fill_specs(fill_value))
     if verbose:
         for c in choices:

@@ -267,7 +267,10 @@ class Baler(Mapping):
         else:
             raise ValueError("latent: 'f16' or a bit count from 2 to 16")
         if fill is not None:
-            fill = float(fill)
+            try:
+                fill = float(fill)
+            except (TypeError, ValueError):
+                raise ValueError(f"fill={fill!r}: a number (the value that marks missing elements)") from None
         piece = 0
         if piece_size is not None:
             ok = isinstance(piece_size, int) and not isinstance(piece_size, bool) and piece_size > 0

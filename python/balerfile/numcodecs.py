@@ -25,7 +25,10 @@ class Baler(Codec):
     codec_id = "balerfile"
 
     def __init__(self, error="lossless", layout=None, level=None, fill_value=None):
-        compress(np.zeros(1, np.float32), error, fill_value=fill_value)  # a bad bound fails here, not at a write
+        if layout not in (None, "table", "field"):
+            raise ValueError("balerfile numcodecs codec: layout is 'table', 'field' or None")
+        # A bad bound or level fails here, not at the first write.
+        compress(np.zeros(1, np.float32), error, level=level, fill_value=fill_value)
         self.error = error
         self.layout = layout
         self.level = level

@@ -163,8 +163,14 @@ fn populate(p: *mut u8, len: usize) {
 pub fn run_filter(reverse: bool, cd: &[c_uint], input: &[u8]) -> Result<Vec<u8>, String> {
     let p = FilterParams::from_cd_values(cd)?;
     if reverse {
-        super::decode_chunk(&p, input).map_err(|e| format!("cannot decode a chunk: {e}"))
+        let out = super::decode_chunk(&p, input).map_err(|e| format!("cannot decode a chunk: {e}"))?;
+        super::recoding::decoded(cd, &p, &out);
+        Ok(out)
     } else {
+        if super::recoding::is_rewrite(cd, &p, input) {
+            static TOLD: std::sync::Once = std::sync::Once::new();
+            TOLD.call_once(|| eprintln!("balerfile filter: warning: {}", super::recoding::WARNING));
+        }
         super::encode_chunk(&p, input).map_err(|e| format!("cannot encode a chunk: {e}"))
     }
 }

@@ -11,6 +11,7 @@ pub mod host;
 #[cfg(feature = "runtime")]
 pub mod models;
 pub mod params;
+pub mod recoding;
 
 /// The filter's id. It lies in the range The HDF Group reserves for filters not yet registered
 /// (256-511); files written with it say so in their pipeline's filter name.

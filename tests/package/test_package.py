@@ -180,6 +180,14 @@ def test_fill_value_and_masked_arrays(field):
         (lambda: balerfile.decompress(42), "bytes"),
         (lambda: balerfile.compress(np.ones(10, "f2")), "'<f2' is not numeric"),
         (lambda: balerfile.compress(np.zeros(3, dtype=[("a", "f4", (2,))])), "sub-arrays"),
+        (lambda: balerfile.compress(np.ones(10), level=99), "level=99: from 1 to 22"),
+        (lambda: balerfile.compress(np.ones(10), level=0), "level=0: from 1 to 22"),
+        (lambda: balerfile.compress(np.ones(10), threads=-1), "threads=-1"),
+        (lambda: balerfile.compress(np.ones(10), chunk_bytes=-5), "chunk_bytes=-5"),
+        (lambda: balerfile.compress(np.ones(10), level="fast"), "level='fast': an integer"),
+        (lambda: balerfile.h5.Baler(error="abs=0.1", fill="x"), "fill='x': a number"),
+        (lambda: __import__("balerfile.zarr").zarr.Baler(error="abs=0.1", level=99), "level=99"),
+        (lambda: __import__("balerfile.numcodecs").numcodecs.Baler(error="abs=0.1", layout="xx"), "layout"),
     ],
 )
 def test_bad_input_is_an_exception(call, message):
@@ -326,6 +334,51 @@ def test_zarr_rel_bound_of_valid_values_with_edge_chunks_and_fill_values(field, 
     ds.to_zarr(tmp_path / "x.zarr", zarr_format=3, encoding=enc, consolidated=False)
     back = xr.open_zarr(tmp_path / "x.zarr", consolidated=False)["tas"].values
     assert np.array_equal(np.isnan(back), ~valid) and within(back[valid], a[valid], tol)
+
+
+def test_zarr_big_endian_arrays_come_back(field, tmp_path):
+    """zarr v3 keeps no byte order in a data type: a big-endian array (xarray's from any netCDF-3
+    file) reads back as the same values in the native order."""
+    import zarr
+
+    from balerfile.zarr import Baler
+
+    a = field[:24].astype(">f4")
+    z = zarr.create_array(tmp_path / "be.zarr", shape=a.shape, chunks=(12, 37, 49), dtype=a.dtype,
+                          serializer=Baler(error="rel=1e-3"), compressors=None)
+    z[:] = a
+    back = zarr.open_array(tmp_path / "be.zarr")[:]
+    assert back.dtype == np.float32
+    assert within(back, a, 1e-3 * (float(a.max()) - float(a.min())))
+
+
+def test_zarr_chunk_written_in_parts_is_named(field, tmp_path):
+    """Writing one time step at a time into a chunk of ten: zarr decodes the chunk and codes it
+    again at each write, and the values written before are coded again (their errors add up).
+    The codec says so (once, a RuntimeWarning); whole-chunk writes say nothing."""
+    import warnings
+
+    import zarr
+
+    from balerfile.zarr import Baler
+
+    a = field[:10]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        z = zarr.create_array(tmp_path / "whole.zarr", shape=a.shape, chunks=a.shape, dtype=a.dtype,
+                              serializer=Baler(error="abs=0.01"), compressors=None)
+        z[:] = a
+        z[:] = zarr.open_array(tmp_path / "whole.zarr")[:]  # read and written back unchanged
+    assert not [w for w in seen if "coded again" in str(w.message)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        z = zarr.create_array(tmp_path / "steps.zarr", shape=a.shape, chunks=a.shape, dtype=a.dtype,
+                              serializer=Baler(error="abs=0.01"), compressors=None)
+        for k in range(10):
+            z[k] = a[k]
+    named = [w for w in seen if "coded again" in str(w.message)]
+    assert named and issubclass(named[0].category, RuntimeWarning)
+    assert "errors add up" in str(named[0].message)
 
 
 def test_zarr_codec_refuses_bad_bound():

@@ -525,3 +525,61 @@ def test_pack_names_links_it_does_not_keep(cli, tmp_path):
     header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
     assert [d["path"] for d in header["datasets"]] == ["/a/x"]
     assert sorted(s["path"] for s in header["skipped"]) == ["/a/soft", "/a/up", "/ext", "/hard"]
+
+
+def _rewrite_child(path, parts, cache_bytes):
+    """A bare h5py program (a model run) writing a 10 x 50 x 60 field, one chunk, with
+    abs=0.01: in `parts` writes of whole time steps, each in its own file open (a file closed
+    between writes: the chunk is read back through the filter each time), or with the file kept
+    open and one dataset object, with a chunk cache of `cache_bytes`. Prints the worst error over the bound."""
+    opts = bh5_module().Baler(error="abs=0.01").filter_options
+    cache_bytes = str(cache_bytes)
+    return textwrap.dedent(f"""
+        import h5py, numpy as np
+        t, y, x = np.mgrid[0:10, 0:50, 0:60]
+        field = (np.sin(x / 17. + t / 3.) * np.cos(y / 23.) * (1 + t) + 280).astype("f4")
+        with h5py.File({str(path)!r}, "w") as f:
+            f.create_dataset("tas", shape=field.shape, dtype="f4", chunks=field.shape,
+                             compression={FILTER_ID}, compression_opts={opts!r})
+        steps = np.array_split(np.arange(10), {parts})
+        if {cache_bytes!r} == "None":
+            for s in steps:
+                with h5py.File({str(path)!r}, "a") as f:
+                    f["tas"][s[0]:s[-1] + 1] = field[s[0]:s[-1] + 1]
+        else:
+            # One dataset object: h5py opens the dataset again at each f["tas"], and its cache
+            # goes (coded) with it.
+            with h5py.File({str(path)!r}, "a", rdcc_nbytes={cache_bytes}) as f:
+                d = f["tas"]
+                for s in steps:
+                    d[s[0]:s[-1] + 1] = field[s[0]:s[-1] + 1]
+        with h5py.File({str(path)!r}, "r") as f:
+            back = f["tas"][()]
+        print("worst", np.abs(back.astype("f8") - field).max() / 0.01)
+    """)
+
+
+def bh5_module():
+    import balerfile_h5
+    return balerfile_h5
+
+
+@pytest.mark.parametrize("parts,cache", [(10, None), (1, None), (10, 1 << 20)])
+def test_a_chunk_written_in_parts_is_named_once(plugin, tmp_path, parts, cache):
+    """HDF5 writes part of a chunk that is not in its cache by decoding the chunk, changing the
+    part and coding it again: the values written before are coded a second time, and their
+    error can grow past the bound. The filter cannot keep them (it sees no history), so it says
+    so on stderr, once a process; a chunk written whole, or filled in the chunk cache, is coded
+    once and is within the bound, with no warning."""
+    r = subprocess.run([sys.executable, "-c", _rewrite_child(tmp_path / "p.h5", parts, cache)], env=bare_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    worst = float(r.stdout.split()[-1])
+    warned = r.stderr.count("balerfile filter: warning: a chunk decoded earlier is being coded again")
+    if parts > 1 and cache is None:
+        assert warned == 1, r.stderr
+        assert "errors add up" in r.stderr and "rdcc_nbytes" in r.stderr
+        assert worst > 1.0, "the premise: the rewrites moved values past the bound"
+    else:
+        assert warned == 0, r.stderr
+        assert worst <= 1.0
