@@ -46,7 +46,7 @@ def _missing_marker(dtype, fill_value):
 
 # A sample of each lossy float chunk decoded lately (the filter's `recoding` rule): a chunk coded
 # that matches one of them in most of its sample and differs in the rest is a partial rewrite.
-_SAMPLES = 64
+_SAMPLES = 32
 _DECODED = collections.deque(maxlen=32)
 _DECODED_LOCK = threading.Lock()
 

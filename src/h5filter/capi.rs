@@ -230,7 +230,7 @@ unsafe fn user_fill_value(api: &Api, dcpl: Hid, type_id: Hid, ds: &Dataset) -> R
 }
 
 /// An f32 or f64 element as HDF5 stores it, widened to f64.
-fn float_of(b: &[u8], big_endian: bool) -> f64 {
+pub(super) fn float_of(b: &[u8], big_endian: bool) -> f64 {
     match (b.len(), big_endian) {
         (4, false) => f32::from_le_bytes(b.try_into().unwrap()) as f64,
         (4, true) => f32::from_be_bytes(b.try_into().unwrap()) as f64,

@@ -11,29 +11,41 @@
 //! rewrite. A rewrite with no sampled element changed goes unseen (a chunk coded again
 //! unchanged comes back unchanged), as does one in another process.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use super::params::{FilterBound, FilterParams};
 use crate::dtype::DType;
 
 /// Elements sampled a chunk, evenly spaced.
-const SAMPLES: usize = 64;
+const SAMPLES: usize = 32;
 /// Chunks remembered: HDF5 rewrites a chunk right after it decodes it.
 const REMEMBERED: usize = 32;
 
+/// A decoded chunk's sample, with what it was decoded under: only a chunk of the same length
+/// coded with the same parameters can be that chunk again. Fixed-size, so a read allocates
+/// nothing for it.
+#[derive(Clone, Copy)]
 struct Sample {
-    /// The parameters and the chunk's length: only a chunk coded the same way can be the one
-    /// decoded.
-    key: (Vec<u32>, usize),
-    values: Vec<u64>,
+    cd: u64,
+    len: usize,
+    values: [u64; SAMPLES],
 }
 
-static DECODED: Mutex<VecDeque<Sample>> = Mutex::new(VecDeque::new());
+struct Ring {
+    slots: [Option<Sample>; REMEMBERED],
+    next: usize,
+}
+
+static DECODED: Mutex<Ring> = Mutex::new(Ring { slots: [None; REMEMBERED], next: 0 });
+
+/// The parameters as one word (FNV-1a): equal parameters, equal words.
+fn cd_key(cd: &[u32]) -> u64 {
+    cd.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &w| (h ^ w as u64).wrapping_mul(0x100_0000_01b3))
+}
 
 /// The elements a lossy float chunk is sampled at (their raw bits), or None where a rewrite
 /// cannot move anything (lossless) or the chunk is too small to tell.
-fn sample(p: &FilterParams, chunk: &[u8]) -> Option<Vec<u64>> {
+fn sample(p: &FilterParams, chunk: &[u8]) -> Option<[u64; SAMPLES]> {
     if matches!(p.bound, FilterBound::Lossless) {
         return None;
     }
@@ -46,7 +58,7 @@ fn sample(p: &FilterParams, chunk: &[u8]) -> Option<Vec<u64>> {
     if n < SAMPLES {
         return None;
     }
-    Some((0..SAMPLES).map(|k| bits(&chunk[(k * n / SAMPLES) * w..][..w])).collect())
+    Some(std::array::from_fn(|k| bits(&chunk[(k * n / SAMPLES) * w..][..w])))
 }
 
 fn bits(b: &[u8]) -> u64 {
@@ -60,24 +72,18 @@ fn bits(b: &[u8]) -> u64 {
 /// the dataset may hold at the same place.
 fn telling(p: &FilterParams, raw: u64) -> bool {
     let w = if p.dtype == Some(DType::F32) { 4 } else { 8 };
-    let b = &raw.to_ne_bytes()[..w];
-    let v = match (w, p.big_endian) {
-        (4, false) => f32::from_le_bytes(b.try_into().unwrap()) as f64,
-        (4, true) => f32::from_be_bytes(b.try_into().unwrap()) as f64,
-        (_, false) => f64::from_le_bytes(b.try_into().unwrap()),
-        (_, true) => f64::from_be_bytes(b.try_into().unwrap()),
-    };
+    let v = super::capi::float_of(&raw.to_ne_bytes()[..w], p.big_endian);
     v != 0.0 && v.is_finite() && p.fill != Some(v)
 }
 
 /// Remembers a chunk the filter decoded (`chunk`: its decoded bytes).
 pub fn decoded(cd: &[u32], p: &FilterParams, chunk: &[u8]) {
     let Some(values) = sample(p, chunk) else { return };
-    let mut seen = DECODED.lock().unwrap_or_else(|e| e.into_inner());
-    if seen.len() == REMEMBERED {
-        seen.pop_front();
-    }
-    seen.push_back(Sample { key: (cd.to_vec(), chunk.len()), values });
+    let s = Sample { cd: cd_key(cd), len: chunk.len(), values };
+    let mut ring = DECODED.lock().unwrap_or_else(|e| e.into_inner());
+    let at = ring.next;
+    ring.slots[at] = Some(s);
+    ring.next = (at + 1) % REMEMBERED;
 }
 
 /// Whether `chunk`, about to be encoded, is one decoded before with part of it changed: at
@@ -85,8 +91,9 @@ pub fn decoded(cd: &[u32], p: &FilterParams, chunk: &[u8]) {
 /// sampled element is not.
 pub fn is_rewrite(cd: &[u32], p: &FilterParams, chunk: &[u8]) -> bool {
     let Some(now) = sample(p, chunk) else { return false };
-    let seen = DECODED.lock().unwrap_or_else(|e| e.into_inner());
-    seen.iter().filter(|s| s.key.0 == cd && s.key.1 == chunk.len()).any(|s| {
+    let key = cd_key(cd);
+    let ring = DECODED.lock().unwrap_or_else(|e| e.into_inner());
+    ring.slots.iter().flatten().filter(|s| s.cd == key && s.len == chunk.len()).any(|s| {
         let telling: Vec<usize> = (0..SAMPLES).filter(|&k| telling(p, s.values[k])).collect();
         let kept = telling.iter().filter(|&&k| s.values[k] == now[k]).count();
         let changed = (0..SAMPLES).any(|k| s.values[k] != now[k]);
