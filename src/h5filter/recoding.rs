@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use super::params::{FilterBound, FilterParams};
 use crate::dtype::DType;
 
-/// Elements sampled a chunk, evenly spaced.
+/// Elements sampled a chunk, evenly spaced (at most 32: `Sample::telling` is a bit each).
 const SAMPLES: usize = 32;
 /// Chunks remembered: HDF5 rewrites a chunk right after it decodes it.
 const REMEMBERED: usize = 32;
@@ -29,6 +29,8 @@ struct Sample {
     cd: u64,
     len: usize,
     values: [u64; SAMPLES],
+    /// Which of `values` are `telling` (bit k for values[k]).
+    telling: u32,
 }
 
 struct Ring {
@@ -79,7 +81,8 @@ fn telling(p: &FilterParams, raw: u64) -> bool {
 /// Remembers a chunk the filter decoded (`chunk`: its decoded bytes).
 pub fn decoded(cd: &[u32], p: &FilterParams, chunk: &[u8]) {
     let Some(values) = sample(p, chunk) else { return };
-    let s = Sample { cd: cd_key(cd), len: chunk.len(), values };
+    let telling = (0..SAMPLES).filter(|&k| telling(p, values[k])).fold(0u32, |m, k| m | 1 << k);
+    let s = Sample { cd: cd_key(cd), len: chunk.len(), values, telling };
     let mut ring = DECODED.lock().unwrap_or_else(|e| e.into_inner());
     let at = ring.next;
     ring.slots[at] = Some(s);
@@ -94,10 +97,10 @@ pub fn is_rewrite(cd: &[u32], p: &FilterParams, chunk: &[u8]) -> bool {
     let key = cd_key(cd);
     let ring = DECODED.lock().unwrap_or_else(|e| e.into_inner());
     ring.slots.iter().flatten().filter(|s| s.cd == key && s.len == chunk.len()).any(|s| {
-        let telling: Vec<usize> = (0..SAMPLES).filter(|&k| telling(p, s.values[k])).collect();
-        let kept = telling.iter().filter(|&&k| s.values[k] == now[k]).count();
-        let changed = (0..SAMPLES).any(|k| s.values[k] != now[k]);
-        changed && kept >= 4 && 2 * kept >= telling.len()
+        let same = (0..SAMPLES).filter(|&k| s.values[k] == now[k]).fold(0u32, |m, k| m | 1 << k);
+        let kept = (same & s.telling).count_ones();
+        let changed = same != (u32::MAX >> (32 - SAMPLES));
+        changed && kept >= 4 && 2 * kept >= s.telling.count_ones()
     })
 }
 
