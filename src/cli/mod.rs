@@ -566,6 +566,9 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Train { input, datasets, output, errors, train_rows, kind, train, net, runtime } => {
             runtime.options();
+            if let Some(dir) = &output {
+                balerfile::model::Bundle::check_dir_target(dir)?;
+            }
             let source = balerfile::io::open_source(&input, &datasets)?;
             let (mut source, _) = balerfile::io::view::as_meant(source, &input, &[], &[])?;
             let layout = source.layout().clone();

@@ -271,9 +271,41 @@ impl Bundle {
         self.decoder.len() as u64 + self.manifest.canonical().len() as u64
     }
 
+    /// Whether `dir` may take a bundle `write_dir` writes: a folder that does not exist yet, or
+    /// a bundle folder (a manifest and its two models, nothing else), which it replaces. A
+    /// folder of anything else (the user's files, the training input, the model store) is
+    /// refused: the bundle replaces the whole folder. Called before training, so nothing is
+    /// trained for an output that would be refused.
+    pub fn check_dir_target(dir: &Path) -> Result<()> {
+        let Ok(meta) = std::fs::symlink_metadata(dir) else { return Ok(()) };
+        let refuse = |what: &str| {
+            Err(Error::Usage(format!(
+                "{}: {what}; a bundle replaces the whole folder, so give -o a new folder's name (e.g. {})",
+                dir.display(),
+                dir.join("model").display()
+            )))
+        };
+        if !meta.is_dir() {
+            return refuse("exists and is not a folder");
+        }
+        let Ok(bundle) = Bundle::load_dir(dir) else {
+            return refuse("is a folder that is not a model bundle");
+        };
+        let own = [MANIFEST_FILE, bundle.manifest.encoder.file.as_str(), bundle.manifest.decoder.file.as_str()];
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for e in entries {
+            let name = e.map_err(|e| Error::io(dir, e))?.file_name();
+            if !own.iter().any(|o| std::ffi::OsStr::new(o) == name) {
+                return refuse(&format!("holds {} besides a model bundle", name.to_string_lossy()));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the bundle as a folder (a temporary sibling, then renamed): what `train` and
     /// `import` produce and the store holds.
     pub fn write_dir(manifest: &Manifest, encoder: &[u8], decoder: &[u8], dir: &Path) -> Result<()> {
+        Bundle::check_dir_target(dir)?;
         let parent = dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());

@@ -125,6 +125,67 @@ def test_output_read_only_dir(cli, hadcm3, outdir):
         os.chmod(ro, 0o755)
 
 
+def test_output_fifo_and_device_are_written_into(cli, hadcm3, tmp_path):
+    """`-o /dev/null` (timing a pack) and `-o FIFO` (another program reads the archive) write
+    into the device or the pipe; renaming the finished file over them put a regular file in
+    their place (as root, the system's /dev/null)."""
+    import stat
+    import threading
+
+    ref = tmp_path / "ref.baler"
+    cli("pack", hadcm3, "-o", ref, "--dataset", "air_temperature", "--error", "rel=1e-3")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = {}
+    reader = threading.Thread(target=lambda: got.setdefault("bytes", fifo.read_bytes()), daemon=True)
+    reader.start()
+    cli("pack", hadcm3, "-o", fifo, "--dataset", "air_temperature", "--error", "rel=1e-3")
+    reader.join(timeout=60)
+    assert got.get("bytes") == ref.read_bytes(), "the reader got the archive pack writes to a file"
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    cli("pack", hadcm3, "-o", "/dev/null", "--dataset", "air_temperature", "--error", "rel=1e-3")
+    cli("unpack", ref, "-o", "/dev/null", "--to", "h5")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not [n for n in os.listdir(tmp_path) if "balerfile-tmp" in n]
+
+
+def test_output_symlink_is_written_through(cli, hadcm3, tmp_path):
+    """As a shell's `>` and `cp`: the file a link names is replaced, the link kept."""
+    real = tmp_path / "real.baler"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.baler"
+    link.symlink_to(real.name)
+    cli("pack", hadcm3, "-o", link, "--dataset", "air_temperature", "--error", "rel=1e-3")
+    assert link.is_symlink() and os.readlink(link) == real.name
+    assert real.read_bytes()[:4] != b"old" and real.stat().st_size > 1000
+
+
+def test_train_output_folder_of_other_files_is_refused(cli, zmumu_h5, tmp_path):
+    """`train -o DIR` writes a bundle folder in DIR's place: a folder holding anything else
+    (the training input, the user's files, the model store) is refused before training, and
+    left as it was. A folder holding a bundle is replaced (training again to the same name)."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "thesis.tex").write_text("mine")
+    before = sorted(p.name for p in data.iterdir())
+    r = cli("train", zmumu_h5, "-o", data, "--epochs", "1", expect_fail=True)
+    assert_fails(r, data)
+    assert "not a model bundle" in error_lines(r)[0]
+    assert sorted(p.name for p in data.iterdir()) == before and (data / "thesis.tex").read_text() == "mine"
+    r = cli("train", zmumu_h5, "-o", tmp_path, "--epochs", "1", expect_fail=True)
+    assert_fails(r, tmp_path)
+    assert (data / "thesis.tex").exists()
+    bundle = tmp_path / "model"
+    cli("train", zmumu_h5, "-o", bundle, "--epochs", "1")
+    first = (bundle / "manifest.json").read_bytes()
+    cli("train", zmumu_h5, "-o", bundle, "--epochs", "2")
+    assert (bundle / "manifest.json").read_bytes() != first
+    (bundle / "notes.txt").write_text("mine")
+    r = cli("train", zmumu_h5, "-o", bundle, "--epochs", "1", expect_fail=True)
+    assert_fails(r, bundle)
+    assert "notes.txt" in error_lines(r)[0] and (bundle / "notes.txt").exists()
+
+
 def test_output_on_pseudo_filesystem(cli, hadcm3):
     # no one, root included, can create a file in /proc: an unwritable location even for root
     if not os.path.isdir("/proc/self"):
