@@ -247,10 +247,14 @@ fn points_elsewhere(class: &str) -> bool {
 
 /// The source's keys besides its top-level trees, as objects to carry (each with its bytes),
 /// and what cannot be carried. The streamer info record comes along when any object does.
-fn carry(file: &mut RootFile, err: &dyn Fn(String) -> Error) -> Result<(Vec<(RootObject, Vec<u8>)>, Vec<Skipped>)> {
+/// `only_trees`: `--tree` named the trees to pack, so the trees and RNTuples inside directories
+/// are left out as the other unnamed trees are, not reported as skipped (their paths come back
+/// in the third list, for the message when `--tree` names one of them).
+fn carry(file: &mut RootFile, only_trees: bool, err: &dyn Fn(String) -> Error) -> Result<(Vec<(RootObject, Vec<u8>)>, Vec<Skipped>, Vec<String>)> {
     let keys = file.raw_keys().map_err(|e| err(format!("reading its directories: {e}")))?;
     let mut carried = Vec::new();
     let mut skipped = Vec::new();
+    let mut nested = Vec::new();
     for k in &keys {
         let packed = k.dir.is_empty() && (k.class == "TTree" || k.class == rntuple::ANCHOR_CLASS);
         if packed {
@@ -266,6 +270,12 @@ fn carry(file: &mut RootFile, err: &dyn Fn(String) -> Error) -> Result<(Vec<(Roo
             bytes: 0,
         };
         if points_elsewhere(&k.class) {
+            if k.class == "TTree" || k.class == rntuple::ANCHOR_CLASS {
+                nested.push(o.path().trim_start_matches('/').to_string());
+                if only_trees {
+                    continue;
+                }
+            }
             let why = match (k.class.as_str(), k.dir.is_empty()) {
                 ("TTree", _) => "a TTree inside a directory (balerfile packs the trees at the top of the file)".to_string(),
                 (rntuple::ANCHOR_CLASS, _) => "an RNTuple inside a directory (balerfile packs the RNTuples at the top of the file)".to_string(),
@@ -296,7 +306,7 @@ fn carry(file: &mut RootFile, err: &dyn Fn(String) -> Error) -> Result<(Vec<(Roo
             carried.push((o, bytes));
         }
     }
-    Ok((carried, skipped))
+    Ok((carried, skipped, nested))
 }
 
 impl RootSource {
@@ -307,7 +317,7 @@ impl RootSource {
     fn read(path: &Path, select: &RootSelect) -> Result<Self> {
         let err = |what: String| Error::input(path, what);
         let mut file = RootFile::open(path).map_err(|e| err(format!("not a readable ROOT file: {e}")))?;
-        let (carried, skipped) = carry(&mut file, &err)?;
+        let (carried, skipped, nested) = carry(&mut file, !select.trees.is_empty(), &err)?;
         if select.strict {
             if let Some(s) = skipped.first() {
                 return Err(err(format!("{}: {} cannot be packed (without --strict it is skipped with a warning)", s.path, s.reason)));
@@ -339,6 +349,9 @@ impl RootSource {
         if !select.trees.is_empty() {
             for t in &select.trees {
                 if !names.contains(t) && !ntuples.iter().any(|n| &n.name == t) {
+                    if nested.iter().any(|n| n == t.trim_start_matches('/')) {
+                        return Err(err(format!("'{t}' lies inside a directory, and balerfile packs the trees and RNTuples at the top of the file")));
+                    }
                     let all: Vec<&str> = names.iter().map(String::as_str).chain(ntuples.iter().map(|n| n.name.as_str())).collect();
                     return Err(err(format!("no tree or RNTuple '{t}' (it holds: {})", all.join(", "))));
                 }

@@ -189,6 +189,25 @@ def test_nested_directories_come_back_and_a_tree_inside_one_is_named(cli, tmp_pa
     assert r.returncode == 1 and "/events/events;1" in r.stderr, r.stderr
 
 
+def test_trees_inside_directories_left_out_by_tree_are_not_reported(cli, tmp_path):
+    """README: the trees `--tree` leaves out are left out without a warning, and `--strict`
+    refuses only what the selection would lose: a tree inside a directory that `--tree` did not
+    name made `--strict` refuse every such file. Naming it says why it cannot be packed."""
+    src = tmp_path / "f.root"
+    with uproot.recreate(src) as f:
+        f.mktree("u", {"y": "f8"})
+        f["u"].extend({"y": np.arange(50.0)})
+        f.mktree("d/t2", {"z": "f8"})
+        f["d/t2"].extend({"z": np.arange(50.0)})
+    r = cli("pack", src, "-o", tmp_path / "all.baler")
+    assert list(warned(r.stderr)) == ["/d/t2;1"], r.stderr
+    r = cli("pack", src, "-o", tmp_path / "u.baler", "--tree", "u", "--strict")
+    assert "warning" not in r.stderr, r.stderr
+    assert header_of(cli, tmp_path / "u.baler").get("skipped", []) == []
+    r = cli("pack", src, "-o", tmp_path / "t2.baler", "--tree", "d/t2", expect_fail=True)
+    assert r.returncode == 1 and "'d/t2' lies inside a directory" in r.stderr, r.stderr
+
+
 def test_a_tree_with_no_branches_is_named_not_dropped(cli, tmp_path):
     """uproot-issue96's CollectionTree has no branch: nothing to pack, which pack says (a
     warning and the header's `skipped`) instead of leaving it out unsaid."""
