@@ -1142,11 +1142,13 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
     if h.models.is_empty() {
         println!("model: none");
     }
+    let store = Store::from_env();
     for (m, &n) in h.models.iter().zip(&ins.model_chunks) {
         let place = match (n, m.embedded.is_some()) {
             (0, _) => "used by no chunk: not needed to unpack".to_string(),
             (n, true) => format!("embedded, used by {n} chunks"),
-            (n, false) => format!("in the model store, used by {n} chunks"),
+            (n, false) if store.get(&m.id).is_ok() => format!("in the model store, used by {n} chunks"),
+            (n, false) => format!("used by {n} chunks and NOT in the model store here ({}): unpack needs it", store.searched()),
         };
         println!("model: {} ({}, {}, decoder and manifest {} bytes, {place})", m.id, m.name, m.kind, m.decoder_bytes);
     }

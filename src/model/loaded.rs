@@ -193,7 +193,16 @@ pub fn match_features(ds: &DatasetInfo, bundle: &Bundle) -> Result<Vec<[u64; 2]>
 pub fn bundle_for(reader: &ArchiveReader, m: usize, r: &ModelRef, store: &super::store::Store) -> Result<Bundle> {
     let path = reader.path();
     if r.embedded.is_none() {
-        let b = store.get(&r.id)?;
+        let b = store.get(&r.id).map_err(|e| match e {
+            Error::ModelNotFound { id, searched } => Error::input(
+                path,
+                format!(
+                    "its model {id} ({}) is not in the model store here (searched: {searched}): set BALER_MODEL_PATH to the folder that holds it (the archive was packed without --embed-model)",
+                    r.name
+                ),
+            ),
+            e => e,
+        })?;
         if b.manifest.decoder.sha256 != r.decoder_sha256 {
             return Err(Error::Model { path: path.into(), what: format!("model {}: decoder hash differs from the archive's", r.id) });
         }

@@ -32,7 +32,7 @@ impl Store {
         &self.dirs[0]
     }
 
-    fn searched(&self) -> String {
+    pub fn searched(&self) -> String {
         self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
     }
 

@@ -106,10 +106,20 @@ def test_unpack_without_the_model_names_the_id_and_where_it_looked(cli, issue63_
     empty = tmp_path / "empty-store"
     empty.mkdir()
     out = tmp_path / "out.h5"
-    r = cli("unpack", arch, "-o", out, expect_fail=True, env={"BALER_MODEL_PATH": str(empty)})
+    env = {"BALER_MODEL_PATH": str(empty)}
+    r = cli("unpack", arch, "-o", out, expect_fail=True, env=env)
     assert r.returncode == 1
-    assert mid in r.stderr and str(empty) in r.stderr and "not found" in r.stderr
+    # The error names the archive (as every error names its file) and what to set, and does not
+    # tell someone unpacking to pack again.
+    line = next(ln for ln in r.stderr.splitlines() if ln.startswith("balerfile: error:"))
+    assert f"{arch}: its model {mid}" in line and str(empty) in line and "not in the model store here" in line, line
+    assert "BALER_MODEL_PATH" in line
     assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+    # inspect reads the archive without the model, and says the model is not here.
+    shown = cli("inspect", arch, env=env).stdout
+    assert f"model: {mid}" in shown and "NOT in the model store here" in shown, shown
+    shown = cli("inspect", arch).stdout
+    assert "NOT in the model store" not in shown and "in the model store, used by" in shown
 
 
 def test_modified_model_is_refused(cli, issue63_packed, model_store, tmp_path):
