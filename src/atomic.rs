@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 pub struct AtomicOutput {
     dest: PathBuf,
     tmp: PathBuf,
+    /// Where `tmp` is registered for removal on a fatal signal (`remove_temporaries_on_signal`).
+    slot: Option<usize>,
     /// The destination is a character device or a FIFO (`-o /dev/null`, a pipe another program
     /// reads): the finished file is copied into it, not renamed over it, which would put a
     /// regular file in the device's or the pipe's place.
@@ -113,7 +115,8 @@ impl AtomicOutput {
         let prefix = format!(".{name}.balerfile-tmp-{}-", host());
         remove_orphans(&dir, &prefix);
         let tmp = dir.join(format!("{prefix}{}", std::process::id()));
-        Ok(AtomicOutput { dest: dest.to_path_buf(), tmp, stream, committed: false })
+        let slot = on_signal::register(&tmp);
+        Ok(AtomicOutput { dest: dest.to_path_buf(), tmp, slot, stream, committed: false })
     }
 
     pub fn tmp_path(&self) -> &Path {
@@ -176,6 +179,91 @@ impl Drop for AtomicOutput {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
+        }
+        if let Some(k) = self.slot {
+            on_signal::release(k);
+        }
+    }
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP (Ctrl-C, a batch system's time limit, a closed terminal)
+/// remove the temporaries being written before the process ends as the signal would end it:
+/// without this, each left a hidden partial file (GBs for a large pack) that only a later
+/// write to the same name removed. For the command only: a library must not take a host's
+/// signals.
+pub fn remove_temporaries_on_signal() {
+    on_signal::install();
+}
+
+mod on_signal {
+    use std::ffi::CString;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+    /// Outputs written at once: a pack writes one, an unpack one (a few in tests).
+    const SLOTS: usize = 16;
+    static PATHS: [AtomicPtr<libc::c_char>; SLOTS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+    /// Registers `tmp`, returning its slot (None when the handler is not installed or every slot
+    /// is taken: the temporary is then left as before, for the next write to remove). The
+    /// path's bytes are leaked, never freed, so the handler can read any pointer it finds, even
+    /// one `release` has just taken out.
+    pub fn register(tmp: &Path) -> Option<usize> {
+        if !INSTALLED.load(Ordering::Acquire) {
+            return None;
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let c = CString::new(tmp.as_os_str().as_bytes()).ok()?;
+        let p = c.into_raw();
+        for (k, slot) in PATHS.iter().enumerate() {
+            if slot.compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                return Some(k);
+            }
+        }
+        // SAFETY: `p` came from CString::into_raw just above and was stored nowhere.
+        drop(unsafe { CString::from_raw(p) });
+        None
+    }
+
+    pub fn release(k: usize) {
+        PATHS[k].store(std::ptr::null_mut(), Ordering::Release);
+    }
+
+    extern "C" fn handler(sig: libc::c_int) {
+        for slot in &PATHS {
+            let p = slot.load(Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: a registered pointer is a NUL-terminated path that is never freed;
+                // unlink is async-signal-safe.
+                unsafe { libc::unlink(p) };
+            }
+        }
+        // SAFETY: signal and raise are async-signal-safe; with the default action back, the
+        // signal ends the process as it would have without this handler (exit status included).
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+
+    pub fn install() {
+        if INSTALLED.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: `handler` is an extern "C" fn of the type sigaction expects and only does
+            // async-signal-safe work; a signal the process ignores (nohup's SIGHUP) stays ignored.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN {
+                    continue;
+                }
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = handler as extern "C" fn(libc::c_int) as *const () as usize;
+                libc::sigemptyset(&mut act.sa_mask);
+                libc::sigaction(sig, &act, std::ptr::null_mut());
+            }
         }
     }
 }

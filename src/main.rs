@@ -29,6 +29,8 @@ fn main() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * most);
         }
     }
+    #[cfg(unix)]
+    balerfile::atomic::remove_temporaries_on_signal();
     std::process::exit(balerfile_cli::run());
 }
 

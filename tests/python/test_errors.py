@@ -186,6 +186,33 @@ def test_train_output_folder_of_other_files_is_refused(cli, zmumu_h5, tmp_path):
     assert "notes.txt" in error_lines(r)[0] and (bundle / "notes.txt").exists()
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_pack_leaves_no_temporary(balerfile, tmp_path, sig):
+    """Ctrl-C, or a batch system's time limit (SIGTERM), while a pack is writing: the output
+    that was there is untouched, and the hidden temporary is removed as the process ends (it
+    was left, as large as the pack had got, until a later write to the same name)."""
+    import signal
+    import subprocess
+    import time
+
+    src = tmp_path / "big.npy"
+    np.save(src, np.random.default_rng(1).standard_normal((3000, 10000), dtype=np.float32))
+    out = tmp_path / "out.baler"
+    out.write_bytes(b"OLD")
+    p = subprocess.Popen([balerfile, "pack", src, "-o", out, "--error", "rel=1e-4", "--no-model", "--threads", "1", "-q"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not [n for n in os.listdir(tmp_path) if "balerfile-tmp" in n]:
+        assert p.poll() is None, "the pack ended before its temporary appeared"
+        assert time.time() < deadline
+        time.sleep(0.005)
+    p.send_signal(getattr(signal, sig))
+    p.wait(timeout=60)
+    assert p.returncode == -getattr(signal, sig), (p.returncode, p.stderr.read())
+    assert out.read_bytes() == b"OLD"
+    assert sorted(os.listdir(tmp_path)) == ["big.npy", "out.baler"]
+
+
 def test_output_on_pseudo_filesystem(cli, hadcm3):
     # no one, root included, can create a file in /proc: an unwritable location even for root
     if not os.path.isdir("/proc/self"):
