@@ -52,6 +52,24 @@ fn check(ret: herr_t, what: &str) -> Result<(), String> {
     }
 }
 
+/// `what` went wrong writing `file`, and that its disk is full where it is: HDF5 says only that
+/// a write failed (its own stack holds the errno, which the message does not carry), where the
+/// other formats' writers say "No space left on device".
+fn with_space(what: String, file: &Path) -> String {
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return what };
+    // SAFETY: statvfs writes one struct statvfs into `st`, which is zeroed and ours; `c` is a
+    // NUL-terminated path.
+    let free = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    };
+    match free {
+        Some(b) if b < 1 << 20 => format!("{what}: no space left on the disk holding {} ({b} bytes free)", dir.display()),
+        _ => what,
+    }
+}
+
 /// The HDF5 file type for a dtype in a byte order (bools are h5py's FALSE/TRUE enum).
 fn h5_type(dtype: DType, order: ByteOrder) -> Result<Hid, String> {
     use hdf5::globals::*;
@@ -936,13 +954,13 @@ impl Sink for Hdf5Sink {
                 &format!("write rows {}..{}", rows.start, rows.end),
             )
         });
-        res.map_err(|what| Error::Hdf5 { path: self.output.dest().into(), what })
+        res.map_err(|what| Error::Hdf5 { path: self.output.dest().into(), what: with_space(what, self.output.tmp_path()) })
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
         self.open.clear();
         if let Some(f) = self.file.take() {
-            f.close().map_err(|e| Error::Hdf5 { path: self.output.dest().into(), what: e.to_string() })?;
+            f.close().map_err(|e| Error::Hdf5 { path: self.output.dest().into(), what: with_space(e.to_string(), self.output.tmp_path()) })?;
         }
         let Hdf5Sink { output, .. } = *self;
         output.commit()

@@ -213,6 +213,27 @@ def test_interrupted_pack_leaves_no_temporary(balerfile, tmp_path, sig):
     assert sorted(os.listdir(tmp_path)) == ["big.npy", "out.baler"]
 
 
+def test_full_disk_is_named_for_hdf5_outputs(cli, hadcm3, tmp_path):
+    """HDF5 says only that a write failed; the error says the disk is full, as the other
+    formats' do, and nothing is left on it. Needs a small file system to fill (a tmpfs: root)."""
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        arch = tmp_path / "a.baler"
+        cli("pack", hadcm3, "-o", arch, "--dataset", "air_temperature", "--error", "rel=1e-3")
+        for ext in ("h5", "nc"):
+            out = small / f"out.{ext}"
+            r = cli("unpack", arch, "-o", out, expect_fail=True)
+            assert_fails(r, out, out=out, outdir=small, before=[])
+            assert "no space left on the disk" in error_lines(r)[0], r.stderr
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
 def test_output_on_pseudo_filesystem(cli, hadcm3):
     # no one, root included, can create a file in /proc: an unwritable location even for root
     if not os.path.isdir("/proc/self"):
