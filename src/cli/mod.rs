@@ -970,15 +970,23 @@ fn ratio_line(raw: u64, archive: u64, embedded: u64, external: u64) -> String {
     }
 }
 
+/// "P% of raw, ratio R", or, for an archive of no array data (every branch skipped, objects
+/// carried), that there is none: a percentage of nothing is not a number.
+fn share_of_raw(raw: u64, archive: u64) -> String {
+    if raw == 0 {
+        return "no array data: no ratio".into();
+    }
+    format!("{:.2}% of raw, ratio {:.2}", 100.0 * archive as f64 / raw as f64, raw as f64 / archive.max(1) as f64)
+}
+
 fn print_pack(input: &Path, output: &Path, r: &PackReport, secs: f64, quiet: bool) {
-    let pct = 100.0 * r.archive_bytes as f64 / r.raw_bytes.max(1) as f64;
     println!(
-        "packed {} -> {}: {} -> {} ({pct:.2}% of raw, ratio {:.2}) in {secs:.2} s ({:.1} MB/s), {} chunks",
+        "packed {} -> {}: {} -> {} ({}) in {secs:.2} s ({:.1} MB/s), {} chunks",
         input.display(),
         output.display(),
         mb(r.raw_bytes),
         mb(r.archive_bytes),
-        r.raw_bytes as f64 / r.archive_bytes.max(1) as f64,
+        share_of_raw(r.raw_bytes, r.archive_bytes),
         r.raw_bytes as f64 / 1e6 / secs.max(1e-9),
         r.chunks
     );
@@ -1125,11 +1133,10 @@ fn print_inspect(file: &Path, ins: &balerfile::inspect::Inspection) {
     println!("{}: .baler format {} written by {} {}", file.display(), h.format_version, h.producer.name, h.producer.version);
     println!("source: {} ({:?})", h.source.name, h.source.kind);
     println!(
-        "size: {} bytes for {} raw ({:.2}% of raw, ratio {:.2}), {} chunks",
+        "size: {} bytes for {} raw ({}), {} chunks",
         ins.archive_bytes,
         ins.raw_bytes,
-        100.0 / ins.ratio.max(1e-12),
-        ins.ratio,
+        share_of_raw(ins.raw_bytes, ins.archive_bytes),
         ins.chunks
     );
     let stages: Vec<String> = h

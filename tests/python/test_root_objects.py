@@ -208,6 +208,16 @@ def test_trees_inside_directories_left_out_by_tree_are_not_reported(cli, tmp_pat
     assert r.returncode == 1 and "'d/t2' lies inside a directory" in r.stderr, r.stderr
 
 
+def test_an_archive_of_no_array_data_gives_no_ratio(cli, tmp_path):
+    """Every branch skipped, objects carried: no raw bytes, so no percentage of them (pack said
+    1655300.00 % of raw, inspect 100000000000000.00 %)."""
+    arch = tmp_path / "a.baler"
+    r = cli("pack", data("uproot-issue213.root"), "-o", arch)
+    assert "(no array data: no ratio)" in r.stdout, r.stdout
+    shown = cli("inspect", arch).stdout
+    assert "for 0 raw (no array data: no ratio)" in shown, shown
+
+
 def test_a_tree_with_no_branches_is_named_not_dropped(cli, tmp_path):
     """uproot-issue96's CollectionTree has no branch: nothing to pack, which pack says (a
     warning and the header's `skipped`) instead of leaving it out unsaid."""
