@@ -588,6 +588,15 @@ fn dispatch(cmd: Command) -> Result<()> {
             if kind == ModelKind::Bcae2d {
                 return train_bcae2d(&input, source.as_mut(), d, &layout, train_rows, &train, &net, output.as_deref(), &bar);
             }
+            if ds.kind == balerfile::header::DatasetKind::Array && ds.shape.len() >= 2 {
+                let shape: Vec<String> = ds.shape.iter().map(u64::to_string).collect();
+                anyhow::bail!(
+                    "{}: {} is a field ({}), and the dense model trains on tables of named columns: train a conv model of the field with --kind conv",
+                    input.display(),
+                    ds.name(),
+                    shape.join(" x ")
+                );
+            }
             // Every float variable is a feature unless a spec makes it lossless.
             let mut specs = vec![ErrorSpec { variable: None, bound: balerfile::bound::Bound::None }];
             specs.extend(errors);
@@ -597,7 +606,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             let t = Instant::now();
             let mut opts = train.options();
             opts.name.get_or_insert_with(|| ds.name().to_string());
-            let trained = balerfile::train::train(&data, &opts, &bar)?;
+            let trained = balerfile::train::train(&data, &opts, &bar).with_context(|| input.display().to_string())?;
             let store = Store::from_env();
             let id = store_trained(&store, &trained.manifest, &trained.encoder, &trained.decoder, output.as_deref())?;
             let tr = &trained.manifest.provenance["training"];

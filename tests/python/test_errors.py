@@ -234,6 +234,15 @@ def test_full_disk_is_named_for_hdf5_outputs(cli, hadcm3, tmp_path):
         subprocess.run(["umount", str(small)], capture_output=True)
 
 
+def test_train_names_the_file_and_points_a_field_to_conv(cli, hadcm3, zmumu_h5, tmp_path):
+    r = cli("train", hadcm3, "--dataset", "air_temperature", "--epochs", "1", expect_fail=True)
+    assert_fails(r, hadcm3)
+    assert "is a field (240 x 37 x 49)" in error_lines(r)[0] and "--kind conv" in error_lines(r)[0]
+    r = cli("train", zmumu_h5, "--train-rows", "5", "--epochs", "1", expect_fail=True)
+    assert_fails(r, zmumu_h5)
+    assert "too few to train on" in error_lines(r)[0]
+
+
 def test_output_on_pseudo_filesystem(cli, hadcm3):
     # no one, root included, can create a file in /proc: an unwritable location even for root
     if not os.path.isdir("/proc/self"):
