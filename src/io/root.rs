@@ -107,9 +107,12 @@ fn shape_of(b: &oxyroot::Branch) -> Shape {
             return Shape::Vector(d);
         }
     }
+    let leaves = b.leaf_titles();
     let why = match ty.as_str() {
         "char*" | "string" | "TString" => format!("a {ty} (text) branch"),
         t if t.ends_with(']') => format!("a fixed-size array ({t})"),
+        // A leaf list ("x/D:y/I:z/B") holds a struct of several leaves in one branch.
+        _ if leaves.len() > 1 => format!("a leaf list of {} leaves ({}), which balerfile does not split into columns yet", leaves.len(), leaves.join(", ")),
         t => format!("of type {t}"),
     };
     Shape::Unsupported(why)
@@ -237,6 +240,18 @@ pub struct RootSource {
     carried: Vec<(RootObject, Vec<u8>)>,
 }
 
+/// Why the ROOT reader could not open a file, in words: a streamer element class it does not
+/// know (its factory's error names it) is a limit of the reader, not damage to the file.
+fn unreadable(e: &str) -> String {
+    const UNKNOWN: &str = "ClassNameNotRegisteredInFactory(\"";
+    match e.find(UNKNOWN).map(|i| &e[i + UNKNOWN.len()..]).and_then(|r| r.split('"').next()) {
+        Some(class) => format!(
+            "its streamer infos use {class}, which balerfile's ROOT reader cannot read yet, so the file cannot be opened (the file itself may be sound)"
+        ),
+        None => format!("not a readable ROOT file: {e}"),
+    }
+}
+
 /// Classes whose objects point at other records of their file (a tree's baskets, an RNTuple's
 /// pages), so their key's bytes alone are not the object: they cannot be carried.
 fn points_elsewhere(class: &str) -> bool {
@@ -316,7 +331,7 @@ impl RootSource {
 
     fn read(path: &Path, select: &RootSelect) -> Result<Self> {
         let err = |what: String| Error::input(path, what);
-        let mut file = RootFile::open(path).map_err(|e| err(format!("not a readable ROOT file: {e}")))?;
+        let mut file = RootFile::open(path).map_err(|e| err(unreadable(&e.to_string())))?;
         let (carried, skipped, nested) = carry(&mut file, !select.trees.is_empty(), &err)?;
         if select.strict {
             if let Some(s) = skipped.first() {
