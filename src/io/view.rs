@@ -75,11 +75,11 @@ pub struct FillSpec {
 impl std::str::FromStr for FillSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let (variable, v) = crate::bound::split_target(s).map_err(|e| Error::Usage(format!("--fill-value {s}: {e}")))?;
+        let (variable, v) = crate::bound::split_target(s).map_err(|e| Error::Usage(format!("fill value {s}: {e}")))?;
         let variable = variable.map(str::to_string);
         let value = match v.trim() {
             "none" => None,
-            t => Some(t.parse::<f64>().map_err(|_| Error::Usage(format!("--fill-value {s}: '{t}' is not a number or 'none'")))?),
+            t => Some(t.parse::<f64>().map_err(|_| Error::Usage(format!("fill value {s}: '{t}' is not a number or 'none'")))?),
         };
         Ok(FillSpec { variable, value })
     }
@@ -90,7 +90,7 @@ fn apply_fill_specs(layout: &mut SourceLayout, path: &Path, fills: &[FillSpec]) 
         if let Some(n) = &f.variable {
             let known = layout.datasets.iter().any(|d| d.name() == n || d.variables.iter().any(|v| &v.name == n || v.field.as_deref() == Some(n)));
             if !known {
-                return Err(Error::input(path, format!("--fill-value {n}:...: no variable or dataset named '{n}'")));
+                return Err(Error::input(path, format!("fill value for {n}: no variable or dataset named '{n}'")));
             }
         }
     }
