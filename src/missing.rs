@@ -132,6 +132,9 @@ fn numbers(name: &str, a: &crate::header::Attribute) -> Result<Vec<f64>, String>
         .collect()
 }
 
+/// `MissingInfo::from` of a rule taken from an HDF5 dataset's fill value property.
+pub const HDF5_FILL: &str = "hdf5 fill value";
+
 /// The CF missing-value rule a float variable's attributes declare, with the attribute names it
 /// came from; None when it declares none (NaN is still missing: see `MissingRule::is_missing`).
 /// A declaration that cannot be honoured (a string `_FillValue`, a reversed `valid_range`) is an

@@ -172,16 +172,17 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     // What the filter does not touch is copied object by object, as it was.
     let src = hdf5::File::open(input).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
     let super::FileWalk { datasets: all, links } = super::walk_file(&src).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
-    for p in all {
-        if !targets.iter().any(|t| t.info.path == p) {
-            sink.copy_object(&src, &p)?;
-            report.copied.push(p);
+    for p in &all {
+        if !targets.iter().any(|t| &t.info.path == p) {
+            sink.copy_object(&src, p)?;
+            report.copied.push(p.clone());
         }
     }
     // Links as they were (a dataset reached by two names stays one dataset).
     for (path, link) in &links {
         sink.link(path, link)?;
     }
+    sink.relink_dimensions(&src, &report.copied, &all)?;
 
     let total: u64 = targets.iter().map(|t| t.info.raw_bytes()).sum();
     progress.start(&format!("compressing into {}", output.display()), total);

@@ -356,6 +356,24 @@ impl Walk {
     }
 }
 
+/// The fill value a float dataset's writer set on it (HDF5's fill value property, user-defined:
+/// h5py's `fillvalue=`), as a missing-value rule: what HDF5 hands back for the elements never
+/// written, and what the filter takes as missing (`h5filter::params`). A CF `_FillValue` or
+/// `missing_value` attribute, where there is one, says more and takes its place
+/// (`io::view::declare_missing`).
+fn fill_property(ds: &hdf5::Dataset, dtype: DType) -> Option<crate::missing::MissingRule> {
+    use hdf5::plist::dataset_create::FillValue;
+    if !dtype.is_float() {
+        return None;
+    }
+    let p = ds.dcpl().ok()?;
+    if p.fill_value_defined() != FillValue::UserDefined {
+        return None;
+    }
+    let v = p.fill_value_as::<f64>()?;
+    crate::missing::MissingRule::new(dtype, &[v], None, None).ok()
+}
+
 fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Result<DatasetInfo, String> {
     if ds.space().is_ok_and(|s| s.is_null()) {
         // h5py.Empty: a dataset that holds no values at all (its attributes are what it carries).
@@ -410,6 +428,12 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
     };
     let mut attributes = read_attrs(ds, path, skipped);
     dimscales::keep_dimension_ids(ds, shape.len(), &mut attributes);
+    let mut variables = variables;
+    if kind == DatasetKind::Array {
+        if let Some(rule) = fill_property(ds, variables[0].dtype) {
+            variables[0].missing = Some(rule.to_info(vec![crate::missing::HDF5_FILL.into()]));
+        }
+    }
     Ok(DatasetInfo {
         path: path.to_string(),
         kind,
@@ -658,6 +682,13 @@ impl Hdf5Sink {
         r.map_err(|e| Error::Hdf5 { path: self.output.dest().into(), what: format!("link {path}: {e}") })
     }
 
+    /// After `copy_object` of `copied` (of `all`, the source's datasets that are in this file):
+    /// their dimension links made again (`dimscales::relink`).
+    pub fn relink_dimensions(&self, src: &hdf5::File, copied: &[String], all: &[String]) -> Result<()> {
+        let file = self.file.as_ref().expect("sink open");
+        dimscales::relink(src, file, copied, all).map_err(|what| Error::Hdf5 { path: self.output.dest().into(), what })
+    }
+
     pub fn copy_object(&self, src: &hdf5::File, path: &str) -> Result<()> {
         let file = self.file.as_ref().expect("sink open");
         let fail = |what: String| Error::Hdf5 { path: self.output.dest().into(), what: format!("copy {path}: {what}") };
@@ -688,6 +719,7 @@ mod dimscales {
     #[link(name = "hdf5_hl")]
     extern "C" {
         fn H5DSattach_scale(did: hid_t, dsid: hid_t, idx: c_uint) -> herr_t;
+        fn H5DSis_attached(did: hid_t, dsid: hid_t, idx: c_uint) -> hdf5_sys::h5::htri_t;
         fn H5DSiterate_scales(did: hid_t, dim: c_uint, idx: *mut c_int, visitor: Visitor, visitor_data: *mut c_void) -> herr_t;
     }
 
@@ -732,6 +764,75 @@ mod dimscales {
             return None;
         }
         out
+    }
+
+    /// The paths (in their file) of the scales attached to each of `did`'s `rank` axes.
+    fn scale_paths(did: hid_t, rank: usize) -> Vec<Vec<String>> {
+        unsafe extern "C" fn name(_did: hid_t, _dim: c_uint, dsid: hid_t, data: *mut c_void) -> herr_t {
+            // SAFETY: `data` is the `Vec<String>` `scale_paths` passes, alive for the call; `dsid`
+            // is an open scale HDF5 hands the visitor; H5Iget_name writes at most `buf.len()`
+            // bytes, NUL included, into `buf`.
+            unsafe {
+                let out = &mut *(data as *mut Vec<String>);
+                let mut buf = vec![0u8; 1024];
+                let n = hdf5_sys::h5i::H5Iget_name(dsid, buf.as_mut_ptr().cast(), buf.len());
+                if n > 0 && (n as usize) < buf.len() {
+                    out.push(String::from_utf8_lossy(&buf[..n as usize]).into_owned());
+                }
+            }
+            0
+        }
+        (0..rank)
+            .map(|dim| {
+                let mut out: Vec<String> = Vec::new();
+                // SAFETY: `did` is an open dataset; the visitor writes only through the pointer
+                // to `out`, which outlives the call; under hdf5-metno's lock.
+                hdf5::sync::sync(|| unsafe { H5DSiterate_scales(did, dim as c_uint, std::ptr::null_mut(), name, (&mut out as *mut Vec<String>).cast()) });
+                out
+            })
+            .collect()
+    }
+
+    fn has_attribute(ds: &hdf5::Dataset, name: &str) -> bool {
+        ds.attr_names().is_ok_and(|n| n.iter().any(|a| a == name))
+    }
+
+    /// Links again the dimension scales of the datasets of `out` that came from `src`, after
+    /// `copied` of them were copied with H5Ocopy and the rest made afresh. DIMENSION_LIST and
+    /// REFERENCE_LIST are object references, which H5Ocopy carries over as addresses in `src`:
+    /// in `out` they point at nothing, and netCDF and xarray could not open the file. So the
+    /// copied ones are removed, and every axis is attached to the scales at the paths its
+    /// source dataset's were attached to (the datasets made afresh have those the archive's
+    /// dimension ids gave them already).
+    pub(super) fn relink(src: &hdf5::File, out: &hdf5::File, copied: &[String], all: &[String]) -> Result<(), String> {
+        for p in copied {
+            let Ok(ds) = out.dataset(p) else { continue };
+            for name in ["REFERENCE_LIST", "DIMENSION_LIST"] {
+                if has_attribute(&ds, name) {
+                    remove_attribute(&ds, name, p)?;
+                }
+            }
+        }
+        for p in all {
+            let Ok(s) = src.dataset(p) else { continue };
+            if !has_attribute(&s, "DIMENSION_LIST") {
+                continue;
+            }
+            let o = out.dataset(p).map_err(|e| format!("{p}: {e}"))?;
+            for (dim, scales) in scale_paths(s.id(), s.ndim()).iter().enumerate() {
+                for sp in scales {
+                    let scale = out.dataset(sp).map_err(|e| format!("dimension scale {sp} of {p}: {e}"))?;
+                    // SAFETY: both ids are open datasets of `out`, kept open for the calls;
+                    // under hdf5-metno's lock.
+                    let attached = hdf5::sync::sync(|| unsafe { H5DSis_attached(o.id(), scale.id(), dim as c_uint) });
+                    if attached <= 0 {
+                        let ret = hdf5::sync::sync(|| unsafe { H5DSattach_scale(o.id(), scale.id(), dim as c_uint) });
+                        check(ret, &format!("attach dimension scale {sp} to axis {dim} of {p}"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Adds `LINKED_DIMIDS` to a dataset's attributes where the file links it to its scales
@@ -841,11 +942,18 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
             let dims: Vec<hsize_t> = info.shape.clone();
             Hid::new(h5s::H5Screate_simple(dims.len() as i32, dims.as_ptr(), std::ptr::null()), h5s::H5Sclose, "create a dataspace")?
         };
-        let dcpl = match storage {
-            None => None,
-            Some(st) => {
-                use hdf5_sys::h5p;
-                let dcpl = Hid::new(h5p::H5Pcreate(*hdf5::globals::H5P_DATASET_CREATE), h5p::H5Pclose, "create a dataset creation property list")?;
+        // The fill value property the source dataset had (`fill_property`), set again: readers
+        // get it for elements never written, and the filter and `pack` take it as missing.
+        let fill = match (&info.kind, info.variables.first().and_then(|v| v.missing.as_ref())) {
+            (DatasetKind::Array, Some(m)) if m.from == [crate::missing::HDF5_FILL] => m.fill.first().and_then(crate::header::float_from_json),
+            _ => None,
+        };
+        let dcpl = if storage.is_none() && fill.is_none() {
+            None
+        } else {
+            use hdf5_sys::h5p;
+            let dcpl = Hid::new(h5p::H5Pcreate(*hdf5::globals::H5P_DATASET_CREATE), h5p::H5Pclose, "create a dataset creation property list")?;
+            if let Some(st) = storage {
                 check(h5p::H5Pset_chunk(dcpl.0, st.chunk.len() as i32, st.chunk.as_ptr()), &format!("set chunks {:?}", st.chunk))?;
                 if let Some((id, cd)) = &st.filter {
                     check(
@@ -853,8 +961,12 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
                         &format!("add filter {id} (is it registered?)"),
                     )?;
                 }
-                Some(dcpl)
             }
+            if let Some(v) = fill {
+                // HDF5 converts the double to the dataset's type, as it stored the original.
+                check(h5p::H5Pset_fill_value(dcpl.0, *hdf5::globals::H5T_NATIVE_DOUBLE, (&v as *const f64).cast()), "set the fill value")?;
+            }
+            Some(dcpl)
         };
         let dcpl_id = dcpl.as_ref().map_or(H5P_DEFAULT, |d| d.0);
         let id = h5d::H5Dcreate2(parent.id(), cname.as_ptr(), ftype.mem.0, space.0, H5P_DEFAULT, dcpl_id, H5P_DEFAULT);

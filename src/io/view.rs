@@ -31,7 +31,10 @@ pub fn as_meant(
 pub fn declare_missing(layout: &mut SourceLayout, path: &Path) -> Result<()> {
     for ds in layout.datasets.iter_mut().filter(|d| d.kind != DatasetKind::Compound) {
         // A compound's fill value is a whole record, not a per-field marker.
-        for var in ds.variables.iter_mut().filter(|v| v.missing.is_none()) {
+        // A rule from HDF5's fill value property gives way to the attributes': netCDF writes
+        // both, and its attributes may add a missing_value or a valid range.
+        let from_fill_property = |v: &crate::header::VariableInfo| v.missing.as_ref().is_some_and(|m| m.from == [crate::missing::HDF5_FILL]);
+        for var in ds.variables.iter_mut().filter(|v| v.missing.is_none() || from_fill_property(v)) {
             match crate::missing::from_attributes(var.dtype, &ds.attributes) {
                 Ok(Some((rule, from))) => var.missing = Some(rule.to_info(from)),
                 Ok(None) => {}

@@ -583,3 +583,41 @@ def test_a_chunk_written_in_parts_is_named_once(plugin, tmp_path, parts, cache):
     else:
         assert warned == 0, r.stderr
         assert worst <= 1.0
+
+
+def test_h5_compress_of_netcdf4_with_copied_variables_stays_netcdf(cli, tmp_path):
+    """A netCDF-4 file with an int flag and a char variable (copied as they were) beside a
+    float field (filtered): their dimension links are object references, which H5Ocopy carried
+    over as addresses in the input, so netCDF and xarray could not open the output ("NetCDF: HDF
+    error") while h5 compress and h5 verify said nothing. They are linked again."""
+    import netCDF4
+
+    src, out = tmp_path / "cf.nc", tmp_path / "cf_c.nc"
+    rng = np.random.default_rng(3)
+    with netCDF4.Dataset(src, "w") as ds:
+        for d, n in (("time", 6), ("lat", 20), ("lon", 30), ("n4", 4)):
+            ds.createDimension(d, n)
+        ds.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-10, 10, 20)
+        ds.createVariable("time", "i4", ("time",))[:] = np.arange(6)
+        ds.createVariable("temp", "f4", ("time", "lat", "lon"))[:] = 280 + rng.standard_normal((6, 20, 30))
+        ds.createVariable("flag", "i1", ("time", "lat", "lon"))[:] = rng.integers(0, 3, (6, 20, 30))
+        ds.createVariable("site", "S1", ("lat", "n4"))[:] = netCDF4.stringtochar(np.array(["ab%02d" % i for i in range(20)], "S4"))
+    cli("h5", "compress", src, out, "--error", "abs=0.01", "--no-model")
+    code = textwrap.dedent(f"""
+        import netCDF4, xarray as xr, numpy as np
+        a, b = netCDF4.Dataset({str(src)!r}), netCDF4.Dataset({str(out)!r})
+        for n, v in a.variables.items():
+            w = b.variables[n]
+            assert w.dimensions == v.dimensions, (n, w.dimensions, v.dimensions)
+            x, y = v[:], w[:]
+            if n == "temp":
+                assert np.abs(y.astype("f8") - x).max() <= 0.01, n
+            else:
+                assert np.array_equal(np.asarray(x), np.asarray(y)), n
+        ds = xr.open_dataset({str(out)!r})
+        assert ds["flag"].dims == ("time", "lat", "lon"), ds["flag"].dims
+        assert ds["site"].dims[0] == "lat", ds["site"].dims  # xarray joins the chars into strings
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], env=bare_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

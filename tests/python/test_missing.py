@@ -200,3 +200,29 @@ def test_h5_compress_keeps_a_quantisable_fill_value_exact(cli, tmp_path):
     assert balerfile_h5.parse_cd_values(cd)["fill"] == -999.0, "the filter was not told the fill value"
     y = read_in_new_process(out, var, tmp_path / "y.npy", bare_env())
     check_field(x, y, {"_FillValue": np.float32(-999.0)}, 1e-2, "h5 compress, fill -999")
+
+
+def test_hdf5_fill_value_property_is_missing_in_pack_and_h5_compress(cli, hadcm3, tmp_path):
+    """A fill value set on the dataset (h5py's fillvalue=, no CF attribute) marks missing
+    elements in pack and h5 compress as it does in the filter (README, "Your data"): h5 compress
+    had taken -999 into the rel range (errors 150x the bound on valid values), and both dropped
+    the property (it read back 0)."""
+    with h5py.File(hadcm3, "r") as f:
+        x = f["air_temperature"][:24].astype("f4")
+    x[:, :5, :7] = -999
+    src = tmp_path / "fp.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("t", data=x, chunks=(4, 37, 49), fillvalue=-999)
+    valid = x != -999
+    tol = 1e-3 * float(x[valid].max() - x[valid].min())
+    arch, back, comp = tmp_path / "fp.baler", tmp_path / "back.h5", tmp_path / "comp.h5"
+    r = cli("pack", src, "-o", arch, "--error", "rel=1e-3")
+    assert "from hdf5 fill value" in r.stdout + r.stderr
+    cli("unpack", arch, "-o", back)
+    cli("h5", "compress", src, comp, "--error", "rel=1e-3", "--no-model")
+    for out in (back, comp):
+        with h5py.File(out, "r") as f:
+            y = f["t"][()]
+            assert f["t"].fillvalue == -999, out
+        assert np.array_equal(x[~valid].view("u4"), y[~valid].view("u4")), out
+        assert np.abs(y[valid].astype("f8") - x[valid]).max() <= tol, out
