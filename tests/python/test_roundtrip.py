@@ -307,3 +307,27 @@ def test_unwritten_chunks_read_as_fill_or_zero(cli, tmp_path):
     assert np.array_equal(filled[:8], written) and np.array_equal(never[:8], written)
     assert np.all(filled[8:] == 7.5), "HDF5's fill value where nothing was written"
     assert np.all(never[8:] == 0.0) and not np.signbit(never[8:]).any(), "zeros where HDF5 writes nothing"
+
+
+def test_attributes_the_library_cannot_list_are_named_not_dropped(cli, tmp_path):
+    """An HDF5 2.0 file written with libver='latest' and an enum attribute: HDF5 1.10 (and its
+    h5dump) cannot list that dataset's attributes. pack had dropped all of them unsaid; where the
+    library cannot read them they are named skipped (and --strict refuses), else they come back."""
+    import h5py
+
+    src = tmp_path / "latest.h5"
+    with h5py.File(src, "w", libver="latest") as f:
+        d = f.create_dataset("x", data=np.arange(10.0))
+        d.attrs["units"] = "K"
+        d.attrs["flag"] = np.array(1, dtype=h5py.enum_dtype({"A": 0, "B": 1}, "u1"))
+    arch, back = tmp_path / "l.baler", tmp_path / "back.h5"
+    r = cli("pack", src, "-o", arch)
+    cli("unpack", arch, "-o", back)
+    with h5py.File(back, "r") as f:
+        kept = set(f["x"].attrs)
+    if "skipped /x attributes" in r.stderr:
+        assert "cannot list them" in r.stderr
+        r = cli("pack", src, "-o", tmp_path / "s.baler", "--strict", expect_fail=True)
+        assert r.returncode == 1 and "/x attributes" in r.stderr
+    else:
+        assert "units" in kept, (kept, r.stderr)
