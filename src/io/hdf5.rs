@@ -525,7 +525,10 @@ fn read_attr(attr: &hdf5::Attribute) -> Result<Attribute, String> {
     let dt = attr.dtype().map_err(|e| e.to_string())?;
     let desc = dt.to_descriptor().map_err(|_| "unsupported attribute type".to_string())?;
     let shape: Vec<u64> = attr.shape().iter().map(|&s| s as u64).collect();
-    let count: usize = attr.shape().iter().product();
+    // A null dataspace (h5py.Empty, netCDF's zero-length attributes) holds no value: read as
+    // none (shape [], value null; `write_attr` makes it so again), not as one 0.
+    let null = attr.space().is_ok_and(|s| s.is_null());
+    let count: usize = if null { 0 } else { attr.shape().iter().product() };
     let scalar = shape.is_empty();
     let pack = |vals: Vec<serde_json::Value>| {
         if scalar {
@@ -537,7 +540,9 @@ fn read_attr(attr: &hdf5::Attribute) -> Result<Attribute, String> {
     if let Some(dtype) = dtype_of(&desc) {
         let mem = h5_type(dtype, ByteOrder::Le)?;
         let mut buf = vec![0u8; count * dtype.size()];
-        check(hdf5::sync::sync(|| unsafe { h5a::H5Aread(attr.id(), mem.0, buf.as_mut_ptr().cast()) }), "read an attribute")?;
+        if !null {
+            check(hdf5::sync::sync(|| unsafe { h5a::H5Aread(attr.id(), mem.0, buf.as_mut_ptr().cast()) }), "read an attribute")?;
+        }
         let vals = buf
             .chunks_exact(dtype.size())
             .map(|b| {
@@ -685,7 +690,13 @@ impl Hdf5Sink {
     ) -> Result<Self> {
         let output = AtomicOutput::new(path)?;
         let fail = |what: String| Error::Hdf5 { path: path.into(), what };
-        let file = hdf5::File::create(output.tmp_path()).map_err(|e| fail(e.to_string()))?;
+        // HDF5 1.8's object formats at the least, as netCDF-4 writes: attributes over 64 KiB
+        // (dense attribute storage) need them, and a source that held one gave an archive whose
+        // unpack to HDF5 failed ("could not create the attribute").
+        let file = hdf5::File::with_options()
+            .with_fapl(|p| p.libver_v18())
+            .create(output.tmp_path())
+            .map_err(|e| fail(e.to_string()))?;
         for g in groups {
             let group = if g.path == "/" {
                 file.group("/")
@@ -1024,17 +1035,23 @@ fn write_attrs(loc: &hdf5::Location, attrs: &Attributes) -> Result<(), String> {
 
 fn write_attr(loc: hid_t, name: &str, a: &Attribute) -> Result<(), String> {
     let cname = CString::new(name).map_err(|_| "name holds a NUL")?;
+    // An attribute with no value (a null dataspace: h5py.Empty, netCDF's empty attributes) is
+    // made so again: its type and nothing else.
+    let null = a.shape.is_empty() && a.value.is_null();
     let values: Vec<&serde_json::Value> = match &a.value {
+        _ if null => Vec::new(),
         serde_json::Value::Array(v) if !a.shape.is_empty() => v.iter().collect(),
         v if a.shape.is_empty() => vec![v],
         _ => return Err("value does not match its shape".into()),
     };
     let count: u64 = a.shape.iter().product();
-    if values.len() as u64 != count {
+    if !null && values.len() as u64 != count {
         return Err(format!("{} values for shape {:?}", values.len(), a.shape));
     }
     let space = hdf5::sync::sync(|| unsafe {
-        if a.shape.is_empty() {
+        if null {
+            Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_NULL), h5s::H5Sclose, "create a null dataspace")
+        } else if a.shape.is_empty() {
             Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR), h5s::H5Sclose, "create a dataspace")
         } else {
             Hid::new(h5s::H5Screate_simple(a.shape.len() as i32, a.shape.as_ptr(), std::ptr::null()), h5s::H5Sclose, "create a dataspace")
@@ -1043,6 +1060,9 @@ fn write_attr(loc: hid_t, name: &str, a: &Attribute) -> Result<(), String> {
     let create_write = |ftype: hid_t, mtype: hid_t, buf: *const c_void| -> Result<(), String> {
         hdf5::sync::sync(|| unsafe {
             let at = Hid::new(h5a::H5Acreate2(loc, cname.as_ptr(), ftype, space.0, H5P_DEFAULT, H5P_DEFAULT), h5a::H5Aclose, "create the attribute")?;
+            if null {
+                return Ok(());
+            }
             check(h5a::H5Awrite(at.0, mtype, buf), "write the attribute")
         })
     };

@@ -331,3 +331,25 @@ def test_attributes_the_library_cannot_list_are_named_not_dropped(cli, tmp_path)
         assert r.returncode == 1 and "/x attributes" in r.stderr
     else:
         assert "units" in kept, (kept, r.stderr)
+
+
+def test_empty_and_large_attributes_come_back(cli, tmp_path):
+    """Attributes with no value (h5py.Empty, netCDF's zero-length flag_values) came back as
+    one 0, and a string one made the archive unpackable to HDF5; an attribute over 64 KiB (dense
+    attribute storage) did too. All come back as they were."""
+    import h5py
+
+    src = tmp_path / "attrs.h5"
+    big = np.arange(10000, dtype="f8")  # 80 KB
+    with h5py.File(src, "w", libver=("v108", "latest")) as f:
+        d = f.create_dataset("x", data=np.arange(10.0))
+        d.attrs["empty_f"] = h5py.Empty("f4")
+        d.attrs["large"] = big
+        f.attrs["empty_str"] = h5py.Empty(h5py.string_dtype())
+    arch, back = tmp_path / "a.baler", tmp_path / "back.h5"
+    cli("pack", src, "-o", arch)
+    cli("unpack", arch, "-o", back)
+    with h5py.File(back, "r") as f:
+        assert isinstance(f["x"].attrs["empty_f"], h5py.Empty) and f["x"].attrs["empty_f"].dtype == np.float32
+        assert isinstance(f.attrs["empty_str"], h5py.Empty)
+        assert np.array_equal(f["x"].attrs["large"], big)
