@@ -174,7 +174,9 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     let super::FileWalk { datasets: all, links } = super::walk_file(&src).map_err(|e| Error::Hdf5 { path: input.into(), what: e.to_string() })?;
     for p in &all {
         if !targets.iter().any(|t| &t.info.path == p) {
-            sink.copy_object(&src, p)?;
+            for lost in sink.copy_object(&src, p)? {
+                report.notes.push(format!("{}: not kept: {}", lost.path, lost.reason));
+            }
             report.copied.push(p.clone());
         }
     }

@@ -739,17 +739,86 @@ impl Hdf5Sink {
         dimscales::relink(src, file, copied, all).map_err(|what| Error::Hdf5 { path: self.output.dest().into(), what })
     }
 
-    pub fn copy_object(&self, src: &hdf5::File, path: &str) -> Result<()> {
+    /// What the copy could not keep comes back (attributes of a dataset made afresh).
+    pub fn copy_object(&self, src: &hdf5::File, path: &str) -> Result<Vec<Skipped>> {
         let file = self.file.as_ref().expect("sink open");
         let fail = |what: String| Error::Hdf5 { path: self.output.dest().into(), what: format!("copy {path}: {what}") };
         let cpath = CString::new(path).map_err(|_| fail("path holds a NUL".into()))?;
+        if let Ok(ds) = src.dataset(path) {
+            if vlen_with_fill(&ds) {
+                copy_afresh(&ds, file, &cpath).map_err(fail)?;
+                let mut skipped = Vec::new();
+                let attrs = read_attrs(&ds, path, &mut skipped);
+                let out = file.dataset(path).map_err(|e| fail(e.to_string()))?;
+                // Object references (DIMENSION_LIST) are skipped here and made again by
+                // `relink_dimensions`.
+                skipped.retain(|s| !s.path.ends_with(" attribute DIMENSION_LIST"));
+                write_attrs(&out, &attrs).map_err(fail)?;
+                return Ok(skipped);
+            }
+        }
         hdf5::sync::sync(|| unsafe {
             let lcpl = Hid::new(hdf5_sys::h5p::H5Pcreate(*hdf5::globals::H5P_LINK_CREATE), hdf5_sys::h5p::H5Pclose, "create a link property list")?;
             check(hdf5_sys::h5p::H5Pset_create_intermediate_group(lcpl.0, 1), "set intermediate group creation")?;
             check(hdf5_sys::h5o::H5Ocopy(src.id(), cpath.as_ptr(), file.id(), cpath.as_ptr(), H5P_DEFAULT, lcpl.0), "copy the object")
         })
-        .map_err(fail)
+        .map_err(fail)?;
+        Ok(Vec::new())
     }
+}
+
+/// Whether `ds` holds variable-length values (netCDF-4 string variables) and has a fill value
+/// set: H5Ocopy to another file writes such a fill value's reference into a global heap of the
+/// source, so the copy's creation properties cannot be read ("bad global heap collection
+/// signature": h5py, h5dump and netCDF fail on it; h5py's own copy does the same with HDF5 2.0).
+fn vlen_with_fill(ds: &hdf5::Dataset) -> bool {
+    use hdf5_sys::h5d::H5D_fill_value_t;
+    // SAFETY: `ds` is open; the type and property list ids are closed by their guards; the
+    // fill state is written into a local; under hdf5-metno's lock.
+    hdf5::sync::sync(|| unsafe {
+        let Ok(t) = Hid::new(h5d::H5Dget_type(ds.id()), h5t::H5Tclose, "get the type") else { return false };
+        let vlen = h5t::H5Tis_variable_str(t.0) > 0 || h5t::H5Tdetect_class(t.0, h5t::H5T_class_t::H5T_VLEN) > 0;
+        let Ok(dcpl) = Hid::new(h5d::H5Dget_create_plist(ds.id()), hdf5_sys::h5p::H5Pclose, "get the creation properties") else { return false };
+        let mut state = H5D_fill_value_t::H5D_FILL_VALUE_UNDEFINED;
+        vlen && hdf5_sys::h5p::H5Pfill_value_defined(dcpl.0, &mut state) >= 0 && state == H5D_fill_value_t::H5D_FILL_VALUE_USER_DEFINED
+    })
+}
+
+/// Makes dataset `cpath` of `out` afresh from `src`'s: its type, shape, creation properties
+/// (chunks, filters, the fill value written into `out`'s own heap) and values.
+#[allow(deprecated)] // H5Dvlen_reclaim: H5Treclaim from 1.12 only, and 1.10 is supported.
+fn copy_afresh(src: &hdf5::Dataset, out: &hdf5::File, cpath: &CString) -> Result<(), String> {
+    use hdf5_sys::h5p;
+    // SAFETY: every id is closed by its guard; `fill` holds one element of the type (H5Tget_size
+    // bytes) and `buf` `n` of them, as H5Pget_fill_value and H5Dread write; HDF5 allocated the
+    // variable-length parts they point to, and H5Dvlen_reclaim frees those after their last use
+    // (H5Pset_fill_value and H5Dwrite copy what they need); under hdf5-metno's lock.
+    hdf5::sync::sync(|| unsafe {
+        let t = Hid::new(h5d::H5Dget_type(src.id()), h5t::H5Tclose, "get the type")?;
+        let space = Hid::new(h5d::H5Dget_space(src.id()), h5s::H5Sclose, "get the dataspace")?;
+        let dcpl = Hid::new(h5d::H5Dget_create_plist(src.id()), h5p::H5Pclose, "get the creation properties")?;
+        let size = h5t::H5Tget_size(t.0);
+        // One element of the type: for a variable-length one, pointers HDF5 allocates.
+        let mut fill = vec![0u8; size.max(1)];
+        check(h5p::H5Pget_fill_value(dcpl.0, t.0, fill.as_mut_ptr().cast()), "read the fill value")?;
+        let ndcpl = Hid::new(h5p::H5Pcopy(dcpl.0), h5p::H5Pclose, "copy the creation properties")?;
+        let set = h5p::H5Pset_fill_value(ndcpl.0, t.0, fill.as_ptr().cast());
+        let one = Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR), h5s::H5Sclose, "create a dataspace")?;
+        h5d::H5Dvlen_reclaim(t.0, one.0, H5P_DEFAULT, fill.as_mut_ptr().cast());
+        check(set, "set the fill value")?;
+        let lcpl = Hid::new(h5p::H5Pcreate(*hdf5::globals::H5P_LINK_CREATE), h5p::H5Pclose, "create a link property list")?;
+        check(h5p::H5Pset_create_intermediate_group(lcpl.0, 1), "set intermediate group creation")?;
+        let d = Hid::new(h5d::H5Dcreate2(out.id(), cpath.as_ptr(), t.0, space.0, lcpl.0, ndcpl.0, H5P_DEFAULT), h5d::H5Dclose, "create the dataset")?;
+        let n = h5s::H5Sget_simple_extent_npoints(space.0).max(0) as usize;
+        if n > 0 {
+            let mut buf = vec![0u8; n * size];
+            check(h5d::H5Dread(src.id(), t.0, h5s::H5S_ALL, h5s::H5S_ALL, H5P_DEFAULT, buf.as_mut_ptr().cast()), "read the values")?;
+            let w = h5d::H5Dwrite(d.0, t.0, h5s::H5S_ALL, h5s::H5S_ALL, H5P_DEFAULT, buf.as_ptr().cast());
+            h5d::H5Dvlen_reclaim(t.0, space.0, H5P_DEFAULT, buf.as_mut_ptr().cast());
+            check(w, "write the values")?;
+        }
+        Ok(())
+    })
 }
 
 /// netCDF-4's links from variables to their dimensions, rebuilt from the header.

@@ -602,6 +602,9 @@ def test_h5_compress_of_netcdf4_with_copied_variables_stays_netcdf(cli, tmp_path
         ds.createVariable("temp", "f4", ("time", "lat", "lon"))[:] = 280 + rng.standard_normal((6, 20, 30))
         ds.createVariable("flag", "i1", ("time", "lat", "lon"))[:] = rng.integers(0, 3, (6, 20, 30))
         ds.createVariable("site", "S1", ("lat", "n4"))[:] = netCDF4.stringtochar(np.array(["ab%02d" % i for i in range(20)], "S4"))
+        # A string variable: its fill value lies in a global heap that H5Ocopy left in the
+        # input, and the output's creation properties could not be read.
+        ds.createVariable("station", str, ("lat",))[:] = np.array(["st%d" % i for i in range(20)], dtype=object)
     cli("h5", "compress", src, out, "--error", "abs=0.01", "--no-model")
     code = textwrap.dedent(f"""
         import netCDF4, xarray as xr, numpy as np
@@ -617,6 +620,9 @@ def test_h5_compress_of_netcdf4_with_copied_variables_stays_netcdf(cli, tmp_path
         ds = xr.open_dataset({str(out)!r})
         assert ds["flag"].dims == ("time", "lat", "lon"), ds["flag"].dims
         assert ds["site"].dims[0] == "lat", ds["site"].dims  # xarray joins the chars into strings
+        assert list(ds["station"].values) == ["st%d" % i for i in range(20)]
+        import h5py
+        assert h5py.File({str(out)!r}, "r")["station"].fillvalue == b""
         print("ok")
     """)
     r = subprocess.run([sys.executable, "-c", code], env=bare_env(), capture_output=True, text=True, timeout=300)
