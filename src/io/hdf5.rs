@@ -767,6 +767,16 @@ impl Hdf5Sink {
     }
 }
 
+/// Whether dataset `path` of `file` holds object or region references (which point into its
+/// own file, so a copy into another holds references to nothing).
+pub fn holds_references(file: &hdf5::File, path: &str) -> bool {
+    let Ok(ds) = file.dataset(path) else { return false };
+    // SAFETY: `ds` is open; the type id is closed by its guard; under hdf5-metno's lock.
+    hdf5::sync::sync(|| unsafe {
+        Hid::new(h5d::H5Dget_type(ds.id()), h5t::H5Tclose, "get the type").is_ok_and(|t| h5t::H5Tdetect_class(t.0, h5t::H5T_class_t::H5T_REFERENCE) > 0)
+    })
+}
+
 /// Whether `ds` holds variable-length values (netCDF-4 string variables) and has a fill value
 /// set: H5Ocopy to another file writes such a fill value's reference into a global heap of the
 /// source, so the copy's creation properties cannot be read ("bad global heap collection

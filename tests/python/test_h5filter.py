@@ -627,3 +627,21 @@ def test_h5_compress_of_netcdf4_with_copied_variables_stays_netcdf(cli, tmp_path
     """)
     r = subprocess.run([sys.executable, "-c", code], env=bare_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+def test_h5_compress_names_references_it_cannot_keep(cli, tmp_path):
+    """Object and region references point into their own file: copied into another they point
+    at nothing, and a reference attribute of a dataset the filter codes was dropped unsaid.
+    Both are named."""
+    src, out = tmp_path / "refs.h5", tmp_path / "refs_c.h5"
+    with h5py.File(src, "w") as f:
+        t = f.create_dataset("target", data=np.arange(100.0).reshape(10, 10))
+        r = f.create_dataset("objrefs", (1,), dtype=h5py.ref_dtype)
+        r[0] = t.ref
+        t.attrs["self_ref"] = t.ref
+        t.attrs["units"] = "m"
+    r = cli("h5", "compress", src, out, "--no-model")
+    assert "/target attribute self_ref: not kept" in r.stdout, r.stdout
+    assert f"/objrefs: object or region references, copied as they were: they point into {src}" in r.stdout, r.stdout
+    with h5py.File(out, "r") as f:
+        assert f["target"].attrs["units"] == "m"
