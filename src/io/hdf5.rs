@@ -374,7 +374,51 @@ fn fill_property(ds: &hdf5::Dataset, dtype: DType) -> Option<crate::missing::Mis
     crate::missing::MissingRule::new(dtype, &[v], None, None).ok()
 }
 
+/// The source files of a virtual dataset that are not there: HDF5 reads their parts as the fill
+/// value, and they were packed so, unsaid. Found as HDF5 looks: beside the virtual dataset's
+/// file, else from the current folder.
+fn missing_vds_sources(ds: &hdf5::Dataset) -> Vec<String> {
+    let here = ds.filename();
+    let here = Path::new(&here).parent().map(Path::to_path_buf).unwrap_or_default();
+    let names: Vec<String> = hdf5::sync::sync(|| {
+        // SAFETY: `ds` is open and the property list id is closed by its guard; each name is
+        // read into a buffer as long as the length HDF5 gave for it, NUL included; under
+        // hdf5-metno's lock.
+        unsafe {
+            let Ok(dcpl) = Hid::new(h5d::H5Dget_create_plist(ds.id()), hdf5_sys::h5p::H5Pclose, "get the creation properties") else { return Vec::new() };
+            if hdf5_sys::h5p::H5Pget_layout(dcpl.0) != hdf5_sys::h5d::H5D_layout_t::H5D_VIRTUAL {
+                return Vec::new();
+            }
+            let mut count = 0usize;
+            if hdf5_sys::h5p::H5Pget_virtual_count(dcpl.0, &mut count) < 0 {
+                return Vec::new();
+            }
+            (0..count)
+                .filter_map(|i| {
+                    let n = hdf5_sys::h5p::H5Pget_virtual_filename(dcpl.0, i, std::ptr::null_mut(), 0);
+                    if n <= 0 {
+                        return None;
+                    }
+                    let mut buf = vec![0u8; n as usize + 1];
+                    hdf5_sys::h5p::H5Pget_virtual_filename(dcpl.0, i, buf.as_mut_ptr().cast(), buf.len());
+                    Some(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+                })
+                .collect()
+        }
+    });
+    let mut gone: Vec<String> = names
+        .into_iter()
+        .filter(|n| n != "." && !here.join(n).exists() && !Path::new(n).exists())
+        .collect();
+    gone.dedup();
+    gone
+}
+
 fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Result<DatasetInfo, String> {
+    let gone = missing_vds_sources(ds);
+    if !gone.is_empty() {
+        return Err(format!("a virtual dataset whose source file {} is not there: HDF5 would read its part as the fill value", gone.join(", ")));
+    }
     if ds.space().is_ok_and(|s| s.is_null()) {
         // h5py.Empty: a dataset that holds no values at all (its attributes are what it carries).
         return Err("a null dataspace (h5py.Empty): it holds no values, and the archive keeps none for it".into());

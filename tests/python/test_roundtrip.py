@@ -353,3 +353,25 @@ def test_empty_and_large_attributes_come_back(cli, tmp_path):
         assert isinstance(f["x"].attrs["empty_f"], h5py.Empty) and f["x"].attrs["empty_f"].dtype == np.float32
         assert isinstance(f.attrs["empty_str"], h5py.Empty)
         assert np.array_equal(f["x"].attrs["large"], big)
+
+
+def test_virtual_dataset_with_a_missing_source_is_named(cli, tmp_path):
+    """HDF5 reads the part of a virtual dataset whose source file is gone as the fill value:
+    it was packed so, unsaid. It is skipped with the file named; with its sources it packs."""
+    import h5py
+
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f.create_dataset("a", data=np.arange(10.0))
+    for name, second in (("ok.h5", "src.h5"), ("gone.h5", "missing.h5")):
+        with h5py.File(tmp_path / name, "w") as f:
+            lay = h5py.VirtualLayout(shape=(20,), dtype="f8")
+            lay[:10] = h5py.VirtualSource("src.h5", "a", shape=(10,))
+            lay[10:] = h5py.VirtualSource(second, "a", shape=(10,))
+            f.create_virtual_dataset("v", lay, fillvalue=-1)
+            f.create_dataset("w", data=np.ones(5))
+    cli("pack", tmp_path / "ok.h5", "-o", tmp_path / "ok.baler")
+    cli("unpack", tmp_path / "ok.baler", "-o", tmp_path / "ok_back.h5")
+    with h5py.File(tmp_path / "ok_back.h5", "r") as f:
+        assert np.array_equal(f["v"][()], np.concatenate([np.arange(10.0)] * 2))
+    r = cli("pack", tmp_path / "gone.h5", "-o", tmp_path / "gone.baler")
+    assert "skipped /v" in r.stderr and "missing.h5 is not there" in r.stderr, r.stderr
