@@ -115,6 +115,11 @@ impl AtomicOutput {
         let prefix = format!(".{name}.balerfile-tmp-{}-", host());
         remove_orphans(&dir, &prefix);
         let tmp = dir.join(format!("{prefix}{}", std::process::id()));
+        if stream {
+            // A shared temporary folder: the name is claimed as a new file, so a link someone
+            // else put there under it is an error, not a file written through.
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
         let slot = on_signal::register(&tmp);
         Ok(AtomicOutput { dest: dest.to_path_buf(), tmp, slot, stream, committed: false })
     }

@@ -824,6 +824,7 @@ fn import_manifest(
 fn store_trained(store: &Store, m: &balerfile::model::Manifest, encoder: &[u8], decoder: &[u8], output: Option<&Path>) -> Result<String> {
     let id = store.put(m, encoder, decoder)?;
     if let Some(dir) = output {
+        balerfile::model::Bundle::check_dir_target(dir)?;
         balerfile::model::Bundle::write_dir(m, encoder, decoder, dir)?;
     }
     Ok(id)

@@ -116,7 +116,11 @@ fn pieces(rows: usize, unit: usize, row_bytes: usize, piece_bytes: usize) -> Vec
 /// depend on the range, and a data piece whose length changes at each write re-predicts more of
 /// the values written before (the same writes at abs=0.01: 2.96x uncut, 4.16x cut).
 fn constant_tail(col: &[u8], size: usize, unit: usize) -> Option<usize> {
-    let unit = unit.max(1);
+    // Planes only: a 1-D chunk (unit 1) ends in a run of at least one element, and would be cut
+    // whenever it is not constant.
+    if unit < 2 {
+        return None;
+    }
     let n = col.len() / size;
     let last = col.get(col.len().checked_sub(size)?..)?;
     let run = col.chunks_exact(size).rev().take_while(|e| *e == last).count();
@@ -543,6 +547,7 @@ mod tests {
         assert_eq!(constant_tail(&bytes32(&half[..4 * plane], false), 4, plane), None);
         assert_eq!(constant_tail(&bytes32(&vec![0.0; 4 * plane], false), 4, plane), None);
         assert_eq!(constant_tail(&bytes32(&v[..3 * plane], false), 4, plane), None);
+        assert_eq!(constant_tail(&bytes32(&v, false), 4, 1), None, "1-D chunks are not cut");
     }
 
     /// A field chunk of 64 planes and a table of 20000 rows, with 64 KiB pieces: cut, within

@@ -197,7 +197,8 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     for (path, link) in &links {
         sink.link(path, link)?;
     }
-    sink.relink_dimensions(&src, &report.copied, &all)?;
+    let lost = sink.relink_dimensions(&src, &report.copied, &all)?;
+    report.notes.extend(lost);
 
     let total: u64 = targets.iter().map(|t| t.info.raw_bytes()).sum();
     progress.start(&format!("compressing into {}", output.display()), total);

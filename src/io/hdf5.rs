@@ -406,10 +406,12 @@ fn missing_vds_sources(ds: &hdf5::Dataset) -> Vec<String> {
                 .collect()
         }
     });
-    let mut gone: Vec<String> = names
-        .into_iter()
-        .filter(|n| n != "." && !here.join(n).exists() && !Path::new(n).exists())
-        .collect();
+    // A printf pattern (`%b`: unlimited mappings) names no one file; HDF5_VDS_PREFIX is where
+    // HDF5 looks first.
+    let prefix = std::env::var_os("HDF5_VDS_PREFIX").map(std::path::PathBuf::from);
+    let found = |n: &str| prefix.as_ref().is_some_and(|p| p.join(n).exists()) || here.join(n).exists() || Path::new(n).exists();
+    let mut gone: Vec<String> = names.into_iter().filter(|n| n != "." && !n.contains('%') && !found(n)).collect();
+    gone.sort();
     gone.dedup();
     gone
 }
@@ -778,7 +780,7 @@ impl Hdf5Sink {
 
     /// After `copy_object` of `copied` (of `all`, the source's datasets that are in this file):
     /// their dimension links made again (`dimscales::relink`).
-    pub fn relink_dimensions(&self, src: &hdf5::File, copied: &[String], all: &[String]) -> Result<()> {
+    pub fn relink_dimensions(&self, src: &hdf5::File, copied: &[String], all: &[String]) -> Result<Vec<String>> {
         let file = self.file.as_ref().expect("sink open");
         dimscales::relink(src, file, copied, all).map_err(|what| Error::Hdf5 { path: self.output.dest().into(), what })
     }
@@ -796,7 +798,7 @@ impl Hdf5Sink {
                 let out = file.dataset(path).map_err(|e| fail(e.to_string()))?;
                 // Object references (DIMENSION_LIST) are skipped here and made again by
                 // `relink_dimensions`.
-                skipped.retain(|s| !s.path.ends_with(" attribute DIMENSION_LIST"));
+                skipped.retain(|s| !s.path.ends_with(" attribute DIMENSION_LIST") && !s.path.ends_with(" attribute REFERENCE_LIST"));
                 write_attrs(&out, &attrs).map_err(fail)?;
                 return Ok(skipped);
             }
@@ -943,13 +945,14 @@ mod dimscales {
     fn scale_paths(did: hid_t, rank: usize) -> Vec<Vec<String>> {
         unsafe extern "C" fn name(_did: hid_t, _dim: c_uint, dsid: hid_t, data: *mut c_void) -> herr_t {
             // SAFETY: `data` is the `Vec<String>` `scale_paths` passes, alive for the call; `dsid`
-            // is an open scale HDF5 hands the visitor; H5Iget_name writes at most `buf.len()`
-            // bytes, NUL included, into `buf`.
+            // is an open scale HDF5 hands the visitor; H5Iget_name is asked the name's length
+            // first (a null buffer), then writes it and its NUL into `buf`, one longer.
             unsafe {
                 let out = &mut *(data as *mut Vec<String>);
-                let mut buf = vec![0u8; 1024];
-                let n = hdf5_sys::h5i::H5Iget_name(dsid, buf.as_mut_ptr().cast(), buf.len());
-                if n > 0 && (n as usize) < buf.len() {
+                let n = hdf5_sys::h5i::H5Iget_name(dsid, std::ptr::null_mut(), 0);
+                if n > 0 {
+                    let mut buf = vec![0u8; n as usize + 1];
+                    hdf5_sys::h5i::H5Iget_name(dsid, buf.as_mut_ptr().cast(), buf.len());
                     out.push(String::from_utf8_lossy(&buf[..n as usize]).into_owned());
                 }
             }
@@ -977,7 +980,8 @@ mod dimscales {
     /// copied ones are removed, and every axis is attached to the scales at the paths its
     /// source dataset's were attached to (the datasets made afresh have those the archive's
     /// dimension ids gave them already).
-    pub(super) fn relink(src: &hdf5::File, out: &hdf5::File, copied: &[String], all: &[String]) -> Result<(), String> {
+    pub(super) fn relink(src: &hdf5::File, out: &hdf5::File, copied: &[String], all: &[String]) -> Result<Vec<String>, String> {
+        let mut notes = Vec::new();
         for p in copied {
             let Ok(ds) = out.dataset(p) else { continue };
             for name in ["REFERENCE_LIST", "DIMENSION_LIST"] {
@@ -988,24 +992,30 @@ mod dimscales {
         }
         for p in all {
             let Ok(s) = src.dataset(p) else { continue };
-            if !has_attribute(&s, "DIMENSION_LIST") {
+            // HDF5 attaches no scale to a scale (`attach` leaves those out too).
+            if !has_attribute(&s, "DIMENSION_LIST") || has_attribute(&s, "CLASS") {
                 continue;
             }
             let o = out.dataset(p).map_err(|e| format!("{p}: {e}"))?;
             for (dim, scales) in scale_paths(s.id(), s.ndim()).iter().enumerate() {
                 for sp in scales {
-                    let scale = out.dataset(sp).map_err(|e| format!("dimension scale {sp} of {p}: {e}"))?;
+                    let Ok(scale) = out.dataset(sp) else {
+                        notes.push(format!("{p}: dimension scale {sp} of axis {dim} is not in the output: that link is not kept"));
+                        continue;
+                    };
                     // SAFETY: both ids are open datasets of `out`, kept open for the calls;
                     // under hdf5-metno's lock.
                     let attached = hdf5::sync::sync(|| unsafe { H5DSis_attached(o.id(), scale.id(), dim as c_uint) });
                     if attached <= 0 {
                         let ret = hdf5::sync::sync(|| unsafe { H5DSattach_scale(o.id(), scale.id(), dim as c_uint) });
-                        check(ret, &format!("attach dimension scale {sp} to axis {dim} of {p}"))?;
+                        if ret < 0 {
+                            notes.push(format!("{p}: HDF5 could not attach dimension scale {sp} to axis {dim}: that link is not kept"));
+                        }
                     }
                 }
             }
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// Adds `LINKED_DIMIDS` to a dataset's attributes where the file links it to its scales

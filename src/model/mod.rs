@@ -274,10 +274,11 @@ impl Bundle {
     /// Whether `dir` may take a bundle `write_dir` writes: a folder that does not exist yet, or
     /// a bundle folder (a manifest and its two models, nothing else), which it replaces. A
     /// folder of anything else (the user's files, the training input, the model store) is
-    /// refused: the bundle replaces the whole folder. Called before training, so nothing is
-    /// trained for an output that would be refused.
+    /// refused: the bundle replaces the whole folder. For a folder the user names (`train -o`),
+    /// before training, so nothing is trained for an output that would be refused; the store's
+    /// own folders are its business.
     pub fn check_dir_target(dir: &Path) -> Result<()> {
-        let Ok(meta) = std::fs::symlink_metadata(dir) else { return Ok(()) };
+        let Ok(meta) = std::fs::metadata(dir) else { return Ok(()) };
         let refuse = |what: &str| {
             Err(Error::Usage(format!(
                 "{}: {what}; a bundle replaces the whole folder, so give -o a new folder's name (e.g. {})",
@@ -305,7 +306,6 @@ impl Bundle {
     /// Writes the bundle as a folder (a temporary sibling, then renamed): what `train` and
     /// `import` produce and the store holds.
     pub fn write_dir(manifest: &Manifest, encoder: &[u8], decoder: &[u8], dir: &Path) -> Result<()> {
-        Bundle::check_dir_target(dir)?;
         let parent = dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());

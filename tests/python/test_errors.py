@@ -139,13 +139,17 @@ def test_output_fifo_and_device_are_written_into(cli, hadcm3, tmp_path):
     got = {}
     reader = threading.Thread(target=lambda: got.setdefault("bytes", fifo.read_bytes()), daemon=True)
     reader.start()
-    cli("pack", hadcm3, "-o", fifo, "--dataset", "air_temperature", "--error", "rel=1e-3")
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = {"TMPDIR": str(tmpdir)}  # where the finished file waits before it is copied in
+    cli("pack", hadcm3, "-o", fifo, "--dataset", "air_temperature", "--error", "rel=1e-3", env=env)
     reader.join(timeout=60)
     assert got.get("bytes") == ref.read_bytes(), "the reader got the archive pack writes to a file"
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-    cli("pack", hadcm3, "-o", "/dev/null", "--dataset", "air_temperature", "--error", "rel=1e-3")
-    cli("unpack", ref, "-o", "/dev/null", "--to", "h5")
+    cli("pack", hadcm3, "-o", "/dev/null", "--dataset", "air_temperature", "--error", "rel=1e-3", env=env)
+    cli("unpack", ref, "-o", "/dev/null", "--to", "h5", env=env)
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not os.listdir(tmpdir), "the temporaries are removed"
     assert not [n for n in os.listdir(tmp_path) if "balerfile-tmp" in n]
 
 
