@@ -1,7 +1,8 @@
 //! Output files appear whole or not at all: everything is written to a temporary name in the
-//! destination folder and renamed over the destination only when complete. A failed or
-//! interrupted write leaves the destination untouched (a killed process may leave the hidden
-//! temporary file, never a partial file at the output name).
+//! destination folder and renamed over the destination only when complete (a character device
+//! or a FIFO is written into, from a temporary in the temporary folder). A failed or interrupted
+//! write leaves the destination untouched: the command removes the temporary on SIGINT, SIGTERM
+//! and SIGHUP, and a killed process's is removed by the next write to the same name.
 
 use std::path::{Path, PathBuf};
 
@@ -82,17 +83,8 @@ impl AtomicOutput {
     /// A symbolic link to a file is written through, as a shell's `>` and `cp` do: the file it
     /// names is replaced, the link kept.
     pub fn new(dest: &Path) -> Result<Self> {
-        let resolved;
-        let dest = match std::fs::symlink_metadata(dest) {
-            Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(dest) {
-                Ok(target) => {
-                    resolved = target;
-                    resolved.as_path()
-                }
-                Err(_) => dest,
-            },
-            _ => dest,
-        };
+        let link = std::fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink());
+        let dest = &if link { std::fs::canonicalize(dest).unwrap_or_else(|_| dest.to_path_buf()) } else { dest.to_path_buf() };
         let name = dest
             .file_name()
             .ok_or_else(|| Error::Usage(format!("{}: not a file name", dest.display())))?

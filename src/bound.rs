@@ -121,7 +121,7 @@ fn coordinates(datasets: &[DatasetInfo]) -> Vec<bool> {
             }
         }
     }
-    datasets.iter().map(|d| d.is_dimension_scale() || named.iter().any(|n| *n == d.path)).collect()
+    datasets.iter().map(|d| d.is_dimension_scale() || named.contains(&d.path)).collect()
 }
 
 /// For each dataset and variable, the bound the specs ask for: the last spec that names the

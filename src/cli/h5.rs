@@ -36,7 +36,7 @@ pub enum H5Command {
         /// (no Lorenzo or zstd trial; the rANS coder, the adaptive one only where an estimate
         /// says it saves); from 10 a chunk of one small 2-D slice is searched in full, below
         /// its walk is chosen by an estimate (0.2 % larger, 2.7x the write speed).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(*balerfile::pack::LEVELS.start() as i64..=*balerfile::pack::LEVELS.end() as i64))]
         level: i32,
         /// table (rows x features: per-column bounds, a dense model) or field, for every
         /// filtered dataset. Default: 2-D arrays of 2 to 1024 columns are tables.

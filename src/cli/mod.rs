@@ -54,7 +54,7 @@ enum Command {
         /// (no Lorenzo or zstd trial; the rANS coder, the adaptive one only where an estimate
         /// says it saves); from 10 a chunk of one small 2-D slice is searched in full, below
         /// its walk is chosen by an estimate (0.2 % larger, 2.7x the write speed).
-        #[arg(long, default_value_t = balerfile::pack::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
+        #[arg(long, default_value_t = balerfile::pack::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(*balerfile::pack::LEVELS.start() as i64..=*balerfile::pack::LEVELS.end() as i64))]
         level: i32,
         /// How 2-D float arrays are read: table (a variable per column, each with its own bound)
         /// or field (one variable, one bound); DATASET:table for one dataset (repeatable, later

@@ -107,8 +107,7 @@ pub fn is_rewrite(cd: &[u32], p: &FilterParams, chunk: &[u8]) -> bool {
 /// What the host is told, once a process.
 pub const WARNING: &str = "a chunk decoded earlier is being coded again with part of it changed (part of a chunk \
 written while the chunk was not in HDF5's chunk cache): the values written before are coded again from their decoded \
-values, so their errors add up, by up to the bound at each such write (with rel, more: a partly written chunk's range \
-counts HDF5's fill of the rest). Write whole chunks (chunk by 1 the dimension written a step at a time), or keep the \
+values, so their errors add up, by up to the bound at each such write. Write whole chunks (chunk by 1 the dimension written a step at a time), or keep the \
 file and the dataset object open while a chunk fills, with a chunk cache that holds it (h5py: rdcc_nbytes)";
 
 #[cfg(test)]

@@ -178,7 +178,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     for sk in &layout.skipped {
         let owner = sk.path.split(" attribute").next().unwrap_or_default();
         let remade = targets.iter().any(|t| t.info.path == owner) || layout.groups.iter().any(|g| g.path == owner);
-        if sk.path.contains(" attribute") && remade && !sk.path.ends_with(" attribute DIMENSION_LIST") && !sk.path.ends_with(" attribute REFERENCE_LIST") {
+        if sk.path.contains(" attribute") && remade && !sk.is_dimension_link() {
             report.notes.push(format!("{}: not kept: {}", sk.path, sk.reason));
         }
     }

@@ -515,39 +515,12 @@ fn type_name(desc: &TypeDescriptor) -> String {
     }
 }
 
-/// The names of `loc`'s attributes, in name order. Listing fails as a whole where the file's
-/// format is newer than the library reads (an enum attribute in an HDF5 2.0 file written with
-/// libver='latest', read by 1.10), and `read_attrs` had dropped every attribute of the object
-/// unsaid; it now names them skipped.
-fn attr_names(loc: &hdf5::Location) -> Result<Vec<String>, String> {
-    unsafe extern "C" fn push(_loc: hid_t, name: *const std::os::raw::c_char, _info: *const h5a::H5A_info_t, data: *mut c_void) -> herr_t {
-        // SAFETY: `data` is the Vec `attr_names` passes, alive for the call; `name` is the
-        // NUL-terminated name HDF5 hands the callback.
-        unsafe {
-            let out = &mut *(data as *mut Vec<String>);
-            out.push(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned());
-        }
-        0
-    }
-    let mut names: Vec<String> = Vec::new();
-    // SAFETY: `loc` is open; the callback writes only through the pointer to `names`, which
-    // outlives the call; under hdf5-metno's lock.
-    let ret = hdf5::sync::sync(|| unsafe {
-        h5a::H5Aiterate2(
-            loc.id(),
-            hdf5_sys::h5::H5_index_t::H5_INDEX_NAME,
-            hdf5_sys::h5::H5_iter_order_t::H5_ITER_INC,
-            std::ptr::null_mut(),
-            Some(push),
-            (&mut names as *mut Vec<String>).cast(),
-        )
-    });
-    check(ret, "list the attributes").map(|_| names)
-}
-
 fn read_attrs(loc: &hdf5::Location, path: &str, skipped: &mut Vec<Skipped>) -> Attributes {
     let mut out = BTreeMap::new();
-    let names = match attr_names(loc) {
+    // Listing fails as a whole where the file's format is newer than the library reads (an enum
+    // attribute in an HDF5 2.0 file written with libver='latest', read by 1.10): every attribute
+    // of the object was dropped unsaid, and is now named skipped.
+    let names = match loc.attr_names() {
         Ok(n) => n,
         Err(_) => {
             let (a, b, c) = hdf5::library_version();
@@ -796,9 +769,9 @@ impl Hdf5Sink {
                 let mut skipped = Vec::new();
                 let attrs = read_attrs(&ds, path, &mut skipped);
                 let out = file.dataset(path).map_err(|e| fail(e.to_string()))?;
-                // Object references (DIMENSION_LIST) are skipped here and made again by
+                // Dimension links (object references) are skipped here and made again by
                 // `relink_dimensions`.
-                skipped.retain(|s| !s.path.ends_with(" attribute DIMENSION_LIST") && !s.path.ends_with(" attribute REFERENCE_LIST"));
+                skipped.retain(|s| !s.is_dimension_link());
                 write_attrs(&out, &attrs).map_err(fail)?;
                 return Ok(skipped);
             }
@@ -970,7 +943,9 @@ mod dimscales {
     }
 
     fn has_attribute(ds: &hdf5::Dataset, name: &str) -> bool {
-        ds.attr_names().is_ok_and(|n| n.iter().any(|a| a == name))
+        let Ok(c) = std::ffi::CString::new(name) else { return false };
+        // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
+        hdf5::sync::sync(|| unsafe { h5a::H5Aexists(ds.id(), c.as_ptr()) > 0 })
     }
 
     /// Links again the dimension scales of the datasets of `out` that came from `src`, after
@@ -1021,7 +996,7 @@ mod dimscales {
     /// Adds `LINKED_DIMIDS` to a dataset's attributes where the file links it to its scales
     /// (DIMENSION_LIST) but says nothing of netCDF-4's own (`_Netcdf4Coordinates`).
     pub(super) fn keep_dimension_ids(ds: &hdf5::Dataset, rank: usize, attrs: &mut crate::header::Attributes) {
-        if rank == 0 || attrs.contains_key(COORDINATES) || attrs.contains_key("CLASS") || !ds.attr_names().is_ok_and(|n| n.iter().any(|a| a == "DIMENSION_LIST")) {
+        if rank == 0 || attrs.contains_key(COORDINATES) || attrs.contains_key("CLASS") || !has_attribute(ds, "DIMENSION_LIST") {
             return;
         }
         let ids: Option<Vec<i64>> = (0..rank).map(|d| scale_dimid(ds.id(), d as c_uint)).collect();

@@ -260,12 +260,20 @@ fn points_elsewhere(class: &str) -> bool {
         || class.starts_with("ROOT::RNTuple")
 }
 
+/// What `carry` found besides the top-level trees.
+struct Carried {
+    objects: Vec<(RootObject, Vec<u8>)>,
+    skipped: Vec<Skipped>,
+    /// The paths of the trees and RNTuples inside directories, for the message when `--tree`
+    /// names one of them.
+    nested: Vec<String>,
+}
+
 /// The source's keys besides its top-level trees, as objects to carry (each with its bytes),
 /// and what cannot be carried. The streamer info record comes along when any object does.
 /// `only_trees`: `--tree` named the trees to pack, so the trees and RNTuples inside directories
-/// are left out as the other unnamed trees are, not reported as skipped (their paths come back
-/// in the third list, for the message when `--tree` names one of them).
-fn carry(file: &mut RootFile, only_trees: bool, err: &dyn Fn(String) -> Error) -> Result<(Vec<(RootObject, Vec<u8>)>, Vec<Skipped>, Vec<String>)> {
+/// are left out as the other unnamed trees are, not reported as skipped.
+fn carry(file: &mut RootFile, only_trees: bool, err: &dyn Fn(String) -> Error) -> Result<Carried> {
     let keys = file.raw_keys().map_err(|e| err(format!("reading its directories: {e}")))?;
     let mut carried = Vec::new();
     let mut skipped = Vec::new();
@@ -321,7 +329,7 @@ fn carry(file: &mut RootFile, only_trees: bool, err: &dyn Fn(String) -> Error) -
             carried.push((o, bytes));
         }
     }
-    Ok((carried, skipped, nested))
+    Ok(Carried { objects: carried, skipped, nested })
 }
 
 impl RootSource {
@@ -332,7 +340,7 @@ impl RootSource {
     fn read(path: &Path, select: &RootSelect) -> Result<Self> {
         let err = |what: String| Error::input(path, what);
         let mut file = RootFile::open(path).map_err(|e| err(unreadable(&e.to_string())))?;
-        let (carried, skipped, nested) = carry(&mut file, !select.trees.is_empty(), &err)?;
+        let Carried { objects: carried, skipped, nested } = carry(&mut file, !select.trees.is_empty(), &err)?;
         if select.strict {
             if let Some(s) = skipped.first() {
                 return Err(err(format!("{}: {} cannot be packed (without --strict it is skipped with a warning)", s.path, s.reason)));
