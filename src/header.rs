@@ -133,6 +133,14 @@ pub struct DatasetInfo {
     /// Set on a per-object table (one row per jet, say) cut from jagged ROOT branches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jagged: Option<Jagged>,
+    /// How far each axis may grow, where the source let one grow past `shape` (an HDF5
+    /// `maxshape`, a netCDF unlimited dimension): `null` for unlimited. Absent: fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxshape: Option<Vec<Option<u64>>>,
+    /// The HDF5 chunk shape the source stored the dataset in, which unpack writes it in again.
+    /// Absent: contiguous (or a source with no such thing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Vec<u64>>,
 }
 
 /// Where a per-object table's rows come from: entry `i` of the event table owns the next
@@ -200,6 +208,11 @@ impl DatasetInfo {
 
     pub fn raw_bytes(&self) -> u64 {
         self.rows() * self.row_bytes()
+    }
+
+    /// Whether axis `axis` may grow past its length (a record dimension).
+    pub fn is_extendable(&self, axis: usize) -> bool {
+        self.maxshape.as_ref().and_then(|m| m.get(axis)).is_some_and(|m| m.is_none_or(|m| Some(&m) != self.shape.get(axis)))
     }
 }
 

@@ -298,6 +298,14 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
         if ds.shape.iter().try_fold(row_bytes.max(1), |a, &s| a.checked_mul(s)).is_none() {
             return Err(format!("dataset {} has shape {:?}: its size overflows", ds.path, ds.shape));
         }
+        // A file can hold neither a maximum below the shape nor a chunk of 0 elements.
+        let shorter = |n: usize| n != ds.shape.len();
+        if ds.maxshape.as_ref().is_some_and(|m| shorter(m.len()) || m.iter().zip(&ds.shape).any(|(m, &n)| m.is_some_and(|m| m < n))) {
+            return Err(format!("dataset {} has shape {:?} and maxshape {:?}", ds.path, ds.shape, ds.maxshape.as_ref().unwrap()));
+        }
+        if ds.chunks.as_ref().is_some_and(|c| shorter(c.len()) || c.contains(&0)) {
+            return Err(format!("dataset {} has shape {:?} and chunks {:?}", ds.path, ds.shape, ds.chunks.as_ref().unwrap()));
+        }
         if let Some(dm) = &ds.model {
             if dm.model as usize >= header.models.len() {
                 return Err(format!("dataset {} names model {} of {}", ds.path, dm.model, header.models.len()));

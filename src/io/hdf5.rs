@@ -10,6 +10,7 @@ use std::os::raw::{c_char, c_void};
 use std::path::{Path, PathBuf};
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::plist::file_create::{AttrCreationOrder, LinkCreationOrder};
 use hdf5_sys::h5::{herr_t, hsize_t};
 use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5p::H5P_DEFAULT;
@@ -480,9 +481,15 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
             variables[0].missing = Some(rule.to_info(vec![crate::missing::HDF5_FILL.into()]));
         }
     }
+    // An axis that may grow (netCDF's unlimited dimension, h5py's `maxshape=None`) stays
+    // growable in what unpack and h5 compress write, so appending to it works as before.
+    let maxshape: Vec<Option<u64>> = ds.space().map_err(|e| e.to_string())?.maxdims().iter().map(|m| m.map(|m| m as u64)).collect();
+    let grows = maxshape.iter().zip(&shape).any(|(m, &n)| *m != Some(n));
     Ok(DatasetInfo {
         path: path.to_string(),
         kind,
+        chunks: ds.chunk().map(|c| c.iter().map(|&c| c as u64).collect()),
+        maxshape: grows.then_some(maxshape),
         shape,
         chunk_rows: 1,
         attributes,
@@ -712,16 +719,16 @@ impl Hdf5Sink {
         // HDF5 1.8's object formats at the least, as netCDF-4 writes: attributes over 64 KiB
         // (dense attribute storage) need them, and a source that held one gave an archive whose
         // unpack to HDF5 failed ("could not create the attribute").
+        // Links and attributes in creation order, as netCDF-4 makes them: the netCDF library
+        // opens a file whose groups do not track it for reading only ("NetCDF: Can't write
+        // file"), so no variable or time step could be added to an unpacked file.
         let file = hdf5::File::with_options()
             .with_fapl(|p| p.libver_v18())
+            .with_fcpl(|p| p.link_creation_order(LinkCreationOrder::Indexed).attr_creation_order(AttrCreationOrder::Indexed))
             .create(output.tmp_path())
             .map_err(|e| fail(e.to_string()))?;
         for g in groups {
-            let group = if g.path == "/" {
-                file.group("/")
-            } else {
-                file.group(&g.path).or_else(|_| file.create_group(&g.path))
-            };
+            let group = group_at(&file, &g.path);
             let group = group.map_err(|e| fail(format!("group {}: {e}", g.path)))?;
             write_attrs(&group, &g.attributes).map_err(|e| fail(format!("{}: {e}", g.path)))?;
         }
@@ -1034,7 +1041,7 @@ mod dimscales {
         for (info, ds) in created {
             if let (true, Some(id)) = (info.is_dimension_scale(), info.attributes.get("_Netcdf4Dimid").and_then(ints)) {
                 if let [id] = id[..] {
-                    scales.insert((group(&info.path), id), (ds, info.shape.first().copied()));
+                    scales.insert((group(&info.path), id), (ds, info.shape.first().copied(), info.is_extendable(0)));
                 }
             }
         }
@@ -1052,8 +1059,10 @@ mod dimscales {
             let lookup = |id: i64, len: u64| {
                 let mut g = group(&info.path);
                 loop {
-                    if let Some((s, n)) = scales.get(&(g, id)) {
-                        return (*n == Some(len)).then_some(*s);
+                    // An unlimited dimension is as long as its longest variable, and netCDF
+                    // leaves its scale at 0 where it has no coordinate variable.
+                    if let Some((s, n, grows)) = scales.get(&(g, id)) {
+                        return (*n == Some(len) || (*grows && n.is_some_and(|n| n <= len))).then_some(*s);
                     }
                     if g.is_empty() {
                         return None;
@@ -1085,12 +1094,7 @@ mod dimscales {
 
 fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storage>) -> Result<hdf5::Dataset, String> {
     let (parent, name) = info.path.rsplit_once('/').ok_or("dataset path without '/'")?;
-    let parent = if parent.is_empty() {
-        file.group("/")
-    } else {
-        file.group(parent).or_else(|_| file.create_group(parent))
-    }
-    .map_err(|e| e.to_string())?;
+    let parent = group_at(file, parent).map_err(|e| e.to_string())?;
     let ftype = row_type(info, true)?;
     let cname = CString::new(name).map_err(|_| "dataset name holds a NUL")?;
     hdf5::sync::sync(|| unsafe {
@@ -1098,7 +1102,9 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
             Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR), h5s::H5Sclose, "create a dataspace")?
         } else {
             let dims: Vec<hsize_t> = info.shape.clone();
-            Hid::new(h5s::H5Screate_simple(dims.len() as i32, dims.as_ptr(), std::ptr::null()), h5s::H5Sclose, "create a dataspace")?
+            let max: Option<Vec<hsize_t>> = info.maxshape.as_ref().map(|m| m.iter().map(|m| m.unwrap_or(h5s::H5S_UNLIMITED)).collect());
+            let max_ptr = max.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
+            Hid::new(h5s::H5Screate_simple(dims.len() as i32, dims.as_ptr(), max_ptr), h5s::H5Sclose, "create a dataspace")?
         };
         // The fill value property the source dataset had (`fill_property`), set again: readers
         // get it for elements never written, and the filter and `pack` take it as missing.
@@ -1106,13 +1112,16 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
             (DatasetKind::Array, Some(m)) if m.from == [crate::missing::HDF5_FILL] => m.fill.first().and_then(crate::header::float_from_json),
             _ => None,
         };
-        let dcpl = if storage.is_none() && fill.is_none() {
-            None
-        } else {
+        let chunk = chunk_shape(info, storage);
+        let dcpl = {
             use hdf5_sys::h5p;
             let dcpl = Hid::new(h5p::H5Pcreate(*hdf5::globals::H5P_DATASET_CREATE), h5p::H5Pclose, "create a dataset creation property list")?;
+            let order = h5p::H5P_CRT_ORDER_TRACKED | h5p::H5P_CRT_ORDER_INDEXED;
+            check(h5p::H5Pset_attr_creation_order(dcpl.0, order), "track attribute creation order")?;
+            if let Some(chunk) = &chunk {
+                check(h5p::H5Pset_chunk(dcpl.0, chunk.len() as i32, chunk.as_ptr()), &format!("set chunks {chunk:?}"))?;
+            }
             if let Some(st) = storage {
-                check(h5p::H5Pset_chunk(dcpl.0, st.chunk.len() as i32, st.chunk.as_ptr()), &format!("set chunks {:?}", st.chunk))?;
                 if let Some((id, cd)) = &st.filter {
                     check(
                         h5p::H5Pset_filter(dcpl.0, *id, hdf5_sys::h5z::H5Z_FLAG_MANDATORY, cd.len(), cd.as_ptr()),
@@ -1124,14 +1133,59 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
                 // HDF5 converts the double to the dataset's type, as it stored the original.
                 check(h5p::H5Pset_fill_value(dcpl.0, *hdf5::globals::H5T_NATIVE_DOUBLE, (&v as *const f64).cast()), "set the fill value")?;
             }
-            Some(dcpl)
+            dcpl
         };
-        let dcpl_id = dcpl.as_ref().map_or(H5P_DEFAULT, |d| d.0);
-        let id = h5d::H5Dcreate2(parent.id(), cname.as_ptr(), ftype.mem.0, space.0, H5P_DEFAULT, dcpl_id, H5P_DEFAULT);
+        let id = h5d::H5Dcreate2(parent.id(), cname.as_ptr(), ftype.mem.0, space.0, H5P_DEFAULT, dcpl.0, H5P_DEFAULT);
         Hid::new(id, h5d::H5Dclose, "create the dataset").map(drop)
     })?;
     // hdf5-metno cannot adopt a raw id, so reopen what was just created through it.
     parent.dataset(name).map_err(|e| e.to_string())
+}
+
+/// The group at `path` of a file the sink makes, made (with its missing parents) tracking link
+/// and attribute creation order as the file's root does (see `create_with`).
+fn group_at(file: &hdf5::File, path: &str) -> hdf5::Result<hdf5::Group> {
+    let mut group = file.group("/")?;
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        group = match group.group(name) {
+            Ok(g) => g,
+            Err(_) => group
+                .create_group_builder()
+                .with_gcpl(|p| p.link_creation_order(LinkCreationOrder::Indexed).attr_creation_order(AttrCreationOrder::Indexed))
+                .create(name)?,
+        };
+    }
+    Ok(group)
+}
+
+/// The chunk shape a dataset is made with: the caller's (h5 compress), else the source's, else,
+/// for an axis that may grow (which HDF5 allows only chunked), chunks of about 1 MiB (HDF5's
+/// default chunk cache) cut along the leading axes, where records are appended. `None`:
+/// contiguous. Each axis is at least 1, and no longer than a fixed axis (as HDF5 requires).
+fn chunk_shape(info: &DatasetInfo, storage: Option<&Storage>) -> Option<Vec<u64>> {
+    const BUDGET: u64 = 1 << 20;
+    if info.shape.is_empty() {
+        return None;
+    }
+    let mut chunk = match (storage, &info.chunks) {
+        (Some(st), _) => st.chunk.clone(),
+        (None, Some(c)) if c.len() == info.shape.len() => c.clone(),
+        _ if info.maxshape.is_some() => {
+            let item: u64 = info.variables.iter().map(|v| v.dtype.size() as u64).sum::<u64>().max(1);
+            let mut chunk: Vec<u64> = info.shape.iter().map(|&n| n.max(1)).collect();
+            for axis in 0..chunk.len() {
+                let inner: u64 = chunk[axis + 1..].iter().product::<u64>().saturating_mul(item);
+                chunk[axis] = chunk[axis].min((BUDGET / inner.max(1)).max(1));
+            }
+            chunk
+        }
+        _ => return None,
+    };
+    for (axis, c) in chunk.iter_mut().enumerate() {
+        let max = info.maxshape.as_ref().map_or(Some(info.shape[axis]), |m| m[axis]);
+        *c = (*c).min(max.unwrap_or(u64::MAX)).max(1);
+    }
+    Some(chunk)
 }
 
 fn write_attrs(loc: &hdf5::Location, attrs: &Attributes) -> Result<(), String> {

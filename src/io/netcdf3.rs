@@ -388,6 +388,9 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
             }
         };
         let mut ds = array(&name, dtype, shape, attrs);
+        if is_record(v) {
+            ds.maxshape = Some(record_maxshape(&ds.shape));
+        }
         default_fill(&mut ds);
         datasets.push(ds);
         plans.push(Planned { plan, elem: elem as usize, row_bytes });
@@ -406,10 +409,20 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
         }
         let mut attrs = Attributes::new();
         scale_attributes(&mut attrs, &format!("{DIM_WITHOUT_VARIABLE}{len:>10}"), d);
-        datasets.push(array(&dim.name, DType::F32, vec![len], attrs));
+        let mut ds = array(&dim.name, DType::F32, vec![len], attrs);
+        if dim.len == 0 {
+            ds.maxshape = Some(record_maxshape(&ds.shape));
+        }
+        datasets.push(ds);
         plans.push(Planned { plan: Plan::Zeros, elem: 4, row_bytes: 4 });
     }
     Ok((datasets, plans, skipped))
+}
+
+/// The record dimension is unlimited: the netCDF-4 file unpack writes keeps it so, and more
+/// records can be appended to it as to the source.
+fn record_maxshape(shape: &[u64]) -> Vec<Option<u64>> {
+    std::iter::once(None).chain(shape.iter().skip(1).map(|&n| Some(n))).collect()
 }
 
 /// netCDF's default fill value for a float variable with no `_FillValue`: the netCDF library
@@ -446,6 +459,8 @@ fn array(name: &str, dtype: DType, shape: Vec<u64>, attributes: Attributes) -> D
         }],
         model: None,
         jagged: None,
+        maxshape: None,
+        chunks: None,
     }
 }
 

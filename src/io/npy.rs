@@ -275,6 +275,8 @@ impl NpyLayout {
             variables,
             model: None,
             jagged: None,
+            maxshape: None,
+            chunks: None,
         }
     }
 

@@ -229,6 +229,8 @@ fn table(path: String, rows: u64, variables: Vec<VariableInfo>, attributes: Attr
         variables,
         model: None,
         jagged,
+        maxshape: None,
+        chunks: None,
     }
 }
 

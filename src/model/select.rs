@@ -316,6 +316,8 @@ mod tests {
                 .collect(),
             model: None,
             jagged: None,
+            maxshape: None,
+            chunks: None,
         }
     }
 

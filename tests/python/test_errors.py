@@ -547,9 +547,23 @@ def _craft_header_rows(data, p):
     return _with_header(data, p, hb[:i] + old.replace(b"240", b"241") + hb[i + len(old):])
 
 
+def _craft_maxshape(data, p):
+    # a maximum below the shape, which no HDF5 file can hold
+    h = json.loads(p["header_bytes"])
+    h["datasets"][0]["maxshape"] = [239, 2]
+    return _with_header(data, p, json.dumps(h).encode())
+
+
+def _craft_chunks(data, p):
+    h = json.loads(p["header_bytes"])
+    h["datasets"][0]["chunks"] = [0, 2]
+    return _with_header(data, p, json.dumps(h).encode())
+
+
 CRAFTS = {f.__name__[len("_craft_"):]: f for f in [
     _craft_version, _craft_flags, _craft_unknown_stage, _craft_bad_json, _craft_chunk_head,
-    _craft_footer_rows, _craft_footer_swap, _craft_dataset_index, _craft_header_rows]}
+    _craft_footer_rows, _craft_footer_swap, _craft_dataset_index, _craft_header_rows,
+    _craft_maxshape, _craft_chunks]}
 
 
 @pytest.mark.parametrize("craft", sorted(CRAFTS))

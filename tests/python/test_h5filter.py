@@ -629,6 +629,39 @@ def test_h5_compress_of_netcdf4_with_copied_variables_stays_netcdf(cli, tmp_path
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
+def test_h5_compress_keeps_unlimited_dimensions(cli, tmp_path):
+    """Like h5repack, h5 compress keeps what may grow: a netCDF-4 unlimited dimension (with and
+    without a coordinate variable) and h5py's maxshape=None came back fixed, so appending a time
+    step failed, and the dimension with no variable became a phony one."""
+    import netCDF4
+
+    src, out = tmp_path / "unlim.nc", tmp_path / "unlim_c.nc"
+    rng = np.random.default_rng(4)
+    with netCDF4.Dataset(src, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("obs", None)
+        ds.createDimension("x", 40)
+        ds.createVariable("time", "f8", ("time",))[:] = np.arange(5.0)
+        ds.createVariable("temp", "f4", ("obs",))[:] = np.arange(7, dtype="f4")
+        ds.createVariable("field", "f4", ("time", "x"))[:] = 280 + rng.standard_normal((5, 40))
+    cli("h5", "compress", src, out, "--error", "abs=0.01", "--no-model")
+    code = textwrap.dedent(f"""
+        import netCDF4, numpy as np
+        with netCDF4.Dataset({str(src)!r}) as a, netCDF4.Dataset({str(out)!r}, "a") as b:
+            for n, d in a.dimensions.items():
+                assert (len(b.dimensions[n]), b.dimensions[n].isunlimited()) == (len(d), d.isunlimited()), n
+            for n, v in a.variables.items():
+                assert b[n].dimensions == v.dimensions, (n, b[n].dimensions)
+                assert np.abs(b[n][:].astype("f8") - v[:]).max() <= (0.01 if n == "field" else 0), n
+            b["field"][5] = np.zeros(40, "f4")
+        with netCDF4.Dataset({str(out)!r}) as b:
+            assert b["field"].shape == (6, 40) and np.all(b["field"][5] == 0)
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], env=bare_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
 def test_h5_compress_names_references_it_cannot_keep(cli, tmp_path):
     """Object and region references point into their own file: copied into another they point
     at nothing, and a reference attribute of a dataset the filter codes was dropped unsaid.

@@ -161,6 +161,20 @@ def test_xarray_reads_the_unpacked_file_like_the_original(cli, nc3, tmp_path, en
         xr.testing.assert_identical(a, b)
 
 
+def test_the_record_dimension_stays_unlimited(cli, made, tmp_path):
+    """The record dimension came back fixed-size: appending a time step to the unpacked file,
+    as to the original, failed."""
+    _, _, out = pack_unpack(cli, made["a1b_cdf1.nc"], tmp_path)
+    with netCDF4.Dataset(made["a1b_cdf1.nc"]) as a, netCDF4.Dataset(out, "a") as b:
+        assert a.dimensions["time"].isunlimited() and b.dimensions["time"].isunlimited()
+        assert {n: len(d) for n, d in b.dimensions.items()} == {n: len(d) for n, d in a.dimensions.items()}
+        assert not any(d.isunlimited() for n, d in b.dimensions.items() if n != "time")
+        n = len(b.dimensions["time"])
+        b["air_temperature"][n] = np.zeros(b["air_temperature"].shape[1:], "f4")
+    with netCDF4.Dataset(out) as b:
+        assert len(b.dimensions["time"]) == n + 1
+
+
 def test_eval_reads_a_netcdf3_original(cli, made, tmp_path):
     src = made["a1b_cdf2.nc"]
     arch = tmp_path / "x.baler"

@@ -375,3 +375,59 @@ def test_virtual_dataset_with_a_missing_source_is_named(cli, tmp_path):
         assert np.array_equal(f["v"][()], np.concatenate([np.arange(10.0)] * 2))
     r = cli("pack", tmp_path / "gone.h5", "-o", tmp_path / "gone.baler")
     assert "skipped /v" in r.stderr and "missing.h5 is not there" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets that may grow: netCDF's unlimited dimensions, h5py's maxshape=None. They came back
+# fixed (appending a time step to the unpacked file failed), and an unlimited dimension with no
+# coordinate variable lost its name to a phony dimension.
+
+
+def test_unlimited_dimensions_and_chunks_come_back(cli, container, tmp_path):
+    import netCDF4
+    import xarray as xr
+
+    src, arch, back = tmp_path / "unlim.nc", tmp_path / "u.baler", tmp_path / "back.nc"
+    rng = np.random.default_rng(5)
+    with netCDF4.Dataset(src, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("obs", None)  # no coordinate variable: netCDF leaves its scale at 0
+        ds.createDimension("x", 30)
+        ds.createVariable("time", "f8", ("time",))[:] = np.arange(4.0)
+        ds.createVariable("temp", "f4", ("obs",))[:] = np.arange(7, dtype="f4")
+        v = ds.createVariable("field", "f4", ("time", "x"), chunksizes=(2, 15))
+        v[:] = 280 + rng.standard_normal((4, 30)).astype("f4")
+    with h5py.File(tmp_path / "grow.h5", "w") as f:
+        f.create_dataset("series", data=np.arange(100.0), maxshape=(None,), chunks=(10,))
+        f.create_dataset("grid", data=np.ones((6, 8)), maxshape=(12, None), chunks=(3, 4))
+        f.create_dataset("fixed", data=np.ones((6, 8)))
+    cli("pack", src, "-o", arch, "--error", "abs=0.01", *THREADS)
+    cli("unpack", arch, "-o", back, *THREADS)
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(back) as b:
+        for n, d in a.dimensions.items():
+            assert (len(b.dimensions[n]), b.dimensions[n].isunlimited()) == (len(d), d.isunlimited()), n
+        for n, v in a.variables.items():
+            assert b[n].dimensions == v.dimensions, (n, b[n].dimensions)
+            tol = 0.01 if n == "field" else 0
+            assert np.abs(b[n][:].astype("f8") - v[:]).max() <= tol, n
+        assert b["field"].chunking() == [2, 15]
+    with xr.open_dataset(back) as x:
+        assert dict(x.sizes) == {"time": 4, "obs": 7, "x": 30}
+        assert set(x.encoding["unlimited_dims"]) == {"time", "obs"}
+    with netCDF4.Dataset(back, "a") as b:
+        b["time"][4] = 4.0
+        b["field"][4] = np.zeros(30, "f4")
+    with netCDF4.Dataset(back) as b:
+        assert len(b.dimensions["time"]) == 5 and b["field"].shape == (5, 30)
+
+    cli("pack", tmp_path / "grow.h5", "-o", tmp_path / "g.baler", *THREADS)
+    cli("unpack", tmp_path / "g.baler", "-o", tmp_path / "g.h5", *THREADS)
+    got = {d["path"]: (d.get("maxshape"), d.get("chunks")) for d in container(tmp_path / "g.baler")["header"]["datasets"]}
+    assert got == {"/series": ([None], [10]), "/grid": ([12, None], [3, 4]), "/fixed": (None, None)}, got
+    with h5py.File(tmp_path / "grow.h5", "r") as a, h5py.File(tmp_path / "g.h5", "a") as b:
+        for n in a:
+            assert (b[n].maxshape, b[n].chunks) == (a[n].maxshape, a[n].chunks), n
+            assert np.array_equal(b[n][()], a[n][()]), n
+        b["series"].resize((110,))
+        b["grid"].resize((12, 20))
+
