@@ -141,6 +141,31 @@ pub struct DatasetInfo {
     /// Absent: contiguous (or a source with no such thing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<Vec<u64>>,
+    /// The HDF5 filters the source applied to those chunks, in order. Unpack applies the
+    /// lossless ones every HDF5 has (deflate, shuffle, fletcher32) again and names the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<SourceFilter>,
+}
+
+/// An HDF5 filter of a source dataset: its id and parameters (`cd_values`), as
+/// `H5Pget_filter2` gives them, and the name HDF5 has for it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFilter {
+    pub id: i32,
+    pub name: String,
+    pub cd_values: Vec<u32>,
+}
+
+impl SourceFilter {
+    pub const DEFLATE: i32 = 1;
+    pub const SHUFFLE: i32 = 2;
+    pub const FLETCHER32: i32 = 3;
+
+    /// Lossless and built into every HDF5: written again as the source had it.
+    pub fn is_reapplied(&self) -> bool {
+        matches!(self.id, Self::DEFLATE | Self::SHUFFLE | Self::FLETCHER32)
+    }
 }
 
 /// Where a per-object table's rows come from: entry `i` of the event table owns the next

@@ -150,6 +150,8 @@ pub struct UnpackReport {
     pub raw_bytes: u64,
     /// Objects carried from the source (ROOT histograms, ...) that this output cannot hold.
     pub not_written: Vec<String>,
+    /// What the output keeps otherwise than the source had it (filters HDF5 lacks), by dataset.
+    pub notes: Vec<String>,
 }
 
 pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn Progress) -> Result<UnpackReport> {
@@ -206,7 +208,8 @@ pub fn unpack_into(
             Ok(())
         },
     )?;
+    let notes = sink.notes();
     sink.finish()?;
     progress.finish();
-    Ok(UnpackReport { raw_bytes: total, not_written })
+    Ok(UnpackReport { raw_bytes: total, not_written, notes })
 }

@@ -640,6 +640,9 @@ fn dispatch(cmd: Command) -> Result<()> {
                     report.not_written.join(", ")
                 );
             }
+            for n in &report.notes {
+                eprintln!("balerfile: warning: {}: {n}", output.display());
+            }
             let raw = report.raw_bytes;
             let secs = t.elapsed().as_secs_f64();
             if quiet {

@@ -23,7 +23,7 @@ use crate::dtype::{ByteOrder, DType};
 use crate::error::{Error, Result};
 use crate::header::{
     float_from_json, float_to_json, Attribute, Attributes, DatasetInfo, DatasetKind, GroupInfo, Header, Skipped,
-    SourceKind, StringEncoding, StringType, VariableInfo,
+    SourceFilter, SourceKind, StringEncoding, StringType, VariableInfo,
 };
 
 /// An HDF5 identifier closed when dropped.
@@ -378,6 +378,36 @@ fn fill_property(ds: &hdf5::Dataset, dtype: DType) -> Option<crate::missing::Mis
 /// The source files of a virtual dataset that are not there: HDF5 reads their parts as the fill
 /// value, and they were packed so, unsaid. Found as HDF5 looks: beside the virtual dataset's
 /// file, else from the current folder.
+/// The filters of a chunked dataset, in pipeline order (none for other layouts).
+fn source_filters(ds: &hdf5::Dataset) -> Vec<SourceFilter> {
+    use hdf5_sys::h5p;
+    hdf5::sync::sync(|| {
+        // SAFETY: an open dataset; its creation property list is closed by `Hid`; each
+        // H5Pget_filter2 call gets a `cd` buffer of `n` elements and a name buffer of its
+        // length, and writes no more than that; under hdf5-metno's lock.
+        unsafe {
+            let Ok(dcpl) = Hid::new(h5d::H5Dget_create_plist(ds.id()), h5p::H5Pclose, "get creation properties") else { return Vec::new() };
+            let count = h5p::H5Pget_nfilters(dcpl.0).max(0) as u32;
+            let mut out = Vec::with_capacity(count as usize);
+            for i in 0..count {
+                let mut flags = 0;
+                let mut cd = vec![0u32; 32];
+                let mut n = cd.len();
+                let mut name = [0 as c_char; 256];
+                let mut config = 0;
+                let id = h5p::H5Pget_filter2(dcpl.0, i, &mut flags, &mut n, cd.as_mut_ptr(), name.len(), name.as_mut_ptr(), &mut config);
+                if id < 0 {
+                    continue;
+                }
+                cd.truncate(n.min(cd.len()));
+                let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
+                out.push(SourceFilter { id, name, cd_values: cd });
+            }
+            out
+        }
+    })
+}
+
 fn missing_vds_sources(ds: &hdf5::Dataset) -> Vec<String> {
     let here = ds.filename();
     let here = Path::new(&here).parent().map(Path::to_path_buf).unwrap_or_default();
@@ -489,6 +519,7 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         path: path.to_string(),
         kind,
         chunks: ds.chunk().map(|c| c.iter().map(|&c| c as u64).collect()),
+        filters: source_filters(ds),
         maxshape: grows.then_some(maxshape),
         shape,
         chunk_rows: 1,
@@ -693,6 +724,8 @@ pub struct Hdf5Sink {
     open: BTreeMap<usize, (hdf5::Dataset, RowType, Vec<u64>)>,
     file: Option<hdf5::File>,
     output: AtomicOutput,
+    /// What of the source's storage the file does not have (see `Sink::notes`).
+    notes: Vec<String>,
 }
 
 /// How the sink stores a dataset instead of contiguously: its chunk shape and one filter
@@ -734,7 +767,12 @@ impl Hdf5Sink {
         }
         let mut open = BTreeMap::new();
         let mut created = Vec::new();
+        let mut notes = Vec::new();
         for (d, info, storage) in datasets {
+            let lost: Vec<String> = info.filters.iter().filter(|f| !f.is_reapplied()).map(|f| format!("{} ({})", f.id, f.name)).collect();
+            if storage.is_none() && !lost.is_empty() {
+                notes.push(format!("{}: written without its source's filters {} (unpack applies deflate, shuffle and fletcher32 again, no other)", info.path, lost.join(", ")));
+            }
             let ds = create_dataset(&file, info, storage).map_err(|e| fail(format!("{}: {e}", info.path)))?;
             write_attrs(&ds, &info.attributes).map_err(|e| fail(format!("{}: {e}", info.path)))?;
             let rt = row_type(info, false).map_err(fail)?;
@@ -742,7 +780,7 @@ impl Hdf5Sink {
             open.insert(d, (ds, rt, info.shape.clone()));
         }
         dimscales::attach(&created).map_err(fail)?;
-        Ok(Hdf5Sink { open, file: Some(file), output })
+        Ok(Hdf5Sink { open, file: Some(file), output, notes })
     }
 
     /// Copies object `path` of `src` (a dataset or group, with its attributes, storage and
@@ -1121,6 +1159,17 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
             if let Some(chunk) = &chunk {
                 check(h5p::H5Pset_chunk(dcpl.0, chunk.len() as i32, chunk.as_ptr()), &format!("set chunks {chunk:?}"))?;
             }
+            if storage.is_none() && chunk.is_some() {
+                // h5 compress puts its own filter in their place.
+                for f in info.filters.iter().filter(|f| f.is_reapplied()) {
+                    let ret = match f.id {
+                        SourceFilter::DEFLATE => h5p::H5Pset_deflate(dcpl.0, f.cd_values.first().copied().unwrap_or(6).min(9)),
+                        SourceFilter::SHUFFLE => h5p::H5Pset_shuffle(dcpl.0),
+                        _ => h5p::H5Pset_fletcher32(dcpl.0),
+                    };
+                    check(ret, &format!("add the {} filter", f.name))?;
+                }
+            }
             if let Some(st) = storage {
                 if let Some((id, cd)) = &st.filter {
                     check(
@@ -1278,6 +1327,10 @@ fn write_attr(loc: hid_t, name: &str, a: &Attribute) -> Result<(), String> {
 }
 
 impl Sink for Hdf5Sink {
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+
     fn write_rows(&mut self, dataset: usize, rows: Range<u64>, vars: &[Vec<u8>]) -> Result<()> {
         let (ds, rt, shape) = &self.open[&dataset];
         let buf = join_rows(vars, &rt.sizes, rt.item);

@@ -49,6 +49,11 @@ pub trait Sink {
     fn write_carried(&mut self, _objects: Vec<(crate::header::RootObject, Vec<u8>)>) -> Result<bool> {
         Ok(false)
     }
+    /// What of the source this output does not keep as the source had it, one line each (the
+    /// command warns with them).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Completes the file and moves it to its name; dropping a sink without finishing removes it.
     fn finish(self: Box<Self>) -> Result<()>;
 }

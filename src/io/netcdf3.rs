@@ -461,6 +461,7 @@ fn array(name: &str, dtype: DType, shape: Vec<u64>, attributes: Attributes) -> D
         jagged: None,
         maxshape: None,
         chunks: None,
+        filters: Vec::new(),
     }
 }
 

@@ -277,6 +277,7 @@ impl NpyLayout {
             jagged: None,
             maxshape: None,
             chunks: None,
+            filters: Vec::new(),
         }
     }
 

@@ -231,6 +231,7 @@ fn table(path: String, rows: u64, variables: Vec<VariableInfo>, attributes: Attr
         jagged,
         maxshape: None,
         chunks: None,
+        filters: Vec::new(),
     }
 }
 

@@ -318,6 +318,7 @@ mod tests {
             jagged: None,
             maxshape: None,
             chunks: None,
+            filters: Vec::new(),
         }
     }
 

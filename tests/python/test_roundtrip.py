@@ -383,7 +383,8 @@ def test_virtual_dataset_with_a_missing_source_is_named(cli, tmp_path):
 # coordinate variable lost its name to a phony dimension.
 
 
-def test_unlimited_dimensions_and_chunks_come_back(cli, container, tmp_path):
+def test_unlimited_dimensions_chunks_and_filters_come_back(cli, container, tmp_path):
+    import hdf5plugin
     import netCDF4
     import xarray as xr
 
@@ -401,6 +402,9 @@ def test_unlimited_dimensions_and_chunks_come_back(cli, container, tmp_path):
         f.create_dataset("series", data=np.arange(100.0), maxshape=(None,), chunks=(10,))
         f.create_dataset("grid", data=np.ones((6, 8)), maxshape=(12, None), chunks=(3, 4))
         f.create_dataset("fixed", data=np.ones((6, 8)))
+        f.create_dataset("gzip", data=np.arange(600.0).reshape(20, 30), chunks=(5, 30), compression="gzip",
+                         compression_opts=7, shuffle=True, fletcher32=True)
+        f.create_dataset("zstd", data=np.arange(300.0), chunks=(100,), **hdf5plugin.Zstd())
     cli("pack", src, "-o", arch, "--error", "abs=0.01", *THREADS)
     cli("unpack", arch, "-o", back, *THREADS)
     with netCDF4.Dataset(src) as a, netCDF4.Dataset(back) as b:
@@ -420,14 +424,22 @@ def test_unlimited_dimensions_and_chunks_come_back(cli, container, tmp_path):
     with netCDF4.Dataset(back) as b:
         assert len(b.dimensions["time"]) == 5 and b["field"].shape == (5, 30)
 
-    cli("pack", tmp_path / "grow.h5", "-o", tmp_path / "g.baler", *THREADS)
-    cli("unpack", tmp_path / "g.baler", "-o", tmp_path / "g.h5", *THREADS)
+    # The source's chunks and its lossless built-in filters come back; a plugin's is named.
+    env = {"HDF5_PLUGIN_PATH": hdf5plugin.PLUGIN_PATH}
+    cli("pack", tmp_path / "grow.h5", "-o", tmp_path / "g.baler", *THREADS, env=env)
+    r = cli("unpack", tmp_path / "g.baler", "-o", tmp_path / "g.h5", *THREADS)
+    assert "/zstd: written without its source's filters 32015" in r.stderr, r.stderr
+    assert "/gzip:" not in r.stderr, r.stderr
     got = {d["path"]: (d.get("maxshape"), d.get("chunks")) for d in container(tmp_path / "g.baler")["header"]["datasets"]}
-    assert got == {"/series": ([None], [10]), "/grid": ([12, None], [3, 4]), "/fixed": (None, None)}, got
+    assert got == {"/series": ([None], [10]), "/grid": ([12, None], [3, 4]), "/fixed": (None, None),
+                   "/gzip": (None, [5, 30]), "/zstd": (None, [100])}, got
     with h5py.File(tmp_path / "grow.h5", "r") as a, h5py.File(tmp_path / "g.h5", "a") as b:
         for n in a:
             assert (b[n].maxshape, b[n].chunks) == (a[n].maxshape, a[n].chunks), n
             assert np.array_equal(b[n][()], a[n][()]), n
+        g = b["gzip"]
+        assert (g.compression, g.compression_opts, g.shuffle, g.fletcher32) == ("gzip", 7, True, True)
+        assert b["zstd"].compression is None and not b["zstd"]._filters
         b["series"].resize((110,))
         b["grid"].resize((12, 20))
 
