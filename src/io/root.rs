@@ -44,6 +44,12 @@ thread_local! {
 /// Runs `f` (oxyroot code), turning a panic into an error about `path`. The panic's default
 /// message is not printed: the user gets one line.
 fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    quietly(f).unwrap_or_else(|msg| Err(Error::input(path, format!("the ROOT reader failed {what}: {msg} (damaged file, or a layout it does not support)"))))
+}
+
+/// Runs `f` (oxyroot code), giving a panic's message as `Err` and printing nothing. Calls nest
+/// (a branch read inside the file's `guarded`).
+fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
@@ -53,13 +59,16 @@ fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<
             }
         }));
     });
-    QUIET.with(|q| q.set(true));
+    let before = QUIET.with(|q| q.replace(true));
     let r = catch_unwind(AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(false));
-    r.unwrap_or_else(|p| {
-        let msg = crate::error::panic_message(p.as_ref());
-        Err(Error::input(path, format!("the ROOT reader failed {what}: {msg} (damaged file, or a layout it does not support)")))
-    })
+    QUIET.with(|q| q.set(before));
+    r.map_err(|p| crate::error::panic_message(p.as_ref()))
+}
+
+/// A branch the reader failed on: the whole file is refused, as for damage (which a panic
+/// cannot be told from), but the branch is named.
+fn unreadable_branch(panic: &str) -> String {
+    format!("the ROOT reader failed reading it: {panic} (damaged, or a basket layout it does not support)")
 }
 
 /// `*` and `?` globs, matched against the whole name.
@@ -440,7 +449,7 @@ impl RootSource {
                 let bad = |what: String| err(format!("tree '{name}', branch '{bname}': {what}"));
                 match shape {
                     Shape::Flat(d) => {
-                        let bytes = per_dtype!(d, read_flat, b).map_err(bad)?;
+                        let bytes = quietly(|| per_dtype!(d, read_flat, b)).unwrap_or_else(|p| Err(unreadable_branch(&p))).map_err(bad)?;
                         if bytes.len() as u64 != entries * d.size() as u64 {
                             return Err(bad(format!("{} values for {entries} entries", bytes.len() / d.size())));
                         }
@@ -479,11 +488,11 @@ impl RootSource {
                 for (bname, d) in members {
                     let b = tree.branch(bname).ok_or_else(|| err(format!("tree '{name}': branch '{bname}' vanished")))?;
                     let bad = |what: String| err(format!("tree '{name}', branch '{bname}': {what}"));
-                    let (bytes, c) = match container {
+                    let read = quietly(|| match container {
                         Container::Carray => per_dtype!(*d, read_carray, b),
                         Container::Vector => per_dtype!(*d, read_vector, b),
-                    }
-                    .map_err(bad)?;
+                    });
+                    let (bytes, c) = read.unwrap_or_else(|p| Err(unreadable_branch(&p))).map_err(bad)?;
                     if c.len() as u64 != entries {
                         return Err(bad(format!("{} entries, the tree has {entries}", c.len())));
                     }

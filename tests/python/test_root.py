@@ -179,6 +179,8 @@ def test_bad_root_input_is_one_clear_error_and_no_output(cli, tmp_path):
         ([data("uproot-Zmumu.root"), "--strict"], "branch 'Type': a char* (text) branch cannot be packed"),
         ([data("uproot-issue124.root")], "its streamer infos use TStreamerLoop, which balerfile's ROOT reader cannot read yet"),
         ([data("uproot-leaflist.root")], "a leaf list of 3 leaves (x, y, z)"),
+        # The reader fails inside a branch: the branch is named, not only the file.
+        ([data("uproot-small-dy-nooffsets.root")], "tree 'tree', branch 'nJet': the ROOT reader failed reading it"),
         ([notree], "holds no TTree, no RNTuple and no other object to carry"),
     ]
     for args, want in cases:
