@@ -827,8 +827,51 @@ impl Hdf5Sink {
             check(hdf5_sys::h5o::H5Ocopy(src.id(), cpath.as_ptr(), file.id(), cpath.as_ptr(), H5P_DEFAULT, lcpl.0), "copy the object")
         })
         .map_err(fail)?;
-        Ok(Vec::new())
+        // H5Ocopy into another file leaves a reference attribute null (it read back as "(null)"
+        // and could not be followed, unsaid): such attributes are removed and named. Dimension
+        // links are made again by `relink_dimensions`.
+        let mut lost = Vec::new();
+        if let (Some(from), Some(to)) = (object_at(src, path), object_at(file, path)) {
+            for name in reference_attributes(&from) {
+                let gone = Skipped { path: format!("{path} attribute {name}"), reason: "object or region references, which point into the input".into() };
+                if !gone.is_dimension_link() {
+                    remove_attribute(&to, &name, path).map_err(fail)?;
+                    lost.push(gone);
+                }
+            }
+        }
+        Ok(lost)
     }
+}
+
+/// Dataset or group `path` of `file`.
+fn object_at(file: &hdf5::File, path: &str) -> Option<hdf5::Location> {
+    let loc = |l: &hdf5::Location| l.clone();
+    file.dataset(path).map(|d| loc(&d)).or_else(|_| file.group(path).map(|g| loc(&g))).ok()
+}
+
+/// The attributes of `obj` whose type holds object or region references.
+fn reference_attributes(obj: &hdf5::Location) -> Vec<String> {
+    let Ok(names) = obj.attr_names() else { return Vec::new() };
+    names
+        .into_iter()
+        .filter(|name| {
+            let Ok(cname) = CString::new(name.as_str()) else { return false };
+            // SAFETY: an open object and a NUL-terminated name; the attribute and type ids are
+            // closed by their guards; under hdf5-metno's lock.
+            hdf5::sync::sync(|| unsafe {
+                let Ok(a) = Hid::new(h5a::H5Aopen(obj.id(), cname.as_ptr(), H5P_DEFAULT), h5a::H5Aclose, "open") else { return false };
+                Hid::new(h5a::H5Aget_type(a.0), h5t::H5Tclose, "type").is_ok_and(|t| h5t::H5Tdetect_class(t.0, h5t::H5T_class_t::H5T_REFERENCE) > 0)
+            })
+        })
+        .collect()
+}
+
+fn remove_attribute(obj: &hdf5::Location, name: &str, path: &str) -> Result<(), String> {
+    let cname = CString::new(name).map_err(|_| format!("attribute name {name:?} holds a NUL"))?;
+    // SAFETY: an open object and a NUL-terminated name, under the library lock.
+    let ret = hdf5::sync::sync(|| unsafe { h5a::H5Adelete(obj.id(), cname.as_ptr()) });
+    check(ret, &format!("remove {name} of {path}"))
 }
 
 /// Whether dataset `path` of `file` holds object or region references (which point into its
@@ -903,7 +946,7 @@ mod dimscales {
     use hdf5_sys::h5::herr_t;
     use hdf5_sys::h5i::hid_t;
 
-    use super::{check, h5a, H5P_DEFAULT};
+    use super::{check, h5a, remove_attribute, H5P_DEFAULT};
     use crate::header::{Attribute, DatasetInfo};
 
     // libhdf5_hl sits beside libhdf5, in the folder hdf5-metno-sys already adds to the link
@@ -1060,13 +1103,6 @@ mod dimscales {
 
     fn group(path: &str) -> &str {
         path.rsplit_once('/').map_or("", |(g, _)| g)
-    }
-
-    fn remove_attribute(ds: &hdf5::Dataset, name: &str, path: &str) -> Result<(), String> {
-        let cname = std::ffi::CString::new(name).map_err(|_| format!("attribute name {name:?} holds a NUL"))?;
-        // SAFETY: an open dataset and a NUL-terminated name, under the library lock.
-        let ret = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Adelete(ds.id(), cname.as_ptr()) });
-        check(ret, &format!("remove {name} of {path}"))
     }
 
     /// Attaches to every dataset that lists its dimension ids in `_Netcdf4Coordinates` the

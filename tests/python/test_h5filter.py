@@ -673,8 +673,14 @@ def test_h5_compress_names_references_it_cannot_keep(cli, tmp_path):
         r[0] = t.ref
         t.attrs["self_ref"] = t.ref
         t.attrs["units"] = "m"
+        # An integer dataset is copied as it was: its reference attribute read back null.
+        flags = f.create_dataset("flags", data=np.arange(10, dtype="i4"))
+        flags.attrs["of"] = t.ref
+        flags.attrs["units"] = "1"
     r = cli("h5", "compress", src, out, "--no-model")
     assert "/target attribute self_ref: not kept" in r.stdout, r.stdout
+    assert "/flags attribute of: not kept" in r.stdout, r.stdout
     assert f"/objrefs: object or region references, copied as they were: they point into {src}" in r.stdout, r.stdout
     with h5py.File(out, "r") as f:
         assert f["target"].attrs["units"] == "m"
+        assert dict(f["flags"].attrs) == {"units": "1"}
