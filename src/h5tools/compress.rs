@@ -115,17 +115,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
         let layout = if table { Layout::Table } else { Layout::Field };
         let chunk_rows = (opts.chunk_bytes / ds.row_bytes().max(1)).clamp(1, ds.rows());
         let v = &ds.variables[0];
-        // The filter's cd_values carry one fill value; a valid range or further fill values
-        // stay ordinary values there (within the bound, not bit for bit): say so.
         let rule = v.missing_rule();
-        if let Some(r) = rule.filter(|r| r.fills().len() > 1 || r.valid_min.is_some() || r.valid_max.is_some()) {
-            report.notes.push(format!(
-                "{}: the filter keeps only the fill value {:e} exactly; other missing values ({}) are coded as values within the bound",
-                ds.path,
-                r.fills().first().copied().unwrap_or(f64::NAN),
-                r.describe()
-            ));
-        }
         let params = FilterParams {
             dtype: Some(v.dtype),
             big_endian: v.byte_order == ByteOrder::Be,
@@ -139,11 +129,46 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
         targets.push(Target { index: d, info: ds.clone(), layout, chunk_rows, params, decoder_bytes: 0 });
     }
 
+    // The filter's cd_values carry one fill value (NaN is always missing); a valid range or
+    // further fill values would be coded as values, within the bound but no longer equal to the
+    // marker, so readers stopped masking them (a -999 beside a 1e20 fill came back -999.03
+    // and a global mean moved by 24 K). The data says which marker it holds: that one is the
+    // filter's fill; holding two, the dataset is coded losslessly. Either way it is said.
+    let mut lossless = vec![false; targets.len()];
+    for (t, lossless) in targets.iter_mut().zip(&mut lossless) {
+        let Some(rule) = t.info.variables[0].missing_rule().filter(|r| r.fills().len() > 1 || r.valid_min.is_some() || r.valid_max.is_some()) else {
+            continue;
+        };
+        let held = missing_values(&mut source, t, &rule, progress)?;
+        let shown = |v: &[f64]| v.iter().map(|x| format!("{x:e}")).collect::<Vec<_>>().join(", ");
+        match held[..] {
+            [] | [_] => {
+                let fill = held.first().or(rule.fills().first()).copied();
+                t.params.fill = fill;
+                report.notes.push(format!(
+                    "{}: the filter keeps the fill value {} exactly (the only missing value the data holds); other missing values ({}) written later are coded as values within the bound",
+                    t.info.path,
+                    fill.map_or("NaN".into(), |f| format!("{f:e}")),
+                    rule.describe()
+                ));
+            }
+            _ => {
+                *lossless = true;
+                report.notes.push(format!(
+                    "{}: coded losslessly: it holds the missing values {}, and the filter keeps one fill value exactly",
+                    t.info.path,
+                    shown(&held)
+                ));
+            }
+        }
+    }
+
     // A table's rel bound is taken per column of each chunk by the filter (a chunk's range is
     // within the dataset's, so the bound holds against the dataset's too); a field's is
     // resolved here against the whole dataset's range, as `pack` does.
-    for t in &mut targets {
+    for (t, lossless) in targets.iter_mut().zip(lossless) {
         t.params.bound = match bounds[t.index][0] {
+            _ if lossless => FilterBound::Lossless,
             Bound::Lossless => FilterBound::Lossless,
             Bound::None => FilterBound::None,
             Bound::Abs(e) => FilterBound::Abs(e),
@@ -245,6 +270,29 @@ fn dataset_range(source: &mut Hdf5Source, t: &Target, progress: &dyn Progress) -
     }
     progress.finish();
     Ok(stats.range())
+}
+
+/// The distinct values other than NaN that `rule` marks missing in `t`'s data, at most three
+/// (two already say the filter cannot keep them).
+fn missing_values(source: &mut Hdf5Source, t: &Target, rule: &crate::missing::MissingRule, progress: &dyn Progress) -> Result<Vec<f64>> {
+    let dtype = t.info.variables[0].dtype;
+    let mut held: Vec<f64> = Vec::new();
+    progress.start(&format!("looking for missing values in {}", t.info.path), t.info.raw_bytes());
+    for rows in crate::pack::row_ranges(t.info.rows(), t.chunk_rows) {
+        let n = rows.end - rows.start;
+        for x in crate::dtype::values_f64(dtype, &source.read_rows(t.index, rows)?[0]) {
+            if !x.is_nan() && rule.is_missing(x) && !held.iter().any(|h| h.to_bits() == x.to_bits()) {
+                held.push(x);
+                if held.len() == 3 {
+                    progress.finish();
+                    return Ok(held);
+                }
+            }
+        }
+        progress.advance(n * t.info.row_bytes());
+    }
+    progress.finish();
+    Ok(held)
 }
 
 /// Sets each table's model: the one named, one trained now, or none.

@@ -226,3 +226,32 @@ def test_hdf5_fill_value_property_is_missing_in_pack_and_h5_compress(cli, hadcm3
             assert f["t"].fillvalue == -999, out
         assert np.array_equal(x[~valid].view("u4"), y[~valid].view("u4")), out
         assert np.abs(y[valid].astype("f8") - x[valid]).max() <= tol, out
+
+
+@pytest.mark.parametrize("markers", [(1e20, -999.0), (1e20,)])
+def test_h5_compress_keeps_every_missing_value_the_data_holds(cli, tmp_path, markers):
+    """The filter keeps one fill value exactly. h5 compress had handed it the first of
+    missing_value = [1e20, -999] and coded the -999s (sea ice beside land) as values: they came
+    back -999.03, readers stopped masking them and a global mean moved by 24 K. Now the one
+    marker the data holds is the filter's; holding two, the variable is coded losslessly."""
+    from test_h5filter import bare_env, read_in_new_process
+    fname, var = FIELDS["nemo"]
+    with h5py.File(_iris_sample(fname), "r") as f:
+        x = f[var][()]
+    if len(markers) == 2:
+        x[:, :60, :] = np.where(x[:, :60, :] != np.float32(1e20), np.float32(-999.0), x[:, :60, :])
+    src, out = tmp_path / "mv.h5", tmp_path / "mv.filtered.h5"
+    attrs = {"missing_value": np.array([1e20, -999.0], "f4"), "valid_max": np.float32(1e3)}
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset(var, data=x)
+        for k, v in attrs.items():
+            d.attrs[k] = v
+    r = cli("h5", "compress", src, out, "--error", "rel=1e-2", "--no-model")
+    y = read_in_new_process(out, var, tmp_path / "y.npy", bare_env())
+    if len(markers) == 2:
+        assert f"/{var}: coded losslessly: it holds the missing values 1.0000000200408773e20, -9.99e2" in r.stdout, r.stdout
+        assert np.array_equal(x.view("u4"), y.view("u4"))
+    else:
+        assert f"/{var}: the filter keeps the fill value 1.0000000200408773e20 exactly (the only missing value the data holds)" in r.stdout, r.stdout
+        check_field(x, y, attrs, 1e-2, "h5 compress, one marker held")
+        assert not np.array_equal(x, y), "the bound was not used"
