@@ -145,6 +145,11 @@ pub struct DatasetInfo {
     /// lossless ones every HDF5 has (deflate, shuffle, fletcher32) again and names the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<SourceFilter>,
+    /// The fill value the source set on the dataset (HDF5's fill value property; a netCDF-3
+    /// variable's `_FillValue` or netCDF's default), which HDF5 gives where nothing was written
+    /// and outputs set again. A number, or "nan", "inf", "-inf".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_value: Option<serde_json::Value>,
 }
 
 /// An HDF5 filter of a source dataset: its id and parameters (`cd_values`), as

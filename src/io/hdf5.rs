@@ -363,16 +363,20 @@ impl Walk {
 /// `missing_value` attribute, where there is one, says more and takes its place
 /// (`io::view::declare_missing`).
 fn fill_property(ds: &hdf5::Dataset, dtype: DType) -> Option<crate::missing::MissingRule> {
-    use hdf5::plist::dataset_create::FillValue;
     if !dtype.is_float() {
         return None;
     }
+    crate::missing::MissingRule::new(dtype, &[user_fill(ds)?], None, None).ok()
+}
+
+/// The fill value set on a dataset (not HDF5's default 0), as a double.
+fn user_fill(ds: &hdf5::Dataset) -> Option<f64> {
+    use hdf5::plist::dataset_create::FillValue;
     let p = ds.dcpl().ok()?;
     if p.fill_value_defined() != FillValue::UserDefined {
         return None;
     }
-    let v = p.fill_value_as::<f64>()?;
-    crate::missing::MissingRule::new(dtype, &[v], None, None).ok()
+    p.fill_value_as::<f64>()
 }
 
 /// The source files of a virtual dataset that are not there: HDF5 reads their parts as the fill
@@ -520,6 +524,7 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         kind,
         chunks: ds.chunk().map(|c| c.iter().map(|&c| c as u64).collect()),
         filters: source_filters(ds),
+        fill_value: (kind == DatasetKind::Array).then(|| user_fill(ds)).flatten().map(float_to_json),
         maxshape: grows.then_some(maxshape),
         shape,
         chunk_rows: 1,
@@ -1182,8 +1187,10 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
         };
         // The fill value property the source dataset had (`fill_property`), set again: readers
         // get it for elements never written, and the filter and `pack` take it as missing.
+        // Archives before `fill_value` say it only where it was the missing-value marker.
         let fill = match (&info.kind, info.variables.first().and_then(|v| v.missing.as_ref())) {
-            (DatasetKind::Array, Some(m)) if m.from == [crate::missing::HDF5_FILL] => m.fill.first().and_then(crate::header::float_from_json),
+            (DatasetKind::Array, _) if info.fill_value.is_some() => info.fill_value.as_ref().and_then(float_from_json),
+            (DatasetKind::Array, Some(m)) if m.from == [crate::missing::HDF5_FILL] => m.fill.first().and_then(float_from_json),
             _ => None,
         };
         let chunk = chunk_shape(info, storage);

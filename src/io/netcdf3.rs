@@ -391,6 +391,7 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
         if is_record(v) {
             ds.maxshape = Some(record_maxshape(&ds.shape));
         }
+        ds.fill_value = Some(crate::header::float_to_json(fill_value_of(&ds.attributes, dtype)));
         default_fill(&mut ds);
         datasets.push(ds);
         plans.push(Planned { plan, elem: elem as usize, row_bytes });
@@ -423,6 +424,29 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
 /// records can be appended to it as to the source.
 fn record_maxshape(shape: &[u64]) -> Vec<Option<u64>> {
     std::iter::once(None).chain(shape.iter().skip(1).map(|&n| Some(n))).collect()
+}
+
+/// What the netCDF library fills a variable's unwritten elements with: its `_FillValue`, else
+/// netCDF's default for the type (netCDF-4 sets it as the HDF5 fill value, so records appended
+/// to the unpacked file and left unwritten read as missing, not as 0).
+fn fill_value_of(attrs: &Attributes, dtype: DType) -> f64 {
+    let declared = attrs.get("_FillValue").and_then(|a| match &a.value {
+        serde_json::Value::Array(v) => v.first().and_then(crate::header::float_from_json),
+        v => crate::header::float_from_json(v),
+    });
+    declared.unwrap_or(match dtype {
+        DType::I8 => -127.0,
+        DType::I16 => -32767.0,
+        DType::I32 => -2147483647.0,
+        DType::U8 => 255.0,
+        DType::U16 => 65535.0,
+        DType::U32 => 4294967295.0,
+        DType::I64 => -9223372036854775806.0,
+        DType::U64 => 18446744073709551614.0,
+        DType::F32 => 9.969_209_968_386_869e36_f32 as f64,
+        DType::F64 => 9.969_209_968_386_869e36,
+        DType::Bool => 0.0,
+    })
 }
 
 /// netCDF's default fill value for a float variable with no `_FillValue`: the netCDF library
@@ -462,6 +486,7 @@ fn array(name: &str, dtype: DType, shape: Vec<u64>, attributes: Attributes) -> D
         maxshape: None,
         chunks: None,
         filters: Vec::new(),
+        fill_value: None,
     }
 }
 

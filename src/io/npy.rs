@@ -278,6 +278,7 @@ impl NpyLayout {
             maxshape: None,
             chunks: None,
             filters: Vec::new(),
+            fill_value: None,
         }
     }
 

@@ -241,6 +241,7 @@ fn table(path: String, rows: u64, variables: Vec<VariableInfo>, attributes: Attr
         maxshape: None,
         chunks: None,
         filters: Vec::new(),
+        fill_value: None,
     }
 }
 

@@ -319,6 +319,7 @@ mod tests {
             maxshape: None,
             chunks: None,
             filters: Vec::new(),
+            fill_value: None,
         }
     }
 

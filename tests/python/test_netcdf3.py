@@ -173,6 +173,8 @@ def test_the_record_dimension_stays_unlimited(cli, made, tmp_path):
         b["air_temperature"][n] = np.zeros(b["air_temperature"].shape[1:], "f4")
     with netCDF4.Dataset(out) as b:
         assert len(b.dimensions["time"]) == n + 1
+        # The record's time was not written: netCDF's fill value, read as missing (it read 0).
+        assert np.ma.is_masked(b["time"][n]), b["time"][n]
 
 
 def test_eval_reads_a_netcdf3_original(cli, made, tmp_path):
