@@ -131,8 +131,8 @@ fn constant_tail(col: &[u8], size: usize, unit: usize) -> Option<usize> {
 /// Threads for a chunk's pieces: BALERFILE_THREADS, else the machine's cores. Threads are
 /// scoped to the call (no pool outlives it), so a process that forks after reading (Python's
 /// multiprocessing, Dask) hands its children nothing half-alive.
-fn piece_threads() -> Result<usize, String> {
-    Ok(super::threads_from_env()?.unwrap_or_else(crate::parallel::cores))
+fn piece_threads() -> usize {
+    super::threads_from_env().unwrap_or_else(crate::parallel::cores)
 }
 
 /// `f(i)` for every i in 0..n on up to `threads` scoped threads (`parallel::map`), in order;
@@ -204,7 +204,7 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
         pieces(rows, unit, size * f, p.piece_bytes())
     };
     // The threads go to the pieces, and those the pieces leave over to each piece's trials.
-    let threads = piece_threads()?;
+    let threads = piece_threads();
     let codec = ChunkCodec { level: p.level, threads }.sharing(threads, cuts.len());
     let col_bytes = size * epr as usize;
     let coded = in_parallel(cuts.len(), threads, |k| {
@@ -273,7 +273,7 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
     let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false }; nvars];
     // The threads go to the pieces, and those the pieces leave over to each one's decoding
     // (`ahead`).
-    let threads = piece_threads()?;
+    let threads = piece_threads();
     let cols = if h.version == CHUNK_VERSION {
         let codec = ChunkCodec { level: p.level, threads };
         codec.decode(body, ChunkPlace { dataset: 0, row_start: 0, rows: h.rows }, &vars, epr, model)?

@@ -43,11 +43,19 @@ pub fn decode_chunk(p: &FilterParams, bytes: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// BALERFILE_THREADS, the thread count a host process without a command line gives the filter
-/// (ONNX Runtime's intra-op threads, and the threads of a chunk's pieces); None when unset.
-pub(crate) fn threads_from_env() -> Result<Option<usize>, String> {
-    match std::env::var("BALERFILE_THREADS") {
-        Ok(t) => t.parse().ok().filter(|&n: &usize| n > 0).map(Some).ok_or_else(|| format!("BALERFILE_THREADS={t}: a number > 0")),
-        Err(_) => Ok(None),
+/// (ONNX Runtime's intra-op threads, and the threads of a chunk's pieces); None when unset or
+/// 0 (the default). A value that is no count is warned about once and taken as unset: failing
+/// the chunk instead made h5py (which adds the filter as optional) store every chunk raw,
+/// with a line on stderr the only sign.
+pub(crate) fn threads_from_env() -> Option<usize> {
+    let t = std::env::var("BALERFILE_THREADS").ok()?;
+    match t.trim().parse::<usize>() {
+        Ok(n) => (n > 0).then_some(n),
+        Err(_) => {
+            static TOLD: std::sync::Once = std::sync::Once::new();
+            TOLD.call_once(|| eprintln!("balerfile filter: warning: BALERFILE_THREADS={t} is not a thread count (a number, 0 for the default): the default is used"));
+            None
+        }
     }
 }
 

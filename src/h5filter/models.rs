@@ -20,7 +20,7 @@ fn options() -> Result<RuntimeOptions, String> {
     if let Ok(d) = std::env::var("BALERFILE_DEVICE") {
         o.device = d.parse::<Device>().map_err(|e| format!("BALERFILE_DEVICE: {e}"))?;
     }
-    if let Some(t) = super::threads_from_env()? {
+    if let Some(t) = super::threads_from_env() {
         o.intra_threads = t;
     }
     Ok(o)
