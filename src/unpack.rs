@@ -157,7 +157,15 @@ pub struct UnpackReport {
 pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn Progress) -> Result<UnpackReport> {
     crate::atomic::check_not_input(input, output)?;
     let reader = ArchiveReader::open(input)?;
-    unpack_into(&reader, |header, selected| io::create_sink_as(output, opts.format.as_deref(), header, selected, &opts.sink), opts, progress)
+    // An HDF5 or netCDF-4 output holds the selected datasets' coordinates too, which link to
+    // them; `.npy` holds one array and `.npz` the arrays asked for.
+    let mut opts = opts.clone();
+    if !opts.datasets.is_empty() && io::is_hdf5_output(output, opts.format.as_deref()) {
+        let header = reader.header();
+        let chosen = io::select_with_coordinates(reader.path(), &header.datasets, &opts.datasets)?;
+        opts.datasets = chosen.iter().map(|&d| header.datasets[d].path.clone()).collect();
+    }
+    unpack_into(&reader, |header, selected| io::create_sink_as(output, opts.format.as_deref(), header, selected, &opts.sink), &opts, progress)
 }
 
 /// Decodes the datasets `opts` selects of an open archive into the sink `make_sink` makes for

@@ -519,6 +519,14 @@ fn mb(bytes: u64) -> String {
     format!("{:.3} MB", bytes as f64 / 1e6)
 }
 
+/// The datasets a `--dataset` selection brought along (`io::select_with_coordinates`).
+fn brought_along(asked: &[String], got: &[balerfile::header::DatasetInfo]) -> Vec<String> {
+    if asked.is_empty() {
+        return Vec::new();
+    }
+    got.iter().map(|d| d.name()).filter(|n| !asked.iter().any(|a| a.trim_start_matches('/') == *n)).map(String::from).collect()
+}
+
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
@@ -526,6 +534,10 @@ fn dispatch(cmd: Command) -> Result<()> {
             let t = Instant::now();
             balerfile::atomic::check_not_input(&input, &output)?;
             let source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
+            let brought = brought_along(&datasets, &source.layout().datasets);
+            if !brought.is_empty() && !quiet {
+                println!("--dataset: with the coordinates it is read by (dimension scales, CF coordinates and bounds): {}", brought.join(", "));
+            }
             let (mut source, choices) = balerfile::io::view::as_meant(source, &input, &layout, &fill_values)?;
             if !quiet {
                 for c in &choices {

@@ -241,7 +241,7 @@ impl Hdf5Source {
             }
         }
         let infos: Vec<DatasetInfo> = datasets.iter().map(|(_, d)| d.clone()).collect();
-        let selected = super::select(path, &infos, names)?;
+        let selected = super::select_with_coordinates(path, &infos, names)?;
         if !names.is_empty() {
             // Keep what was not kept of the selected datasets and the groups; drop the rest,
             // which the user did not ask for.
@@ -952,7 +952,7 @@ mod dimscales {
     use hdf5_sys::h5i::hid_t;
 
     use super::{check, h5a, remove_attribute, H5P_DEFAULT};
-    use crate::header::{Attribute, DatasetInfo};
+    use crate::header::DatasetInfo;
 
     // libhdf5_hl sits beside libhdf5, in the folder hdf5-metno-sys already adds to the link
     // search path. hdf5-metno-sys declares no high-level functions (and its "hl" feature would
@@ -967,13 +967,7 @@ mod dimscales {
     /// H5DS_iterate_t.
     type Visitor = unsafe extern "C" fn(did: hid_t, dim: c_uint, dsid: hid_t, visitor_data: *mut c_void) -> herr_t;
 
-    const COORDINATES: &str = "_Netcdf4Coordinates";
-    /// The dimension ids of a dataset whose file linked it to its dimension scales only by
-    /// DIMENSION_LIST (object references, which the header cannot hold; h5netcdf and iris write
-    /// no `_Netcdf4Coordinates`): read from the scales' `_Netcdf4Dimid`, used by `attach` as
-    /// `_Netcdf4Coordinates` is, and never written out. Without them netCDF matched dimensions
-    /// by length, and a (grid_longitude, bnds) variable read as (grid_latitude, bnds).
-    const LINKED_DIMIDS: &str = "_balerfile_dimids";
+    use crate::io::{attr_ints as ints, LINKED_DIMIDS, NC_COORDINATES as COORDINATES};
 
     /// The `_Netcdf4Dimid` of the first scale attached to axis `dim` of `did`.
     fn scale_dimid(did: hid_t, dim: c_uint) -> Option<i64> {
@@ -1096,13 +1090,6 @@ mod dimscales {
         if let Some(ids) = ids {
             let shape = vec![ids.len() as u64];
             attrs.insert(LINKED_DIMIDS.into(), crate::io::netcdf3::int_attribute(ids.into_iter().map(Into::into).collect(), shape));
-        }
-    }
-
-    fn ints(a: &Attribute) -> Option<Vec<i64>> {
-        match &a.value {
-            serde_json::Value::Array(v) => v.iter().map(|x| x.as_i64()).collect(),
-            v => v.as_i64().map(|x| vec![x]),
         }
     }
 

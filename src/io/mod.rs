@@ -186,11 +186,22 @@ pub fn create_sink(path: &Path, header: &Header, datasets: &[usize]) -> Result<B
 
 /// `create_sink` for the named format (`h5`, `root`, `npy`, `npz`) whatever the output's extension.
 pub fn create_sink_as(path: &Path, format: Option<&str>, header: &Header, datasets: &[usize], opts: &SinkOptions) -> Result<Box<dyn Sink>> {
-    let ext = format
-        .map(str::to_string)
-        .unwrap_or_else(|| path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase());
+    let ext = output_format(path, format);
     table::ColumnsSink::wrap(header, |header| create_array_sink(path, &ext, header, datasets, opts))
 }
+
+/// The output's format: `format`, else the output's extension.
+fn output_format(path: &Path, format: Option<&str>) -> String {
+    format.map(str::to_string).unwrap_or_else(|| path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase())
+}
+
+/// Whether the output is HDF5 (netCDF-4 included), where dimension scales link variables to
+/// their coordinates.
+pub fn is_hdf5_output(path: &Path, format: Option<&str>) -> bool {
+    HDF5_EXTENSIONS.contains(&output_format(path, format).as_str())
+}
+
+const HDF5_EXTENSIONS: [&str; 6] = ["h5", "hdf5", "he5", "nc", "nc4", "cdf"];
 
 fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize], opts: &SinkOptions) -> Result<Box<dyn Sink>> {
     let _ = opts;
@@ -198,7 +209,7 @@ fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize]
         "npy" => Ok(Box::new(npy::NpySink::create(path, header, datasets)?)),
         "npz" => Ok(Box::new(npz::NpzSink::create(path, header, datasets)?)),
         #[cfg(feature = "hdf5")]
-        "h5" | "hdf5" | "he5" | "nc" | "nc4" | "cdf" => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
+        e if HDF5_EXTENSIONS.contains(&e) => Ok(Box::new(hdf5::Hdf5Sink::create(path, header, datasets)?)),
         #[cfg(feature = "root")]
         "root" => Ok(Box::new(root::RootSink::create(path, header, datasets, opts.root_compression)?)),
         _ => Err(Error::Usage(format!(
@@ -206,6 +217,78 @@ fn create_array_sink(path: &Path, ext: &str, header: &Header, datasets: &[usize]
             path.display()
         ))),
     }
+}
+
+/// netCDF-4's list of a variable's dimension ids.
+pub(crate) const NC_COORDINATES: &str = "_Netcdf4Coordinates";
+/// The dimension ids of a dataset whose file linked it to its dimension scales only by
+/// DIMENSION_LIST (object references, which the header cannot hold; h5netcdf and iris write
+/// no `_Netcdf4Coordinates`): read from the scales' `_Netcdf4Dimid`, used as
+/// `_Netcdf4Coordinates` is, and never written out.
+pub(crate) const LINKED_DIMIDS: &str = "_balerfile_dimids";
+
+/// An integer attribute's values (one for a scalar).
+pub(crate) fn attr_ints(a: &crate::header::Attribute) -> Option<Vec<i64>> {
+    match &a.value {
+        serde_json::Value::Array(v) => v.iter().map(|x| x.as_i64()).collect(),
+        v => v.as_i64().map(|x| vec![x]),
+    }
+}
+
+/// The datasets `names` select, with what they are read by: their dimension scales (time,
+/// latitude: netCDF's, by dimension id, in their group or one above it, as netCDF looks) and
+/// the variables CF names in their attributes (`coordinates`, `bounds`, `climatology`,
+/// `grid_mapping`), and so on for those. `pack --dataset tas` had written a `tas` over
+/// phony dimensions, without its times. In file order; all of them when `names` is empty.
+pub fn select_with_coordinates(path: &Path, available: &[DatasetInfo], names: &[String]) -> Result<Vec<usize>> {
+    let mut chosen = select(path, available, names)?;
+    let group = |p: &str| p.rsplit_once('/').map_or(String::new(), |(g, _)| g.to_string());
+    let mut at = 0;
+    while at < chosen.len() {
+        let d = &available[chosen[at]];
+        at += 1;
+        let g = group(&d.path);
+        let mut wanted: Vec<usize> = Vec::new();
+        let dimids = d.attributes.get(NC_COORDINATES).or(d.attributes.get(LINKED_DIMIDS)).and_then(attr_ints).unwrap_or_default();
+        for id in dimids {
+            // The nearest group, going up, with a scale of that id.
+            let mut look = g.clone();
+            loop {
+                let found = available.iter().position(|s| {
+                    s.is_dimension_scale() && group(&s.path) == look && s.attributes.get("_Netcdf4Dimid").and_then(attr_ints).as_deref() == Some(&[id])
+                });
+                if let Some(i) = found {
+                    wanted.push(i);
+                    break;
+                }
+                if look.is_empty() {
+                    break;
+                }
+                look = group(&look);
+            }
+        }
+        for attr in ["coordinates", "bounds", "climatology", "grid_mapping"] {
+            let Some(list) = d.attributes.get(attr).and_then(|a| a.value.as_str()) else { continue };
+            // grid_mapping's extended form, "crs: lat lon", names the variables before ':'.
+            let tokens: Vec<&str> = list.split_whitespace().collect();
+            let names: Vec<&str> = if tokens.iter().any(|t| t.ends_with(':')) {
+                tokens.iter().filter_map(|t| t.strip_suffix(':')).collect()
+            } else {
+                tokens
+            };
+            for n in names {
+                let p = format!("{g}/{n}");
+                wanted.extend(available.iter().position(|s| s.path == p));
+            }
+        }
+        for i in wanted {
+            if !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+    }
+    chosen.sort_unstable();
+    Ok(chosen)
 }
 
 /// Resolves user dataset names ("/a/b", "a/b") to indices; all when `names` is empty.

@@ -282,7 +282,7 @@ impl Netcdf3Source {
                 return Err(Error::input(path, format!("variable '{n}' cannot be packed: {}", s.reason)));
             }
         }
-        let keep = super::select(path, &datasets, names)?;
+        let keep = super::select_with_coordinates(path, &datasets, names)?;
         if !names.is_empty() {
             skipped.clear();
         }

@@ -190,11 +190,16 @@ def test_dataset_selection(cli, made, tmp_path):
     arch, out = tmp_path / "x.baler", tmp_path / "x.nc"
     cli("pack", src, "-o", arch, "--dataset", "air_temperature", *THREADS)
     cli("unpack", arch, "-o", out)
-    with h5py.File(out, "r") as f:
-        assert list(f) == ["air_temperature"]
-    # its dimension scales are not in the file: netCDF still opens it (dimensions by length)
-    with netCDF4.Dataset(out) as d:
+    # its coordinates come with it, so netCDF reads it over its own dimensions
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(out) as d:
         assert d["air_temperature"].shape == (240, 37, 49)
+        assert d["air_temperature"].dimensions == a["air_temperature"].dimensions
+        for n in a["air_temperature"].dimensions:
+            assert np.array_equal(d[n][:], a[n][:]), n
+    # unpack --dataset brings them too
+    cli("unpack", arch, "-o", tmp_path / "y.nc", "--dataset", "air_temperature")
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(tmp_path / "y.nc") as d:
+        assert d["air_temperature"].dimensions == a["air_temperature"].dimensions
 
 
 @pytest.mark.parametrize("variant", ["a1b_cdf1.nc", "a1b_cdf5.nc"])

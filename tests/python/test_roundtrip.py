@@ -121,12 +121,24 @@ def test_hadcm3_dimension_scales(cli, container, check_roundtrip, hadcm3, tmp_pa
 
 
 def test_hadcm3_selected_datasets(cli, container, check_roundtrip, hadcm3, tmp_path):
-    _, out, header, _ = pack_unpack(cli, container, hadcm3, tmp_path, "--dataset", "air_temperature",
-                                    "--dataset", "time", "--error", "rel=1e-3")
-    check_roundtrip(hadcm3, out, header, uniform(("rel", 1e-3)), datasets=["/air_temperature", "/time"])
-    # What was not kept of the selected datasets stays recorded; nothing about the others.
-    skipped = sorted(s["path"] for s in header.get("skipped", []))
-    assert skipped == ["/air_temperature attribute DIMENSION_LIST", "/time attribute REFERENCE_LIST"], skipped
+    """--dataset brings what the variable is read by: its dimension scales, the CF coordinates,
+    bounds and grid mapping it names (pack had written air_temperature over phony dimensions,
+    without its times)."""
+    import netCDF4
+    _, out, header, rp = pack_unpack(cli, container, hadcm3, tmp_path, "--dataset", "air_temperature",
+                                     "--error", "rel=1e-3")
+    with h5py.File(hadcm3, "r") as f:
+        named = f["air_temperature"].attrs["coordinates"].decode().split()
+    kept = sorted({"/air_temperature", "/bnds", "/latitude", "/longitude", "/time", "/time_bnds", "/latitude_longitude"}
+                  | {"/" + n for n in named})
+    assert sorted(d["path"] for d in header["datasets"]) == kept
+    assert "--dataset: with the coordinates it is read by" in rp.stdout, rp.stdout
+    check_roundtrip(hadcm3, out, header, uniform(("rel", 1e-3)), datasets=kept)
+    with netCDF4.Dataset(hadcm3) as a, netCDF4.Dataset(out) as b:
+        assert b["air_temperature"].dimensions == a["air_temperature"].dimensions
+    # What was not kept of the datasets packed stays recorded; nothing about the others.
+    skipped = [s["path"] for s in header.get("skipped", [])]
+    assert skipped and all(p.split(" attribute ")[0] in kept for p in skipped), skipped
 
 
 def test_hadcm3_small_chunks_and_level(cli, container, check_roundtrip, hadcm3, tmp_path):
