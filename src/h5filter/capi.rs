@@ -61,7 +61,7 @@ pub fn class_ptr() -> *const c_void {
 /// read"), while HDF5 1.10 keeps it. HDF5 calls the filter per chunk, so stderr gets each
 /// message once, not once per chunk.
 fn report(func: &str, msg: &str) {
-    let pushed = host::api().and_then(|a| a.errors.as_ref()).is_some_and(|e| e.push(func, msg));
+    let pushed = host::api_for_caller().and_then(|a| a.errors.as_ref()).is_some_and(|e| e.push(func, msg));
     if pushed && func != "filter" {
         return;
     }
@@ -326,7 +326,7 @@ fn model_features(p: &FilterParams) -> Result<Option<u64>, String> {
 /// HDF5 fail even for an optional filter, so h5py raises instead of storing raw data.
 unsafe extern "C" fn can_apply(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_int {
     guard("can_apply", -1, || {
-        let Some(api) = host::api() else { return Ok(1) };
+        let Some(api) = host::api_for_caller() else { return Ok(1) };
         let ds = inspect(api, dcpl, type_id)?;
         ds.dtype()?;
         ds.check_table(model_features(&ds.params)?)?;
@@ -338,7 +338,7 @@ unsafe extern "C" fn can_apply(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_
 /// width, chunk grid, and the fill value as the missing-value marker. Writes layout version 2.
 unsafe extern "C" fn set_local(dcpl: Hid, type_id: Hid, _chunk_space: Hid) -> c_int {
     guard("set_local", -1, || {
-        let Some(api) = host::api() else { return Ok(0) };
+        let Some(api) = host::api_for_caller() else { return Ok(0) };
         let ds = inspect(api, dcpl, type_id)?;
         let mut p = ds.params.clone();
         p.dtype = Some(ds.dtype()?);

@@ -97,6 +97,58 @@ pub fn api() -> Option<&'static Api> {
     })
 }
 
+/// The HDF5 calls of the library that called the filter's callback now: a process can hold
+/// two (h5py and netCDF4-python each bring their own), and ids are only good in the library
+/// that made them, so set_local given netCDF's ids and h5py's calls failed ("NetCDF: HDF
+/// error"). The caller is the first frame of the stack outside this object; else `api()`.
+pub fn api_for_caller() -> Option<&'static Api> {
+    caller_library().and_then(|path| {
+        static BY_PATH: Mutex<Vec<(CString, Option<&'static Api>)>> = Mutex::new(Vec::new());
+        let mut known = BY_PATH.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, a)) = known.iter().find(|(p, _)| *p == path) {
+            return *a;
+        }
+        // SAFETY: RTLD_NOLOAD only returns an object already loaded (the caller's); never
+        // closed, so the leaked Api's pointers stay valid.
+        let a = unsafe {
+            let h = libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+            if h.is_null() {
+                None
+            } else {
+                resolve(h, path.to_string_lossy().into_owned())
+            }
+        };
+        known.push((path, a));
+        a
+    })
+    .or_else(api)
+}
+
+/// The file of the shared object that called into this one (the nearest frame of the stack
+/// in another object). glibc's `backtrace` walks the frames by their unwind tables, which
+/// libhdf5's C code has (x86-64 and aarch64 emit them by default).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn caller_library() -> Option<CString> {
+    let mut frames = [std::ptr::null_mut::<c_void>(); 32];
+    // SAFETY: `backtrace` writes at most `frames.len()` addresses into the array; `dladdr`
+    // only reads the address and fills `info`, whose `dli_fname` points into the loader's
+    // list of objects (alive while the object is loaded: it called us, so it is).
+    unsafe {
+        let n = libc::backtrace(frames.as_mut_ptr(), frames.len() as c_int).max(0) as usize;
+        let file_of = |addr: *const c_void| {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            (libc::dladdr(addr, &mut info) != 0 && !info.dli_fname.is_null()).then(|| CStr::from_ptr(info.dli_fname).to_owned())
+        };
+        let own = file_of(caller_library as *const c_void)?;
+        frames[..n].iter().filter_map(|&f| file_of(f)).find(|f| *f != own)
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn caller_library() -> Option<CString> {
+    None
+}
+
 /// `init_filter`'s half: takes HDF5 from the object at `path` (or its dependencies).
 pub fn use_library(path: &CStr) -> Result<&'static Api, String> {
     // SAFETY: dlopen of a path the caller names; RTLD_NOLOAD first so an object already in the
