@@ -56,7 +56,7 @@ rm -rf build
 if [ ! -x .venv-pkg/bin/python ]; then
   python3 -m venv .venv-pkg
 fi
-if ! .venv-pkg/bin/python -c "import pytest, h5py, zarr, numcodecs, dask, distributed, xarray, h5netcdf, uproot, iris_sample_data, skhep_testdata" 2>/dev/null; then
+if ! .venv-pkg/bin/python -c "import pytest, h5py, zarr, numcodecs, dask, distributed, xarray, h5netcdf, netCDF4, uproot, iris_sample_data, skhep_testdata" 2>/dev/null; then
   echo "setup: installing the package tests' clients into .venv-pkg"
   .venv-pkg/bin/pip install -q --disable-pip-version-check -r tests/package/requirements.txt -c tests/package/constraints.txt
   .venv-pkg/bin/pip install -q --disable-pip-version-check --no-deps scikit-hep-testdata==0.3.12

@@ -10,7 +10,9 @@ byte order. The coding runs in Rust with the GIL released.
 
 Importing the package also registers the HDF5 filter with h5py when h5py is installed (as
 hdf5plugin does), so `h5py` reads and writes `balerfile.h5.Baler(...)` datasets with no
-HDF5_PLUGIN_PATH. `balerfile.zarr.Baler` is a zarr v3 codec, `balerfile.numcodecs.Baler` a
+HDF5_PLUGIN_PATH; before netCDF4 is imported, it also adds the plugin's folder to
+HDF5_PLUGIN_PATH, which netCDF4-python's own HDF5 reads (xarray's default engine).
+`balerfile.zarr.Baler` is a zarr v3 codec, `balerfile.numcodecs.Baler` a
 numcodecs codec (id "balerfile"); both are registered by entry points, so a fresh process
 opens a store written with them without importing anything.
 """
@@ -173,4 +175,31 @@ def _register_h5py():
         warnings.warn(str(e), RuntimeWarning, stacklevel=3)
 
 
+def _offer_to_netcdf():
+    """Puts the plugin's folder on HDF5_PLUGIN_PATH for the netCDF library, which reads it when
+    netCDF4-python loads its own HDF5 (h5py's registration does not reach that one): without it
+    `xr.open_dataset(f)` (engine netcdf4) failed with "undefined filter encountered". Only
+    before netCDF4 is imported (it reads the variable once); netCDF4's own plugins folder,
+    which it would have set, stays on it, after the user's folders."""
+    import importlib.util
+    import sys
+
+    from . import h5
+
+    d = h5.plugin_dir()
+    if d is None or "netCDF4" in sys.modules:
+        return
+    have = [p for p in _os.environ.get("HDF5_PLUGIN_PATH", "").split(_os.pathsep) if p]
+    if any(_os.path.realpath(p) == _os.path.realpath(d) for p in have):
+        return
+    extra = [str(d)]
+    if not have:
+        spec = importlib.util.find_spec("netCDF4")
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            if _os.path.isdir(_os.path.join(loc, "plugins")):
+                extra.append(_os.path.join(loc, "plugins"))
+    _os.environ["HDF5_PLUGIN_PATH"] = _os.pathsep.join(have + extra)
+
+
 _register_h5py()
+_offer_to_netcdf()

@@ -12,7 +12,11 @@ import h5py
 import numpy as np
 import pytest
 
-import balerfile
+# The environment the user started with: importing balerfile adds the plugin's folder to
+# HDF5_PLUGIN_PATH (for netCDF4-python's HDF5), and the children below start as a user's would.
+USER_ENV = dict(os.environ)
+
+import balerfile  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -20,14 +24,14 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(autouse=True, scope="module")
 def clean_env():
     for k in ("BALERFILE", "BALERFILE_H5_PLUGIN", "HDF5_PLUGIN_PATH"):
-        assert k not in os.environ, f"{k} is set: these tests check the package alone"
+        assert k not in USER_ENV, f"{k} is set: these tests check the package alone"
     assert not str(Path(balerfile.__file__)).startswith(str(HERE.parent.parent / "python")), \
         "balerfile imported from the checkout, not from the installed package"
 
 
 def fresh_python(code, cwd):
     """Runs `code` in a new interpreter of this venv (nothing imported, no environment added)."""
-    r = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600, env=USER_ENV)
     assert r.returncode == 0, f"child failed:\n{r.stdout}\n{r.stderr}"
     return r.stdout
 
@@ -448,6 +452,19 @@ def test_xarray_zarr_and_h5netcdf(field, tmp_path):
     with h5py.File(npath) as f:
         assert balerfile.h5.FILTER_ID in f["air"]._filters or str(balerfile.h5.FILTER_ID) in f["air"]._filters
     assert within(xr.open_dataset(npath, engine="h5netcdf")["air"].values, field, 0.01)
+    # xarray's default engine, netCDF4-python, brings an HDF5 of its own that h5py's
+    # registration does not reach: importing balerfile first puts the plugin on its path (it
+    # failed with "undefined filter encountered"), and appending a time step works too.
+    code = (f"import balerfile, xarray as xr, numpy as np, netCDF4\n"
+            f"a = xr.open_dataset({str(npath)!r})['air'].values\n"
+            f"np.save({str(tmp_path / 'a.npy')!r}, a)\n"
+            f"with netCDF4.Dataset({str(npath)!r}, 'a') as d:\n"
+            f"    d['air'][0] = np.zeros((37, 49), 'f4')\n")
+    r = subprocess.run([sys.executable, "-c", code], env=USER_ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert within(np.load(tmp_path / "a.npy"), field, 0.01)
+    with h5py.File(npath) as f:
+        assert np.abs(f["air"][0]).max() <= 0.01 and within(f["air"][1:], field[1:], 0.01)
 
 
 # ---------------------------------------------------------------------------------------------
