@@ -162,6 +162,21 @@ pub fn assign(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<Vec<B
         .collect())
 }
 
+/// The integer variables a lossy bound was asked of that CF packs (`scale_factor`,
+/// `add_offset`: int16 temperatures, say). They are kept exactly, as every integer is: their
+/// packing has already quantised them, and the bound applies to float variables. Named so a
+/// user does not take the bound as applied.
+pub fn cf_packed_kept_exact(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<String>> {
+    let bounds = assign(specs, datasets)?;
+    let packed = |d: &DatasetInfo| d.attributes.contains_key("scale_factor") || d.attributes.contains_key("add_offset");
+    Ok(datasets
+        .iter()
+        .zip(&bounds)
+        .filter(|(d, _)| packed(d))
+        .flat_map(|(d, b)| d.variables.iter().zip(b).filter(|(v, b)| !v.dtype.is_float() && matches!(b, Bound::Abs(_) | Bound::Rel(_))).map(|(v, _)| v.name.clone()))
+        .collect())
+}
+
 fn matches(name: &str, d: &DatasetInfo, v: &crate::header::VariableInfo) -> bool {
     name == v.name || name == d.name() || name == d.path || v.field.as_deref() == Some(name)
 }

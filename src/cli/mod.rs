@@ -558,6 +558,10 @@ fn dispatch(cmd: Command) -> Result<()> {
                 train_rows: model.train_rows,
                 feature_map: balerfile::model::select::FeatureMap::parse(&model.feature_map)?,
             };
+            let packed = balerfile::bound::cf_packed_kept_exact(&errors, &source.layout().datasets)?;
+            if !packed.is_empty() && !quiet {
+                println!("{}: CF-packed integers (scale_factor, add_offset), kept exactly: a bound applies to float variables", packed.join(", "));
+            }
             let prepared = balerfile::model::prepare::prepare(source.as_mut(), &errors, &mopts, &bar)?;
             let train_secs = t.elapsed().as_secs_f64();
             let opts = PackOptions { errors, chunk_bytes: chunk_size, level, threads, strict: root.strict };

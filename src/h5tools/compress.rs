@@ -86,8 +86,20 @@ fn why_not_filtered(ds: &DatasetInfo) -> Option<String> {
     if ds.shape.is_empty() || ds.rows() == 0 || ds.row_elems() == 0 {
         return Some("empty or scalar".into());
     }
+    // netCDF writes no values to a dimension without a variable (`bnds`, `nv`); filtered, such
+    // a scale grew 2-19 times.
+    if ds.attributes.get("NAME").and_then(|a| a.value.as_str()).is_some_and(|n| n.starts_with(crate::io::netcdf3::DIM_WITHOUT_VARIABLE)) {
+        return Some("a netCDF dimension without a variable (it holds no values)".into());
+    }
+    if ds.raw_bytes() < SMALLEST {
+        return Some(format!("{} bytes, fewer than the filter's chunk header and stream take", ds.raw_bytes()));
+    }
     None
 }
+
+/// Datasets under this many bytes are copied as they are: the filter's chunk header and coded
+/// stream alone come to about this much.
+const SMALLEST: u64 = 256;
 
 pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &dyn Progress) -> Result<CompressReport> {
     super::register()?;
@@ -95,6 +107,12 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
     let mut source = Hdf5Source::open(input, &[])?;
     let mut layout = source.layout().clone();
     crate::io::view::declare_missing(&mut layout, input)?;
+    for n in &opts.datasets {
+        let want = format!("/{}", n.trim_start_matches('/'));
+        if let Some(s) = layout.skipped.iter().find(|s| s.path == want) {
+            return Err(Error::input(input, format!("dataset {want} cannot take the filter: {}", s.reason)));
+        }
+    }
     let chosen = crate::io::select(input, &layout.datasets, &opts.datasets)?;
     let bounds = bound::assign(&opts.errors, &layout.datasets)?;
     let mut report = CompressReport::default();

@@ -37,7 +37,7 @@ const NC_CHAR: u32 = 2;
 /// numrecs when the writer streamed records without updating the count.
 const STREAMING: u64 = u64::MAX;
 /// The NAME netCDF-4 gives a dimension that has no coordinate variable.
-const DIM_WITHOUT_VARIABLE: &str = "This is a netCDF dimension but not a netCDF variable.";
+pub(crate) const DIM_WITHOUT_VARIABLE: &str = "This is a netCDF dimension but not a netCDF variable.";
 /// netCDF-4's prefix for a variable named like a dimension it is not the coordinate of.
 const NON_COORD_PREFIX: &str = "_nc4_non_coord_";
 

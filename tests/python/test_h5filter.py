@@ -692,3 +692,27 @@ def test_h5_compress_names_references_it_cannot_keep(cli, tmp_path):
     with h5py.File(out, "r") as f:
         assert f["target"].attrs["units"] == "m"
         assert dict(f["flags"].attrs) == {"units": "1"}
+
+
+def test_h5_compress_copies_what_the_filter_cannot_shrink(cli, tmp_path):
+    """A netCDF dimension without a variable holds no values, and a dataset of a few bytes is
+    smaller than the filter's chunk header: filtered, they grew 2-19 times. Both are copied as
+    they are, and a --dataset naming a string variable says why it cannot be filtered."""
+    import netCDF4
+
+    src, out = tmp_path / "small.nc", tmp_path / "small_c.nc"
+    with netCDF4.Dataset(src, "w") as ds:
+        ds.createDimension("time", 40)
+        ds.createDimension("bnds", 2)
+        ds.createVariable("time", "f8", ("time",))[:] = np.arange(40.0)
+        ds.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = np.stack([np.arange(40.0), np.arange(1, 41.0)], 1)
+        ds.createVariable("level", "f4", ("bnds",))[:] = [1000.0, 850.0]
+        ds.createVariable("label", str, ("bnds",))[:] = np.array(["a", "b"], dtype=object)
+    r = cli("h5", "compress", src, out, "--error", "rel=1e-3", "--no-model")
+    assert "/bnds: copied as is: a netCDF dimension without a variable" in r.stdout, r.stdout
+    assert "/level: copied as is: 8 bytes" in r.stdout, r.stdout
+    with h5py.File(out, "r") as f:
+        assert not f["bnds"]._filters and not f["level"]._filters
+        assert f["level"][()].tolist() == [1000.0, 850.0]
+    r = cli("h5", "compress", src, tmp_path / "o.nc", "--dataset", "label", expect_fail=True)
+    assert "dataset /label cannot take the filter: not numeric" in r.stderr, r.stderr

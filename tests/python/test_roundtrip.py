@@ -459,3 +459,24 @@ def test_unlimited_dimensions_chunks_and_filters_come_back(cli, container, tmp_p
         b["series"].resize((110,))
         b["grid"].resize((12, 20))
 
+
+
+def test_cf_packed_integers_are_named_kept_exactly(cli, tmp_path):
+    """A bound asked of every variable does not apply to CF-packed integers (int16 with
+    scale_factor): they are kept exactly, and pack says so instead of leaving the user to
+    think the bound was used on them."""
+    import netCDF4
+
+    src = tmp_path / "packed.nc"
+    with netCDF4.Dataset(src, "w") as d:
+        d.createDimension("x", 100)
+        v = d.createVariable("t", "i2", ("x",))
+        v.scale_factor, v.add_offset = 0.01, 273.15
+        v.set_auto_maskandscale(False)
+        v[:] = np.arange(100, dtype="i2")
+        d.createVariable("f", "f4", ("x",))[:] = np.arange(100.0)
+    r = cli("pack", src, "-o", tmp_path / "p.baler", "--error", "rel=1e-3")
+    assert "t: CF-packed integers (scale_factor, add_offset), kept exactly" in r.stdout, r.stdout
+    cli("unpack", tmp_path / "p.baler", "-o", tmp_path / "back.nc")
+    with h5py.File(src, "r") as a, h5py.File(tmp_path / "back.nc", "r") as b:
+        assert np.array_equal(a["t"][()], b["t"][()])
