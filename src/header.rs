@@ -150,6 +150,28 @@ pub struct DatasetInfo {
     /// and outputs set again. A number, or "nan", "inf", "-inf".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill_value: Option<serde_json::Value>,
+    /// Set on a dataset of characters (netCDF's char variables: a grid mapping such as
+    /// `rotated_pole`, station names, HDF5 strings of one byte): coded as its bytes (one `u8`
+    /// variable), written back as such strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chars: Option<Chars>,
+}
+
+/// How a dataset of characters stores them: one byte each, as HDF5's string type of size 1.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Chars {
+    pub encoding: StringEncoding,
+    pub pad: StringPad,
+}
+
+/// HDF5's string padding (H5T_str_t).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StringPad {
+    Nullterm,
+    Nullpad,
+    Spacepad,
 }
 
 /// An HDF5 filter of a source dataset: its id and parameters (`cd_values`), as

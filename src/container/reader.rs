@@ -303,6 +303,9 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
         if ds.maxshape.as_ref().is_some_and(|m| shorter(m.len()) || m.iter().zip(&ds.shape).any(|(m, &n)| m.is_some_and(|m| m < n))) {
             return Err(format!("dataset {} has shape {:?} and maxshape {:?}", ds.path, ds.shape, ds.maxshape.as_ref().unwrap()));
         }
+        if ds.chars.is_some() && (ds.kind != crate::header::DatasetKind::Array || ds.variables.len() != 1 || ds.variables[0].dtype != crate::dtype::DType::U8) {
+            return Err(format!("dataset {} holds characters but not as one u8 variable", ds.path));
+        }
         if ds.chunks.as_ref().is_some_and(|c| shorter(c.len()) || c.contains(&0)) {
             return Err(format!("dataset {} has shape {:?} and chunks {:?}", ds.path, ds.shape, ds.chunks.as_ref().unwrap()));
         }

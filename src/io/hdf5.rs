@@ -23,7 +23,7 @@ use crate::dtype::{ByteOrder, DType};
 use crate::error::{Error, Result};
 use crate::header::{
     float_from_json, float_to_json, Attribute, Attributes, DatasetInfo, DatasetKind, GroupInfo, Header, Skipped,
-    SourceFilter, SourceKind, StringEncoding, StringType, VariableInfo,
+    Chars, SourceFilter, SourceKind, StringEncoding, StringPad, StringType, VariableInfo,
 };
 
 /// An HDF5 identifier closed when dropped.
@@ -131,6 +131,47 @@ fn order_of(type_id: hid_t) -> ByteOrder {
     }
 }
 
+/// A fixed-length string type of one byte (netCDF's char): the dataset is its bytes.
+fn chars_of(type_id: hid_t) -> Option<Chars> {
+    // SAFETY: plain queries of an open type id, under hdf5-metno's lock.
+    hdf5::sync::sync(|| unsafe {
+        if h5t::H5Tget_class(type_id) != h5t::H5T_class_t::H5T_STRING || h5t::H5Tis_variable_str(type_id) != 0 || h5t::H5Tget_size(type_id) != 1 {
+            return None;
+        }
+        let encoding = match h5t::H5Tget_cset(type_id) {
+            h5t::H5T_cset_t::H5T_CSET_UTF8 => StringEncoding::Utf8,
+            _ => StringEncoding::Ascii,
+        };
+        let pad = match h5t::H5Tget_strpad(type_id) {
+            h5t::H5T_str_t::H5T_STR_NULLPAD => StringPad::Nullpad,
+            h5t::H5T_str_t::H5T_STR_SPACEPAD => StringPad::Spacepad,
+            _ => StringPad::Nullterm,
+        };
+        Some(Chars { encoding, pad })
+    })
+}
+
+/// HDF5's string type of one byte for `chars`.
+fn chars_type(chars: Chars) -> Result<Hid, String> {
+    // SAFETY: a copy of the predefined C string type, changed and closed by its guard.
+    hdf5::sync::sync(|| unsafe {
+        let t = Hid::new(h5t::H5Tcopy(*hdf5::globals::H5T_C_S1), h5t::H5Tclose, "copy the string type")?;
+        check(h5t::H5Tset_size(t.0, 1), "set the string size")?;
+        let cset = match chars.encoding {
+            StringEncoding::Ascii => h5t::H5T_cset_t::H5T_CSET_ASCII,
+            StringEncoding::Utf8 => h5t::H5T_cset_t::H5T_CSET_UTF8,
+        };
+        check(h5t::H5Tset_cset(t.0, cset), "set the character set")?;
+        let pad = match chars.pad {
+            StringPad::Nullterm => h5t::H5T_str_t::H5T_STR_NULLTERM,
+            StringPad::Nullpad => h5t::H5T_str_t::H5T_STR_NULLPAD,
+            StringPad::Spacepad => h5t::H5T_str_t::H5T_STR_SPACEPAD,
+        };
+        check(h5t::H5Tset_strpad(t.0, pad), "set the string padding")?;
+        Ok(t)
+    })
+}
+
 /// A packed compound (or, for a plain array, the element type) laying out one element of every
 /// variable back to back: the memory type of row-range reads and writes.
 struct RowType {
@@ -145,7 +186,14 @@ fn row_type(ds: &DatasetInfo, order_in_file: bool) -> Result<RowType, String> {
     let order = |v: &VariableInfo| if order_in_file { v.byte_order } else { ByteOrder::Le };
     if ds.kind == DatasetKind::Array {
         let v = &ds.variables[0];
-        return Ok(RowType { mem: h5_type(v.dtype, order(v))?, sizes, item });
+        // Characters are read and written as the one-byte strings they are: HDF5 converts no
+        // string to an integer, and the bytes are the same.
+        let mem = match ds.chars {
+            Some(c) if v.dtype == DType::U8 => chars_type(c)?,
+            Some(_) => return Err(format!("{}: characters held as {}", ds.path, v.dtype)),
+            None => h5_type(v.dtype, order(v))?,
+        };
+        return Ok(RowType { mem, sizes, item });
     }
     hdf5::sync::sync(|| unsafe {
         let t = Hid::new(h5t::H5Tcreate(h5t::H5T_class_t::H5T_COMPOUND, item), h5t::H5Tclose, "create a compound type")?;
@@ -477,8 +525,11 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         stats: None,
         missing: None,
     };
+    let chars = chars_of(dt.id());
     let (kind, variables) = if let Some(dtype) = dtype_of(&desc) {
         (DatasetKind::Array, vec![variable(name, None, dtype, order_of(dt.id()))])
+    } else if chars.is_some() {
+        (DatasetKind::Array, vec![variable(name, None, DType::U8, ByteOrder::Le)])
     } else if let TypeDescriptor::Compound(ct) = &desc {
         let mut vars = Vec::new();
         for f in &ct.fields {
@@ -524,7 +575,8 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         kind,
         chunks: ds.chunk().map(|c| c.iter().map(|&c| c as u64).collect()),
         filters: source_filters(ds),
-        fill_value: (kind == DatasetKind::Array).then(|| user_fill(ds)).flatten().map(float_to_json),
+        fill_value: (kind == DatasetKind::Array && chars.is_none()).then(|| user_fill(ds)).flatten().map(float_to_json),
+        chars,
         maxshape: grows.then_some(maxshape),
         shape,
         chunk_rows: 1,
@@ -1176,6 +1228,7 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
         // get it for elements never written, and the filter and `pack` take it as missing.
         // Archives before `fill_value` say it only where it was the missing-value marker.
         let fill = match (&info.kind, info.variables.first().and_then(|v| v.missing.as_ref())) {
+            _ if info.chars.is_some() => None,
             (DatasetKind::Array, _) if info.fill_value.is_some() => info.fill_value.as_ref().and_then(float_from_json),
             (DatasetKind::Array, Some(m)) if m.from == [crate::missing::HDF5_FILL] => m.fill.first().and_then(float_from_json),
             _ => None,

@@ -21,8 +21,8 @@ use crate::bound::ErrorBound;
 use crate::dtype::{swap_bytes, ByteOrder, DType};
 use crate::error::{Error, Result};
 use crate::header::{
-    float_to_json, Attribute, Attributes, DatasetInfo, DatasetKind, GroupInfo, Skipped, SourceKind, StringEncoding,
-    StringType, VariableInfo,
+    float_to_json, Attribute, Attributes, Chars, DatasetInfo, DatasetKind, GroupInfo, Skipped, SourceKind, StringEncoding,
+    StringPad, StringType, VariableInfo,
 };
 
 /// True for the signatures `CDF\x01`, `CDF\x02` and `CDF\x05`.
@@ -341,9 +341,16 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
     let mut has_scale = vec![false; nc.dims.len()];
     let mut used = vec![false; nc.dims.len()];
     for v in &nc.vars {
-        let Some(dtype) = dtype_of(v.nc_type, nc.version)? else {
-            skipped.push(Skipped { path: format!("/{}", v.name), reason: "char (text) variable: not numeric".into() });
-            continue;
+        // A char variable (a grid mapping such as rotated_pole, station names) is its bytes,
+        // written back as netCDF-4's chars.
+        let chars = (v.nc_type == NC_CHAR).then_some(Chars { encoding: StringEncoding::Ascii, pad: StringPad::Nullterm });
+        let dtype = match dtype_of(v.nc_type, nc.version)? {
+            Some(d) => d,
+            None if chars.is_some() => DType::U8,
+            None => {
+                skipped.push(Skipped { path: format!("/{}", v.name), reason: "not numeric".into() });
+                continue;
+            }
         };
         let elem = type_size(v.nc_type);
         let row_bytes = row_elems(v)?.checked_mul(elem).ok_or_else(|| format!("variable {}: size overflows", v.name))?;
@@ -391,7 +398,11 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
         if is_record(v) {
             ds.maxshape = Some(record_maxshape(&ds.shape));
         }
-        ds.fill_value = Some(crate::header::float_to_json(fill_value_of(&ds.attributes, dtype)));
+        if chars.is_some() {
+            ds.chars = chars;
+        } else {
+            ds.fill_value = Some(crate::header::float_to_json(fill_value_of(&ds.attributes, dtype)));
+        }
         default_fill(&mut ds);
         datasets.push(ds);
         plans.push(Planned { plan, elem: elem as usize, row_bytes });
@@ -487,6 +498,7 @@ fn array(name: &str, dtype: DType, shape: Vec<u64>, attributes: Attributes) -> D
         chunks: None,
         filters: Vec::new(),
         fill_value: None,
+        chars: None,
     }
 }
 

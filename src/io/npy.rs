@@ -279,6 +279,7 @@ impl NpyLayout {
             chunks: None,
             filters: Vec::new(),
             fill_value: None,
+            chars: None,
         }
     }
 

@@ -242,6 +242,7 @@ fn table(path: String, rows: u64, variables: Vec<VariableInfo>, attributes: Attr
         chunks: None,
         filters: Vec::new(),
         fill_value: None,
+        chars: None,
     }
 }
 

@@ -320,6 +320,7 @@ mod tests {
             chunks: None,
             filters: Vec::new(),
             fill_value: None,
+            chars: None,
         }
     }
 

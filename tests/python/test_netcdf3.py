@@ -9,10 +9,10 @@ them with a single short record variable (records without padding).
 Checked against the netCDF C library (netCDF4-python) reading the original, and h5py, the
 netCDF library and xarray (engines netcdf4 and h5netcdf) reading the unpacked netCDF-4 file:
   * lossless: every numeric variable byte-exact with its dtype (big-endian, as netCDF-3 stores
-    it), every attribute kept; char variables are skipped, named in a warning and the header;
+    it), every attribute kept; char variables come back as netCDF-4 chars;
   * rel=1e-3: every element within 1e-3 x its variable's range; coordinates stay exact;
   * xarray opens the unpacked file like the original: same variables, dimensions, coordinates,
-    attributes and values (the skipped char variables excepted);
+    attributes and values;
   * a file cut short or with a corrupt header: one error line naming it, no output.
 """
 import json
@@ -92,22 +92,25 @@ def pack_unpack(cli, src, tmp_path, *opts):
 
 
 def test_lossless_is_byte_exact_with_attributes(cli, nc3, tmp_path):
+    """Char variables (space_weather's rotated_pole, the grid mapping its fields name) come
+    back as netCDF-4 chars with their attributes: they were skipped, and the projection lost."""
     r, header, out = pack_unpack(cli, nc3, tmp_path)
     assert header["source"]["kind"] == "netcdf3"
-    skipped = char_vars(nc3)
-    assert sorted(s["path"].lstrip("/") for s in header.get("skipped", [])) == skipped
-    for name in skipped:
-        assert f"skipped /{name}" in r.stderr, r.stderr
+    assert not header.get("skipped"), header.get("skipped")
+    chars = char_vars(nc3)
+    assert sorted(d["path"].lstrip("/") for d in header["datasets"] if d.get("chars")) == chars
     orig = originals(nc3)
     with h5py.File(out, "r") as f, netCDF4.Dataset(out) as back:
         for name, (x, attrs, dims, dtype) in orig.items():
-            if name in skipped:
-                continue
             y = f[name]
-            want = dtype.newbyteorder(">") if dtype.itemsize > 1 else dtype
-            assert y.dtype.str == want.str, f"{name}: dtype {y.dtype.str} != {want.str}"
-            assert y.shape == x.shape, name
-            assert np.array_equal(bits(x), bits(y[()])), f"{name}: values differ"
+            if name in chars:
+                assert y.dtype == np.dtype("S1") and y.shape == x.shape, (name, y.dtype, y.shape)
+                assert np.asarray(y[()], "S1").tobytes() == np.asarray(x, "S1").tobytes(), f"{name}: characters differ"
+            else:
+                want = dtype.newbyteorder(">") if dtype.itemsize > 1 else dtype
+                assert y.dtype.str == want.str, f"{name}: dtype {y.dtype.str} != {want.str}"
+                assert y.shape == x.shape, name
+                assert np.array_equal(bits(x), bits(y[()])), f"{name}: values differ"
             v = back[name]
             assert v.dimensions == dims, f"{name}: dims {v.dimensions} != {dims}"
             got = {a: v.getncattr(a) for a in v.ncattrs()}
@@ -152,7 +155,6 @@ def test_xarray_reads_the_unpacked_file_like_the_original(cli, nc3, tmp_path, en
         pytest.importorskip("h5netcdf")
     _, _, out = pack_unpack(cli, nc3, tmp_path)
     with xr.open_dataset(nc3, engine="netcdf4") as a, xr.open_dataset(out, engine=engine) as b:
-        a = a.drop_vars(char_vars(nc3))
         assert dict(b.sizes) == dict(a.sizes)
         assert set(b.coords) == set(a.coords)
         assert set(b.data_vars) == set(a.data_vars)
@@ -305,6 +307,5 @@ def test_unpack_to_cdf_and_to_nc_write_netcdf4(cli, tmp_path):
         want = {v: a[v].dimensions for v in a.variables}
     for out in (tmp_path / "s.cdf", tmp_path / "s.out"):
         with netCDF4.Dataset(out) as b:
-            # rotated_pole is a char variable, skipped with a warning
-            assert b.data_model == "NETCDF4" and {v: b[v].dimensions for v in b.variables} == {
-                v: d for v, d in want.items() if v != "rotated_pole"}
+            # rotated_pole, a char variable (the grid mapping), comes back too
+            assert b.data_model == "NETCDF4" and {v: b[v].dimensions for v in b.variables} == want

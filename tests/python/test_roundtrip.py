@@ -480,3 +480,31 @@ def test_cf_packed_integers_are_named_kept_exactly(cli, tmp_path):
     cli("unpack", tmp_path / "p.baler", "-o", tmp_path / "back.nc")
     with h5py.File(src, "r") as a, h5py.File(tmp_path / "back.nc", "r") as b:
         assert np.array_equal(a["t"][()], b["t"][()])
+
+
+def test_char_variables_come_back(cli, tmp_path):
+    """netCDF char variables (a grid mapping such as rotated_pole, station names) were skipped
+    with their attributes, so the fields' grid_mapping named nothing. They are kept as chars."""
+    import netCDF4
+    import xarray as xr
+
+    src, back = tmp_path / "chars.nc", tmp_path / "back.nc"
+    with netCDF4.Dataset(src, "w") as d:
+        d.createDimension("station", 3)
+        d.createDimension("strlen", 5)
+        rp = d.createVariable("rotated_pole", "S1", ())
+        rp.grid_mapping_name = "rotated_latitude_longitude"
+        rp.grid_north_pole_latitude = 39.25
+        names = d.createVariable("name", "S1", ("station", "strlen"))
+        names[:] = netCDF4.stringtochar(np.array(["Oslo", "Bergen", "Tromso"], "S5"))
+        t = d.createVariable("tas", "f4", ("station",))
+        t[:] = [271.5, 275.25, 268.0]
+        t.grid_mapping = "rotated_pole"
+    cli("pack", src, "-o", tmp_path / "c.baler", "--error", "abs=0.01")
+    cli("unpack", tmp_path / "c.baler", "-o", back)
+    with xr.open_dataset(src) as a, xr.open_dataset(back) as b:
+        assert list(b["name"].values) == list(a["name"].values) == [b"Oslo", b"Berge", b"Troms"]
+        assert b["rotated_pole"].attrs == a["rotated_pole"].attrs
+        assert np.abs(b["tas"].values - a["tas"].values).max() <= 0.01
+    with h5py.File(back, "r") as f:
+        assert f["name"].dtype == np.dtype("S1") and f["rotated_pole"].shape == ()
