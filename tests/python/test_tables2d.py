@@ -117,7 +117,8 @@ def test_image_like_2d_array_stays_a_field(cli, tmp_path):
     arc, out = tmp_path / "img.baler", tmp_path / "img.h5"
     r = cli("pack", src, "-o", arc, "--dataset", "nav_lat", "--error", f"rel={REL}")
     assert "nav_lat: read as one field" in r.stdout, r.stdout
-    (d,) = header_of(cli, arc)["datasets"]
+    # --dataset brings nav_lat's dimension scales (x, y) too
+    (d,) = [d for d in header_of(cli, arc)["datasets"] if d["path"] == "/nav_lat"]
     assert d["kind"] == "array" and d["shape"] == [330, 360]
     # ... unless the user says otherwise
     r = cli("pack", src, "-o", arc, "--dataset", "nav_lat", "--error", f"rel={REL}", "--layout", "nav_lat:table")
