@@ -16,6 +16,7 @@ and the ``target/release`` folder of a balerfile checkout.
 """
 import ctypes
 import json
+import numbers
 import os
 import re
 import shutil
@@ -246,6 +247,8 @@ class Baler(Mapping):
     """
 
     def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16", fill=None, piece_size=None):
+        if not (table is None or table is True or table is False or table == "auto"):
+            raise ValueError(f"table={table!r}: True, False or 'auto'")
         mode, value = _parse_error(error)
         model_id = find_model(model) if model is not None else None
         # bcae2d and conv models take whole rows of the dataset (the row layout).
@@ -258,6 +261,8 @@ class Baler(Mapping):
             raise ValueError("a dense model codes tables: table=True")
         if mode == 3 and model_id is None:
             raise ValueError("error='none' keeps only the model's output: name a model")
+        if isinstance(level, bool) or not isinstance(level, numbers.Integral):
+            raise TypeError(f"level={level!r}: an integer from -7 to 22")
         if not (-7 <= int(level) <= 22):
             raise ValueError("level: a zstd level from -7 to 22")
         if latent == "f16":

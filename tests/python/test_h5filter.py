@@ -197,6 +197,11 @@ def test_large_chunks_are_cut_into_pieces_read_alike_on_any_thread_count(bh5, fl
     for bad in (3 << 20, 0, -65536, 65536.5, 1 << 31, "1M"):
         with pytest.raises(ValueError, match="piece_size"):
             bh5.Baler(error="rel=1e-3", piece_size=bad)
+    # A bool is no level, and "yes" no table setting (both were taken).
+    with pytest.raises(TypeError, match="level=True"):
+        bh5.Baler(error="rel=1e-3", level=True)
+    with pytest.raises(ValueError, match="table='yes'"):
+        bh5.Baler(error="rel=1e-3", table="yes")
 
 
 def test_one_field_chunk_is_the_same_bytes_on_any_thread_count(hadcm3, tmp_path):
