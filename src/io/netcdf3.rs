@@ -703,22 +703,27 @@ mod tests {
             let mut src = open_bytes(&tiny(version, 4)).unwrap();
             let l = src.layout().clone();
             let names: Vec<&str> = l.datasets.iter().map(|d| d.path.as_str()).collect();
-            assert_eq!(names, ["/x", "/t", "/time"], "CDF-{version}");
-            assert_eq!(l.skipped.len(), 1);
+            assert_eq!(names, ["/x", "/label", "/t", "/time"], "CDF-{version}");
+            assert!(l.skipped.is_empty());
             assert_eq!(l.groups[0].attributes["title"].value, "tiny\0");
             let x = &l.datasets[0];
             assert!(x.is_dimension_scale());
             assert_eq!(x.variables[0].byte_order, ByteOrder::Be);
-            let t = &l.datasets[1];
+            // The char variable is its bytes.
+            let label = &l.datasets[1];
+            assert_eq!((label.variables[0].dtype, label.chars.map(|c| c.pad)), (DType::U8, Some(StringPad::Nullterm)));
+            assert_eq!(src.read_rows(1, 0..3).unwrap()[0], b"abc");
+            let t = &l.datasets[2];
             assert_eq!(t.shape, [4, 3]);
             assert_eq!(t.attributes["_Netcdf4Coordinates"].value, serde_json::json!([0, 1]));
             assert_eq!(t.attributes["scale"].value, serde_json::json!([0.5, -2.0]));
-            assert_eq!(l.datasets[2].shape, [4]);
+            assert_eq!(t.maxshape, Some(vec![None, Some(3)]), "the record dimension may grow");
+            assert_eq!(l.datasets[3].shape, [4]);
             let xs = src.read_rows(0, 0..3).unwrap().remove(0);
             assert_eq!(crate::dtype::values_f64(DType::F64, &xs), [1.5, 2.5, 3.5]);
-            let ts = src.read_rows(1, 1..3).unwrap().remove(0);
+            let ts = src.read_rows(2, 1..3).unwrap().remove(0);
             assert_eq!(crate::dtype::ints_to_i64(DType::I16, &ts), [10, 11, 12, 20, 21, 22]);
-            assert_eq!(src.read_rows(2, 0..4).unwrap()[0], vec![0u8; 16]);
+            assert_eq!(src.read_rows(3, 0..4).unwrap()[0], vec![0u8; 16]);
         }
     }
 
@@ -727,7 +732,7 @@ mod tests {
         let mut bytes = tiny(2, 3);
         bytes[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
         let src = open_bytes(&bytes).unwrap();
-        assert_eq!(src.layout().datasets[1].shape, [3, 3]);
+        assert_eq!(src.layout().datasets[2].shape, [3, 3]);
     }
 
     /// Every truncation and many corruptions of a valid file are one error, never a panic.
