@@ -24,6 +24,8 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["Baler", "FILTER_ID", "plugin_dir", "plugin_file", "register", "find_model", "parse_cd_values"]
 
 #: The filter id in HDF5 (from HDF Group's range for filters not yet registered, 256-511).
@@ -247,6 +249,8 @@ class Baler(Mapping):
     """
 
     def __init__(self, error="lossless", model=None, table=None, level=3, latent="f16", fill=None, piece_size=None):
+        if isinstance(table, np.bool_):
+            table = bool(table)
         if not (table is None or table is True or table is False or table == "auto"):
             raise ValueError(f"table={table!r}: True, False or 'auto'")
         mode, value = _parse_error(error)

@@ -51,6 +51,7 @@ pub static CLASS: H5ZClass2 = H5ZClass2 {
 
 /// What `H5PLget_plugin_info` returns.
 pub fn class_ptr() -> *const c_void {
+    host::prepare_caller_lookup();
     &CLASS as *const H5ZClass2 as *const c_void
 }
 

@@ -102,26 +102,50 @@ pub fn api() -> Option<&'static Api> {
 /// that made them, so set_local given netCDF's ids and h5py's calls failed ("NetCDF: HDF
 /// error"). The caller is the first frame of the stack outside this object; else `api()`.
 pub fn api_for_caller() -> Option<&'static Api> {
-    caller_library().and_then(|path| {
-        static BY_PATH: Mutex<Vec<(CString, Option<&'static Api>)>> = Mutex::new(Vec::new());
-        let mut known = BY_PATH.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, a)) = known.iter().find(|(p, _)| *p == path) {
-            return *a;
-        }
-        // SAFETY: RTLD_NOLOAD only returns an object already loaded (the caller's); never
-        // closed, so the leaked Api's pointers stay valid.
-        let a = unsafe {
-            let h = libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
-            if h.is_null() {
-                None
-            } else {
-                resolve(h, path.to_string_lossy().into_owned())
+    static BY_PATH: Mutex<Vec<(CString, Option<&'static Api>)>> = Mutex::new(Vec::new());
+    caller_library()
+        .and_then(|path| {
+            let known = |path: &CString| BY_PATH.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(p, _)| p == path).map(|(_, a)| *a);
+            if let Some(a) = known(&path) {
+                return a;
             }
-        };
-        known.push((path, a));
-        a
-    })
-    .or_else(api)
+            // Looked up outside the lock (dlopen takes the loader's); two threads that race
+            // here resolve the same calls, and the first entry stays.
+            // SAFETY: RTLD_NOLOAD only returns an object already loaded (the caller's); never
+            // closed, so the leaked Api's pointers stay valid.
+            let a = unsafe {
+                let h = libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+                if h.is_null() {
+                    None
+                } else {
+                    resolve(h, path.to_string_lossy().into_owned())
+                }
+            };
+            let mut list = BY_PATH.lock().unwrap_or_else(|e| e.into_inner());
+            match list.iter().find(|(p, _)| *p == path) {
+                Some((_, first)) => *first,
+                None => {
+                    list.push((path, a));
+                    a
+                }
+            }
+        })
+        .or_else(api)
+}
+
+/// Loads what glibc's `backtrace` needs (it opens libgcc_s on its first call) when the plugin
+/// is loaded, not first inside an HDF5 callback, which may run in a child forked from a
+/// threaded parent (Dask, multiprocessing), where opening a library can hang.
+pub fn prepare_caller_lookup() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let mut frames = [std::ptr::null_mut::<c_void>(); 2];
+            // SAFETY: writes at most two addresses into the array.
+            unsafe { libc::backtrace(frames.as_mut_ptr(), 2) };
+        });
+    }
 }
 
 /// The file of the shared object that called into this one (the nearest frame of the stack

@@ -164,7 +164,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
                 let fill = held.first().or(rule.fills().first()).copied();
                 t.params.fill = fill;
                 report.notes.push(format!(
-                    "{}: the filter keeps the fill value {} exactly (the only missing value the data holds); other missing values ({}) written later are coded as values within the bound",
+                    "{}: the filter keeps the fill value {} exactly (the only value the data holds that its attributes mark missing); other missing values ({}) written later are coded as values within the bound",
                     t.info.path,
                     fill.map_or("NaN".into(), |f| format!("{f:e}")),
                     rule.describe()
@@ -173,7 +173,7 @@ pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &
             _ => {
                 *lossless = true;
                 report.notes.push(format!(
-                    "{}: coded losslessly: it holds the missing values {}, and the filter keeps one fill value exactly",
+                    "{}: coded losslessly: it holds the missing values {} (its fill values or outside its valid range), and the filter keeps one fill value exactly",
                     t.info.path,
                     shown(&held)
                 ));

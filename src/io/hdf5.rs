@@ -427,6 +427,38 @@ fn user_fill(ds: &hdf5::Dataset) -> Option<f64> {
     p.fill_value_as::<f64>()
 }
 
+/// The header's `fill_value` of a dataset: an integer dataset's as a JSON integer (read as
+/// one: int64 fills lie beyond a double's 53 bits), a float's as `float_to_json`.
+fn user_fill_json(ds: &hdf5::Dataset, dtype: DType) -> Option<serde_json::Value> {
+    use hdf5::plist::dataset_create::FillValue;
+    let p = ds.dcpl().ok()?;
+    if p.fill_value_defined() != FillValue::UserDefined {
+        return None;
+    }
+    match dtype {
+        DType::U8 | DType::U16 | DType::U32 | DType::U64 => p.fill_value_as::<u64>().map(Into::into),
+        d if d.is_float() => p.fill_value_as::<f64>().map(float_to_json),
+        _ => p.fill_value_as::<i64>().map(Into::into),
+    }
+}
+
+/// A fill value to set, in the type that holds it exactly.
+enum Fill {
+    Float(f64),
+    Int(i64),
+    Uint(u64),
+}
+
+impl Fill {
+    fn from_json(v: &serde_json::Value) -> Option<Fill> {
+        match v {
+            serde_json::Value::Number(n) if n.is_i64() => n.as_i64().map(Fill::Int),
+            serde_json::Value::Number(n) if n.is_u64() => n.as_u64().map(Fill::Uint),
+            v => float_from_json(v).map(Fill::Float),
+        }
+    }
+}
+
 /// The source files of a virtual dataset that are not there: HDF5 reads their parts as the fill
 /// value, and they were packed so, unsaid. Found as HDF5 looks: beside the virtual dataset's
 /// file, else from the current folder.
@@ -575,7 +607,7 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         kind,
         chunks: ds.chunk().map(|c| c.iter().map(|&c| c as u64).collect()),
         filters: source_filters(ds),
-        fill_value: (kind == DatasetKind::Array && chars.is_none()).then(|| user_fill(ds)).flatten().map(float_to_json),
+        fill_value: (kind == DatasetKind::Array && chars.is_none()).then(|| user_fill_json(ds, variables[0].dtype)).flatten(),
         chars,
         maxshape: grows.then_some(maxshape),
         shape,
@@ -1019,7 +1051,7 @@ mod dimscales {
     /// H5DS_iterate_t.
     type Visitor = unsafe extern "C" fn(did: hid_t, dim: c_uint, dsid: hid_t, visitor_data: *mut c_void) -> herr_t;
 
-    use crate::io::{attr_ints as ints, LINKED_DIMIDS, NC_COORDINATES as COORDINATES};
+    use crate::io::{attr_ints as ints, parent_group as group, LINKED_DIMIDS, NC_COORDINATES as COORDINATES};
 
     /// The `_Netcdf4Dimid` of the first scale attached to axis `dim` of `did`.
     fn scale_dimid(did: hid_t, dim: c_uint) -> Option<i64> {
@@ -1145,9 +1177,6 @@ mod dimscales {
         }
     }
 
-    fn group(path: &str) -> &str {
-        path.rsplit_once('/').map_or("", |(g, _)| g)
-    }
 
     /// Attaches to every dataset that lists its dimension ids in `_Netcdf4Coordinates` the
     /// dimension scales of its group with those `_Netcdf4Dimid`s, writing the DIMENSION_LIST
@@ -1215,6 +1244,12 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
     let parent = group_at(file, parent).map_err(|e| e.to_string())?;
     let ftype = row_type(info, true)?;
     let cname = CString::new(name).map_err(|_| "dataset name holds a NUL")?;
+    if info.maxshape.as_ref().is_some_and(|m| m.len() != info.shape.len()) {
+        return Err(format!("maxshape {:?} for shape {:?}", info.maxshape, info.shape));
+    }
+    // SAFETY: every id is closed by its guard; `dims` and `max` (as long as `dims`, checked
+    // above), `chunk` and the fill value outlive the calls that read them; H5Pset_chunk reads
+    // `chunk.len()` entries; under hdf5-metno's lock.
     hdf5::sync::sync(|| unsafe {
         let space = if info.shape.is_empty() {
             Hid::new(h5s::H5Screate(h5s::H5S_class_t::H5S_SCALAR), h5s::H5Sclose, "create a dataspace")?
@@ -1229,8 +1264,8 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
         // Archives before `fill_value` say it only where it was the missing-value marker.
         let fill = match (&info.kind, info.variables.first().and_then(|v| v.missing.as_ref())) {
             _ if info.chars.is_some() => None,
-            (DatasetKind::Array, _) if info.fill_value.is_some() => info.fill_value.as_ref().and_then(float_from_json),
-            (DatasetKind::Array, Some(m)) if m.from == [crate::missing::HDF5_FILL] => m.fill.first().and_then(float_from_json),
+            (DatasetKind::Array, _) if info.fill_value.is_some() => info.fill_value.as_ref().and_then(Fill::from_json),
+            (DatasetKind::Array, Some(m)) if m.from == [crate::missing::HDF5_FILL] => m.fill.first().and_then(float_from_json).map(Fill::Float),
             _ => None,
         };
         let chunk = chunk_shape(info, storage);
@@ -1261,9 +1296,14 @@ fn create_dataset(file: &hdf5::File, info: &DatasetInfo, storage: Option<&Storag
                     )?;
                 }
             }
-            if let Some(v) = fill {
-                // HDF5 converts the double to the dataset's type, as it stored the original.
-                check(h5p::H5Pset_fill_value(dcpl.0, *hdf5::globals::H5T_NATIVE_DOUBLE, (&v as *const f64).cast()), "set the fill value")?;
+            // HDF5 converts the value to the dataset's type, as it stored the original; an
+            // integer goes as one (int64 fills such as netCDF's lie beyond a double's 53 bits).
+            let set = |t: hid_t, v: *const c_void| check(h5p::H5Pset_fill_value(dcpl.0, t, v), "set the fill value");
+            match fill {
+                Some(Fill::Float(v)) => set(*hdf5::globals::H5T_NATIVE_DOUBLE, (&v as *const f64).cast())?,
+                Some(Fill::Int(v)) => set(*hdf5::globals::H5T_NATIVE_LLONG, (&v as *const i64).cast())?,
+                Some(Fill::Uint(v)) => set(*hdf5::globals::H5T_NATIVE_ULLONG, (&v as *const u64).cast())?,
+                None => {}
             }
             dcpl
         };
@@ -1314,7 +1354,7 @@ fn chunk_shape(info: &DatasetInfo, storage: Option<&Storage>) -> Option<Vec<u64>
         _ => return None,
     };
     for (axis, c) in chunk.iter_mut().enumerate() {
-        let max = info.maxshape.as_ref().map_or(Some(info.shape[axis]), |m| m[axis]);
+        let max = info.maxshape.as_ref().map_or(info.shape.get(axis).copied(), |m| m.get(axis).copied().flatten());
         *c = (*c).min(max.unwrap_or(u64::MAX)).max(1);
     }
     Some(chunk)

@@ -235,6 +235,11 @@ pub(crate) fn attr_ints(a: &crate::header::Attribute) -> Option<Vec<i64>> {
     }
 }
 
+/// The group holding the object at `path` ("" for the root).
+pub(crate) fn parent_group(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
 /// The datasets `names` select, with what they are read by: their dimension scales (time,
 /// latitude: netCDF's, by dimension id, in their group or one above it, as netCDF looks) and
 /// the variables CF names in their attributes (`coordinates`, `bounds`, `climatology`,
@@ -242,7 +247,10 @@ pub(crate) fn attr_ints(a: &crate::header::Attribute) -> Option<Vec<i64>> {
 /// phony dimensions, without its times. In file order; all of them when `names` is empty.
 pub fn select_with_coordinates(path: &Path, available: &[DatasetInfo], names: &[String]) -> Result<Vec<usize>> {
     let mut chosen = select(path, available, names)?;
-    let group = |p: &str| p.rsplit_once('/').map_or(String::new(), |(g, _)| g.to_string());
+    if names.is_empty() {
+        return Ok(chosen);
+    }
+    let group = parent_group;
     let mut at = 0;
     while at < chosen.len() {
         let d = &available[chosen[at]];
@@ -252,7 +260,7 @@ pub fn select_with_coordinates(path: &Path, available: &[DatasetInfo], names: &[
         let dimids = d.attributes.get(NC_COORDINATES).or(d.attributes.get(LINKED_DIMIDS)).and_then(attr_ints).unwrap_or_default();
         for id in dimids {
             // The nearest group, going up, with a scale of that id.
-            let mut look = g.clone();
+            let mut look = g;
             loop {
                 let found = available.iter().position(|s| {
                     s.is_dimension_scale() && group(&s.path) == look && s.attributes.get("_Netcdf4Dimid").and_then(attr_ints).as_deref() == Some(&[id])
@@ -264,7 +272,7 @@ pub fn select_with_coordinates(path: &Path, available: &[DatasetInfo], names: &[
                 if look.is_empty() {
                     break;
                 }
-                look = group(&look);
+                look = group(look);
             }
         }
         for attr in ["coordinates", "bounds", "climatology", "grid_mapping"] {

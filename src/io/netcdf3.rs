@@ -401,7 +401,7 @@ fn describe(nc: &Nc3Header, file_len: u64) -> Result<(Vec<DatasetInfo>, Vec<Plan
         if chars.is_some() {
             ds.chars = chars;
         } else {
-            ds.fill_value = Some(crate::header::float_to_json(fill_value_of(&ds.attributes, dtype)));
+            ds.fill_value = Some(fill_value_of(&ds.attributes, dtype));
         }
         default_fill(&mut ds);
         datasets.push(ds);
@@ -437,34 +437,40 @@ fn record_maxshape(shape: &[u64]) -> Vec<Option<u64>> {
     std::iter::once(None).chain(shape.iter().skip(1).map(|&n| Some(n))).collect()
 }
 
+/// netCDF's default fill for doubles (NC_FILL_DOUBLE; NC_FILL_FLOAT is it as an f32).
+const NC_FILL: f64 = 9.969_209_968_386_869e36;
+
 /// What the netCDF library fills a variable's unwritten elements with: its `_FillValue`, else
 /// netCDF's default for the type (netCDF-4 sets it as the HDF5 fill value, so records appended
-/// to the unpacked file and left unwritten read as missing, not as 0).
-fn fill_value_of(attrs: &Attributes, dtype: DType) -> f64 {
-    let declared = attrs.get("_FillValue").and_then(|a| match &a.value {
-        serde_json::Value::Array(v) => v.first().and_then(crate::header::float_from_json),
-        v => crate::header::float_from_json(v),
+/// to the unpacked file and left unwritten read as missing, not as 0). An integer type's as a
+/// JSON integer: NC_FILL_INT64 lies beyond a double's 53 bits.
+fn fill_value_of(attrs: &Attributes, dtype: DType) -> serde_json::Value {
+    let declared = attrs.get("_FillValue").map(|a| match &a.value {
+        serde_json::Value::Array(v) => v.first().cloned().unwrap_or_default(),
+        v => v.clone(),
     });
-    declared.unwrap_or(match dtype {
-        DType::I8 => -127.0,
-        DType::I16 => -32767.0,
-        DType::I32 => -2147483647.0,
-        DType::U8 => 255.0,
-        DType::U16 => 65535.0,
-        DType::U32 => 4294967295.0,
-        DType::I64 => -9223372036854775806.0,
-        DType::U64 => 18446744073709551614.0,
-        DType::F32 => 9.969_209_968_386_869e36_f32 as f64,
-        DType::F64 => 9.969_209_968_386_869e36,
-        DType::Bool => 0.0,
-    })
+    if let Some(v) = declared.filter(|v| v.is_number() || (dtype.is_float() && v.is_string())) {
+        return v;
+    }
+    match dtype {
+        DType::I8 => (-127).into(),
+        DType::I16 => (-32767).into(),
+        DType::I32 => (-2147483647).into(),
+        DType::U8 => 255.into(),
+        DType::U16 => 65535.into(),
+        DType::U32 => 4294967295u64.into(),
+        DType::I64 => (-9223372036854775806i64).into(),
+        DType::U64 => 18446744073709551614u64.into(),
+        DType::F32 => float_to_json(NC_FILL as f32 as f64),
+        DType::F64 => float_to_json(NC_FILL),
+        DType::Bool => 0.into(),
+    }
 }
 
 /// netCDF's default fill value for a float variable with no `_FillValue`: the netCDF library
 /// writes it where nothing was (NC_FILL_FLOAT, NC_FILL_DOUBLE) and reads it back as missing.
 /// Taken as data, one such value in a latitude made its `rel` bound 1e33 wide.
 fn default_fill(ds: &mut DatasetInfo) {
-    const NC_FILL: f64 = 9.969_209_968_386_869e36;
     // A variable that declares its own rule keeps it (declare_missing reads it, and reports a
     // bad one); a valid range leaves the default fill outside it anyway.
     let attrs = &ds.attributes;

@@ -547,16 +547,21 @@ def _craft_header_rows(data, p):
     return _with_header(data, p, hb[:i] + old.replace(b"240", b"241") + hb[i + len(old):])
 
 
+def _time_bnds(h):
+    (d,) = [d for d in h["datasets"] if d["shape"] == [240, 2]]
+    return d
+
+
 def _craft_maxshape(data, p):
     # a maximum below the shape, which no HDF5 file can hold
     h = json.loads(p["header_bytes"])
-    h["datasets"][0]["maxshape"] = [239, 2]
+    _time_bnds(h)["maxshape"] = [239, 2]
     return _with_header(data, p, json.dumps(h).encode())
 
 
 def _craft_chunks(data, p):
     h = json.loads(p["header_bytes"])
-    h["datasets"][0]["chunks"] = [0, 2]
+    _time_bnds(h)["chunks"] = [0, 2]
     return _with_header(data, p, json.dumps(h).encode())
 
 
@@ -572,6 +577,9 @@ def test_crafted_archive_refused(cli, small_archive, tmp_path, outdir, craft):
     bad = tmp_path / f"{craft}.baler"
     bad.write_bytes(bytes(CRAFTS[craft](data, p)))
     _refused(cli, bad, outdir, craft)
+    if craft in ("maxshape", "chunks"):
+        r = cli("inspect", bad, expect_fail=True)
+        assert f"has shape [240, 2] and {craft}" in r.stderr, r.stderr
 
 
 def test_output_that_is_the_input_is_refused(cli, hadcm3, tmp_path):

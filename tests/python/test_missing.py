@@ -252,6 +252,6 @@ def test_h5_compress_keeps_every_missing_value_the_data_holds(cli, tmp_path, mar
         assert f"/{var}: coded losslessly: it holds the missing values 1.0000000200408773e20, -9.99e2" in r.stdout, r.stdout
         assert np.array_equal(x.view("u4"), y.view("u4"))
     else:
-        assert f"/{var}: the filter keeps the fill value 1.0000000200408773e20 exactly (the only missing value the data holds)" in r.stdout, r.stdout
+        assert f"/{var}: the filter keeps the fill value 1.0000000200408773e20 exactly (the only value the data holds that its attributes mark missing)" in r.stdout, r.stdout
         check_field(x, y, attrs, 1e-2, "h5 compress, one marker held")
         assert not np.array_equal(x, y), "the bound was not used"

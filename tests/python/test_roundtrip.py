@@ -395,7 +395,7 @@ def test_virtual_dataset_with_a_missing_source_is_named(cli, tmp_path):
 # coordinate variable lost its name to a phony dimension.
 
 
-def test_unlimited_dimensions_chunks_and_filters_come_back(cli, container, tmp_path):
+def test_unlimited_dimensions_chunks_and_filters_come_back(cli, container, schema, tmp_path):
     import hdf5plugin
     import netCDF4
     import xarray as xr
@@ -446,7 +446,11 @@ def test_unlimited_dimensions_chunks_and_filters_come_back(cli, container, tmp_p
     r = cli("unpack", tmp_path / "g.baler", "-o", tmp_path / "g.h5", *THREADS)
     assert "/zstd: written without its source's filters 32015" in r.stderr, r.stderr
     assert "/gzip:" not in r.stderr, r.stderr
-    got = {d["path"]: (d.get("maxshape"), d.get("chunks")) for d in container(tmp_path / "g.baler")["header"]["datasets"]}
+    header = container(tmp_path / "g.baler")["header"]
+    from jsonschema import Draft202012Validator
+    errors = [f"{list(e.path)}: {e.message}" for e in Draft202012Validator(schema).iter_errors(header)]
+    assert not errors, errors
+    got = {d["path"]: (d.get("maxshape"), d.get("chunks")) for d in header["datasets"]}
     assert got == {"/series": ([None], [10]), "/grid": ([12, None], [3, 4]), "/fixed": (None, None),
                    "/gzip": (None, [5, 30]), "/zstd": (None, [100])}, got
     with h5py.File(tmp_path / "grow.h5", "r") as a, h5py.File(tmp_path / "g.h5", "a") as b:
@@ -482,7 +486,7 @@ def test_cf_packed_integers_are_named_kept_exactly(cli, tmp_path):
         assert np.array_equal(a["t"][()], b["t"][()])
 
 
-def test_char_variables_come_back(cli, tmp_path):
+def test_char_variables_come_back(cli, container, schema, tmp_path):
     """netCDF char variables (a grid mapping such as rotated_pole, station names) were skipped
     with their attributes, so the fields' grid_mapping named nothing. They are kept as chars."""
     import netCDF4
@@ -502,6 +506,11 @@ def test_char_variables_come_back(cli, tmp_path):
         t.grid_mapping = "rotated_pole"
     cli("pack", src, "-o", tmp_path / "c.baler", "--error", "abs=0.01")
     cli("unpack", tmp_path / "c.baler", "-o", back)
+    from jsonschema import Draft202012Validator
+    header = container(tmp_path / "c.baler")["header"]
+    errors = [f"{list(e.path)}: {e.message}" for e in Draft202012Validator(schema).iter_errors(header)]
+    assert not errors, errors
+    assert {d["path"]: d.get("chars") for d in header["datasets"]}["/name"] == {"encoding": "ascii", "pad": "nullterm"}
     with xr.open_dataset(src) as a, xr.open_dataset(back) as b:
         assert list(b["name"].values) == list(a["name"].values) == [b"Oslo", b"Berge", b"Troms"]
         assert b["rotated_pole"].attrs == a["rotated_pole"].attrs
