@@ -130,11 +130,11 @@ fn coordinates(datasets: &[DatasetInfo]) -> Vec<bool> {
 pub fn assign(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<Vec<Bound>>> {
     for spec in specs {
         if let Some(name) = &spec.variable {
-            if !datasets.iter().any(|d| d.variables.iter().any(|v| matches(name, d, v))) {
+            if !datasets.iter().any(|d| in_group(name, d) || d.variables.iter().any(|v| matches(name, d, v))) {
                 let known: Vec<&str> =
                     datasets.iter().flat_map(|d| d.variables.iter().map(|v| v.name.as_str())).collect();
                 return Err(Error::Usage(format!(
-                    "--error {name}:...: no variable or dataset named '{name}' (variables: {})",
+                    "--error {name}:...: no variable, dataset or group named '{name}' (variables: {})",
                     abbreviate(&known)
                 )));
             }
@@ -149,10 +149,11 @@ pub fn assign(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Result<Vec<Vec<B
             d.variables
                 .iter()
                 .map(|v| {
+                    // A group's spec is a global one inside it: coordinates stay lossless.
                     specs
                         .iter()
                         .rev()
-                        .find(|s| s.variable.as_deref().is_some_and(|n| matches(n, d, v)))
+                        .find(|s| s.variable.as_deref().is_some_and(|n| matches(n, d, v) || (!coordinate && in_group(n, d))))
                         .map(|s| s.bound)
                         .or(if coordinate { None } else { global })
                         .unwrap_or(Bound::Lossless)
@@ -175,6 +176,12 @@ pub fn cf_packed_kept_exact(specs: &[ErrorSpec], datasets: &[DatasetInfo]) -> Re
         .filter(|(d, _)| packed(d))
         .flat_map(|(d, b)| d.variables.iter().zip(b).filter(|(v, b)| !v.dtype.is_float() && matches!(b, Bound::Abs(_) | Bound::Rel(_))).map(|(v, _)| v.name.clone()))
         .collect())
+}
+
+/// Whether `name` is a group holding dataset `d` (at any depth): `--error atmos:abs=0.05`.
+fn in_group(name: &str, d: &DatasetInfo) -> bool {
+    let g = name.trim_matches('/');
+    !g.is_empty() && d.path.strip_prefix('/').is_some_and(|p| p.strip_prefix(g).is_some_and(|rest| rest.starts_with('/')))
 }
 
 fn matches(name: &str, d: &DatasetInfo, v: &crate::header::VariableInfo) -> bool {

@@ -517,3 +517,28 @@ def test_char_variables_come_back(cli, container, schema, tmp_path):
         assert np.abs(b["tas"].values - a["tas"].values).max() <= 0.01
     with h5py.File(back, "r") as f:
         assert f["name"].dtype == np.dtype("S1") and f["rotated_pole"].shape == ()
+
+
+def test_a_group_spec_bounds_every_dataset_under_it(cli, container, tmp_path):
+    """`--error atmos:abs=0.05` bounds every dataset in the group as a global spec does there
+    (its dimension scale stays lossless); it was refused as naming no variable."""
+    src = tmp_path / "groups.h5"
+    rng = np.random.default_rng(1)
+    with h5py.File(src, "w") as f:
+        lat = f.create_dataset("atmos/lat", data=np.linspace(-90, 90, 40))
+        lat.make_scale("lat")
+        u = f.create_dataset("atmos/p200/u", data=rng.standard_normal((40, 50)).cumsum(1))
+        u.dims[0].attach_scale(lat)
+        f.create_dataset("ocean/t", data=rng.standard_normal((30, 60)).cumsum(1))
+    arch = tmp_path / "g.baler"
+    cli("pack", src, "-o", arch, "--error", "atmos:abs=0.05", "--error", "rel=1e-4", "--no-model")
+    modes = {d["path"]: d["variables"][0]["error"] for d in container(arch)["header"]["datasets"]}
+    assert modes["/atmos/p200/u"]["mode"] == "abs" and modes["/atmos/p200/u"]["abs"] == 0.05
+    assert modes["/atmos/lat"]["mode"] == "lossless"
+    assert modes["/ocean/t"]["mode"] == "rel"
+    cli("unpack", arch, "-o", tmp_path / "back.h5")
+    with h5py.File(src, "r") as a, h5py.File(tmp_path / "back.h5", "r") as b:
+        assert np.abs(b["atmos/p200/u"][()] - a["atmos/p200/u"][()]).max() <= 0.05
+        assert np.array_equal(b["atmos/lat"][()], a["atmos/lat"][()])
+    r = cli("pack", src, "-o", tmp_path / "x.baler", "--error", "atmo:abs=0.05", expect_fail=True)
+    assert "no variable, dataset or group named 'atmo'" in r.stderr, r.stderr
