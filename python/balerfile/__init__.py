@@ -80,7 +80,19 @@ def _unmasked(array):
         raise TypeError("compress: a masked structured array; pass array.filled(v) and fill_value=v")
     mask = _np.ma.getmaskarray(array)
     data = _np.ma.getdata(array)
-    if not mask.any() or not _np.issubdtype(data.dtype, _np.floating):
+    if not mask.any():
+        return data
+    if not _np.issubdtype(data.dtype, _np.floating):
+        # Integers have no missing value to carry the mask: their data goes as it is, and the
+        # mask is not in the stream (said, not dropped unsaid).
+        import warnings
+
+        warnings.warn(
+            f"compress: the mask of a masked {data.dtype} array is not kept (integers are coded exactly, masked "
+            "elements' data included, and have no missing value); keep the mask beside the stream, or pass floats",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return data
     return _np.where(mask, _np.array(_np.nan, dtype=data.dtype), data)
 

@@ -168,7 +168,9 @@ def test_fill_value_and_masked_arrays(field):
     wide = balerfile.decompress(balerfile.compress(a, error=f"rel={rel}"))
     assert np.abs(wide[valid].astype("f8") - a[valid]).max() > tol
     ints = np.ma.masked_less(np.arange(100, dtype="i4"), 10)
-    assert np.array_equal(balerfile.decompress(balerfile.compress(ints, error="rel=1e-2")), ints.data)
+    with pytest.warns(RuntimeWarning, match="the mask of a masked int32 array is not kept"):
+        blob = balerfile.compress(ints, error="rel=1e-2")
+    assert np.array_equal(balerfile.decompress(blob), ints.data)
 
 
 @pytest.mark.parametrize(
