@@ -118,7 +118,7 @@ def bench_balerfile(data, src_h5, dataset, tmp, repeat, threads):
     out = tmp / "b.h5"
     for f in RELS:
         def pack():
-            subprocess.run([BIN, "pack", str(src_h5), "-o", str(arch), "--dataset", dataset,
+            subprocess.run([BIN, "pack", str(src_h5), "-o", str(arch), "--dataset", dataset, "--no-coordinates",
                             "--error", f"rel={f}", "--threads", str(threads), "--no-model"],
                            check=True, capture_output=True)
 

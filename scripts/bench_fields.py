@@ -185,7 +185,7 @@ def balerfile_pack_unpack(field, f, tmp, repeat, threads, model=None, env=None, 
     unpack s, reconstruction)."""
     arch = Path(tmp) / "b.baler"
     out = Path(tmp) / "b.h5"
-    cmd = [BIN, "pack", field.path, "-o", arch, "--dataset", field.dataset, "--error", field.error_spec(f),
+    cmd = [BIN, "pack", field.path, "-o", arch, "--dataset", field.dataset, "--no-coordinates", "--error", field.error_spec(f),
            "--threads", threads, *extra]
     cmd += ["--model", model] if model else ["--no-model"]
 

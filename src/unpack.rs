@@ -13,6 +13,9 @@ use crate::progress::Progress;
 pub struct UnpackOptions {
     /// Only these datasets (names as in the header, with or without the leading '/').
     pub datasets: Vec<String>,
+    /// With `datasets`, to an HDF5 or netCDF output: their coordinates too
+    /// (`io::select_with_coordinates`).
+    pub coordinates: bool,
     pub threads: usize,
     /// Where the archive's models run.
     #[cfg(feature = "runtime")]
@@ -160,7 +163,7 @@ pub fn unpack(input: &Path, output: &Path, opts: &UnpackOptions, progress: &dyn 
     // An HDF5 or netCDF-4 output holds the selected datasets' coordinates too, which link to
     // them; `.npy` holds one array and `.npz` the arrays asked for.
     let mut opts = opts.clone();
-    if !opts.datasets.is_empty() && io::is_hdf5_output(output, opts.format.as_deref()) {
+    if opts.coordinates && !opts.datasets.is_empty() && io::is_hdf5_output(output, opts.format.as_deref()) {
         let header = reader.header();
         let chosen = io::select_with_coordinates(reader.path(), &header.datasets, &opts.datasets)?;
         opts.datasets = chosen.iter().map(|&d| header.datasets[d].path.clone()).collect();

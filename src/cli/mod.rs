@@ -36,9 +36,13 @@ enum Command {
         /// The archive to write (replaced atomically if it exists).
         #[arg(short, long)]
         output: PathBuf,
-        /// Pack only this dataset (repeatable); default: every numeric dataset.
+        /// Pack only this dataset (repeatable), with the coordinates it is read by (dimension
+        /// scales, CF coordinates, bounds, grid mapping); default: every numeric dataset.
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
+        /// With --dataset: only the datasets named, not their coordinates.
+        #[arg(long, requires = "datasets")]
+        no_coordinates: bool,
         /// Error bound: rel=E (E times the variable's range of valid values, 0 < E < 1), abs=E,
         /// lossless, none (the model's output alone, no bound: Baler's mode), or VARIABLE:SPEC
         /// for one variable, dataset, compound field or table column (repeatable; later wins).
@@ -122,9 +126,12 @@ enum Command {
         /// npz or npy.
         #[arg(long, value_parser = ["h5", "nc", "root", "npz", "npy"])]
         to: Option<String>,
-        /// Unpack only this dataset (repeatable).
+        /// Unpack only this dataset (repeatable); to HDF5 or netCDF with its coordinates.
         #[arg(short, long = "dataset", value_name = "NAME")]
         datasets: Vec<String>,
+        /// With --dataset: only the datasets named, not their coordinates.
+        #[arg(long, requires = "datasets")]
+        no_coordinates: bool,
         /// ROOT output: how baskets and pages are compressed: zstd, zlib, lz4 or lzma with an
         /// optional :LEVEL (ROOT's 1-9), none, or ROOT's number (505 = zstd:5, ROOT's default).
         #[arg(long, value_name = "ALGO[:LEVEL]", default_value = "zstd:5")]
@@ -530,10 +537,10 @@ fn brought_along(asked: &[String], got: &[balerfile::header::DatasetInfo]) -> Ve
 fn dispatch(cmd: Command) -> Result<()> {
     let bar = Bar(Mutex::new(None));
     match cmd {
-        Command::Pack { input, output, datasets, errors, chunk_size, level, layout, fill_values, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
+        Command::Pack { input, output, datasets, no_coordinates, errors, chunk_size, level, layout, fill_values, run: RunArgs { threads, quiet }, root, model, train, runtime } => {
             let t = Instant::now();
             balerfile::atomic::check_not_input(&input, &output)?;
-            let source = balerfile::io::open_source_with(&input, &datasets, &root.select())?;
+            let source = balerfile::io::open_source_with(&input, &datasets, &root.select(), !no_coordinates)?;
             let brought = brought_along(&datasets, &source.layout().datasets);
             if !brought.is_empty() && !quiet {
                 println!("--dataset: with the coordinates it is read by (dimension scales, CF coordinates and bounds): {}", brought.join(", "));
@@ -646,10 +653,10 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Model { command } => model_command(command),
         Command::H5 { command } => h5::run(command, &bar),
-        Command::Unpack { input, output, to, datasets, root_compression, run: RunArgs { threads, quiet }, runtime } => {
+        Command::Unpack { input, output, to, datasets, no_coordinates, root_compression, run: RunArgs { threads, quiet }, runtime } => {
             let t = Instant::now();
             let sink = balerfile::io::SinkOptions { root_compression };
-            let opts = balerfile::unpack::UnpackOptions { datasets, threads, runtime: runtime.options(), format: to, sink };
+            let opts = balerfile::unpack::UnpackOptions { datasets, coordinates: !no_coordinates, threads, runtime: runtime.options(), format: to, sink };
             let report = balerfile::unpack::unpack(&input, &output, &opts, &bar)?;
             if !report.not_written.is_empty() {
                 eprintln!(

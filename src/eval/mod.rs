@@ -105,7 +105,7 @@ pub struct VariableSummary {
 pub fn eval(original: &Path, archive: &Path, out_dir: &Path, opts: &EvalOptions, progress: &dyn Progress) -> Result<Summary> {
     let reader = ArchiveReader::open(archive)?;
     let header = reader.header();
-    let source = io::open_source_with(original, &[], &opts.root)?;
+    let source = io::open_source_with(original, &[], &opts.root, false)?;
     // 2-D arrays packed as tables are compared column by column, as they were bounded.
     let mut source = io::table::apply_as_in(source, &header.datasets);
     let matched = match_datasets(original, archive, header, source.layout())?;

@@ -104,7 +104,7 @@ const SMALLEST: u64 = 256;
 pub fn compress(input: &Path, output: &Path, opts: &CompressOptions, progress: &dyn Progress) -> Result<CompressReport> {
     super::register()?;
     crate::atomic::check_not_input(input, output)?;
-    let mut source = Hdf5Source::open(input, &[])?;
+    let mut source = Hdf5Source::open(input, &[], false)?;
     let mut layout = source.layout().clone();
     crate::io::view::declare_missing(&mut layout, input)?;
     for n in &opts.datasets {
@@ -338,7 +338,7 @@ fn choose_models(input: &Path, targets: &mut [Target], opts: &CompressOptions, r
         }
         ModelChoice::Auto if !tables.is_empty() => {
             let names: Vec<String> = tables.iter().map(|&i| targets[i].info.path.clone()).collect();
-            let mut src = Hdf5Source::open(input, &names)?;
+            let mut src = Hdf5Source::open(input, &names, false)?;
             let prepared = prepare(&mut src, &opts.errors, &opts.model, progress)?;
             report.notes.extend(prepared.notes.iter().cloned());
             report.trained.extend(prepared.trained.iter().cloned());

@@ -274,7 +274,8 @@ pub fn has_signature(path: &Path) -> bool {
 }
 
 impl Hdf5Source {
-    pub fn open(path: &Path, names: &[String]) -> Result<Self> {
+    /// The datasets `names` name (all when empty), with their coordinates when `coordinates`.
+    pub fn open(path: &Path, names: &[String], coordinates: bool) -> Result<Self> {
         let h5err = |e: hdf5::Error| Error::Hdf5 { path: path.into(), what: e.to_string() };
         let file = hdf5::File::open(path).map_err(h5err)?;
         let mut walk = Walk { groups: Vec::new(), datasets: Vec::new(), skipped: Vec::new(), seen: Vec::new() };
@@ -289,7 +290,7 @@ impl Hdf5Source {
             }
         }
         let infos: Vec<DatasetInfo> = datasets.iter().map(|(_, d)| d.clone()).collect();
-        let selected = super::select_with_coordinates(path, &infos, names)?;
+        let selected = if coordinates { super::select_with_coordinates(path, &infos, names)? } else { super::select(path, &infos, names)? };
         if !names.is_empty() {
             // Keep what was not kept of the selected datasets and the groups; drop the rest,
             // which the user did not ask for.

@@ -77,7 +77,7 @@ fn sniff(path: &Path) -> Result<[u8; 8]> {
 /// Opens INPUT by what its bytes say it is (HDF5, netCDF-3, ROOT, .npy or .npz), keeping only
 /// the named datasets when `datasets` is not empty.
 pub fn open_source(path: &Path, datasets: &[String]) -> Result<Box<dyn Source>> {
-    open_source_with(path, datasets, &Default::default())
+    open_source_with(path, datasets, &Default::default(), false)
 }
 
 /// Which trees and branches of a ROOT file to read.
@@ -91,8 +91,10 @@ pub struct RootSelect {
     pub strict: bool,
 }
 
-/// `open_source`, also reading ROOT files (their trees and branches as `root` selects).
-pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> Result<Box<dyn Source>> {
+/// `open_source`, also reading ROOT files (their trees and branches as `root` selects); with
+/// `coordinates`, the HDF5 and netCDF datasets named bring their coordinates
+/// (`select_with_coordinates`).
+pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect, coordinates: bool) -> Result<Box<dyn Source>> {
     let magic = sniff(path)?;
     if magic[..4] == *b"root" {
         #[cfg(feature = "root")]
@@ -116,12 +118,12 @@ pub fn open_source_with(path: &Path, datasets: &[String], root: &RootSelect) -> 
         return Ok(Box::new(npz::NpzSource::open(path, datasets)?));
     }
     if netcdf3::is_magic(&magic) {
-        return Ok(Box::new(netcdf3::Netcdf3Source::open(path, datasets)?));
+        return Ok(Box::new(netcdf3::Netcdf3Source::open(path, datasets, coordinates)?));
     }
     // HDF5 files may carry a user block, so the signature can also sit at 512, 1024, ...
     #[cfg(feature = "hdf5")]
     if magic == HDF5_MAGIC || hdf5::has_signature(path) {
-        return Ok(Box::new(hdf5::Hdf5Source::open(path, datasets)?));
+        return Ok(Box::new(hdf5::Hdf5Source::open(path, datasets, coordinates)?));
     }
     #[cfg(not(feature = "hdf5"))]
     if magic == HDF5_MAGIC {

@@ -268,7 +268,8 @@ pub struct Netcdf3Source {
 }
 
 impl Netcdf3Source {
-    pub fn open(path: &Path, names: &[String]) -> Result<Self> {
+    /// The variables `names` name (all when empty), with their coordinates when `coordinates`.
+    pub fn open(path: &Path, names: &[String], coordinates: bool) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let bad = |what: String| Error::input(path, format!("bad netCDF-3 file: {what}"));
@@ -282,7 +283,7 @@ impl Netcdf3Source {
                 return Err(Error::input(path, format!("variable '{n}' cannot be packed: {}", s.reason)));
             }
         }
-        let keep = super::select_with_coordinates(path, &datasets, names)?;
+        let keep = if coordinates { super::select_with_coordinates(path, &datasets, names)? } else { super::select(path, &datasets, names)? };
         if !names.is_empty() {
             skipped.clear();
         }
@@ -700,7 +701,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.nc");
         std::fs::write(&p, bytes).unwrap();
-        Netcdf3Source::open(&p, &[])
+        Netcdf3Source::open(&p, &[], false)
     }
 
     #[test]

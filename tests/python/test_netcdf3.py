@@ -309,3 +309,16 @@ def test_unpack_to_cdf_and_to_nc_write_netcdf4(cli, tmp_path):
         with netCDF4.Dataset(out) as b:
             # rotated_pole, a char variable (the grid mapping), comes back too
             assert b.data_model == "NETCDF4" and {v: b[v].dimensions for v in b.variables} == want
+
+
+def test_no_coordinates_packs_only_what_is_named(cli, made, tmp_path):
+    src = made["a1b_cdf1.nc"]
+    arch = tmp_path / "x.baler"
+    r = cli("pack", src, "-o", arch, "--dataset", "air_temperature", "--no-coordinates", *THREADS)
+    assert "--dataset: with the coordinates" not in r.stdout
+    header = json.loads(cli("inspect", arch, "--json").stdout)["header"]
+    assert [d["path"] for d in header["datasets"]] == ["/air_temperature"]
+    cli("pack", src, "-o", arch, "--dataset", "air_temperature", *THREADS)
+    cli("unpack", arch, "-o", tmp_path / "y.nc", "--dataset", "air_temperature", "--no-coordinates")
+    with h5py.File(tmp_path / "y.nc", "r") as f:
+        assert list(f) == ["air_temperature"]
