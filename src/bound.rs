@@ -112,15 +112,7 @@ impl std::str::FromStr for ErrorSpec {
 /// attributes, as cell bounds (`bounds`, `climatology`: a month's first and last day) or
 /// auxiliary coordinates (`coordinates`: a forecast reference time). Names are of the same group.
 fn coordinates(datasets: &[DatasetInfo]) -> Vec<bool> {
-    let mut named: Vec<String> = Vec::new();
-    for d in datasets {
-        let group = d.path.rsplit_once('/').map_or("", |(g, _)| g);
-        for attr in ["bounds", "climatology", "coordinates"] {
-            if let Some(list) = d.attributes.get(attr).and_then(|a| a.value.as_str()) {
-                named.extend(list.split_whitespace().map(|n| format!("{group}/{n}")));
-            }
-        }
-    }
+    let named: Vec<String> = datasets.iter().flat_map(|d| d.cf_named(&["bounds", "climatology", "coordinates"])).collect();
     datasets.iter().map(|d| d.is_dimension_scale() || named.contains(&d.path)).collect()
 }
 

@@ -262,6 +262,25 @@ impl DatasetInfo {
         self.rows() * self.row_bytes()
     }
 
+    /// The paths of the datasets this one names in its CF attributes `attrs` (`coordinates`,
+    /// `bounds`, `climatology`, `grid_mapping`: names of its own group, space-separated;
+    /// grid_mapping's extended form, "crs: lat lon", names the variables before each ':').
+    pub fn cf_named(&self, attrs: &[&str]) -> Vec<String> {
+        let group = self.path.rsplit_once('/').map_or("", |(g, _)| g);
+        let mut out = Vec::new();
+        for attr in attrs {
+            let Some(list) = self.attributes.get(*attr).and_then(|a| a.value.as_str()) else { continue };
+            let tokens: Vec<&str> = list.split_whitespace().collect();
+            let names: Vec<&str> = if tokens.iter().any(|t| t.ends_with(':')) {
+                tokens.iter().filter_map(|t| t.strip_suffix(':')).collect()
+            } else {
+                tokens
+            };
+            out.extend(names.into_iter().map(|n| format!("{group}/{n}")));
+        }
+        out
+    }
+
     /// Whether axis `axis` may grow past its length (a record dimension).
     pub fn is_extendable(&self, axis: usize) -> bool {
         self.maxshape.as_ref().and_then(|m| m.get(axis)).is_some_and(|m| m.is_none_or(|m| Some(&m) != self.shape.get(axis)))

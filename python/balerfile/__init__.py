@@ -198,13 +198,14 @@ def _offer_to_netcdf():
 
     from . import h5
 
-    d = h5.plugin_dir()
-    if d is None or "netCDF4" in sys.modules:
+    f = h5.plugin_file()
+    if f is None or "netCDF4" in sys.modules:
         return
+    d = f.parent
     # HDF5 opens every library of a plugin folder when it looks for a filter it does not know:
     # only a folder holding the plugin alone (the wheel's `plugins`) is offered.
     libs = [n for n in _os.listdir(d) if n.endswith((".so", ".dylib", ".dll"))]
-    if libs != [h5.plugin_file().name]:
+    if libs != [f.name]:
         return
     have = [p for p in _os.environ.get("HDF5_PLUGIN_PATH", "").split(_os.pathsep) if p]
     if any(_os.path.realpath(p) == _os.path.realpath(d) for p in have):

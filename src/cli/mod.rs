@@ -595,10 +595,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             let source = balerfile::io::open_source(&input, &datasets)?;
             let (mut source, _) = balerfile::io::view::as_meant(source, &input, &[], &[])?;
             let layout = source.layout().clone();
-            // A --dataset brings its coordinates along (io::select_with_coordinates): the
-            // table to train on is the one named.
-            let named = |d: &balerfile::header::DatasetInfo| datasets.iter().any(|n| n.trim_start_matches('/') == d.name());
-            let tables: Vec<usize> = (0..layout.datasets.len()).filter(|&d| datasets.is_empty() || named(&layout.datasets[d])).collect();
+            let tables: Vec<usize> = (0..layout.datasets.len()).collect();
             let d = match tables.as_slice() {
                 [d] => *d,
                 _ => anyhow::bail!(

@@ -300,14 +300,14 @@ fn check_rows(header: &Header, index: &[ChunkEntry]) -> Result<(), String> {
         }
         // A file can hold neither a maximum below the shape nor a chunk of 0 elements.
         let shorter = |n: usize| n != ds.shape.len();
-        if ds.maxshape.as_ref().is_some_and(|m| shorter(m.len()) || m.iter().zip(&ds.shape).any(|(m, &n)| m.is_some_and(|m| m < n))) {
-            return Err(format!("dataset {} has shape {:?} and maxshape {:?}", ds.path, ds.shape, ds.maxshape.as_ref().unwrap()));
+        if let Some(m) = ds.maxshape.as_ref().filter(|m| shorter(m.len()) || m.iter().zip(&ds.shape).any(|(m, &n)| m.is_some_and(|m| m < n))) {
+            return Err(format!("dataset {} has shape {:?} and maxshape {m:?}", ds.path, ds.shape));
         }
         if ds.chars.is_some() && (ds.kind != crate::header::DatasetKind::Array || ds.variables.len() != 1 || ds.variables[0].dtype != crate::dtype::DType::U8) {
             return Err(format!("dataset {} holds characters but not as one u8 variable", ds.path));
         }
-        if ds.chunks.as_ref().is_some_and(|c| shorter(c.len()) || c.contains(&0)) {
-            return Err(format!("dataset {} has shape {:?} and chunks {:?}", ds.path, ds.shape, ds.chunks.as_ref().unwrap()));
+        if let Some(c) = ds.chunks.as_ref().filter(|c| shorter(c.len()) || c.contains(&0)) {
+            return Err(format!("dataset {} has shape {:?} and chunks {c:?}", ds.path, ds.shape));
         }
         if let Some(dm) = &ds.model {
             if dm.model as usize >= header.models.len() {

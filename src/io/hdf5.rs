@@ -406,31 +406,22 @@ impl Walk {
     }
 }
 
-/// The fill value a float dataset's writer set on it (HDF5's fill value property, user-defined:
-/// h5py's `fillvalue=`), as a missing-value rule: what HDF5 hands back for the elements never
+/// The fill value a float dataset's writer set on it (`fill`, its `user_fill`: h5py's
+/// `fillvalue=`), as a missing-value rule: what HDF5 hands back for the elements never
 /// written, and what the filter takes as missing (`h5filter::params`). A CF `_FillValue` or
 /// `missing_value` attribute, where there is one, says more and takes its place
 /// (`io::view::declare_missing`).
-fn fill_property(ds: &hdf5::Dataset, dtype: DType) -> Option<crate::missing::MissingRule> {
+fn fill_property(fill: Option<&serde_json::Value>, dtype: DType) -> Option<crate::missing::MissingRule> {
     if !dtype.is_float() {
         return None;
     }
-    crate::missing::MissingRule::new(dtype, &[user_fill(ds)?], None, None).ok()
+    crate::missing::MissingRule::new(dtype, &[float_from_json(fill?)?], None, None).ok()
 }
 
-/// The fill value set on a dataset (not HDF5's default 0), as a double.
-fn user_fill(ds: &hdf5::Dataset) -> Option<f64> {
-    use hdf5::plist::dataset_create::FillValue;
-    let p = ds.dcpl().ok()?;
-    if p.fill_value_defined() != FillValue::UserDefined {
-        return None;
-    }
-    p.fill_value_as::<f64>()
-}
-
-/// The header's `fill_value` of a dataset: an integer dataset's as a JSON integer (read as
-/// one: int64 fills lie beyond a double's 53 bits), a float's as `float_to_json`.
-fn user_fill_json(ds: &hdf5::Dataset, dtype: DType) -> Option<serde_json::Value> {
+/// The fill value set on a dataset (not HDF5's default 0), as the header's `fill_value`: an
+/// integer dataset's as a JSON integer (read as one: int64 fills lie beyond a double's 53
+/// bits), a float's as `float_to_json`.
+fn user_fill(ds: &hdf5::Dataset, dtype: DType) -> Option<serde_json::Value> {
     use hdf5::plist::dataset_create::FillValue;
     let p = ds.dcpl().ok()?;
     if p.fill_value_defined() != FillValue::UserDefined {
@@ -460,9 +451,6 @@ impl Fill {
     }
 }
 
-/// The source files of a virtual dataset that are not there: HDF5 reads their parts as the fill
-/// value, and they were packed so, unsaid. Found as HDF5 looks: beside the virtual dataset's
-/// file, else from the current folder.
 /// The filters of a chunked dataset, in pipeline order (none for other layouts).
 fn source_filters(ds: &hdf5::Dataset) -> Vec<SourceFilter> {
     use hdf5_sys::h5p;
@@ -493,6 +481,9 @@ fn source_filters(ds: &hdf5::Dataset) -> Vec<SourceFilter> {
     })
 }
 
+/// The source files of a virtual dataset that are not there: HDF5 reads their parts as the fill
+/// value, and they were packed so, unsaid. Found as HDF5 looks: beside the virtual dataset's
+/// file, else from the current folder.
 fn missing_vds_sources(ds: &hdf5::Dataset) -> Vec<String> {
     let here = ds.filename();
     let here = Path::new(&here).parent().map(Path::to_path_buf).unwrap_or_default();
@@ -594,10 +585,9 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
     let mut attributes = read_attrs(ds, path, skipped);
     dimscales::keep_dimension_ids(ds, shape.len(), &mut attributes);
     let mut variables = variables;
-    if kind == DatasetKind::Array {
-        if let Some(rule) = fill_property(ds, variables[0].dtype) {
-            variables[0].missing = Some(rule.to_info(vec![crate::missing::HDF5_FILL.into()]));
-        }
+    let fill_value = (kind == DatasetKind::Array && chars.is_none()).then(|| user_fill(ds, variables[0].dtype)).flatten();
+    if let Some(rule) = fill_property(fill_value.as_ref(), variables[0].dtype) {
+        variables[0].missing = Some(rule.to_info(vec![crate::missing::HDF5_FILL.into()]));
     }
     // An axis that may grow (netCDF's unlimited dimension, h5py's `maxshape=None`) stays
     // growable in what unpack and h5 compress write, so appending to it works as before.
@@ -608,7 +598,7 @@ fn describe(ds: &hdf5::Dataset, path: &str, skipped: &mut Vec<Skipped>) -> Resul
         kind,
         chunks: ds.chunk().map(|c| c.iter().map(|&c| c as u64).collect()),
         filters: source_filters(ds),
-        fill_value: (kind == DatasetKind::Array && chars.is_none()).then(|| user_fill_json(ds, variables[0].dtype)).flatten(),
+        fill_value,
         chars,
         maxshape: grows.then_some(maxshape),
         shape,

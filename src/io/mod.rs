@@ -277,19 +277,8 @@ pub fn select_with_coordinates(path: &Path, available: &[DatasetInfo], names: &[
                 look = group(look);
             }
         }
-        for attr in ["coordinates", "bounds", "climatology", "grid_mapping"] {
-            let Some(list) = d.attributes.get(attr).and_then(|a| a.value.as_str()) else { continue };
-            // grid_mapping's extended form, "crs: lat lon", names the variables before ':'.
-            let tokens: Vec<&str> = list.split_whitespace().collect();
-            let names: Vec<&str> = if tokens.iter().any(|t| t.ends_with(':')) {
-                tokens.iter().filter_map(|t| t.strip_suffix(':')).collect()
-            } else {
-                tokens
-            };
-            for n in names {
-                let p = format!("{g}/{n}");
-                wanted.extend(available.iter().position(|s| s.path == p));
-            }
+        for p in d.cf_named(&["coordinates", "bounds", "climatology", "grid_mapping"]) {
+            wanted.extend(available.iter().position(|s| s.path == p));
         }
         for i in wanted {
             if !chosen.contains(&i) {
