@@ -988,7 +988,8 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     let n = residual.len();
     let u: Vec<u64> = if n >= RANS_MIN { unsigned(&residual, sign) } else { Vec::new() };
     let trees: &[u8] = if n <= TINY_BLOCK { &[AC_TREE_BITS, 3, 0] } else { &[AC_TREE_BITS] };
-    let ac_head = super::ac::head(residual.iter().map(|&c| sign.to_u(c)));
+    // From the unsigned forms where `rans` has them made already (the same values).
+    let ac_head = if u.len() == n { super::ac::head(u.iter().copied()) } else { super::ac::head(residual.iter().map(|&c| sign.to_u(c))) };
     let ac_cfg = |context, tree_bits| ac_config(context, tree_bits, repeats, repeat_side, ac_head);
     // A large block's middle run, coded with `rans` on its own: what `ac` and zstd are first
     // compared with.
