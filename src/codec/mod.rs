@@ -907,6 +907,24 @@ mod tests {
         }
     }
 
+    /// A block's error statistics are the same to the bit in the tuned twin and in the
+    /// baseline's instructions (`ErrStats::add_all`'s lanes), runs between exact elements
+    /// long and short, missing elements and non-finite values among them.
+    #[test]
+    fn error_statistics_are_the_same_in_either_twin() {
+        let mut r = crate::codec::xorshift(0x5eed_0f_e440_5a75);
+        let n = 10_000;
+        let values: Vec<f64> = (0..n).map(|i| if i % 997 == 5 { f64::NAN } else { ((r() % 100_000) as f64 - 50_000.0) * 1e-3 }).collect();
+        let rebuilt: Vec<f64> = values.iter().map(|&x| x + ((r() % 2001) as f64 - 1000.0) * 1e-6).collect();
+        let exact: Vec<u64> = (0..n as u64).filter(|i| i % 997 == 5 || (3000..3100).contains(i) && i % 3 == 0).collect();
+        let missing: Vec<bool> = (0..n).map(|i| i % 997 == 5).collect();
+        let bits = |s: ErrStats| (s.n, s.n_resp, [s.max_abs, s.sum_abs, s.sum_res, s.sum_res2, s.sum_resp, s.sum_resp2].map(f64::to_bits));
+        let tuned = error_stats(&values, &exact, Some(&missing), |i| rebuilt[i]);
+        let base = cpu::baseline(|| error_stats(&values, &exact, Some(&missing), |i| rebuilt[i]));
+        assert_eq!(bits(tuned), bits(base));
+        assert_eq!(tuned.n, (n - 11) as u64);
+    }
+
     /// Below `SEARCH_LEVEL` (the default and the fast levels) a one-slice chunk's walk is
     /// chosen by an estimate on a box of it (`estimate_walk`) and the bound holds. Here (one
     /// slice, smooth across its rows, rough along them, at a loose bound) the estimate finds
