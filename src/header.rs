@@ -157,6 +157,11 @@ pub struct DatasetInfo {
     pub chars: Option<Chars>,
 }
 
+/// The group holding the object at `path` ("" for the root).
+pub(crate) fn parent_group(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
 /// How a dataset of characters stores them: one byte each, as HDF5's string type of size 1.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -266,7 +271,7 @@ impl DatasetInfo {
     /// `bounds`, `climatology`, `grid_mapping`: names of its own group, space-separated;
     /// grid_mapping's extended form, "crs: lat lon", names the variables before each ':').
     pub fn cf_named(&self, attrs: &[&str]) -> Vec<String> {
-        let group = self.path.rsplit_once('/').map_or("", |(g, _)| g);
+        let group = parent_group(&self.path);
         let mut out = Vec::new();
         for attr in attrs {
             let Some(list) = self.attributes.get(*attr).and_then(|a| a.value.as_str()) else { continue };

@@ -59,7 +59,8 @@ impl ErrStats {
     /// j % LANES) and added together at the end. Summed in `add`'s order each element waited
     /// on the float addition before it: the statistics took 9 % of a level-1 `pack` (GloSea4
     /// x20 at 1e-2, one thread, perf on a Xeon). The sums may differ from `add`'s in their last
-    /// bits (reports give them as f32 means); the counts and the maximum are the same. The
+    /// bits (a staged block stores them as f32 means, `write_compact`); the counts and the
+    /// maximum are the same. The
     /// lanes are plain arrays, so the baseline and the tuned twin (`cpu::tuned`) compute the
     /// same sums to the bit.
     #[inline(always)]

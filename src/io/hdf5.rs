@@ -1042,7 +1042,8 @@ mod dimscales {
     /// H5DS_iterate_t.
     type Visitor = unsafe extern "C" fn(did: hid_t, dim: c_uint, dsid: hid_t, visitor_data: *mut c_void) -> herr_t;
 
-    use crate::io::{attr_ints as ints, parent_group as group, LINKED_DIMIDS, NC_COORDINATES as COORDINATES};
+    use crate::header::parent_group as group;
+    use crate::io::{attr_ints as ints, LINKED_DIMIDS, NC_COORDINATES as COORDINATES};
 
     /// The `_Netcdf4Dimid` of the first scale attached to axis `dim` of `did`.
     fn scale_dimid(did: hid_t, dim: c_uint) -> Option<i64> {

@@ -237,11 +237,6 @@ pub(crate) fn attr_ints(a: &crate::header::Attribute) -> Option<Vec<i64>> {
     }
 }
 
-/// The group holding the object at `path` ("" for the root).
-pub(crate) fn parent_group(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(g, _)| g)
-}
-
 /// The datasets `names` select, with what they are read by: their dimension scales (time,
 /// latitude: netCDF's, by dimension id, in their group or one above it, as netCDF looks) and
 /// the variables CF names in their attributes (`coordinates`, `bounds`, `climatology`,
@@ -252,7 +247,7 @@ pub fn select_with_coordinates(path: &Path, available: &[DatasetInfo], names: &[
     if names.is_empty() {
         return Ok(chosen);
     }
-    let group = parent_group;
+    use crate::header::parent_group as group;
     let mut at = 0;
     while at < chosen.len() {
         let d = &available[chosen[at]];
