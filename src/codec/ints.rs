@@ -665,6 +665,12 @@ pub(super) const AC_MARGIN: f64 = 0.06;
 /// `ac` passes were spent for nothing (skipped, Levitus encoded 1.32x and 1.19x as fast at 1e-2
 /// and 1e-3, one thread, the same bytes).
 const AC_SAMPLE: usize = 1 << 16;
+
+/// Whether `encode_omitting` above the fast level judges `ac` and zstd on a block of `n` codes
+/// by a run of it (`AC_SAMPLE`), not on the whole.
+pub(super) fn sampled(n: usize) -> bool {
+    n >= 2 * AC_SAMPLE
+}
 /// How far above 1 zstd's ratio to `rans` on that run may be and zstd still win on the whole
 /// block: a large block is coded with zstd in full only where the run says zstd may win. On
 /// the large blocks of the 27 field/bound pairs of the benchmark the run's ratio was 5 % below
@@ -993,7 +999,7 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     let ac_cfg = |context, tree_bits| ac_config(context, tree_bits, repeats, repeat_side, ac_head);
     // A large block's middle run, coded with `rans` on its own: what `ac` and zstd are first
     // compared with.
-    let mid = (n >= 2 * AC_SAMPLE).then(|| n / 2 - AC_SAMPLE / 2..n / 2 + AC_SAMPLE / 2);
+    let mid = sampled(n).then(|| n / 2 - AC_SAMPLE / 2..n / 2 + AC_SAMPLE / 2);
     let packed = Packed::narrowest(&residual, sign);
     let w = packed.width;
     let zstd = |level| Chain { codes: again(), to_bytes: Box::new(Packed { width: w, sign }), bytes: vec![Box::new(Shuffle { width: w }), Box::new(Zstd { level })] };

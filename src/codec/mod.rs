@@ -662,6 +662,15 @@ impl ChunkCodec {
         let mut w = trial.unwrap_or_else(|| interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol));
         w.sort_exact();
         let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
+        // A large block (`ints::sampled`) is coded as the fast level codes it, below
+        // `SEARCH_LEVEL`: the default level's coder trials judge such a block on a run of it,
+        // and on every one of the benchmark's they kept `rans` with the predictor the fast
+        // level picks (the 27 field/bound pairs `pack`ed at 9, 4 MiB chunks, and GloSea4 x20's
+        // 44 chunks at 1e-2, 1e-3, 1e-4: the same bytes). What they cost: GloSea4 x20's default
+        // `pack` at 1e-2, one thread, took 1.70-1.99 s without them against 1.85-2.64 with
+        // (five alternated runs). A smaller block (the NCEP winds': 126 144 codes) keeps them:
+        // there `ac`, tried in full, saves 10 % that the fast level's estimate does not see.
+        let level = if !exhaustive(level) && ints::sampled(w.symbols.len()) { FAST_LEVEL } else { level };
         let mut codes = Vec::new();
         ints::encode_omitting(&w.symbols, level, None, &Refs::NONE, None, threads, &mut codes);
         let block = block::StagedBlock {
