@@ -209,7 +209,8 @@ pub fn fast(level: i32) -> bool {
 /// at 0.29 of the speed (through h5py, one thread: 4.67 s in all at level 10 against 1.35-1.40
 /// s at 3; 5.19-5.34 s at the previous release's default). Other chunks search in full
 /// at every level above `FAST_LEVEL`: there the search is a small part of a write (a box of at
-/// most `WALK_SAMPLE` elements), and the estimate misranked a deeper box's walks.
+/// most `WALK_SAMPLE` elements), and the estimate misranked a deeper box's walks. Below it, too,
+/// a walk's large block (`ints::sampled`) is coded as the fast level codes it (`encode_walk`).
 pub const SEARCH_LEVEL: i32 = 10;
 
 /// Whether a codec at `level` searches every chunk in full (`SEARCH_LEVEL`).
