@@ -34,9 +34,10 @@ pub enum H5Command {
         chunk_size: u64,
         /// Compression level, zstd's (1-22), and how hard the encoder searches: 1 codes fast
         /// (no Lorenzo or zstd trial; the rANS coder, the adaptive one only where an estimate
-        /// says it saves); from 10 a chunk of one small 2-D slice is searched in full, below
-        /// its walk is chosen by an estimate (0.2 % larger, 2.7x the write speed), and a walk's
-        /// block of 131 072 codes or more gets the coder trials, below it is coded as at 1.
+        /// says it saves); from 10 a chunk of one small 2-D slice is searched in full (below
+        /// 10 its walk is chosen by an estimate: 0.2 % larger, 2.7x the write speed) and a
+        /// walk's block of 131 072 codes or more gets every coder trial (below 10 it is coded
+        /// as at 1).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(*balerfile::pack::LEVELS.start() as i64..=*balerfile::pack::LEVELS.end() as i64))]
         level: i32,
         /// table (rows x features: per-column bounds, a dense model) or field, for every

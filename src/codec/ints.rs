@@ -671,6 +671,7 @@ const AC_SAMPLE: usize = 1 << 16;
 pub(super) fn sampled(n: usize) -> bool {
     n >= 2 * AC_SAMPLE
 }
+
 /// How far above 1 zstd's ratio to `rans` on that run may be and zstd still win on the whole
 /// block: a large block is coded with zstd in full only where the run says zstd may win. On
 /// the large blocks of the 27 field/bound pairs of the benchmark the run's ratio was 5 % below
