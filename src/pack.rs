@@ -302,6 +302,16 @@ pub fn pack_to(
         let vars = codings(ds);
         let plan = uses.get(di).and_then(|u| u.as_ref()).map(|u| models[u.model].spec.plan(&u.features, u.latent));
         let ranges: Vec<_> = if ds.row_elems() == 0 { Vec::new() } else { row_ranges(ds.rows(), ds.chunk_rows).collect() };
+        // A field's walk is searched on its first, middle and last whole chunks, and where the
+        // three agree, taken by every chunk (`ChunkCodec::plan_walks`); the threads the chunks
+        // will share run each search.
+        let whole = ranges.iter().filter(|r| r.end - r.start == ds.chunk_rows).count();
+        let vars = if whole >= PLAN_MIN_CHUNKS && !vars.iter().all(|v| v.walk_grid.is_none()) {
+            let samples = [0, whole / 2, whole - 1].into_iter().map(|k| source.read_rows(di, ranges[k].clone()));
+            ChunkCodec { threads: pool.current_num_threads(), ..codec }.plan_walks(&vars, samples)?
+        } else {
+            vars
+        };
         let mut score: Option<crate::codec::model_stage::SparseScore> = None;
         let mut code_bytes = 0u64;
         let codec = codec.sharing(pool.current_num_threads(), ranges.len());
@@ -389,6 +399,10 @@ pub fn pack_to(
     };
     Ok((report, bytes))
 }
+
+/// Whole chunks a dataset needs for its walks to be searched on three of them and shared
+/// (`ChunkCodec::plan_walks`): with fewer, the three searches cost what each chunk's own do.
+const PLAN_MIN_CHUNKS: usize = 4;
 
 /// How the codec codes each variable of a dataset, from its header entry.
 pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {

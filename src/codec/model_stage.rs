@@ -430,7 +430,7 @@ mod tests {
                 cols[c].extend_from_slice(&(v as f32).to_le_bytes());
             }
         }
-        let vars = vec![VarCoding { dtype: DType::F32, tolerance: Some(1e-3), model_only: false, grid: None, walk_grid: None, missing: None, step_known: false }; 3];
+        let vars = vec![VarCoding { dtype: DType::F32, tolerance: Some(1e-3), model_only: false, grid: None, walk_grid: None, missing: None, step_known: false, walk: None }; 3];
         (vars, cols, rows)
     }
 

@@ -270,7 +270,7 @@ pub fn decode(p: &FilterParams, bytes: &[u8], model: Option<&ModelPlan>) -> Resu
         return Err(format!("a chunk of {} bytes cannot hold {nvars} columns", body.len()));
     }
     let epr = if h.layout == Layout::Wedge { f as u64 } else { 1 };
-    let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false }; nvars];
+    let vars = vec![VarCoding { dtype: h.dtype, tolerance: None, model_only: false, grid: None, walk_grid: None, missing: None, step_known: false, walk: None }; nvars];
     // The threads go to the pieces, and those the pieces leave over to each one's decoding
     // (`ahead`).
     let threads = piece_threads();

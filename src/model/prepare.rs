@@ -234,7 +234,7 @@ fn trial_saving(
             Bound::Rel(e) => Some(e * range).filter(|&t| t > 0.0),
             Bound::None | Bound::Lossless => None,
         };
-        vars.push(VarCoding { dtype: crate::dtype::DType::F32, tolerance, model_only: bounds[vi as usize] == Bound::None, grid: None, walk_grid: None, missing: None, step_known: false });
+        vars.push(VarCoding { dtype: crate::dtype::DType::F32, tolerance, model_only: bounds[vi as usize] == Bound::None, grid: None, walk_grid: None, missing: None, step_known: false, walk: None });
         cols.push(col.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
     }
     if vars.iter().any(|v| v.model_only) {
