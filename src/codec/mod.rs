@@ -270,7 +270,8 @@ pub fn fast(level: i32) -> bool {
 /// s at 3; 5.19-5.34 s at the previous release's default). Other chunks search in full
 /// at every level above `FAST_LEVEL`: there the search is a small part of a write (a box of at
 /// most `WALK_SAMPLE` elements), and the estimate misranked a deeper box's walks. Below it, too,
-/// a walk's large block (`ints::sampled`) is coded as the fast level codes it (`encode_walk`).
+/// a walk's large block (`ints::sampled`) is coded as the fast level codes it (`encode_walk`),
+/// and a `pack`ed field of like chunks shares one search (`ChunkCodec::plan_walks`).
 pub const SEARCH_LEVEL: i32 = 10;
 
 /// Whether a codec at `level` searches every chunk in full (`SEARCH_LEVEL`).
@@ -657,9 +658,14 @@ impl ChunkCodec {
     /// searches its own: Levitus's temperatures by depth want Lorenzo on the deep levels and a
     /// walk near the surface, and the deep chunk's choice for both chunks made the file 37 %
     /// larger at 1e-2, 25 % at 1e-3. A variable whose chunks do not search (a model's, one on
-    /// a lattice, one small 2-D slice, one with no walk grid) is left as it is.
-    /// Samples are read one at a time: a chunk may be as large as the user asks.
+    /// a lattice, one small 2-D slice, one with no walk grid) is left as it is, and so is every
+    /// variable at `SEARCH_LEVEL` and above, which search every chunk in full (the way to
+    /// have each chunk choose). Samples are read one at a time: a chunk may be as large as
+    /// the user asks.
     pub fn plan_walks<E>(&self, vars: &[VarCoding], samples: impl IntoIterator<Item = Result<Vec<Vec<u8>>, E>>) -> Result<Vec<VarCoding>, E> {
+        if exhaustive(self.level) {
+            return Ok(vars.to_vec());
+        }
         let mut plans = vec![Vec::new(); vars.len()];
         for sample in samples {
             let sample = sample?;
@@ -1148,6 +1154,9 @@ mod tests {
         assert!(matches!(plan(&[&jumps]), Some(WalkPlan::Lorenzo | WalkPlan::Close(_))), "the jumps want Lorenzo");
         assert_eq!(plan(&[&like[0], &jumps, &like[2]]), None);
         assert_eq!(plan(&[&like[0], &like[1], &jumps]), None);
+        let searching = ChunkCodec { level: SEARCH_LEVEL, threads: 1 };
+        let samples = [&like[0], &like[1], &like[2]].map(|s| Ok::<_, ()>(bytes(s)));
+        assert_eq!(searching.plan_walks(&[var], samples).unwrap()[0].walk, None, "a search level searches every chunk");
     }
 
     /// A fast level prices the walks of a chunk of more than one slice as the default level
