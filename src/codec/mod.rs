@@ -652,16 +652,16 @@ impl ChunkCodec {
 
     /// `vars` with each field variable's walk (`VarCoding::walk`) chosen once for all of its
     /// chunks that would search for their own, where the searches on `samples` (a few of the
-    /// dataset's chunks, each its bytes a variable, or the error reading it) agree (`agreed`): a field of like chunks,
-    /// as a time series is, is searched a few times, not once a chunk. The search was 15 % of
-    /// a default `pack` of GloSea4 at 1e-2 (callgrind). Where the samples disagree each chunk
-    /// searches its own: Levitus's temperatures by depth want Lorenzo on the deep levels and a
-    /// walk near the surface, and the deep chunk's choice for both chunks made the file 37 %
-    /// larger at 1e-2, 25 % at 1e-3. A variable whose chunks do not search (a model's, one on
-    /// a lattice, one small 2-D slice, one with no walk grid) is left as it is, and so is every
-    /// variable at `SEARCH_LEVEL` and above, which search every chunk in full (the way to
-    /// have each chunk choose). Samples are read one at a time: a chunk may be as large as
-    /// the user asks.
+    /// dataset's chunks, each its bytes a variable, or the error reading it) agree (`agreed`):
+    /// a field of like chunks, as a time series is, is searched a few times, not once a chunk.
+    /// The search was 15 % of a default `pack` of GloSea4 at 1e-2 (callgrind). Where the
+    /// samples disagree each chunk searches its own: Levitus's temperatures by depth want
+    /// Lorenzo on the deep levels and a walk near the surface, and the deep chunk's choice for
+    /// both chunks made the file 37 % larger at 1e-2, 25 % at 1e-3. A variable whose chunks do
+    /// not search (a model's, one on a lattice, one small 2-D slice, one with no walk grid) is
+    /// left as it is, and so is every variable at `SEARCH_LEVEL` and above, which searches
+    /// every chunk in full (the way to have each chunk choose). Samples are read one at a
+    /// time: a chunk may be as large as the user asks.
     pub fn plan_walks<E>(&self, vars: &[VarCoding], samples: impl IntoIterator<Item = Result<Vec<Vec<u8>>, E>>) -> Result<Vec<VarCoding>, E> {
         if exhaustive(self.level) {
             return Ok(vars.to_vec());
