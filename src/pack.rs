@@ -306,11 +306,12 @@ pub fn pack_to(
         // three agree, taken by every chunk (`ChunkCodec::plan_walks`); the threads the chunks
         // will share run each search.
         let whole = ranges.iter().filter(|r| r.end - r.start == ds.chunk_rows).count();
-        let vars = if whole >= PLAN_MIN_CHUNKS && !vars.iter().all(|v| v.walk_grid.is_none()) {
-            let samples = [0, whole / 2, whole - 1].into_iter().map(|k| source.read_rows(di, ranges[k].clone()));
-            ChunkCodec { threads: pool.current_num_threads(), ..codec }.plan_walks(&vars, samples)?
-        } else {
-            vars
+        let vars = match crate::codec::plan_samples(whole).filter(|_| vars.iter().any(|v| v.walk_grid.is_some())) {
+            Some(ks) => {
+                let samples = ks.into_iter().map(|k| source.read_rows(di, ranges[k].clone()));
+                ChunkCodec { threads: pool.current_num_threads(), ..codec }.plan_walks(&vars, samples)?
+            }
+            None => vars,
         };
         let mut score: Option<crate::codec::model_stage::SparseScore> = None;
         let mut code_bytes = 0u64;
@@ -399,10 +400,6 @@ pub fn pack_to(
     };
     Ok((report, bytes))
 }
-
-/// Whole chunks a dataset needs for its walks to be searched on three of them and shared
-/// (`ChunkCodec::plan_walks`): with fewer, the three searches cost what each chunk's own do.
-const PLAN_MIN_CHUNKS: usize = 4;
 
 /// How the codec codes each variable of a dataset, from its header entry.
 pub fn codings(ds: &crate::header::DatasetInfo) -> Vec<VarCoding> {

@@ -274,6 +274,17 @@ pub fn fast(level: i32) -> bool {
 /// and a `pack`ed field of like chunks shares one search (`ChunkCodec::plan_walks`).
 pub const SEARCH_LEVEL: i32 = 10;
 
+/// Whole chunks a field needs for its walks to be searched on three of them and shared
+/// (`ChunkCodec::plan_walks`): with fewer, the three searches cost what each chunk's own do.
+pub const PLAN_MIN_CHUNKS: usize = 4;
+
+/// Which chunks of a field of `whole` whole chunks (the leading ones, each of the same rows)
+/// its walks are searched on for `ChunkCodec::plan_walks`: the first, middle and last; None
+/// under `PLAN_MIN_CHUNKS`.
+pub fn plan_samples(whole: usize) -> Option<[usize; 3]> {
+    (whole >= PLAN_MIN_CHUNKS).then(|| [0, whole / 2, whole - 1])
+}
+
 /// Whether a codec at `level` searches every chunk in full (`SEARCH_LEVEL`).
 pub fn exhaustive(level: i32) -> bool {
     level >= SEARCH_LEVEL

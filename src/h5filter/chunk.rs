@@ -205,17 +205,29 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
     };
     // The threads go to the pieces, and those the pieces leave over to each piece's trials.
     let threads = piece_threads();
-    let codec = ChunkCodec { level: p.level, threads }.sharing(threads, cuts.len());
     let col_bytes = size * epr as usize;
+    let piece = |k: usize| -> Vec<Vec<u8>> {
+        let (start, len) = cuts[k];
+        cols.iter().map(|c| c[start * col_bytes..(start + len) * col_bytes].to_vec()).collect()
+    };
+    // A chunk of four or more whole pieces has a field's walk searched on three of them and
+    // taken by every piece where they agree, as `pack` does a field's chunks
+    // (`ChunkCodec::plan_walks`); the pieces lead, whole, and a constant tail may follow.
+    let whole = cuts.iter().take_while(|c| c.1 == cuts[0].1).count();
+    let vars = match crate::codec::plan_samples(whole).filter(|_| model.is_none() && vars.iter().any(|v| v.walk_grid.is_some())) {
+        Some(ks) => ChunkCodec { level: p.level, threads }.plan_walks(&vars, ks.into_iter().map(|k| Ok::<_, String>(piece(k))))?,
+        None => vars,
+    };
+    let codec = ChunkCodec { level: p.level, threads }.sharing(threads, cuts.len());
     let coded = in_parallel(cuts.len(), threads, |k| {
         let (start, len) = cuts[k];
         let place = ChunkPlace { dataset: 0, row_start: start as u64, rows: len as u64 };
-        let piece: Vec<Vec<u8>>;
+        let cut: Vec<Vec<u8>>;
         let part = if cuts.len() == 1 {
             &cols
         } else {
-            piece = cols.iter().map(|c| c[start * col_bytes..(start + len) * col_bytes].to_vec()).collect();
-            &piece
+            cut = piece(k);
+            &cut
         };
         codec.encode(place, &vars, part, epr, model).map(|e| e.bytes)
     })?;
@@ -552,6 +564,55 @@ mod tests {
 
     /// A field chunk of 64 planes and a table of 20000 rows, with 64 KiB pieces: cut, within
     /// bound, fills exact, and a damaged piece table refused (the CRC made to match).
+    /// A field chunk of four or more whole pieces has its walk searched on three of them (the
+    /// first, middle and last whole ones), and every piece is coded along it where they agree:
+    /// here pieces between them whose kinked surface, coded alone, takes Lorenzo. Within the
+    /// bound.
+    #[test]
+    fn a_chunks_pieces_share_one_walk_search() {
+        let (planes, d1, d2) = (256usize, 20usize, 30usize);
+        // 9 pieces of 64 KiB asked: 8 whole of 29 planes, then 24; searched on 0, 4 and 7.
+        let smooth = |t: usize, y: usize, x: usize| 280.0 + 10.0 * (t as f32 * 0.2).sin() + (y as f32 * 0.3).sin() * 4.0 + (x as f32 * 0.3).cos();
+        let kinked = |t: usize, y: usize, x: usize| 280.0 + t as f32 * 0.01 + ((y % 8) as f32 - 4.0).abs() * 3.0 + ((x % 6) as f32 - 3.0).abs() * 5.0;
+        let sampled = |t: usize| [0, 4, 7].contains(&(t / 29));
+        let at = |i: usize| (i / (d1 * d2), i / d2 % d1, i % d2);
+        let v: Vec<f32> = (0..planes * d1 * d2).map(|i| { let (t, y, x) = at(i); if sampled(t) { smooth(t, y, x) } else { kinked(t, y, x) } }).collect();
+        let p = FilterParams {
+            dtype: Some(DType::F32),
+            layout: Layout::Field,
+            features: super::super::params::field_grid_word(&[d1 as u64, d2 as u64]),
+            bound: FilterBound::Abs(0.01),
+            piece_log2: 16,
+            ..Default::default()
+        };
+        let walks = |enc: &[u8], n: usize| -> Vec<Option<crate::codec::interp::Config>> {
+            let body = &enc[HEADER_BYTES..];
+            let cuts = if enc[4] == PIECES_VERSION { read_pieces(body, n as u64).unwrap() } else { vec![(0, n as u64, 0, body.len())] };
+            cuts.iter()
+                .map(|&(_, rows, at, len)| {
+                    let mut cur = Cursor::new(&body[at..at + len]);
+                    cur.bytes(crate::codec::LATENT_COUNT_END as u64, "piece head").unwrap();
+                    match crate::codec::block::read(&mut cur, DType::F32, rows as usize, None).unwrap().body {
+                        crate::codec::block::Body::Quantised { interp, .. } => interp,
+                        _ => panic!("not quantised"),
+                    }
+                })
+                .collect()
+        };
+        let enc = encode(&p, &bytes32(&v, false), None).unwrap();
+        let dec = decode(&p, &enc, None).unwrap();
+        for (i, (&want, b)) in v.iter().zip(dec.chunks_exact(4)).enumerate() {
+            assert!((f32::from_le_bytes(b.try_into().unwrap()) - want).abs() as f64 <= 0.01, "element {i}");
+        }
+        let shared = walks(&enc, v.len());
+        assert_eq!(shared.len(), 9);
+        assert!(shared[0].is_some() && shared.iter().all(|w| *w == shared[0]), "{shared:?}");
+        // A kinked piece coded alone searches its own, and takes Lorenzo.
+        let piece = &v[29 * d1 * d2..58 * d1 * d2];
+        let alone = walks(&encode(&FilterParams { piece_log2: 0, ..p.clone() }, &bytes32(piece, false), None).unwrap(), piece.len());
+        assert_ne!(alone, vec![shared[0]], "the kinked piece's own search");
+    }
+
     #[test]
     fn pieces_round_trip_within_bound_and_damage_is_refused() {
         let (planes, d1, d2) = (64usize, 20usize, 30usize);
