@@ -306,7 +306,7 @@ pub fn pack_to(
         // three agree, taken by every chunk (`ChunkCodec::plan_walks`); the threads the chunks
         // will share run each search.
         let whole = ranges.iter().filter(|r| r.end - r.start == ds.chunk_rows).count();
-        let vars = match crate::codec::plan_samples(whole).filter(|_| vars.iter().any(|v| v.walk_grid.is_some())) {
+        let vars = match crate::codec::plan_samples(whole, &vars) {
             Some(ks) => {
                 let samples = ks.into_iter().map(|k| source.read_rows(di, ranges[k].clone()));
                 ChunkCodec { threads: pool.current_num_threads(), ..codec }.plan_walks(&vars, samples)?

@@ -278,11 +278,18 @@ pub const SEARCH_LEVEL: i32 = 10;
 /// (`ChunkCodec::plan_walks`): with fewer, the three searches cost what each chunk's own do.
 pub const PLAN_MIN_CHUNKS: usize = 4;
 
-/// Which chunks of a field of `whole` whole chunks (the leading ones, each of the same rows)
+/// Which chunks of a dataset of `whole` whole chunks (the leading ones, each of the same rows)
 /// its walks are searched on for `ChunkCodec::plan_walks`: the first, middle and last; None
-/// under `PLAN_MIN_CHUNKS`.
-pub fn plan_samples(whole: usize) -> Option<[usize; 3]> {
-    (whole >= PLAN_MIN_CHUNKS).then(|| [0, whole / 2, whole - 1])
+/// under `PLAN_MIN_CHUNKS`, or where no variable of `vars` has a walk grid (nothing to read).
+pub fn plan_samples(whole: usize, vars: &[VarCoding]) -> Option<[usize; 3]> {
+    (whole >= PLAN_MIN_CHUNKS && vars.iter().any(|v| v.walk_grid.is_some())).then(|| [0, whole / 2, whole - 1])
+}
+
+/// Whether a bound of `tol` is one a chunk is quantised to (`encode_bounded`): a bound so
+/// large that its bin width overflows (abs=1e308) promises nothing a decoder could use, and
+/// such a block is coded exactly, which is within any bound.
+fn quantisable(tol: f64) -> bool {
+    (2.0 * tol).is_finite() && tol > 0.0
 }
 
 /// Whether a codec at `level` searches every chunk in full (`SEARCH_LEVEL`).
@@ -471,9 +478,7 @@ impl ChunkCodec {
                 st.write(out);
                 Ok((VarEncodeStats { bytes: 0, outliers: outliers.len() as u64, errors: Some(st), used_model: true, saved: 0 }, None))
             }
-            // A bound so large that its bin width overflows (abs=1e308) promises nothing a
-            // decoder could use; such a block is coded exactly, which is within any bound.
-            (Some(values), Some(tol), _) if (2.0 * tol).is_finite() && tol > 0.0 => {
+            (Some(values), Some(tol), _) if quantisable(tol) => {
                 Ok(self.encode_bounded(var, data, values, tol, pred, refs, out))
             }
             (Some(_), _, _) | (None, _, DType::Bool) => {
@@ -690,7 +695,7 @@ impl ChunkCodec {
     /// The walk a chunk of `var` (`data`) searches for, as `encode_var` and `encode_bounded`
     /// would send it to the search; None where they would not.
     fn walk_plan(&self, var: &VarCoding, data: &[u8]) -> Option<WalkPlan> {
-        let tol = var.tolerance.filter(|&t| (2.0 * t).is_finite() && t > 0.0 && var.numeric_path() && !var.model_only)?;
+        let tol = var.tolerance.filter(|&t| quantisable(t) && var.numeric_path() && !var.model_only)?;
         let n = data.len() / var.dtype.size();
         let grid = var.walk_grid.filter(|&g| interp::fits(g, n) && !self.one_slice(var, n))?;
         let values = values_f64(var.dtype, data);

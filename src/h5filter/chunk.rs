@@ -212,9 +212,10 @@ pub fn encode(p: &FilterParams, data: &[u8], model: Option<&ModelPlan>) -> Resul
     };
     // A chunk of four or more whole pieces has a field's walk searched on three of them and
     // taken by every piece where they agree, as `pack` does a field's chunks
-    // (`ChunkCodec::plan_walks`); the pieces lead, whole, and a constant tail may follow.
+    // (`ChunkCodec::plan_walks`); the pieces lead, whole, and a constant tail may follow. A
+    // chunk with a model is one piece.
     let whole = cuts.iter().take_while(|c| c.1 == cuts[0].1).count();
-    let vars = match crate::codec::plan_samples(whole).filter(|_| model.is_none() && vars.iter().any(|v| v.walk_grid.is_some())) {
+    let vars = match crate::codec::plan_samples(whole, &vars) {
         Some(ks) => ChunkCodec { level: p.level, threads }.plan_walks(&vars, ks.into_iter().map(|k| Ok::<_, String>(piece(k))))?,
         None => vars,
     };
@@ -562,8 +563,6 @@ mod tests {
         assert_eq!(constant_tail(&bytes32(&v, false), 4, 1), None, "1-D chunks are not cut");
     }
 
-    /// A field chunk of 64 planes and a table of 20000 rows, with 64 KiB pieces: cut, within
-    /// bound, fills exact, and a damaged piece table refused (the CRC made to match).
     /// A field chunk of four or more whole pieces has its walk searched on three of them (the
     /// first, middle and last whole ones), and every piece is coded along it where they agree:
     /// here pieces between them whose kinked surface, coded alone, takes Lorenzo. Within the
@@ -613,6 +612,8 @@ mod tests {
         assert_ne!(alone, vec![shared[0]], "the kinked piece's own search");
     }
 
+    /// A field chunk of 64 planes and a table of 20000 rows, with 64 KiB pieces: cut, within
+    /// bound, fills exact, and a damaged piece table refused (the CRC made to match).
     #[test]
     fn pieces_round_trip_within_bound_and_damage_is_refused() {
         let (planes, d1, d2) = (64usize, 20usize, 30usize);
