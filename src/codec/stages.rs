@@ -279,7 +279,13 @@ impl CodesStage for Delta {
         }
     }
     fn encoded(&self, codes: &[i64], _: &Refs) -> Vec<i64> {
-        codes.first().copied().into_iter().chain(codes.windows(2).map(|w| w[1].wrapping_sub(w[0]))).collect()
+        // A zip of two slices, which the compiler vectorises: the chain of the first and
+        // `windows(2)` ran an element at a time (a walk's symbols take this stage: 4 % of a
+        // default `pack` of GloSea4, callgrind).
+        let mut r = Vec::with_capacity(codes.len());
+        r.extend(codes.first().copied());
+        r.extend(codes[codes.len().min(1)..].iter().zip(codes).map(|(&c, &before)| c.wrapping_sub(before)));
+        r
     }
     fn decode(&self, codes: &mut [i64], _: &Refs) -> Result<(), String> {
         let mut prev = 0i64;
