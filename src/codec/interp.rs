@@ -544,16 +544,26 @@ impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
                 x[j] = self.values[i];
             }
             quantise::code_batch::<F32>(&x[..k], &p[..k], bin, self.tol, &mut q, &mut r, &mut ok);
+            // The batch's symbols gathered here and appended at once: pushed one at a time, each
+            // stored the vector's length back (it may alias `a`) and converted with `as`'s
+            // saturating tests, 9 instructions a symbol (callgrind, GloSea4's `pack` at 1e-2).
+            // Every symbol is written and the count moved on only for a kept one, without a
+            // branch.
+            let (mut kept, mut n) = ([0i64; BATCH], 0);
             for j in 0..k {
                 let i = i0 + j * step;
-                a[i] = if ok[j] && (self.valid)(i) {
-                    self.symbols.push(q[j] as i64);
+                let keep = ok[j] && (self.valid)(i);
+                // SAFETY: `n` counts the kept among the batch's first `j`: n <= j < k <= BATCH.
+                unsafe { *kept.get_unchecked_mut(n) = quantise::integral(q[j]) };
+                n += keep as usize;
+                a[i] = if keep {
                     r[j]
                 } else {
                     self.exact.push(i as u64);
                     rebuilt(self.dtype, p[j], 0, bin)
                 };
             }
+            self.symbols.extend_from_slice(&kept[..n]);
             i0 += k * step;
             left -= k;
         }

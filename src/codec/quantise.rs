@@ -89,6 +89,16 @@ fn round_in_place(y: f64) -> f64 {
     }
 }
 
+/// `q as i64` for an integral `q` of at most 2^51 in size (`code_batch`'s kept codes, whose
+/// `round_in_place` left no bits below the units): shifted by 1.5 x 2^52, its units are the
+/// low bits of the float's mantissa. Two instructions, not `as`'s saturating conversion; any
+/// other `q` gives some integer, never undefined behaviour.
+#[inline(always)]
+pub(crate) fn integral(q: f64) -> i64 {
+    const SHIFT: f64 = 1.5 * (1u64 << 52) as f64;
+    ((q + SHIFT).to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64)
+}
+
 /// `y.round() as i64` for |y| <= MAX_CODE, without the call to libm's `round` that x86-64's
 /// baseline (no SSE4.1 `roundsd`) makes of it: 4 % of a level-1 `pack` was that call. The
 /// truncation and the fraction are exact below 2^52, so ties go away from zero as `round`'s do.
@@ -271,6 +281,9 @@ mod tests {
         }
         for y in ys.into_iter().filter(|y| y.abs() <= MAX_ROUNDED) {
             assert_eq!(round_in_place(y).to_bits(), (y.round() as i64 as f64).to_bits(), "y={y:e}");
+            // The walk's conversion of the rounded value, against `as`.
+            let q = round_in_place(y);
+            assert_eq!(integral(q), q as i64, "q={q:e}");
         }
     }
 
