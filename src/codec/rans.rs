@@ -341,6 +341,53 @@ fn contexts(lens: &[u8], cfg: RansConfig) -> Vec<u8> {
     out
 }
 
+/// The contexts of the six-context layout (the symbol before's class, capped at 5) and of the
+/// 16-context one at `row` (it capped at 3, by the class `row` back capped at 3) in one: `a * 4
+/// + b` for the six's `a` and the row's `b`, 24 of them (`JOINT`). Their counts give both
+/// layouts' (`split_joint`), exactly: each layout's context is a function of the joint one.
+fn joint_contexts(lens: &[u8], row: usize) -> Vec<u8> {
+    let n = lens.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // As `contexts` has them: the symbols with none `row` back take the one before, the
+    // first 0 for both.
+    let head = row.max(1).min(n);
+    let mut out: Vec<u8> = (0..head)
+        .map(|i| {
+            let before = if i == 0 { 0 } else { lens[i - 1] };
+            before.min(5) * 4 + before.min(3)
+        })
+        .collect();
+    out.reserve(n - head);
+    if head < n {
+        let (before, back) = (&lens[head - 1..n - 1], &lens[..n - head]);
+        out.extend(before.iter().zip(back).map(|(&b, &a)| b.min(5) * 4 + a.min(3)));
+    }
+    out
+}
+
+/// Contexts of `joint_contexts`.
+const JOINT: u8 = 24;
+
+/// The six-context and 16-context layouts' counts (as `counts` lays them out) from the joint
+/// ones: six's context `a` sums the four row classes, 16's merges the classes before of 3 and
+/// up.
+fn split_joint(joint: &[u32], width: usize) -> (Vec<u32>, Vec<u32>) {
+    let segs = joint.len() / (JOINT as usize * width);
+    let (mut six, mut sixteen) = (vec![0u32; segs * 6 * width], vec![0u32; segs * 16 * width]);
+    for (seg, tables) in joint.chunks_exact(JOINT as usize * width).enumerate() {
+        for (c, table) in tables.chunks_exact(width).enumerate() {
+            let (a, b) = (c / 4, c % 4);
+            let to_six = (seg * 6 + a) * width;
+            let to_sixteen = (seg * 16 + a.min(3) * 4 + b) * width;
+            six[to_six..to_six + width].iter_mut().zip(table).for_each(|(s, &t)| *s += t);
+            sixteen[to_sixteen..to_sixteen + width].iter_mut().zip(table).for_each(|(s, &t)| *s += t);
+        }
+    }
+    (six, sixteen)
+}
+
 /// Token counts by segment of 2^`seg_log2`, context and token (below `width`), flat. Odd and
 /// even symbols count into two tables summed at the end: a run of one token (a walk's zeros)
 /// in one table is a chain of increments of one counter, each waiting on the store before.
@@ -510,10 +557,15 @@ fn price(tokens: &Tokens, row: Option<u32>) -> Priced {
     // 504: the tables' zeros were most of a trial's pricing).
     let width = width(toks);
     let segs = n.div_ceil(1 << MIN_SEGMENT_LOG2);
-    let six_ctx = contexts(&tokens.lens, at(whole, prev));
-    let sixteen_ctx = grid.map(|g| contexts(&tokens.lens, at(whole, g)));
-    let six = counts(toks, &six_ctx, prev.0, MIN_SEGMENT_LOG2, width);
-    let sixteen = sixteen_ctx.as_ref().map(|c| counts(toks, c, 16, MIN_SEGMENT_LOG2, width));
+    // With a grid, both layouts' counts from one pass (`joint_contexts`), not a pass each.
+    let (six, sixteen) = match grid {
+        None => (counts(toks, &contexts(&tokens.lens, at(whole, prev)), prev.0, MIN_SEGMENT_LOG2, width), None),
+        Some((_, r)) => {
+            let joint = counts(toks, &joint_contexts(&tokens.lens, r as usize), JOINT, MIN_SEGMENT_LOG2, width);
+            let (six, sixteen) = split_joint(&joint, width);
+            (six, Some(sixteen))
+        }
+    };
     let mut one = vec![0u32; segs * width];
     // One table's counts are the six contexts' summed: an increment a symbol fewer.
     for (k, table) in six.chunks(width).enumerate() {
@@ -556,10 +608,10 @@ fn price(tokens: &Tokens, row: Option<u32>) -> Priced {
         }
     }
 
+    // The chosen layout's contexts alone are made for the coding.
     let ctx = match best.1.contexts {
-        6 => six_ctx,
-        16 => sixteen_ctx.expect("16 contexts are priced only with a grid"),
-        _ => vec![0; n],
+        1 => vec![0; n],
+        _ => contexts(&tokens.lens, best.1),
     };
     Priced { cfg: best.1, bits: best.0, exact: finest, ctx, counts: best_counts, width }
 }
@@ -1053,6 +1105,25 @@ mod tests {
             for x in edges.into_iter().chain(random) {
                 assert_eq!(e.div(x), x / f, "{x} / {f}");
             }
+        }
+    }
+
+    #[test]
+    fn one_joint_count_gives_both_layouts_counts() {
+        // `price` counts the six- and 16-context layouts in one pass; each must be the count
+        // of its own contexts, for every row (1, inside a segment, past one) and block length.
+        let mut r = xorshift(0x9e37_79b9_7f4a_7c15);
+        for (n, row) in [(2usize, 1u32), (40_000, 1), (40_000, 2), (40_000, 145), (70_000, 20_000), (16_385, 16_384)] {
+            // Bit lengths 0-12 (classes past both caps), tokens from them.
+            let values: Vec<u64> = (0..n).map(|_| r() >> (52 + r() % 13)).collect();
+            let tokens = tokens(&values);
+            let width = width(&tokens.toks);
+            let cfg = |contexts, row| RansConfig { prob_bits: PROB_BITS, segment_log2: MIN_SEGMENT_LOG2, contexts, row };
+            let joint = counts(&tokens.toks, &joint_contexts(&tokens.lens, row as usize), JOINT, MIN_SEGMENT_LOG2, width);
+            let (six, sixteen) = split_joint(&joint, width);
+            let direct = |c| counts(&tokens.toks, &contexts(&tokens.lens, c), c.contexts, MIN_SEGMENT_LOG2, width);
+            assert_eq!(six, direct(cfg(6, 0)), "n={n} row={row}");
+            assert_eq!(sixteen, direct(cfg(16, row)), "n={n} row={row}");
         }
     }
 
