@@ -279,8 +279,8 @@ fn raw_under(b: u8) -> u32 {
 }
 
 /// The raw stream: the bits under each of `values`' tokens (`lens`, `Tokens::lens`), in order.
-fn raw_bits(values: &[u64], lens: &[u8]) -> Vec<u8> {
-    super::cpu::tuned(#[inline(always)] || raw_bits_in(values, lens))
+fn raw_bits(values: &[u64], lens: &[u8], total: u64) -> Vec<u8> {
+    super::cpu::tuned(#[inline(always)] || raw_bits_in(values, lens, total))
 }
 
 /// 64 symbols at a time: which of them have raw bits, as a mask made without a branch, then
@@ -288,8 +288,10 @@ fn raw_bits(values: &[u64], lens: &[u8]) -> Vec<u8> {
 /// instructions a symbol (callgrind, GloSea4's `pack` at 1e-2); a branch a symbol instead
 /// would be a coin toss at tight bounds, where about as many have bits as not.
 #[inline(always)]
-fn raw_bits_in(values: &[u64], lens: &[u8]) -> Vec<u8> {
-    let mut w = BitWriter { out: Vec::new(), acc: 0, bits: 0 };
+fn raw_bits_in(values: &[u64], lens: &[u8], total: u64) -> Vec<u8> {
+    // Room for all `total` bits (`Tokens::raw_bits`) at once: grown as it filled, the stream
+    // was copied over again at each doubling.
+    let mut w = BitWriter { out: Vec::with_capacity(total.div_ceil(8) as usize + 8), acc: 0, bits: 0 };
     for (values, lens) in values.chunks(64).zip(lens.chunks(64)) {
         let mut with_bits = lens.iter().enumerate().fold(0u64, |m, (k, &b)| m | ((raw_under(b) > 0) as u64) << k);
         while with_bits != 0 {
@@ -522,7 +524,7 @@ impl<'a> Chosen<'a> {
 
     /// The payload, coded.
     pub fn code(&self) -> Vec<u8> {
-        let raw = raw_bits(self.values, &self.tokens.lens);
+        let raw = raw_bits(self.values, &self.tokens.lens, self.tokens.raw_bits);
         code(&self.tokens, &raw, &self.priced.ctx, self.priced.cfg, &self.priced.counts, self.priced.width)
     }
 }
@@ -624,7 +626,7 @@ pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
     let ctx = contexts(&tokens.lens, cfg);
     let width = width(&tokens.toks);
     let counts = counts(&tokens.toks, &ctx, cfg.contexts, cfg.segment_log2, width);
-    code(&tokens, &raw_bits(values, &tokens.lens), &ctx, cfg, &counts, width)
+    code(&tokens, &raw_bits(values, &tokens.lens, tokens.raw_bits), &ctx, cfg, &counts, width)
 }
 
 /// One table entry as the encoder uses it: `x / freq` is `(x * recip) >> 64` for every 32-bit
@@ -1188,8 +1190,8 @@ mod tests {
         for v in &cases {
             let (t, base) = (tokens(v), tokens_in(v));
             assert_eq!((&t.toks, &t.lens, t.raw_bits), (&base.toks, &base.lens, base.raw_bits));
-            let raw = raw_bits(v, &t.lens);
-            assert_eq!(raw, raw_bits_in(v, &t.lens));
+            let raw = raw_bits(v, &t.lens, t.raw_bits);
+            assert_eq!(raw, raw_bits_in(v, &t.lens, t.raw_bits));
             let chosen = Chosen::new(v, Some(9));
             let p = &chosen.priced;
             assert_eq!(code(&t, &raw, &p.ctx, p.cfg, &p.counts, p.width), code_in(&t, &raw, &p.ctx, p.cfg, &p.counts, p.width));
