@@ -24,10 +24,10 @@ const MI_PURGE_DELAY_DEFAULT: libc::c_long = 1000;
 /// way. Only where the option reads as this mimalloc's default: another version's numbering,
 /// or a user's `MIMALLOC_PURGE_DELAY`, is left alone.
 fn keep_freed_pages() {
-    // SAFETY: both calls only read or set an integer in mimalloc's option table, which is
-    // initialised on first use and is safe to set while the allocator runs (mimalloc's own
-    // documentation: options may be set at any time); an index is checked against the table's
-    // size by mimalloc itself.
+    // SAFETY: both calls read or write one integer of mimalloc's option table, after checking
+    // the index against the table's size (v3's options.c); the write is a plain store, made
+    // here at the start of `main`, before any thread that could read it concurrently exists.
+    // Purging reads the option each time it runs, so it takes effect from the first chunk.
     unsafe {
         if mi_option_get(MI_OPTION_PURGE_DELAY) == MI_PURGE_DELAY_DEFAULT {
             mi_option_set(MI_OPTION_PURGE_DELAY, -1);
