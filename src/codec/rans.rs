@@ -694,9 +694,16 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
     // (`contexts` caps the classes under a checked configuration, `width` is one past the
     // largest token), and checked here in release too, as the loop below relies on it for
     // memory safety (a pass over each for its largest: 3.1-3.2 -> 3.2-3.3 ns a symbol).
+    // The segment length too: the loop's blocks are whole groups of LANES only for segments of
+    // 2^2 and longer, and a shift past the word would wrap in release (`encode` is public, and
+    // its configuration's fields; a checked one has 2^10 to 2^40).
     let (ctx_max, tok_max) = (ctx.iter().copied().max().unwrap_or(0) as usize, toks.iter().copied().max().unwrap_or(0) as usize);
     assert!(
-        ctx.len() == n && ctx_max < contexts && tok_max < width && tables.len() == n.div_ceil(1 << seg_log2) * contexts * width,
+        (2..usize::BITS).contains(&(seg_log2 as u32))
+            && ctx.len() == n
+            && ctx_max < contexts
+            && tok_max < width
+            && tables.len() == n.div_ceil(1 << seg_log2) * contexts * width,
         "rans tables for {n} symbols"
     );
     // Unchecked: with the three bounds checks a symbol (and the registers they held) the
