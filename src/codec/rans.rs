@@ -1264,6 +1264,16 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "rans tables for")]
+    fn an_unchecked_segment_too_short_for_the_coding_blocks_is_refused() {
+        // `encode` is public and so are a configuration's fields: a segment of two symbols
+        // (no checked configuration has one) must stop at the coder's assert, not write past
+        // its buffer. Rare tokens, so that nearly every symbol puts out a word.
+        let values: Vec<u64> = (0..64u64).map(|i| i * 0x9e37_79b9).collect();
+        encode(&values, RansConfig { prob_bits: PROB_BITS, segment_log2: 1, contexts: 1, row: 0 });
+    }
+
+    #[test]
     fn damaged_or_short_input_is_refused_or_decodes_without_panicking() {
         let mut r = xorshift(7);
         let v: Vec<u64> = (0..20_000).map(|_| r() % 200).collect();
