@@ -12,6 +12,9 @@ pub const MAX_CODE: f64 = (1u64 << 52) as f64;
 /// The largest code `code` gives (`round_in_place`'s range); beyond it an element is stored
 /// exactly.
 const MAX_ROUNDED: f64 = (1u64 << 51) as f64;
+/// 1.5 x 2^52: added to a float of at most 2^51 in size, it leaves no bits below the units
+/// (`round_in_place`, `integral`).
+const ROUNDING_SHIFT: f64 = 1.5 * (1u64 << 52) as f64;
 
 pub struct Quantised {
     pub codes: Vec<i64>,
@@ -80,8 +83,7 @@ pub fn code_batch<const F32: bool>(x: &[f64], p: &[f64], step: f64, tol: f64, q:
 /// below 2^51), by a select, not a branch, so that `code_batch`'s loop vectorises.
 #[inline(always)]
 fn round_in_place(y: f64) -> f64 {
-    const SHIFT: f64 = 1.5 * (1u64 << 52) as f64;
-    let q = (y + SHIFT) - SHIFT;
+    let q = (y + ROUNDING_SHIFT) - ROUNDING_SHIFT;
     if (y - q).abs() == 0.5 {
         y + 0.5f64.copysign(y)
     } else {
@@ -95,8 +97,7 @@ fn round_in_place(y: f64) -> f64 {
 /// other `q` gives some integer, never undefined behaviour.
 #[inline(always)]
 pub(crate) fn integral(q: f64) -> i64 {
-    const SHIFT: f64 = 1.5 * (1u64 << 52) as f64;
-    ((q + SHIFT).to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64)
+    ((q + ROUNDING_SHIFT).to_bits() as i64).wrapping_sub(ROUNDING_SHIFT.to_bits() as i64)
 }
 
 /// `y.round() as i64` for |y| <= MAX_CODE, without the call to libm's `round` that x86-64's

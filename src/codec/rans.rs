@@ -27,6 +27,7 @@ const LANES: usize = 4;
 /// Symbols whose table entries `code` works out at a time (a power of two, a multiple of
 /// LANES).
 const CODE_BLOCK: usize = 2048;
+const _: () = assert!(CODE_BLOCK.is_power_of_two() && CODE_BLOCK % LANES == 0, "`code`'s blocks hold whole groups");
 /// Above RENORM_NUM / RENORM_DEN renormalisations a symbol (a word read) the decoder reads
 /// the next word for every symbol and takes it without a branch. Whether a state renormalises
 /// is a branch the predictor keeps losing where symbols carry many bits, and one it wins where
