@@ -55,60 +55,21 @@ impl ErrStats {
         self.sum_resp2 += q * q;
     }
 
-    /// `add(xs[j], rec(j))` for every j, the sums kept in `LANES` lanes (element j in lane
-    /// j % LANES) and added together at the end. Summed in `add`'s order each element waited
-    /// on the float addition before it: the statistics took 9 % of a level-1 `pack` (GloSea4
-    /// x20 at 1e-2, one thread, perf on a Xeon). The sums may differ from `add`'s in their last
-    /// bits (a staged block stores them as f32 means, `write_compact`); the counts and the
-    /// maximum are the same. The
-    /// lanes are plain arrays, so the baseline and the tuned twin (`cpu::tuned`) compute the
-    /// same sums to the bit.
+    /// `add(xs[j], rec(j))` for every j, the sums kept in `Lanes` and added together at the
+    /// end. Summed in `add`'s order each element waited on the float addition before it: the
+    /// statistics took 9 % of a level-1 `pack` (GloSea4 x20 at 1e-2, one thread, perf on a
+    /// Xeon).
     #[inline(always)]
     pub fn add_all(&mut self, xs: &[f64], rec: impl Fn(usize) -> f64) {
-        const BATCH: usize = 64;
-        const LANES: usize = 4;
-        // |r|, r, r^2, q, q^2 by lane; a non-finite x contributes +0.0 to each, which leaves
-        // a lane as it was (they start at +0.0, so none is ever -0.0), and nothing to the max.
-        let mut sums = [[0f64; LANES]; 5];
-        let mut max = [0f64; LANES];
-        let (mut n, mut n_resp) = (0u64, 0u64);
-        let (mut r, mut q) = ([0f64; BATCH], [0f64; BATCH]);
+        let mut lanes = Lanes::default();
+        let mut r = [0f64; BATCH];
         for (b, part) in xs.chunks(BATCH).enumerate() {
-            // The rebuilt values first, so that the divisions run in vector lanes.
             for (j, r) in r[..part.len()].iter_mut().enumerate() {
                 *r = rec(b * BATCH + j);
             }
-            for ((r, q), &x) in r.iter_mut().zip(q.iter_mut()).zip(part) {
-                let (ok, d) = (x.is_finite(), *r - x);
-                *r = if ok { d } else { 0.0 };
-                *q = if ok { response(x, d) } else { 0.0 };
-                n += ok as u64;
-                n_resp += (ok && x != 0.0) as u64;
-            }
-            // A short last batch's lanes past its end take zeros.
-            let padded = part.len().next_multiple_of(LANES);
-            r[part.len()..padded].fill(0.0);
-            q[part.len()..padded].fill(0.0);
-            for (r, q) in r[..padded].chunks_exact(LANES).zip(q[..padded].chunks_exact(LANES)) {
-                for l in 0..LANES {
-                    max[l] = max[l].max(r[l].abs());
-                    sums[0][l] += r[l].abs();
-                    sums[1][l] += r[l];
-                    sums[2][l] += r[l] * r[l];
-                    sums[3][l] += q[l];
-                    sums[4][l] += q[l] * q[l];
-                }
-            }
+            lanes.add_batch(part, &mut r);
         }
-        let total = |s: [f64; LANES]| (s[0] + s[1]) + (s[2] + s[3]);
-        self.n += n;
-        self.n_resp += n_resp;
-        self.max_abs = max.into_iter().fold(self.max_abs, f64::max);
-        self.sum_abs += total(sums[0]);
-        self.sum_res += total(sums[1]);
-        self.sum_res2 += total(sums[2]);
-        self.sum_resp += total(sums[3]);
-        self.sum_resp2 += total(sums[4]);
+        lanes.add_to(self);
     }
 
     pub fn merge(&mut self, o: &ErrStats) {
@@ -204,6 +165,90 @@ impl ErrStats {
             response_mean: mean(self.sum_resp, self.n_resp),
             response_rms: mean(self.sum_resp2, self.n_resp).sqrt(),
         }
+    }
+}
+
+/// The most elements `Lanes::add_batch` takes at once.
+pub const BATCH: usize = 64;
+const LANES: usize = 4;
+
+/// `ErrStats`' sums kept in `LANES` lanes (a batch's element j in lane j % LANES), so that
+/// each element does not wait on the addition before it. The sums may differ from `add`'s in
+/// their last bits (a staged block stores them as f32 means, `write_compact`); the counts and
+/// the maximum are the same. The lanes are plain arrays, so the baseline and the tuned twin
+/// (`cpu::tuned`) compute the same sums to the bit.
+#[derive(Clone, Copy, Default)]
+pub struct Lanes {
+    /// |r|, r, r^2, q, q^2 by lane.
+    sums: [[f64; LANES]; 5],
+    max: [f64; LANES],
+    n: u64,
+    n_resp: u64,
+}
+
+impl Lanes {
+    /// `add(xs[j], rec[j])` for each of `xs` (at most `BATCH`); `rec` is overwritten. A
+    /// non-finite x contributes +0.0 to each sum, which leaves a lane as it was (they start at
+    /// +0.0, so none is ever -0.0), and nothing to the maximum or the counts.
+    #[inline(always)]
+    pub fn add_batch(&mut self, xs: &[f64], rec: &mut [f64; BATCH]) {
+        let k = xs.len();
+        assert!(k <= BATCH);
+        let mut q = [0f64; BATCH];
+        let (mut n, mut n_resp) = (0u64, 0u64);
+        // The rebuilt values first (the caller's), so that the divisions run in vector lanes.
+        for ((r, q), &x) in rec[..k].iter_mut().zip(q.iter_mut()).zip(xs) {
+            let (ok, d) = (x.is_finite(), *r - x);
+            *r = if ok { d } else { 0.0 };
+            *q = if ok { response(x, d) } else { 0.0 };
+            n += ok as u64;
+            n_resp += (ok && x != 0.0) as u64;
+        }
+        // A short batch's lanes past its end take zeros.
+        let padded = k.next_multiple_of(LANES);
+        rec[k..padded].fill(0.0);
+        for (r, q) in rec[..padded].chunks_exact(LANES).zip(q[..padded].chunks_exact(LANES)) {
+            for l in 0..LANES {
+                self.max[l] = self.max[l].max(r[l].abs());
+                self.sums[0][l] += r[l].abs();
+                self.sums[1][l] += r[l];
+                self.sums[2][l] += r[l] * r[l];
+                self.sums[3][l] += q[l];
+                self.sums[4][l] += q[l] * q[l];
+            }
+        }
+        self.n += n;
+        self.n_resp += n_resp;
+    }
+
+    /// `add(x, rec)`, in the first lane.
+    #[inline(always)]
+    pub fn add_one(&mut self, x: f64, rec: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        let (r, q) = (rec - x, response(x, rec - x));
+        self.max[0] = self.max[0].max(r.abs());
+        self.sums[0][0] += r.abs();
+        self.sums[1][0] += r;
+        self.sums[2][0] += r * r;
+        self.sums[3][0] += q;
+        self.sums[4][0] += q * q;
+        self.n += 1;
+        self.n_resp += (x != 0.0) as u64;
+    }
+
+    /// The lanes' sums added together, into `st`.
+    pub fn add_to(&self, st: &mut ErrStats) {
+        let total = |s: [f64; LANES]| (s[0] + s[1]) + (s[2] + s[3]);
+        st.n += self.n;
+        st.n_resp += self.n_resp;
+        st.max_abs = self.max.into_iter().fold(st.max_abs, f64::max);
+        st.sum_abs += total(self.sums[0]);
+        st.sum_res += total(self.sums[1]);
+        st.sum_res2 += total(self.sums[2]);
+        st.sum_resp += total(self.sums[3]);
+        st.sum_resp2 += total(self.sums[4]);
     }
 }
 

@@ -17,6 +17,7 @@
 //! of `s`, along those after it a multiple of `2s`, in C order. Its neighbours along `k` at
 //! -3s, -s, +s, +3s are of coarser levels, or done earlier in this one.
 
+use super::errstats::{ErrStats, Lanes};
 use super::quantise;
 use crate::dtype::DType;
 use crate::wire::{put_varint, Cursor};
@@ -478,6 +479,9 @@ pub struct Walked {
     pub exact: Vec<u64>,
     /// What the decoder rebuilds for each element, before the exact ones are put back.
     pub rebuilt: Vec<f64>,
+    /// The block's error statistics (`codec::error_stats`'s, summed in walk order), where the
+    /// walk was asked for them (`quantise_counting`).
+    pub stats: Option<ErrStats>,
 }
 
 impl Walked {
@@ -503,11 +507,27 @@ impl Walked {
 /// exactly; each gets symbol 0, so it takes its prediction's value in the walk (a mask, not a
 /// jump to a fill value), and no symbol is coded for it.
 pub fn quantise(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize) -> bool, tol: f64) -> Walked {
+    quantise_in(cfg, dtype, values, valid, tol, None)
+}
+
+/// `quantise`, with the block's error statistics gathered on the way (`Walked::stats`): the
+/// values and their rebuilt forms are at hand there, in registers, where a pass after the walk
+/// read both again (7 % of a default `pack` of GloSea4 x20 at 1e-2, callgrind).
+pub fn quantise_counting(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize) -> bool, tol: f64) -> Walked {
+    quantise_in(cfg, dtype, values, valid, tol, Some(Lanes::default()))
+}
+
+fn quantise_in(cfg: &Config, dtype: DType, values: &[f64], valid: impl Fn(usize) -> bool, tol: f64, lanes: Option<Lanes>) -> Walked {
     let n = values.len();
-    let mut q = Quantiser { values, valid, dtype, steps: cfg.level_steps(2.0 * tol), tol, symbols: Vec::with_capacity(n), exact: Vec::new() };
+    let mut q = Quantiser { values, valid, dtype, steps: cfg.level_steps(2.0 * tol), tol, symbols: Vec::with_capacity(n), exact: Vec::new(), lanes };
     let mut a = vec![0f64; n];
     super::cpu::tuned(#[inline(always)] || walk_in(&mut a, cfg.dims(n), cfg.order(), cfg.kind, &mut q));
-    Walked { symbols: q.symbols, exact: q.exact, rebuilt: a }
+    let stats = q.lanes.map(|l| {
+        let mut st = ErrStats::default();
+        l.add_to(&mut st);
+        st
+    });
+    Walked { symbols: q.symbols, exact: q.exact, rebuilt: a, stats }
 }
 
 /// `quantise`'s visitor: a struct, not a closure, so its `one` is inlined into the walk's runs
@@ -520,6 +540,9 @@ struct Quantiser<'a, V> {
     tol: f64,
     symbols: Vec<i64>,
     exact: Vec<u64>,
+    /// Where the walk gathers the error statistics: each valid element's value against what
+    /// the decoder will hold (an exact element's own value), a missing one not at all.
+    lanes: Option<Lanes>,
 }
 
 impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
@@ -550,9 +573,15 @@ impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
             // Every symbol is written and the count moved on only for a kept one, without a
             // branch.
             let (mut kept, mut n) = ([0i64; BATCH], 0);
+            // For the statistics: a missing element's value as NaN (not counted), and what the
+            // decoder holds for each (an exact one's value).
+            let (mut sx, mut sr) = ([0f64; BATCH], [0f64; BATCH]);
             for j in 0..k {
                 let i = i0 + j * step;
-                let keep = ok[j] && (self.valid)(i);
+                let valid = (self.valid)(i);
+                let keep = ok[j] && valid;
+                sx[j] = if valid { x[j] } else { f64::NAN };
+                sr[j] = if keep { r[j] } else { x[j] };
                 // SAFETY: `n` counts the kept among the batch's first `j`: n <= j < k <= BATCH.
                 unsafe { *kept.get_unchecked_mut(n) = quantise::integral(q[j]) };
                 n += keep as usize;
@@ -564,6 +593,9 @@ impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
                 };
             }
             self.symbols.extend_from_slice(&kept[..n]);
+            if let Some(l) = &mut self.lanes {
+                l.add_batch(&sx[..k], &mut sr);
+            }
             i0 += k * step;
             left -= k;
         }
@@ -589,7 +621,11 @@ impl<V: Fn(usize) -> bool> Visit<f64> for &mut Quantiser<'_, V> {
         let x = self.values[i];
         // A level's finer bin is the encoder's choice; the promise is `tol`.
         let step = self.steps[s.trailing_zeros() as usize];
-        let kept = if (self.valid)(i) { quantise::code(self.dtype, x, if p.is_finite() { p } else { 0.0 }, step, self.tol) } else { None };
+        let valid = (self.valid)(i);
+        let kept = if valid { quantise::code(self.dtype, x, if p.is_finite() { p } else { 0.0 }, step, self.tol) } else { None };
+        if let Some(l) = &mut self.lanes {
+            l.add_one(if valid { x } else { f64::NAN }, kept.map_or(x, |(_, r)| r));
+        }
         // A kept element's value, finite as it is within `tol` of `x`, is what `rebuilt` makes.
         *slot = match kept {
             Some((q, r)) => {

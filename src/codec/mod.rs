@@ -787,9 +787,10 @@ impl ChunkCodec {
         threads: usize,
     ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
-        let mut w = trial.unwrap_or_else(|| interp::quantise(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol));
+        let mut w = trial.unwrap_or_else(|| interp::quantise_counting(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol));
         w.sort_exact();
-        let st = error_stats(values, &w.exact, missing, |i| w.rebuilt[i]);
+        // A search's trial walk (a chunk no larger than its box) gathered none.
+        let st = w.stats.unwrap_or_else(|| error_stats(values, &w.exact, missing, |i| w.rebuilt[i]));
         // A large block (`ints::sampled`) is coded as the fast level codes it, below
         // `SEARCH_LEVEL`: the default level's coder trials judge such a block on a run of it,
         // and on every one of the benchmark's they kept `rans` with the predictor the fast
