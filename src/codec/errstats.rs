@@ -204,10 +204,19 @@ impl Lanes {
             n += ok as u64;
             n_resp += (ok && x != 0.0) as u64;
         }
+        self.n += n;
+        self.n_resp += n_resp;
+        self.sum(rec, &mut q, k);
+    }
+
+    /// The residuals `r` and responses `q` of a batch's first `k` elements into the lanes.
+    #[inline(always)]
+    fn sum(&mut self, r: &mut [f64; BATCH], q: &mut [f64; BATCH], k: usize) {
         // A short batch's lanes past its end take zeros.
         let padded = k.next_multiple_of(LANES);
-        rec[k..padded].fill(0.0);
-        for (r, q) in rec[..padded].chunks_exact(LANES).zip(q[..padded].chunks_exact(LANES)) {
+        r[k..padded].fill(0.0);
+        q[k..padded].fill(0.0);
+        for (r, q) in r[..padded].chunks_exact(LANES).zip(q[..padded].chunks_exact(LANES)) {
             for l in 0..LANES {
                 self.max[l] = self.max[l].max(r[l].abs());
                 self.sums[0][l] += r[l].abs();
@@ -217,8 +226,6 @@ impl Lanes {
                 self.sums[4][l] += q[l] * q[l];
             }
         }
-        self.n += n;
-        self.n_resp += n_resp;
     }
 
     /// `add(x, rec)`, in the first lane.

@@ -559,12 +559,14 @@ impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
         let (mut i0, mut left) = (at, count);
         while left > 0 {
             let k = left.min(BATCH);
+            let mut valid = [false; BATCH];
             for j in 0..k {
                 let i = i0 + j * step;
                 // SAFETY: `run_fits`: every element of the run and every node it reads lie in
-                // `a`, which is as long as `values` (`quantise`).
+                // `a`, which is as long as `values` (`quantise_in`).
                 p[j] = unsafe { predict_at(a, i, d, nd) };
-                x[j] = self.values[i];
+                x[j] = unsafe { *self.values.get_unchecked(i) };
+                valid[j] = (self.valid)(i);
             }
             quantise::code_batch::<F32>(&x[..k], &p[..k], bin, self.tol, &mut q, &mut r, &mut ok);
             // The batch's symbols gathered here and appended at once: pushed one at a time, each
@@ -573,27 +575,34 @@ impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
             // Every symbol is written and the count moved on only for a kept one, without a
             // branch.
             let (mut kept, mut n) = ([0i64; BATCH], 0);
-            // For the statistics: a missing element's value as NaN (not counted), and what the
-            // decoder holds for each (an exact one's value).
-            let (mut sx, mut sr) = ([0f64; BATCH], [0f64; BATCH]);
+            let mut keep = [false; BATCH];
+            for j in 0..k {
+                keep[j] = ok[j] & valid[j];
+            }
             for j in 0..k {
                 let i = i0 + j * step;
-                let valid = (self.valid)(i);
-                let keep = ok[j] && valid;
-                sx[j] = if valid { x[j] } else { f64::NAN };
-                sr[j] = if keep { r[j] } else { x[j] };
                 // SAFETY: `n` counts the kept among the batch's first `j`: n <= j < k <= BATCH.
                 unsafe { *kept.get_unchecked_mut(n) = quantise::integral(q[j]) };
-                n += keep as usize;
-                a[i] = if keep {
+                n += keep[j] as usize;
+                let v = if keep[j] {
                     r[j]
                 } else {
                     self.exact.push(i as u64);
                     rebuilt(self.dtype, p[j], 0, bin)
                 };
+                // SAFETY: as the predictions' above.
+                unsafe { *a.get_unchecked_mut(i) = v };
             }
             self.symbols.extend_from_slice(&kept[..n]);
             if let Some(l) = &mut self.lanes {
+                // A missing element's value as NaN (not counted), and what the decoder holds
+                // for each (an exact one's value), in a loop of their own that runs in vector
+                // lanes.
+                let (mut sx, mut sr) = ([0f64; BATCH], [0f64; BATCH]);
+                for j in 0..k {
+                    sx[j] = if valid[j] { x[j] } else { f64::NAN };
+                    sr[j] = if keep[j] { r[j] } else { x[j] };
+                }
                 l.add_batch(&sx[..k], &mut sr);
             }
             i0 += k * step;
