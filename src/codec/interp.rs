@@ -576,22 +576,38 @@ impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
             // branch.
             let (mut kept, mut n) = ([0i64; BATCH], 0);
             let mut keep = [false; BATCH];
+            let mut all = true;
             for j in 0..k {
                 keep[j] = ok[j] & valid[j];
+                all &= keep[j];
             }
-            for j in 0..k {
-                let i = i0 + j * step;
-                // SAFETY: `n` counts the kept among the batch's first `j`: n <= j < k <= BATCH.
-                unsafe { *kept.get_unchecked_mut(n) = quantise::integral(q[j]) };
-                n += keep[j] as usize;
-                let v = if keep[j] {
-                    r[j]
-                } else {
-                    self.exact.push(i as u64);
-                    rebuilt(self.dtype, p[j], 0, bin)
-                };
-                // SAFETY: as the predictions' above.
-                unsafe { *a.get_unchecked_mut(i) = v };
+            if all {
+                // Every element kept (most batches): the symbols converted side by side, and
+                // the rebuilt values stored without a test each.
+                for j in 0..k {
+                    kept[j] = quantise::integral(q[j]);
+                }
+                n = k;
+                for (j, &v) in r[..k].iter().enumerate() {
+                    // SAFETY: as the predictions' above.
+                    unsafe { *a.get_unchecked_mut(i0 + j * step) = v };
+                }
+            } else {
+                for j in 0..k {
+                    let i = i0 + j * step;
+                    // SAFETY: `n` counts the kept among the batch's first `j`: n <= j < k <=
+                    // BATCH.
+                    unsafe { *kept.get_unchecked_mut(n) = quantise::integral(q[j]) };
+                    n += keep[j] as usize;
+                    let v = if keep[j] {
+                        r[j]
+                    } else {
+                        self.exact.push(i as u64);
+                        rebuilt(self.dtype, p[j], 0, bin)
+                    };
+                    // SAFETY: as the predictions' above.
+                    unsafe { *a.get_unchecked_mut(i) = v };
+                }
             }
             self.symbols.extend_from_slice(&kept[..n]);
             if let Some(l) = &mut self.lanes {

@@ -787,7 +787,12 @@ impl ChunkCodec {
         threads: usize,
     ) -> (Vec<u8>, VarEncodeStats) {
         let dtype = var.dtype;
-        let mut w = trial.unwrap_or_else(|| interp::quantise_counting(&cfg, dtype, values, |i| !missing.is_some_and(|m| m[i]), tol));
+        // A walk for a field without missing elements of its own (its test a constant, which
+        // the walk's loops then leave out), and one for a field with them.
+        let mut w = trial.unwrap_or_else(|| match missing {
+            None => interp::quantise_counting(&cfg, dtype, values, |_| true, tol),
+            Some(m) => interp::quantise_counting(&cfg, dtype, values, |i| !m[i], tol),
+        });
         w.sort_exact();
         // A search's trial walk (a chunk no larger than its box) gathered none.
         let st = w.stats.unwrap_or_else(|| error_stats(values, &w.exact, missing, |i| w.rebuilt[i]));

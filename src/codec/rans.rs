@@ -261,9 +261,22 @@ fn tokens(values: &[u64]) -> Tokens {
 
 #[inline(always)]
 fn tokens_in(values: &[u64]) -> Tokens {
-    let toks: Vec<u16> = values.iter().map(|&u| token(u).0 as u16).collect();
-    // From the tokens, not the values: a quarter of the bytes to read.
-    let lens: Vec<u8> = toks.iter().map(|&t| TOKEN_LEN[t as usize]).collect();
+    // Each symbol's token and bit length in one pass over the values: a second pass over the
+    // tokens, looking each one's length up (`TOKEN_LEN`), was 7 instructions a symbol, 4 more
+    // than the length from the value already in a register (callgrind, GloSea4's `pack` at
+    // 1e-2).
+    let n = values.len();
+    let (mut toks, mut lens) = (Vec::<u16>::with_capacity(n), Vec::<u8>::with_capacity(n));
+    for ((&u, t), b) in values.iter().zip(&mut toks.spare_capacity_mut()[..n]).zip(&mut lens.spare_capacity_mut()[..n]) {
+        t.write(token(u).0 as u16);
+        b.write((64 - u.leading_zeros()) as u8);
+    }
+    // SAFETY: both have room for `n` (`with_capacity`), and the loop wrote the first `n` of
+    // each (it runs over all `n` values: the zip's other two are `n` long).
+    unsafe {
+        toks.set_len(n);
+        lens.set_len(n);
+    }
     let raw_bits: u64 = lens.iter().map(|&b| raw_under(b) as u64).sum();
     Tokens { toks, lens, raw_bits }
 }
@@ -305,7 +318,8 @@ fn raw_bits_in(values: &[u64], lens: &[u8], total: u64) -> Vec<u8> {
 }
 
 /// The bit length of every symbol of token `t`: a direct token's own, else the one its bin
-/// stands for.
+/// stands for (`Tokens::lens` are these: `tokens_cover_every_value`).
+#[cfg(test)]
 const TOKEN_LEN: [u8; TOKENS] = {
     let mut len = [0u8; TOKENS];
     let mut t = 0;
@@ -630,30 +644,47 @@ pub fn encode(values: &[u64], cfg: RansConfig) -> Vec<u8> {
     code(&tokens, &raw_bits(values, &tokens.lens, tokens.raw_bits), &ctx, cfg, &counts, width)
 }
 
-/// One table entry as the encoder uses it: `x / freq` is `(x * recip) >> 64` for every 32-bit
-/// state `x` where `recip` is ceil(2^64 / freq) and freq > 1 (Lemire, Kaser and Kurz, "Faster
-/// remainder by direct computation", 2019: exact for 32-bit numerators with a 64-bit
-/// reciprocal), so the symbol loop has no division.
+/// One table entry as the encoder uses it, in the form of Giesen's ryg_rans: the state after
+/// coding state `x` is `x + q * cmpl + bias`, q = x / freq, which is `(x << bits) / freq`'s
+/// textbook `(q << bits) + x % freq + cum` rearranged (cmpl = 2^bits - freq, bias = cum). The
+/// quotient is `(x * recip) >> 64` for every 32-bit state `x` where `recip` is ceil(2^64 /
+/// freq) and freq > 1 (Lemire, Kaser and Kurz, "Faster remainder by direct computation",
+/// 2019: exact for 32-bit numerators with a 64-bit reciprocal), so the symbol loop has no
+/// division. For freq 1, recip 2^64 - 1 gives x - 1 (every state is at least 1), and the
+/// bias makes up the one too few: no branch on freq either, and fewer values live across a
+/// symbol (the loop kept four states' worth of them on the stack).
 #[derive(Clone, Copy)]
 struct EncSlot {
     recip: u64,
-    freq: u32,
-    cum: u32,
+    cmpl: u32,
+    bias: u32,
 }
 
 impl EncSlot {
-    fn new(freq: u32, cum: u32) -> EncSlot {
-        let recip = if freq > 1 { u64::MAX / freq as u64 + 1 } else { 0 };
-        EncSlot { recip, freq, cum }
+    /// The entry of a token of frequency `freq` (at most 2^bits) whose range starts at `cum`,
+    /// in a table of 2^bits slots.
+    fn new(freq: u32, cum: u32, bits: u32) -> EncSlot {
+        let (recip, bias) = if freq > 1 { (u64::MAX / freq as u64 + 1, cum) } else { (u64::MAX, cum.wrapping_add((1 << bits) - 1)) };
+        EncSlot { recip, cmpl: (1u32 << bits).wrapping_sub(freq), bias }
     }
 
+    /// `x / freq`, but x - 1 for freq 1.
     #[inline(always)]
-    fn div(self, x: u32) -> u32 {
-        if self.freq == 1 {
-            x
-        } else {
-            ((self.recip as u128 * x as u128) >> 64) as u32
-        }
+    fn quotient(self, x: u32) -> u32 {
+        ((self.recip as u128 * x as u128) >> 64) as u32
+    }
+
+    /// Whether state `x` must put out a word before it codes this entry: x >= freq << (32 -
+    /// bits), that is x + (cmpl << (32 - bits)) >= 2^32 (`shift` is 32 - bits).
+    #[inline(always)]
+    fn over(self, x: u32, shift: u32) -> bool {
+        (x as u64 + ((self.cmpl as u64) << shift)) >> 32 != 0
+    }
+
+    /// The state after coding this entry from state `x` (one that needs no word put out).
+    #[inline(always)]
+    fn put(self, x: u32) -> u32 {
+        x.wrapping_add(self.quotient(x).wrapping_mul(self.cmpl)).wrapping_add(self.bias)
     }
 }
 
@@ -678,7 +709,7 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
         write_table(&f, &mut out);
         let mut cum = 0;
         tables.extend(f.iter().map(|&x| {
-            let e = EncSlot::new(x, cum);
+            let e = EncSlot::new(x, cum, bits);
             cum += x;
             e
         }));
@@ -701,6 +732,7 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
     let (ctx_max, tok_max) = (ctx.iter().copied().max().unwrap_or(0) as usize, toks.iter().copied().max().unwrap_or(0) as usize);
     assert!(
         (2..usize::BITS).contains(&(seg_log2 as u32))
+            && (1..=16).contains(&bits)
             && ctx.len() == n
             && ctx_max < contexts
             && tok_max < width
@@ -718,7 +750,7 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
     // SAFETY (each `put_symbol`): `words` has `n` entries, and `kept` is at most the symbols
     // coded before, fewer than `n`.
     for i in (whole..n).rev() {
-        x[i % LANES] = unsafe { put_symbol(x[i % LANES], slot(i), bits, &mut words, &mut kept) };
+        x[i % LANES] = unsafe { put_symbol(x[i % LANES], slot(i), 32 - bits, &mut words, &mut kept) };
     }
     let [mut s0, mut s1, mut s2, mut s3] = x;
     // The groups a block at a time from the end, each symbol's entry in its segment's tables
@@ -743,12 +775,13 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
         // SAFETY: each `at` entry is below `t.len()` (its context below `contexts`, its token
         // below `width`, as asserted above); `put_symbol`'s as for the symbols before.
         let e = |j: usize| unsafe { *t.get_unchecked(*at.get_unchecked(j) as usize) };
+        let shift = 32 - bits;
         for j in (0..m).step_by(LANES).rev() {
             unsafe {
-                s3 = put_symbol(s3, e(j + 3), bits, &mut words, &mut kept);
-                s2 = put_symbol(s2, e(j + 2), bits, &mut words, &mut kept);
-                s1 = put_symbol(s1, e(j + 1), bits, &mut words, &mut kept);
-                s0 = put_symbol(s0, e(j), bits, &mut words, &mut kept);
+                s3 = put_symbol(s3, e(j + 3), shift, &mut words, &mut kept);
+                s2 = put_symbol(s2, e(j + 2), shift, &mut words, &mut kept);
+                s1 = put_symbol(s1, e(j + 1), shift, &mut words, &mut kept);
+                s0 = put_symbol(s0, e(j), shift, &mut words, &mut kept);
             }
         }
         end = start;
@@ -756,7 +789,13 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
     let x = [s0, s1, s2, s3];
     out.reserve(4 * LANES + 2 * kept);
     x.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
-    words[..kept].iter().rev().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+    // Into room made at once: extended a word at a time, each was a call's worth of length
+    // and capacity checks.
+    let start = out.len();
+    out.resize(start + 2 * kept, 0);
+    for (o, w) in out[start..].chunks_exact_mut(2).zip(words[..kept].iter().rev()) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
     out
 }
 
@@ -769,15 +808,13 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
 /// `*kept < words.len()`: `code` gives `words` one a symbol, and `*kept` counts the words of
 /// the symbols coded before this one.
 #[inline(always)]
-unsafe fn put_symbol(s: u32, e: EncSlot, bits: u32, words: &mut [u16], kept: &mut usize) -> u32 {
-    let over = (s as u64) >= (e.freq as u64) << (32 - bits);
+unsafe fn put_symbol(s: u32, e: EncSlot, shift: u32, words: &mut [u16], kept: &mut usize) -> u32 {
+    let over = e.over(s, shift);
     debug_assert!(*kept < words.len());
     // SAFETY: the caller's promise.
     unsafe { *words.get_unchecked_mut(*kept) = s as u16 };
     *kept += over as usize;
-    let s = if over { s >> 16 } else { s };
-    let q = e.div(s);
-    (q << bits) + (s - q * e.freq) + e.cum
+    e.put(if over { s >> 16 } else { s })
 }
 
 /// One slot of a decoding table: the token whose range holds it, its frequency, the slot's
@@ -1108,12 +1145,34 @@ mod tests {
     fn reciprocal_division_is_exact() {
         let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for f in 1..=(1u32 << PROB_BITS_RANGE.end()) {
-            let e = EncSlot::new(f, 0);
+            let e = EncSlot::new(f, 0, *PROB_BITS_RANGE.end() as u32);
             let q = u32::MAX / f;
             let edges = [0, 1, f - 1, f, f + 1, q * f - 1, q * f, u32::MAX - 1, u32::MAX];
             let random: Vec<u32> = (0..200).map(|_| next() as u32).collect();
             for x in edges.into_iter().chain(random) {
-                assert_eq!(e.div(x), x / f, "{x} / {f}");
+                if f > 1 {
+                    assert_eq!(e.quotient(x), x / f, "{x} / {f}");
+                }
+            }
+        }
+        // A slot's state is the textbook one, (x / freq) << bits + x % freq + cum, for every
+        // state that codes without putting out a word (1 <= x < freq << (32 - bits)), and it
+        // says to put one out past that: freq 1, 2, odd, a power of two, all of the table.
+        for bits in [10u32, 12, 14] {
+            let top = 1u32 << bits;
+            for (f, cum) in [(1, 0), (1, top - 1), (2, 5), (3, 100), (1 << (bits - 3), 7), (top - 1, 1), (top, 0)] {
+                let e = EncSlot::new(f, cum, bits);
+                let limit = (f as u64) << (32 - bits);
+                let random: Vec<u64> = (0..500).map(|_| next() % limit).collect();
+                for x in [1, 2, f as u64, limit - 1].into_iter().chain(random).filter(|&x| x >= 1) {
+                    let x32 = x as u32;
+                    let want = ((x / f as u64) << bits) + x % f as u64 + cum as u64;
+                    assert!(want < 1 << 32 && !e.over(x32, 32 - bits), "{x} under {f} of 2^{bits}");
+                    assert_eq!(e.put(x32) as u64, want, "{x} under {f} (from {cum}) of 2^{bits}");
+                }
+                for x in [limit, limit + 1, u32::MAX as u64].into_iter().filter(|&x| (limit..=u32::MAX as u64).contains(&x)) {
+                    assert!(e.over(x as u32, 32 - bits), "{x} under {f} of 2^{bits}");
+                }
             }
         }
     }
@@ -1146,6 +1205,13 @@ mod tests {
             assert_eq!(n, raw, "{u}");
             assert_eq!(base | (u & ((1u64 << raw) - 1)), u, "{u}");
             assert_eq!(TOKEN_LEN[t] as u32, 64 - u.leading_zeros(), "{u}");
+        }
+        // A block's tokens and lengths, in either twin.
+        let values: Vec<u64> = (0..5000u64).chain((0..64).map(|k| 1u64 << k)).chain([u64::MAX]).collect();
+        for tk in [tokens(&values), crate::codec::cpu::baseline(|| tokens(&values))] {
+            assert_eq!(tk.toks, values.iter().map(|&u| token(u).0 as u16).collect::<Vec<_>>());
+            assert_eq!(tk.lens, tk.toks.iter().map(|&t| TOKEN_LEN[t as usize]).collect::<Vec<_>>());
+            assert_eq!(tk.raw_bits, values.iter().map(|&u| token(u).1 as u64).sum::<u64>());
         }
     }
 
