@@ -218,14 +218,20 @@ impl Lanes {
         q[k..padded].fill(0.0);
         for (r, q) in r[..padded].chunks_exact(LANES).zip(q[..padded].chunks_exact(LANES)) {
             for l in 0..LANES {
-                self.max[l] = self.max[l].max(r[l].abs());
-                self.sums[0][l] += r[l].abs();
-                self.sums[1][l] += r[l];
-                self.sums[2][l] += r[l] * r[l];
-                self.sums[3][l] += q[l];
-                self.sums[4][l] += q[l] * q[l];
+                self.lane(l, r[l], q[l]);
             }
         }
+    }
+
+    /// Residual `r` and response `q` into lane `l`'s sums and maximum.
+    #[inline(always)]
+    fn lane(&mut self, l: usize, r: f64, q: f64) {
+        self.max[l] = self.max[l].max(r.abs());
+        self.sums[0][l] += r.abs();
+        self.sums[1][l] += r;
+        self.sums[2][l] += r * r;
+        self.sums[3][l] += q;
+        self.sums[4][l] += q * q;
     }
 
     /// `add(x, rec)`, in the first lane.
@@ -234,13 +240,8 @@ impl Lanes {
         if !x.is_finite() {
             return;
         }
-        let (r, q) = (rec - x, response(x, rec - x));
-        self.max[0] = self.max[0].max(r.abs());
-        self.sums[0][0] += r.abs();
-        self.sums[1][0] += r;
-        self.sums[2][0] += r * r;
-        self.sums[3][0] += q;
-        self.sums[4][0] += q * q;
+        let r = rec - x;
+        self.lane(0, r, response(x, r));
         self.n += 1;
         self.n_resp += (x != 0.0) as u64;
     }

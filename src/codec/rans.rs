@@ -428,13 +428,7 @@ fn counts_in(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8, width: usize)
     // token below `width`, as their callers make them; checked here once, in release too (a
     // pass over the bytes each), so that the counting loop has no bounds check an element (two
     // of its 8.5 instructions: callgrind, GloSea4's `pack` at 1e-2).
-    let ctx_max = ctx.iter().copied().max().unwrap_or(0) as usize;
-    let tok_max = toks.iter().copied().max().unwrap_or(0) as usize;
-    assert!(
-        ctx.len() == toks.len() && ctx_max < contexts as usize && tok_max < width,
-        "rans counts for {} symbols",
-        toks.len()
-    );
+    assert!(in_tables(toks, ctx, contexts as usize, width), "rans counts for {} symbols", toks.len());
     let segments = toks.chunks(1 << seg_log2).zip(ctx.chunks(1 << seg_log2));
     for ((toks, ctx), (even, odd)) in segments.zip(even.chunks_exact_mut(table).zip(odd.chunks_exact_mut(table))) {
         let at = |c: u8, t: u16| c as usize * width + t as usize;
@@ -454,6 +448,16 @@ fn counts_in(toks: &[u16], ctx: &[u8], contexts: u8, seg_log2: u8, width: usize)
     even.iter_mut().zip(odd.iter()).for_each(|(e, &o)| *e += o);
     h.truncate(size);
     h
+}
+
+/// Whether every symbol's (context, token) lies in tables of `contexts` contexts `width` wide,
+/// as the coder's unchecked loops (`counts_in`, `code_in`) need: one context a token, each
+/// context below `contexts` and each token below `width`.
+#[inline(always)]
+fn in_tables(toks: &[u16], ctx: &[u8], contexts: usize, width: usize) -> bool {
+    let ctx_max = ctx.iter().copied().max().unwrap_or(0) as usize;
+    let tok_max = toks.iter().copied().max().unwrap_or(0) as usize;
+    ctx.len() == toks.len() && ctx_max < contexts && tok_max < width
 }
 
 /// Tokens a block's tables need: one past the largest it uses.
@@ -685,7 +689,8 @@ struct EncSlot {
 
 impl EncSlot {
     /// The entry of a token of frequency `freq` (at most 2^bits) whose range starts at `cum`,
-    /// in a table of 2^bits slots.
+    /// in a table of 2^bits slots. A token of frequency 0 gets an entry too, never coded (a
+    /// table's tokens that its segment and context do not hold).
     fn new(freq: u32, cum: u32, bits: u32) -> EncSlot {
         let (recip, bias) = if freq > 1 { (u64::MAX / freq as u64 + 1, cum) } else { (u64::MAX, cum.wrapping_add((1 << bits) - 1)) };
         EncSlot { recip, cmpl: (1u32 << bits).wrapping_sub(freq), bias }
@@ -752,13 +757,10 @@ fn code_in(tokens: &Tokens, raw: &[u8], ctx: &[u8], cfg: RansConfig, counts: &[u
     // The segment length too: the loop's blocks are whole groups of LANES only for segments of
     // 2^2 and longer, and a shift past the word would wrap in release (`encode` is public, and
     // its configuration's fields; a checked one has 2^10 to 2^40).
-    let (ctx_max, tok_max) = (ctx.iter().copied().max().unwrap_or(0) as usize, toks.iter().copied().max().unwrap_or(0) as usize);
     assert!(
         (2..usize::BITS).contains(&(seg_log2 as u32))
             && (1..=16).contains(&bits)
-            && ctx.len() == n
-            && ctx_max < contexts
-            && tok_max < width
+            && in_tables(toks, ctx, contexts, width)
             && tables.len() == n.div_ceil(1 << seg_log2) * contexts * width,
         "rans tables for {n} symbols"
     );
@@ -1167,15 +1169,14 @@ mod tests {
     #[test]
     fn reciprocal_division_is_exact() {
         let mut next = xorshift(0x2545_f491_4f6c_dd1d);
-        for f in 1..=(1u32 << PROB_BITS_RANGE.end()) {
+        // Frequency 1's quotient is x - 1 by design (below).
+        for f in 2..=(1u32 << PROB_BITS_RANGE.end()) {
             let e = EncSlot::new(f, 0, *PROB_BITS_RANGE.end() as u32);
             let q = u32::MAX / f;
             let edges = [0, 1, f - 1, f, f + 1, q * f - 1, q * f, u32::MAX - 1, u32::MAX];
             let random: Vec<u32> = (0..200).map(|_| next() as u32).collect();
             for x in edges.into_iter().chain(random) {
-                if f > 1 {
-                    assert_eq!(e.quotient(x), x / f, "{x} / {f}");
-                }
+                assert_eq!(e.quotient(x), x / f, "{x} / {f}");
             }
         }
         // A slot's state is the textbook one, (x / freq) << bits + x % freq + cum, for every
