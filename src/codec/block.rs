@@ -298,10 +298,57 @@ fn put_exact(mask: &[bool], vals: &[u8], size: usize, out: &mut [u8]) -> Result<
     if out.len() < mask.len() * size {
         return Err(format!("{} bytes for {} elements", out.len(), mask.len()));
     }
-    let mut v = vals.chunks_exact(size.max(1));
-    for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
-        let x = v.next().ok_or_else(|| format!("{} bytes of exact values for more elements", vals.len()))?;
-        out[i * size..(i + 1) * size].copy_from_slice(x);
+    // At a size the compiler knows each copy is a move, not a call (a Levitus chunk's 576 000
+    // fill values were 60 instructions each).
+    match size {
+        4 => put_exact_as::<4>(mask, vals, out),
+        8 => put_exact_as::<8>(mask, vals, out),
+        2 => put_exact_as::<2>(mask, vals, out),
+        1 => put_exact_as::<1>(mask, vals, out),
+        _ => {
+            let mut v = vals.chunks_exact(size.max(1));
+            for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
+                let x = v.next().ok_or_else(|| too_few_exact(vals))?;
+                out[i * size..(i + 1) * size].copy_from_slice(x);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn too_few_exact(vals: &[u8]) -> String {
+    format!("{} bytes of exact values for more elements", vals.len())
+}
+
+/// `put_exact` for elements of `S` bytes.
+fn put_exact_as<const S: usize>(mask: &[bool], vals: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let mut v = vals;
+    let mut take = |o: &mut [u8]| -> Result<(), String> {
+        let (x, rest) = v.split_at_checked(o.len()).ok_or_else(|| too_few_exact(vals))?;
+        o.copy_from_slice(x);
+        v = rest;
+        Ok(())
+    };
+    // Eight flags at a time: exact elements come in runs (land, a fill value's region), and
+    // so do the others.
+    let whole = mask.len() / 8 * 8;
+    let out = &mut out[..mask.len() * S];
+    let (head, tail) = out.split_at_mut(whole * S);
+    for (o, m) in head.chunks_exact_mut(8 * S).zip(mask.chunks_exact(8)) {
+        let flags = u64::from_le_bytes(std::array::from_fn(|j| m[j] as u8));
+        if flags == 0 {
+            continue;
+        }
+        if flags == 0x0101_0101_0101_0101 {
+            take(o)?;
+            continue;
+        }
+        for (e, _) in o.chunks_exact_mut(S).zip(m).filter(|(_, &f)| f) {
+            take(e)?;
+        }
+    }
+    for (e, _) in tail.chunks_exact_mut(S).zip(&mask[whole..]).filter(|(_, &f)| f) {
+        take(e)?;
     }
     Ok(())
 }
@@ -508,6 +555,39 @@ impl StagedBlock<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `put_exact` writes each flagged element's bytes at its place and leaves the others, at
+    /// every element size (those it copies at a known size, eight flags at a time, and the
+    /// rest), whatever the flags' runs and wherever the mask ends; too few values is an error.
+    #[test]
+    fn exact_values_land_at_their_places() {
+        let mut r = crate::codec::xorshift(5);
+        for size in [1, 2, 3, 4, 8] {
+            for n in [0, 1, 7, 8, 9, 63, 64, 200] {
+                // Runs of flags of random lengths, some longer than eight.
+                let mut mask = Vec::with_capacity(n);
+                while mask.len() < n {
+                    let (flag, len) = (r() % 2 == 0, 1 + (r() % 20) as usize);
+                    mask.extend(std::iter::repeat_n(flag, len.min(n - mask.len())));
+                }
+                let k = mask.iter().filter(|&&m| m).count();
+                let vals: Vec<u8> = (0..k * size).map(|_| r() as u8).collect();
+                let before: Vec<u8> = (0..n * size + 5).map(|_| r() as u8).collect();
+                let mut want = before.clone();
+                let mut v = vals.chunks_exact(size);
+                for i in (0..n).filter(|&i| mask[i]) {
+                    want[i * size..(i + 1) * size].copy_from_slice(v.next().unwrap());
+                }
+                let mut out = before.clone();
+                put_exact(&mask, &vals, size, &mut out).unwrap();
+                assert_eq!(out, want, "size {size}, {n} elements");
+                if k > 0 {
+                    let mut out = before.clone();
+                    assert!(put_exact(&mask, &vals[..vals.len() - size], size, &mut out).unwrap_err().contains("exact values for more elements"));
+                }
+            }
+        }
+    }
 
     /// Exact elements come back at their places with their bytes, listed as runs where they
     /// cluster (a mask) and as gaps where they scatter; a run list that does not add up to the

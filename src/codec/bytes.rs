@@ -16,18 +16,49 @@ pub fn shuffle(width: usize, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Undoes `shuffle` (bytes past the last whole element come out 0, as `shuffle` drops them).
 pub fn unshuffle(width: usize, data: &[u8]) -> Vec<u8> {
     if width <= 1 {
         return data.to_vec();
     }
     let n = data.len() / width;
     let mut out = vec![0u8; data.len()];
-    for (i, elem) in out.chunks_exact_mut(width).enumerate() {
-        for (j, b) in elem.iter_mut().enumerate() {
-            *b = data[j * n + i];
+    // The widths of numbers (exact values, raw blocks, latents) take a tiled loop: a byte at a
+    // time from `width` planes, with an index check each, took 7 instructions a byte (a
+    // Levitus chunk's 2.3 MB of fill values, callgrind).
+    let done = match width {
+        2 => unshuffle_tiles::<2>(data, n, &mut out),
+        4 => unshuffle_tiles::<4>(data, n, &mut out),
+        8 => unshuffle_tiles::<8>(data, n, &mut out),
+        _ => 0,
+    };
+    for i in done..n {
+        for j in 0..width {
+            out[i * width + j] = data[j * n + i];
         }
     }
     out
+}
+
+/// Elements per tile of `unshuffle_tiles`: a tile of 8-byte elements is 1 KiB.
+const TILE: usize = 128;
+
+/// `unshuffle`'s whole tiles of `W`-byte elements (`n` in all): each plane's part copied into a
+/// tile, then interleaved at sizes the compiler knows. How many elements it did.
+fn unshuffle_tiles<const W: usize>(data: &[u8], n: usize, out: &mut [u8]) -> usize {
+    let mut tile = [[0u8; TILE]; W];
+    let tiles = n / TILE;
+    for (t, dst) in out[..tiles * TILE * W].chunks_exact_mut(TILE * W).enumerate() {
+        for (j, row) in tile.iter_mut().enumerate() {
+            row.copy_from_slice(&data[j * n + t * TILE..j * n + (t + 1) * TILE]);
+        }
+        for (i, e) in dst.chunks_exact_mut(W).enumerate() {
+            for j in 0..W {
+                e[j] = tile[j][i];
+            }
+        }
+    }
+    tiles * TILE
 }
 
 pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
@@ -69,5 +100,14 @@ mod tests {
             assert_eq!(unshuffle(w, &shuffle(w, d)), d);
         }
         assert_eq!(shuffle(2, &[1, 2, 3, 4]), vec![1, 3, 2, 4]);
+        // Past a tile (`unshuffle_tiles`), with a partial one after, and bytes past the last
+        // whole element (dropped, and 0 after a round trip).
+        let long: Vec<u8> = (0..8 * (3 * TILE + 5) + 3).map(|i| (i * 7 % 251) as u8).collect();
+        for w in [2, 3, 4, 8] {
+            let whole = long.len() / w * w;
+            let mut want = long[..whole].to_vec();
+            want.resize(long.len(), 0);
+            assert_eq!(unshuffle(w, &shuffle(w, &long)), want, "width {w}");
+        }
     }
 }

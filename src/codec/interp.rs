@@ -294,7 +294,9 @@ fn pass_ranges(order: &[usize; RANK], j: usize, s: usize) -> [(usize, usize); RA
 /// Walks the grid `dims` (product = `a.len()`) coarse to fine, calling `visit(index, stride,
 /// slot, prediction)` once per element, the first with prediction 0. Predictions read only
 /// elements visited before, so the encoder (which writes each rebuilt value into its slot) and
-/// the decoder (the same) see the same predictions.
+/// the decoder (the same) see the same predictions. (The codec's walks run `walk_in` in the
+/// tuned twins; this one serves the tests.)
+#[cfg(test)]
 fn walk<T: Cell>(a: &mut [T], dims: [usize; RANK], order: [usize; RANK], kind: Kind, visit: impl Visit<T>) {
     walk_in(a, dims, order, kind, visit)
 }
@@ -416,8 +418,10 @@ fn run_fits(len: usize, at: usize, count: usize, step: usize, d: usize, nd: Node
 }
 
 /// A closure as a `Visit`, element by element.
+#[cfg(test)]
 struct Each<F>(F);
 
+#[cfg(test)]
 impl<T, F: FnMut(usize, usize, &mut T, f64)> Visit<T> for Each<F> {
     #[inline(always)]
     fn one(&mut self, i: usize, s: usize, slot: &mut T, p: f64) {
@@ -705,13 +709,9 @@ fn rebuild<T: Cell>(cfg: &Config, dtype: DType, symbols: &mut impl Symbols, n: u
     let mut a = vec![T::default(); n];
     let dims = cfg.dims(n);
     let mut fits = true;
-    match omitted {
-        None => super::cpu::tuned(#[inline(always)] || walk_in(&mut a, dims, cfg.order(), cfg.kind, Rebuild { symbols, steps, dtype, fits: &mut fits })),
-        Some(m) => walk(&mut a, dims, cfg.order(), cfg.kind, Each(|i: usize, s: usize, slot: &mut T, p: f64| {
-            let q = if m[i] { 0 } else { symbols.take() };
-            put(slot, dtype, p, q, steps[s.trailing_zeros() as usize], &mut fits);
-        })),
-    }
+    // The flags are read unchecked where a run fits the walk, so they must cover it.
+    let omitted = omitted.map(|m| &m[..n]);
+    super::cpu::tuned(#[inline(always)] || walk_in(&mut a, dims, cfg.order(), cfg.kind, Rebuild { symbols, steps, dtype, fits: &mut fits, omitted }));
     fits.then_some(a)
 }
 
@@ -725,19 +725,22 @@ fn put<T: Cell>(slot: &mut T, dtype: DType, p: f64, q: i64, bin: f64, fits: &mut
     }
 }
 
-/// The decoder's visitor where every element has a symbol: a run takes its symbols as a slice
-/// of the stream's batch, its bin once, and reads its nodes with one bounds check for the run.
+/// The decoder's visitor: a run takes its symbols as a slice of the stream's batch, its bin
+/// once, and reads its nodes with one bounds check for the run. With `omitted` (one flag an
+/// element, as long as the walk) the flagged elements take no symbol and are rebuilt from 0.
 struct Rebuild<'a, S> {
     symbols: &'a mut S,
     steps: [f64; 65],
     dtype: DType,
     fits: &'a mut bool,
+    omitted: Option<&'a [bool]>,
 }
 
 impl<T: Cell, S: Symbols> Visit<T> for Rebuild<'_, S> {
     #[inline(always)]
-    fn one(&mut self, _: usize, s: usize, slot: &mut T, p: f64) {
-        put(slot, self.dtype, p, self.symbols.take(), self.steps[s.trailing_zeros() as usize], self.fits);
+    fn one(&mut self, i: usize, s: usize, slot: &mut T, p: f64) {
+        let q = if self.omitted.is_some_and(|m| m[i]) { 0 } else { self.symbols.take() };
+        put(slot, self.dtype, p, q, self.steps[s.trailing_zeros() as usize], self.fits);
     }
 
     #[inline(always)]
@@ -747,19 +750,58 @@ impl<T: Cell, S: Symbols> Visit<T> for Rebuild<'_, S> {
         }
         let bin = self.steps[s.trailing_zeros() as usize];
         let (dtype, mut fits) = (self.dtype, true);
+        // A mask's runs are mostly all kept (open ocean) or all omitted (land): those two
+        // take the loops without a flag test per element.
+        let kept = match self.omitted {
+            None => count,
+            // SAFETY: `run_fits`: every element of the run lies in `a`, and `rebuild` cut the
+            // flags to its length.
+            Some(m) => (0..count).filter(|&j| !unsafe { *m.get_unchecked(at + j * step) }).count(),
+        };
         let mut i = at;
-        let mut left = count;
-        while left > 0 {
-            let syms = self.symbols.run(left);
-            for &q in syms {
-                // SAFETY: `run_fits`: every element of the run (i is one: at most `count`
-                // symbols are taken) and every node it reads lie in `a`.
+        if kept == count {
+            let mut left = count;
+            while left > 0 {
+                let syms = self.symbols.run(left);
+                for &q in syms {
+                    // SAFETY: `run_fits`: every element of the run (i is one: at most `count`
+                    // symbols are taken) and every node it reads lie in `a`.
+                    let p = unsafe { predict_at(a, i, d, nd) };
+                    // SAFETY: as above.
+                    put(unsafe { a.get_unchecked_mut(i) }, dtype, p, q as i64, bin, &mut fits);
+                    i += step;
+                }
+                left -= syms.len();
+            }
+        } else if kept == 0 {
+            for _ in 0..count {
+                // SAFETY: `run_fits`, as above.
                 let p = unsafe { predict_at(a, i, d, nd) };
-                // SAFETY: as above.
-                put(unsafe { a.get_unchecked_mut(i) }, dtype, p, q as i64, bin, &mut fits);
+                put(unsafe { a.get_unchecked_mut(i) }, dtype, p, 0, bin, &mut fits);
                 i += step;
             }
-            left -= syms.len();
+        } else {
+            let m = self.omitted.expect("a run with omitted elements has flags");
+            let (mut syms, mut next, mut left) = (&[][..], 0, kept);
+            for _ in 0..count {
+                // SAFETY: `run_fits` and the flags' length, as above.
+                let q = if unsafe { *m.get_unchecked(i) } {
+                    0
+                } else {
+                    if next == syms.len() {
+                        // At most the run's kept elements not yet given one: none is left over.
+                        syms = self.symbols.run(left);
+                        left -= syms.len();
+                        next = 0;
+                    }
+                    next += 1;
+                    syms[next - 1] as i64
+                };
+                // SAFETY: `run_fits`, as above.
+                let p = unsafe { predict_at(a, i, d, nd) };
+                put(unsafe { a.get_unchecked_mut(i) }, dtype, p, q, bin, &mut fits);
+                i += step;
+            }
         }
         if !fits {
             *self.fits = false;
@@ -945,6 +987,55 @@ mod tests {
             }
         }
         assert!(runs > 0, "no block kept every element: the test does not reach the run decoder");
+    }
+
+    /// A block with omitted elements (a mask: land, fill values) is decoded a run at a time
+    /// too: runs wholly kept, wholly omitted and mixed (`Rebuild::run`'s three loops) rebuild
+    /// what the encoder did, bit for bit, however the stream cuts its symbols, in both twins,
+    /// and every symbol is taken.
+    #[test]
+    fn masked_run_decoder_agrees_with_the_encoder() {
+        let mut s = 0x1405_7b7e_f767_814fu64;
+        let (mut whole, mut none, mut mixed) = (0, 0, 0);
+        for grid in [[1, 40, 50], [3, 17, 33], [1, 1, 300]] {
+            let n = grid.iter().product::<usize>();
+            let [_, rows, cols] = grid;
+            let values: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 50.0 + 280.0 + (xorshift(&mut s) % 100) as f64 * 1e-3).collect();
+            // Land: whole rows, a block of rows and columns, one row with every other element
+            // missing, and a coast of scattered elements on every fifth row; the other rows
+            // are all sea.
+            let land = |i: usize| {
+                let (r, c) = ((i / cols) % rows, i % cols);
+                r < rows / 4 || (r < rows / 2 && c < cols / 3) || (r == rows / 2 && c % 2 == 0) || (r % 5 == 1 && (7 * c) % 13 == 3)
+            };
+            for cfg in candidates(grid) {
+                for (dtype, tol) in [(DType::F32, 1e-2), (DType::F64, 1e-7)] {
+                    let values: Vec<f64> = values.iter().map(|&v| crate::dtype::round_to(dtype, v)).collect();
+                    let w = quantise(&cfg, dtype, &values, |i| !land(i), tol);
+                    let mut omitted = vec![false; n];
+                    w.exact.iter().for_each(|&i| omitted[i as usize] = true);
+                    let mut want = Vec::new();
+                    crate::dtype::push_values(dtype, &w.rebuilt, &mut want);
+                    for most in [1, 3, 256] {
+                        let trickle = || Ok(Trickle { rest: &w.symbols, most, buf: Vec::new() });
+                        let (back, rest) = dequantise(&cfg, dtype, trickle, n, Some(&omitted), 2.0 * tol).unwrap();
+                        assert_eq!(back, want, "{cfg:?} {dtype} runs of at most {most}");
+                        assert!(rest.rest.is_empty(), "every symbol taken");
+                        let (back, _) = crate::codec::cpu::baseline(|| dequantise(&cfg, dtype, trickle, n, Some(&omitted), 2.0 * tol)).unwrap();
+                        assert_eq!(back, want, "{cfg:?} {dtype} runs of at most {most}, the baseline twin");
+                    }
+                    // The walk's runs lie along rows: rows all sea, all land and mixed bring
+                    // runs to each of the three loops.
+                    for row in omitted.chunks(cols) {
+                        let k = row.iter().filter(|&&o| o).count();
+                        whole += (k == 0) as usize;
+                        none += (k == cols) as usize;
+                        mixed += (k > 0 && k < cols) as usize;
+                    }
+                }
+            }
+        }
+        assert!(whole > 0 && none > 0 && mixed > 0, "runs kept {whole}, omitted {none}, mixed {mixed}: a loop not reached");
     }
 
     /// `quantise` codes runs a batch at a time (`Quantiser::batches`, compiled for this CPU by
