@@ -132,6 +132,12 @@ impl Bit {
     #[inline(always)]
     fn update_taken(&mut self, bit: bool, adapt: u16) {
         let rate = self.rate(adapt);
+        self.step_taken(bit, rate);
+    }
+
+    /// `update_taken`'s step of p at `rate`, the count left as it is.
+    #[inline(always)]
+    fn step_taken(&mut self, bit: bool, rate: i32) {
         let p = self.p as i32;
         self.p = if bit { (p - ((p * rate + 0xFFFF) >> 16)).max(P_MIN) } else { (p + (((ONE - p) * rate) >> 16)).min(ONE - P_MIN) } as u16;
     }
@@ -364,6 +370,67 @@ pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
     e.finish()
 }
 
+/// A run of 0s in one context, as `decode` reads it: from symbol `i`, the decision "is the
+/// bucket above 0?" at `p`, taken as a predicted branch, while it says no, the symbol after
+/// each 0 keeps the context (`same`) and `p` stays above `SKEWED`. Where the run stopped, and
+/// whether that symbol's decision said "above" (its walk then goes on from its second). Its
+/// own function, so the decoder's state and `p` stay in registers (inlined into `decode`, the
+/// loop kept its count and the context on the stack: 45 instructions a symbol, callgrind).
+#[inline(never)]
+fn zeros(d: &mut Decoder, p: &mut Bit, adapt: u16, i: usize, n: usize, same: impl Fn(usize) -> bool) -> (usize, bool) {
+    // On copies, which the loop keeps in registers: through the references it stored the
+    // range and p every symbol.
+    let (mut dc, mut pc) = (*d, *p);
+    let stop = zeros_in(&mut dc, &mut pc, adapt, i, n, same);
+    (*d, *p) = (dc, pc);
+    stop
+}
+
+#[inline(always)]
+fn zeros_in(d: &mut Decoder, p: &mut Bit, adapt: u16, mut i: usize, n: usize, same: impl Fn(usize) -> bool) -> (usize, bool) {
+    // Until `p` has seen `adapt` decisions each one slows its rate; after, the rate is fixed.
+    while p.n < adapt {
+        let above = d.get_skewed(p.bound(d.range()));
+        p.update_taken(above, adapt);
+        if above {
+            return (i, true);
+        }
+        i += 1;
+        if i == n || !same(i) || p.p <= SKEWED {
+            return (i, false);
+        }
+    }
+    let rate = Bit { p: 0, n: adapt }.rate(adapt);
+    loop {
+        // Near 1 a 0 moves p by (ONE - p) * rate / 2^16, rounded down: by nothing once that
+        // is under 1, and p stays where it is for the rest of the run. The loop then leaves
+        // out the update, whose multiply was the slower of its two chains (the range's and
+        // p's, 4 and 8 cycles a symbol): a loose bound's runs mostly spend their time there.
+        if (ONE - p.p as i32) * rate < 1 << 16 {
+            let bound = p.p as u32;
+            loop {
+                if d.get_skewed((d.range() >> P_BITS) * bound) {
+                    p.step_taken(true, rate);
+                    return (i, true);
+                }
+                i += 1;
+                if i == n || !same(i) {
+                    return (i, false);
+                }
+            }
+        }
+        let above = d.get_skewed(p.bound(d.range()));
+        p.step_taken(above, rate);
+        if above {
+            return (i, true);
+        }
+        i += 1;
+        if i == n || !same(i) || p.p <= SKEWED {
+            return (i, false);
+        }
+    }
+}
+
 /// The decoder's `decide` for a walk: each decision read from `d` at its probability, which
 /// then adapts.
 #[inline(always)]
@@ -395,64 +462,16 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
     }
     let mut m = Model::new(cfg, n);
     let mut d = Decoder::new(bytes);
-    let adapt = cfg.adapt;
     let mut out: Vec<u64> = Vec::with_capacity(n);
-    let mut was = false;
-    let mut i = 0;
-    while i < n {
-        if m.repeat(i, &mut was, side, |p| {
-            let bit = d.get(p.bound(d.range()));
-            p.update(bit, adapt);
-            bit
-        }) {
-            out.push(out[i - 1]);
-            i += 1;
-            continue;
+    if cfg.head > 0 && !cfg.repeats {
+        // The loop fields' and tables' blocks take, compiled for each context.
+        match cfg.context {
+            Context::None => decode_headed(&mut m, &mut d, n, &mut out, |_, _| 0)?,
+            Context::Previous => decode_headed(&mut m, &mut d, n, &mut out, |m, _| m.seen.last().map_or(0, |&b| b as usize))?,
+            Context::Grid(_) => decode_headed(&mut m, &mut d, n, &mut out, |m, i| m.context(i))?,
         }
-        // Runs of 0 in one context, where the first head decision (is the bucket 0?) mostly
-        // says so (a loose bound's residuals): each symbol one decision at the same
-        // probability, kept in a register (stored and loaded again, every decision would wait
-        // on the last one's store), taken as a branch the CPU predicts. Elsewhere the walk.
-        let ctx = m.context(i) << BUCKET_BITS;
-        if cfg.head > 0 && !cfg.repeats {
-            let k = ctx + HEAD_NODE;
-            if m.buckets[k].p > SKEWED {
-                let mut p = m.buckets[k];
-                let above = loop {
-                    let above = d.get_skewed(p.bound(d.range()));
-                    p.update_taken(above, adapt);
-                    if above {
-                        break true;
-                    }
-                    i += 1;
-                    if i == n || m.context_after_zeros(i) << BUCKET_BITS != ctx || p.p <= SKEWED {
-                        break false;
-                    }
-                };
-                m.buckets[k] = p;
-                // The run's 0s, pushed at once.
-                out.resize(i, 0);
-                if cfg.context != Context::None {
-                    m.seen.resize(i, 0);
-                }
-                if !above {
-                    continue;
-                }
-                // Symbol i's first head decision is taken: its bucket is above 0. (A walk
-                // call shared with the one below, `from` 0 or 1, decoded 2-4 % slower.)
-                let u = m.walk_from(ctx, 1, 0, decisions(&mut d, adapt));
-                out.push(u.ok_or("arithmetic-coded stream decodes to an impossible bucket")?);
-                i += 1;
-                continue;
-            }
-        }
-        let u = m.walk_from(ctx, 0, 0, decisions(&mut d, adapt));
-        out.push(u.ok_or("arithmetic-coded stream decodes to an impossible bucket")?);
-        i += 1;
-        // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
-        if d.overrun() > 4 {
-            return Err("arithmetic-coded stream ends early".into());
-        }
+    } else {
+        decode_walks(&mut m, &mut d, n, &mut out, side)?;
     }
     // Runs of 0 are not checked symbol by symbol: the read position only grows, so a stream
     // that ran out in one is refused here as it would have been there.
@@ -460,6 +479,95 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
         return Err("arithmetic-coded stream ends early".into());
     }
     Ok(out)
+}
+
+const IMPOSSIBLE: &str = "arithmetic-coded stream decodes to an impossible bucket";
+
+/// `decode`'s symbols where each is a walk (repeat decisions, or no head).
+fn decode_walks(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, side: Option<&[i64]>) -> Result<(), String> {
+    let adapt = m.cfg.adapt;
+    let mut was = false;
+    for i in 0..n {
+        if m.repeat(i, &mut was, side, |p| {
+            let bit = d.get(p.bound(d.range()));
+            p.update(bit, adapt);
+            bit
+        }) {
+            out.push(out[i - 1]);
+            continue;
+        }
+        let ctx = m.context(i) << BUCKET_BITS;
+        out.push(m.walk_from(ctx, 0, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?);
+        // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
+        if d.overrun() > 4 {
+            return Err("arithmetic-coded stream ends early".into());
+        }
+    }
+    Ok(())
+}
+
+/// `decode`'s symbols under a head without repeat decisions; `context(model, i)` is
+/// `Model::context` for the configuration's context, which the caller fixes so the loop is
+/// compiled for it (`Previous` reads the last bucket pushed: `seen` holds one a symbol).
+#[inline(always)]
+fn decode_headed(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, context: impl Fn(&Model, usize) -> usize) -> Result<(), String> {
+    let adapt = m.cfg.adapt;
+    let keeps_seen = m.cfg.context != Context::None;
+    let mut i = 0;
+    while i < n {
+        let ctx = context(m, i) << BUCKET_BITS;
+        let k = ctx + HEAD_NODE;
+        let first = m.buckets[k];
+        if first.p > SKEWED {
+            // Runs of 0 in one context, where the first head decision (is the bucket 0?)
+            // mostly says so (a loose bound's residuals): each symbol one decision at the
+            // same probability, taken as a branch the CPU predicts (`zeros`).
+            let mut p = first;
+            let above;
+            (i, above) = if !matches!(m.cfg.context, Context::Grid(_)) {
+                // Only a run from context 0 (after a 0) goes on past its first symbol.
+                let zero = ctx == 0;
+                zeros(d, &mut p, adapt, i, n, |_| zero)
+            } else {
+                let m = &*m;
+                zeros(d, &mut p, adapt, i, n, |j| m.context_after_zeros(j) << BUCKET_BITS == ctx)
+            };
+            m.buckets[k] = p;
+            // The run's 0s, pushed at once.
+            out.resize(i, 0);
+            if keeps_seen {
+                m.seen.resize(i, 0);
+            }
+            if !above {
+                continue;
+            }
+            // Symbol i's first head decision is taken: its bucket is above 0. (A walk call
+            // shared with the one below, `from` 0 or 1, decoded 2-4 % slower.)
+            out.push(m.walk_from(ctx, 1, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?);
+            i += 1;
+            continue;
+        }
+        // The first head decision here, as the walk would take it: most symbols outside a run
+        // of 0 are still 0s, which it alone decides.
+        let mut p = first;
+        let above = d.get(p.bound(d.range()));
+        p.update(above, adapt);
+        m.buckets[k] = p;
+        if above {
+            out.push(m.walk_from(ctx, 1, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?);
+        } else {
+            if keeps_seen {
+                m.seen.push(0);
+            }
+            out.push(0);
+        }
+        i += 1;
+        // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
+        if d.overrun() > 4 {
+            return Err("arithmetic-coded stream ends early".into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

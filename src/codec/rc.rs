@@ -112,7 +112,9 @@ impl Encoder {
     }
 }
 
-/// The decoder of [`Encoder`]'s streams.
+/// The decoder of [`Encoder`]'s streams. (Copy: a hot loop may work on a copy of its own,
+/// which the compiler keeps in registers, and store it back after.)
+#[derive(Clone, Copy)]
 pub(super) struct Decoder<'a> {
     code: u32,
     range: u32,
