@@ -387,48 +387,59 @@ fn zeros(d: &mut Decoder, p: &mut Bit, adapt: u16, i: usize, n: usize, same: imp
 }
 
 #[inline(always)]
-fn zeros_in(d: &mut Decoder, p: &mut Bit, adapt: u16, mut i: usize, n: usize, same: impl Fn(usize) -> bool) -> (usize, bool) {
-    // Until `p` has seen `adapt` decisions each one slows its rate; after, the rate is fixed.
-    while p.n < adapt {
-        let above = d.get_skewed(p.bound(d.range()));
-        p.update_taken(above, adapt);
-        if above {
-            return (i, true);
-        }
-        i += 1;
-        if i == n || !same(i) || p.p <= SKEWED {
-            return (i, false);
-        }
+fn zeros_in(d: &mut Decoder, p: &mut Bit, adapt: u16, i: usize, n: usize, same: impl Fn(usize) -> bool) -> (usize, bool) {
+    // Until `p` has seen `adapt` decisions each one slows its rate; after, the rate is fixed,
+    // and the loop takes it from a register.
+    let (i, stop) = zeros_while(d, p, i, n, &same, |p| p.n < adapt, |p, above| p.update_taken(above, adapt));
+    if let Some(above) = stop {
+        return (i, above);
     }
     let rate = Bit { p: 0, n: adapt }.rate(adapt);
+    // Near 1 a 0 moves p by (ONE - p) * rate / 2^16, rounded down: by nothing once that is
+    // under 1, and p stays where it is for the rest of the run. The loop after leaves out the
+    // update, whose multiply was the slower of its two chains (the range's and p's, 4 and 8
+    // cycles a symbol): a loose bound's runs mostly spend their time there.
+    let (mut i, stop) = zeros_while(d, p, i, n, &same, |p| (ONE - p.p as i32) * rate >= 1 << 16, |p, above| p.step_taken(above, rate));
+    if let Some(above) = stop {
+        return (i, above);
+    }
+    let bound = p.p as u32;
     loop {
-        // Near 1 a 0 moves p by (ONE - p) * rate / 2^16, rounded down: by nothing once that
-        // is under 1, and p stays where it is for the rest of the run. The loop then leaves
-        // out the update, whose multiply was the slower of its two chains (the range's and
-        // p's, 4 and 8 cycles a symbol): a loose bound's runs mostly spend their time there.
-        if (ONE - p.p as i32) * rate < 1 << 16 {
-            let bound = p.p as u32;
-            loop {
-                if d.get_skewed((d.range() >> P_BITS) * bound) {
-                    p.step_taken(true, rate);
-                    return (i, true);
-                }
-                i += 1;
-                if i == n || !same(i) {
-                    return (i, false);
-                }
-            }
-        }
-        let above = d.get_skewed(p.bound(d.range()));
-        p.step_taken(above, rate);
-        if above {
+        if d.get_skewed((d.range() >> P_BITS) * bound) {
+            p.step_taken(true, rate);
             return (i, true);
         }
         i += 1;
-        if i == n || !same(i) || p.p <= SKEWED {
+        if i == n || !same(i) {
             return (i, false);
         }
     }
+}
+
+/// `zeros_in`'s decisions while `go(p)` holds, each followed by `update`: where the run
+/// stopped and whether at an "above" (Some), or where `go` ended it (None).
+#[inline(always)]
+fn zeros_while(
+    d: &mut Decoder,
+    p: &mut Bit,
+    mut i: usize,
+    n: usize,
+    same: &impl Fn(usize) -> bool,
+    go: impl Fn(&Bit) -> bool,
+    update: impl Fn(&mut Bit, bool),
+) -> (usize, Option<bool>) {
+    while go(p) {
+        let above = d.get_skewed(p.bound(d.range()));
+        update(p, above);
+        if above {
+            return (i, Some(true));
+        }
+        i += 1;
+        if i == n || !same(i) || p.p <= SKEWED {
+            return (i, Some(false));
+        }
+    }
+    (i, None)
 }
 
 /// The decoder's `decide` for a walk: each decision read from `d` at its probability, which
