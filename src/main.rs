@@ -21,8 +21,9 @@ const MI_PURGE_DELAY_DEFAULT: libc::c_long = 1000;
 /// returned to the kernel (purged) and faulted in again, zeroed, on the next chunk, and spent
 /// 0.42-0.77 s of 0.90-1.25 s in the kernel (GloSea4 x20 at 1e-2, five alternated runs; with
 /// `MIMALLOC_PURGE_DELAY=-1` 0.14-0.26 s of 0.76-0.91; the README's runs of this build alike).
-/// A run of the CLI is short and its peak is what it holds either way. Only where the option reads as this mimalloc's default: another version's numbering,
-/// or a user's `MIMALLOC_PURGE_DELAY` of anything but that default, is left alone.
+/// A run of the CLI is short and its peak is what it holds either way. Only where the option
+/// reads as this mimalloc's default: another version's numbering, or a user's
+/// `MIMALLOC_PURGE_DELAY` of anything but that default, is left alone.
 fn keep_freed_pages() {
     // SAFETY: both calls read or write one integer of mimalloc's option table, after checking
     // the index against the table's size (v3's options.c); the write is a plain store, made

@@ -350,7 +350,8 @@ pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
                 e.put(p.bound(e.range()), false);
                 p.update_taken(false, adapt);
                 i += 1;
-                if i == values.len() || values[i] != 0 || m.context_after_zeros(i) << BUCKET_BITS != ctx || p.p <= SKEWED {
+                // (A 0 only raises p: it stays above SKEWED for the run.)
+                if i == values.len() || values[i] != 0 || m.context_after_zeros(i) << BUCKET_BITS != ctx {
                     break;
                 }
             }
@@ -371,8 +372,9 @@ pub fn encode(values: &[u64], cfg: AcConfig, side: Option<&[i64]>) -> Vec<u8> {
 }
 
 /// A run of 0s in one context, as `decode` reads it: from symbol `i`, the decision "is the
-/// bucket above 0?" at `p`, taken as a predicted branch, while it says no, the symbol after
-/// each 0 keeps the context (`same`) and `p` stays above `SKEWED`. Where the run stopped, and
+/// bucket above 0?" at `p`, taken as a predicted branch, while it says no and the symbol after
+/// each 0 keeps the context (`same`); `p`, above `SKEWED` at the start, only rises on a 0, so
+/// it needs no check after one (nor the encoder's loop). Where the run stopped, and
 /// whether that symbol's decision said "above" (its walk then goes on from its second). Its
 /// own function, so the decoder's state and `p` stay in registers (inlined into `decode`, the
 /// loop kept its count and the context on the stack: 45 instructions a symbol, callgrind).
@@ -435,7 +437,7 @@ fn zeros_while(
             return (i, Some(true));
         }
         i += 1;
-        if i == n || !same(i) || p.p <= SKEWED {
+        if i == n || !same(i) {
             return (i, Some(false));
         }
     }
@@ -487,12 +489,13 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
     // Runs of 0 are not checked symbol by symbol: the read position only grows, so a stream
     // that ran out in one is refused here as it would have been there.
     if d.overrun() > 4 {
-        return Err("arithmetic-coded stream ends early".into());
+        return Err(ENDS_EARLY.into());
     }
     Ok(out)
 }
 
 const IMPOSSIBLE: &str = "arithmetic-coded stream decodes to an impossible bucket";
+const ENDS_EARLY: &str = "arithmetic-coded stream ends early";
 
 /// `decode`'s symbols where each is a walk (repeat decisions, or no head).
 fn decode_walks(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, side: Option<&[i64]>) -> Result<(), String> {
@@ -511,7 +514,7 @@ fn decode_walks(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, si
         out.push(m.walk_from(ctx, 0, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?);
         // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
         if d.overrun() > 4 {
-            return Err("arithmetic-coded stream ends early".into());
+            return Err(ENDS_EARLY.into());
         }
     }
     Ok(())
@@ -575,7 +578,7 @@ fn decode_headed(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, c
         i += 1;
         // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
         if d.overrun() > 4 {
-            return Err("arithmetic-coded stream ends early".into());
+            return Err(ENDS_EARLY.into());
         }
     }
     Ok(())
