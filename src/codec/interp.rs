@@ -615,15 +615,22 @@ impl<V: Fn(usize) -> bool> Quantiser<'_, V> {
             }
             self.symbols.extend_from_slice(&kept[..n]);
             if let Some(l) = &mut self.lanes {
-                // A missing element's value as NaN (not counted), and what the decoder holds
-                // for each (an exact one's value), in a loop of their own that runs in vector
-                // lanes.
-                let (mut sx, mut sr) = ([0f64; BATCH], [0f64; BATCH]);
-                for j in 0..k {
-                    sx[j] = if valid[j] { x[j] } else { f64::NAN };
-                    sr[j] = if keep[j] { r[j] } else { x[j] };
+                if all {
+                    // Every element valid and kept: the values and the rebuilt ones as they
+                    // are (`r` is not read again), without the two selects an element below
+                    // (a tenth of the walk's instructions: callgrind, GloSea4's `pack` at 1e-2).
+                    l.add_batch(&x[..k], &mut r);
+                } else {
+                    // A missing element's value as NaN (not counted), and what the decoder
+                    // holds for each (an exact one's value), in a loop of their own that runs
+                    // in vector lanes.
+                    let (mut sx, mut sr) = ([0f64; BATCH], [0f64; BATCH]);
+                    for j in 0..k {
+                        sx[j] = if valid[j] { x[j] } else { f64::NAN };
+                        sr[j] = if keep[j] { r[j] } else { x[j] };
+                    }
+                    l.add_batch(&sx[..k], &mut sr);
                 }
-                l.add_batch(&sx[..k], &mut sr);
             }
             i0 += k * step;
             left -= k;
