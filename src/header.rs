@@ -349,61 +349,41 @@ trait Lane: Copy + PartialOrd {
     fn max_num(self, x: Self) -> Self;
 }
 
-impl Lane for f32 {
-    const INFINITY: f32 = f32::INFINITY;
-    const NEG_INFINITY: f32 = f32::NEG_INFINITY;
-    const ZERO: f32 = 0.0;
-    const NAN: f32 = f32::NAN;
-    const WIDTH: usize = 4;
-    #[inline(always)]
-    fn read(b: &[u8]) -> f32 {
-        f32::from_le_bytes(b.try_into().unwrap())
-    }
-    #[inline(always)]
-    fn finite(self) -> bool {
-        self.is_finite()
-    }
-    #[inline(always)]
-    fn wide(self) -> f64 {
-        self as f64
-    }
-    #[inline(always)]
-    fn min_num(self, x: f32) -> f32 {
-        self.min(x)
-    }
-    #[inline(always)]
-    fn max_num(self, x: f32) -> f32 {
-        self.max(x)
-    }
+/// `Lane` for a float type `$t` of `$w` bytes: the two impls differ in nothing else.
+macro_rules! lane {
+    ($t:ident, $w:expr) => {
+        impl Lane for $t {
+            const INFINITY: $t = $t::INFINITY;
+            const NEG_INFINITY: $t = $t::NEG_INFINITY;
+            const ZERO: $t = 0.0;
+            const NAN: $t = $t::NAN;
+            const WIDTH: usize = $w;
+            #[inline(always)]
+            fn read(b: &[u8]) -> $t {
+                $t::from_le_bytes(b.try_into().unwrap())
+            }
+            #[inline(always)]
+            fn finite(self) -> bool {
+                self.is_finite()
+            }
+            #[inline(always)]
+            fn wide(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn min_num(self, x: $t) -> $t {
+                self.min(x)
+            }
+            #[inline(always)]
+            fn max_num(self, x: $t) -> $t {
+                self.max(x)
+            }
+        }
+    };
 }
 
-impl Lane for f64 {
-    const INFINITY: f64 = f64::INFINITY;
-    const NEG_INFINITY: f64 = f64::NEG_INFINITY;
-    const ZERO: f64 = 0.0;
-    const NAN: f64 = f64::NAN;
-    const WIDTH: usize = 8;
-    #[inline(always)]
-    fn read(b: &[u8]) -> f64 {
-        f64::from_le_bytes(b.try_into().unwrap())
-    }
-    #[inline(always)]
-    fn finite(self) -> bool {
-        self.is_finite()
-    }
-    #[inline(always)]
-    fn wide(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn min_num(self, x: f64) -> f64 {
-        self.min(x)
-    }
-    #[inline(always)]
-    fn max_num(self, x: f64) -> f64 {
-        self.max(x)
-    }
-}
+lane!(f32, 4);
+lane!(f64, 8);
 
 /// The smallest and largest finite values of the `F` values in `bytes`, and how many are not
 /// finite: `update_values`' loop with no rule, as it answers, in eight lanes. One running
