@@ -459,10 +459,24 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
     if side.is_some_and(|s| s.len() != n) {
         return Err(format!("repeat side variable of {} values for {n}", side.map_or(0, |s| s.len())));
     }
+    fits(bytes, n, cfg)?;
+    let mut m = Model::new(cfg, n);
+    let mut d = Decoder::new(bytes);
+    let mut out: Vec<u64> = Vec::with_capacity(n);
+    decode_range(&mut m, &mut d, 0..n, &mut out, side, &mut Resume::default())?;
+    // Runs of 0 are not checked symbol by symbol: the read position only grows, so a stream
+    // that ran out in one is refused here as it would have been there.
+    if d.overrun() > 4 {
+        return Err(ENDS_EARLY.into());
+    }
+    Ok(out)
+}
+
+/// Refuses a count of `n` symbols that `bytes` cannot hold, before anything is reserved for them.
+fn fits(bytes: &[u8], n: usize, cfg: AcConfig) -> Result<(), String> {
     // A decision costs at least -log2(1 - 31/32768) = 0.00137 bits, and a symbol at least 7
     // of them (4 down the short bucket tree, 1 for a repeat or a head's first): at most ~840
-    // (~1460, ~5900) symbols a byte. A count beyond that is damage, refused before anything is
-    // reserved.
+    // (~1460, ~5900) symbols a byte. A count beyond that is damage.
     let per_byte = if cfg.repeats || cfg.head > 0 {
         8192
     } else if cfg.short_buckets {
@@ -473,61 +487,133 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
     if n / per_byte > bytes.len() + 16 {
         return Err(format!("{n} arithmetic-coded values cannot fit in {} bytes", bytes.len()));
     }
-    let mut m = Model::new(cfg, n);
-    let mut d = Decoder::new(bytes);
-    let mut out: Vec<u64> = Vec::with_capacity(n);
-    if cfg.head > 0 && !cfg.repeats {
+    Ok(())
+}
+
+/// What a walk of repeat decisions carries from one range of symbols to the next: whether the
+/// last was a repeat, and its value.
+#[derive(Default, Clone, Copy)]
+struct Resume {
+    was: bool,
+    last: u64,
+}
+
+/// Symbols `range` of the block, appended to `out`. The model and the decoder hold all the
+/// state a symbol's decoding reads (buckets seen, probabilities, the coder's), so a block
+/// decoded in ranges takes the same decisions in the same order as one decoded at once: only
+/// where a run of 0 pauses differs, and the next range picks it up from the same probability.
+fn decode_range(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut Vec<u64>, side: Option<&[i64]>, at: &mut Resume) -> Result<(), String> {
+    if m.cfg.head > 0 && !m.cfg.repeats {
         // The loop fields' and tables' blocks take, compiled for each context.
-        match cfg.context {
-            Context::None => decode_headed(&mut m, &mut d, n, &mut out, |_, _| 0)?,
-            Context::Previous => decode_headed(&mut m, &mut d, n, &mut out, |m, _| m.seen.last().map_or(0, |&b| b as usize))?,
-            Context::Grid(_) => decode_headed(&mut m, &mut d, n, &mut out, |m, i| m.context(i))?,
+        match m.cfg.context {
+            Context::None => decode_headed(m, d, range, out, |_, _| 0),
+            Context::Previous => decode_headed(m, d, range, out, |m, _| m.seen.last().map_or(0, |&b| b as usize)),
+            Context::Grid(_) => decode_headed(m, d, range, out, |m, i| m.context(i)),
         }
     } else {
-        decode_walks(&mut m, &mut d, n, &mut out, side)?;
+        decode_walks(m, d, range, out, side, at)
     }
-    // Runs of 0 are not checked symbol by symbol: the read position only grows, so a stream
-    // that ran out in one is refused here as it would have been there.
-    if d.overrun() > 4 {
-        return Err(ENDS_EARLY.into());
+}
+
+/// `decode`'s symbols a range at a time, as a walk takes them in order (`stages::Stream`, and
+/// on a second thread `ahead`): the interpolation walk then needs no block-sized buffer of
+/// symbols, and on two cores the coder runs beside it. No side variable: the walk's symbols
+/// have none.
+pub struct Stream<'a> {
+    m: Model,
+    d: Decoder<'a>,
+    at: Resume,
+    /// Symbols decoded (or, past a failure or the end, handed out as 0), of `n`.
+    i: usize,
+    n: usize,
+    buf: Vec<u64>,
+    failed: Option<String>,
+    /// More were asked for than the block holds.
+    over: bool,
+}
+
+impl<'a> Stream<'a> {
+    pub fn new(bytes: &'a [u8], n: usize, cfg: AcConfig) -> Result<Stream<'a>, String> {
+        if cfg.repeat_side.is_some() {
+            return Err("an ac block with a side variable does not stream".into());
+        }
+        fits(bytes, n, cfg)?;
+        Ok(Stream { m: Model::new(cfg, n), d: Decoder::new(bytes), at: Resume::default(), i: 0, n, buf: Vec::new(), failed: None, over: false })
     }
-    Ok(out)
+
+    /// Values still to come.
+    pub fn remaining(&self) -> usize {
+        self.n - self.i
+    }
+
+    /// The next `out.len()` values; zeros past the block's end or a damaged stream's failure
+    /// (and `finish` says so).
+    pub fn fill(&mut self, out: &mut [u64]) {
+        let to = self.i.saturating_add(out.len()).min(self.n);
+        self.over |= to - self.i < out.len();
+        let mut got = 0;
+        if self.failed.is_none() && to > self.i {
+            self.buf.clear();
+            if let Err(e) = decode_range(&mut self.m, &mut self.d, self.i..to, &mut self.buf, None, &mut self.at) {
+                self.failed = Some(e);
+            }
+            got = self.buf.len().min(out.len());
+            out[..got].copy_from_slice(&self.buf[..got]);
+        }
+        out[got..].fill(0);
+        self.i = to;
+    }
+
+    /// Whether every value was read and the stream ended where it should.
+    pub fn finish(&self) -> Result<(), String> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.over || self.i != self.n {
+            return Err(format!("{} of {} arithmetic-coded values read", self.i, self.n));
+        }
+        if self.d.overrun() > 4 {
+            return Err(ENDS_EARLY.into());
+        }
+        Ok(())
+    }
 }
 
 const IMPOSSIBLE: &str = "arithmetic-coded stream decodes to an impossible bucket";
 const ENDS_EARLY: &str = "arithmetic-coded stream ends early";
 
-/// `decode`'s symbols where each is a walk (repeat decisions, or no head).
-fn decode_walks(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, side: Option<&[i64]>) -> Result<(), String> {
+/// `decode_range`'s symbols where each is a walk (repeat decisions, or no head).
+fn decode_walks(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut Vec<u64>, side: Option<&[i64]>, at: &mut Resume) -> Result<(), String> {
     let adapt = m.cfg.adapt;
-    let mut was = false;
-    for i in 0..n {
-        if m.repeat(i, &mut was, side, |p| {
+    let Resume { mut was, mut last } = *at;
+    for i in range {
+        if !m.repeat(i, &mut was, side, |p| {
             let bit = d.get(p.bound(d.range()));
             p.update(bit, adapt);
             bit
         }) {
-            out.push(out[i - 1]);
-            continue;
+            let ctx = m.context(i) << BUCKET_BITS;
+            last = m.walk_from(ctx, 0, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?;
         }
-        let ctx = m.context(i) << BUCKET_BITS;
-        out.push(m.walk_from(ctx, 0, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?);
+        out.push(last);
         // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
         if d.overrun() > 4 {
             return Err(ENDS_EARLY.into());
         }
     }
+    *at = Resume { was, last };
     Ok(())
 }
 
-/// `decode`'s symbols under a head without repeat decisions; `context(model, i)` is
+/// `decode_range`'s symbols under a head without repeat decisions; `context(model, i)` is
 /// `Model::context` for the configuration's context, which the caller fixes so the loop is
 /// compiled for it (`Previous` reads the last bucket pushed: `seen` holds one a symbol).
 #[inline(always)]
-fn decode_headed(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, context: impl Fn(&Model, usize) -> usize) -> Result<(), String> {
+fn decode_headed(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut Vec<u64>, context: impl Fn(&Model, usize) -> usize) -> Result<(), String> {
     let adapt = m.cfg.adapt;
     let keeps_seen = m.cfg.context != Context::None;
-    let mut i = 0;
+    // `out` holds the range's symbols: symbol i at i - base.
+    let (mut i, n, base) = (range.start, range.end, range.start);
     while i < n {
         let ctx = context(m, i) << BUCKET_BITS;
         let k = ctx + HEAD_NODE;
@@ -548,7 +634,7 @@ fn decode_headed(m: &mut Model, d: &mut Decoder, n: usize, out: &mut Vec<u64>, c
             };
             m.buckets[k] = p;
             // The run's 0s, pushed at once.
-            out.resize(i, 0);
+            out.resize(i - base, 0);
             if keeps_seen {
                 m.seen.resize(i, 0);
             }
@@ -657,6 +743,63 @@ mod tests {
                 let side: Vec<i64> = (0..v.len() as i64).map(|i| i / 3).collect();
                 let b = encode(v, cfg, Some(&side));
                 assert_eq!(&decode(&b, v.len(), cfg, Some(&side)).unwrap(), v, "{cfg:?}");
+            }
+        }
+    }
+
+    /// A block taken a range at a time (`Stream`, as the walk takes it) decodes to what `decode`
+    /// makes at once, whatever the ranges: runs of 0 paused at a range's end and resumed, in
+    /// every context; a reader that asks past the end gets zeros and an error, and a damaged
+    /// stream never a panic.
+    #[test]
+    fn a_stream_in_ranges_decodes_what_decode_does() {
+        let mut r = xorshift(0x1234_5678_9abc_def1);
+        let cases: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![3],
+            (0..3000).map(|_| r() % 1000).collect(),
+            (0..5000).map(|_| match r() % 100 { 0 => r() % 50, 1 | 2 => 1, _ => 0 }).collect(),
+            (0..5000).map(|i| if (i / 7) % 5 == 0 { 1 + i as u64 % 3 } else { 0 }).collect(),
+            (0..4000).map(|_| if r() % 3 == 0 { r() % 4 } else { 0 }).collect(),
+        ];
+        let mut cfgs: Vec<AcConfig> = configs().into_iter().filter(|c| c.repeat_side.is_none()).collect();
+        for context in [Context::None, Context::Previous, Context::Grid(7)] {
+            cfgs.push(AcConfig { tree_bits: 4, context, adapt: 255, repeats: false, repeat_side: None, short_buckets: true, head: 2 });
+        }
+        for cfg in cfgs {
+            for v in &cases {
+                let b = encode(v, cfg, None);
+                for sizes in [&[1usize][..], &[1, 2, 3, 7], &[256], &[5000], &[13, 1, 64, 250]] {
+                    let mut s = Stream::new(&b, v.len(), cfg).unwrap();
+                    let mut got = Vec::new();
+                    for k in sizes.iter().cycle() {
+                        let k = (*k).min(s.remaining());
+                        let mut part = vec![9u64; k];
+                        s.fill(&mut part);
+                        got.extend_from_slice(&part);
+                        if s.remaining() == 0 {
+                            break;
+                        }
+                    }
+                    assert_eq!(&got, v, "{cfg:?} {sizes:?}");
+                    s.finish().unwrap();
+                }
+                // Asked for one more than the block holds: a 0, and an error.
+                let mut s = Stream::new(&b, v.len(), cfg).unwrap();
+                let mut all = vec![9u64; v.len() + 1];
+                s.fill(&mut all);
+                assert_eq!(&all[..v.len()], &v[..]);
+                assert_eq!(all[v.len()], 0);
+                assert!(s.finish().is_err());
+                // Cut short: no panic, whatever it decodes to (the decoder reads zeros past the
+                // end, so a dense stream cut by a few bytes can go unseen: the container's
+                // checksum is what catches damage).
+                let mut s = Stream::new(&b[..b.len() / 2], v.len(), cfg).unwrap();
+                let mut all = vec![0u64; v.len()];
+                for part in all.chunks_mut(100) {
+                    s.fill(part);
+                }
+                let _ = s.finish();
             }
         }
     }

@@ -1,6 +1,6 @@
-//! A `rans` stream decoded on a second thread, a ring ahead of its reader. Reading an
-//! interpolation-coded field, the coder takes more than half the time and the walk the rest,
-//! and one waits on the other only through the ring: on two cores they overlap. The bytes and what
+//! A coder's stream (`rans`, `ac`) decoded on a second thread, a ring ahead of its reader.
+//! Reading an interpolation-coded field, the coder takes more than half the time and the walk
+//! the rest, and one waits on the other only through the ring: on two cores they overlap. The bytes and what
 //! they decode to are the same as on one thread; only who does the work changes.
 //!
 //! One writer and one reader share the ring through two counters: the writer publishes what it
@@ -9,7 +9,6 @@
 //! reader that goes away (its walk is done, or fell back to f64) lets the writer stop, and a
 //! writer that stops early leaves the reader zeros and an error.
 
-use super::rans;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -23,6 +22,14 @@ const BATCH: usize = 256;
 /// Blocks shorter than this decode on the caller's thread: a thread costs tens of
 /// microseconds, a block of 2^16 values a few hundred.
 pub const MIN_VALUES: usize = 1 << 16;
+
+/// A coder that hands out its block's values in order, a slice at a time (`rans::Decoder`,
+/// `ac::Stream`): past the end, or once the stream fails, zeros, and `finish` says so.
+pub trait Fill {
+    fn remaining(&self) -> usize;
+    fn fill(&mut self, out: &mut [u64]);
+    fn finish(&self) -> Result<(), String>;
+}
 
 pub struct Ring {
     /// Written by the writer between `taken + RING` and what it has published, read by the
@@ -79,7 +86,7 @@ pub struct Writer<'r> {
 
 impl Writer<'_> {
     /// Decodes the block's `n` values into the ring, waiting for room.
-    pub fn write(self, mut dec: rans::Decoder<'_>) {
+    pub fn write(self, mut dec: impl Fill) {
         let ring = self.ring;
         struct Done<'r>(&'r Ring);
         impl Drop for Done<'_> {
@@ -118,7 +125,7 @@ impl Writer<'_> {
     }
 }
 
-/// The reader's side: `rans::Decoder`'s `fill`, `remaining` and `finish`.
+/// The reader's side: the coder's `fill`, `remaining` and `finish` (`Fill`).
 pub struct Reader<'r> {
     ring: &'r Ring,
     taken: usize,
@@ -170,13 +177,13 @@ impl Reader<'_> {
     /// Whether every value was read and the stream ended where it should.
     pub fn finish(&self) -> Result<(), String> {
         if self.over || self.taken != self.ring.n {
-            return Err(format!("{} of {} rans-coded values read", self.taken, self.ring.n));
+            return Err(format!("{} of {} coded values read", self.taken, self.ring.n));
         }
         let mut spins = 0;
         while !self.ring.done.load(Ordering::Acquire) {
             wait(&mut spins);
         }
-        self.ring.verdict.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| Err("rans stream's decoder stopped early".into()))
+        self.ring.verdict.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| Err("a coded stream's decoder stopped early".into()))
     }
 }
 

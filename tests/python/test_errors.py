@@ -203,8 +203,11 @@ def test_interrupted_pack_leaves_no_temporary(balerfile, tmp_path, sig):
     np.save(src, np.random.default_rng(1).standard_normal((3000, 10000), dtype=np.float32))
     out = tmp_path / "out.baler"
     out.write_bytes(b"OLD")
+    # The signal's default action in the child: a shell runs a background job (`.ci/run &`,
+    # nohup) with SIGINT ignored, and the command rightly keeps an ignored signal ignored.
     p = subprocess.Popen([balerfile, "pack", src, "-o", out, "--error", "rel=1e-4", "--no-model", "--threads", "1", "-q"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(getattr(signal, sig), signal.SIG_DFL))
     deadline = time.time() + 60
     while not [n for n in os.listdir(tmp_path) if "balerfile-tmp" in n]:
         assert p.poll() is None, "the pack ended before its temporary appeared"
