@@ -462,7 +462,7 @@ pub fn decode(bytes: &[u8], n: usize, cfg: AcConfig, side: Option<&[i64]>) -> Re
     fits(bytes, n, cfg)?;
     let mut m = Model::new(cfg, n);
     let mut d = Decoder::new(bytes);
-    let mut out: Vec<u64> = Vec::with_capacity(n);
+    let mut out = vec![0u64; n];
     decode_range(&mut m, &mut d, 0..n, &mut out, side, &mut Resume::default())?;
     // Runs of 0 are not checked symbol by symbol: the read position only grows, so a stream
     // that ran out in one is refused here as it would have been there.
@@ -498,11 +498,11 @@ struct Resume {
     last: u64,
 }
 
-/// Symbols `range` of the block, appended to `out`. The model and the decoder hold all the
+/// Symbols `range` of the block, into `out` (as long as the range). The model and the decoder hold all the
 /// state a symbol's decoding reads (buckets seen, probabilities, the coder's), so a block
 /// decoded in ranges takes the same decisions in the same order as one decoded at once: only
 /// where a run of 0 pauses differs, and the next range picks it up from the same probability.
-fn decode_range(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut Vec<u64>, side: Option<&[i64]>, at: &mut Resume) -> Result<(), String> {
+fn decode_range(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut [u64], side: Option<&[i64]>, at: &mut Resume) -> Result<(), String> {
     if m.cfg.head > 0 && !m.cfg.repeats {
         // The loop fields' and tables' blocks take, compiled for each context.
         match m.cfg.context {
@@ -526,7 +526,6 @@ pub struct Stream<'a> {
     /// Symbols decoded (or, past a failure or the end, handed out as 0), of `n`.
     i: usize,
     n: usize,
-    buf: Vec<u64>,
     failed: Option<String>,
     /// More were asked for than the block holds.
     over: bool,
@@ -538,7 +537,7 @@ impl<'a> Stream<'a> {
             return Err("an ac block with a side variable does not stream".into());
         }
         fits(bytes, n, cfg)?;
-        Ok(Stream { m: Model::new(cfg, n), d: Decoder::new(bytes), at: Resume::default(), i: 0, n, buf: Vec::new(), failed: None, over: false })
+        Ok(Stream { m: Model::new(cfg, n), d: Decoder::new(bytes), at: Resume::default(), i: 0, n, failed: None, over: false })
     }
 
     /// Values still to come.
@@ -550,17 +549,18 @@ impl<'a> Stream<'a> {
     /// (and `finish` says so).
     pub fn fill(&mut self, out: &mut [u64]) {
         let to = self.i.saturating_add(out.len()).min(self.n);
-        self.over |= to - self.i < out.len();
-        let mut got = 0;
-        if self.failed.is_none() && to > self.i {
-            self.buf.clear();
-            if let Err(e) = decode_range(&mut self.m, &mut self.d, self.i..to, &mut self.buf, None, &mut self.at) {
+        let k = to - self.i;
+        self.over |= k < out.len();
+        if self.failed.is_none() && k > 0 {
+            if let Err(e) = decode_range(&mut self.m, &mut self.d, self.i..to, &mut out[..k], None, &mut self.at) {
                 self.failed = Some(e);
             }
-            got = self.buf.len().min(out.len());
-            out[..got].copy_from_slice(&self.buf[..got]);
         }
-        out[got..].fill(0);
+        // A damaged stream's values from where it failed on: zeros, as `rans`'s.
+        if self.failed.is_some() {
+            out[..k].fill(0);
+        }
+        out[k..].fill(0);
         self.i = to;
     }
 
@@ -583,9 +583,10 @@ const IMPOSSIBLE: &str = "arithmetic-coded stream decodes to an impossible bucke
 const ENDS_EARLY: &str = "arithmetic-coded stream ends early";
 
 /// `decode_range`'s symbols where each is a walk (repeat decisions, or no head).
-fn decode_walks(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut Vec<u64>, side: Option<&[i64]>, at: &mut Resume) -> Result<(), String> {
+fn decode_walks(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut [u64], side: Option<&[i64]>, at: &mut Resume) -> Result<(), String> {
     let adapt = m.cfg.adapt;
     let Resume { mut was, mut last } = *at;
+    let base = range.start;
     for i in range {
         if !m.repeat(i, &mut was, side, |p| {
             let bit = d.get(p.bound(d.range()));
@@ -595,7 +596,7 @@ fn decode_walks(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, o
             let ctx = m.context(i) << BUCKET_BITS;
             last = m.walk_from(ctx, 0, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?;
         }
-        out.push(last);
+        out[i - base] = last;
         // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
         if d.overrun() > 4 {
             return Err(ENDS_EARLY.into());
@@ -609,7 +610,7 @@ fn decode_walks(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, o
 /// `Model::context` for the configuration's context, which the caller fixes so the loop is
 /// compiled for it (`Previous` reads the last bucket pushed: `seen` holds one a symbol).
 #[inline(always)]
-fn decode_headed(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut Vec<u64>, context: impl Fn(&Model, usize) -> usize) -> Result<(), String> {
+fn decode_headed(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, out: &mut [u64], context: impl Fn(&Model, usize) -> usize) -> Result<(), String> {
     let adapt = m.cfg.adapt;
     let keeps_seen = m.cfg.context != Context::None;
     // `out` holds the range's symbols: symbol i at i - base.
@@ -623,6 +624,7 @@ fn decode_headed(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, 
             // mostly says so (a loose bound's residuals): each symbol one decision at the
             // same probability, taken as a branch the CPU predicts (`zeros`).
             let mut p = first;
+            let from = i;
             let above;
             (i, above) = if !matches!(m.cfg.context, Context::Grid(_)) {
                 // Only a run from context 0 (after a 0) goes on past its first symbol.
@@ -633,8 +635,8 @@ fn decode_headed(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, 
                 zeros(d, &mut p, adapt, i, n, |j| m.context_after_zeros(j) << BUCKET_BITS == ctx)
             };
             m.buckets[k] = p;
-            // The run's 0s, pushed at once.
-            out.resize(i - base, 0);
+            // The run's 0s, stored at once.
+            out[from - base..i - base].fill(0);
             if keeps_seen {
                 m.seen.resize(i, 0);
             }
@@ -643,7 +645,7 @@ fn decode_headed(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, 
             }
             // Symbol i's first head decision is taken: its bucket is above 0. (A walk call
             // shared with the one below, `from` 0 or 1, decoded 2-4 % slower.)
-            out.push(m.walk_from(ctx, 1, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?);
+            out[i - base] = m.walk_from(ctx, 1, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?;
             i += 1;
             continue;
         }
@@ -653,14 +655,14 @@ fn decode_headed(m: &mut Model, d: &mut Decoder, range: std::ops::Range<usize>, 
         let above = d.get(p.bound(d.range()));
         p.update(above, adapt);
         m.buckets[k] = p;
-        if above {
-            out.push(m.walk_from(ctx, 1, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?);
+        out[i - base] = if above {
+            m.walk_from(ctx, 1, 0, decisions(d, adapt)).ok_or(IMPOSSIBLE)?
         } else {
             if keeps_seen {
                 m.seen.push(0);
             }
-            out.push(0);
-        }
+            0
+        };
         i += 1;
         // An intact stream is read to at most 4 bytes past its end (the decoder's look-ahead).
         if d.overrun() > 4 {
