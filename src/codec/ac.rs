@@ -722,10 +722,10 @@ mod tests {
         v
     }
 
-    #[test]
-    fn round_trips_extremes_under_every_configuration() {
+    /// Blocks at the extremes, and a loose bound's residuals.
+    fn blocks() -> Vec<Vec<u64>> {
         let mut r = xorshift(0x9e37_79b9_7f4a_7c15);
-        let cases: Vec<Vec<u64>> = vec![
+        vec![
             vec![],
             vec![0],
             vec![u64::MAX],
@@ -739,7 +739,13 @@ mod tests {
             (0..3000).map(|_| match r() % 20 { 0 => r() % 50, 1 | 2 => 1, _ => 0 }).collect(),
             (0..3000).map(|i| if (i / 7) % 5 == 0 { 1 + i as u64 % 3 } else { 0 }).collect(),
             (0..5000).map(|_| match r() % 100 { 0 => r() % 50, 1 | 2 => 1, _ => 0 }).collect(),
-        ];
+            (0..4000).map(|_| if r() % 3 == 0 { r() % 4 } else { 0 }).collect(),
+        ]
+    }
+
+    #[test]
+    fn round_trips_extremes_under_every_configuration() {
+        let cases = blocks();
         for cfg in configs() {
             for v in &cases {
                 let side: Vec<i64> = (0..v.len() as i64).map(|i| i / 3).collect();
@@ -755,15 +761,7 @@ mod tests {
     /// stream never a panic.
     #[test]
     fn a_stream_in_ranges_decodes_what_decode_does() {
-        let mut r = xorshift(0x1234_5678_9abc_def1);
-        let cases: Vec<Vec<u64>> = vec![
-            vec![],
-            vec![3],
-            (0..3000).map(|_| r() % 1000).collect(),
-            (0..5000).map(|_| match r() % 100 { 0 => r() % 50, 1 | 2 => 1, _ => 0 }).collect(),
-            (0..5000).map(|i| if (i / 7) % 5 == 0 { 1 + i as u64 % 3 } else { 0 }).collect(),
-            (0..4000).map(|_| if r() % 3 == 0 { r() % 4 } else { 0 }).collect(),
-        ];
+        let cases = blocks();
         let mut cfgs: Vec<AcConfig> = configs().into_iter().filter(|c| c.repeat_side.is_none()).collect();
         for context in [Context::None, Context::Previous, Context::Grid(7)] {
             cfgs.push(AcConfig { tree_bits: 4, context, adapt: 255, repeats: false, repeat_side: None, short_buckets: true, head: 2 });
