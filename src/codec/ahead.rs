@@ -1,7 +1,7 @@
 //! A coder's stream (`rans`, `ac`) decoded on a second thread, a ring ahead of its reader.
 //! Reading an interpolation-coded field, the coder takes more than half the time and the walk
-//! the rest, and one waits on the other only through the ring: on two cores they overlap. The bytes and what
-//! they decode to are the same as on one thread; only who does the work changes.
+//! the rest, and one waits on the other only through the ring: on two cores they overlap. The
+//! bytes and what they decode to are the same as on one thread; only who does the work changes.
 //!
 //! One writer and one reader share the ring through two counters: the writer publishes what it
 //! has written (release), the reader what it has taken (release), and each reads the other's
