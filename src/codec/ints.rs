@@ -848,6 +848,20 @@ fn unsigned(residual: &[i64], sign: Sign) -> Vec<u64> {
     })
 }
 
+/// `unsigned`, in the residuals' own buffer where they own one (a stage's residuals): a block
+/// as large as a chunk then holds one buffer of 8 bytes a code, not two.
+fn unsigned_owned(residual: Cow<'_, [i64]>, sign: Sign) -> Vec<u64> {
+    match residual {
+        Cow::Borrowed(r) => unsigned(r, sign),
+        // `into_iter().map().collect()` from a Vec into one of the same size and alignment
+        // collects in place (std's in-place iteration), writing each slot after reading it.
+        Cow::Owned(r) => super::cpu::tuned(#[inline(always)] || match sign {
+            Sign::Zigzag => r.into_iter().map(super::stages::zigzag).collect(),
+            Sign::Unsigned => r.into_iter().map(|c| c as u64).collect(),
+        }),
+    }
+}
+
 /// Whether repeat decisions, priced on the block with its omitted elements, still pay on the
 /// `residual` coded without them (the omitted elements' residuals were mostly repeats; the rest
 /// may hold few).
@@ -937,6 +951,16 @@ fn kept<'a>(residual: Cow<'a, [i64]>, omitted: Option<&[bool]>) -> Cow<'a, [i64]
     }
 }
 
+/// `encode_omitting` for codes the caller is done with (a walk's symbols, no omissions): the
+/// same bytes, in less memory where the fast level codes the block (`encode_fast`).
+pub fn encode_owned(codes: Vec<i64>, level: i32, grid: Grid, refs: &Refs, threads: usize, out: &mut Vec<u8>) {
+    if super::fast(level) && codes.len() >= RANS_MIN {
+        encode_fast(Cow::Owned(codes), grid, refs, None, out)
+    } else {
+        encode_omitting(&codes, level, grid, refs, None, threads, out)
+    }
+}
+
 /// `encode_with` for a block whose `omitted` elements are stored elsewhere (exactly) and left
 /// out of the coded stream (FLAG_OMIT); the predictor still sees them, as `fill_codes` made them.
 /// With `threads` > 1 a large block's `rans` coding runs beside its other trials; the choice,
@@ -948,46 +972,7 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     // Levitus at 1e-3 came out 14 % larger.
     let kept_len = || codes.len() - omitted.map_or(0, |m| m.iter().filter(|&&o| o).count());
     if super::fast(level) && kept_len() >= RANS_MIN {
-        let Prediction { stages, residual, sign, context, .. } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Never);
-        let u = unsigned(&kept(residual, omitted), sign);
-        let again: Vec<Box<dyn CodesStage>> = stages.iter().map(|s| s.boxed_clone()).collect();
-        // `rans`'s block as priced (its head as written): coded below only where it may be kept.
-        let by_rans = RansTrial::new(stages, &u, sign, context);
-        let rans_priced = by_rans.priced;
-        // `ac` (without repeat decisions) is coded too only where its estimate, the entropy of
-        // runs of `AC_ESTIMATE_RUN` (what `ac` learns as it goes: a walk's symbols drift from
-        // its coarse levels to its fine ones), says it saves `AC_MARGIN`, which it must to be
-        // kept. On the NCEP winds at 1e-3 (blocks of 10 512) the estimate over whole blocks was
-        // 5 % above `rans`'s size and `ac` came 16 % under it, the runs' 13 % under; on the 27
-        // field/bound pairs one 2-D slice a chunk the runs' estimate made this level's files
-        // 0.22 % smaller in all than the whole block's (the winds at 1e-3 15 %), and left `ac`
-        // out of GloSea4's blocks at 1e-3 and NEMO's at 1e-4 (those logged), where it saves
-        // under 6 %. The estimate must show `AC_ESTIMATE_SLACK` more than the margin.
-        // Counted only until the estimate rules `ac` out (most blocks: a tenth of a level-1
-        // `pack` went to the estimate).
-        let may_save = |bits: f64| bits * (1.0 + AC_MARGIN) * (1.0 + AC_ESTIMATE_SLACK) < 8.0 * rans_priced;
-        let by_ac = cost_by_runs_passes(&u, AC_ESTIMATE_RUN, may_save).then(|| {
-            let cfg = ac_config(context, AC_TREE_BITS, false, None, super::ac::head(u.iter().copied()));
-            let mut b = Vec::new();
-            Chain { codes: again, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_coded(&super::ac::encode(&u, cfg, None), &mut b);
-            b
-        });
-        // As at every level, `rans` is kept unless `ac` saves more than `AC_MARGIN`; where
-        // `ac` saves it on `rans`'s priced block, `rans` is not coded. The priced block was
-        // 0.966-0.9996 of the coded one on the 744 large blocks of the 27 field/bound pairs
-        // one 2-D slice a chunk at this level, 0.988-0.9998 on the 39 of one chunk a field:
-        // never above, so the choice is the one coding both would make.
-        match by_ac {
-            Some(b) if rans_priced >= b.len() as f64 * (1.0 + AC_MARGIN) => out.extend_from_slice(&b),
-            by_ac => {
-                let by_rans = by_rans.code();
-                out.extend_from_slice(match &by_ac {
-                    Some(b) if by_rans.len() as f64 >= b.len() as f64 * (1.0 + AC_MARGIN) => b,
-                    _ => &by_rans,
-                });
-            }
-        }
-        return;
+        return encode_fast(Cow::Borrowed(codes), grid, refs, omitted, out);
     }
     let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Both);
     let residual = kept(residual, omitted);
@@ -1088,6 +1073,68 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
         }
     }
     out.extend_from_slice(&best);
+}
+
+/// `encode_omitting`'s fast level on a large block: `rans`, or `ac` where its estimate says it
+/// saves `AC_MARGIN` (see there). `codes` owned (`encode_owned`) are freed once a stage's
+/// residuals are made, and zigzagged in place where they are the residuals: a chunk's block then
+/// holds one buffer of 8 bytes a code through the coder, not two or three.
+fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, out: &mut Vec<u8>) {
+    let Prediction { stages, residual, sign, context, .. } = predictors(&codes, grid, refs, PriceAt::new(codes.len()), Repeats::Never);
+    // A stage's residuals (a delta's, most often) leave the codes spent: where the caller gave
+    // them up they are freed here, before the coder's buffers are made.
+    let residual = match residual {
+        Cow::Owned(r) => Some(r),
+        b @ Cow::Borrowed(_) => {
+            drop(b);
+            None
+        }
+    };
+    let residual = match residual {
+        Some(r) => {
+            drop(codes);
+            Cow::Owned(r)
+        }
+        None => codes,
+    };
+    let u = unsigned_owned(kept(residual, omitted), sign);
+    let again: Vec<Box<dyn CodesStage>> = stages.iter().map(|s| s.boxed_clone()).collect();
+    // `rans`'s block as priced (its head as written): coded below only where it may be kept.
+    let by_rans = RansTrial::new(stages, &u, sign, context);
+    let rans_priced = by_rans.priced;
+    // `ac` (without repeat decisions) is coded too only where its estimate, the entropy of
+    // runs of `AC_ESTIMATE_RUN` (what `ac` learns as it goes: a walk's symbols drift from
+    // its coarse levels to its fine ones), says it saves `AC_MARGIN`, which it must to be
+    // kept. On the NCEP winds at 1e-3 (blocks of 10 512) the estimate over whole blocks was
+    // 5 % above `rans`'s size and `ac` came 16 % under it, the runs' 13 % under; on the 27
+    // field/bound pairs one 2-D slice a chunk the runs' estimate made this level's files
+    // 0.22 % smaller in all than the whole block's (the winds at 1e-3 15 %), and left `ac`
+    // out of GloSea4's blocks at 1e-3 and NEMO's at 1e-4 (those logged), where it saves
+    // under 6 %. The estimate must show `AC_ESTIMATE_SLACK` more than the margin.
+    // Counted only until the estimate rules `ac` out (most blocks: a tenth of a level-1
+    // `pack` went to the estimate).
+    let may_save = |bits: f64| bits * (1.0 + AC_MARGIN) * (1.0 + AC_ESTIMATE_SLACK) < 8.0 * rans_priced;
+    let by_ac = cost_by_runs_passes(&u, AC_ESTIMATE_RUN, may_save).then(|| {
+        let cfg = ac_config(context, AC_TREE_BITS, false, None, super::ac::head(u.iter().copied()));
+        let mut b = Vec::new();
+        Chain { codes: again, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_coded(&super::ac::encode(&u, cfg, None), &mut b);
+        b
+    });
+    // As at every level, `rans` is kept unless `ac` saves more than `AC_MARGIN`; where
+    // `ac` saves it on `rans`'s priced block, `rans` is not coded. The priced block was
+    // 0.966-0.9996 of the coded one on the 744 large blocks of the 27 field/bound pairs
+    // one 2-D slice a chunk at this level, 0.988-0.9998 on the 39 of one chunk a field:
+    // never above, so the choice is the one coding both would make.
+    match by_ac {
+        Some(b) if rans_priced >= b.len() as f64 * (1.0 + AC_MARGIN) => out.extend_from_slice(&b),
+        by_ac => {
+            let by_rans = by_rans.code();
+            out.extend_from_slice(match &by_ac {
+                Some(b) if by_rans.len() as f64 >= b.len() as f64 * (1.0 + AC_MARGIN) => b,
+                _ => &by_rans,
+            });
+        }
+    }
 }
 
 pub fn decode(cur: &mut Cursor, n: usize) -> Result<Vec<i64>, String> {
@@ -1205,6 +1252,31 @@ mod tests {
                 assert_eq!(one, coded(4));
                 if omitted.is_none() {
                     assert_eq!(&decode(&mut Cursor::new(&one), n).unwrap(), codes);
+                }
+            }
+        }
+    }
+
+    /// Codes handed over (`encode_owned`, a walk's symbols) are coded to the bytes borrowed ones
+    /// are, whichever predictor wins (none on a walk's symbols, delta on a ramp, an offset on
+    /// noise far from 0, `ac` on sparse zeros), at the fast level and above it, on both sides
+    /// of the size where the fast level's own path starts.
+    #[test]
+    fn owned_codes_code_as_borrowed_ones() {
+        let mut r = crate::codec::xorshift(5);
+        for n in [RANS_MIN - 1, RANS_MIN, 3 * AC_SAMPLE] {
+            let walk: Vec<i64> = (0..n).map(|_| (r() % 7) as i64 - 3).collect();
+            let ramp: Vec<i64> = (0..n as i64).map(|i| 1000 + 5 * i + (r() % 3) as i64).collect();
+            let noise: Vec<i64> = (0..n).map(|_| (r() % 2000) as i64 + 1_000_000).collect();
+            let sparse: Vec<i64> = (0..n).map(|_| if r() % 40 == 0 { (r() % 9) as i64 - 4 } else { 0 }).collect();
+            for codes in [&walk, &ramp, &noise, &sparse] {
+                for level in [super::super::FAST_LEVEL, 9] {
+                    let mut borrowed = Vec::new();
+                    encode_omitting(codes, level, None, &Refs::NONE, None, 1, &mut borrowed);
+                    let mut owned = Vec::new();
+                    encode_owned(codes.clone(), level, None, &Refs::NONE, 1, &mut owned);
+                    assert_eq!(owned, borrowed, "n {n} level {level}");
+                    assert_eq!(&decode(&mut Cursor::new(&owned), n).unwrap(), codes);
                 }
             }
         }

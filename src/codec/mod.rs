@@ -796,6 +796,9 @@ impl ChunkCodec {
         w.sort_exact();
         // A search's trial walk (a chunk no larger than its box) gathered none.
         let st = w.stats.unwrap_or_else(|| error_stats(values, &w.exact, missing, |i| w.rebuilt[i]));
+        // The rebuilt values are spent: freed before the coder's buffers are made, which then
+        // reuse their pages (a fresh page's first touch is most of a short run's kernel time).
+        w.rebuilt = Vec::new();
         // A large block (`ints::sampled`) is coded as the fast level codes it, below
         // `SEARCH_LEVEL`: the default level's coder trials judge such a block on a run of it,
         // and on every one of the benchmark's they kept `rans` with the predictor the fast
@@ -806,7 +809,7 @@ impl ChunkCodec {
         // there `ac`, tried in full, saves 10 % that the fast level's estimate does not see.
         let level = if !exhaustive(level) && ints::sampled(w.symbols.len()) { FAST_LEVEL } else { level };
         let mut codes = Vec::new();
-        ints::encode_omitting(&w.symbols, level, None, &Refs::NONE, None, threads, &mut codes);
+        ints::encode_owned(std::mem::take(&mut w.symbols), level, None, &Refs::NONE, threads, &mut codes);
         let block = block::StagedBlock {
             step: 2.0 * tol,
             step_known: var.known_step() == Some(2.0 * tol),
