@@ -1084,18 +1084,11 @@ fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&
     // A stage's residuals (a delta's, most often) leave the codes spent: where the caller gave
     // them up they are freed here, before the coder's buffers are made.
     let residual = match residual {
-        Cow::Owned(r) => Some(r),
-        b @ Cow::Borrowed(_) => {
-            drop(b);
-            None
-        }
-    };
-    let residual = match residual {
-        Some(r) => {
+        Cow::Owned(r) => {
             drop(codes);
             Cow::Owned(r)
         }
-        None => codes,
+        Cow::Borrowed(_) => codes,
     };
     let u = unsigned_owned(kept(residual, omitted), sign);
     let again: Vec<Box<dyn CodesStage>> = stages.iter().map(|s| s.boxed_clone()).collect();
