@@ -669,6 +669,15 @@ const RANS_MIN: usize = 4096;
 /// through h5py) and issue63's largest columns (0.2-0.3 % larger, unpack 1.4x as fast); the
 /// jets table and the other fields do not move.
 pub(super) const AC_MARGIN: f64 = 0.06;
+/// The share `ac` must save on a walk's block long enough to be decoded beside the walk
+/// (`ahead::MIN_VALUES`), below `SEARCH_LEVEL`. There the coder's decoding sets the pace of
+/// the whole read, and `rans`'s is several times as fast: the NCEP winds at 1e-2 (one chunk,
+/// 126 144 walk symbols, which `ac` coded 9.9 % smaller) read behind SZ3's filter with `ac`
+/// (282.6 against 319.9 MB/s, run AK) and decode 1.37x as fast with `rans` (the sixteenth
+/// round). Of the 27 field/bound pairs at levels 3 and 9 no other block moves at this margin
+/// (`pack`, one chunk a field, every archive compared). `SEARCH_LEVEL` and above keep
+/// `AC_MARGIN`: the smallest file, whatever it costs to read.
+pub(super) const AC_MARGIN_STREAMED: f64 = 0.15;
 /// The run a block of twice this many codes or more first compares `ac` and `rans` on. `ac`
 /// learns from nothing on the run and `rans` pays tables for it alone; on the 27 field/bound
 /// pairs of the benchmark the run favoured `ac`: the three large blocks whose run said `ac`
@@ -951,13 +960,15 @@ fn kept<'a>(residual: Cow<'a, [i64]>, omitted: Option<&[bool]>) -> Cow<'a, [i64]
     }
 }
 
-/// `encode_omitting` for codes the caller is done with (a walk's symbols, no omissions): the
-/// same bytes, in less memory where the fast level codes the block (`encode_fast`).
+/// `encode_omitting` for a walk's symbols, which the caller is done with (no omissions): in
+/// less memory where the fast level codes the block (`encode_fast`), and with `ac` kept on a
+/// block long enough to stream beside the walk only where it saves `AC_MARGIN_STREAMED`.
 pub fn encode_owned(codes: Vec<i64>, level: i32, grid: Grid, refs: &Refs, threads: usize, out: &mut Vec<u8>) {
+    let margin = if codes.len() >= super::ahead::MIN_VALUES && !super::exhaustive(level) { AC_MARGIN_STREAMED } else { AC_MARGIN };
     if super::fast(level) && codes.len() >= RANS_MIN {
-        encode_fast(Cow::Owned(codes), grid, refs, None, out)
+        encode_fast(Cow::Owned(codes), grid, refs, None, margin, out)
     } else {
-        encode_omitting(&codes, level, grid, refs, None, threads, out)
+        encode_omitting_at(&codes, level, grid, refs, None, threads, margin, out)
     }
 }
 
@@ -966,13 +977,19 @@ pub fn encode_owned(codes: Vec<i64>, level: i32, grid: Grid, refs: &Refs, thread
 /// With `threads` > 1 a large block's `rans` coding runs beside its other trials; the choice,
 /// and so the block, is the same on any thread count.
 pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, threads: usize, out: &mut Vec<u8>) {
+    encode_omitting_at(codes, level, grid, refs, omitted, threads, AC_MARGIN, out)
+}
+
+/// `encode_omitting` with `ac` kept only where it saves `margin` over `rans`.
+#[allow(clippy::too_many_arguments)]
+fn encode_omitting_at(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, threads: usize, margin: f64, out: &mut Vec<u8>) {
     // A fast level codes a large block with `rans` and tries nothing else; its predictors are
     // priced for `rans`, which has no repeat decisions (pricing them was a fifth of a fast
     // write of one-slice chunks). A sample of runs of 256 instead of 4096 was no faster, and
     // Levitus at 1e-3 came out 14 % larger.
     let kept_len = || codes.len() - omitted.map_or(0, |m| m.iter().filter(|&&o| o).count());
     if super::fast(level) && kept_len() >= RANS_MIN {
-        return encode_fast(Cow::Borrowed(codes), grid, refs, omitted, out);
+        return encode_fast(Cow::Borrowed(codes), grid, refs, omitted, margin, out);
     }
     let Prediction { stages, residual, sign, context, repeats } = predictors(codes, grid, refs, PriceAt::new(codes.len()), Repeats::Both);
     let residual = kept(residual, omitted);
@@ -1011,7 +1028,7 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
             (Some(run), Some(r)) => {
                 let side = repeat_side.and_then(|v| refs.get(v as usize)).map(|s| &s[run.clone()]);
                 let a = super::ac::encode(&u[run.clone()], ac_cfg(context, AC_TREE_BITS), side).len();
-                (a as f64) * (1.0 + AC_MARGIN) < r
+                (a as f64) * (1.0 + margin) < r
             }
             _ => true,
         };
@@ -1067,8 +1084,8 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
     // A large block is also coded with `rans`, which decodes several times as fast as `ac`:
     // it is kept unless `ac` saves more than `AC_MARGIN` of the block.
     if let Some(b) = by_rans {
-        let margin = if by_ac_kept { 1.0 + AC_MARGIN } else { 1.0 };
-        if (b.len() as f64) < best.len() as f64 * margin {
+        let keep = if by_ac_kept { 1.0 + margin } else { 1.0 };
+        if (b.len() as f64) < best.len() as f64 * keep {
             best = b;
         }
     }
@@ -1076,10 +1093,10 @@ pub fn encode_omitting(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitt
 }
 
 /// `encode_omitting`'s fast level on a large block: `rans`, or `ac` where its estimate says it
-/// saves `AC_MARGIN` (see there). `codes` owned (`encode_owned`) are freed once a stage's
+/// saves `margin` (`AC_MARGIN`, see there, or the walk's). `codes` owned (`encode_owned`) are freed once a stage's
 /// residuals are made, and zigzagged in place where they are the residuals: a chunk's block then
 /// holds one buffer of 8 bytes a code through the coder, not two or three.
-fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, out: &mut Vec<u8>) {
+fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, margin: f64, out: &mut Vec<u8>) {
     let Prediction { stages, residual, sign, context, .. } = predictors(&codes, grid, refs, PriceAt::new(codes.len()), Repeats::Never);
     // A stage's residuals (a delta's, most often) leave the codes spent: where the caller gave
     // them up they are freed here, before the coder's buffers are made.
@@ -1106,7 +1123,7 @@ fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&
     // under 6 %. The estimate must show `AC_ESTIMATE_SLACK` more than the margin.
     // Counted only until the estimate rules `ac` out (most blocks: a tenth of a level-1
     // `pack` went to the estimate).
-    let may_save = |bits: f64| bits * (1.0 + AC_MARGIN) * (1.0 + AC_ESTIMATE_SLACK) < 8.0 * rans_priced;
+    let may_save = |bits: f64| bits * (1.0 + margin) * (1.0 + AC_ESTIMATE_SLACK) < 8.0 * rans_priced;
     let by_ac = cost_by_runs_passes(&u, AC_ESTIMATE_RUN, may_save).then(|| {
         let cfg = ac_config(context, AC_TREE_BITS, false, None, super::ac::head(u.iter().copied()));
         let mut b = Vec::new();
@@ -1119,11 +1136,11 @@ fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&
     // one 2-D slice a chunk at this level, 0.988-0.9998 on the 39 of one chunk a field:
     // never above, so the choice is the one coding both would make.
     match by_ac {
-        Some(b) if rans_priced >= b.len() as f64 * (1.0 + AC_MARGIN) => out.extend_from_slice(&b),
+        Some(b) if rans_priced >= b.len() as f64 * (1.0 + margin) => out.extend_from_slice(&b),
         by_ac => {
             let by_rans = by_rans.code();
             out.extend_from_slice(match &by_ac {
-                Some(b) if by_rans.len() as f64 >= b.len() as f64 * (1.0 + AC_MARGIN) => b,
+                Some(b) if by_rans.len() as f64 >= b.len() as f64 * (1.0 + margin) => b,
                 _ => &by_rans,
             });
         }
@@ -1251,21 +1268,25 @@ mod tests {
     }
 
     /// Codes handed over (`encode_owned`, a walk's symbols) are coded to the bytes borrowed ones
-    /// are, whichever predictor wins (none on a walk's symbols, delta on a ramp, an offset on
-    /// noise far from 0, `ac` on sparse zeros), at the fast level and above it, on both sides
-    /// of the size where the fast level's own path starts.
+    /// are at the margin the walk's block gets (`AC_MARGIN_STREAMED` on a block long enough
+    /// to stream beside the walk, below `SEARCH_LEVEL`), on inputs meant to draw each predictor
+    /// (none on a walk's symbols, delta on a ramp, an offset on noise far from 0, `ac` on
+    /// sparse zeros), at the fast level, the default and the search level, on both sides of
+    /// the size where the fast level's own path starts and of the streamed one.
     #[test]
     fn owned_codes_code_as_borrowed_ones() {
         let mut r = crate::codec::xorshift(5);
-        for n in [RANS_MIN - 1, RANS_MIN, 3 * AC_SAMPLE] {
+        for n in [RANS_MIN - 1, RANS_MIN, super::super::ahead::MIN_VALUES - 1, 3 * AC_SAMPLE] {
             let walk: Vec<i64> = (0..n).map(|_| (r() % 7) as i64 - 3).collect();
             let ramp: Vec<i64> = (0..n as i64).map(|i| 1000 + 5 * i + (r() % 3) as i64).collect();
             let noise: Vec<i64> = (0..n).map(|_| (r() % 2000) as i64 + 1_000_000).collect();
             let sparse: Vec<i64> = (0..n).map(|_| if r() % 40 == 0 { (r() % 9) as i64 - 4 } else { 0 }).collect();
             for codes in [&walk, &ramp, &noise, &sparse] {
-                for level in [super::super::FAST_LEVEL, 9] {
+                for level in [super::super::FAST_LEVEL, 9, super::super::SEARCH_LEVEL] {
+                    let streamed = n >= super::super::ahead::MIN_VALUES && level < super::super::SEARCH_LEVEL;
+                    let margin = if streamed { AC_MARGIN_STREAMED } else { AC_MARGIN };
                     let mut borrowed = Vec::new();
-                    encode_omitting(codes, level, None, &Refs::NONE, None, 1, &mut borrowed);
+                    encode_omitting_at(codes, level, None, &Refs::NONE, None, 1, margin, &mut borrowed);
                     let mut owned = Vec::new();
                     encode_owned(codes.clone(), level, None, &Refs::NONE, 1, &mut owned);
                     assert_eq!(owned, borrowed, "n {n} level {level}");
