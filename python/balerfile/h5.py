@@ -237,7 +237,9 @@ class Baler(Mapping):
             smaller in all on the benchmark's fields, at a third of the write speed). 1 (and
             below, 0 excepted) codes fast: no Lorenzo or zstd trial, the rANS coder (the
             adaptive one only where an estimate says it saves); on larger chunks up to a few
-            % larger than the default.
+            % larger than the default. Below 10 a walk's block of 64 Ki symbols or more keeps
+            the adaptive coder only where it saves 15 % (6 % from 10): such a chunk then reads
+            faster (the NCEP winds at 1e-2: 9.9 % larger, read 1.2x as fast).
     latent: 'f16' (default) or a bit count 2..16.
     piece_size: bytes (a power of two, 64 KiB to 1 GiB; default 4 MiB). A table chunk, or a
             field chunk of 3 or more dimensions, at least twice this size is cut along its

@@ -37,7 +37,8 @@ pub enum H5Command {
         /// says it saves); from 10 a chunk of one small 2-D slice is searched in full (below
         /// 10 its walk is chosen by an estimate: 0.2 % larger, 2.7x the write speed) and a
         /// walk's block of 131 072 codes or more gets every coder trial (below 10 it is coded
-        /// as at 1).
+        /// as at 1; below 10 a walk's block of 65 536 codes or more keeps the adaptive coder
+        /// only where it saves 15 %, not 6 %, and then reads faster).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(*balerfile::pack::LEVELS.start() as i64..=*balerfile::pack::LEVELS.end() as i64))]
         level: i32,
         /// table (rows x features: per-column bounds, a dense model) or field, for every
