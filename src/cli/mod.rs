@@ -60,8 +60,9 @@ enum Command {
         /// 10 its walk is chosen by an estimate: 0.2 % larger, 2.7x the write speed) and a
         /// walk's block of 131 072 codes or more gets every coder trial (below 10 it is coded
         /// as at 1; below 10 a walk's block of 65 536 codes or more keeps the adaptive coder
-        /// only where it saves 15 %, not 6 %, and then reads faster), and every chunk of a field searches its own walk (below 10 a field of four
-        /// or more chunks is searched on three, and where they agree every chunk takes it).
+        /// only where it saves 15 %, not 6 %, and then reads faster), and every chunk of a
+        /// field searches its own walk (below 10 a field of four or more chunks is searched on
+        /// three, and where they agree every chunk takes it).
         #[arg(long, default_value_t = balerfile::pack::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(*balerfile::pack::LEVELS.start() as i64..=*balerfile::pack::LEVELS.end() as i64))]
         level: i32,
         /// How 2-D float arrays are read: table (a variable per column, each with its own bound)

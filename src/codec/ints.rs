@@ -674,8 +674,8 @@ pub(super) const AC_MARGIN: f64 = 0.06;
 /// the whole read, and `rans`'s is several times as fast: the NCEP winds at 1e-2 (one chunk,
 /// 126 144 walk symbols, which `ac` coded 9.9 % smaller) read behind SZ3's filter with `ac`
 /// (282.6 against 319.9 MB/s, run AK) and decode 1.37x as fast with `rans` (the sixteenth
-/// round). Of the 27 field/bound pairs at levels 3 and 9 no other block moves at this margin
-/// (`pack`, one chunk a field, every archive compared). `SEARCH_LEVEL` and above keep
+/// round). Of the nine fields and GloSea4 x20 at three bounds, `pack`ed at levels 1, 3, 9 and
+/// 10 (4 MiB chunks), no other archive changed at this margin. `SEARCH_LEVEL` and above keep
 /// `AC_MARGIN`: the smallest file, whatever it costs to read.
 pub(super) const AC_MARGIN_STREAMED: f64 = 0.15;
 /// The run a block of twice this many codes or more first compares `ac` and `rans` on. `ac`
@@ -962,8 +962,9 @@ fn kept<'a>(residual: Cow<'a, [i64]>, omitted: Option<&[bool]>) -> Cow<'a, [i64]
 
 /// `encode_omitting` for a walk's symbols, which the caller is done with (no omissions): in
 /// less memory where the fast level codes the block (`encode_fast`), and with `ac` kept on a
-/// block long enough to stream beside the walk only where it saves `AC_MARGIN_STREAMED`.
-pub fn encode_owned(codes: Vec<i64>, level: i32, grid: Grid, refs: &Refs, threads: usize, out: &mut Vec<u8>) {
+/// block long enough to stream beside the walk (the decoder's `ahead`) only where it saves
+/// `AC_MARGIN_STREAMED`.
+pub fn encode_walk_symbols(codes: Vec<i64>, level: i32, grid: Grid, refs: &Refs, threads: usize, out: &mut Vec<u8>) {
     let margin = if codes.len() >= super::ahead::MIN_VALUES && !super::exhaustive(level) { AC_MARGIN_STREAMED } else { AC_MARGIN };
     if super::fast(level) && codes.len() >= RANS_MIN {
         encode_fast(Cow::Owned(codes), grid, refs, None, margin, out)
@@ -1082,7 +1083,7 @@ fn encode_omitting_at(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitte
         }
     }
     // A large block is also coded with `rans`, which decodes several times as fast as `ac`:
-    // it is kept unless `ac` saves more than `AC_MARGIN` of the block.
+    // it is kept unless `ac` saves more than `margin` of the block.
     if let Some(b) = by_rans {
         let keep = if by_ac_kept { 1.0 + margin } else { 1.0 };
         if (b.len() as f64) < best.len() as f64 * keep {
@@ -1093,9 +1094,10 @@ fn encode_omitting_at(codes: &[i64], level: i32, grid: Grid, refs: &Refs, omitte
 }
 
 /// `encode_omitting`'s fast level on a large block: `rans`, or `ac` where its estimate says it
-/// saves `margin` (`AC_MARGIN`, see there, or the walk's). `codes` owned (`encode_owned`) are freed once a stage's
-/// residuals are made, and zigzagged in place where they are the residuals: a chunk's block then
-/// holds one buffer of 8 bytes a code through the coder, not two or three.
+/// saves `margin` (`AC_MARGIN`, see there, or a streamed walk's). Codes owned
+/// (`encode_walk_symbols`) are freed once a stage's residuals are made, and zigzagged in place
+/// where they are the residuals: a chunk's block then holds one buffer of 8 bytes a code
+/// through the coder, not two or three.
 fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&[bool]>, margin: f64, out: &mut Vec<u8>) {
     let Prediction { stages, residual, sign, context, .. } = predictors(&codes, grid, refs, PriceAt::new(codes.len()), Repeats::Never);
     // A stage's residuals (a delta's, most often) leave the codes spent: where the caller gave
@@ -1114,13 +1116,13 @@ fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&
     let rans_priced = by_rans.priced;
     // `ac` (without repeat decisions) is coded too only where its estimate, the entropy of
     // runs of `AC_ESTIMATE_RUN` (what `ac` learns as it goes: a walk's symbols drift from
-    // its coarse levels to its fine ones), says it saves `AC_MARGIN`, which it must to be
+    // its coarse levels to its fine ones), says it saves `margin`, which it must to be
     // kept. On the NCEP winds at 1e-3 (blocks of 10 512) the estimate over whole blocks was
     // 5 % above `rans`'s size and `ac` came 16 % under it, the runs' 13 % under; on the 27
     // field/bound pairs one 2-D slice a chunk the runs' estimate made this level's files
     // 0.22 % smaller in all than the whole block's (the winds at 1e-3 15 %), and left `ac`
     // out of GloSea4's blocks at 1e-3 and NEMO's at 1e-4 (those logged), where it saves
-    // under 6 %. The estimate must show `AC_ESTIMATE_SLACK` more than the margin.
+    // under 6 % (`AC_MARGIN`). The estimate must show `AC_ESTIMATE_SLACK` more than the margin.
     // Counted only until the estimate rules `ac` out (most blocks: a tenth of a level-1
     // `pack` went to the estimate).
     let may_save = |bits: f64| bits * (1.0 + margin) * (1.0 + AC_ESTIMATE_SLACK) < 8.0 * rans_priced;
@@ -1130,7 +1132,7 @@ fn encode_fast(codes: Cow<'_, [i64]>, grid: Grid, refs: &Refs, omitted: Option<&
         Chain { codes: again, to_bytes: Box::new(Arithmetic { cfg, sign }), bytes: vec![] }.write_coded(&super::ac::encode(&u, cfg, None), &mut b);
         b
     });
-    // As at every level, `rans` is kept unless `ac` saves more than `AC_MARGIN`; where
+    // As at every level, `rans` is kept unless `ac` saves more than `margin`; where
     // `ac` saves it on `rans`'s priced block, `rans` is not coded. The priced block was
     // 0.966-0.9996 of the coded one on the 744 large blocks of the 27 field/bound pairs
     // one 2-D slice a chunk at this level, 0.988-0.9998 on the 39 of one chunk a field:
@@ -1267,7 +1269,7 @@ mod tests {
         }
     }
 
-    /// Codes handed over (`encode_owned`, a walk's symbols) are coded to the bytes borrowed ones
+    /// Codes handed over (`encode_walk_symbols`, a walk's symbols) are coded to the bytes borrowed ones
     /// are at the margin the walk's block gets (`AC_MARGIN_STREAMED` on a block long enough
     /// to stream beside the walk, below `SEARCH_LEVEL`), on inputs meant to draw each predictor
     /// (none on a walk's symbols, delta on a ramp, an offset on noise far from 0, `ac` on
@@ -1288,7 +1290,7 @@ mod tests {
                     let mut borrowed = Vec::new();
                     encode_omitting_at(codes, level, None, &Refs::NONE, None, 1, margin, &mut borrowed);
                     let mut owned = Vec::new();
-                    encode_owned(codes.clone(), level, None, &Refs::NONE, 1, &mut owned);
+                    encode_walk_symbols(codes.clone(), level, None, &Refs::NONE, 1, &mut owned);
                     assert_eq!(owned, borrowed, "n {n} level {level}");
                     assert_eq!(&decode(&mut Cursor::new(&owned), n).unwrap(), codes);
                 }

@@ -806,10 +806,11 @@ impl ChunkCodec {
         // 44 chunks at 1e-2, 1e-3, 1e-4: the same bytes). What they cost: GloSea4 x20's default
         // `pack` at 1e-2, one thread, took 1.70-1.99 s without them against 1.85-2.64 with
         // (five alternated runs). A smaller block (the NCEP winds': 126 144 codes) keeps them:
-        // there `ac`, tried in full, saves 10 % that the fast level's estimate does not see.
+        // there `ac`, tried in full, saves 10 % that the fast level's estimate does not see
+        // (kept from `SEARCH_LEVEL`; below it such a block needs `ints::AC_MARGIN_STREAMED`).
         let level = if !exhaustive(level) && ints::sampled(w.symbols.len()) { FAST_LEVEL } else { level };
         let mut codes = Vec::new();
-        ints::encode_owned(std::mem::take(&mut w.symbols), level, None, &Refs::NONE, threads, &mut codes);
+        ints::encode_walk_symbols(std::mem::take(&mut w.symbols), level, None, &Refs::NONE, threads, &mut codes);
         let block = block::StagedBlock {
             step: 2.0 * tol,
             step_known: var.known_step() == Some(2.0 * tol),
