@@ -1298,6 +1298,50 @@ mod tests {
         }
     }
 
+    /// The margin a walk's block needs decides where it should: on walk symbols of the NCEP
+    /// winds' count (126 144, long enough to stream beside the walk) that `ac` codes between
+    /// `AC_MARGIN` and `AC_MARGIN_STREAMED` smaller than `rans` (a smooth 12x73x144 field at a
+    /// loose bound), the walk's block keeps `rans` at the pack and filter default levels and
+    /// `ac` at `SEARCH_LEVEL`, where the smallest file is asked for.
+    #[test]
+    fn the_streamed_margin_keeps_rans_where_ac_saves_less() {
+        use crate::codec::interp;
+        let (t, y, x) = (12usize, 73usize, 144usize);
+        let mut r = crate::codec::xorshift(1);
+        let field: Vec<f64> = (0..t * y * x)
+            .map(|i| {
+                let (a, b, c) = ((i / (y * x)) as f64 / t as f64, ((i / x) % y) as f64 / y as f64, (i % x) as f64 / x as f64);
+                let tau = std::f64::consts::TAU;
+                let v = 20.0 * (tau * 2.0 * b + 0.3).sin() * (tau * (3.0 * c + 0.5 * a) + 1.1).cos()
+                    + 8.0 * (tau * (5.0 * b + 7.0 * c) + 2.0).sin()
+                    + 3.0 * (tau * (17.0 * c + 11.0 * b + a) + 0.7).sin()
+                    + ((r() % 1000) as f64 - 500.0) * 1e-5;
+                v as f32 as f64
+            })
+            .collect();
+        let cfg = interp::candidates([t, y, x])[0];
+        let codes = interp::quantise(&cfg, crate::dtype::DType::F32, &field, |_| true, 3.0).symbols;
+        assert!(codes.len() >= super::super::ahead::MIN_VALUES);
+        let at = |level, margin| {
+            let mut b = Vec::new();
+            encode_omitting_at(&codes, level, None, &Refs::NONE, None, 1, margin, &mut b);
+            b
+        };
+        let walk = |level| {
+            let mut b = Vec::new();
+            encode_walk_symbols(codes.clone(), level, None, &Refs::NONE, 1, &mut b);
+            b
+        };
+        for level in [crate::h5filter::params::DEFAULT_LEVEL, crate::pack::DEFAULT_LEVEL, super::super::SEARCH_LEVEL] {
+            // `ac` kept whatever it saves, and never.
+            let (by_ac, by_rans) = (at(level, 0.0), at(level, 1.0));
+            let saves = 1.0 - by_ac.len() as f64 / by_rans.len() as f64;
+            assert!(saves > AC_MARGIN && saves < AC_MARGIN_STREAMED, "level {level}: `ac` saves {saves:.3}, outside the margins");
+            let want = if super::super::exhaustive(level) { by_ac } else { by_rans };
+            assert!(walk(level) == want, "level {level}: the walk's block took the other coder");
+        }
+    }
+
     /// Blocks whose exact elements are left out (FLAG_OMIT): whatever predictor wins (Lorenzo
     /// on a field, delta on a ramp, an offset or none on noise), the decoder rebuilds every
     /// code the encoder held, the omitted ones as `fill_codes` made them, for masks that lead,
