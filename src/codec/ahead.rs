@@ -150,7 +150,8 @@ impl Writer<'_> {
                 } else {
                     // SAFETY: this value's slot is the `wide`-th to hold WIDE; the one before it
                     // at `wide % RING` was the (wide - RING)-th, whose slot lies at least RING
-                    // slots back (RING slots hold WIDE between), so before `taken` above: the
+                    // slots back (the RING + 1 slots from it to this one are distinct), so
+                    // before `taken` above (this slot is under taken + RING): the
                     // reader read its value before publishing `taken` past it. It reads this one
                     // only after `written` below. The index is inside the ring.
                     unsafe { *UnsafeCell::raw_get(ring.wide.as_ptr().add(wide & (RING - 1))) = v };
@@ -276,7 +277,7 @@ mod tests {
 
     impl Fill for List {
         fn remaining(&self) -> usize {
-            self.values.len() - self.at
+            self.values.len().saturating_sub(self.at)
         }
         fn fill(&mut self, out: &mut [u64]) {
             for o in out {

@@ -1333,7 +1333,7 @@ mod tests {
             b
         };
         for level in [crate::h5filter::params::DEFAULT_LEVEL, crate::pack::DEFAULT_LEVEL, super::super::SEARCH_LEVEL] {
-            // `ac` kept whatever it saves, and never.
+            // `ac` kept wherever it saves, and only where it would halve the block (here: never).
             let (by_ac, by_rans) = (at(level, 0.0), at(level, 1.0));
             let saves = 1.0 - by_ac.len() as f64 / by_rans.len() as f64;
             assert!(saves > AC_MARGIN && saves < AC_MARGIN_STREAMED, "level {level}: `ac` saves {saves:.3}, outside the margins");
